@@ -1,0 +1,1 @@
+"""Bridges: workflow events to mail, official document dispatch and registration."""

@@ -1,0 +1,1 @@
+"""Delivery: the one submission path, durable queue, routing, retries, bounces, DKIM."""

@@ -1,0 +1,1 @@
+"""Mail store and directory: schema, accounts, folders, messages, blobs, search, partitions."""

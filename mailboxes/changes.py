@@ -1,0 +1,55 @@
+"""The in-process change bus: commit first, then broadcast folder changes to IMAP IDLE and the webmail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .model import FolderRef
+
+MAX_PENDING_EVENTS = 1000  # per listener; a slow listener loses events, then resyncs from MODSEQ
+
+
+@dataclass(frozen=True)
+class FolderChanged:
+    """Something in a folder changed; listeners ask the store what (changes since their MODSEQ)."""
+
+    folder: FolderRef
+    highestmodseq: int
+    kind: str  # "append" | "flags" | "expunge" | "folder"
+
+
+class Listener:
+    def __init__(self, bus: "ChangeBus", key: object) -> None:
+        self._bus = bus
+        self._key = key
+        self.queue: asyncio.Queue[FolderChanged] = asyncio.Queue(MAX_PENDING_EVENTS)
+
+    async def get(self) -> FolderChanged:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._bus._listeners[self._key].discard(self)
+
+
+class ChangeBus:
+    """Listeners subscribe to a folder (or an account: key (partition, 'account', id))."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[object, set[Listener]] = defaultdict(set)
+
+    def listen(self, key: object) -> Listener:
+        lst = Listener(self, key)
+        self._listeners[key].add(lst)
+        return lst
+
+    def publish(self, key: object, event: FolderChanged) -> None:
+        for lst in list(self._listeners.get(key, ())):
+            try:
+                lst.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                pass  # the listener resyncs from MODSEQ when it next looks
+
+    def listeners(self, key: object) -> int:
+        return len(self._listeners.get(key, ()))

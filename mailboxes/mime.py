@@ -1,0 +1,960 @@
+"""Parse once: a raw message becomes its envelope, body structure with byte offsets, decoded headers and search text.
+
+Implementation notes
+- `parse_message` never raises on broken MIME. It works on the raw bytes with its own header
+  and boundary scanner, so every part carries exact offsets (header_start <= body_start <=
+  body_end) and IMAP BODY[section] is a slice of the stored blob, never a re-parse.
+- Header values are kept RAW for IMAP (unfolded per RFC 5322 §2.2.3, leading/trailing
+  whitespace removed) as str decoded with UTF-8 + surrogateescape: valid UTF-8 reads as
+  text and 8-bit GBK/Big5 bytes come back byte-for-byte via `charsets.raw_bytes`.
+- Offsets are octets of the stored blob. They equal what IMAP clients count only if the blob
+  has CRLF line ends (as SMTP and APPEND deliver); LF-only input is indexed but not rewritten.
+- Part numbering follows RFC 3501 §6.4.5; see `find_part`, `iter_parts` and `section_range`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Iterator
+
+from mailboxes.charsets import (
+    codec_for, decode_header_value, decode_rfc2231_value, decode_text, decode_transfer,
+    html_charset, html_to_text, raw_bytes,
+)
+
+__all__ = [
+    "Address", "Envelope", "BodyPart", "EmbeddedMessage", "Attachment", "ParsedMessage",
+    "parse_message", "find_part", "iter_parts", "section_range", "header_fields",
+    "decode_header_value", "decoded_params",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 50                 # nesting of multiparts and message/rfc822 we descend into
+MAX_PARTS = 2000               # body parts per message; further parts stay inside their parent
+MAX_TEXT_CHARS = 1 << 20       # the search text extract is cut at 1 Mi characters
+MAX_TEXT_PART_OCTETS = 8 << 20  # encoded octets read from one text part for the extract
+HINT_SCAN_OCTETS = 256 << 10   # how far to look for a declared charset to decode raw 8-bit headers
+
+# Headers kept decoded for SEARCH and the webmail (all occurrences, top-level header only).
+SEARCH_HEADERS = ("subject", "from", "to", "cc", "bcc", "reply-to", "sender", "date",
+                  "message-id", "in-reply-to", "references", "list-id")
+
+MISSING_MAILBOX = "MISSING_MAILBOX"  # as Dovecot: a NIL host would read as a group marker
+MISSING_DOMAIN = "MISSING_DOMAIN"    # (RFC 3501 §7.4.2), so missing parts are named instead
+
+
+# --- the stored shapes -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """RFC 3501 §7.4.2 address; a group start has only `mailbox` (the group name), a group end nothing."""
+    name: str | None             # raw display name (may hold RFC 2047 words)
+    adl: str | None              # source route, "@a,@b"
+    mailbox: str | None
+    host: str | None
+    name_decoded: str | None = None
+
+    @property
+    def is_group_start(self) -> bool:
+        return self.host is None and self.mailbox is not None
+
+    @property
+    def is_group_end(self) -> bool:
+        return self.host is None and self.mailbox is None
+
+    @property
+    def addr_spec(self) -> str | None:
+        return None if self.host is None else f"{self.mailbox}@{self.host}"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """RFC 3501 §7.4.2 ENVELOPE with raw values, plus decoded forms for webmail and SEARCH."""
+    date: str | None = None
+    subject: str | None = None
+    from_: tuple[Address, ...] = ()
+    sender: tuple[Address, ...] = ()      # defaults to from_ (RFC 3501 §7.4.2)
+    reply_to: tuple[Address, ...] = ()    # defaults to from_
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    bcc: tuple[Address, ...] = ()
+    in_reply_to: str | None = None
+    message_id: str | None = None
+    subject_decoded: str = ""
+    date_parsed: datetime | None = None   # aware; for SENTBEFORE / SENTON / SENTSINCE
+
+
+@dataclass(frozen=True, slots=True)
+class BodyPart:
+    """One MIME entity: what BODYSTRUCTURE needs, plus its byte range in the raw message.
+
+    `params` and `disposition_params` are in header form: names lowercased, RFC 2231
+    continuations merged into one `name*` value (as Dovecot does), values not decoded;
+    `decoded_params()` gives the decoded view. Offsets: MIME header is
+    raw[header_start:body_start] (blank line included), body is raw[body_start:body_end].
+    """
+    type: str
+    subtype: str
+    params: tuple[tuple[str, str], ...] = ()
+    id: str | None = None
+    description: str | None = None
+    encoding: str = "7bit"
+    size: int = 0                        # octets of the encoded body
+    lines: int | None = None             # text/* and message/rfc822 only
+    md5: str | None = None
+    disposition: str | None = None
+    disposition_params: tuple[tuple[str, str], ...] = ()
+    language: tuple[str, ...] = ()
+    location: str | None = None
+    header_start: int = 0
+    body_start: int = 0
+    body_end: int = 0
+    parts: tuple[BodyPart, ...] = ()              # multipart children
+    message: EmbeddedMessage | None = None        # message/rfc822 content
+
+    @property
+    def content_type(self) -> str:
+        return f"{self.type}/{self.subtype}"
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.type == "multipart"
+
+    def param(self, name: str) -> str | None:
+        """A Content-Type parameter in header form (not decoded), e.g. charset or boundary."""
+        for key, value in self.params:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def filename(self) -> str | None:
+        """Decoded file name: Content-Disposition filename, else Content-Type name."""
+        return _filename(self, None)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedMessage:
+    envelope: Envelope
+    body: BodyPart   # header_start == the message/rfc822 part's body_start
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    path: tuple[int, ...]
+    filename: str | None
+    content_type: str
+    size: int        # decoded octets for base64 (counted, not decoded), encoded octets otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    size: int
+    header_end: int                               # end of the top-level header incl. blank line
+    envelope: Envelope
+    body: BodyPart
+    headers_decoded: tuple[tuple[str, str], ...]
+    text: str
+    attachments: tuple[Attachment, ...]
+
+    def to_json(self, *, include_text: bool = True) -> str:
+        """Compact JSON; the store may keep `text` in the search index only (include_text=False)."""
+        return _dumps(self, include_text)
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> ParsedMessage:
+        return _loads(data)
+
+
+# --- header scanning on bytes ------------------------------------------------------------
+
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*")   # RFC 5322 §3.6.8 ftext, obs WSP
+
+
+def _scan_header(raw: bytes, start: int, end: int) -> tuple[list[list], int]:
+    """Header fields of the entity at raw[start:end] as [name, start, colon, end], and body start.
+
+    RFC 5322 §2.1: fields, then an empty line, then the body. The first line that is neither
+    a field nor a continuation starts the body (no blank line: a broken but common case).
+    """
+    fields: list[list] = []
+    pos = start
+    find = raw.find
+    while pos < end:
+        nl = find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl + 1
+        first = raw[pos]
+        if first == 0x0A or (first == 0x0D and not raw[pos:line_end].strip(b"\r\n")):
+            return fields, line_end
+        if first == 0x20 or first == 0x09:   # RFC 5322 §2.2.3 folded continuation
+            if fields:
+                fields[-1][3] = line_end
+            pos = line_end
+            continue
+        colon = find(b":", pos, line_end)
+        if colon < 0 or not _FIELD_NAME.fullmatch(raw, pos, colon):
+            if pos == start and raw.startswith(b"From ", pos):   # mbox separator line
+                pos = line_end
+                continue
+            return fields, pos
+        fields.append([raw[pos:colon].rstrip(b" \t").lower().decode("ascii"), pos, colon, line_end])
+        pos = line_end
+    return fields, end
+
+
+def _field_value(raw: bytes, field: list) -> str:
+    value = raw[field[2] + 1:field[3]].replace(b"\r\n", b"").replace(b"\n", b"")
+    return value.strip(b" \t\r").decode("utf-8", "surrogateescape")
+
+
+def _first_fields(raw: bytes, fields: list[list]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for field in fields:
+        if field[0] not in values:
+            values[field[0]] = _field_value(raw, field)
+    return values
+
+
+def header_fields(raw: bytes, names, exclude: bool = False) -> bytes:
+    """BODY[HEADER.FIELDS (names)] / HEADER.FIELDS.NOT of the header block at the start of raw.
+
+    RFC 3501 §6.4.5: the matching lines as they are (folding kept), then the blank line.
+    """
+    wanted = {n.decode("ascii", "replace").lower() if isinstance(n, bytes) else n.lower()
+              for n in names}
+    fields, _ = _scan_header(raw, 0, len(raw))
+    out = []
+    for name, start, _colon, end in fields:
+        if (name in wanted) != exclude:
+            line = raw[start:end]
+            out.append(line if line.endswith(b"\n") else line + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+# --- Content-* values --------------------------------------------------------------------
+
+_TOKEN = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+')        # RFC 2045 §5.1 token
+_PARAM_NAME = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+')
+_RFC2231_NAME = re.compile(r"([^*]+)\*(?:(\d{1,3})(\*?))?")        # RFC 2231 §3, §4
+
+
+def _comment_end(s: str, i: int) -> int:
+    """End of the RFC 5322 §3.2.2 comment at s[i] == "(": nested, with quoted-pairs."""
+    depth, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def _skip_cfws(s: str, i: int) -> int:
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c in " \t\r\n":
+            i += 1
+        elif c == "(":
+            i = _comment_end(s, i)
+        else:
+            break
+    return min(i, n)
+
+
+def _quoted(s: str, i: int) -> tuple[str, int]:
+    """RFC 5322 §3.2.4 quoted-string at s[i] == '"'; an unterminated one runs to the end."""
+    out = []
+    i += 1
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == '"':
+            return "".join(out), i + 1
+        if c == "\\" and i + 1 < n:
+            i += 1
+            c = s[i]
+        out.append(c)
+        i += 1
+    return "".join(out), n
+
+
+def _parse_params(s: str, i: int) -> list[tuple[str, str]]:
+    """RFC 2045 §5.1 `*(";" parameter)`, tolerant of missing ";", junk and unquoted spaces."""
+    out = []
+    n = len(s)
+    while i < n:
+        i = _skip_cfws(s, i)
+        if i >= n:
+            break
+        if s[i] == ";":
+            i += 1
+            continue
+        m = _PARAM_NAME.match(s, i)
+        if m is None:
+            j = s.find(";", i)
+            if j < 0:
+                break
+            i = j
+            continue
+        name = m.group().lower()
+        i = _skip_cfws(s, m.end())
+        if i >= n or s[i] != "=":
+            continue
+        i = _skip_cfws(s, i + 1)
+        if i < n and s[i] == '"':
+            value, i = _quoted(s, i)
+        else:   # token, or the broken unquoted forms (spaces, 8-bit, "==?gbk?B?...?=")
+            j = s.find(";", i)
+            j = n if j < 0 else j
+            value = s[i:j].strip()
+            k = value.find(" (")
+            if k > 0 and value.endswith(")"):
+                value = value[:k].rstrip()
+            i = j
+        out.append((name, value))
+    return _merge_rfc2231(out)
+
+
+def _merge_rfc2231(params: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """RFC 2231 §3-4: join name*0, name*1* ... into one `name*` (or `name`) value, as Dovecot does.
+
+    Segments are not decoded; unencoded segments of an extended value get "%" escaped and a
+    missing "charset'lang'" prefix becomes "''", so the result decodes as one extended value.
+    Missing or duplicate indexes leave the segments as they were.
+    """
+    if not any("*" in name for name, _ in params):
+        return tuple(params)
+    out: list = []
+    groups: dict[str, list[tuple[int, bool, str]]] = {}
+    for name, value in params:
+        m = _RFC2231_NAME.fullmatch(name)
+        if m is None:
+            out.append((name, value))
+            continue
+        base = m.group(1)
+        index = 0 if m.group(2) is None else int(m.group(2))
+        extended = m.group(2) is None or m.group(3) == "*"
+        if base not in groups:
+            groups[base] = []
+            out.append(base)
+        groups[base].append((index, extended, value))
+    merged = []
+    for item in out:
+        if isinstance(item, tuple):
+            merged.append(item)
+            continue
+        segs = sorted(groups[item], key=lambda seg: seg[0])
+        if [seg[0] for seg in segs] != list(range(len(segs))):
+            merged.extend((f"{item}*{i}{'*' if ext else ''}", v) for i, ext, v in segs)
+            continue
+        any_ext = any(ext for _, ext, _ in segs)
+        value = "''" if any_ext and not segs[0][1] else ""
+        for _, ext, v in segs:
+            value += v.replace("%", "%25") if any_ext and not ext else v
+        merged.append((item + "*" if any_ext else item, value))
+    return tuple(merged)
+
+
+def decoded_params(params: tuple[tuple[str, str], ...], fallback: str | None = None) -> dict[str, str]:
+    """Decoded parameter values by plain name: RFC 2231 `name*` wins over `name` (RFC 2047 / 8-bit)."""
+    out: dict[str, str] = {}
+    for name, value in params:
+        if name.endswith("*") and "*" not in name[:-1]:
+            out[name[:-1]] = decode_rfc2231_value(value, fallback)
+    for name, value in params:
+        if "*" not in name and name not in out:
+            out[name] = decode_header_value(value, fallback)
+    return out
+
+
+def _parse_content_type(value: str) -> tuple[str | None, str | None, tuple]:
+    i = _skip_cfws(value, 0)
+    m = _TOKEN.match(value, i)
+    main = sub = None
+    if m:
+        main = m.group().lower()
+        i = _skip_cfws(value, m.end())
+        if i < len(value) and value[i] == "/":
+            i = _skip_cfws(value, i + 1)
+            m = _TOKEN.match(value, i)
+            if m:
+                sub = m.group().lower()
+                i = m.end()
+    return main, sub, _parse_params(value, i)
+
+
+def _parse_token_value(value: str | None) -> tuple[str | None, tuple]:
+    if value is None:
+        return None, ()
+    i = _skip_cfws(value, 0)
+    m = _TOKEN.match(value, i)
+    if m is None:
+        return None, ()
+    return m.group().lower(), _parse_params(value, m.end())
+
+
+def _parse_encoding(value: str | None) -> str:
+    if value is not None:
+        m = _TOKEN.match(value, _skip_cfws(value, 0))
+        if m is not None and _skip_cfws(value, m.end()) == len(value):
+            return m.group().lower()
+    return "7bit"   # missing or invalid (e.g. "?invalid"): the RFC 2045 §6.1 default
+
+
+# --- addresses (RFC 5322 §3.4, with the obsolete and broken forms real mail has) ---------
+
+_ADDR_TOKEN = re.compile(r'''
+    (?P<ws>[ \t\r\n]+)
+  | (?P<q>"(?:[^"\\]|\\.)*"?)
+  | (?P<c>\()
+  | (?P<lit>\[[^\]]*\]?)
+  | (?P<atom>[^ \t\r\n()<>@,;:\\".\[\]]+)
+  | (?P<sp>[<>@,;:.\\\])])
+''', re.X | re.S)
+
+
+def _addr_tokens(s: str) -> list[tuple[str, str, bool]]:
+    """(kind, text, whitespace_before); kinds: atom, q, lit, c (comment) or the special itself."""
+    toks = []
+    i, n, space = 0, len(s), False
+    while i < n:
+        m = _ADDR_TOKEN.match(s, i)
+        kind = m.lastgroup
+        if kind == "ws":
+            space = True
+            i = m.end()
+            continue
+        if kind == "c":
+            j = _comment_end(s, i)
+            toks.append(("c", s[i + 1:j - 1] if s[j - 1:j] == ")" else s[i + 1:j], space))
+            i = j
+        elif kind == "q":
+            text, _ = _quoted(s, i)
+            toks.append(("q", text, space))
+            i = m.end()
+        elif kind == "sp":
+            toks.append((m.group(), m.group(), space))
+            i = m.end()
+        else:
+            toks.append(("atom" if kind == "atom" else "lit", m.group(), space))
+            i = m.end()
+        space = False
+    return toks
+
+
+_GLUE = (".", "@")
+
+
+def _join(toks, spaced: bool) -> str:
+    out = []
+    for kind, text, space in toks:
+        if kind == "c":
+            continue
+        if spaced and out and space and kind not in _GLUE and out[-1] not in _GLUE:
+            out.append(" ")
+        out.append(text)
+    return "".join(out)
+
+
+def _addr_spec(toks) -> tuple[str | None, str | None, str | None]:
+    """(adl, mailbox, host) from tokens of an addr-spec, optionally led by an obs-route."""
+    toks = [t for t in toks if t[0] != "c"]
+    adl = None
+    if toks and toks[0][0] == "@":
+        colon = next((k for k, t in enumerate(toks) if t[0] == ":"), None)
+        if colon is not None:
+            adl = _join(toks[:colon], False)
+            toks = toks[colon + 1:]
+    at = next((k for k in range(len(toks) - 1, -1, -1) if toks[k][0] == "@"), None)
+    if at is None:
+        return adl, _join(toks, True) or None, None
+    return adl, _join(toks[:at], False) or None, _join(toks[at + 1:], False) or None
+
+
+def _mailbox(toks, i: int, stops: str, hint: str | None) -> tuple[Address | None, int]:
+    n = len(toks)
+    phrase, comments, angle = [], [], None
+    while i < n and toks[i][0] not in stops:
+        kind = toks[i][0]
+        if kind == "<" and angle is None:
+            j, inner = i + 1, []
+            while j < n and toks[j][0] != ">":
+                if toks[j][0] in stops and not (inner and inner[0][0] == "@"):
+                    break
+                inner.append(toks[j])
+                j += 1
+            angle = inner
+            i = j + 1 if j < n and toks[j][0] == ">" else j
+            continue
+        if kind == "c":
+            comments.append(toks[i][1])
+        elif angle is None:
+            phrase.append(toks[i])
+        i += 1
+    if angle is not None:
+        name = _join(phrase, True) or None
+        adl, local, host = _addr_spec(angle)
+    else:
+        adl, local, host = _addr_spec(phrase)
+        name = comments[-1].strip() if comments and comments[-1].strip() else None
+    if local is None and host is None and name is None:
+        return None, i
+    decoded = None if name is None else decode_header_value(name, hint)
+    return Address(name, adl, local or MISSING_MAILBOX, host or MISSING_DOMAIN, decoded), i
+
+
+def _parse_addresses(value: str | None, hint: str | None = None) -> tuple[Address, ...]:
+    """RFC 3501 §7.4.2 address list, groups as start/end markers; ";" also separates (Outlook)."""
+    if not value:
+        return ()
+    toks = _addr_tokens(value)
+    out: list[Address] = []
+    i, n = 0, len(toks)
+    while i < n:
+        if toks[i][0] in ",;>":
+            i += 1
+            continue
+        j = i
+        while j < n and toks[j][0] not in ":<@,;":
+            j += 1
+        if j < n and toks[j][0] == ":" and j > i:   # RFC 5322 §3.4 group
+            out.append(Address(None, None, _join(toks[i:j], True), None))
+            i = j + 1
+            while i < n and toks[i][0] != ";":
+                if toks[i][0] in ",:":
+                    i += 1
+                    continue
+                addr, i = _mailbox(toks, i, ",;", hint)
+                if addr is not None:
+                    out.append(addr)
+            out.append(Address(None, None, None, None))
+            i += 1
+            continue
+        addr, i = _mailbox(toks, i, ",;", hint)
+        if addr is not None:
+            out.append(addr)
+    return tuple(out)
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _envelope(values: dict[str, str], hint: str | None) -> Envelope:
+    """RFC 3501 §7.4.2 ENVELOPE from the first occurrence of each header."""
+    from_ = _parse_addresses(values.get("from"), hint)
+    subject = values.get("subject")
+    date = values.get("date")
+    return Envelope(
+        date=date, subject=subject, from_=from_,
+        sender=_parse_addresses(values.get("sender"), hint) or from_,
+        reply_to=_parse_addresses(values.get("reply-to"), hint) or from_,
+        to=_parse_addresses(values.get("to"), hint),
+        cc=_parse_addresses(values.get("cc"), hint),
+        bcc=_parse_addresses(values.get("bcc"), hint),
+        in_reply_to=values.get("in-reply-to"), message_id=values.get("message-id"),
+        subject_decoded="" if subject is None else decode_header_value(subject, hint),
+        date_parsed=_parse_date(date),
+    )
+
+
+# --- the body structure tree -------------------------------------------------------------
+
+def _split_multipart(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of the body parts of a multipart body (RFC 2046 §5.1.1).
+
+    A delimiter is "--boundary" at the start of a line followed only by whitespace (transport
+    padding); "--boundary--" closes. The line break before a delimiter belongs to it. A missing
+    close delimiter ends the last part at the end of the body.
+    """
+    delim = b"--" + boundary
+    ranges: list[tuple[int, int]] = []
+    part_start = None
+    pos = start
+    while True:
+        i = raw.find(delim, pos, end)
+        if i < 0:
+            break
+        pos = i + 1
+        if i != start and raw[i - 1] != 0x0A:
+            continue
+        after = i + len(delim)
+        close = raw.startswith(b"--", after, end)
+        nl = raw.find(b"\n", after, end)
+        line_end = end if nl < 0 else nl + 1
+        if not close and raw[after:line_end].strip(b" \t\r\n"):
+            continue
+        if part_start is not None:
+            part_end = i
+            if part_end > part_start and raw[part_end - 1] == 0x0A:
+                part_end -= 1
+                if part_end > part_start and raw[part_end - 1] == 0x0D:
+                    part_end -= 1
+            ranges.append((part_start, part_end))
+        if close:
+            return ranges
+        part_start = pos = line_end
+    if part_start is not None:
+        ranges.append((part_start, end))
+    return ranges
+
+
+class _TreeBuilder:
+    def __init__(self, raw: bytes, hint: str | None) -> None:
+        self.raw = raw
+        self.hint = hint
+        self.parts_left = MAX_PARTS
+        self.top_fields: list[list] = []
+
+    def entity(self, start: int, end: int, depth: int, default: tuple[str, str]) -> tuple[BodyPart, dict]:
+        """The entity at raw[start:end] and its first-occurrence header values."""
+        raw = self.raw
+        self.parts_left -= 1
+        fields, body_start = _scan_header(raw, start, end)
+        if depth == 0:
+            self.top_fields = fields
+        values = _first_fields(raw, fields)
+        main, sub, params = _parse_content_type(values["content-type"]) \
+            if "content-type" in values else (None, None, ())
+        if not main or not sub:   # RFC 2045 §5.2 default (RFC 2046 §5.1.5 in a digest)
+            main, sub = default
+        disposition, disposition_params = _parse_token_value(values.get("content-disposition"))
+        language = values.get("content-language")
+        parts: tuple[BodyPart, ...] = ()
+        message = None
+        lines = None
+        if main == "multipart":
+            boundary = dict(params).get("boundary")
+            if boundary and depth < MAX_DEPTH:
+                child_default = ("message", "rfc822") if sub == "digest" else ("text", "plain")
+                children = []
+                for part_start, part_end in _split_multipart(raw, body_start, end, raw_bytes(boundary)):
+                    if self.parts_left <= 0:
+                        break
+                    children.append(self.entity(part_start, part_end, depth + 1, child_default)[0])
+                parts = tuple(children)
+        elif main == "text":
+            lines = raw.count(b"\n", body_start, end)
+        elif main == "message" and sub == "rfc822":
+            lines = raw.count(b"\n", body_start, end)
+            if depth < MAX_DEPTH and self.parts_left > 0:
+                inner, inner_values = self.entity(body_start, end, depth + 1, ("text", "plain"))
+                message = EmbeddedMessage(_envelope(inner_values, self.hint), inner)
+        part = BodyPart(
+            type=main, subtype=sub, params=params,
+            id=values.get("content-id"), description=values.get("content-description"),
+            encoding=_parse_encoding(values.get("content-transfer-encoding")),
+            size=end - body_start, lines=lines, md5=values.get("content-md5"),
+            disposition=disposition, disposition_params=disposition_params,
+            language=tuple(t for t in (x.strip() for x in language.split(",")) if t)
+            if language else (),
+            location=values.get("content-location"),
+            header_start=start, body_start=body_start, body_end=end,
+            parts=parts, message=message,
+        )
+        return part, values
+
+
+# --- RFC 3501 §6.4.5 part numbering ------------------------------------------------------
+
+def find_part(body: BodyPart, path: tuple[int, ...]) -> BodyPart | None:
+    """The part named by an IMAP section path; () is the message itself.
+
+    RFC 3501 §6.4.5: a multipart's children are 1..n; a non-multipart body is part 1 of its
+    message; below a message/rfc822 part, numbers address the embedded message's body.
+    """
+    node = body
+    for depth, number in enumerate(path):
+        if node.is_multipart:
+            if not 1 <= number <= len(node.parts):
+                return None
+            part = node.parts[number - 1]
+        elif number == 1:
+            part = node
+        else:
+            return None
+        if depth == len(path) - 1:
+            return part
+        if part.message is not None:
+            node = part.message.body
+        elif part.is_multipart and part is not node:
+            node = part
+        else:
+            return None
+    return node
+
+
+def iter_parts(body: BodyPart, prefix: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], BodyPart]]:
+    """(path, part) for every part below a message body, in order, with RFC 3501 §6.4.5 paths."""
+    if body.is_multipart:
+        for number, child in enumerate(body.parts, 1):
+            yield from _iter_child(child, prefix + (number,))
+    else:
+        yield from _iter_child(body, prefix + (1,))
+
+
+def _iter_child(part: BodyPart, path: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], BodyPart]]:
+    yield path, part
+    if part.is_multipart and part.parts:
+        for number, child in enumerate(part.parts, 1):
+            yield from _iter_child(child, path + (number,))
+    elif part.message is not None:
+        yield from iter_parts(part.message.body, path)
+
+
+def section_range(body: BodyPart, path: tuple[int, ...], spec: str = "") -> tuple[int, int] | None:
+    """Byte range of BODY[path.spec], spec one of "", "MIME", "HEADER", "TEXT" (RFC 3501 §6.4.5).
+
+    HEADER and TEXT need path () (the message) or a message/rfc822 part; MIME needs a part.
+    """
+    spec = spec.upper()
+    part = find_part(body, path)
+    if part is None:
+        return None
+    if not path:
+        if spec == "HEADER":
+            return body.header_start, body.body_start
+        if spec == "TEXT":
+            return body.body_start, body.body_end
+        return (body.header_start, body.body_end) if spec == "" else None
+    if spec == "":
+        return part.body_start, part.body_end
+    if spec == "MIME":
+        return part.header_start, part.body_start
+    if part.message is None:
+        return None
+    inner = part.message.body
+    if spec == "HEADER":
+        return inner.header_start, inner.body_start
+    if spec == "TEXT":
+        return inner.body_start, inner.body_end
+    return None
+
+
+# --- search text and attachments ---------------------------------------------------------
+
+def _filename(part: BodyPart, hint: str | None) -> str | None:
+    hint = hint or part.param("charset")
+    for params, key in ((part.disposition_params, "filename"), (part.params, "name")):
+        if params:
+            name = decoded_params(params, hint).get(key)
+            if name:
+                return name
+    return None
+
+
+def _attachment_size(raw: bytes, part: BodyPart) -> int:
+    if part.encoding != "base64":
+        return part.size
+    start, end = part.body_start, part.body_end
+    chars = part.size - raw.count(b"\n", start, end) - raw.count(b"\r", start, end)
+    tail = raw[max(start, end - 8):end].rstrip(b"\r\n \t")
+    pad = len(tail) - len(tail.rstrip(b"="))
+    return max(0, (chars - pad) * 3 // 4)
+
+
+class _Extractor:
+    def __init__(self, raw: bytes, hint: str | None) -> None:
+        self.raw = raw
+        self.hint = hint
+        self.chunks: list[str] = []
+        self.room = MAX_TEXT_CHARS
+        self.attachments: list[Attachment] = []
+
+    def add(self, text: str | None) -> None:
+        if text and self.room > 0:
+            text = text[:self.room]
+            self.chunks.append(text)
+            self.room -= len(text) + 1
+
+    def envelope(self, env: Envelope) -> None:
+        self.add(env.subject_decoded)
+        for addrs in (env.from_, env.to, env.cc):
+            for a in addrs:
+                self.add(" ".join(x for x in (a.name_decoded, a.addr_spec) if x))
+
+    def body(self, body: BodyPart, prefix: tuple[int, ...], in_message: bool) -> None:
+        if body.is_multipart:
+            self.children(body, prefix, in_message)
+        else:
+            self.leaf(body, prefix + (1,), in_message, True)   # RFC 3501 §6.4.5: part 1
+
+    def children(self, part: BodyPart, path: tuple[int, ...], in_message: bool) -> None:
+        skip: set[int] = set()
+        if part.subtype == "alternative":   # RFC 2046 §5.1.4: one text, plain preferred
+            texts = [k for k, c in enumerate(part.parts) if c.type == "text"]
+            if len(texts) > 1:
+                keep = next((k for k in texts if part.parts[k].subtype == "plain"), texts[-1])
+                skip = set(texts) - {keep}
+        for k, child in enumerate(part.parts):
+            if child.is_multipart:
+                self.children(child, path + (k + 1,), in_message)
+            else:
+                self.leaf(child, path + (k + 1,), in_message, k not in skip)
+
+    def leaf(self, part: BodyPart, path: tuple[int, ...], in_message: bool, want_text: bool) -> None:
+        if want_text and _is_text_body(part):
+            self.add(self.part_text(part))
+        name = _filename(part, self.hint)
+        if part.message is not None:
+            self.envelope(part.message.envelope)
+            self.body(part.message.body, path, True)
+            if not name:
+                name = (part.message.envelope.subject_decoded.strip() or "message") + ".eml"
+        self.add(name)
+        if not in_message and (name or part.disposition == "attachment" or part.type != "text"):
+            self.attachments.append(Attachment(path, name, part.content_type,
+                                               _attachment_size(self.raw, part)))
+
+    def part_text(self, part: BodyPart) -> str:
+        limit = min(MAX_TEXT_PART_OCTETS, self.room * 8 + 1024)
+        end = min(part.body_end, part.body_start + limit)
+        data = decode_transfer(self.raw[part.body_start:end], part.encoding)
+        charset = part.param("charset")
+        if part.subtype == "html":
+            charset = charset or html_charset(data)
+        text = decode_text(data, charset, self.hint, final=end == part.body_end)
+        return html_to_text(text) if part.subtype == "html" else text
+
+
+def _is_text_body(part: BodyPart) -> bool:
+    """Parts whose decoded content goes into the search text (HTML is stripped of markup)."""
+    return part.type == "text" and part.subtype not in ("rtf", "richtext")
+
+
+# --- entry points ------------------------------------------------------------------------
+
+_CHARSET_PARAM = re.compile(rb'charset\s*=\s*"?([A-Za-z0-9_.:-]{1,40})', re.I)
+
+
+def _charset_hint(raw: bytes) -> str | None:
+    """First declared charset that is not ASCII/UTF-8: how this sender's raw 8-bit headers are encoded."""
+    for m in _CHARSET_PARAM.finditer(raw, 0, HINT_SCAN_OCTETS):
+        codec = codec_for(m.group(1).decode("ascii"))
+        if codec not in (None, "utf-8"):
+            return codec
+    return None
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse a raw message once; never raises on broken MIME (stores byte-for-byte, indexes what it can)."""
+    raw = bytes(raw)
+    try:
+        return _parse(raw)
+    except Exception:   # a bug here must not lose mail: fall back to a single opaque part
+        log.exception("parse_message failed on a %d-octet message", len(raw))
+        body = BodyPart("text", "plain", size=len(raw), lines=raw.count(b"\n"), body_end=len(raw))
+        return ParsedMessage(len(raw), 0, Envelope(), body, (), "", ())
+
+
+def _parse(raw: bytes) -> ParsedMessage:
+    hint = _charset_hint(raw)
+    builder = _TreeBuilder(raw, hint)
+    body, values = builder.entity(0, len(raw), 0, ("text", "plain"))
+    envelope = _envelope(values, hint)
+    headers = tuple((f[0], decode_header_value(_field_value(raw, f), hint))
+                    for f in builder.top_fields if f[0] in SEARCH_HEADERS)
+    extractor = _Extractor(raw, hint)
+    extractor.envelope(envelope)
+    extractor.body(body, (), False)
+    return ParsedMessage(len(raw), body.body_start, envelope, body, headers,
+                         "\n".join(extractor.chunks), tuple(extractor.attachments))
+
+
+# --- JSON: positional lists, small and quick to load -------------------------------------
+
+_JSON_VERSION = 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _addr_out(a: Address) -> list:
+    out = [a.name, a.adl, a.mailbox, a.host]
+    if a.name_decoded != a.name:
+        out.append(a.name_decoded)
+    return out
+
+
+def _env_out(e: Envelope) -> list:
+    addrs = lambda t: [_addr_out(a) for a in t]   # noqa: E731
+    return [e.date, e.subject, addrs(e.from_),
+            0 if e.sender == e.from_ else addrs(e.sender),
+            0 if e.reply_to == e.from_ else addrs(e.reply_to),
+            addrs(e.to), addrs(e.cc), addrs(e.bcc), e.in_reply_to, e.message_id,
+            e.subject_decoded, e.date_parsed.isoformat() if e.date_parsed else None]
+
+
+def _flat(pairs) -> list:
+    return [x for pair in pairs for x in pair]
+
+
+def _part_out(p: BodyPart) -> list:
+    return [p.type, p.subtype, _flat(p.params), p.id, p.description, p.encoding, p.size,
+            p.lines, p.md5, p.disposition, _flat(p.disposition_params), list(p.language),
+            p.location, p.header_start, p.body_start, p.body_end,
+            [_part_out(c) for c in p.parts],
+            [_env_out(p.message.envelope), _part_out(p.message.body)] if p.message else None]
+
+
+def _dumps(m: ParsedMessage, include_text: bool) -> str:
+    doc = [_JSON_VERSION, m.size, m.header_end, _env_out(m.envelope), _part_out(m.body),
+           _flat(m.headers_decoded), m.text if include_text else "",
+           [[list(a.path), a.filename, a.content_type, a.size] for a in m.attachments]]
+    s = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    # Raw 8-bit header bytes live as lone surrogates; escape them so the JSON encodes as UTF-8.
+    return _SURROGATE.sub(lambda c: "\\u%04x" % ord(c.group()), s) if _SURROGATE.search(s) else s
+
+
+def _addr_in(a: list) -> Address:
+    return Address(a[0], a[1], a[2], a[3], a[4] if len(a) > 4 else a[0])
+
+
+def _env_in(e: list) -> Envelope:
+    from_ = tuple(map(_addr_in, e[2]))
+    return Envelope(e[0], e[1], from_,
+                    from_ if e[3] == 0 else tuple(map(_addr_in, e[3])),
+                    from_ if e[4] == 0 else tuple(map(_addr_in, e[4])),
+                    tuple(map(_addr_in, e[5])), tuple(map(_addr_in, e[6])),
+                    tuple(map(_addr_in, e[7])), e[8], e[9], e[10],
+                    datetime.fromisoformat(e[11]) if e[11] else None)
+
+
+def _pairs(flat: list) -> tuple[tuple[str, str], ...]:
+    return tuple(zip(flat[0::2], flat[1::2]))
+
+
+def _part_in(p: list) -> BodyPart:
+    return BodyPart(p[0], p[1], _pairs(p[2]), p[3], p[4], p[5], p[6], p[7], p[8], p[9],
+                    _pairs(p[10]), tuple(p[11]), p[12], p[13], p[14], p[15],
+                    tuple(map(_part_in, p[16])),
+                    EmbeddedMessage(_env_in(p[17][0]), _part_in(p[17][1])) if p[17] else None)
+
+
+def _loads(data: str | bytes) -> ParsedMessage:
+    doc = json.loads(data)
+    if doc[0] != _JSON_VERSION:
+        raise ValueError(f"unknown ParsedMessage JSON version {doc[0]!r}")
+    return ParsedMessage(doc[1], doc[2], _env_in(doc[3]), _part_in(doc[4]), _pairs(doc[5]), doc[6],
+                         tuple(Attachment(tuple(a[0]), a[1], a[2], a[3]) for a in doc[7]))

@@ -1,0 +1,137 @@
+"""The partition router: which database holds an account's mail (shared, department, year, hybrid)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from . import search
+from .db import Database, normalise_url, open_database
+from .schema import directory_metadata, mail_metadata
+
+MODES = ("shared", "department", "year", "hybrid")
+MAIN = "main"
+ARCHIVE_PREFIX = "archive-"
+DEPARTMENT_PREFIX = "dept-"
+_NAME_OK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """What the store needs to know from `[storage]` (built by mailserver.config)."""
+
+    url: str
+    mode: str = "shared"
+    departments: tuple[str, ...] = ()  # department codes with a database of their own
+    # Template for partition URLs; "{name}" is replaced by e.g. "dept-finance", "archive-2025".
+    # Empty: derived from `url` (a sibling SQLite file, or a sibling PostgreSQL database).
+    partition_url: str = ""
+    blob_dir: str = ""  # empty: blobs in the database
+    archive_folder: str = "Archive"  # client-visible root of year archives
+
+    def partition_url_for(self, name: str) -> str:
+        if self.partition_url:
+            return self.partition_url.replace("{name}", name)
+        u = make_url(normalise_url(self.url))
+        if u.drivername.startswith("sqlite"):
+            db = u.database or ""
+            stem = db[:-3] if db.endswith(".db") else db
+            return u.set(database=f"{stem}-{name}.db").render_as_string(hide_password=False)
+        return u.set(database=f"{u.database}_{name.replace('-', '_')}").render_as_string(hide_password=False)
+
+
+def validate_partition_name(name: str) -> str:
+    if not _NAME_OK.match(name):
+        raise ValueError(f"invalid partition name {name!r}")
+    return name
+
+
+@dataclass
+class Router:
+    """Maps accounts and archive years to databases and opens them on first use."""
+
+    config: StorageConfig
+    central: Database = field(init=False)
+    _open: dict[str, Database] = field(default_factory=dict, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        if self.config.mode not in MODES:
+            raise ValueError(f"storage.mode must be one of {', '.join(MODES)}")
+        self.central = open_database(self.config.url)
+        self._open[MAIN] = self.central
+
+    @property
+    def department_mode(self) -> bool:
+        return self.config.mode in ("department", "hybrid")
+
+    @property
+    def year_mode(self) -> bool:
+        return self.config.mode in ("year", "hybrid")
+
+    def home_partition(self, department_code: str | None) -> str:
+        if self.department_mode and department_code and department_code in self.config.departments:
+            return DEPARTMENT_PREFIX + department_code
+        return MAIN
+
+    @staticmethod
+    def archive_partition(year: int) -> str:
+        return f"{ARCHIVE_PREFIX}{year}"
+
+    async def database(self, name: str) -> Database:
+        db = self._open.get(name)
+        if db is not None:
+            return db
+        async with self._lock:
+            db = self._open.get(name)
+            if db is None:
+                validate_partition_name(name)
+                url = self.config.partition_url_for(name)
+                await _ensure_pg_database(self.central, url)
+                db = open_database(url)
+                await create_mail_schema(db)
+                self._open[name] = db
+        return db
+
+    def opened(self) -> dict[str, Database]:
+        return dict(self._open)
+
+    async def close(self) -> None:
+        for db in self._open.values():
+            await db.dispose()
+        self._open.clear()
+
+
+async def create_mail_schema(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.run_sync(mail_metadata.create_all)
+        await search.create_index(conn)
+
+
+async def create_central_schema(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.run_sync(directory_metadata.create_all)
+        await conn.run_sync(mail_metadata.create_all)
+        await search.create_index(conn)
+
+
+async def _ensure_pg_database(central: Database, url: str) -> None:
+    """Create a PostgreSQL partition database next to the central one if it is missing."""
+    if central.dialect != "postgresql":
+        return
+    name = make_url(normalise_url(url)).database
+    async with central.writer.connect() as conn:
+        found = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})).first()
+        if found:
+            return
+        await conn.commit()
+        ac = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            await ac.execute(text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:  # a concurrent creator won the race
+            if "already exists" not in str(exc):
+                raise

@@ -1,0 +1,275 @@
+"""SQLAlchemy Core tables: the directory (central database) and the mail tables (every partition)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Two metadata objects: the central database carries both, a department or
+# archive partition carries only the mail tables.
+directory_metadata = MetaData()
+mail_metadata = MetaData()
+
+ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite wants INTEGER for rowid aliases
+
+# --- directory -------------------------------------------------------------
+
+domains = Table(
+    "domains",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+departments = Table(
+    "departments",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("parent_id", ID, ForeignKey("departments.id"), nullable=True),
+    # bureau | department | district
+    Column("kind", String(16), nullable=False, default="department"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("domain_id", ID, ForeignKey("domains.id"), nullable=False),
+    Column("display_name", String(255), nullable=False, default=""),
+    Column("department_id", ID, ForeignKey("departments.id"), nullable=True),
+    Column("password_hash", String(255), nullable=True),
+    # user | department_admin | admin
+    Column("role", String(32), nullable=False, default="user"),
+    Column("quota_bytes", BigInteger, nullable=False, default=0),  # 0: unlimited
+    Column("quota_messages", BigInteger, nullable=False, default=0),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+app_passwords = Table(
+    "app_passwords",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("label", String(128), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
+aliases = Table(
+    "aliases",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("target", String(320), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+groups = Table(
+    "groups",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("department_id", ID, ForeignKey("departments.id"), nullable=True),
+    # anyone | domain | members | posters
+    Column("post_policy", String(16), nullable=False, default="domain"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    directory_metadata,
+    Column("group_id", ID, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("address", String(320), primary_key=True),
+)
+
+group_posters = Table(
+    "group_posters",
+    directory_metadata,
+    Column("group_id", ID, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("address", String(320), primary_key=True),
+)
+
+routes = Table(
+    "routes",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("domain", String(255), nullable=False, unique=True),  # "*" is the default route
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False, default=25),
+    Column("tls", String(16), nullable=False, default="opportunistic"),  # required | opportunistic | none
+    Column("auth_user", String(320), nullable=True),
+    Column("auth_secret", String(255), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    directory_metadata,
+    Column("domain", String(255), primary_key=True),
+    Column("selector", String(63), primary_key=True),
+    Column("private_pem", LargeBinary, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+dkim_trust = Table(
+    "dkim_trust",
+    directory_metadata,
+    Column("domain", String(255), primary_key=True),
+    Column("selector", String(63), primary_key=True),
+    Column("public_txt", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(320), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(512), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+# Which partitions hold an account's folders besides its home partition
+# (year archives); the router consults it when listing folders.
+mail_locations = Table(
+    "mail_locations",
+    directory_metadata,
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("partition", String(128), primary_key=True),
+)
+
+# The durable queue (design.md seam 4): one row per message, one per recipient.
+queue_messages = Table(
+    "queue_messages",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("queue_id", String(32), nullable=False, unique=True),
+    Column("mail_from", String(320), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("submitter", String(320), nullable=True),
+    Column("origin", String(32), nullable=False, default="smtp"),
+)
+
+queue_recipients = Table(
+    "queue_recipients",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("message_id", ID, ForeignKey("queue_messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("rcpt", String(320), nullable=False),
+    Column("domain", String(255), nullable=False),
+    # queued | held | delivering | sent | failed
+    Column("state", String(16), nullable=False, default="queued"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("warned", Boolean, nullable=False, default=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Index("ix_queue_due", "state", "next_attempt_at"),
+)
+
+# --- mail (every partition) --------------------------------------------------
+
+blobs = Table(
+    "blobs",
+    mail_metadata,
+    Column("id", ID, primary_key=True),
+    Column("sha256", LargeBinary(32), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=True),  # NULL when kept in the blob directory
+    Column("parsed", Text, nullable=False),  # mime.ParsedMessage JSON: parse once
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+)
+
+folders = Table(
+    "folders",
+    mail_metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False),
+    Column("name", String(1024), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False, default=1),
+    Column("highestmodseq", BigInteger, nullable=False, default=1),
+    Column("special_use", String(32), nullable=True),
+    Column("subscribed", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_folder_name"),
+)
+
+messages = Table(
+    "messages",
+    mail_metadata,
+    Column("id", ID, primary_key=True),
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("flags", Integer, nullable=False, default=0),  # bit set of system flags
+    Column("keywords", Text, nullable=False, default=""),  # space separated
+    Column("internal_date", DateTime(timezone=True), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("blob_id", ID, ForeignKey("blobs.id"), nullable=False, index=True),
+    UniqueConstraint("folder_id", "uid", name="uq_message_uid"),
+    Index("ix_messages_modseq", "folder_id", "modseq"),
+)
+
+expunged = Table(
+    "expunged",
+    mail_metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+    Index("ix_expunged_modseq", "folder_id", "modseq"),
+)
+
+folder_acl = Table(
+    "folder_acl",
+    mail_metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("identifier", String(320), primary_key=True),
+    Column("rights", String(32), nullable=False),
+)
+
+mailbox_usage = Table(
+    "mailbox_usage",
+    mail_metadata,
+    Column("account_id", ID, primary_key=True),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("messages", BigInteger, nullable=False, default=0),
+)
+
+# Idempotency record of `postroom archive` moves, kept in the target (archive)
+# partition: a move interrupted after the copy and rerun skips what is here.
+archive_imports = Table(
+    "archive_imports",
+    mail_metadata,
+    Column("source", String(128), primary_key=True),  # source partition name
+    Column("source_message_id", ID, primary_key=True),
+    Column("folder_id", ID, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+)

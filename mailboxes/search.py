@@ -1,0 +1,144 @@
+"""CJK-aware full-text index: English words plus Chinese character bigrams, on SQLite FTS5 and PostgreSQL.
+
+A Chinese sentence has no spaces between words, so a word tokenizer would
+index a whole sentence as one token and find nothing. We index every run of
+CJK characters as its overlapping bigrams; a query of n >= 2 Chinese
+characters becomes the phrase of its n-1 bigrams, which finds any substring
+of two or more characters. Other text is lowercased words. Both dialects get
+the same prepared term strings, so the semantics match exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+MAX_INDEXED_CHARS = 1_000_000  # per message; a longer extract is cut
+
+# CJK Unified Ideographs (+Ext A, compatibility), kana, hangul syllables.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+", re.UNICODE)
+_IS_CJK = re.compile(rf"[{_CJK}]")
+
+COLUMNS = ("subject", "addrs", "body")
+
+
+def _terms(text_: str) -> list[str]:
+    text_ = unicodedata.normalize("NFKC", text_[:MAX_INDEXED_CHARS]).lower()
+    out: list[str] = []
+    for m in _TOKEN.finditer(text_):
+        tok = m.group()
+        if _IS_CJK.match(tok):
+            if len(tok) == 1:
+                out.append(tok)
+            else:
+                out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
+        else:
+            out.append(tok)
+    return out
+
+
+def index_text(text_: str) -> str:
+    """The string stored in the index for a field: space-separated terms."""
+    return " ".join(_terms(text_))
+
+
+def query_terms(query: str) -> list[str]:
+    return _terms(query)
+
+
+def _fts5_phrase(terms: list[str], prefix_last: bool) -> str:
+    # FTS5 phrase: strings joined by "+" must be adjacent; "*" makes the last a prefix.
+    quoted = " + ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    if prefix_last and terms and not _IS_CJK.match(terms[-1]):
+        quoted += " *"
+    return quoted
+
+
+def fts5_match(column: str | None, query: str) -> str | None:
+    """An FTS5 MATCH expression for `query` in `column` (None: any column); None if no terms."""
+    terms = query_terms(query)
+    if not terms:
+        return None
+    phrase = _fts5_phrase(terms, prefix_last=True)
+    return f"{column} : ({phrase})" if column else f"({phrase})"
+
+
+def tsquery_text(query: str) -> str | None:
+    """A to_tsquery('simple', ...) argument: the terms as a phrase, last English term as prefix."""
+    terms = query_terms(query)
+    if not terms:
+        return None
+    parts = []
+    for i, t in enumerate(terms):
+        esc = "'" + t.replace("'", "''").replace("\\", "\\\\") + "'"
+        if i == len(terms) - 1 and not _IS_CJK.match(t):
+            esc += ":*"
+        parts.append(esc)
+    return " <-> ".join(parts)
+
+
+async def create_index(conn: AsyncConnection) -> None:
+    if conn.dialect.name == "sqlite":
+        await conn.execute(
+            text(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS blob_fts USING fts5("
+                "subject, addrs, body, tokenize = 'unicode61 remove_diacritics 0')"
+            )
+        )
+    else:
+        await conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS blob_search ("
+                " blob_id BIGINT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,"
+                " subject tsvector NOT NULL, addrs tsvector NOT NULL, body tsvector NOT NULL)"
+            )
+        )
+        for col in COLUMNS:
+            await conn.execute(
+                text(f"CREATE INDEX IF NOT EXISTS ix_blob_search_{col} ON blob_search USING gin ({col})")
+            )
+
+
+async def index_blobs(conn: AsyncConnection, rows: list[tuple[int, str, str, str]]) -> None:
+    """Index (blob_id, subject, addrs, body) rows; text is raw and prepared here."""
+    if not rows:
+        return
+    params = [
+        {"id": bid, "s": index_text(s), "a": index_text(a), "b": index_text(b)} for bid, s, a, b in rows
+    ]
+    if conn.dialect.name == "sqlite":
+        await conn.execute(
+            text("INSERT INTO blob_fts(rowid, subject, addrs, body) VALUES (:id, :s, :a, :b)"), params
+        )
+    else:
+        await conn.execute(
+            text(
+                "INSERT INTO blob_search(blob_id, subject, addrs, body) VALUES (:id,"
+                " to_tsvector('simple', :s), to_tsvector('simple', :a), to_tsvector('simple', :b))"
+                " ON CONFLICT (blob_id) DO NOTHING"
+            ),
+            params,
+        )
+
+
+def blob_match_sql(dialect: str, column: str | None, query: str) -> tuple[str, dict] | None:
+    """SQL selecting blob ids whose `column` (None: any of them) matches `query`, with its params.
+
+    Returns None when the query has no indexable terms (the caller then
+    treats the key as matching everything, e.g. a search for punctuation).
+    """
+    if dialect == "sqlite":
+        expr = fts5_match(column, query)
+        if expr is None:
+            return None
+        return "SELECT rowid FROM blob_fts WHERE blob_fts MATCH :q", {"q": expr}
+    tsq = tsquery_text(query)
+    if tsq is None:
+        return None
+    cols = [column] if column else list(COLUMNS)
+    cond = " OR ".join(f"{c} @@ to_tsquery('simple', :q)" for c in cols)
+    return f"SELECT blob_id FROM blob_search WHERE {cond}", {"q": tsq}

@@ -1,0 +1,44 @@
+"""Opening the store from a StorageConfig: central schema, router, directory and mail store together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+
+from .blobs import BlobDirectory
+from .changes import ChangeBus
+from .directory import Directory
+from .model import Account, Role
+from .partitions import Router, StorageConfig, create_central_schema
+from .store import Store
+
+
+@dataclass
+class Mailboxes:
+    router: Router
+    directory: Directory
+    store: Store
+
+    async def add_account(self, address: str, *, password: str | None, display_name: str = "",
+                          department: str | None = None, role: Role = Role.USER,
+                          quota_bytes: int = 0, quota_messages: int = 0) -> Account:
+        """Create an account in the directory and its INBOX and special-use folders."""
+        acct = await self.directory.add_account(address, password=password, display_name=display_name,
+                                                department=department, role=role, quota_bytes=quota_bytes,
+                                                quota_messages=quota_messages)
+        await self.store.provision(acct)
+        return acct
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def open_mailboxes(config: StorageConfig, *, bus: ChangeBus | None = None,
+                         hasher: PasswordHasher | None = None) -> Mailboxes:
+    router = Router(config)
+    await create_central_schema(router.central)
+    d = Directory(router.central, hasher=hasher)
+    blob_dir = BlobDirectory(config.blob_dir) if config.blob_dir else None
+    store = Store(router, d, bus=bus, blob_dir=blob_dir)
+    return Mailboxes(router, d, store)

@@ -1,0 +1,667 @@
+"""The async mail store API: folders, append and delivery (group commit), flags, expunge, copy, changes, search.
+
+Implementation notes (invariants):
+- Commit first, then broadcast: bus events are published only after the
+  transaction that made the change has committed.
+- A folder's UIDNEXT and HIGHESTMODSEQ are advanced by an UPDATE of the
+  folder row inside the transaction that adds or changes messages, so
+  concurrent writers (several nodes on PostgreSQL) serialise on that row.
+- Every change to a message gets a new MODSEQ; one command's changes to one
+  folder share it (RFC 7162 §3.1 allows this).
+- No network I/O happens while a transaction is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+
+from . import schema as t
+from .blobs import BlobDirectory, PreparedMessage, put_many, read_raw
+from .changes import ChangeBus, FolderChanged
+from .db import Database
+from .directory import Directory
+from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota
+from .groupcommit import GroupCommitter
+from .model import (
+    SPECIAL_USE_FOLDERS, Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
+    MessageMeta, Quota,
+)
+from .partitions import MAIN, Router
+
+INBOX = "INBOX"
+DELIMITER = "/"
+MAX_FOLDER_NAME = 1000
+MAX_FOLDER_DEPTH = 32
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(d: datetime) -> datetime:
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+def normalise_folder_name(name: str) -> str:
+    """Validate a folder name; INBOX (any case) is INBOX (RFC 3501 §5.1)."""
+    name = name.strip(DELIMITER) if name != DELIMITER else name
+    if not name or len(name) > MAX_FOLDER_NAME:
+        raise InvalidInput("invalid folder name")
+    parts = name.split(DELIMITER)
+    if any(p == "" for p in parts) or len(parts) > MAX_FOLDER_DEPTH:
+        raise InvalidInput("invalid folder name (empty level)")
+    if any(c in name for c in ("\r", "\n", "\0", "*", "%")):
+        raise InvalidInput("folder names cannot contain *, % or control characters")
+    if parts[0].upper() == INBOX:
+        parts[0] = INBOX
+    return DELIMITER.join(parts)
+
+
+def _meta(r) -> MessageMeta:
+    kw = frozenset(r.keywords.split()) if r.keywords else frozenset()
+    return MessageMeta(r.uid, r.modseq, r.flags, kw, _aware(r.internal_date), r.size, r.blob_id)
+
+
+def _folder(partition: str, r, read_only: bool = False) -> Folder:
+    return Folder(FolderRef(partition, r.id), r.account_id, r.name, r.uidvalidity, r.uidnext,
+                  r.highestmodseq, r.special_use, r.subscribed, read_only)
+
+
+def _uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for u in sorted(set(uids)):
+        if out and u == out[-1][1] + 1:
+            out[-1] = (out[-1][0], u)
+        else:
+            out.append((u, u))
+    return out
+
+
+def uid_condition(uids: Iterable[int]):
+    """A WHERE clause for a UID set, as ranges (a STORE on 1:* is one BETWEEN, not 10,000 values)."""
+    ranges = _uid_ranges(uids)
+    singles = [a for a, b in ranges if a == b]
+    spans = [t.messages.c.uid.between(a, b) for a, b in ranges if a != b]
+    conds = spans + ([t.messages.c.uid.in_(singles)] if singles else [])
+    return or_(*conds) if conds else text("1 = 0")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to be written into some accounts' folders (the group-commit unit)."""
+
+    message: PreparedMessage
+    targets: tuple[tuple[Account, str], ...]  # (account, folder name)
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+    internal_date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """Per target: an AppendResult, or the StoreError that refused it (over quota, no folder)."""
+
+    results: tuple[AppendResult | Exception, ...]
+
+
+class Store:
+    def __init__(self, router: Router, directory: Directory, *, bus: ChangeBus | None = None,
+                 blob_dir: BlobDirectory | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.router = router
+        self.directory = directory
+        self.bus = bus or ChangeBus()
+        self.blob_dir = blob_dir
+        self.clock = clock
+        self._committers: dict[str, GroupCommitter] = {}
+
+    async def close(self) -> None:
+        for c in self._committers.values():
+            await c.close()
+        await self.router.close()
+
+    # --- partitions ----------------------------------------------------------------
+
+    def home(self, account: Account) -> str:
+        return self.router.home_partition(account.department_code)
+
+    async def _db(self, partition: str) -> Database:
+        return await self.router.database(partition)
+
+    async def partitions_of(self, account: Account) -> list[str]:
+        out = [self.home(account)]
+        async with self.router.central.read() as conn:
+            extra = (await conn.execute(select(t.mail_locations.c.partition)
+                                        .where(t.mail_locations.c.account_id == account.id)
+                                        .order_by(t.mail_locations.c.partition))).scalars().all()
+        out.extend(p for p in extra if p not in out)
+        return out
+
+    # --- folders ---------------------------------------------------------------------
+
+    def _new_uidvalidity(self) -> int:
+        # Seconds since the epoch, as many servers use; distinct per re-creation.
+        return max(1, int(time.time()) & 0xFFFFFFFF)
+
+    async def provision(self, account: Account) -> None:
+        """Create INBOX and the special-use folders (RFC 6154) for a new account; idempotent."""
+        db = await self._db(self.home(account))
+        async with db.write() as conn:
+            have = set((await conn.execute(select(t.folders.c.name)
+                                           .where(t.folders.c.account_id == account.id))).scalars().all())
+            rows = [(INBOX, None)] + list(SPECIAL_USE_FOLDERS)
+            for name, use in rows:
+                if name not in have:
+                    await conn.execute(insert(t.folders).values(
+                        account_id=account.id, name=name, uidvalidity=self._new_uidvalidity(),
+                        uidnext=1, highestmodseq=1, special_use=use, subscribed=True,
+                        created_at=self.clock()))
+            usage = (await conn.execute(select(t.mailbox_usage.c.account_id)
+                                        .where(t.mailbox_usage.c.account_id == account.id))).first()
+            if usage is None:
+                await conn.execute(insert(t.mailbox_usage).values(account_id=account.id, bytes=0, messages=0))
+
+    async def folders(self, account: Account) -> list[Folder]:
+        out: list[Folder] = []
+        for part in await self.partitions_of(account):
+            db = await self._db(part)
+            async with db.read() as conn:
+                rows = (await conn.execute(select(t.folders).where(t.folders.c.account_id == account.id)
+                                           .order_by(t.folders.c.name))).all()
+            out.extend(_folder(part, r) for r in rows)
+        return out
+
+    async def folder(self, account: Account, name: str) -> Folder:
+        name = normalise_folder_name(name)
+        for part in await self.partitions_of(account):
+            db = await self._db(part)
+            async with db.read() as conn:
+                r = (await conn.execute(select(t.folders).where(and_(
+                    t.folders.c.account_id == account.id, t.folders.c.name == name)))).first()
+            if r is not None:
+                return _folder(part, r)
+        raise NotFound(f"no folder {name}")
+
+    async def folder_by_ref(self, ref: FolderRef) -> Folder:
+        db = await self._db(ref.partition)
+        async with db.read() as conn:
+            r = (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first()
+        if r is None:
+            raise NotFound("folder no longer exists")
+        return _folder(ref.partition, r)
+
+    async def create_folder(self, account: Account, name: str, *, special_use: str | None = None,
+                            partition: str | None = None) -> Folder:
+        name = normalise_folder_name(name)
+        part = partition or self.home(account)
+        try:
+            await self.folder(account, name)
+            raise AlreadyExists(f"folder {name} already exists")
+        except NotFound:
+            pass
+        db = await self._db(part)
+        async with db.write() as conn:
+            # RFC 3501 §6.3.3: create the superior names that are needed too.
+            levels = name.split(DELIMITER)
+            for i in range(1, len(levels)):
+                parent = DELIMITER.join(levels[:i])
+                if not (await conn.execute(select(t.folders.c.id).where(and_(
+                        t.folders.c.account_id == account.id, t.folders.c.name == parent)))).first():
+                    await conn.execute(insert(t.folders).values(
+                        account_id=account.id, name=parent, uidvalidity=self._new_uidvalidity(), uidnext=1,
+                        highestmodseq=1, special_use=None, subscribed=True, created_at=self.clock()))
+            res = await conn.execute(insert(t.folders).values(
+                account_id=account.id, name=name, uidvalidity=self._new_uidvalidity(), uidnext=1,
+                highestmodseq=1, special_use=special_use, subscribed=True, created_at=self.clock()))
+            fid = res.inserted_primary_key[0]
+            r = (await conn.execute(select(t.folders).where(t.folders.c.id == fid))).first()
+        return _folder(part, r)
+
+    async def delete_folder(self, account: Account, name: str) -> None:
+        f = await self.folder(account, name)
+        if f.name == INBOX:
+            raise InvalidInput("INBOX cannot be deleted")
+        db = await self._db(f.ref.partition)
+        async with db.write() as conn:
+            rows = (await conn.execute(select(func.count(), func.coalesce(func.sum(t.messages.c.size), 0))
+                                       .where(t.messages.c.folder_id == f.id))).first()
+            await conn.execute(delete(t.messages).where(t.messages.c.folder_id == f.id))
+            await conn.execute(delete(t.expunged).where(t.expunged.c.folder_id == f.id))
+            await conn.execute(delete(t.folder_acl).where(t.folder_acl.c.folder_id == f.id))
+            await conn.execute(delete(t.folders).where(t.folders.c.id == f.id))
+            if f.ref.partition == self.home(account):
+                await self._add_usage(conn, account.id, -int(rows[1]), -int(rows[0]))
+        self.bus.publish(f.ref, FolderChanged(f.ref, 0, "folder"))
+
+    async def rename_folder(self, account: Account, old: str, new: str) -> None:
+        """RFC 3501 §6.3.5: children move too; renaming INBOX moves its messages to a new folder."""
+        src = await self.folder(account, old)
+        new = normalise_folder_name(new)
+        if new == INBOX:
+            raise AlreadyExists("INBOX already exists")
+        try:
+            await self.folder(account, new)
+            raise AlreadyExists(f"folder {new} already exists")
+        except NotFound:
+            pass
+        if src.name == INBOX:
+            dest = await self.create_folder(account, new)
+            uids = [m.uid for m in await self.messages(src.ref)]
+            if uids:
+                await self.move(account, src.ref, uids, dest.ref)
+            return
+        db = await self._db(src.ref.partition)
+        async with db.write() as conn:
+            rows = (await conn.execute(select(t.folders.c.id, t.folders.c.name).where(and_(
+                t.folders.c.account_id == account.id,
+                or_(t.folders.c.name == src.name, t.folders.c.name.like(src.name + DELIMITER + "%")))))).all()
+            for r in rows:
+                if r.name != src.name and not r.name.startswith(src.name + DELIMITER):
+                    continue  # LIKE treats _ and % as wildcards
+                await conn.execute(update(t.folders).where(t.folders.c.id == r.id).values(
+                    name=new + r.name[len(src.name):], uidvalidity=self._new_uidvalidity()))
+        self.bus.publish(src.ref, FolderChanged(src.ref, 0, "folder"))
+
+    async def subscribe(self, account: Account, name: str, subscribed: bool) -> None:
+        f = await self.folder(account, name)
+        db = await self._db(f.ref.partition)
+        async with db.write() as conn:
+            await conn.execute(update(t.folders).where(t.folders.c.id == f.id).values(subscribed=subscribed))
+
+    async def status(self, ref: FolderRef) -> FolderStatus:
+        db = await self._db(ref.partition)
+        seen, deleted = int(Flag.SEEN), int(Flag.DELETED)
+        async with db.read() as conn:
+            f = (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first()
+            if f is None:
+                raise NotFound("folder no longer exists")
+            r = (await conn.execute(select(
+                func.count(),
+                func.coalesce(func.sum(t.messages.c.size), 0),
+                func.coalesce(func.sum(((t.messages.c.flags.op("&")(seen)) == 0).cast(t.ID)), 0),
+                func.coalesce(func.sum(((t.messages.c.flags.op("&")(deleted)) != 0).cast(t.ID)), 0),
+            ).where(t.messages.c.folder_id == ref.id))).first()
+        return FolderStatus(_folder(ref.partition, f), int(r[0]), int(r[2]), int(r[1]), int(r[3]))
+
+    # --- reading -------------------------------------------------------------------------
+
+    _meta_cols = (t.messages.c.uid, t.messages.c.modseq, t.messages.c.flags, t.messages.c.keywords,
+                  t.messages.c.internal_date, t.messages.c.size, t.messages.c.blob_id)
+
+    async def messages(self, ref: FolderRef) -> list[MessageMeta]:
+        """All messages of a folder in UID order."""
+        db = await self._db(ref.partition)
+        async with db.read() as conn:
+            rows = (await conn.execute(select(*self._meta_cols).where(t.messages.c.folder_id == ref.id)
+                                       .order_by(t.messages.c.uid))).all()
+        return [_meta(r) for r in rows]
+
+    async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
+        """The stored parse (mime.ParsedMessage JSON) of each blob."""
+        ids = list(dict.fromkeys(blob_ids))
+        out: dict[int, str] = {}
+        db = await self._db(partition)
+        async with db.read() as conn:
+            for i in range(0, len(ids), 900):
+                rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.parsed)
+                                           .where(t.blobs.c.id.in_(ids[i:i + 900])))).all()
+                out.update({r.id: r.parsed for r in rows})
+        return out
+
+    async def raw(self, partition: str, blob_id: int) -> bytes:
+        db = await self._db(partition)
+        async with db.read() as conn:
+            return await read_raw(conn, blob_id, self.blob_dir)
+
+    async def raw_many(self, partition: str, blob_ids: Iterable[int]) -> dict[int, bytes]:
+        ids = list(dict.fromkeys(blob_ids))
+        out: dict[int, bytes] = {}
+        db = await self._db(partition)
+        async with db.read() as conn:
+            for i in range(0, len(ids), 900):
+                rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.sha256, t.blobs.c.data)
+                                           .where(t.blobs.c.id.in_(ids[i:i + 900])))).all()
+                for r in rows:
+                    if r.data is not None:
+                        out[r.id] = bytes(r.data)
+                    elif self.blob_dir is not None:
+                        out[r.id] = await self.blob_dir.read(bytes(r.sha256))
+                    else:
+                        raise NotFound(f"blob {r.id} is kept in a blob directory, but none is configured")
+        return out
+
+    async def changes_since(self, ref: FolderRef, modseq: int) -> Changes:
+        """Messages changed and UIDs expunged after `modseq` (RFC 7162 CONDSTORE/QRESYNC)."""
+        db = await self._db(ref.partition)
+        async with db.read() as conn:
+            hm = (await conn.execute(select(t.folders.c.highestmodseq)
+                                     .where(t.folders.c.id == ref.id))).scalar()
+            if hm is None:
+                raise NotFound("folder no longer exists")
+            if hm <= modseq:
+                return Changes(hm)
+            rows = (await conn.execute(select(*self._meta_cols).where(and_(
+                t.messages.c.folder_id == ref.id, t.messages.c.modseq > modseq)).order_by(t.messages.c.uid))).all()
+            gone = (await conn.execute(select(t.expunged.c.uid).where(and_(
+                t.expunged.c.folder_id == ref.id, t.expunged.c.modseq > modseq)).order_by(t.expunged.c.uid))).scalars().all()
+        return Changes(hm, [_meta(r) for r in rows], list(gone))
+
+    async def search_text(self, ref: FolderRef, column: str | None, query: str) -> set[int] | None:
+        """UIDs in a folder whose indexed `column` (subject, addrs, body; None: any) matches.
+
+        None when the query has no indexable terms (the caller decides, e.g. match all).
+        """
+        from .search import blob_match_sql
+        db = await self._db(ref.partition)
+        q = blob_match_sql(db.dialect, column, query)
+        if q is None:
+            return None
+        sql, params = q
+        async with db.read() as conn:
+            rows = await conn.execute(text(
+                f"SELECT uid FROM messages WHERE folder_id = :fid AND blob_id IN ({sql})"),
+                {"fid": ref.id, **params})
+            return {r[0] for r in rows}
+
+    async def quota(self, account: Account) -> Quota:
+        db = await self._db(self.home(account))
+        async with db.read() as conn:
+            r = (await conn.execute(select(t.mailbox_usage).where(
+                t.mailbox_usage.c.account_id == account.id))).first()
+        used_b, used_m = (r.bytes, r.messages) if r else (0, 0)
+        return Quota(int(used_b), int(used_m), account.quota_bytes, account.quota_messages)
+
+    # --- writing: append and delivery (group commit) --------------------------------------
+
+    def _committer(self, partition: str, db: Database) -> GroupCommitter:
+        c = self._committers.get(partition)
+        if c is None:
+            c = GroupCommitter(lambda batch: self._write_deliveries(partition, db, batch))
+            self._committers[partition] = c
+        return c
+
+    async def deliver(self, delivery: Delivery) -> DeliveryResult:
+        """Write one message into every target folder; durable when this returns.
+
+        Deliveries from concurrent sessions to the same partition share one
+        transaction and one disk sync (group commit). Targets in different
+        partitions (department databases) are written per partition.
+        """
+        by_part: dict[str, list[int]] = {}
+        for i, (acct, _folder_name) in enumerate(delivery.targets):
+            by_part.setdefault(self.home(acct), []).append(i)
+        results: list[AppendResult | Exception | None] = [None] * len(delivery.targets)
+        jobs = []
+        for part, idxs in by_part.items():
+            db = await self._db(part)
+            sub = Delivery(delivery.message, tuple(delivery.targets[i] for i in idxs), delivery.flags,
+                           delivery.keywords, delivery.internal_date)
+            jobs.append((idxs, self._committer(part, db).submit(sub)))
+        for idxs, job in jobs:
+            part_results = await job
+            for i, r in zip(idxs, part_results):
+                results[i] = r
+        return DeliveryResult(tuple(results))  # type: ignore[arg-type]
+
+    async def append(self, account: Account, folder: str | FolderRef, message: PreparedMessage, *,
+                     flags: int = 0, keywords: Iterable[str] = (),
+                     internal_date: datetime | None = None) -> AppendResult:
+        """IMAP APPEND / import: one message into one folder; raises the StoreError on refusal."""
+        if isinstance(folder, FolderRef):
+            name = (await self.folder_by_ref(folder)).name
+        else:
+            name = folder
+        res = await self.deliver(Delivery(message, ((account, name),), flags, tuple(keywords), internal_date))
+        r = res.results[0]
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    async def _write_deliveries(self, partition: str, db: Database,
+                                batch: list[Delivery]) -> list[list[AppendResult | Exception]]:
+        """One transaction for a batch of deliveries; per-target refusals are results, not failures."""
+        events: list[FolderChanged] = []
+        out: list[list[AppendResult | Exception]] = []
+        async with db.write() as conn:
+            blob_ids = await put_many(conn, [d.message for d in batch], self.blob_dir)
+            # Resolve folders and check quotas, in order, so a batch behaves like a sequence.
+            folder_cache: dict[tuple[int, str], tuple[int, int] | None] = {}
+            usage: dict[int, list[int]] = {}
+            plan: list[list[tuple[int, int] | Exception]] = []
+            per_folder: dict[int, int] = {}
+            for d in batch:
+                row: list[tuple[int, int] | Exception] = []
+                for acct, fname in d.targets:
+                    key = (acct.id, fname)
+                    if key not in folder_cache:
+                        try:
+                            nm = normalise_folder_name(fname)
+                        except InvalidInput as exc:
+                            folder_cache[key] = None
+                            row.append(exc)
+                            continue
+                        r = (await conn.execute(select(t.folders.c.id, t.folders.c.uidvalidity).where(and_(
+                            t.folders.c.account_id == acct.id, t.folders.c.name == nm)))).first()
+                        folder_cache[key] = (r.id, r.uidvalidity) if r else None
+                    f = folder_cache[key]
+                    if f is None:
+                        row.append(NotFound(f"no folder {fname}"))
+                        continue
+                    if acct.id not in usage:
+                        u = (await conn.execute(select(t.mailbox_usage.c.bytes, t.mailbox_usage.c.messages)
+                                                .where(t.mailbox_usage.c.account_id == acct.id))).first()
+                        usage[acct.id] = [int(u.bytes), int(u.messages)] if u else [0, 0]
+                    err = _quota_error(acct, usage[acct.id], d.message.size)
+                    if err is not None:
+                        row.append(err)
+                        continue
+                    usage[acct.id][0] += d.message.size
+                    usage[acct.id][1] += 1
+                    per_folder[f[0]] = per_folder.get(f[0], 0) + 1
+                    row.append(f)
+                plan.append(row)
+            # Allocate UIDs: one UPDATE per folder, one new MODSEQ per folder.
+            alloc: dict[int, list[int]] = {}
+            for fid, n in per_folder.items():
+                r = (await conn.execute(update(t.folders).where(t.folders.c.id == fid).values(
+                    uidnext=t.folders.c.uidnext + n, highestmodseq=t.folders.c.highestmodseq + 1)
+                    .returning(t.folders.c.uidnext, t.folders.c.highestmodseq))).first()
+                alloc[fid] = [r.uidnext - n, r.highestmodseq]
+                events.append(FolderChanged(FolderRef(partition, fid), r.highestmodseq, "append"))
+            rows = []
+            now = self.clock()
+            for d, bid, prow in zip(batch, blob_ids, plan):
+                res_row: list[AppendResult | Exception] = []
+                for item in prow:
+                    if isinstance(item, Exception):
+                        res_row.append(item)
+                        continue
+                    fid, uidv = item
+                    uid = alloc[fid][0]
+                    alloc[fid][0] += 1
+                    rows.append({"folder_id": fid, "uid": uid, "modseq": alloc[fid][1], "flags": d.flags,
+                                 "keywords": " ".join(d.keywords), "internal_date": d.internal_date or now,
+                                 "size": d.message.size, "blob_id": bid})
+                    res_row.append(AppendResult(uidv, uid, FolderRef(partition, fid)))
+                out.append(res_row)
+            if rows:
+                await conn.execute(insert(t.messages), rows)
+            for acct_id, (b, m) in usage.items():
+                await conn.execute(update(t.mailbox_usage).where(t.mailbox_usage.c.account_id == acct_id)
+                                   .values(bytes=b, messages=m))
+        for ev in events:  # commit first, then broadcast
+            self.bus.publish(ev.folder, ev)
+        return out
+
+    async def _add_usage(self, conn, account_id: int, dbytes: int, dmessages: int) -> None:
+        await conn.execute(update(t.mailbox_usage).where(t.mailbox_usage.c.account_id == account_id).values(
+            bytes=t.mailbox_usage.c.bytes + dbytes, messages=t.mailbox_usage.c.messages + dmessages))
+
+    # --- flags, expunge, copy, move ------------------------------------------------------
+
+    async def store_flags(self, ref: FolderRef, uids: Iterable[int], mode: str, flags: int,
+                          keywords: Iterable[str] = (), *, unchanged_since: int | None = None
+                          ) -> tuple[list[MessageMeta], list[int]]:
+        """STORE (RFC 3501 §6.4.6, RFC 7162 §3.1.3): mode is add, remove or replace.
+
+        Returns (messages whose flags changed, with new MODSEQ; UIDs that
+        failed the UNCHANGEDSINCE test).
+        """
+        if mode not in ("add", "remove", "replace"):
+            raise InvalidInput("bad STORE mode")
+        uids = sorted(set(uids))
+        keywords = frozenset(keywords)
+        if not uids:
+            return [], []
+        db = await self._db(ref.partition)
+        c = t.messages.c
+        async with db.write() as conn:
+            hm = (await conn.execute(update(t.folders).where(t.folders.c.id == ref.id)
+                                     .values(highestmodseq=t.folders.c.highestmodseq + 1)
+                                     .returning(t.folders.c.highestmodseq))).scalar()
+            if hm is None:
+                raise NotFound("folder no longer exists")
+            where = and_(c.folder_id == ref.id, uid_condition(uids))
+            failed: list[int] = []
+            if unchanged_since is not None:
+                failed = list((await conn.execute(select(c.uid).where(and_(where, c.modseq > unchanged_since))))
+                              .scalars().all())
+                where = and_(where, c.modseq <= unchanged_since)
+            if not keywords and mode != "replace":
+                # Fast path, system flags only: one UPDATE, rows that change only.
+                if mode == "add":
+                    new, changed = c.flags.op("|")(flags), (c.flags.op("&")(flags)) != flags
+                else:
+                    new, changed = c.flags.op("&")(~flags & 0xFF), (c.flags.op("&")(flags)) != 0
+                rows = (await conn.execute(update(t.messages).where(and_(where, changed))
+                                           .values(flags=new, modseq=hm).returning(*self._meta_cols))).all()
+                changed_metas = [_meta(r) for r in rows]
+            else:
+                changed_metas = []
+                current = (await conn.execute(select(c.id, *self._meta_cols).where(where))).all()
+                updates = []
+                for r in current:
+                    kw = frozenset(r.keywords.split()) if r.keywords else frozenset()
+                    if mode == "add":
+                        nf, nk = r.flags | flags, kw | keywords
+                    elif mode == "remove":
+                        nf, nk = r.flags & ~flags, kw - keywords
+                    else:
+                        nf, nk = flags, keywords
+                    if nf != r.flags or nk != kw:
+                        updates.append({"b_id": r.id, "flags": nf, "keywords": " ".join(sorted(nk)), "modseq": hm})
+                        changed_metas.append(MessageMeta(r.uid, hm, nf, nk, _aware(r.internal_date), r.size,
+                                                         r.blob_id))
+                if updates:
+                    from sqlalchemy import bindparam
+                    await conn.execute(update(t.messages).where(c.id == bindparam("b_id")).values(
+                        flags=bindparam("flags"), keywords=bindparam("keywords"), modseq=bindparam("modseq")),
+                        updates)
+        changed_metas.sort(key=lambda m: m.uid)
+        if changed_metas:
+            self.bus.publish(ref, FolderChanged(ref, hm, "flags"))
+        return changed_metas, sorted(failed)
+
+    async def expunge(self, ref: FolderRef, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove \\Deleted messages (only among `uids` when given: UID EXPUNGE, RFC 4315 §2.1)."""
+        db = await self._db(ref.partition)
+        c = t.messages.c
+        async with db.write() as conn:
+            where = and_(c.folder_id == ref.id, c.flags.op("&")(int(Flag.DELETED)) != 0)
+            if uids is not None:
+                uids = list(uids)
+                if not uids:
+                    return []
+                where = and_(where, uid_condition(uids))
+            gone = (await conn.execute(select(c.uid, c.size).where(where))).all()
+            if not gone:
+                return []
+            hm = (await conn.execute(update(t.folders).where(t.folders.c.id == ref.id)
+                                     .values(highestmodseq=t.folders.c.highestmodseq + 1)
+                                     .returning(t.folders.c.highestmodseq, t.folders.c.account_id))).first()
+            await conn.execute(delete(t.messages).where(where))
+            await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid, "modseq": hm.highestmodseq}
+                                                    for g in gone])
+            await self._add_usage(conn, hm.account_id, -sum(g.size for g in gone), -len(gone))
+        self.bus.publish(ref, FolderChanged(ref, hm.highestmodseq, "expunge"))
+        return sorted(g.uid for g in gone)
+
+    async def copy(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
+                   ) -> tuple[int, list[tuple[int, int]]]:
+        """COPY (RFC 3501 §6.4.7, UIDPLUS COPYUID): returns dest UIDVALIDITY and (src uid, dest uid) pairs."""
+        uids = sorted(set(uids))
+        metas = [m for m in await self.messages(src) if m.uid in set(uids)]
+        if not metas:
+            f = await self.folder_by_ref(dest)
+            return f.uidvalidity, []
+        if src.partition == dest.partition:
+            return await self._copy_same(account, src, metas, dest)
+        raws = await self.raw_many(src.partition, [m.blob_id for m in metas])
+        parsed = await self.parsed(src.partition, [m.blob_id for m in metas])
+        from .ingest import prepare_stored
+        pairs = []
+        uidv = 0
+        dest_folder = await self.folder_by_ref(dest)
+        for m in metas:
+            pm = prepare_stored(raws[m.blob_id], parsed[m.blob_id])
+            r = await self.append(account, dest_folder.name, pm, flags=m.flags, keywords=m.keywords,
+                                  internal_date=m.internal_date)
+            uidv = r.uidvalidity
+            pairs.append((m.uid, r.uid))
+        return uidv, pairs
+
+    async def _copy_same(self, account: Account, src: FolderRef, metas: list[MessageMeta], dest: FolderRef
+                         ) -> tuple[int, list[tuple[int, int]]]:
+        db = await self._db(dest.partition)
+        size = sum(m.size for m in metas)
+        async with db.write() as conn:
+            owner = (await conn.execute(select(t.folders.c.account_id).where(t.folders.c.id == dest.id))).scalar()
+            if owner is None:
+                raise NotFound("destination folder no longer exists")
+            if owner == account.id:
+                u = (await conn.execute(select(t.mailbox_usage.c.bytes, t.mailbox_usage.c.messages)
+                                        .where(t.mailbox_usage.c.account_id == owner))).first()
+                usage = [int(u.bytes), int(u.messages)] if u else [0, 0]
+                err = _quota_error(account, usage, size, count=len(metas))
+                if err is not None:
+                    raise err
+            r = (await conn.execute(update(t.folders).where(t.folders.c.id == dest.id).values(
+                uidnext=t.folders.c.uidnext + len(metas), highestmodseq=t.folders.c.highestmodseq + 1)
+                .returning(t.folders.c.uidnext, t.folders.c.highestmodseq, t.folders.c.uidvalidity))).first()
+            first = r.uidnext - len(metas)
+            rows, pairs = [], []
+            for i, m in enumerate(metas):
+                rows.append({"folder_id": dest.id, "uid": first + i, "modseq": r.highestmodseq, "flags": m.flags,
+                             "keywords": " ".join(sorted(m.keywords)), "internal_date": m.internal_date,
+                             "size": m.size, "blob_id": m.blob_id})
+                pairs.append((m.uid, first + i))
+            await conn.execute(insert(t.messages), rows)
+            await self._add_usage(conn, owner, size, len(metas))
+        self.bus.publish(dest, FolderChanged(dest, r.highestmodseq, "append"))
+        return r.uidvalidity, pairs
+
+    async def move(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
+                   ) -> tuple[int, list[tuple[int, int]]]:
+        """MOVE (RFC 6851): copy, then expunge the sources (the copy is committed first)."""
+        uids = sorted(set(uids))
+        uidv, pairs = await self.copy(account, src, uids, dest)
+        moved = [s for s, _ in pairs]
+        if moved:
+            await self.store_flags(src, moved, "add", int(Flag.DELETED))
+            await self.expunge(src, moved)
+        return uidv, pairs
+
+
+def _quota_error(acct: Account, usage: list[int], size: int, count: int = 1) -> OverQuota | None:
+    if acct.quota_bytes and size > acct.quota_bytes:
+        return OverQuota(f"message larger than the mailbox quota of {acct.address}", permanent=True)
+    if acct.quota_bytes and usage[0] + size > acct.quota_bytes:
+        return OverQuota(f"mailbox of {acct.address} is full", permanent=False)
+    if acct.quota_messages and usage[1] + count > acct.quota_messages:
+        return OverQuota(f"mailbox of {acct.address} has too many messages", permanent=False)
+    return None

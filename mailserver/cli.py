@@ -1,0 +1,322 @@
+"""The `postroom` administrator's command: one subcommand per task, one readable line per error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from mailboxes import errors
+from mailboxes.model import Role
+
+from . import config as config_mod
+from .admin import Admin, AdminError
+
+log = logging.getLogger("postroom.admin")
+
+
+def _password(args: argparse.Namespace, *, required: bool) -> str | None:
+    if getattr(args, "password_stdin", False):
+        pw = sys.stdin.readline().rstrip("\r\n")
+        if not pw:
+            raise AdminError("no password on standard input")
+        return pw
+    if not required:
+        return None
+    if not sys.stdin.isatty():
+        raise AdminError("give the password with --password-stdin")
+    pw = getpass.getpass("Password: ")
+    if pw != getpass.getpass("Again: "):
+        raise AdminError("the passwords differ")
+    return pw
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="postroom", description="Postroom mail server administration")
+    p.add_argument("--config", help=f"configuration file (default ${config_mod.ENV_VAR} or ./postroom.toml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="create the data directory, database, TLS certificate and config")
+    s.add_argument("--demo", action="store_true", help="also add a demo domain and two demo accounts")
+    s.add_argument("--domain", default="postroom.test", help="demo domain (with --demo)")
+
+    sub.add_parser("serve", help="run the server until SIGTERM")
+
+    s = sub.add_parser("config", help="configuration")
+    cs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cs.add_parser("check", help="report every problem in the configuration")
+    cs.add_parser("docs", help="print the reference of every key")
+
+    s = sub.add_parser("domain", help="local domains")
+    ds = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ds.add_parser("add").add_argument("name")
+    ds.add_parser("list")
+    ds.add_parser("remove").add_argument("name")
+
+    s = sub.add_parser("department", help="departments and district bureaus")
+    ds = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = ds.add_parser("add")
+    a.add_argument("code")
+    a.add_argument("name")
+    a.add_argument("--parent")
+    a.add_argument("--kind", default="department", choices=["bureau", "department", "district"])
+    ds.add_parser("list")
+
+    s = sub.add_parser("user", help="accounts")
+    us = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = us.add_parser("add")
+    a.add_argument("address")
+    a.add_argument("--name", default="", help="display name")
+    a.add_argument("--department")
+    a.add_argument("--role", default="user", choices=[r.value for r in Role])
+    a.add_argument("--quota", type=int, help="quota in bytes (0: unlimited)")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    a = us.add_parser("list")
+    a.add_argument("--domain")
+    a.add_argument("--department")
+    a = us.add_parser("passwd")
+    a.add_argument("address")
+    a.add_argument("--password-stdin", action="store_true")
+    for name in ("disable", "enable", "remove"):
+        us.add_parser(name).add_argument("address")
+    a = us.add_parser("app-password", help="create an app password for a mail client")
+    a.add_argument("address")
+    a.add_argument("label")
+
+    s = sub.add_parser("group", help="distribution lists")
+    gs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = gs.add_parser("add")
+    a.add_argument("address")
+    a.add_argument("--name", default="")
+    a.add_argument("--policy", default="domain", choices=["anyone", "domain", "members", "posters"],
+                   help="who may post: anyone, local senders (domain), members, or listed posters")
+    a.add_argument("--department")
+    a = gs.add_parser("members")
+    a.add_argument("address")
+    a.add_argument("--add", nargs="*", default=[])
+    a.add_argument("--remove", nargs="*", default=[])
+    a.add_argument("--posters", action="store_true", help="edit the posters instead of the members")
+    gs.add_parser("list")
+
+    s = sub.add_parser("alias", help="aliases")
+    als = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = als.add_parser("add")
+    a.add_argument("address")
+    a.add_argument("target")
+    als.add_parser("list")
+    als.add_parser("remove").add_argument("address")
+
+    s = sub.add_parser("import", help="import mail into a folder")
+    s.add_argument("--user", required=True)
+    s.add_argument("--folder", default="INBOX")
+    s.add_argument("kind", choices=["mbox", "maildir"])
+    s.add_argument("path")
+
+    s = sub.add_parser("export", help="export a folder")
+    s.add_argument("--user", required=True)
+    s.add_argument("--folder", required=True)
+    s.add_argument("--mbox", required=True, help="output file")
+
+    s = sub.add_parser("archive", help="move a closed year's mail to its archive database")
+    s.add_argument("--year", type=int, required=True)
+    return p
+
+
+Handler = Callable[[Admin, argparse.Namespace], Awaitable[int]]
+
+
+async def _init(admin: Admin, args: argparse.Namespace) -> int:
+    created = await admin.init(demo=args.demo, domain=args.domain)
+    for line in created:
+        print(line)
+    return 0
+
+
+async def _serve(admin: Admin, args: argparse.Namespace) -> int:
+    from .app import serve  # the composition root
+    return await serve(admin.config)
+
+
+async def _config(admin: Admin, args: argparse.Namespace) -> int:
+    if args.action == "docs":
+        print(config_mod.render_docs())
+        return 0
+    problems = await admin.check()
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 1
+    print("configuration OK")
+    return 0
+
+
+async def _domain(admin: Admin, args: argparse.Namespace) -> int:
+    d = admin.mb.directory
+    if args.action == "add":
+        dom = await d.add_domain(args.name)
+        await admin.audited("domain.add", dom.name)
+        print(f"added domain {dom.name}")
+    elif args.action == "list":
+        for dom in await d.list_domains():
+            print(dom.name)
+    else:
+        await d.remove_domain(args.name)
+        await admin.audited("domain.remove", args.name)
+        print(f"removed domain {args.name}")
+    return 0
+
+
+async def _department(admin: Admin, args: argparse.Namespace) -> int:
+    d = admin.mb.directory
+    if args.action == "add":
+        dep = await d.add_department(args.code, args.name, parent=args.parent, kind=args.kind)
+        await admin.audited("department.add", dep.code, name=dep.name)
+        print(f"added department {dep.code}")
+    else:
+        deps = await d.list_departments()
+        by_id = {x.id: x for x in deps}
+        for x in deps:
+            parent = by_id[x.parent_id].code if x.parent_id in by_id else "-"
+            print(f"{x.code}\t{x.kind}\t{parent}\t{x.name}")
+    return 0
+
+
+async def _user(admin: Admin, args: argparse.Namespace) -> int:
+    d = admin.mb.directory
+    act = args.action
+    if act == "add":
+        pw = _password(args, required=False)
+        generated = pw is None
+        if generated:
+            pw = secrets.token_urlsafe(12)
+        quota = args.quota if args.quota is not None else admin.config.get("limits", "default_quota_bytes")
+        acct = await admin.mb.add_account(args.address, password=pw, display_name=args.name,
+                                          department=args.department, role=Role(args.role), quota_bytes=quota,
+                                          quota_messages=admin.config.get("limits", "default_quota_messages"))
+        await admin.audited("user.add", acct.address, role=acct.role.value, department=acct.department_code)
+        print(f"added {acct.address}")
+        if generated:
+            print(f"password: {pw}")
+    elif act == "list":
+        for a in await d.list_accounts(domain=args.domain, department=args.department):
+            state = "enabled" if a.enabled else "disabled"
+            print(f"{a.address}\t{a.role.value}\t{a.department_code or '-'}\t{state}\t{a.display_name}")
+    elif act == "passwd":
+        await d.set_password(args.address, _password(args, required=True))
+        await admin.audited("user.passwd", args.address)
+        print(f"password changed for {args.address}")
+    elif act in ("disable", "enable"):
+        await d.set_enabled(args.address, act == "enable")
+        await admin.audited(f"user.{act}", args.address)
+        print(f"{act}d {args.address}")
+    elif act == "remove":
+        acct = await d.remove_account(args.address)
+        await admin.audited("user.remove", acct.address)
+        print(f"removed {acct.address} (its mail is kept until the folders are purged)")
+    elif act == "app-password":
+        secret = await d.add_app_password(args.address, args.label)
+        await admin.audited("user.app_password", args.address, label=args.label)
+        print(f"app password for {args.address} ({args.label}): {secret}")
+    return 0
+
+
+async def _group(admin: Admin, args: argparse.Namespace) -> int:
+    d = admin.mb.directory
+    if args.action == "add":
+        g = await d.add_group(args.address, args.name, post_policy=args.policy, department=args.department)
+        await admin.audited("group.add", g.address, policy=g.post_policy)
+        print(f"added group {g.address}")
+    elif args.action == "members":
+        g = await d.set_group_members(args.address, add=args.add, remove=args.remove, posters=args.posters)
+        if args.add or args.remove:
+            await admin.audited("group.members", g.address, add=args.add, remove=args.remove, posters=args.posters)
+        for m in (g.posters if args.posters else g.members):
+            print(m)
+    else:
+        for g in await d.list_groups():
+            print(f"{g.address}\t{g.post_policy}\t{len(g.members)} members\t{g.name}")
+    return 0
+
+
+async def _alias(admin: Admin, args: argparse.Namespace) -> int:
+    d = admin.mb.directory
+    if args.action == "add":
+        await d.add_alias(args.address, args.target)
+        await admin.audited("alias.add", args.address, target=args.target)
+        print(f"added alias {args.address} -> {args.target}")
+    elif args.action == "list":
+        for a, tgt in await d.list_aliases():
+            print(f"{a}\t{tgt}")
+    else:
+        await d.remove_alias(args.address)
+        await admin.audited("alias.remove", args.address)
+        print(f"removed alias {args.address}")
+    return 0
+
+
+async def _import(admin: Admin, args: argparse.Namespace) -> int:
+    n = await admin.import_mail(args.user, args.folder, args.kind, args.path)
+    print(f"imported {n} messages into {args.user} {args.folder}")
+    return 0
+
+
+async def _export(admin: Admin, args: argparse.Namespace) -> int:
+    n = await admin.export_mbox(args.user, args.folder, args.mbox)
+    print(f"exported {n} messages to {args.mbox}")
+    return 0
+
+
+async def _archive(admin: Admin, args: argparse.Namespace) -> int:
+    rep = await admin.archive(args.year)
+    print(f"archived {rep.moved} messages of {args.year} from {rep.folders} folders")
+    return 0
+
+
+HANDLERS: dict[str, Handler] = {
+    "init": _init, "serve": _serve, "config": _config, "domain": _domain, "department": _department,
+    "user": _user, "group": _group, "alias": _alias, "import": _import, "export": _export, "archive": _archive,
+}
+# Commands that must not open the store first (it may not exist yet, or they check the config only).
+NO_STORE = {"init", "serve", "config"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("POSTROOM_LOG", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        for p in exc.problems:
+            print(f"postroom: config: {p}", file=sys.stderr)
+        return 2
+    handler = HANDLERS[args.command]
+    try:
+        return asyncio.run(_run(cfg, args, handler))
+    except (errors.StoreError, AdminError, ValueError, OSError) as exc:
+        print(f"postroom: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("postroom: interrupted", file=sys.stderr)
+        return 130
+
+
+async def _run(cfg: config_mod.Config, args: argparse.Namespace, handler: Handler) -> int:
+    admin = Admin(cfg, actor=f"cli:{getpass.getuser()}")
+    if args.command not in NO_STORE:
+        await admin.open(must_exist=True)
+    try:
+        return await handler(admin, args)
+    finally:
+        await admin.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Typed configuration: one TOML file, loaded once, checked in full, passed down (never a global).
+
+Every key, its default and its meaning is listed in KEYS below; `docs/config.md`
+is generated from it and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailboxes.partitions import MODES, StorageConfig
+
+ENV_VAR = "POSTROOM_CONFIG"
+DEFAULT_PATH = "postroom.toml"
+
+
+@dataclass(frozen=True)
+class Key:
+    section: str
+    name: str
+    default: Any
+    doc: str
+
+
+# (contract) The documented keys. Types are those of the defaults.
+KEYS: tuple[Key, ...] = (
+    Key("server", "hostname", "localhost", "Host name used in SMTP greetings, Received headers and DSNs."),
+    Key("server", "data_dir", "var", "Directory for the embedded database, blobs, TLS files and logs."),
+    Key("server", "log_level", "info", "Logging level: debug, info, warning, error."),
+    Key("listen", "smtp", "127.0.0.1:2525", "Server-to-server SMTP (port 25 role). Empty disables."),
+    Key("listen", "submission", "127.0.0.1:2587", "SMTP submission with STARTTLS and AUTH (port 587 role)."),
+    Key("listen", "submissions", "127.0.0.1:2465", "SMTP submission over implicit TLS (port 465 role)."),
+    Key("listen", "imap", "127.0.0.1:2143", "IMAP with STARTTLS (port 143 role)."),
+    Key("listen", "imaps", "127.0.0.1:2993", "IMAP over implicit TLS (port 993 role)."),
+    Key("listen", "http", "127.0.0.1:8025", "Webmail, admin console and JSON API."),
+    Key("tls", "cert", "", "PEM certificate chain; empty: <data_dir>/tls/cert.pem made by `postroom init`."),
+    Key("tls", "key", "", "PEM private key; empty: <data_dir>/tls/key.pem."),
+    Key("tls", "allow_plaintext_auth_on_loopback", False,
+        "Allow AUTH/LOGIN without TLS for clients connecting from loopback (testing, local tools)."),
+    Key("storage", "url", "", "SQLAlchemy URL of the central database; empty: SQLite in <data_dir>/postroom.db."),
+    Key("storage", "mode", "shared", "Partitioning: shared, department, year or hybrid."),
+    Key("storage", "departments", [], "Department codes that get a database of their own (department/hybrid)."),
+    Key("storage", "partition_url", "",
+        "URL template for partition databases with {name} (e.g. dept-finance, archive-2025); empty: derived."),
+    Key("storage", "blob_dir", "", "Keep message bodies as files in this directory; empty: in the database."),
+    Key("limits", "max_message_size", 52428800, "Largest message accepted, in bytes (SMTP SIZE, APPEND)."),
+    Key("limits", "max_recipients", 1000, "Recipients per SMTP transaction."),
+    Key("limits", "default_quota_bytes", 2147483648, "Quota of new accounts in bytes (0: unlimited)."),
+    Key("limits", "default_quota_messages", 0, "Message-count quota of new accounts (0: unlimited)."),
+    Key("limits", "auth_failures", 5, "Failed logins per client address or account before throttling."),
+    Key("limits", "auth_window", 300, "Seconds over which failed logins are counted."),
+    Key("limits", "imap_connections_per_account", 50, "Concurrent IMAP connections one account may hold."),
+    Key("limits", "imap_idle_timeout", 1800, "Seconds of inactivity (IDLE included) before an IMAP client is logged out."),
+    Key("queue", "retry_delays", [60, 300, 900, 3600, 7200],
+        "Seconds between delivery attempts; the last repeats until expiry."),
+    Key("queue", "expire_after", 432000, "Seconds after which undeliverable mail bounces (default 5 days)."),
+    Key("queue", "warn_after", 14400, "Seconds after which the sender is told of a delay (default 4 hours)."),
+    Key("queue", "workers", 4, "Concurrent outbound deliveries per node."),
+    Key("dkim", "selector", "postroom", "Selector used by `postroom dkim generate` when none is given."),
+)
+
+_BY_SECTION: dict[str, dict[str, Key]] = {}
+for _k in KEYS:
+    _BY_SECTION.setdefault(_k.section, {})[_k.name] = _k
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    values: dict[str, dict[str, Any]] = field(repr=False)
+
+    def get(self, section: str, name: str) -> Any:
+        return self.values[section][name]
+
+    @property
+    def hostname(self) -> str:
+        return self.get("server", "hostname")
+
+    @property
+    def data_dir(self) -> Path:
+        d = Path(self.get("server", "data_dir"))
+        if not d.is_absolute() and self.path is not None:
+            d = self.path.parent / d
+        return d
+
+    def listen(self, name: str) -> tuple[str, int] | None:
+        v = self.get("listen", name)
+        return parse_hostport(v) if v else None
+
+    @property
+    def tls_cert(self) -> Path:
+        v = self.get("tls", "cert")
+        return Path(v) if v else self.data_dir / "tls" / "cert.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        v = self.get("tls", "key")
+        return Path(v) if v else self.data_dir / "tls" / "key.pem"
+
+    @property
+    def storage_url(self) -> str:
+        return self.get("storage", "url") or f"sqlite:///{(self.data_dir / 'postroom.db').resolve()}"
+
+    def storage(self) -> StorageConfig:
+        blob_dir = self.get("storage", "blob_dir")
+        if blob_dir and not Path(blob_dir).is_absolute():
+            blob_dir = str(self.data_dir / blob_dir)
+        return StorageConfig(url=self.storage_url, mode=self.get("storage", "mode"),
+                             departments=tuple(self.get("storage", "departments")),
+                             partition_url=self.get("storage", "partition_url"), blob_dir=blob_dir)
+
+
+def parse_hostport(v: str) -> tuple[str, int]:
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
+        raise ValueError(f"{v!r} is not host:port")
+    host = host.strip("[]")
+    return host or "0.0.0.0", int(port)
+
+
+def _check_value(key: Key, value: Any) -> str | None:
+    where = f"[{key.section}] {key.name}"
+    want = type(key.default)
+    if want is bool and not isinstance(value, bool):
+        return f"{where}: expected true or false, got {value!r}"
+    if want is int and (not isinstance(value, int) or isinstance(value, bool)):
+        return f"{where}: expected a whole number, got {value!r}"
+    if want is int and value < 0:
+        return f"{where}: cannot be negative"
+    if want is str and not isinstance(value, str):
+        return f"{where}: expected a string, got {value!r}"
+    if want is list and not isinstance(value, list):
+        return f"{where}: expected a list, got {value!r}"
+    if key.section == "listen" and value:
+        try:
+            parse_hostport(value)
+        except ValueError:
+            return f"{where}: expected \"host:port\" or \"\", got {value!r}"
+    if (key.section, key.name) == ("storage", "mode") and value not in MODES:
+        return f"{where}: must be one of {', '.join(MODES)}, got {value!r}"
+    if (key.section, key.name) == ("server", "log_level") and value not in ("debug", "info", "warning", "error"):
+        return f"{where}: must be debug, info, warning or error"
+    if (key.section, key.name) == ("queue", "retry_delays") and (
+            not value or not all(isinstance(x, int) and x > 0 for x in value)):
+        return f"{where}: must be a non-empty list of positive seconds"
+    return None
+
+
+def build(raw: dict[str, Any], path: Path | None = None) -> Config:
+    """Check every key and collect every problem before failing (one line each)."""
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {s: {k: v.default for k, v in keys.items()} for s, keys in _BY_SECTION.items()}
+    for section, body in raw.items():
+        if section not in _BY_SECTION:
+            problems.append(f"[{section}]: unknown section")
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"[{section}]: expected a table")
+            continue
+        for name, value in body.items():
+            key = _BY_SECTION[section].get(name)
+            if key is None:
+                problems.append(f"[{section}] {name}: unknown key")
+                continue
+            err = _check_value(key, value)
+            if err:
+                problems.append(err)
+            else:
+                values[section][name] = value
+    if problems:
+        raise ConfigError(problems)
+    return Config(path, values)
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load from `path`, else $POSTROOM_CONFIG, else ./postroom.toml if present, else defaults."""
+    p = path or os.environ.get(ENV_VAR)
+    if not p:
+        if not Path(DEFAULT_PATH).exists():
+            return build({}, None)
+        p = DEFAULT_PATH
+    p = Path(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read ({exc.strerror})"]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{p}: not valid TOML ({exc})"]) from None
+    return build(raw, p.resolve())
+
+
+def render_docs() -> str:
+    """The reference of every key, in Markdown (docs/config.md)."""
+    out = ["# Configuration reference", "",
+           "Postroom reads one TOML file: `--config PATH`, else `$POSTROOM_CONFIG`, else `./postroom.toml`.",
+           "Every key is optional; the default is shown.", ""]
+    for section, keys in _BY_SECTION.items():
+        out.append(f"## [{section}]")
+        out.append("")
+        out.append("| key | default | meaning |")
+        out.append("| --- | --- | --- |")
+        for k in keys.values():
+            dv = repr(k.default).replace("'", '"') if not isinstance(k.default, bool) else str(k.default).lower()
+            out.append(f"| `{k.name}` | `{dv}` | {k.doc} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""SMTP listeners: pure door policy and the aiosmtpd adapter."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: storage back-ends (SQLite and a real PostgreSQL), a fast Argon2 hasher."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from argon2 import PasswordHasher
+
+from tests.support import pgserver
+
+# Real Argon2, cheap parameters: tests create many accounts.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    if os.environ.get("POSTROOM_NO_PG"):
+        pytest.skip("POSTROOM_NO_PG is set")
+    srv = pgserver.start()
+    if srv is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries not found; `make test` installs them")
+        pytest.skip("PostgreSQL is not installed (run `make test`, which installs it)")
+    yield srv
+    srv.stop()
+
+
+def _create_pg_database(srv, name: str) -> None:
+    import asyncpg
+
+    async def go():
+        conn = await asyncpg.connect(host="127.0.0.1", port=srv.port, user="postgres", database="postgres")
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def storage_url(request, tmp_path):
+    """The URL of a fresh, empty central database on each back-end."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/postroom.db"
+    srv = request.getfixturevalue("pg")
+    name = "t_" + uuid.uuid4().hex[:12]
+    _create_pg_database(srv, name)
+    return srv.url(name)

@@ -1,0 +1,1 @@
+"""Test support: a real PostgreSQL server and helpers shared by the test layers."""

@@ -1,0 +1,72 @@
+"""Start a throwaway PostgreSQL server from Debian's binaries on loopback for the test session."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+
+def _bindir() -> str | None:
+    env = os.environ.get("POSTROOM_PG_BINDIR")
+    if env:
+        return env
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PgServer:
+    bindir: str
+    root: str
+    port: int
+    as_user: list[str]
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url(self, db: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{db}"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.as_user, *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=120)
+
+    def stop(self) -> None:
+        try:
+            self._run(f"{self.bindir}/pg_ctl", "-D", f"{self.root}/data", "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start() -> PgServer | None:
+    """Start a server, or return None when PostgreSQL is not installed."""
+    bindir = _bindir()
+    if bindir is None:
+        return None
+    root = tempfile.mkdtemp(prefix="postroom-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        pw = pwd.getpwnam("postgres")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        os.chmod(root, 0o755)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    srv = PgServer(bindir, root, _free_port(), as_user)
+    srv._run(f"{bindir}/initdb", "-D", f"{root}/data", "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--locale=C.UTF-8")
+    opts = (f"-p {srv.port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300 "
+            "-c shared_buffers=128MB")
+    srv._run(f"{bindir}/pg_ctl", "-D", f"{root}/data", "-o", opts, "-l", f"{root}/log", "-w", "start")
+    return srv

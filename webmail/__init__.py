@@ -1,0 +1,1 @@
+"""Webmail, admin console and JSON API (aiohttp)."""

@@ -248,7 +248,7 @@ async def _alias(admin: Admin, args: argparse.Namespace) -> int:
     d = admin.mb.directory
     if args.action == "add":
         await d.add_alias(args.address, args.target)
-        await admin.audited("alias.add", args.address, target=args.target)
+        await admin.audited("alias.add", args.address, alias_target=args.target)
         print(f"added alias {args.address} -> {args.target}")
     elif args.action == "list":
         for a, tgt in await d.list_aliases():

@@ -1,0 +1,164 @@
+"""The `postroom` command end to end in a subprocess: init, directory commands, import/export, errors."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(cfg: Path, *args: str, stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "POSTROOM_CONFIG": str(cfg)}
+    p = subprocess.run([sys.executable, "-m", "mailserver.cli", *args], cwd=ROOT, env=env, input=stdin,
+                       capture_output=True, text=True, timeout=120)
+    if ok:
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+    return p
+
+
+@pytest.fixture
+def cfg(tmp_path, storage_url):
+    c = tmp_path / "postroom.toml"
+    c.write_text(f'[server]\ndata_dir = "{tmp_path}/data"\nhostname = "mail.city.test"\n'
+                 f'[storage]\nurl = "{storage_url}"\n')
+    return c
+
+
+def test_init_demo_creates_store_cert_and_accounts_once(cfg, tmp_path):
+    out = run(cfg, "init", "--demo", "--domain", "city.test").stdout
+    assert "zhang.wei@city.test password" in out and "li.na@city.test password" in out
+    assert (tmp_path / "data" / "tls" / "cert.pem").exists()
+    assert oct((tmp_path / "data" / "tls" / "key.pem").stat().st_mode & 0o777) == "0o600"
+    again = run(cfg, "init", "--demo", "--domain", "city.test").stdout
+    assert "password" not in again  # passwords are shown once
+    users = run(cfg, "user", "list").stdout
+    assert "zhang.wei@city.test\tadmin" in users and "李娜" in users
+    assert run(cfg, "config", "check").stdout.strip() == "configuration OK"
+
+
+def test_directory_commands_and_readable_errors(cfg):
+    run(cfg, "init")
+    run(cfg, "domain", "add", "City.Test.")
+    assert run(cfg, "domain", "list").stdout.split() == ["city.test"]
+    run(cfg, "department", "add", "bureau", "市税务局", "--kind", "bureau")
+    run(cfg, "department", "add", "finance", "财务处", "--parent", "bureau")
+    assert "finance\tdepartment\tbureau\t财务处" in run(cfg, "department", "list").stdout
+    run(cfg, "user", "add", "wang@city.test", "--name", "王芳", "--department", "finance", "--password-stdin",
+        stdin="s3cret\n")
+    p = run(cfg, "user", "add", "wang@city.test", "--password-stdin", stdin="x\n", ok=False)
+    assert p.returncode == 1 and p.stderr.strip() == "postroom: error: wang@city.test is already an account"
+    p = run(cfg, "user", "add", "bad address", ok=False)
+    assert p.returncode == 1 and p.stderr.startswith("postroom: error: invalid address") and "\n" not in p.stderr.strip()
+    p = run(cfg, "user", "add", "x@elsewhere.test", ok=False)
+    assert "not a local domain" in p.stderr
+    run(cfg, "group", "add", "all@city.test", "--name", "全体", "--policy", "members")
+    assert run(cfg, "group", "members", "all@city.test", "--add", "wang@city.test").stdout.split() == ["wang@city.test"]
+    run(cfg, "alias", "add", "fang@city.test", "wang@city.test")
+    assert "fang@city.test\twang@city.test" in run(cfg, "alias", "list").stdout
+    run(cfg, "user", "disable", "wang@city.test")
+    assert "disabled" in run(cfg, "user", "list").stdout
+    p = run(cfg, "domain", "remove", "city.test", ok=False)
+    assert p.returncode == 1 and "still has 1 accounts" in p.stderr
+    p = run(cfg, "user", "passwd", "nobody@city.test", "--password-stdin", stdin="x\n", ok=False)
+    assert "no account nobody@city.test" in p.stderr
+
+
+def test_commands_before_init_say_so(tmp_path):
+    c = tmp_path / "postroom.toml"
+    c.write_text(f'[server]\ndata_dir = "{tmp_path}/data"\n')
+    p = run(c, "user", "list", ok=False)
+    assert p.returncode == 1 and "run `postroom init` first" in p.stderr
+    assert not (tmp_path / "data" / "postroom.db").exists()
+
+
+def test_config_check_reports_every_problem(tmp_path):
+    c = tmp_path / "bad.toml"
+    c.write_text('[server]\nhostname = 5\nbogus = 1\n[listen]\nsmtp = "nowhere"\n[storage]\nmode = "weird"\n'
+                 '[nosuch]\nx = 1\n')
+    p = run(c, "config", "check", ok=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2
+    assert len(lines) == 5, lines
+    assert any("[server] hostname: expected a string" in line for line in lines)
+    assert any("[server] bogus: unknown key" in line for line in lines)
+    assert any("[listen] smtp" in line for line in lines)
+    assert any("[storage] mode: must be one of" in line for line in lines)
+    assert any("[nosuch]: unknown section" in line for line in lines)
+
+
+MBOX = b"""From alice@city.test Mon Nov  2 10:00:00 2026
+From: Alice <alice@city.test>
+To: wang@city.test
+Subject: first
+Status: RO
+
+Hello.
+>From here the body has a quoted From line.
+From the middle of a line is fine.
+
+From bob@city.test Tue Nov  3 11:00:00 2026
+From: Bob <bob@city.test>
+To: wang@city.test
+Subject: =?GB2312?B?udjT2rXnxNQ=?=
+Content-Type: text/plain; charset=GB2312
+Content-Transfer-Encoding: 8bit
+
+\xc7\xeb\xb8\xf7\xb2\xbf\xc3\xc5\xb1\xa8\xcb\xcd\xb2\xc4\xc1\xcf\xa1\xa3
+
+From carol@city.test Wed Nov  4 12:00:00 2026
+From: carol@city.test
+Subject: third
+
+>>From double quoted
+last line
+"""
+
+
+def test_mbox_import_then_export_gives_the_same_bytes(cfg, tmp_path):
+    run(cfg, "init")
+    run(cfg, "domain", "add", "city.test")
+    run(cfg, "user", "add", "wang@city.test", "--password-stdin", stdin="pw\n")
+    src = tmp_path / "in.mbox"
+    src.write_bytes(MBOX)
+    assert "imported 3 messages" in run(cfg, "import", "--user", "wang@city.test", "--folder", "Old", "mbox",
+                                        str(src)).stdout
+    out = tmp_path / "out.mbox"
+    assert "exported 3 messages" in run(cfg, "export", "--user", "wang@city.test", "--folder", "Old",
+                                        "--mbox", str(out)).stdout
+    from mailboxes.importexport import read_mbox
+    a = [m.raw for m in read_mbox(src)]
+    b = [m.raw for m in read_mbox(out)]
+    assert a == b and len(a) == 3
+    # And the bytes as a standard mbox reader sees them (mboxrd unquoting aside).
+    msgs = list(mailbox.mbox(str(out)))
+    assert [m["Subject"] for m in msgs][0] == "first"
+    assert b">From here" not in a[0] and b"\nFrom here the body" in a[0].replace(b"\r\n", b"\n")
+    assert b">From double quoted" in a[2]
+
+
+def test_import_of_a_non_mbox_fails_cleanly(cfg, tmp_path):
+    run(cfg, "init")
+    run(cfg, "domain", "add", "city.test")
+    run(cfg, "user", "add", "wang@city.test", "--password-stdin", stdin="pw\n")
+    bad = tmp_path / "x.mbox"
+    bad.write_bytes(b"this is not an mbox\n")
+    p = run(cfg, "import", "--user", "wang@city.test", "mbox", str(bad), ok=False)
+    assert p.returncode == 1 and "not an mbox file" in p.stderr
+
+
+def test_maildir_import_keeps_flags(cfg, tmp_path):
+    run(cfg, "init")
+    run(cfg, "domain", "add", "city.test")
+    run(cfg, "user", "add", "wang@city.test", "--password-stdin", stdin="pw\n")
+    md = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (md / sub).mkdir(parents=True)
+    (md / "cur" / "1.host:2,FS").write_bytes(b"Subject: a\n\nbody a\n")
+    (md / "new" / "2.host").write_bytes(b"Subject: b\n\nbody b\n")
+    assert "imported 2 messages" in run(cfg, "import", "--user", "wang@city.test", "maildir", str(md)).stdout

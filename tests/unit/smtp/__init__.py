@@ -1,0 +1,1 @@
+"""Unit tests for the pure SMTP door rules and delivery helpers."""

@@ -1,0 +1,124 @@
+"""The composition root: builds every part from the config, starts the listeners, drains on SIGTERM.
+
+This is the only module that imports all five packages (see style.md,
+"Layout note"). Each listener family provides `start(ctx) -> Service`; a
+Service has `async close()` that stops accepting, lets sessions in flight
+finish (bounded by DRAIN_SECONDS) and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mailboxes.changes import ChangeBus
+from mailboxes.service import Mailboxes, open_mailboxes
+
+from . import tls
+from .auth import Authenticator
+from .config import Config
+
+log = logging.getLogger("postroom")
+
+DRAIN_SECONDS = 20.0
+
+
+class Service(Protocol):
+    name: str
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Context:
+    """Everything a listener family needs, passed down (no globals)."""
+
+    config: Config
+    mailboxes: Mailboxes
+    bus: ChangeBus
+    auth: Authenticator
+    tls_context: ssl.SSLContext | None
+    extras: dict[str, object] = field(default_factory=dict)  # shared parts built by earlier starters
+
+
+Starter = Callable[[Context], Awaitable[list[Service]]]
+
+
+def starters() -> list[Starter]:
+    """The listener families, in start order (delivery first: the others submit through it)."""
+    out: list[Starter] = []
+    try:
+        from delivery.service import start as start_delivery
+        out.append(start_delivery)
+    except ImportError:  # not built yet
+        pass
+    try:
+        from .smtp.server import start as start_smtp
+        out.append(start_smtp)
+    except ImportError:
+        pass
+    try:
+        from .imap.server import start as start_imap
+        out.append(start_imap)
+    except ImportError:
+        pass
+    return out
+
+
+async def build_context(config: Config) -> Context:
+    bus = ChangeBus()
+    mb = await open_mailboxes(config.storage(), bus=bus)
+    auth = Authenticator.create(mb.directory, max_failures=config.get("limits", "auth_failures"),
+                                window_s=config.get("limits", "auth_window"))
+    ctx_tls = None
+    if config.tls_cert.exists() and config.tls_key.exists():
+        ctx_tls = tls.server_context(config.tls_cert, config.tls_key)
+    else:
+        log.warning("no TLS certificate at %s; TLS is not offered (run `postroom init`)", config.tls_cert)
+    return Context(config, mb, bus, auth, ctx_tls)
+
+
+async def start_all(ctx: Context) -> list[Service]:
+    services: list[Service] = []
+    try:
+        for start in starters():
+            services.extend(await start(ctx))
+    except BaseException:
+        await stop_all(services)
+        raise
+    return services
+
+
+async def stop_all(services: list[Service]) -> None:
+    # Stop the front first (no new sessions), then what they submit to.
+    for svc in reversed(services):
+        try:
+            await asyncio.wait_for(svc.close(), DRAIN_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+            log.warning("stopping %s: %s", getattr(svc, "name", svc), exc)
+
+
+async def serve(config: Config) -> int:
+    logging.getLogger().setLevel(config.get("server", "log_level").upper())
+    ctx = await build_context(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    services = await start_all(ctx)
+    names = ", ".join(getattr(s, "name", "?") for s in services)
+    log.info("postroom serving: %s", names or "nothing (no listeners built)")
+    print(f"postroom serving: {names}", flush=True)
+    try:
+        await stop.wait()
+        log.info("SIGTERM: draining")
+    finally:
+        await stop_all(services)
+        await ctx.mailboxes.close()
+    log.info("postroom stopped")
+    return 0

@@ -1,4 +1,4 @@
-"""Turning the bytes of mail into text: charsets (CJK first), transfer encodings, RFC 2047 words, RFC 2231 values and HTML."""
+"""Text out of mail bytes: charsets (CJK first), transfer encodings, RFC 2047 words, RFC 2045/2231 parameters, HTML."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ import codecs
 import html.parser
 import re
 from functools import lru_cache
+from urllib.parse import unquote_to_bytes
 
 __all__ = [
+    "MIME_TOKEN",
     "codec_for",
+    "comment_end",
+    "decoded_params",
+    "merge_rfc2231",
+    "parse_params",
+    "quoted_string",
+    "skip_cfws",
     "decode_text",
     "decode_header_value",
     "decode_rfc2231_value",
@@ -49,12 +57,15 @@ _ALTERNATES = {
     "cp949": ("euc_kr",),
 }
 
-# Codecs whose text is 7-bit on the wire; the ASCII shortcut must not bypass them.
-_SEVEN_BIT_CODECS = frozenset({"utf-7", "hz", "iso2022_jp", "iso2022_jp_1", "iso2022_jp_2",
-                               "iso2022_jp_2004", "iso2022_jp_3", "iso2022_jp_ext", "iso2022_kr"})
+# Codecs for which ASCII-only bytes are not ASCII text (7-bit stateful ones, UTF-16/32):
+# the ASCII shortcut must not bypass them.
+_NOT_ASCII_CODECS = frozenset({"utf-7", "hz", "iso2022_jp", "iso2022_jp_1", "iso2022_jp_2",
+                               "iso2022_jp_2004", "iso2022_jp_3", "iso2022_jp_ext", "iso2022_kr",
+                               "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
+                               "utf-32-be"})
 
-# Share of U+FFFD a GB18030 guess may contain before Latin-1 is preferred.
-_GUESS_MAX_REPLACED = 0.01
+# U+FFFD allowed per non-ASCII character a GB18030 guess decoded, before Latin-1 wins instead.
+_GUESS_MAX_REPLACED = 0.05
 
 
 @lru_cache(maxsize=256)
@@ -66,11 +77,15 @@ def codec_for(label: str | None) -> str | None:
     name = name.split("*", 1)[0]  # RFC 2231 §5: charset*language
     if name in _UNLABELLED:
         return None
+    if not name.isascii() or not name.isprintable():
+        return None
     name = _ALIASES.get(name, name)
     try:
-        return codecs.lookup(name).name
-    except LookupError:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
         return None
+    # bytes.decode refuses the codecs that are not text encodings (base64, rot13, zlib)
+    return info.name if getattr(info, "_is_text_encoding", True) else None
 
 
 def _try(data: bytes, codec: str, final: bool) -> str | None:
@@ -91,7 +106,7 @@ def decode_text(data: bytes, charset: str | None = None, fallback: str | None = 
     is dropped instead of failing the decode. Never raises.
     """
     codec = codec_for(charset)
-    if data.isascii() and codec not in _SEVEN_BIT_CODECS:
+    if data.isascii() and codec not in _NOT_ASCII_CODECS:
         return data.decode("ascii")
     if codec is not None:
         for name in (codec, *_ALTERNATES.get(codec, ())):
@@ -106,7 +121,9 @@ def decode_text(data: bytes, charset: str | None = None, fallback: str | None = 
     if codec is not None:
         return data.decode(codec, "replace")
     guess = data.decode("gb18030", "replace")
-    if guess.count("\ufffd") <= max(1, int(len(guess) * _GUESS_MAX_REPLACED)):
+    bad = guess.count("\ufffd")
+    decoded = len(guess) - len(guess.encode("ascii", "ignore")) - bad
+    if bad <= decoded * _GUESS_MAX_REPLACED:
         return guess
     return data.decode("latin-1")
 
@@ -205,22 +222,8 @@ def decode_rfc2231_value(value: str, fallback: str | None = None) -> str:
     """Decode a merged RFC 2231 extended value: charset'language'percent-encoded-octets."""
     fields = value.split("'", 2)
     charset, data = (fields[0], fields[2]) if len(fields) == 3 else (None, value)
-    octets = bytearray()
-    raw = raw_bytes(data)
-    i = 0
-    while i < len(raw):  # RFC 2231 §4: "%" 2HEXDIG; a broken escape stays literal
-        c = raw[i]
-        if c == 0x25 and _is_hex(raw[i + 1:i + 3]):
-            octets.append(int(raw[i + 1:i + 3], 16))
-            i += 3
-        else:
-            octets.append(c)
-            i += 1
-    return decode_text(bytes(octets), charset, fallback)
-
-
-def _is_hex(pair: bytes) -> bool:
-    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
+    # RFC 2231 §4: "%" 2HEXDIG is an octet; a broken escape stays as it is
+    return decode_text(unquote_to_bytes(raw_bytes(data)), charset, fallback)
 
 
 def decode_transfer(data: bytes, encoding: str | None) -> bytes:
@@ -231,6 +234,156 @@ def decode_transfer(data: bytes, encoding: str | None) -> bytes:
         return binascii.a2b_qp(data)
     return data
 
+
+# --- RFC 2045 §5.1 parameters, RFC 2231 continuations ------------------------------
+
+MIME_TOKEN = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+')        # RFC 2045 §5.1 token
+_RFC2231_NAME = re.compile(r"([^*]+)\*(?:(\d{1,3})(\*?))?")        # RFC 2231 §3, §4
+
+
+def comment_end(s: str, i: int) -> int:
+    """End of the RFC 5322 §3.2.2 comment at s[i] == "(": nested, with quoted-pairs."""
+    depth, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def skip_cfws(s: str, i: int) -> int:
+    """Index of the first character at or after i that is not whitespace or a comment."""
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c in " \t\r\n":
+            i += 1
+        elif c == "(":
+            i = comment_end(s, i)
+        else:
+            break
+    return min(i, n)
+
+
+def quoted_string(s: str, i: int) -> tuple[str, int]:
+    """RFC 5322 §3.2.4 quoted-string at s[i] == '"'; an unterminated one runs to the end."""
+    close = s.find('"', i + 1)
+    if close > 0 and "\\" not in s[i + 1:close]:
+        return s[i + 1:close], close + 1
+    out = []
+    i += 1
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == '"':
+            return "".join(out), i + 1
+        if c == "\\" and i + 1 < n:
+            i += 1
+            c = s[i]
+        out.append(c)
+        i += 1
+    return "".join(out), n
+
+
+def parse_params(s: str, i: int) -> tuple[tuple[str, str], ...]:
+    """RFC 2045 §5.1 `*(";" parameter)`, tolerant of missing ";", junk and unquoted spaces."""
+    out = []
+    n = len(s)
+    while i < n:
+        i = skip_cfws(s, i)
+        if i >= n:
+            break
+        if s[i] == ";":
+            i += 1
+            continue
+        m = MIME_TOKEN.match(s, i)
+        if m is None:
+            j = s.find(";", i)
+            if j < 0:
+                break
+            i = j
+            continue
+        name = m.group().lower()
+        i = skip_cfws(s, m.end())
+        if i >= n or s[i] != "=":
+            continue
+        i = skip_cfws(s, i + 1)
+        if i < n and s[i] == '"':
+            value, i = quoted_string(s, i)
+        else:   # token, or the broken unquoted forms (spaces, 8-bit, "==?gbk?B?...?=")
+            j = s.find(";", i)
+            j = n if j < 0 else j
+            value = s[i:j].strip()
+            k = value.find(" (")
+            if k > 0 and value.endswith(")"):
+                value = value[:k].rstrip()
+            i = j
+        out.append((name, value))
+    return merge_rfc2231(out)
+
+
+def merge_rfc2231(params: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """RFC 2231 §3-4: join name*0, name*1* ... into one `name*` (or `name`) value, as Dovecot does.
+
+    Segments are not decoded; unencoded segments of an extended value get "%" escaped and a
+    missing "charset'lang'" prefix becomes "''", so the result decodes as one extended value.
+    Missing or duplicate indexes leave the segments as they were.
+    """
+    if not any("*" in name for name, _ in params):
+        return tuple(params)
+    out: list = []
+    groups: dict[str, list[tuple[int, bool, str]]] = {}
+    for name, value in params:
+        m = _RFC2231_NAME.fullmatch(name)
+        if m is None:
+            out.append((name, value))
+            continue
+        base = m.group(1)
+        index = 0 if m.group(2) is None else int(m.group(2))
+        extended = m.group(2) is None or m.group(3) == "*"
+        if base not in groups:
+            groups[base] = []
+            out.append(base)
+        groups[base].append((index, extended, value))
+    merged = []
+    for item in out:
+        if isinstance(item, tuple):
+            merged.append(item)
+            continue
+        segs = sorted(groups[item], key=lambda seg: seg[0])
+        if [seg[0] for seg in segs] != list(range(len(segs))):
+            merged.extend((f"{item}*{i}{'*' if ext else ''}", v) for i, ext, v in segs)
+            continue
+        any_ext = any(ext for _, ext, _ in segs)
+        value = "''" if any_ext and not segs[0][1] else ""
+        for _, ext, v in segs:
+            value += v.replace("%", "%25") if any_ext and not ext else v
+        merged.append((item + "*" if any_ext else item, value))
+    return tuple(merged)
+
+
+def decoded_params(params: tuple[tuple[str, str], ...], fallback: str | None = None) -> dict[str, str]:
+    """Decoded parameter values by plain name: RFC 2231 `name*` wins over `name` (RFC 2047 / 8-bit)."""
+    out: dict[str, str] = {}
+    for name, value in params:
+        if name.endswith("*") and "*" not in name[:-1]:
+            out[name[:-1]] = decode_rfc2231_value(value, fallback)
+    for name, value in params:
+        if "*" not in name and name not in out:
+            out[name] = decode_header_value(value, fallback)
+    return out
+
+
+
+# --- HTML -------------------------------------------------------------------------------
 
 # Elements whose content is not text, and elements that end a line of text.
 _SKIP_TAGS = frozenset({"script", "style", "head", "title", "noscript", "template"})

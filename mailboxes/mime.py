@@ -23,8 +23,8 @@ from email.utils import parsedate_to_datetime
 from typing import Iterator
 
 from mailboxes.charsets import (
-    codec_for, decode_header_value, decode_rfc2231_value, decode_text, decode_transfer,
-    html_charset, html_to_text, raw_bytes,
+    MIME_TOKEN, codec_for, comment_end, decode_header_value, decode_text, decode_transfer,
+    decoded_params, html_charset, html_to_text, parse_params, quoted_string, raw_bytes, skip_cfws,
 )
 
 __all__ = [
@@ -213,10 +213,18 @@ def _field_value(raw: bytes, field: list) -> str:
     return value.strip(b" \t\r").decode("utf-8", "surrogateescape")
 
 
+# Fields the body structure and the envelope read (first occurrence of each).
+_STRUCTURE_FIELDS = frozenset({
+    "content-type", "content-transfer-encoding", "content-disposition", "content-id",
+    "content-description", "content-md5", "content-language", "content-location",
+    "date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id",
+})
+
+
 def _first_fields(raw: bytes, fields: list[list]) -> dict[str, str]:
     values: dict[str, str] = {}
     for field in fields:
-        if field[0] not in values:
+        if field[0] in _STRUCTURE_FIELDS and field[0] not in values:
             values[field[0]] = _field_value(raw, field)
     return values
 
@@ -225,6 +233,7 @@ def header_fields(raw: bytes, names, exclude: bool = False) -> bytes:
     """BODY[HEADER.FIELDS (names)] / HEADER.FIELDS.NOT of the header block at the start of raw.
 
     RFC 3501 §6.4.5: the matching lines as they are (folding kept), then the blank line.
+    For a message/rfc822 part, pass the slice given by section_range(body, path, "HEADER").
     """
     wanted = {n.decode("ascii", "replace").lower() if isinstance(n, bytes) else n.lower()
               for n in names}
@@ -240,178 +249,36 @@ def header_fields(raw: bytes, names, exclude: bool = False) -> bytes:
 
 # --- Content-* values --------------------------------------------------------------------
 
-_TOKEN = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+')        # RFC 2045 §5.1 token
-_PARAM_NAME = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+')
-_RFC2231_NAME = re.compile(r"([^*]+)\*(?:(\d{1,3})(\*?))?")        # RFC 2231 §3, §4
-
-
-def _comment_end(s: str, i: int) -> int:
-    """End of the RFC 5322 §3.2.2 comment at s[i] == "(": nested, with quoted-pairs."""
-    depth, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return n
-
-
-def _skip_cfws(s: str, i: int) -> int:
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c == "(":
-            i = _comment_end(s, i)
-        else:
-            break
-    return min(i, n)
-
-
-def _quoted(s: str, i: int) -> tuple[str, int]:
-    """RFC 5322 §3.2.4 quoted-string at s[i] == '"'; an unterminated one runs to the end."""
-    out = []
-    i += 1
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\" and i + 1 < n:
-            i += 1
-            c = s[i]
-        out.append(c)
-        i += 1
-    return "".join(out), n
-
-
-def _parse_params(s: str, i: int) -> list[tuple[str, str]]:
-    """RFC 2045 §5.1 `*(";" parameter)`, tolerant of missing ";", junk and unquoted spaces."""
-    out = []
-    n = len(s)
-    while i < n:
-        i = _skip_cfws(s, i)
-        if i >= n:
-            break
-        if s[i] == ";":
-            i += 1
-            continue
-        m = _PARAM_NAME.match(s, i)
-        if m is None:
-            j = s.find(";", i)
-            if j < 0:
-                break
-            i = j
-            continue
-        name = m.group().lower()
-        i = _skip_cfws(s, m.end())
-        if i >= n or s[i] != "=":
-            continue
-        i = _skip_cfws(s, i + 1)
-        if i < n and s[i] == '"':
-            value, i = _quoted(s, i)
-        else:   # token, or the broken unquoted forms (spaces, 8-bit, "==?gbk?B?...?=")
-            j = s.find(";", i)
-            j = n if j < 0 else j
-            value = s[i:j].strip()
-            k = value.find(" (")
-            if k > 0 and value.endswith(")"):
-                value = value[:k].rstrip()
-            i = j
-        out.append((name, value))
-    return _merge_rfc2231(out)
-
-
-def _merge_rfc2231(params: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """RFC 2231 §3-4: join name*0, name*1* ... into one `name*` (or `name`) value, as Dovecot does.
-
-    Segments are not decoded; unencoded segments of an extended value get "%" escaped and a
-    missing "charset'lang'" prefix becomes "''", so the result decodes as one extended value.
-    Missing or duplicate indexes leave the segments as they were.
-    """
-    if not any("*" in name for name, _ in params):
-        return tuple(params)
-    out: list = []
-    groups: dict[str, list[tuple[int, bool, str]]] = {}
-    for name, value in params:
-        m = _RFC2231_NAME.fullmatch(name)
-        if m is None:
-            out.append((name, value))
-            continue
-        base = m.group(1)
-        index = 0 if m.group(2) is None else int(m.group(2))
-        extended = m.group(2) is None or m.group(3) == "*"
-        if base not in groups:
-            groups[base] = []
-            out.append(base)
-        groups[base].append((index, extended, value))
-    merged = []
-    for item in out:
-        if isinstance(item, tuple):
-            merged.append(item)
-            continue
-        segs = sorted(groups[item], key=lambda seg: seg[0])
-        if [seg[0] for seg in segs] != list(range(len(segs))):
-            merged.extend((f"{item}*{i}{'*' if ext else ''}", v) for i, ext, v in segs)
-            continue
-        any_ext = any(ext for _, ext, _ in segs)
-        value = "''" if any_ext and not segs[0][1] else ""
-        for _, ext, v in segs:
-            value += v.replace("%", "%25") if any_ext and not ext else v
-        merged.append((item + "*" if any_ext else item, value))
-    return tuple(merged)
-
-
-def decoded_params(params: tuple[tuple[str, str], ...], fallback: str | None = None) -> dict[str, str]:
-    """Decoded parameter values by plain name: RFC 2231 `name*` wins over `name` (RFC 2047 / 8-bit)."""
-    out: dict[str, str] = {}
-    for name, value in params:
-        if name.endswith("*") and "*" not in name[:-1]:
-            out[name[:-1]] = decode_rfc2231_value(value, fallback)
-    for name, value in params:
-        if "*" not in name and name not in out:
-            out[name] = decode_header_value(value, fallback)
-    return out
-
-
 def _parse_content_type(value: str) -> tuple[str | None, str | None, tuple]:
-    i = _skip_cfws(value, 0)
-    m = _TOKEN.match(value, i)
+    i = skip_cfws(value, 0)
+    m = MIME_TOKEN.match(value, i)
     main = sub = None
     if m:
         main = m.group().lower()
-        i = _skip_cfws(value, m.end())
+        i = skip_cfws(value, m.end())
         if i < len(value) and value[i] == "/":
-            i = _skip_cfws(value, i + 1)
-            m = _TOKEN.match(value, i)
+            i = skip_cfws(value, i + 1)
+            m = MIME_TOKEN.match(value, i)
             if m:
                 sub = m.group().lower()
                 i = m.end()
-    return main, sub, _parse_params(value, i)
+    return main, sub, parse_params(value, i)
 
 
 def _parse_token_value(value: str | None) -> tuple[str | None, tuple]:
     if value is None:
         return None, ()
-    i = _skip_cfws(value, 0)
-    m = _TOKEN.match(value, i)
+    i = skip_cfws(value, 0)
+    m = MIME_TOKEN.match(value, i)
     if m is None:
         return None, ()
-    return m.group().lower(), _parse_params(value, m.end())
+    return m.group().lower(), parse_params(value, m.end())
 
 
 def _parse_encoding(value: str | None) -> str:
     if value is not None:
-        m = _TOKEN.match(value, _skip_cfws(value, 0))
-        if m is not None and _skip_cfws(value, m.end()) == len(value):
+        m = MIME_TOKEN.match(value, skip_cfws(value, 0))
+        if m is not None and skip_cfws(value, m.end()) == len(value):
             return m.group().lower()
     return "7bit"   # missing or invalid (e.g. "?invalid"): the RFC 2045 §6.1 default
 
@@ -440,11 +307,11 @@ def _addr_tokens(s: str) -> list[tuple[str, str, bool]]:
             i = m.end()
             continue
         if kind == "c":
-            j = _comment_end(s, i)
+            j = comment_end(s, i)
             toks.append(("c", s[i + 1:j - 1] if s[j - 1:j] == ")" else s[i + 1:j], space))
             i = j
         elif kind == "q":
-            text, _ = _quoted(s, i)
+            text, _ = quoted_string(s, i)
             toks.append(("q", text, space))
             i = m.end()
         elif kind == "sp":
@@ -457,15 +324,13 @@ def _addr_tokens(s: str) -> list[tuple[str, str, bool]]:
     return toks
 
 
-_GLUE = (".", "@")
-
-
 def _join(toks, spaced: bool) -> str:
+    """Token texts; with `spaced`, one space where the header had whitespace (phrases)."""
     out = []
     for kind, text, space in toks:
         if kind == "c":
             continue
-        if spaced and out and space and kind not in _GLUE and out[-1] not in _GLUE:
+        if spaced and out and space:
             out.append(" ")
         out.append(text)
     return "".join(out)
@@ -555,11 +420,12 @@ def _parse_date(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = parsedate_to_datetime(value)
+        parsed = parsedate_to_datetime(value)   # RFC 5322 §3.3, obsolete forms included
     except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed is None:
-        return None
+        try:   # some office systems write ISO 8601 ("2024-03-04 09:15:00+08:00")
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -647,7 +513,7 @@ class _TreeBuilder:
         message = None
         lines = None
         if main == "multipart":
-            boundary = dict(params).get("boundary")
+            boundary = next((v for k, v in params if k == "boundary"), None)
             if boundary and depth < MAX_DEPTH:
                 child_default = ("message", "rfc822") if sub == "digest" else ("text", "plain")
                 children = []
@@ -797,7 +663,9 @@ class _Extractor:
                 self.add(" ".join(x for x in (a.name_decoded, a.addr_spec) if x))
 
     def body(self, body: BodyPart, prefix: tuple[int, ...], in_message: bool) -> None:
-        if body.is_multipart:
+        if body.is_multipart and not body.parts:   # no boundary found: index the body as text
+            self.add(self.part_text(body))
+        elif body.is_multipart:
             self.children(body, prefix, in_message)
         else:
             self.leaf(body, prefix + (1,), in_message, True)   # RFC 3501 §6.4.5: part 1
@@ -811,7 +679,7 @@ class _Extractor:
                 skip = set(texts) - {keep}
         for k, child in enumerate(part.parts):
             if child.is_multipart:
-                self.children(child, path + (k + 1,), in_message)
+                self.body(child, path + (k + 1,), in_message)
             else:
                 self.leaf(child, path + (k + 1,), in_message, k not in skip)
 

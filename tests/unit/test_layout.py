@@ -1,0 +1,50 @@
+"""The dependency direction between the five packages (style.md, "Layout note"), by walking imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("mailserver", "delivery", "mailboxes", "webmail", "bridges")
+# package -> packages it may import (besides itself)
+ALLOWED = {
+    "mailboxes": set(),
+    "delivery": {"mailboxes"},
+    "mailserver": {"delivery", "mailboxes"},
+    "webmail": {"delivery", "mailboxes"},
+    "bridges": {"delivery", "mailboxes"},
+}
+COMPOSITION_ROOT = ROOT / "mailserver" / "app.py"
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out & set(PACKAGES)
+
+
+def test_packages_import_only_downwards():
+    bad = []
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            if path == COMPOSITION_ROOT:
+                continue
+            extra = imported_packages(path) - ALLOWED[pkg] - {pkg}
+            if extra:
+                bad.append(f"{path.relative_to(ROOT)} imports {sorted(extra)}")
+    assert bad == []
+
+
+def test_every_module_says_what_it_is_for():
+    missing = []
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))):
+                missing.append(str(path.relative_to(ROOT)))
+    assert missing == []

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from . import search
+from . import migrations
 from .db import Database, normalise_url, open_database
-from .schema import directory_metadata, mail_metadata
 
 MODES = ("shared", "department", "year", "hybrid")
 MAIN = "main"
@@ -107,16 +106,16 @@ class Router:
 
 
 async def create_mail_schema(db: Database) -> None:
+    """Create or upgrade a partition's mail tables (Alembic)."""
     async with db.write() as conn:
-        await conn.run_sync(mail_metadata.create_all)
-        await search.create_index(conn)
+        await conn.run_sync(migrations.upgrade, "mail")
 
 
 async def create_central_schema(db: Database) -> None:
+    """Create or upgrade the central database: the directory and the mail tables (Alembic)."""
     async with db.write() as conn:
-        await conn.run_sync(directory_metadata.create_all)
-        await conn.run_sync(mail_metadata.create_all)
-        await search.create_index(conn)
+        await conn.run_sync(migrations.upgrade, "directory")
+        await conn.run_sync(migrations.upgrade, "mail")
 
 
 async def _ensure_pg_database(central: Database, url: str) -> None:

@@ -81,26 +81,16 @@ def tsquery_text(query: str) -> str | None:
     return " <-> ".join(parts)
 
 
-async def create_index(conn: AsyncConnection) -> None:
-    if conn.dialect.name == "sqlite":
-        await conn.execute(
-            text(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS blob_fts USING fts5("
-                "subject, addrs, body, tokenize = 'unicode61 remove_diacritics 0')"
-            )
-        )
-    else:
-        await conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS blob_search ("
-                " blob_id BIGINT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,"
-                " subject tsvector NOT NULL, addrs tsvector NOT NULL, body tsvector NOT NULL)"
-            )
-        )
-        for col in COLUMNS:
-            await conn.execute(
-                text(f"CREATE INDEX IF NOT EXISTS ix_blob_search_{col} ON blob_search USING gin ({col})")
-            )
+def index_ddl(dialect: str) -> list[str]:
+    """DDL of the full-text index for a dialect (run by the mail schema's first migration)."""
+    if dialect == "sqlite":
+        return ["CREATE VIRTUAL TABLE IF NOT EXISTS blob_fts USING fts5("
+                "subject, addrs, body, tokenize = 'unicode61 remove_diacritics 0')"]
+    out = ["CREATE TABLE IF NOT EXISTS blob_search ("
+           " blob_id BIGINT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,"
+           " subject tsvector NOT NULL, addrs tsvector NOT NULL, body tsvector NOT NULL)"]
+    out += [f"CREATE INDEX IF NOT EXISTS ix_blob_search_{col} ON blob_search USING gin ({col})" for col in COLUMNS]
+    return out
 
 
 async def index_blobs(conn: AsyncConnection, rows: list[tuple[int, str, str, str]]) -> None:

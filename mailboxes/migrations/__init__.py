@@ -1,0 +1,29 @@
+"""Alembic migrations for the two schemas: the directory (central) and the mail tables (every partition)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+HERE = Path(__file__).resolve().parent
+# Each schema has its own script directory and its own version table, so the
+# central database (both schemas) and a partition (mail only) upgrade alike.
+SCHEMAS = {"directory": "alembic_version_directory", "mail": "alembic_version_mail"}
+
+
+def alembic_config(schema: str, connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE / schema))
+    cfg.attributes["schema"] = schema
+    cfg.attributes["version_table"] = SCHEMAS[schema]
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(connection: Connection, schema: str) -> None:
+    """Bring `schema` in the database behind `connection` to the newest revision."""
+    command.upgrade(alembic_config(schema, connection), "head")

@@ -105,6 +105,7 @@ async def stop_all(services: list[Service]) -> None:
 
 async def serve(config: Config) -> int:
     logging.getLogger().setLevel(config.get("server", "log_level").upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log every start otherwise
     ctx = await build_context(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

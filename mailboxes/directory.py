@@ -167,19 +167,22 @@ class Directory:
             if drow is None:
                 raise NotFound(f"domain {domain} is not a local domain; add it with `postroom domain add`")
             await self._check_free(conn, address)
-            dept_id = None
-            if department:
-                dr = (await conn.execute(select(t.departments.c.id)
-                                         .where(t.departments.c.code == department.lower()))).first()
-                if dr is None:
-                    raise NotFound(f"no department {department}")
-                dept_id = dr.id
+            dept_id = await self._department_id(conn, department)
             res = await conn.execute(insert(t.accounts).values(
                 address=address, domain_id=drow.id, display_name=display_name, department_id=dept_id,
                 password_hash=hash_, role=Role(role).value, quota_bytes=quota_bytes,
                 quota_messages=quota_messages, enabled=True, created_at=self.clock()))
             account_id = res.inserted_primary_key[0]
         return await self.account_by_id(account_id)
+
+    @staticmethod
+    async def _department_id(conn, code: str | None) -> int | None:
+        if not code:
+            return None
+        row = (await conn.execute(select(t.departments.c.id).where(t.departments.c.code == code.lower()))).first()
+        if row is None:
+            raise NotFound(f"no department {code}")
+        return row.id
 
     async def _check_free(self, conn, address: str) -> None:
         for table, what in ((t.accounts, "an account"), (t.aliases, "an alias"), (t.groups, "a group")):
@@ -303,13 +306,7 @@ class Directory:
         async with self.db.write() as conn:
             await self._check_local_domain(conn, address)
             await self._check_free(conn, address)
-            dept_id = None
-            if department:
-                dr = (await conn.execute(select(t.departments.c.id)
-                                         .where(t.departments.c.code == department.lower()))).first()
-                if dr is None:
-                    raise NotFound(f"no department {department}")
-                dept_id = dr.id
+            dept_id = await self._department_id(conn, department)
             res = await conn.execute(insert(t.groups).values(
                 address=address, name=name, post_policy=post_policy, department_id=dept_id,
                 created_at=self.clock()))

@@ -13,7 +13,6 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from .model import (
     SPECIAL_USE_FOLDERS, Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
     MessageMeta, Quota,
 )
-from .partitions import MAIN, Router
+from .partitions import Router
 
 INBOX = "INBOX"
 DELIMITER = "/"

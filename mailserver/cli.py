@@ -10,7 +10,6 @@ import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from mailboxes import errors
 from mailboxes.model import Role

@@ -27,3 +27,19 @@ def alembic_config(schema: str, connection: Connection | None = None) -> Config:
 def upgrade(connection: Connection, schema: str) -> None:
     """Bring `schema` in the database behind `connection` to the newest revision."""
     command.upgrade(alembic_config(schema, connection), "head")
+
+
+def run_env() -> None:
+    """The body of each script directory's env.py: migrate on the connection handed over."""
+    from alembic import context
+
+    from mailboxes.schema import directory_metadata, mail_metadata
+
+    cfg = context.config
+    metadata = directory_metadata if cfg.attributes["schema"] == "directory" else mail_metadata
+    connection = cfg.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("migrations run through mailboxes.migrations.upgrade(), on a live connection")
+    context.configure(connection=connection, target_metadata=metadata,
+                      version_table=cfg.attributes["version_table"], render_as_batch=True)
+    context.run_migrations()

@@ -13,14 +13,6 @@ from tests.conftest import FAST_HASHER
 from tests.store.test_store import make_message
 
 
-@pytest.fixture
-async def mb(storage_url):
-    m = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
-    await m.directory.add_domain("city.test")
-    yield m
-    await m.close()
-
-
 async def test_passwords_are_argon2_and_app_passwords_work(mb):
     d = mb.directory
     acct = await mb.add_account("wang@city.test", password="correct horse", display_name="王芳", role=Role.ADMIN)

@@ -10,10 +10,7 @@ import pytest
 from mailboxes import errors
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag
-from mailboxes.partitions import StorageConfig
-from mailboxes.service import open_mailboxes
 from mailboxes.store import Delivery
-from tests.conftest import FAST_HASHER
 
 
 def make_message(subject: str = "Hello", body: str = "Quarterly report attached.", sender: str = "a@city.test",
@@ -26,14 +23,6 @@ def make_message(subject: str = "Hello", body: str = "Quarterly report attached.
     m["Message-ID"] = f"<{abs(hash((subject, body, size_pad)))}@city.test>"
     m.set_content(body + ("\n" + "x" * size_pad if size_pad else ""))
     return bytes(m)
-
-
-@pytest.fixture
-async def mb(storage_url):
-    m = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
-    await m.directory.add_domain("city.test")
-    yield m
-    await m.close()
 
 
 async def test_new_account_has_inbox_and_special_use_folders(mb):

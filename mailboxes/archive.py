@@ -27,7 +27,7 @@ from .changes import FolderChanged
 from .errors import InvalidInput
 from .ingest import prepare_stored
 from .model import Account, FolderRef
-from .store import Store, _aware
+from .store import Store, _aware, to_utc
 
 BATCH = 200
 
@@ -126,7 +126,7 @@ async def _copy_batch(store: Store, target, home: str, acct: Account, folder_nam
         first = f.uidnext - n
         await conn.execute(insert(t.messages), [
             {"folder_id": fid, "uid": first + i, "modseq": f.highestmodseq, "flags": r.flags,
-             "keywords": r.keywords, "internal_date": _aware(r.internal_date), "size": r.size, "blob_id": bid}
+             "keywords": r.keywords, "internal_date": to_utc(_aware(r.internal_date)), "size": r.size, "blob_id": bid}
             for i, (r, bid) in enumerate(zip(todo, blob_ids))])
         await conn.execute(insert(t.archive_imports), [
             {"source": home, "source_message_id": r.id, "folder_id": fid, "uid": first + i}

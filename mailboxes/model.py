@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 class Role(str, enum.Enum):
@@ -135,9 +136,12 @@ class FolderStatus:
     deleted: int
 
 
-@dataclass(frozen=True)
-class MessageMeta:
-    """One message's per-folder state: what FETCH FLAGS/UID/MODSEQ/RFC822.SIZE need."""
+class MessageMeta(NamedTuple):
+    """One message's per-folder state: what FETCH FLAGS/UID/MODSEQ/RFC822.SIZE need.
+
+    A NamedTuple, not a dataclass: a SELECT builds 10,000 of them, and tuples
+    are built several times faster; it is just as immutable.
+    """
 
     uid: int
     modseq: int

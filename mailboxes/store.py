@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import String, and_, delete, func, insert, or_, select, text, type_coerce, update
 
 from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, put_many, read_raw
@@ -43,8 +43,19 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(d: datetime) -> datetime:
+def _aware(d: datetime | str) -> datetime:
+    """Stored times are UTC; SQLite hands them back naive (or as text on the fast path)."""
+    if isinstance(d, str):
+        d = datetime.fromisoformat(d)
     return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+def to_utc(d: datetime) -> datetime:
+    """Normalise before storing: SQLite's DateTime keeps no offset, so store UTC everywhere."""
+    return d.astimezone(timezone.utc) if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+_NO_KEYWORDS: frozenset[str] = frozenset()
 
 
 def normalise_folder_name(name: str) -> str:
@@ -63,8 +74,22 @@ def normalise_folder_name(name: str) -> str:
 
 
 def _meta(r) -> MessageMeta:
-    kw = frozenset(r.keywords.split()) if r.keywords else frozenset()
-    return MessageMeta(r.uid, r.modseq, r.flags, kw, _aware(r.internal_date), r.size, r.blob_id)
+    uid, modseq, flags, kw, when, size, blob_id = r
+    return MessageMeta(uid, modseq, flags, frozenset(kw.split()) if kw else _NO_KEYWORDS, _aware(when), size,
+                       blob_id)
+
+
+def _metas(rows) -> list[MessageMeta]:
+    """Rows of _meta_cols/_fast_cols to MessageMeta, on the hot path (10,000 rows per SELECT)."""
+    out = []
+    append, fromiso, utc, empty = out.append, datetime.fromisoformat, timezone.utc, _NO_KEYWORDS
+    for uid, modseq, flags, kw, when, size, blob_id in rows:
+        if type(when) is str:
+            when = fromiso(when + "+00:00")  # stored as naive UTC text
+        elif when.tzinfo is None:
+            when = when.replace(tzinfo=utc)
+        append(MessageMeta(uid, modseq, flags, frozenset(kw.split()) if kw else empty, when, size, blob_id))
+    return out
 
 
 def _folder(partition: str, r, read_only: bool = False) -> Folder:
@@ -289,6 +314,11 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------
 
+    # The hot read (a SELECT of 10,000 messages): on SQLite the date comes back as text
+    # and is parsed by datetime.fromisoformat, 5x faster than the DateTime type's regex.
+    _fast_cols = (t.messages.c.uid, t.messages.c.modseq, t.messages.c.flags, t.messages.c.keywords,
+                  type_coerce(t.messages.c.internal_date, String).label("internal_date"), t.messages.c.size,
+                  t.messages.c.blob_id)
     _meta_cols = (t.messages.c.uid, t.messages.c.modseq, t.messages.c.flags, t.messages.c.keywords,
                   t.messages.c.internal_date, t.messages.c.size, t.messages.c.blob_id)
 
@@ -296,9 +326,10 @@ class Store:
         """All messages of a folder in UID order."""
         db = await self._db(ref.partition)
         async with db.read() as conn:
-            rows = (await conn.execute(select(*self._meta_cols).where(t.messages.c.folder_id == ref.id)
+            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
+            rows = (await conn.execute(select(*cols).where(t.messages.c.folder_id == ref.id)
                                        .order_by(t.messages.c.uid))).all()
-        return [_meta(r) for r in rows]
+        return _metas(rows)
 
     async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
         """The stored parse (mime.ParsedMessage JSON) of each blob."""
@@ -484,7 +515,7 @@ class Store:
                     uid = alloc[fid][0]
                     alloc[fid][0] += 1
                     rows.append({"folder_id": fid, "uid": uid, "modseq": alloc[fid][1], "flags": d.flags,
-                                 "keywords": " ".join(d.keywords), "internal_date": d.internal_date or now,
+                                 "keywords": " ".join(d.keywords), "internal_date": to_utc(d.internal_date or now),
                                  "size": d.message.size, "blob_id": bid})
                     res_row.append(AppendResult(uidv, uid, FolderRef(partition, fid)))
                 out.append(res_row)

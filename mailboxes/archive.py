@@ -149,6 +149,7 @@ async def _remove_batch(store: Store, src, home: str, target, folder_id: int, ro
         await conn.execute(insert(t.expunged), [{"folder_id": folder_id, "uid": r.uid, "modseq": f.highestmodseq}
                                                 for r in gone])
         await store._add_usage(conn, f.account_id, -sum(r.size for r in gone), -len(gone))
-    ref = FolderRef(home, folder_id)
-    store.bus.publish(ref, FolderChanged(ref, f.highestmodseq, "expunge"))
+        ref = FolderRef(home, folder_id)
+        ev = await store._announce(conn, FolderChanged(ref, f.highestmodseq, "expunge"))
+    store.bus.publish(ref, ev)
     return len(gone)

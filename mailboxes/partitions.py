@@ -57,6 +57,7 @@ class Router:
     central: Database = field(init=False)
     _open: dict[str, Database] = field(default_factory=dict, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    on_open: list = field(default_factory=list, init=False)  # callbacks (name, Database) on first open
 
     def __post_init__(self) -> None:
         if self.config.mode not in MODES:
@@ -94,6 +95,8 @@ class Router:
                 db = open_database(url)
                 await create_mail_schema(db)
                 self._open[name] = db
+                for callback in self.on_open:
+                    callback(name, db)
         return db
 
     def opened(self) -> dict[str, Database]:

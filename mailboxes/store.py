@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import String, and_, delete, func, insert, or_, select, text, type_coerce, update
 
+from . import pgbus
 from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, put_many, read_raw
 from .changes import ChangeBus, FolderChanged
@@ -143,11 +144,30 @@ class Store:
         self.blob_dir = blob_dir
         self.clock = clock
         self._committers: dict[str, GroupCommitter] = {}
+        self.node = pgbus.new_node_id()
+        self._relays: dict[str, pgbus.Relay] = {}
+        for name, db in router.opened().items():
+            self._watch(name, db)
+        router.on_open.append(self._watch)
 
     async def close(self) -> None:
         for c in self._committers.values():
             await c.close()
+        for relay in self._relays.values():
+            await relay.close()
         await self.router.close()
+
+    def _watch(self, name: str, db: Database) -> None:
+        """On PostgreSQL, relay other nodes' change events for this database onto our bus."""
+        if db.dialect == "postgresql" and name not in self._relays:
+            relay = pgbus.Relay(db.url, self.bus, self.node)
+            relay.start()
+            self._relays[name] = relay
+
+    async def _announce(self, conn, event: FolderChanged) -> FolderChanged:
+        """Inside the writing transaction: tell the other nodes (delivered at commit only)."""
+        await pgbus.notify(conn, self.node, event)
+        return event
 
     # --- partitions ----------------------------------------------------------------
 
@@ -260,7 +280,8 @@ class Store:
             await conn.execute(delete(t.folders).where(t.folders.c.id == f.id))
             if f.ref.partition == self.home(account):
                 await self._add_usage(conn, account.id, -int(rows[1]), -int(rows[0]))
-        self.bus.publish(f.ref, FolderChanged(f.ref, 0, "folder"))
+            ev = await self._announce(conn, FolderChanged(f.ref, 0, "folder"))
+        self.bus.publish(f.ref, ev)
 
     async def rename_folder(self, account: Account, old: str, new: str) -> None:
         """RFC 3501 §6.3.5: children move too; renaming INBOX moves its messages to a new folder."""
@@ -289,7 +310,8 @@ class Store:
                     continue  # LIKE treats _ and % as wildcards
                 await conn.execute(update(t.folders).where(t.folders.c.id == r.id).values(
                     name=new + r.name[len(src.name):], uidvalidity=self._new_uidvalidity()))
-        self.bus.publish(src.ref, FolderChanged(src.ref, 0, "folder"))
+            ev = await self._announce(conn, FolderChanged(src.ref, 0, "folder"))
+        self.bus.publish(src.ref, ev)
 
     async def subscribe(self, account: Account, name: str, subscribed: bool) -> None:
         f = await self.folder(account, name)
@@ -524,6 +546,8 @@ class Store:
             for acct_id, (b, m) in usage.items():
                 await conn.execute(update(t.mailbox_usage).where(t.mailbox_usage.c.account_id == acct_id)
                                    .values(bytes=b, messages=m))
+            for ev in events:
+                await self._announce(conn, ev)
         for ev in events:  # commit first, then broadcast
             self.bus.publish(ev.folder, ev)
         return out
@@ -592,6 +616,8 @@ class Store:
                     await conn.execute(update(t.messages).where(c.id == bindparam("b_id")).values(
                         flags=bindparam("flags"), keywords=bindparam("keywords"), modseq=bindparam("modseq")),
                         updates)
+            if changed_metas:
+                await self._announce(conn, FolderChanged(ref, hm, "flags"))
         changed_metas.sort(key=lambda m: m.uid)
         if changed_metas:
             self.bus.publish(ref, FolderChanged(ref, hm, "flags"))
@@ -618,7 +644,8 @@ class Store:
             await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid, "modseq": hm.highestmodseq}
                                                     for g in gone])
             await self._add_usage(conn, hm.account_id, -sum(g.size for g in gone), -len(gone))
-        self.bus.publish(ref, FolderChanged(ref, hm.highestmodseq, "expunge"))
+            ev = await self._announce(conn, FolderChanged(ref, hm.highestmodseq, "expunge"))
+        self.bus.publish(ref, ev)
         return sorted(g.uid for g in gone)
 
     async def copy(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
@@ -667,12 +694,13 @@ class Store:
             rows, pairs = [], []
             for i, m in enumerate(metas):
                 rows.append({"folder_id": dest.id, "uid": first + i, "modseq": r.highestmodseq, "flags": m.flags,
-                             "keywords": " ".join(sorted(m.keywords)), "internal_date": m.internal_date,
+                             "keywords": " ".join(sorted(m.keywords)), "internal_date": to_utc(m.internal_date),
                              "size": m.size, "blob_id": m.blob_id})
                 pairs.append((m.uid, first + i))
             await conn.execute(insert(t.messages), rows)
             await self._add_usage(conn, owner, size, len(metas))
-        self.bus.publish(dest, FolderChanged(dest, r.highestmodseq, "append"))
+            ev = await self._announce(conn, FolderChanged(dest, r.highestmodseq, "append"))
+        self.bus.publish(dest, ev)
         return r.uidvalidity, pairs
 
     async def move(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef

@@ -1,0 +1,97 @@
+"""Carry change events between nodes that share PostgreSQL: NOTIFY in the writing transaction, LISTEN on the others.
+
+NOTIFY is transactional: PostgreSQL delivers it only when the transaction
+that issued it commits, so "commit first, then broadcast" holds across nodes
+too. Each node tags its notifications with its node id and ignores its own
+(it has already published them on its in-process bus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .changes import ChangeBus, FolderChanged
+from .model import FolderRef
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "postroom_changes"
+RECONNECT_SECONDS = 2.0
+
+
+def new_node_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def notify(conn: AsyncConnection, node: str, event: FolderChanged) -> None:
+    """Queue a notification in the current transaction (PostgreSQL only; a no-op elsewhere)."""
+    if conn.dialect.name != "postgresql":
+        return
+    payload = f"{node}:{event.folder.partition}:{event.folder.id}:{event.highestmodseq}:{event.kind}"
+    await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+
+
+def parse(payload: str) -> tuple[str, FolderChanged] | None:
+    try:
+        node, partition, fid, modseq, kind = payload.split(":", 4)
+        ref = FolderRef(partition, int(fid))
+        return node, FolderChanged(ref, int(modseq), kind)
+    except ValueError:
+        return None
+
+
+class Relay:
+    """LISTENs on one PostgreSQL database and republishes other nodes' events on the local bus."""
+
+    def __init__(self, url: str, bus: ChangeBus, node: str) -> None:
+        u = make_url(url)
+        self._dsn = dict(host=u.host, port=u.port, user=u.username, password=u.password, database=u.database)
+        self._bus = bus
+        self._node = node
+        self._task: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pg-change-relay")
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        parsed = parse(payload)
+        if parsed is None:
+            log.warning("ignoring malformed change notification %r", payload[:200])
+            return
+        node, event = parsed
+        if node != self._node:
+            self._bus.publish(event.folder, event)
+
+    async def _run(self) -> None:
+        import asyncpg
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(**self._dsn)
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self.ready.set()
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _c: closed.set())
+                await closed.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep relaying after a database restart
+                log.warning("change relay lost its connection (%s); reconnecting", exc)
+            finally:
+                self.ready.clear()
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            # Events during the gap are not lost for IMAP: sessions resync from MODSEQ.
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -387,6 +387,19 @@ class Store:
                         raise NotFound(f"blob {r.id} is kept in a blob directory, but none is configured")
         return out
 
+    async def present(self, ref: FolderRef, shas: Iterable[bytes]) -> set[bytes]:
+        """Which of these message hashes are already in the folder (an import rerun skips them)."""
+        shas = list(dict.fromkeys(shas))
+        out: set[bytes] = set()
+        db = await self._db(ref.partition)
+        async with db.read() as conn:
+            for i in range(0, len(shas), 500):
+                rows = await conn.execute(select(t.blobs.c.sha256).join(t.messages, t.messages.c.blob_id == t.blobs.c.id)
+                                          .where(and_(t.messages.c.folder_id == ref.id,
+                                                      t.blobs.c.sha256.in_(shas[i:i + 500]))))
+                out.update(bytes(r[0]) for r in rows)
+        return out
+
     async def changes_since(self, ref: FolderRef, modseq: int) -> Changes:
         """Messages changed and UIDs expunged after `modseq` (RFC 7162 CONDSTORE/QRESYNC)."""
         db = await self._db(ref.partition)

@@ -127,41 +127,59 @@ class Admin:
                 problems.append(f"[storage] url: cannot open the database: {exc}")
         return problems
 
-    async def import_mail(self, address: str, folder: str, kind: str, path: str) -> int:
+    async def import_mail(self, address: str, folder: str, kind: str, path: str) -> tuple[int, int]:
+        """Import into a folder; returns (imported, skipped as already present).
+
+        Messages already in the folder (same bytes) are skipped, so an import
+        that was interrupted, or that failed on a bad message, can simply be
+        run again: it adds only what is missing, never a duplicate.
+        """
         acct = await self.mb.directory.account(address)
         store = self.mb.store
         try:
-            await store.folder(acct, folder)
+            f = await store.folder(acct, folder)
         except errors.NotFound:
-            await store.create_folder(acct, folder)
+            f = await store.create_folder(acct, folder)
         reader = read_mbox(path) if kind == "mbox" else read_maildir(path)
         total = source_size(kind, path)
-        n = 0
+        imported = skipped = 0
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"import {Path(path).name}",
                   disable=not sys.stderr.isatty() and not os.environ.get("POSTROOM_PROGRESS"),
                   file=sys.stderr) as bar:
-            batch = []
+            batch: list[tuple[Delivery, int]] = []
 
             async def flush() -> None:
+                nonlocal imported, skipped
+                have = await store.present(f.ref, [d.message.sha256 for d, _ in batch])
+                todo = []
+                for d, _ in batch:
+                    if d.message.sha256 in have:
+                        skipped += 1
+                    else:
+                        have.add(d.message.sha256)
+                        todo.append(d)
                 # Submitted together, in order: the group committer writes them in one
                 # transaction and keeps their order (UIDs follow the file).
-                results = await asyncio.gather(*(store.deliver(d) for d, _ in batch))
+                results = await asyncio.gather(*(store.deliver(d) for d in todo))
                 for r in results:
                     if isinstance(r.results[0], Exception):
                         raise r.results[0]
+                imported += len(todo)
                 bar.update(sum(sz for _, sz in batch))
                 batch.clear()
 
-            for msg in reader:
-                batch.append((Delivery(prepare(msg.raw), ((acct, folder),), msg.flags, (), msg.internal_date),
-                              msg.size_in_file))
-                n += 1
-                if len(batch) >= IMPORT_BATCH:
+            try:
+                for msg in reader:
+                    batch.append((Delivery(prepare(msg.raw), ((acct, f.name),), msg.flags, (), msg.internal_date),
+                                  msg.size_in_file))
+                    if len(batch) >= IMPORT_BATCH:
+                        await flush()
+                if batch:
                     await flush()
-            if batch:
-                await flush()
-        await self.audited("import", acct.address, folder=folder, kind=kind, messages=n)
-        return n
+            finally:
+                await self.audited("import", acct.address, folder=f.name, kind=kind, imported=imported,
+                                   skipped=skipped)
+        return imported, skipped
 
     async def export_mbox(self, address: str, folder: str, out_path: str) -> int:
         acct = await self.mb.directory.account(address)

@@ -260,8 +260,9 @@ async def _alias(admin: Admin, args: argparse.Namespace) -> int:
 
 
 async def _import(admin: Admin, args: argparse.Namespace) -> int:
-    n = await admin.import_mail(args.user, args.folder, args.kind, args.path)
-    print(f"imported {n} messages into {args.user} {args.folder}")
+    n, skipped = await admin.import_mail(args.user, args.folder, args.kind, args.path)
+    extra = f" ({skipped} already present, skipped)" if skipped else ""
+    print(f"imported {n} messages into {args.user} {args.folder}{extra}")
     return 0
 
 

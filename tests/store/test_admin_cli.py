@@ -131,6 +131,9 @@ def test_mbox_import_then_export_gives_the_same_bytes(cfg, tmp_path):
     out = tmp_path / "out.mbox"
     assert "exported 3 messages" in run(cfg, "export", "--user", "wang@city.test", "--folder", "Old",
                                         "--mbox", str(out)).stdout
+    # Run again (as after an interruption): nothing is duplicated.
+    again = run(cfg, "import", "--user", "wang@city.test", "--folder", "Old", "mbox", str(src)).stdout
+    assert "imported 0 messages" in again and "3 already present" in again
     from mailboxes.importexport import read_mbox
     a = [m.raw for m in read_mbox(src)]
     b = [m.raw for m in read_mbox(out)]
@@ -162,3 +165,20 @@ def test_maildir_import_keeps_flags(cfg, tmp_path):
     (md / "cur" / "1.host:2,FS").write_bytes(b"Subject: a\n\nbody a\n")
     (md / "new" / "2.host").write_bytes(b"Subject: b\n\nbody b\n")
     assert "imported 2 messages" in run(cfg, "import", "--user", "wang@city.test", "maildir", str(md)).stdout
+
+
+def test_archive_command_moves_a_year(tmp_path, storage_url):
+    c = tmp_path / "postroom.toml"
+    c.write_text(f'[server]\ndata_dir = "{tmp_path}/data"\n[storage]\nurl = "{storage_url}"\nmode = "year"\n')
+    run(c, "init")
+    run(c, "domain", "add", "city.test")
+    run(c, "user", "add", "wang@city.test", "--password-stdin", stdin="pw\n")
+    src = tmp_path / "old.mbox"
+    src.write_bytes(MBOX.replace(b" 2026\n", b" 2025\n"))
+    run(c, "import", "--user", "wang@city.test", "mbox", str(src))
+    assert "archived 3 messages of 2025 from 1 folders" in run(c, "archive", "--year", "2025").stdout
+    out = tmp_path / "arch.mbox"
+    assert "exported 3 messages" in run(c, "export", "--user", "wang@city.test", "--folder", "Archive/2025/INBOX",
+                                        "--mbox", str(out)).stdout
+    p = run(c, "archive", "--year", "2999", ok=False)
+    assert p.returncode == 1 and "closed year" in p.stderr

@@ -60,7 +60,12 @@ KEYS: tuple[Key, ...] = (
     Key("queue", "expire_after", 432000, "Seconds after which undeliverable mail bounces (default 5 days)."),
     Key("queue", "warn_after", 14400, "Seconds after which the sender is told of a delay (default 4 hours)."),
     Key("queue", "workers", 4, "Concurrent outbound deliveries per node."),
+    Key("queue", "mx_lookup", True,
+        "Look up MX records in DNS for domains without a route; false on closed networks (then every remote "
+        "domain needs a route, or a default route \"*\")."),
     Key("dkim", "selector", "postroom", "Selector used by `postroom dkim generate` when none is given."),
+    Key("dkim", "dns_lookup", True,
+        "Fetch other domains' DKIM keys from DNS when they are not trusted locally (`postroom dkim trust`)."),
 )
 
 _BY_SECTION: dict[str, dict[str, Key]] = {}

@@ -361,7 +361,17 @@ def _id(cur: Cursor) -> c.Id:  # RFC 2971 §3.1
         value = cur.nstring()
         return key, None if value is None else value.decode("utf-8", "surrogateescape")
 
-    return c.Id(cur.plist(pair))
+    # Lenient on spaces inside the parentheses: aioimaplib writes ID ( "name" "x" ).
+    cur.expect(b"(")
+    pairs: list[tuple[str, str | None]] = []
+    while True:
+        while cur.maybe(b" "):
+            pass
+        if cur.maybe(b")"):
+            return c.Id(tuple(pairs))
+        if pairs and cur.buf[cur.pos - 1:cur.pos] != b" ":
+            raise cur.fail("expected SP")
+        pairs.append(pair())
 
 
 def _enable(cur: Cursor) -> c.Enable:  # RFC 5161 §3.1

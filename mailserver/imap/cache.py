@@ -1,0 +1,216 @@
+"""In-process caches: what FETCH and SEARCH derive from immutable blobs (LRU), and recently selected folders' message lists.
+
+Blobs never change once written, so an entry keyed by (partition, blob_id) never goes stale;
+the caches are bounded (bytes for the rendered entries, count for part trees) and shared by
+every session of the server.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from mailboxes.mime import BodyPart, ParsedMessage, header_fields
+from mailboxes.model import Changes, Folder, FolderRef, MessageMeta
+from mailboxes.store import Store
+
+from .render import bodystructure_bytes, envelope_bytes
+
+RENDER_CACHE_BYTES = 64 << 20  # rendered entries, all sessions together
+PART_TREE_CACHE = 2048  # parsed part trees kept for BODY[part] / BINARY
+_ENTRY_OVERHEAD = 200
+MAX_FIELD_LISTS = 4  # distinct HEADER.FIELDS lists remembered per message (clients use one or two)
+
+
+class Rendered:
+    """One blob's FETCH values, rendered on first use, and the few parsed facts SEARCH and BODY[HEADER] need."""
+
+    __slots__ = ("_fields", "body", "bodystructure", "charged", "envelope", "header", "header_end", "headers", "sent")
+
+    def __init__(self, p: ParsedMessage) -> None:
+        self.envelope: bytes | None = None
+        self.body: bytes | None = None  # BODY (non-extensible, RFC 3501 §7.4.2)
+        self.bodystructure: bytes | None = None
+        self.header_end = p.header_end  # end of the top-level header, blank line included
+        self.headers = p.headers_decoded  # decoded SEARCH headers (mime.SEARCH_HEADERS)
+        self.sent = p.envelope.date_parsed  # Date: header, for SENTBEFORE / SENTON / SENTSINCE
+        self.charged = 0  # what the cache counted for it
+        self.header: bytes | None = None  # the top-level header block, once a FETCH read it
+        self._fields: dict[tuple[str, tuple[str, ...]], bytes] | None = None  # HEADER.FIELDS answers
+
+    def fields(self, text: str, names: tuple[str, ...], header: bytes) -> bytes:
+        """BODY[HEADER.FIELDS (names)] / .NOT of the top-level header, remembered per field list."""
+        key = (text, names)
+        if self._fields is None:
+            self._fields = {}
+        out = self._fields.get(key)
+        if out is None:
+            out = header_fields(header, names, exclude=text == "HEADER.FIELDS.NOT")
+            if len(self._fields) < MAX_FIELD_LISTS:
+                self._fields[key] = out
+        return out
+
+    def fill(self, p: ParsedMessage, want: frozenset[str]) -> None:
+        if "envelope" in want and self.envelope is None:
+            self.envelope = envelope_bytes(p.envelope)
+        if "body" in want and self.body is None:
+            self.body = bodystructure_bytes(p.body, False)
+        if "bodystructure" in want and self.bodystructure is None:
+            self.bodystructure = bodystructure_bytes(p.body, True)
+
+    def has(self, want: frozenset[str]) -> bool:
+        return all(getattr(self, w) is not None for w in want)
+
+    def cost(self) -> int:
+        return (_ENTRY_OVERHEAD + sum(len(x) for x in (self.envelope, self.body, self.bodystructure, self.header) if x)
+                + sum(len(k) + len(v) for k, v in self.headers)
+                + (sum(len(v) + 100 for v in self._fields.values()) if self._fields else 0))
+
+
+NOTHING: frozenset[str] = frozenset()
+RENDERABLE = frozenset({"envelope", "body", "bodystructure"})
+
+
+class RenderCache:
+    """Rendered entries by (partition, blob_id), filled from the store's stored parse on a miss."""
+
+    def __init__(self, store: Store, max_bytes: int = RENDER_CACHE_BYTES, max_trees: int = PART_TREE_CACHE) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.max_trees = max_trees
+        self._entries: OrderedDict[tuple[str, int], Rendered] = OrderedDict()
+        self._bytes = 0
+        self._trees: OrderedDict[tuple[str, int], BodyPart] = OrderedDict()
+        self.hits = self.misses = 0
+
+    async def rendered(self, partition: str, blob_ids: Iterable[int],
+                       want: frozenset[str] = NOTHING) -> dict[int, Rendered]:
+        """Entries for ``blob_ids`` with the ``want`` values (envelope, body, bodystructure) rendered."""
+        out: dict[int, Rendered] = {}
+        missing: list[int] = []
+        entries = self._entries
+        for bid in blob_ids:
+            key = (partition, bid)
+            r = entries.get(key)
+            if r is None or (want and not r.has(want)):
+                missing.append(bid)
+            else:
+                entries.move_to_end(key)
+                out[bid] = r
+        self.hits += len(out)
+        if missing:
+            self.misses += len(missing)
+            parsed = await self.store.parsed(partition, missing)
+            for bid, doc in parsed.items():
+                p = ParsedMessage.from_json(doc)
+                r = entries.get((partition, bid)) or Rendered(p)
+                r.fill(p, want)
+                out[bid] = r
+                self._put(partition, bid, r)
+        return out
+
+    async def trees(self, partition: str, blob_ids: Iterable[int]) -> dict[int, BodyPart]:
+        """Part trees (offsets into the raw message) for section fetches."""
+        out: dict[int, BodyPart] = {}
+        missing: list[int] = []
+        for bid in blob_ids:
+            t = self._trees.get((partition, bid))
+            if t is None:
+                missing.append(bid)
+            else:
+                self._trees.move_to_end((partition, bid))
+                out[bid] = t
+        if missing:
+            parsed = await self.store.parsed(partition, missing)
+            for bid, doc in parsed.items():
+                p = ParsedMessage.from_json(doc)
+                out[bid] = p.body
+                self._put_tree(partition, bid, p.body)
+                if (partition, bid) not in self._entries:
+                    self._put(partition, bid, Rendered(p))
+        return out
+
+    def keep_header(self, partition: str, bid: int, raw: bytes) -> None:
+        """Remember a message's top-level header (HEADER / HEADER.FIELDS fetches then need no blob read)."""
+        r = self._entries.get((partition, bid))
+        if r is not None:
+            r.header = raw[:r.header_end]
+            self._put(partition, bid, r)
+
+    def _put(self, partition: str, bid: int, r: Rendered) -> None:
+        key = (partition, bid)
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.charged
+        r.charged = r.cost()
+        self._entries[key] = r
+        self._bytes += r.charged
+        while self._bytes > self.max_bytes and self._entries:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= dropped.charged
+
+    def _put_tree(self, partition: str, bid: int, body: BodyPart) -> None:
+        self._trees[(partition, bid)] = body
+        self._trees.move_to_end((partition, bid))
+        while len(self._trees) > self.max_trees:
+            self._trees.popitem(last=False)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+
+SNAPSHOT_MESSAGES = 500_000  # MessageMeta rows kept for quick SELECTs, all folders together
+
+
+class FolderSnapshots:
+    """The last known message list of recently selected folders, brought up to date with changes_since.
+
+    A SELECT of a folder someone selected recently reads only what changed since (RFC 7162
+    MODSEQ) instead of every row, and sessions on one folder share the MessageMeta tuples.
+    """
+
+    def __init__(self, store: Store, max_messages: int = SNAPSHOT_MESSAGES) -> None:
+        self.store = store
+        self.max_messages = max_messages
+        self._entries: OrderedDict[FolderRef, tuple[int, int, list[MessageMeta]]] = OrderedDict()
+        self._count = 0
+
+    async def load(self, ref: FolderRef) -> tuple[Folder, int, list[MessageMeta]]:
+        """(folder, MODSEQ the list is current to, messages in UID order); the list is shared: copy it."""
+        folder = await self.store.folder_by_ref(ref)
+        entry = self._entries.get(ref)
+        if entry is not None and entry[0] == folder.uidvalidity:
+            _, modseq, metas = entry
+            if modseq < folder.highestmodseq:
+                changes = await self.store.changes_since(ref, modseq)
+                metas = _patched(metas, changes)
+                modseq = changes.highestmodseq
+        else:
+            modseq = folder.highestmodseq  # read before the rows: later changes show up in changes_since
+            metas = await self.store.messages(ref)
+        self._put(ref, (folder.uidvalidity, modseq, metas))
+        return folder, modseq, metas
+
+    def _put(self, ref: FolderRef, entry: tuple[int, int, list[MessageMeta]]) -> None:
+        old = self._entries.pop(ref, None)
+        if old is not None:
+            self._count -= len(old[2])
+        if len(entry[2]) > self.max_messages:
+            return
+        self._entries[ref] = entry
+        self._count += len(entry[2])
+        while self._count > self.max_messages and self._entries:
+            _, dropped = self._entries.popitem(last=False)
+            self._count -= len(dropped[2])
+
+
+def _patched(metas: list[MessageMeta], changes: Changes) -> list[MessageMeta]:
+    if not changes.changed and not changes.vanished:
+        return metas
+    by_uid = {m.uid: m for m in metas}
+    for uid in changes.vanished:
+        by_uid.pop(uid, None)
+    for m in changes.changed:
+        by_uid[m.uid] = m
+    return [by_uid[u] for u in sorted(by_uid)]

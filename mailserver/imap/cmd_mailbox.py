@@ -1,0 +1,338 @@
+"""Handlers on mailboxes as a whole: SELECT/EXAMINE (with QRESYNC), CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB, STATUS, APPEND, QUOTA and ACL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from mailboxes import acl
+from mailboxes.errors import InvalidInput, NotFound
+from mailboxes.ingest import prepare
+from mailboxes.model import Flag, split_flags
+
+from . import commands as c
+from . import names
+from . import responses as r
+from .names import Mailbox
+from .selected import SelectedMailbox
+from .states import Bad, No, Ok, Selected
+
+if TYPE_CHECKING:
+    from .session import Session
+
+PREPARE_IN_THREAD = 256 << 10  # parse larger APPENDs off the event loop
+_SPECIAL_USES = {"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash", "\\All", "\\Flagged"}
+
+
+def _account(s: Session):
+    return s.state.account  # type: ignore[union-attr]  # dispatch guarantees Authenticated or Selected
+
+
+async def resolve(s: Session, name: str, *, need: str = "l", trycreate: bool = False) -> Mailbox:
+    """The named mailbox with right ``need`` (RFC 4314 §4), or NO [NONEXISTENT]/[TRYCREATE]/[NOPERM]."""
+    try:
+        mb = await names.resolve(s.services.store, _account(s), name)
+    except (NotFound, InvalidInput):
+        if trycreate:  # RFC 3501 §6.3.11, §6.4.7: tell the client it may CREATE and retry
+            raise No("Mailbox does not exist", r.TRYCREATE) from None
+        raise No("Mailbox does not exist", r.NONEXISTENT) from None
+    if any(ch not in mb.rights for ch in need):
+        raise No("Permission denied", r.NOPERM)
+    return mb
+
+
+def permanent_flags(mb: Mailbox, read_only: bool) -> tuple[str, ...]:
+    if read_only:
+        return ()
+    out = []
+    if mb.may("w"):
+        out += ["\\Answered", "\\Flagged", "\\Draft"]
+    if mb.may("t"):
+        out.append("\\Deleted")
+    if mb.may("s"):
+        out.append("\\Seen")
+    if mb.may("w"):
+        out.append("\\*")  # RFC 3501 §7.1: new keywords may be created
+    return tuple(out)
+
+
+async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 3501 §6.3.1, §6.3.2
+    if cmd.qresync is not None and not s.qresync:
+        raise Bad("QRESYNC parameter needs ENABLE QRESYNC first")  # RFC 7162 §3.2.5
+    if isinstance(s.state, Selected):
+        s.leave_selected()
+        s.wire.write(bytes(r.Untagged("OK", "Previous mailbox closed", r.CLOSED)))  # RFC 7162 §3.2.11
+    if cmd.condstore:
+        s.enable_condstore()  # RFC 7162 §3.1.8
+    mb = await resolve(s, cmd.mailbox, need="lr")
+    store = s.services.store
+    ref = mb.folder.ref
+    listener = store.bus.listen(ref)  # before reading, so nothing committed after the read is missed
+    try:
+        folder, modseq, metas = await s.services.snapshots.load(ref)
+    except BaseException:
+        listener.close()
+        raise
+    read_only = isinstance(cmd, c.Examine) or not mb.writable
+    recent = s.services.recent.claim(ref, [m.uid for m in metas], read_only=read_only)
+    view = SelectedMailbox(metas, modseq=modseq, uidvalidity=folder.uidvalidity,
+                           uidnext=folder.uidnext, read_only=read_only, recent=recent)
+    w = s.wire
+    w.write(view.flags_response())
+    w.write(bytes(r.Untagged("OK", "Flags permitted", r.Code.permanentflags(permanent_flags(mb, read_only)))))
+    w.write(b"* %d EXISTS\r\n* %d RECENT\r\n" % (view.exists, len(recent)))
+    unseen = view.first_unseen()
+    if unseen is not None:
+        w.write(bytes(r.Untagged("OK", f"First unseen is {unseen}", r.Code.unseen(unseen))))
+    w.write(bytes(r.Untagged("OK", "UIDs valid", r.Code.uidvalidity(view.uidvalidity))))
+    w.write(bytes(r.Untagged("OK", "Predicted next UID", r.Code.uidnext(view.uidnext))))
+    w.write(bytes(r.Untagged("OK", "Highest", r.Code.highestmodseq(view.modseq))))  # RFC 7162 §3.1.2.1
+    s.state = Selected(_account(s), mb, view, listener)
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
+        await _qresync(s, view, cmd.qresync)
+    code = r.READ_ONLY if read_only else r.READ_WRITE
+    return Ok(f"{cmd.NAME} completed", code)
+
+
+async def _qresync(s: Session, view: SelectedMailbox, q: c.QResync) -> None:
+    """RFC 7162 §3.2.5.1: VANISHED (EARLIER) for what the client knew and is gone, FETCH for what changed."""
+    st = s.state
+    assert isinstance(st, Selected)
+    changes = await s.services.store.changes_since(st.mailbox.folder.ref, q.modseq)
+    gone = [u for u in changes.vanished if view.index_of(u) is None]
+    if q.known_uids is not None:
+        top = max(q.known_uids.max_explicit(), 1)
+        gone = [u for u in gone if q.known_uids.contains(u, top)]
+    if gone:
+        s.wire.write(bytes(r.Vanished(c.SequenceSet.from_ints(gone), earlier=True)))
+    lines = []
+    for m in changes.changed:
+        i = view.index_of(m.uid)
+        if i is not None and view.metas[i].modseq > q.modseq:
+            lines.append(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (i + 1, m.uid, view.flags_of(i),
+                                                                           view.metas[i].modseq))
+    s.wire.writelines(lines)
+
+
+async def create(s: Session, tag: str, cmd: c.Create) -> Ok:  # RFC 3501 §6.3.3, RFC 6154 §3
+    store, account = s.services.store, _account(s)
+    use = None
+    if cmd.special_use:
+        if len(cmd.special_use) > 1 or cmd.special_use[0] not in _SPECIAL_USES:
+            raise No("Unsupported special-use attribute", r.Code("USEATTR"))
+        use = cmd.special_use[0]
+    shared = names.split_shared(cmd.mailbox.rstrip(names.DELIMITER))
+    if shared is not None:  # a child of a shared folder: right "k" on its parent (RFC 4314 §4)
+        owner, folder_name = shared
+        parent = folder_name.rsplit(names.DELIMITER, 1)[0] if names.DELIMITER in folder_name else None
+        if parent is None:
+            raise No("Cannot create folders at the top of another user's namespace", r.NOPERM)
+        pmb = await resolve(s, f"{names.SHARED}/{owner}/{parent}", need="k")
+        await store.create_folder(pmb.owner, folder_name)
+        return Ok("CREATE completed")
+    if names.is_other_users(cmd.mailbox):
+        raise No(f"{names.SHARED} is the other users' namespace", r.CANNOT)
+    if cmd.mailbox.upper() == "INBOX":
+        raise No("INBOX already exists", r.ALREADYEXISTS)
+    await store.create_folder(account, cmd.mailbox, special_use=use)
+    return Ok("CREATE completed")
+
+
+async def delete(s: Session, tag: str, cmd: c.Delete) -> Ok:  # RFC 3501 §6.3.4
+    if cmd.mailbox == "INBOX":
+        raise No("INBOX cannot be deleted", r.CANNOT)
+    mb = await resolve(s, cmd.mailbox, need="x")
+    if isinstance(s.state, Selected) and s.state.mailbox.folder.ref == mb.folder.ref:
+        s.leave_selected()
+    await s.services.store.delete_folder(mb.owner, mb.folder.name)
+    return Ok("DELETE completed")
+
+
+async def rename(s: Session, tag: str, cmd: c.Rename) -> Ok:  # RFC 3501 §6.3.5
+    mb = await resolve(s, cmd.mailbox, need="x")
+    if mb.owner.id != _account(s).id or names.is_other_users(cmd.new_name):
+        raise No("Only your own folders can be renamed", r.NOPERM)
+    await s.services.store.rename_folder(mb.owner, mb.folder.name, cmd.new_name)
+    return Ok("RENAME completed")
+
+
+async def subscribe(s: Session, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> Ok:  # RFC 3501 §6.3.6, §6.3.7
+    mb = await resolve(s, cmd.mailbox)
+    if mb.owner.id == _account(s).id:  # shared folders are always subscribed (names.tree)
+        await s.services.store.subscribe(mb.owner, mb.folder.name, isinstance(cmd, c.Subscribe))
+    return Ok(f"{cmd.NAME} completed")
+
+
+async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, RFC 5258, RFC 5819, RFC 6154
+    w, utf8 = s.wire, s.utf8
+    if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
+        w.write(bytes(r.ListItem(("\\Noselect",), names.DELIMITER, "", utf8=utf8)))  # the hierarchy delimiter
+        return Ok("LIST completed")
+    patterns = [names.pattern_regex(cmd.reference, p) for p in cmd.patterns if p]
+    sel = set(cmd.selection_options)
+    want_subscribed = "SUBSCRIBED" in sel or "SUBSCRIBED" in cmd.return_options
+    entries = await names.tree(s.services.store, _account(s))
+    subscribed_children = {e.name.rsplit(names.DELIMITER, 1)[0] for e in entries
+                           if e.subscribed and names.DELIMITER in e.name}
+    rows: list[tuple[bytes, Mailbox | None]] = []
+    for e in entries:
+        if not names.matches(patterns, e.name):
+            continue
+        extra: tuple = ()
+        if "SUBSCRIBED" in sel and not e.subscribed:
+            if "RECURSIVEMATCH" in sel and e.name in subscribed_children:  # RFC 5258 §3.5 CHILDINFO
+                extra = (("CHILDINFO", ("SUBSCRIBED",)),)
+            else:
+                continue
+        if "SPECIAL-USE" in sel and (e.mailbox is None or not e.mailbox.folder.special_use):
+            continue
+        attrs = names.attributes(e, extended=cmd.extended, subscribed_attr=want_subscribed)
+        rows.append((bytes(r.ListItem(attrs, names.DELIMITER, e.name, extra, utf8=utf8)), e.mailbox))
+    if cmd.status_items is None:
+        w.writelines([line for line, _ in rows])
+    else:  # RFC 5819 §2: each selectable mailbox's STATUS right after its LIST line
+        for line, mb in rows:
+            w.write(line)
+            if mb is not None and mb.may("r"):
+                await _write_status(s, mb, cmd.status_items)
+    return Ok("LIST completed")
+
+
+async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Ok:  # RFC 3501 §6.3.9
+    patterns = [names.pattern_regex(cmd.reference, cmd.pattern)]
+    lines = []
+    for e in await names.tree(s.services.store, _account(s)):
+        if e.subscribed and names.matches(patterns, e.name):
+            attrs = () if e.mailbox is not None else ("\\Noselect",)
+            lines.append(bytes(r.ListItem(attrs, names.DELIMITER, e.name, utf8=s.utf8, kind="LSUB")))
+    s.wire.writelines(lines)
+    return Ok("LSUB completed")
+
+
+async def status(s: Session, tag: str, cmd: c.Status) -> Ok:  # RFC 3501 §6.3.10
+    mb = await resolve(s, cmd.mailbox, need="r")
+    if "HIGHESTMODSEQ" in cmd.items:
+        s.enable_condstore()  # RFC 7162 §3.1
+    await _write_status(s, mb, cmd.items)
+    return Ok("STATUS completed")
+
+
+async def _write_status(s: Session, mb: Mailbox, items: tuple[str, ...]) -> None:
+    st = await s.services.store.status(mb.folder.ref)
+    f = st.folder
+    claimed = s.services.recent.last_claimed(f.ref)
+    values = {
+        "MESSAGES": st.messages, "UNSEEN": st.unseen, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
+        "RECENT": min(st.messages, max(0, f.uidnext - 1 - claimed)), "HIGHESTMODSEQ": f.highestmodseq,
+        "SIZE": st.size, "DELETED": st.deleted, "APPENDLIMIT": s.services.limits.max_message,
+    }  # fmt: skip
+    s.wire.write(bytes(r.StatusData(mb.name, tuple((i, values[i]) for i in items), utf8=s.utf8)))
+
+
+async def append(s: Session, tag: str, cmd: c.Append) -> Ok:  # RFC 3501 §6.3.11, RFC 4315 §3 APPENDUID
+    if cmd.utf8 and not s.utf8:
+        raise Bad("APPEND UTF8 needs ENABLE UTF8=ACCEPT")  # RFC 6855 §4
+    if not cmd.message:
+        raise No("Empty message", r.CANNOT)
+    mb = await resolve(s, cmd.mailbox, need="i", trycreate=True)
+    bits, keywords = split_flags(list(cmd.flags))
+    bits, keywords = allowed_flags(mb, bits, keywords)
+    raw = bytes(cmd.message)
+    prepared = await asyncio.to_thread(prepare, raw) if len(raw) > PREPARE_IN_THREAD else prepare(raw)
+    res = await s.services.store.append(mb.owner, mb.folder.ref, prepared, flags=bits, keywords=keywords,
+                                        internal_date=cmd.internal_date)
+    return Ok("APPEND completed", r.Code.appenduid(res.uidvalidity, res.uid))
+
+
+def allowed_flags(mb: Mailbox, bits: int, keywords: frozenset[str]) -> tuple[int, frozenset[str]]:
+    """Drop the flags the rights do not cover (RFC 4314 §4: s for \\Seen, t for \\Deleted, w for the rest)."""
+    if not mb.may("s"):
+        bits &= ~int(Flag.SEEN)
+    if not mb.may("t"):
+        bits &= ~int(Flag.DELETED)
+    if not mb.may("w"):
+        bits &= int(Flag.SEEN | Flag.DELETED)
+        keywords = frozenset()
+    return bits, keywords
+
+
+# --- QUOTA (RFC 9208) ------------------------------------------------------------------------------
+
+
+def _quota_root(mb: Mailbox, account) -> str:
+    return "" if mb.owner.id == account.id else mb.owner.address
+
+
+async def _quota_resources(s: Session, owner) -> tuple[tuple[str, int, int], ...]:
+    q = await s.services.store.quota(owner)
+    out = []
+    if q.limit_bytes:  # RFC 9208 §5.1: STORAGE in units of 1024 octets
+        out.append(("STORAGE", (q.used_bytes + 1023) // 1024, q.limit_bytes // 1024))
+    if q.limit_messages:
+        out.append(("MESSAGE", q.used_messages, q.limit_messages))
+    return tuple(out)
+
+
+async def getquotaroot(s: Session, tag: str, cmd: c.GetQuotaRoot) -> Ok:  # RFC 9208 §4.3
+    mb = await resolve(s, cmd.mailbox)
+    resources = await _quota_resources(s, mb.owner)
+    root = _quota_root(mb, _account(s))
+    s.wire.write(bytes(r.QuotaRootData(mb.name, (root,) if resources else (), utf8=s.utf8)))
+    if resources:
+        s.wire.write(bytes(r.QuotaData(root, resources)))
+    return Ok("GETQUOTAROOT completed")
+
+
+async def getquota(s: Session, tag: str, cmd: c.GetQuota) -> Ok:  # RFC 9208 §4.2
+    account = _account(s)
+    resources = await _quota_resources(s, account) if cmd.root == "" else ()
+    if not resources:
+        raise No("No such quota root", r.NONEXISTENT)
+    s.wire.write(bytes(r.QuotaData("", resources)))
+    return Ok("GETQUOTA completed")
+
+
+async def setquota(s: Session, tag: str, cmd: c.SetQuota) -> Ok:  # RFC 9208 §4.4
+    raise No("Quotas are set by the administrator (postroom user)", r.NOPERM)
+
+
+# --- ACL (RFC 4314 §3) -------------------------------------------------------------------------------
+
+
+async def setacl(s: Session, tag: str, cmd: c.SetAcl) -> Ok:  # RFC 4314 §3.1
+    mb = await resolve(s, cmd.mailbox, need="a")
+    try:
+        await acl.set_rights(s.services.store, mb.folder, cmd.identifier, cmd.rights, cmd.mode)
+    except InvalidInput as exc:
+        raise Bad(str(exc)) from None
+    return Ok("SETACL completed")
+
+
+async def deleteacl(s: Session, tag: str, cmd: c.DeleteAcl) -> Ok:  # RFC 4314 §3.2
+    mb = await resolve(s, cmd.mailbox, need="a")
+    await acl.delete_rights(s.services.store, mb.folder, cmd.identifier)
+    return Ok("DELETEACL completed")
+
+
+async def getacl(s: Session, tag: str, cmd: c.GetAcl) -> Ok:  # RFC 4314 §3.3
+    mb = await resolve(s, cmd.mailbox, need="a")
+    entries = await acl.get_acl(s.services.store, mb.folder)
+    s.wire.write(bytes(r.AclData(mb.name, tuple(entries), utf8=s.utf8)))
+    return Ok("GETACL completed")
+
+
+async def listrights(s: Session, tag: str, cmd: c.ListRights) -> Ok:  # RFC 4314 §3.4
+    mb = await resolve(s, cmd.mailbox, need="a")
+    if cmd.identifier.lower() == mb.owner.address:
+        required, optional = acl.ALL_RIGHTS, ()
+    else:
+        required, optional = "", tuple(acl.ALL_RIGHTS)
+    s.wire.write(bytes(r.ListRightsData(mb.name, cmd.identifier, required, optional, utf8=s.utf8)))
+    return Ok("LISTRIGHTS completed")
+
+
+async def myrights(s: Session, tag: str, cmd: c.MyRights) -> Ok:  # RFC 4314 §3.5
+    mb = await resolve(s, cmd.mailbox)
+    s.wire.write(bytes(r.MyRightsData(mb.name, mb.rights, utf8=s.utf8)))
+    return Ok("MYRIGHTS completed")
+

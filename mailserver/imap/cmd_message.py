@@ -1,0 +1,214 @@
+"""Handlers on the selected mailbox's messages: CHECK, CLOSE, UNSELECT, EXPUNGE, SEARCH, FETCH, STORE, COPY, MOVE and IDLE."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from mailboxes.model import Flag, split_flags
+
+from . import commands as c
+from . import responses as r
+from .cmd_mailbox import allowed_flags, resolve
+from .fetch import FetchPlan, run_fetch
+from .grammar import ConnectionClosed, ContinuationLine
+from .search import SearchContext, esearch_saved, evaluate, result
+from .states import Bad, No, Ok, Selected, SessionEnd
+
+if TYPE_CHECKING:
+    from .session import Session
+
+_SEEN = int(Flag.SEEN)
+
+
+def _selected(s: Session) -> Selected:
+    st = s.state
+    assert isinstance(st, Selected)  # the dispatch table allows these commands only when selected
+    return st
+
+
+def _writable(st: Selected, right: str) -> None:
+    if st.read_only:
+        raise No("Mailbox is read-only", r.READ_ONLY)
+    if not st.mailbox.may(right):
+        raise No("Permission denied", r.NOPERM)
+
+
+async def check(s: Session, tag: str, cmd: c.Check) -> Ok:  # RFC 3501 §6.4.1: a checkpoint; sync follows
+    return Ok("CHECK completed")
+
+
+async def close(s: Session, tag: str, cmd: c.Close) -> Ok:  # RFC 3501 §6.4.2: expunge silently, deselect
+    st = _selected(s)
+    if not st.read_only and st.mailbox.may("e"):
+        await s.services.store.expunge(st.mailbox.folder.ref)
+    s.leave_selected()
+    return Ok("CLOSE completed")
+
+
+async def unselect(s: Session, tag: str, cmd: c.Unselect) -> Ok:  # RFC 3691 §2
+    s.leave_selected()
+    return Ok("UNSELECT completed")
+
+
+async def expunge(s: Session, tag: str, cmd: c.Expunge | c.UidExpunge) -> Ok:  # RFC 3501 §6.4.3, RFC 4315 §2.1
+    st = _selected(s)
+    _writable(st, "e")
+    uids = None
+    if isinstance(cmd, c.UidExpunge):
+        uids = [st.view.uids[i] for i in st.view.resolve(cmd.uids, uid=True, saved=s.saved)]
+    gone = await s.services.store.expunge(st.mailbox.folder.ref, uids)
+    s.wire.writelines(st.view.expunge(gone, vanished=s.qresync))
+    return Ok(f"{cmd.NAME} completed")
+
+
+async def search(s: Session, tag: str, cmd: c.Search) -> Ok:  # RFC 3501 §6.4.4, RFC 4731, RFC 5182
+    st = _selected(s)
+    ctx = SearchContext(st.view, s.services.store, s.services.cache, st.mailbox.folder.ref, saved=s.saved)
+    found = await evaluate(ctx, cmd.criteria)
+    if ctx.used_modseq:
+        s.enable_condstore()
+    res = result(ctx, found, uid=cmd.uid)
+    if cmd.return_options is None:
+        s.wire.write(bytes(r.SearchData(res.numbers, res.modseq)))
+        return Ok(f"{cmd.name} completed")
+    opts = cmd.return_options or ("ALL",)  # RFC 4731 §3.1: RETURN () means ALL
+    if "SAVE" in opts:
+        s.saved = esearch_saved(res, opts)
+    if set(opts) != {"SAVE"}:  # RFC 5182 §2.4: SAVE alone returns no ESEARCH
+        nums = res.numbers
+        s.wire.write(bytes(r.ESearchData(
+            tag=tag, uid=cmd.uid,
+            min=nums[0] if nums and "MIN" in opts else None, max=nums[-1] if nums and "MAX" in opts else None,
+            count=len(nums) if "COUNT" in opts else None,
+            all=c.SequenceSet.from_ints(nums) if nums and "ALL" in opts else None, modseq=res.modseq)))
+    return Ok(f"{cmd.name} completed")
+
+
+async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Ok:  # RFC 3501 §6.4.5, §6.4.8; RFC 7162 §3.1.4
+    st = _selected(s)
+    view = st.view
+    if cmd.vanished and not s.qresync:
+        raise Bad("VANISHED needs ENABLE QRESYNC")  # RFC 7162 §3.2.6
+    idx = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=s.saved)
+    plan = FetchPlan.of(cmd)
+    if cmd.changed_since is not None or any(isinstance(i, c.FetchAtt) and i.name == "MODSEQ" for i in cmd.items):
+        s.enable_condstore()
+    if cmd.changed_since is not None:
+        since = cmd.changed_since
+        if cmd.vanished:  # RFC 7162 §3.2.6: expunged UIDs of the set, as VANISHED (EARLIER)
+            changes = await s.services.store.changes_since(st.mailbox.folder.ref, since)
+            top = max(view.uids[-1] if view.uids else 0, cmd.sequence_set.max_explicit())
+            gone = [u for u in changes.vanished if cmd.sequence_set.contains(u, top) and view.index_of(u) is None]
+            if gone:
+                s.wire.write(bytes(r.Vanished(c.SequenceSet.from_ints(gone), earlier=True)))
+        idx = [i for i in idx if view.metas[i].modseq > since]
+    flags_changed: set[int] = set()
+    if plan.sets_seen and not st.read_only and st.mailbox.may("s"):
+        unseen = [view.uids[i] for i in idx if not view.metas[i].flags & _SEEN and view.uids[i] not in view.ghosts]
+        if unseen:  # RFC 3501 §6.4.5: BODY[...] without .PEEK sets \Seen
+            changed, _ = await s.services.store.store_flags(st.mailbox.folder.ref, unseen, "add", _SEEN)
+            flags_changed = set(view.update(changed))
+    await run_fetch(view, idx, plan, store=s.services.store, cache=s.services.cache,
+                    partition=st.mailbox.folder.ref.partition, out=s.wire, flags_changed=flags_changed)
+    return Ok(f"{cmd.name} completed")
+
+
+async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, RFC 7162 §3.1.3
+    st = _selected(s)
+    view = st.view
+    if st.read_only:
+        raise No("Mailbox is read-only", r.READ_ONLY)
+    idx = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=s.saved)
+    if cmd.unchanged_since is not None:
+        s.enable_condstore()
+    bits, keywords = split_flags(list(cmd.flags))
+    bits, keywords = allowed_flags(st.mailbox, bits, keywords)
+    if cmd.mode == "replace" and not all(st.mailbox.may(x) for x in "swt"):
+        raise No("Replacing all flags needs the s, w and t rights", r.NOPERM)  # RFC 4314 §4
+    live = [i for i in idx if view.uids[i] not in view.ghosts]
+    uids = [view.uids[i] for i in live]
+    changed, failed = await s.services.store.store_flags(
+        st.mailbox.folder.ref, uids, cmd.mode, bits, keywords, unchanged_since=cmd.unchanged_since)
+    changed_idx = set(view.update(changed))
+    if view.new_keywords(changed):
+        s.wire.write(view.flags_response())
+    failed_set = set(failed)
+    condstore = s.condstore
+    lines = []
+    for i in live:
+        uid = view.uids[i]
+        if uid in failed_set:
+            continue
+        if cmd.silent and not (condstore and i in changed_idx):
+            continue
+        parts = [b"UID %d" % uid] if cmd.uid else []
+        if not cmd.silent:
+            parts.append(b"FLAGS " + view.flags_of(i))
+        if condstore:  # RFC 7162 §3.1.3: MODSEQ even with .SILENT for what changed
+            parts.append(b"MODSEQ (%d)" % view.metas[i].modseq)
+        lines.append(b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join(parts)))
+    s.wire.writelines(lines)
+    if failed:  # RFC 7162 §3.1.3: MODIFIED lists what failed UNCHANGEDSINCE
+        nums = failed if cmd.uid else [view.index_of(u) + 1 for u in failed if view.index_of(u) is not None]  # type: ignore[operator]
+        return Ok("Conditional STORE failed for some messages", r.Code.modified(c.SequenceSet.from_ints(nums)))
+    return Ok(f"{cmd.name} completed")
+
+
+async def copy_move(s: Session, tag: str, cmd: c.Copy | c.Move) -> Ok:  # RFC 3501 §6.4.7, RFC 6851, RFC 4315
+    st = _selected(s)
+    view = st.view
+    moving = isinstance(cmd, c.Move)
+    if moving:
+        _writable(st, "te")
+    idx = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=s.saved)
+    uids = [view.uids[i] for i in idx if view.uids[i] not in view.ghosts]
+    dest = await resolve(s, cmd.mailbox, need="i", trycreate=True)
+    store = s.services.store
+    op = store.move if moving else store.copy
+    uidvalidity, pairs = await op(dest.owner, st.mailbox.folder.ref, uids, dest.folder.ref)
+    code = None
+    if pairs:
+        code = r.Code.copyuid(uidvalidity, c.SequenceSet.from_ints([a for a, _ in pairs]),
+                              c.SequenceSet.from_ints([b for _, b in pairs]))
+    if not moving:
+        return Ok(f"{cmd.name} completed", code)
+    if code is not None:  # RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges
+        s.wire.write(bytes(r.Untagged("OK", "Moved", code)))
+    s.wire.writelines(view.expunge([a for a, _ in pairs], vanished=s.qresync))
+    return Ok(f"{cmd.name} completed")
+
+
+async def idle(s: Session, tag: str, cmd: c.Idle) -> Ok:  # RFC 2177
+    """Wait for DONE, writing updates as the bus reports them (new mail within moments of its commit)."""
+    w = s.wire
+    w.parser.expect_line()
+    await s.sync(allow_expunge=True, force=True)
+    w.write(bytes(r.Continuation("idling")))
+    await w.drain()
+    reader = asyncio.ensure_future(w.next_event())
+    waiter: asyncio.Future | None = None
+    try:
+        while True:
+            st = s.state
+            if isinstance(st, Selected) and waiter is None:
+                waiter = asyncio.ensure_future(st.listener.queue.get())
+            with w.interruptible():
+                done, _ = await asyncio.wait([f for f in (reader, waiter) if f is not None],
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                break
+            waiter = None
+            await s.sync(allow_expunge=True, force=True)
+            await w.drain()
+    finally:
+        if waiter is not None:
+            waiter.cancel()
+        if not reader.done():
+            reader.cancel()
+    event = reader.result()
+    if isinstance(event, ConnectionClosed):
+        raise SessionEnd("client closed the connection during IDLE")
+    if isinstance(event, ContinuationLine) and event.data.strip().upper() == b"DONE":
+        return Ok("IDLE terminated")
+    raise Bad("Expected DONE")

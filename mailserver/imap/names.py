@@ -1,0 +1,155 @@
+"""Mailbox names as clients see them: personal folders, other users' shared folders under ``Shared/<owner>/``, LIST patterns.
+
+Implementation notes
+- RFC 2342 namespaces: personal ``""``, other users ``Shared/`` (delimiter ``/``). A folder
+  ``Incoming`` of docs@city.test shared with the session's account is ``Shared/docs@city.test/Incoming``.
+- Rights (RFC 4314) travel with the resolved Mailbox; the owner holds them all, year-archive
+  folders are read-only (``lr``).
+- LIST matching follows RFC 3501 §6.3.8: ``*`` matches everything, ``%`` stops at the
+  delimiter; levels that exist only as parents are listed ``\\Noselect`` (``\\NonExistent`` in
+  extended LIST, RFC 5258 §3.4).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailboxes import acl
+from mailboxes.errors import NotFound
+from mailboxes.model import Account, Folder
+from mailboxes.partitions import ARCHIVE_PREFIX
+from mailboxes.store import Store
+
+DELIMITER = "/"
+SHARED = "Shared"  # RFC 2342 §5 other users' namespace prefix (without the delimiter)
+READ_ONLY_RIGHTS = "lr"
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """A resolved, visible mailbox: its client name, the folder, whose it is and what the session may do."""
+
+    name: str
+    folder: Folder
+    owner: Account
+    rights: str
+
+    @property
+    def writable(self) -> bool:
+        """READ-WRITE when any right changes state (RFC 4314 §4, SELECT)."""
+        return any(r in self.rights for r in "swte")
+
+    def may(self, right: str) -> bool:
+        return right in self.rights
+
+
+def _own_rights(folder: Folder) -> str:
+    if folder.read_only or folder.ref.partition.startswith(ARCHIVE_PREFIX):
+        return READ_ONLY_RIGHTS
+    return acl.ALL_RIGHTS
+
+
+def split_shared(name: str) -> tuple[str, str] | None:
+    """(owner address, folder name) for ``Shared/<owner>/<folder>``, else None."""
+    parts = name.split(DELIMITER, 2)
+    if len(parts) == 3 and parts[0] == SHARED and "@" in parts[1] and parts[2]:
+        return parts[1], parts[2]
+    return None
+
+
+async def resolve(store: Store, account: Account, name: str) -> Mailbox:
+    """The mailbox a client names; NotFound when it does not exist or is not visible to the account."""
+    shared = split_shared(name)
+    if shared is not None:
+        owner, folder_name = shared
+        sf = await acl.shared_folder(store, account, owner, folder_name)
+        return Mailbox(name, sf.folder, sf.owner, sf.rights)
+    folder = await store.folder(account, name)
+    return Mailbox(folder.name, folder, account, _own_rights(folder))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the mailbox tree for LIST/LSUB; ``mailbox`` is None for a level that only has children."""
+
+    name: str
+    mailbox: Mailbox | None
+    subscribed: bool
+    has_children: bool = False
+
+
+async def tree(store: Store, account: Account) -> list[Entry]:
+    """Every visible mailbox, with the parent levels that have no folder of their own, sorted by name."""
+    boxes: list[Mailbox] = [Mailbox(f.name, f, account, _own_rights(f)) for f in await store.folders(account)]
+    subscribed = {f.name for f in (b.folder for b in boxes) if f.subscribed}
+    for sf in await acl.shared_with(store, account):
+        name = DELIMITER.join((SHARED, sf.owner.address, sf.folder.name))
+        boxes.append(Mailbox(name, sf.folder, sf.owner, sf.rights))
+        subscribed.add(name)  # shared folders are always subscribed, so clients that list LSUB see them
+    by_name: dict[str, Mailbox | None] = {b.name: b for b in boxes}
+    for b in boxes:
+        parts = b.name.split(DELIMITER)
+        for k in range(1, len(parts)):
+            by_name.setdefault(DELIMITER.join(parts[:k]), None)
+    parents = {n.rsplit(DELIMITER, 1)[0] for n in by_name if DELIMITER in n}
+    return [Entry(n, by_name[n], n in subscribed, n in parents) for n in sorted(by_name, key=_sort_key)]
+
+
+def _sort_key(name: str) -> tuple[int, str]:
+    return (0 if name == "INBOX" or name.startswith("INBOX/") else 1, name)
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+    """RFC 3501 §6.3.8: the reference and the pattern together; ``*`` any, ``%`` any but the delimiter."""
+    full = pattern if pattern.startswith(DELIMITER) or not reference else reference + pattern
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in (DELIMITER, "*", "%")):
+        full = "INBOX" + full[5:]  # RFC 3501 §5.1: INBOX is case-insensitive
+    out = []
+    for ch in full:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^" + re.escape(DELIMITER) + "]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def matches(patterns: list[re.Pattern[str]], name: str) -> bool:
+    return any(p.fullmatch(name) for p in patterns)
+
+
+def attributes(entry: Entry, *, extended: bool = False, subscribed_attr: bool = False) -> tuple[str, ...]:
+    """LIST attributes: \\Noselect, CHILDREN (RFC 3348), SPECIAL-USE (RFC 6154), \\Subscribed (RFC 5258)."""
+    out: list[str] = []
+    if entry.mailbox is None:
+        out.append("\\NonExistent" if extended else "\\Noselect")
+    out.append("\\HasChildren" if entry.has_children else "\\HasNoChildren")
+    if entry.mailbox is not None and entry.mailbox.owner.id == entry.mailbox.folder.account_id:
+        use = entry.mailbox.folder.special_use
+        if use and entry.mailbox.name == entry.mailbox.folder.name:
+            out.append(use)
+    if subscribed_attr and entry.subscribed:
+        out.append("\\Subscribed")
+    return tuple(out)
+
+
+def is_other_users(name: str) -> bool:
+    return name == SHARED or name.startswith(SHARED + DELIMITER)
+
+
+__all__ = [
+    "DELIMITER",
+    "SHARED",
+    "Entry",
+    "Mailbox",
+    "NotFound",
+    "attributes",
+    "is_other_users",
+    "matches",
+    "pattern_regex",
+    "resolve",
+    "split_shared",
+    "tree",
+]

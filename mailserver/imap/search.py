@@ -1,0 +1,262 @@
+"""SEARCH evaluation (RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 7162 MODSEQ) over the selected view.
+
+Implementation notes
+- Text keys go to the store's full-text index first (English words, the last one as a
+  prefix; any run of two or more Chinese characters), then header keys are checked as
+  case-insensitive substrings of the decoded header kept beside the blob (RenderCache), so
+  "FROM alice" does not match a message merely addressed *to* alice. A string with no
+  indexable terms (punctuation, one Latin letter) falls back to scanning.
+- The string is already decoded from the SEARCH CHARSET by the parser (UTF-8, US-ASCII,
+  GB2312/GBK/GB18030 and more, syntax.SEARCH_CHARSETS), so the index sees Unicode.
+- Everything else (flags, dates, sizes, sequence and UID sets, MODSEQ) is evaluated over the
+  MessageMeta list the view already holds: no database round trip.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from mailboxes.charsets import decode_header_value
+from mailboxes.mime import SEARCH_HEADERS, header_fields
+from mailboxes.model import FLAG_NAMES, FolderRef
+
+from . import commands as c
+from .cache import RenderCache
+from .selected import BadSequence, SelectedMailbox
+
+# RFC 3501 §6.4.4 header keys and the index column that holds their words
+_INDEX_COLUMN = {"subject": "subject", "from": "addrs", "to": "addrs", "cc": "addrs", "bcc": "addrs",
+                 "sender": "addrs", "reply-to": "addrs"}  # fmt: skip
+_FLAG_BITS = {name: int(bit) for name, bit in FLAG_NAMES.items()}
+
+
+def fold(text: str) -> str:
+    """Case- and width-insensitive form for substring tests (NFKC + casefold, as the index does)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+@dataclass
+class SearchContext:
+    view: SelectedMailbox
+    store: object
+    cache: RenderCache
+    ref: FolderRef
+    saved: list[int] = field(default_factory=list)  # RFC 5182 "$"
+    used_modseq: bool = False
+    _all: frozenset[int] | None = None
+
+    @property
+    def everything(self) -> frozenset[int]:
+        if self._all is None:
+            self._all = frozenset(range(self.view.exists))
+        return self._all
+
+
+async def evaluate(ctx: SearchContext, key: c.SearchKey) -> set[int]:
+    """The indexes (seq - 1) of the messages matching ``key``."""
+    texts: dict[c.SearchKey, set[int]] = {}
+    await _resolve_leaves(ctx, key, texts)
+    return _eval(ctx, key, texts)
+
+
+async def _resolve_leaves(ctx: SearchContext, key: c.SearchKey, out: dict) -> None:
+    """Answer the keys that need the store (text and sent dates) before the pure evaluation."""
+    if isinstance(key, (c.SearchNot,)):
+        await _resolve_leaves(ctx, key.key, out)
+    elif isinstance(key, c.SearchOr):
+        await _resolve_leaves(ctx, key.left, out)
+        await _resolve_leaves(ctx, key.right, out)
+    elif isinstance(key, c.SearchAnd):
+        for k in key.keys:
+            await _resolve_leaves(ctx, k, out)
+    elif key in out:
+        return
+    elif isinstance(key, c.SearchHeader):
+        out[key] = await _header(ctx, key.field, key.value)
+    elif isinstance(key, c.SearchText):
+        out[key] = await _text(ctx, key.where, key.value)
+    elif isinstance(key, c.SearchDate) and key.field == "sent":
+        out[key] = await _sent(ctx, key)
+
+
+def _indexes(ctx: SearchContext, uids) -> set[int]:
+    view = ctx.view
+    return {i for u in uids if (i := view.index_of(u)) is not None}
+
+
+async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
+    view = ctx.view
+    needle = fold(value)
+    candidates: set[int] | None = None
+    column = _INDEX_COLUMN.get(name)
+    if column is not None and needle:
+        uids = await ctx.store.search_text(ctx.ref, column, value)  # type: ignore[attr-defined]
+        if uids is not None:
+            candidates = _indexes(ctx, uids)
+    idx = sorted(candidates) if candidates is not None else list(range(view.exists))
+    if not idx:
+        return set()
+    partition = ctx.ref.partition
+    blob_ids = [view.metas[i].blob_id for i in idx]
+    rendered = await ctx.cache.rendered(partition, blob_ids)
+    if name in SEARCH_HEADERS:
+        out = set()
+        for i, bid in zip(idx, blob_ids):
+            r = rendered.get(bid)
+            if r is not None and any(k == name and needle in fold(v) for k, v in r.headers):
+                out.add(i)
+        return out
+    # Any other field: read the raw header block (rare; RFC 3501 §6.4.4 HEADER field-name string).
+    raws = await ctx.store.raw_many(partition, blob_ids)  # type: ignore[attr-defined]
+    out = set()
+    for i, bid in zip(idx, blob_ids):
+        r, raw = rendered.get(bid), raws.get(bid)
+        if r is None or raw is None:
+            continue
+        block = header_fields(raw[:r.header_end], [name])
+        if block.strip() and _field_contains(block, needle):
+            out.add(i)
+    return out
+
+
+def _field_contains(block: bytes, needle: str) -> bool:
+    for line in block.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ").split(b"\r\n"):
+        if b":" in line:
+            value = line.split(b":", 1)[1].strip()
+            if needle in fold(decode_header_value(value.decode("utf-8", "surrogateescape"))):
+                return True
+    return False
+
+
+async def _text(ctx: SearchContext, where: str, value: str) -> set[int]:
+    if not value:
+        return set(ctx.everything)
+    column = "body" if where == "body" else None  # TEXT: subject, addresses and body in the index
+    uids = await ctx.store.search_text(ctx.ref, column, value)  # type: ignore[attr-defined]
+    if uids is not None:
+        return _indexes(ctx, uids)
+    return await _scan_raw(ctx, value, body_only=where == "body")
+
+
+async def _scan_raw(ctx: SearchContext, value: str, *, body_only: bool) -> set[int]:
+    """No indexable term: a case-insensitive scan of the raw octets (UTF-8 form of the string)."""
+    view = ctx.view
+    needle = value.encode("utf-8").lower()
+    out: set[int] = set()
+    step = 200
+    for k in range(0, view.exists, step):
+        idx = list(range(k, min(k + step, view.exists)))
+        blob_ids = [view.metas[i].blob_id for i in idx]
+        raws = await ctx.store.raw_many(ctx.ref.partition, blob_ids)  # type: ignore[attr-defined]
+        rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids) if body_only else {}
+        for i, bid in zip(idx, blob_ids):
+            raw = raws.get(bid, b"")
+            if body_only and bid in rendered:
+                raw = raw[rendered[bid].header_end:]
+            if needle in raw.lower():
+                out.add(i)
+    return out
+
+
+async def _sent(ctx: SearchContext, key: c.SearchDate) -> set[int]:
+    view = ctx.view
+    blob_ids = [m.blob_id for m in view.metas]
+    rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids)
+    out = set()
+    for i, bid in enumerate(blob_ids):
+        r = rendered.get(bid)
+        if r is not None and r.sent is not None and _date_matches(r.sent.date(), key):
+            out.add(i)
+    return out
+
+
+def _date_matches(day, key: c.SearchDate) -> bool:
+    # RFC 3501 §6.4.4: dates compare disregarding time and timezone
+    if key.op == "before":
+        return day < key.date
+    if key.op == "on":
+        return day == key.date
+    return day >= key.date
+
+
+def _eval(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
+    view = ctx.view
+    metas = view.metas
+    if isinstance(key, c.SearchAll):
+        return set(ctx.everything)
+    if isinstance(key, c.SearchAnd):
+        result: set[int] | None = None
+        for k in key.keys:
+            part = _eval(ctx, k, texts)
+            result = part if result is None else result & part
+            if not result:
+                return set()
+        return result or set()
+    if isinstance(key, c.SearchOr):
+        return _eval(ctx, key.left, texts) | _eval(ctx, key.right, texts)
+    if isinstance(key, c.SearchNot):
+        return set(ctx.everything - _eval(ctx, key.key, texts))
+    if key in texts:
+        return texts[key]
+    if isinstance(key, c.SearchFlag):
+        found = _flag(view, key.flag)
+        return found if key.present else set(ctx.everything - found)
+    if isinstance(key, c.SearchDate):  # internal date (sent dates were resolved above)
+        return {i for i, m in enumerate(metas) if _date_matches(m.internal_date.date(), key)}
+    if isinstance(key, c.SearchSize):
+        if key.op == "larger":
+            return {i for i, m in enumerate(metas) if m.size > key.size}
+        return {i for i, m in enumerate(metas) if m.size < key.size}
+    if isinstance(key, c.SearchSeq):
+        try:
+            return set(view.resolve(key.set, uid=key.uid, saved=ctx.saved))
+        except BadSequence:  # SEARCH 1:500 in a smaller mailbox: the numbers that exist
+            return {i for i in range(view.exists) if key.set.contains(i + 1, view.exists)}
+    if isinstance(key, c.SearchModSeq):  # RFC 7162 §3.1.5
+        ctx.used_modseq = True
+        return {i for i, m in enumerate(metas) if m.modseq >= key.modseq}
+    raise ValueError(f"unknown search key {key!r}")
+
+
+def _flag(view: SelectedMailbox, flag: str) -> set[int]:
+    if flag == "\\Recent":
+        return {i for i, u in enumerate(view.uids) if u in view.recent}
+    bit = _FLAG_BITS.get(flag)
+    if bit is not None:
+        return {i for i, m in enumerate(view.metas) if m.flags & bit}
+    if flag.startswith("\\"):
+        return set()
+    want = flag.lower()
+    return {i for i, m in enumerate(view.metas) if m.keywords and any(k.lower() == want for k in m.keywords)}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What SEARCH answers: the numbers (UIDs for UID SEARCH) and, with a MODSEQ key, the highest MODSEQ."""
+
+    numbers: list[int]
+    uids: list[int]
+    modseq: int | None
+
+
+def result(ctx: SearchContext, found: set[int], *, uid: bool) -> SearchResult:
+    view = ctx.view
+    order = sorted(found)
+    uids = [view.uids[i] for i in order]
+    modseq = max((view.metas[i].modseq for i in order), default=None) if ctx.used_modseq else None
+    return SearchResult(uids if uid else [i + 1 for i in order], uids, modseq)
+
+
+def esearch_saved(res: SearchResult, options: tuple[str, ...]) -> list[int]:
+    """The UIDs RETURN (SAVE) keeps: only MIN/MAX when just those are asked with it (RFC 5182 §2.4)."""
+    if not res.uids:
+        return []
+    if ("ALL" in options or "COUNT" in options) or not ({"MIN", "MAX"} & set(options)):
+        return list(res.uids)
+    keep = []
+    if "MIN" in options:
+        keep.append(res.uids[0])
+    if "MAX" in options:
+        keep.append(res.uids[-1])
+    return sorted(set(keep))

@@ -1,0 +1,244 @@
+"""The thin asyncio adapter for IMAP: listeners ``imap`` (STARTTLS) and ``imaps`` (implicit TLS), one Session per connection.
+
+Implementation notes
+- Bytes from the socket go into the sans-I/O CommandParser; its events go to the Session;
+  what the Session writes goes to the transport. Nothing here knows IMAP beyond that.
+- Idle timeout (RFC 3501 §5.4, ``[limits] imap_idle_timeout``, IDLE included) is a deadline on
+  each read from the client; the client is then told ``* BYE`` and disconnected.
+- On shutdown the listeners stop accepting; a session waiting for its client (or in IDLE) is
+  interrupted at once, one running a command finishes it; each then gets ``* BYE`` and is
+  closed. Sessions still running after ``DRAIN_SECONDS`` are cancelled.
+- One log line per session (id, listener, client address, TLS, user, client ID, commands,
+  octets, duration, why it ended); never a password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+
+from .cache import FolderSnapshots, RenderCache
+from .grammar import NEED_DATA, CommandParser, Event
+from .session import Limits, Registry, Services, Session
+from .states import SessionEnd
+
+log = logging.getLogger("postroom.imap")
+
+READ_CHUNK = 64 << 10
+PREAUTH_IDLE_SECONDS = 60.0  # before login a silent client is dropped sooner (RFC 3501 §5.4 covers the logged in)
+TLS_HANDSHAKE_SECONDS = 30.0
+DRAIN_SECONDS = 15.0
+BACKLOG = 1024
+WRITE_HIGH_WATER = 256 << 10  # octets buffered before a drain waits for the client
+
+
+class Connection:
+    """One client connection; implements the session's ``Wire``."""
+
+    def __init__(self, services: Services, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 listener: str, tls: bool, tls_context: ssl.SSLContext | None) -> None:
+        self.services = services
+        self.reader, self.writer = reader, writer
+        self.listener = listener
+        self.tls = tls
+        self.tls_context = tls_context
+        peer = writer.get_extra_info("peername")
+        self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else None
+        limits = services.limits
+        self.idle_timeout = min(limits.idle_timeout, PREAUTH_IDLE_SECONDS)  # the session raises it at login
+        self.parser = CommandParser(max_line=limits.max_line)
+        self.bytes_in = self.bytes_out = 0
+        self.stopping = False
+        self.task: asyncio.Task | None = None
+        self._waiting = 0
+        transport = writer.transport
+        if transport is not None:
+            transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    # --- Wire ------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.writer.write(data)
+
+    def writelines(self, data) -> None:
+        data = list(data)
+        if data:
+            self.bytes_out += sum(map(len, data))
+            self.writer.writelines(data)
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    async def next_event(self) -> Event:
+        parser = self.parser
+        while True:
+            event = parser.next_event()
+            if event is not NEED_DATA:
+                return event  # type: ignore[return-value]
+            with self.interruptible():
+                try:
+                    async with asyncio.timeout(self.idle_timeout):
+                        data = await self.reader.read(READ_CHUNK)
+                except TimeoutError:
+                    raise SessionEnd("idle timeout", "Autologout; idle for too long") from None
+            self.bytes_in += len(data)
+            parser.receive_data(data)
+
+    async def start_tls(self) -> None:
+        """RFC 3501 §6.2.1: upgrade in place, then parse afresh (nothing from before TLS survives)."""
+        try:
+            await self.writer.start_tls(self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS)
+        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+            raise SessionEnd(f"STARTTLS handshake failed: {exc.__class__.__name__}") from None
+        old = self.parser
+        self.parser = CommandParser(old.max_line, old.max_literal, utf8_names=old.utf8_names)
+        self.tls = True
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """Mark the connection's own task as waiting for the client, so shutdown may cancel it here."""
+        mine = asyncio.current_task() is self.task
+        if mine:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            if mine:
+                self._waiting -= 1
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        if self._waiting and self.task is not None:
+            self.task.cancel()
+
+    async def run(self) -> None:
+        self.task = asyncio.current_task()
+        sid = secrets.token_hex(4)
+        session = Session(self.services, self, session_id=sid)
+        started = time.monotonic()
+        reason = "closed"
+        bye: str | None = None
+        try:
+            self.write(session.greeting())
+            await self.drain()
+            while not self.stopping:
+                await session.handle(await self.next_event())
+            reason, bye = "shutdown", "Server shutting down"
+        except SessionEnd as exc:
+            reason, bye = exc.reason, exc.bye
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            reason, bye = "shutdown", "Server shutting down"
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            reason = f"connection error ({exc.__class__.__name__})"
+        except Exception:
+            log.exception("imap session=%s: unexpected error", sid)
+            reason, bye = "internal error", "Internal server error"
+        finally:
+            session.close()
+            await self._finish(bye)
+            log.info("imap session=%s listener=%s ip=%s tls=%s user=%s client=%r commands=%d in=%d out=%d "
+                     "secs=%.1f end=%s", sid, self.listener, self.peer_ip, "yes" if self.tls else "no",
+                     session.user or "-", session.client_id, session.commands, self.bytes_in, self.bytes_out,
+                     time.monotonic() - started, reason)
+
+    async def _finish(self, bye: str | None) -> None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):  # the client may be gone already
+            if bye and not self.writer.is_closing():
+                self.write(b"* BYE " + bye.encode("ascii", "replace") + b"\r\n")
+                async with asyncio.timeout(5):
+                    await self.writer.drain()
+        self.writer.close()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(5):
+                await self.writer.wait_closed()
+
+
+class ImapService:
+    """The IMAP listeners of one server process (a Service for the composition root)."""
+
+    name = "imap"
+
+    def __init__(self, services: Services, tls_context: ssl.SSLContext | None) -> None:
+        self.services = services
+        self.tls_context = tls_context
+        self.servers: list[asyncio.Server] = []
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self.connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def listen(self, name: str, host: str, port: int, *, implicit_tls: bool) -> None:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = Connection(self.services, reader, writer, listener=name, tls=implicit_tls,
+                              tls_context=self.tls_context)
+            self.connections.add(conn)
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.add(task)
+            try:
+                await conn.run()
+            finally:
+                self.connections.discard(conn)
+                if task is not None:
+                    self._tasks.discard(task)
+
+        server = await asyncio.start_server(
+            accept, host, port, ssl=self.tls_context if implicit_tls else None, backlog=BACKLOG,
+            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if implicit_tls else None, limit=READ_CHUNK)
+        self.servers.append(server)
+        sock = server.sockets[0].getsockname()
+        self.addresses[name] = (sock[0], sock[1])
+        log.info("imap listening: %s on %s:%d%s", name, sock[0], sock[1], " (TLS)" if implicit_tls else "")
+
+    async def close(self) -> None:
+        """Stop accepting; say BYE to every session (after its current command); close."""
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        tasks = set(self._tasks)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+
+def build_services(ctx) -> Services:
+    """Services from the composition root's Context (config, mailboxes, authenticator, TLS)."""
+    cfg = ctx.config
+    limits = Limits(max_message=int(cfg.get("limits", "max_message_size")),
+                    idle_timeout=float(cfg.get("limits", "imap_idle_timeout")),
+                    connections_per_account=int(cfg.get("limits", "imap_connections_per_account")),
+                    plaintext_on_loopback=bool(cfg.get("tls", "allow_plaintext_auth_on_loopback")))
+    store = ctx.mailboxes.store
+    return Services(store, ctx.mailboxes.directory, ctx.auth, limits, RenderCache(store), FolderSnapshots(store),
+                    registry=Registry(limits.connections_per_account), tls_available=ctx.tls_context is not None)
+
+
+async def start(ctx) -> list[ImapService]:
+    """Start the ``imap`` and ``imaps`` listeners named in ``[listen]`` (empty disables one)."""
+    service = ImapService(build_services(ctx), ctx.tls_context)
+    try:
+        plain = ctx.config.listen("imap")
+        if plain is not None:
+            await service.listen("imap", *plain, implicit_tls=False)
+        implicit = ctx.config.listen("imaps")
+        if implicit is not None:
+            if ctx.tls_context is None:
+                log.warning("imaps: no TLS certificate, listener not started")
+            else:
+                await service.listen("imaps", *implicit, implicit_tls=True)
+    except BaseException:
+        await service.close()
+        raise
+    return [service]

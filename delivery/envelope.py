@@ -112,6 +112,20 @@ NON_ASCII_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 
 # RFC 3463 §3.4 X.3.0: other or undefined mail system status.
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
+# RFC 3463 §3.8 X.7.2: the sender may not post to this list.
+GROUP_POST_DENIED = Reply(550, "5.7.2", "Not allowed to post to this list")
+# RFC 5321 §4.5.3.1.10, RFC 3463 §3.6 X.5.3: too many recipients.
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+# RFC 5321 §4.2.4 / RFC 3463 §3.6 X.5.1 and X.5.2: sequence and syntax errors.
+BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
+SYNTAX_ERROR = Reply(501, "5.5.2", "Syntax error")
+# RFC 1870 §6 / RFC 3461 §4: MAIL and RCPT parameters we do not implement.
+PARAMETER_NOT_IMPLEMENTED = Reply(555, "5.5.4", "Parameter not recognized or not implemented")
+# RFC 5321 §3.8 / RFC 3463 §3.4 X.3.2: system not accepting network messages (shutdown).
+SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
+# RFC 4954 §6, RFC 3463 X.7.11: AUTH only over an encrypted connection.
+ENCRYPTION_REQUIRED = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
 
 
 def ok_queued(queue_id: str) -> Reply:

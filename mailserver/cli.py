@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from mailboxes import errors
 from mailboxes.model import Role
 
+from . import cli_delivery
 from . import config as config_mod
 from .admin import Admin, AdminError
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("archive", help="move a closed year's mail to its archive database")
     s.add_argument("--year", type=int, required=True)
+    cli_delivery.register(sub)  # route, dkim, queue
     return p
 
 
@@ -281,6 +283,7 @@ async def _archive(admin: Admin, args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Handler] = {
     "init": _init, "serve": _serve, "config": _config, "domain": _domain, "department": _department,
     "user": _user, "group": _group, "alias": _alias, "import": _import, "export": _export, "archive": _archive,
+    **cli_delivery.HANDLERS,
 }
 # Commands that must not open the store first (it may not exist yet, or they check the config only).
 NO_STORE = {"init", "serve", "config"}

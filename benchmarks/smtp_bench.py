@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""SMTP ingest benchmark: messages/s and p50/p99 latency for 4 KiB messages, end to end, at 1/20/100 sessions.
+
+The server is `postroom serve` in its own process (fresh data per run);
+this script is the load generator: N sessions on loopback, each on one
+connection sending MAIL/RCPT/DATA (pipelined, RFC 2920) in a loop to its
+own recipient. A message counts when its 250 arrives, and Postroom sends
+that 250 only after the message is committed in the recipient's folder, so
+the latency is end to end; after each run the folders are counted to check.
+PostgreSQL is started the way the tests start it. When the Postfix →
+Dovecot peers of /work/shared/peers are running, the same load goes to them
+(Postfix on 127.0.0.1:10025, users 2-50; user1 belongs to the IMAP
+benchmark), measured until the messages are in the maildirs, and the ratio
+is printed. Their mail from earlier runs is removed first (a fresh mailbox
+per run), ours only.
+
+    .venv/bin/python benchmarks/smtp_bench.py [--seconds 8] [--sessions 1 20 100] [--backends sqlite pg]
+                                              [--repeat 3] [--no-peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from argon2 import PasswordHasher  # noqa: E402
+
+from mailboxes.service import open_mailboxes  # noqa: E402
+from mailserver import config as config_mod  # noqa: E402
+from tests.support import pgserver  # noqa: E402
+
+MESSAGE_SIZE = 4096
+USERS = 100
+WARMUP_SECONDS = 1.0
+PEER_PORT = 10025  # /work/shared/peers: Postfix delivering to Dovecot over LMTP
+PEER_DOMAIN = "example.test"
+PEER_USERS = range(2, 51)  # user1's INBOX belongs to the IMAP benchmark
+PEER_MAILDIRS = Path("/var/tmp/mailbench")
+SENT_AT = re.compile(rb"Message-ID: <(\d+\.\d+)\.")
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def message(n: int, rcpt: str) -> bytes:
+    # The Message-ID carries the send time, so a peer's delivery time can be read off its maildir file.
+    head = (f"From: Load <bench@load.example>\r\nTo: <{rcpt}>\r\nSubject: benchmark message {n}\r\n"
+            f"Message-ID: <{time.time():.6f}.{uuid.uuid4().hex[:12]}@load.example>\r\n"
+            "Date: Mon, 06 Jan 2025 09:00:00 +0800\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog; 0123456789 abcdefghij.\r\n"
+    body = (line * (MESSAGE_SIZE // len(line) + 1))[: MESSAGE_SIZE - len(head) - 2] + b"\r\n"
+    return head + body
+
+
+@dataclass
+class Result:
+    label: str
+    sessions: int
+    sent: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float | None  # server CPU per message
+    stored: int | None
+
+
+async def read_reply(r: asyncio.StreamReader) -> int:
+    while True:
+        line = await r.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        if line[3:4] != b"-":
+            return int(line[:3])
+
+
+async def session(port: int, rcpt: str, stop_at: float, samples: list[tuple[float, float]]) -> None:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    await read_reply(r)
+    w.write(b"EHLO load.example\r\n")
+    await read_reply(r)
+    envelope = f"MAIL FROM:<bench@load.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
+    n = 0
+    while time.monotonic() < stop_at:
+        body = message(n, rcpt) + b".\r\n"
+        t0 = time.perf_counter()
+        w.write(envelope)
+        codes = [await read_reply(r) for _ in range(3)]
+        if codes != [250, 250, 354]:
+            raise RuntimeError(f"unexpected replies {codes}")
+        w.write(body)
+        if await read_reply(r) != 250:
+            raise RuntimeError("message refused")
+        samples.append((time.monotonic(), time.perf_counter() - t0))
+        n += 1
+    w.write(b"QUIT\r\n")
+    await read_reply(r)
+    w.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(label: str, port: int, rcpts: list[str], sessions: int, seconds: float,
+               server_pid: int | None) -> Result:
+    samples: list[tuple[float, float]] = []
+    start = time.monotonic()
+    stop_at = start + WARMUP_SECONDS + seconds
+    cpu0 = None
+    tasks = [asyncio.create_task(session(port, rcpts[i % len(rcpts)], stop_at, samples)) for i in range(sessions)]
+    await asyncio.sleep(WARMUP_SECONDS)
+    if server_pid:
+        cpu0 = cpu_seconds(server_pid)
+    measured_from = time.monotonic()
+    await asyncio.gather(*tasks)
+    elapsed = time.monotonic() - measured_from
+    cpu = cpu_seconds(server_pid) - cpu0 if server_pid and cpu0 is not None else None
+    window = sorted(lat for t, lat in samples if t >= measured_from)
+    n = len(window)
+    p = (lambda q: window[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
+    return Result(label, sessions, len(samples), n / elapsed, p(0.50), p(0.99),
+                  cpu / n * 1000 if cpu is not None and n else None, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_listening(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+async def postroom_run(backend: str, url: str, sessions: int, seconds: float, workdir: Path) -> Result:
+    port = free_port()
+    cfg = workdir / "postroom.toml"
+    cfg.write_text(f'[server]\nhostname = "mail.bench.test"\ndata_dir = "{workdir / "data"}"\nlog_level = "warning"\n'
+                   f'[listen]\nsmtp = "127.0.0.1:{port}"\nsubmission = ""\nsubmissions = ""\n'
+                   'imap = ""\nimaps = ""\nhttp = ""\n'
+                   f'[storage]\nurl = "{url}"\n[queue]\nmx_lookup = false\n[dkim]\ndns_lookup = false\n')
+    subprocess.run([sys.executable, "-m", "mailserver.cli", "--config", str(cfg), "init"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    config = config_mod.load(cfg)
+    mb = await open_mailboxes(config.storage(), hasher=CHEAP_HASHER)
+    await mb.directory.add_domain("bench.test")
+    quota = config.get("limits", "default_quota_bytes")
+    rcpts = [(await mb.add_account(f"user{i}@bench.test", password="x", quota_bytes=quota)).address
+             for i in range(USERS)]
+    log = open(workdir / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "mailserver.cli", "--config", str(cfg), "serve"], cwd=ROOT,
+                            stdout=log, stderr=log)
+    try:
+        await wait_listening(port)
+        res = await load(f"postroom/{backend}", port, rcpts, sessions, seconds, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    stored = 0
+    for a in rcpts:
+        acct = await mb.directory.account(a)
+        stored += len(await mb.store.messages((await mb.store.folder(acct, "INBOX")).ref))
+    await mb.close()
+    res.stored = stored
+    return res
+
+
+def peer_maildirs() -> list[Path]:
+    return [PEER_MAILDIRS / f"user{i}" / "Maildir" for i in PEER_USERS]
+
+
+def clear_peer_mail() -> None:
+    """A fresh mailbox per run for our benchmark users only (user1 holds the IMAP benchmark's folder)."""
+    for md in peer_maildirs():
+        for sub in ("new", "cur"):
+            for f in (md / sub).glob("*"):
+                f.unlink(missing_ok=True)
+
+
+def peer_arrivals() -> list[tuple[float, float]]:
+    """(send time, arrival time) of every benchmark message in the peers' maildirs."""
+    out = []
+    for md in peer_maildirs():
+        for sub in ("new", "cur"):
+            for f in (md / sub).glob("*"):
+                try:
+                    with open(f, "rb") as fh:
+                        head = fh.read(1024)
+                    arrived = f.stat().st_mtime
+                except OSError:
+                    continue
+                m = SENT_AT.search(head)
+                if m:
+                    out.append((float(m.group(1)), arrived))
+    return out
+
+
+async def peer_run(sessions: int, seconds: float) -> Result:
+    """The same load against Postfix → Dovecot, measured until the messages are in the maildirs."""
+    clear_peer_mail()
+    rcpts = [f"user{i}@{PEER_DOMAIN}" for i in PEER_USERS]
+    start_wall = time.time()
+    smtp = await load("postfix+dovecot", PEER_PORT, rcpts, sessions, seconds, None)
+    measured_from = start_wall + WARMUP_SECONDS
+    deadline = time.monotonic() + 120
+    while True:
+        arrivals = peer_arrivals()
+        if len(arrivals) >= smtp.sent or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    # Postfix answers 250 once its queue file is synced and delivers afterwards, so under this load its
+    # queue grows and drains after the load stops. End to end is then: every message sent, from the
+    # first send until the last one is in its maildir; latency is send -> maildir, queueing included.
+    last = max((t1 for _, t1 in arrivals), default=start_wall)
+    lat = sorted(t1 - t0 for t0, t1 in arrivals if t0 >= measured_from)
+    n = len(lat)
+    p = (lambda q: lat[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
+    return Result("postfix+dovecot", sessions, smtp.sent, len(arrivals) / (last - start_wall), p(0.50), p(0.99),
+                  None, len(arrivals))
+
+
+def peers_running() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", PEER_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def median(runs: list[Result]) -> Result:
+    return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+
+
+async def fresh_run(backend: str, pg, sessions: int, seconds: float) -> Result:
+    """One run on a fresh data directory (and a fresh PostgreSQL database)."""
+    work = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
+    try:
+        if backend == "sqlite":
+            url = f"sqlite:///{work}/data/postroom.db"
+        else:
+            name = "bench_" + uuid.uuid4().hex[:8]
+            subprocess.run([*pg.as_user, f"{pg.bindir}/createdb", "-h", "127.0.0.1", "-p", str(pg.port),
+                            "-U", "postgres", name], check=True)
+            url = pg.url(name)
+        return await postroom_run(backend, url, sessions, seconds, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_result(r: Result, base: Result | None = None) -> None:
+    cpu = f"{r.cpu_ms:6.2f}" if r.cpu_ms is not None else "     -"
+    check = "" if r.stored is None else ("  ok" if r.stored >= r.sent else f"  MISSING {r.sent - r.stored}")
+    ratio = f"  {r.rate / base.rate:5.2f}x postfix" if base and base.rate else ""
+    print(f"{r.label:18} {r.sessions:5d} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {cpu}  "
+          f"{r.sent:7d}{check}{ratio}", flush=True)
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run (after 1 s warm-up)")
+    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 20, 100])
+    ap.add_argument("--backends", nargs="*", default=["sqlite", "pg"], choices=["sqlite", "pg"])
+    ap.add_argument("--no-peers", action="store_true", help="do not run the load against Postfix/Dovecot")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per point; the median run (by msg/s) is shown")
+    args = ap.parse_args()
+    print(f"{'server':18} {'sess':>5} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>6}  {'sent':>7}")
+    peer: dict[int, Result] = {}
+    if not args.no_peers and peers_running() and PEER_MAILDIRS.exists():
+        for n in args.sessions:
+            peer[n] = median([await peer_run(n, args.seconds) for _ in range(args.repeat)])
+            print_result(peer[n])
+        clear_peer_mail()
+    pg = None
+    try:
+        for backend in args.backends:
+            if backend == "pg" and pg is None:
+                pg = pgserver.start()
+                if pg is None:
+                    print("PostgreSQL is not installed; skipping pg", file=sys.stderr)
+                    continue
+            for n in args.sessions:
+                runs = [await fresh_run(backend, pg, n, args.seconds) for _ in range(args.repeat)]
+                print_result(median(runs), peer.get(n))
+    finally:
+        if pg is not None:
+            pg.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

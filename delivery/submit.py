@@ -1,0 +1,454 @@
+"""The one submission path: SMTP submission, webmail, bridges and DSNs are checked, stamped, delivered or queued here.
+
+Implementation notes (invariants):
+- `deliver()` is the commit point shared by `submit()`, `accept()` and the
+  queue worker: local copies are written with Store.deliver (group commit)
+  and remote recipients are queued (group commit); it returns only when both
+  are durable, so a 250 sent after it is a promise kept.
+- Recipients are expanded through aliases and groups, duplicates removed:
+  each account gets one copy however many of the envelope recipients lead to it.
+- Local refusals found at write time (a quota reached since RCPT) do not
+  lose mail: temporary ones are queued and retried locally by the worker,
+  permanent ones are reported to the sender by DSN. When nothing at all could
+  be written, nothing is queued and the caller gets the refusal instead.
+- Directory answers (local domains, resolutions, group policy, sender
+  addresses) are cached for CACHE_SECONDS, so a busy session costs no
+  directory query per message; quota usage is cached for USAGE_SECONDS and
+  kept true by adding what we deliver (other writers, e.g. IMAP APPEND, are
+  seen when it expires; the store checks the quota again when it writes).
+- DKIM: the copy that leaves for another server is signed when the From
+  domain has an active key; local copies are not signed (nothing checks them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import format_datetime, getaddresses
+
+from mailboxes.directory import Resolution
+from mailboxes.errors import InvalidInput, NotFound, OverQuota, StoreError
+from mailboxes.ingest import prepare
+from mailboxes.model import Account, Group
+from mailboxes.service import Mailboxes
+from mailboxes.store import INBOX, Delivery
+
+from . import dkim, dsn
+from .envelope import (
+    GROUP_POST_DENIED, OVER_QUOTA_PERM, OVER_QUOTA_TEMP, SENDER_NOT_ALLOWED, TEMPORARY_FAILURE, UNKNOWN_USER,
+    Reply, ok_queued,
+)
+from .keys import DkimKeys
+from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, parse_path
+from .queue import NewEntry, Queue, new_queue_id
+from .received import received_header
+
+log = logging.getLogger("postroom.submit")
+
+CACHE_SECONDS = 5.0
+USAGE_SECONDS = 2.0
+MAX_CACHED = 20_000  # directory answers kept at most (each side)
+MAX_HEADER_SCAN = 64 * 1024
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who handed the message over, for the Received header (RFC 5321 §4.4)."""
+
+    ip: str
+    helo: str
+    protocol: str  # the `with` keyword: ESMTPSA, ESMTPS, HTTP, ...
+    rdns: str | None = None
+    tls: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A message from one of our users or our own services."""
+
+    mail_from: str  # the reverse-path address, "" for the null path
+    recipients: tuple[str, ...]
+    data: bytes
+    account: Account | None = None  # the logged-in submitter (None: a trusted internal service)
+    client: Client | None = None
+    origin: str = "submission"  # submission | webmail | bridge | dsn
+    queue_id: str | None = None
+    recipients_checked: bool = False  # the SMTP front checked each at RCPT already
+
+
+@dataclass(frozen=True)
+class Outcome:
+    queue_id: str
+    reply: Reply  # 250 when anything was accepted, else the refusal
+    delivered: int = 0  # local copies written
+    queued: int = 0  # recipients queued (remote, or local retries)
+    refused: tuple[tuple[str, Reply], ...] = field(default_factory=tuple)
+
+    @property
+    def accepted(self) -> bool:
+        return self.reply.is_positive
+
+
+class _TTLCache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._d: dict[object, tuple[float, object]] = {}
+
+    def get(self, key: object) -> tuple[bool, object]:
+        hit = self._d.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.ttl:
+            return False, None
+        return True, hit[1]
+
+    def put(self, key: object, value: object) -> None:
+        if len(self._d) >= MAX_CACHED:
+            self._d.clear()
+        self._d[key] = (time.monotonic(), value)
+
+    def forget(self, key: object) -> None:
+        self._d.pop(key, None)
+
+    def update(self, key: object, value: object) -> None:
+        """Replace a cached value, keeping the time it was loaded (its age still counts)."""
+        hit = self._d.get(key)
+        if hit is not None:
+            self._d[key] = (hit[0], value)
+
+
+class DirectoryCache:
+    """Short-lived answers from the directory, so the hot path does not query it per message."""
+
+    def __init__(self, mb: Mailboxes, ttl: float = CACHE_SECONDS) -> None:
+        self.mb = mb
+        self._answers = _TTLCache(ttl)
+        self._usage = _TTLCache(USAGE_SECONDS)
+
+    async def _cached(self, key: object, load: Callable):
+        found, value = self._answers.get(key)
+        if not found:
+            value = await load()
+            self._answers.put(key, value)
+        return value
+
+    async def local_domains(self) -> frozenset[str]:
+        return await self._cached("domains", lambda: self._domains())
+
+    async def _domains(self) -> frozenset[str]:
+        return frozenset(await self.mb.directory.local_domains())
+
+    async def resolve(self, address: str) -> Resolution | None:
+        async def load():
+            try:
+                return await self.mb.directory.resolve(address)
+            except InvalidInput:
+                return None
+        return await self._cached(("resolve", address.lower()), load)
+
+    async def group(self, address: str) -> Group | None:
+        async def load():
+            try:
+                return await self.mb.directory.group(address)
+            except (NotFound, InvalidInput):
+                return None
+        return await self._cached(("group", address.lower()), load)
+
+    async def may_post(self, group: str, sender: str | None) -> bool:
+        async def load():
+            try:
+                return await self.mb.directory.may_post(group, sender)
+            except (InvalidInput, NotFound):
+                return False
+        return await self._cached(("post", group.lower(), (sender or "").lower()), load)
+
+    async def sender_addresses(self, account: Account) -> frozenset[str]:
+        async def load():
+            return frozenset(await self.mb.directory.sender_addresses(account))
+        return await self._cached(("senders", account.id), load)
+
+    async def usage(self, account: Account) -> tuple[int, int]:
+        found, value = self._usage.get(account.id)
+        if not found:
+            q = await self.mb.store.quota(account)
+            value = (q.used_bytes, q.used_messages)
+            self._usage.put(account.id, value)
+        return value  # type: ignore[return-value]
+
+    def add_usage(self, account_ids, size: int) -> None:
+        """We just wrote `size` bytes to these accounts: keep their cached usage true without a query."""
+        for i in account_ids:
+            found, value = self._usage.get(i)
+            if found:
+                self._usage.update(i, (value[0] + size, value[1] + 1))
+
+
+def quota_reply(account: Account, used: tuple[int, int], size: int) -> Reply | None:
+    """The RCPT-time view of the store's quota rule (the store checks again when it writes)."""
+    if account.quota_bytes and size > account.quota_bytes:
+        return OVER_QUOTA_PERM  # can never fit
+    if account.quota_bytes and used[0] + size > account.quota_bytes:
+        return OVER_QUOTA_TEMP
+    if account.quota_messages and used[1] + 1 > account.quota_messages:
+        return OVER_QUOTA_TEMP
+    return None
+
+
+def header_block(data: bytes) -> bytes:
+    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_SCAN)
+    if end < 0:
+        end = data.find(b"\n\n", 0, MAX_HEADER_SCAN)
+    return data[: end + 2] if end >= 0 else data[:MAX_HEADER_SCAN]
+
+
+_HAS_MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:")
+_HAS_DATE = re.compile(rb"(?im)^date[ \t]*:")
+_FROM_FIELD = re.compile(rb"(?ims)^from[ \t]*:(.*?)(?=\r?\n[^ \t]|\Z)")
+
+
+def header_from_domain(data: bytes) -> str | None:
+    """The domain of the (first) From: address, lower-cased, or None."""
+    m = _FROM_FIELD.search(header_block(data))
+    if m is None:
+        return None
+    value = re.sub(r"\r?\n[ \t]", " ", m.group(1).decode("utf-8", errors="replace"))
+    for _name, addr in getaddresses([value]):
+        if "@" in addr:
+            return addr.rpartition("@")[2].strip().rstrip(".").lower() or None
+    return None
+
+
+class Submitter:
+    def __init__(self, mb: Mailboxes, queue: Queue, keys: DkimKeys, *, hostname: str,
+                 clock: Callable[[], datetime] = utcnow, cache_ttl: float = CACHE_SECONDS) -> None:
+        self.mb = mb
+        self.queue = queue
+        self.keys = keys
+        self.hostname = hostname
+        self.clock = clock
+        self.directory = DirectoryCache(mb, cache_ttl)
+
+    # --- door checks (the SMTP front calls these at MAIL / RCPT) ----------------------
+
+    async def local_domains(self) -> frozenset[str]:
+        return await self.directory.local_domains()
+
+    async def sender_addresses(self, account: Account) -> frozenset[str]:
+        return await self.directory.sender_addresses(account)
+
+    async def _resolve(self, address: str, domains: frozenset[str]) -> Resolution | None:
+        if "@" not in address:  # the bare <postmaster> of RFC 5321 §4.5.1
+            for d in sorted(domains, key=lambda d: (not self.hostname.endswith(d), d)):
+                res = await self.directory.resolve(f"postmaster@{d}")
+                if res is not None:
+                    return res
+            return None
+        if address.rpartition("@")[2].lower() not in domains:
+            return Resolution((), (address,))
+        return await self.directory.resolve(address)
+
+    async def check_recipient(self, address: str, *, sender: str | None, size: int = 0) -> Reply | None:
+        """None if mail for `address` can be taken now; else the refusal (550 5.1.1, 550 5.7.2, 452/552 quota).
+
+        The relay decision is made before this (mailserver.smtp.policy);
+        `sender` is the reverse-path that group posting policy judges.
+        """
+        domains = await self.directory.local_domains()
+        res = await self._resolve(address, domains)
+        if res is None:
+            return UNKNOWN_USER  # RFC 3463 X.1.1
+        if not res.local and not res.remote:
+            return UNKNOWN_USER  # a group with nobody in it, or a disabled account
+        if "@" in address and address.rpartition("@")[2].lower() in domains:
+            group = await self.directory.group(address)
+            if group is not None and not await self.directory.may_post(group.address, sender):
+                return GROUP_POST_DENIED
+        if len(res.local) == 1 and not res.remote:
+            acct = res.local[0]
+            if acct.quota_bytes or acct.quota_messages:
+                return quota_reply(acct, await self.directory.usage(acct), size)
+        return None
+
+    async def check_submitter(self, account: Account, mail_from: str) -> Reply | None:
+        """May this login use this reverse-path? (RFC 6409 §6.1)."""
+        try:
+            addr = parse_path(f"<{mail_from}>", True, reverse=True)
+        except PolicyError:
+            return SENDER_NOT_ALLOWED
+        return check_sender(addr, login_account=account.address,
+                            allowed_addresses=await self.directory.sender_addresses(account))
+
+    # --- submit: messages from our own users and services ------------------------------
+
+    async def submit(self, sub: Submission) -> Outcome:
+        """Check, stamp (Received, Message-ID/Date if missing), sign for remote recipients, deliver or queue."""
+        qid = sub.queue_id or new_queue_id()
+        refused: list[tuple[str, Reply]] = []
+        if sub.account is not None:
+            allowed = await self.directory.sender_addresses(sub.account)
+            bad = await self.check_submitter(sub.account, sub.mail_from)
+            if bad is None:
+                bad = check_header_from(sub.data, login_account=sub.account.address, allowed_addresses=allowed)
+            if bad is not None:
+                return self._logged(sub, Outcome(qid, bad))
+        rcpts = list(dict.fromkeys(sub.recipients))
+        if not sub.recipients_checked:
+            # The same door rules as RCPT TO (syntax, literals, bare hosts, users, lists, quota);
+            # our users and services may send anywhere, so relaying is allowed.
+            sender = sub.mail_from or None
+            domains = await self.directory.local_domains()
+            ok = []
+            for r in rcpts:
+                addr, route = check_forward_path(f"<{r}>", smtputf8=True, authenticated=True, local_domains=domains)
+                why = route if isinstance(route, Reply) else None
+                if why is None and route is Route.LOCAL:
+                    why = await self.check_recipient(str(addr), sender=sender, size=len(sub.data))
+                if why is None:
+                    ok.append(str(addr))
+                else:
+                    refused.append((r, why))
+            rcpts = list(dict.fromkeys(ok))
+            if not rcpts:
+                return self._logged(sub, Outcome(qid, refused[0][1] if refused else UNKNOWN_USER,
+                                                 refused=tuple(refused)))
+        stamp = self._stamp(sub, qid, rcpts)
+        out = await self.deliver(queue_id=qid, mail_from=sub.mail_from, recipients=tuple(rcpts),
+                                 data=stamp + sub.data, origin=sub.origin,
+                                 submitter=sub.account.address if sub.account else None,
+                                 sign_domain=header_from_domain(sub.data))
+        if refused:
+            out = Outcome(out.queue_id, out.reply, out.delivered, out.queued, tuple(refused) + out.refused)
+        return self._logged(sub, out)
+
+    def _logged(self, sub: Submission, out: Outcome) -> Outcome:
+        if sub.origin not in ("submission", "smtp"):  # the SMTP front writes its own line
+            log.info("submit queue_id=%s origin=%s user=%s from=<%s> rcpts=%d delivered=%d queued=%d result=%s",
+                     out.queue_id, sub.origin, sub.account.address if sub.account else "-", sub.mail_from,
+                     len(sub.recipients), out.delivered, out.queued, str(out.reply).replace("\r\n", " | "))
+        return out
+
+    def _stamp(self, sub: Submission, qid: str, rcpts: list[str]) -> bytes:
+        now = self.clock()
+        c = sub.client or Client("127.0.0.1", "localhost", "LOCAL")
+        out = received_header(helo=c.helo, client_ip=c.ip, client_rdns=c.rdns, by_host=self.hostname,
+                              protocol=c.protocol, when=now, queue_id=qid,
+                              recipient=rcpts[0] if len(rcpts) == 1 else None, tls_info=c.tls)
+        head = header_block(sub.data)
+        # RFC 6409 §8.2, §8.3: the MSA may add a missing Date and Message-ID.
+        if not _HAS_DATE.search(head):
+            out += f"Date: {format_datetime(now)}\r\n".encode("ascii")
+        if not _HAS_MESSAGE_ID.search(head):
+            out += f"Message-ID: <{qid.lower()}.{int(now.timestamp())}@{self.hostname}>\r\n".encode("ascii")
+        return out
+
+    # --- the commit point -------------------------------------------------------------
+
+    async def deliver(self, *, queue_id: str, mail_from: str, recipients: tuple[str, ...], data: bytes,
+                      origin: str, submitter: str | None = None, sign_domain: str | None = None) -> Outcome:
+        """Expand, write local copies, queue the rest; durable when it returns (see module notes)."""
+        domains = await self.directory.local_domains()
+        local: dict[int, Account] = {}
+        remote: dict[str, str] = {}
+        refused: list[tuple[str, Reply]] = []
+        for rcpt in recipients:
+            res = await self._resolve(rcpt, domains)
+            if res is None or (not res.local and not res.remote):
+                refused.append((rcpt, UNKNOWN_USER))
+                continue
+            for a in res.local:
+                local.setdefault(a.id, a)
+            for r in res.remote:  # a remote local part may be case-sensitive (RFC 5321 §2.4)
+                local_part, _, domain = r.rpartition("@")
+                remote.setdefault(f"{local_part}@{domain.lower()}", r)
+        delivered, retry, failed = 0, [], []
+        if local:
+            accounts = list(local.values())
+            result = await self.mb.store.deliver(Delivery(prepare(data), tuple((a, INBOX) for a in accounts)))
+            for acct, r in zip(accounts, result.results):
+                if not isinstance(r, Exception):
+                    delivered += 1
+                    self.directory.add_usage([acct.id], len(data))
+                elif isinstance(r, OverQuota) and r.permanent:
+                    failed.append((acct.address, OVER_QUOTA_PERM))
+                elif isinstance(r, OverQuota):
+                    retry.append((acct.address, OVER_QUOTA_TEMP))
+                else:
+                    log.warning("local delivery queue_id=%s to=%s failed: %s", queue_id, acct.address, r)
+                    retry.append((acct.address, TEMPORARY_FAILURE))
+        if not delivered and not remote:
+            # Nothing written: refuse as a whole and let the client keep the message.
+            problems = retry + failed + refused
+            worst = next((rp for _, rp in problems if rp.is_transient), problems[0][1] if problems else UNKNOWN_USER)
+            return Outcome(queue_id, worst, refused=tuple(problems))
+        queued = list(remote.values()) + [a for a, _ in retry]
+        if queued:
+            qdata = await self._signed(data, sign_domain) if remote else data
+            await self.queue.enqueue(NewEntry(queue_id, mail_from, tuple(queued), qdata, origin, submitter))
+        failed += refused
+        if failed:
+            await self.bounce(queue_id, mail_from, data, failed)
+        return Outcome(queue_id, ok_queued(queue_id), delivered, len(queued), tuple(failed))
+
+    async def deliver_local(self, address: str, data: bytes) -> Reply | None:
+        """The worker's local retry of one account: None when written, else why not."""
+        try:
+            acct = await self.mb.directory.account(address)
+        except (NotFound, InvalidInput):
+            return UNKNOWN_USER
+        result = await self.mb.store.deliver(Delivery(prepare(data), ((acct, INBOX),)))
+        r = result.results[0]
+        if not isinstance(r, Exception):
+            self.directory.add_usage([acct.id], len(data))
+            return None
+        if isinstance(r, OverQuota):
+            return OVER_QUOTA_PERM if r.permanent else OVER_QUOTA_TEMP
+        return TEMPORARY_FAILURE
+
+    async def _signed(self, data: bytes, domain: str | None) -> bytes:
+        key = await self.keys.signing_key(domain) if domain else None
+        if key is None:
+            return data
+        try:
+            header = await asyncio.to_thread(dkim.sign, data, key.domain, key.selector, key.private_pem)
+        except ValueError as exc:
+            log.warning("DKIM signing for %s failed: %s", domain, exc)
+            return data
+        return header + data
+
+    async def bounce(self, queue_id: str, mail_from: str, original: bytes,
+                     failed: list[tuple[str, Reply]] | list[dsn.RecipientStatus], *, delayed: bool = False,
+                     arrival: datetime | None = None) -> str | None:
+        """Tell the sender by DSN (RFC 3464); never for a bounce. Returns the DSN's queue id."""
+        if dsn.is_bounce(mail_from):
+            return None
+        now = self.clock()
+        statuses = [f if isinstance(f, dsn.RecipientStatus) else
+                    dsn.RecipientStatus(f[0], "failed", f[1].enhanced, diagnostic=str(f[1]).replace("\r\n", " "),
+                                        remote_mta=self.hostname, last_attempt=now)
+                    for f in failed]
+        build = dsn.build_delay_warning if delayed else dsn.build_dsn
+        try:
+            body = build(reporting_mta=self.hostname, original_sender=mail_from, original_message=original,
+                         recipients=statuses, arrival_date=arrival or now, now=now)
+        except dsn.DsnError as exc:
+            log.warning("no DSN for queue_id=%s: %s", queue_id, exc)
+            return None
+        qid = new_queue_id()
+        stamp = received_header(helo="localhost", client_ip="127.0.0.1", client_rdns=None, by_host=self.hostname,
+                                protocol="LOCAL", when=now, queue_id=qid, recipient=mail_from)
+        try:
+            out = await self.deliver(queue_id=qid, mail_from="", recipients=(mail_from,), data=stamp + body,
+                                     origin="dsn")
+        except StoreError as exc:
+            log.warning("DSN for queue_id=%s could not be written: %s", queue_id, exc)
+            return None
+        log.info("dsn queue_id=%s for=%s to=<%s> action=%s result=%s", qid, queue_id, mail_from,
+                 "delayed" if delayed else "failed", out.reply.code)
+        return qid

@@ -1,0 +1,187 @@
+"""The queue runner: claim due rows, deliver them (remote by SMTP, local retries into the store), settle, bounce.
+
+Implementation notes (invariants):
+- Claim (commit) → deliver (no transaction open) → settle (commit).
+- One SMTP transaction per (message, destination domain); one log line per
+  recipient per attempt, with the queue id.
+- Temporary failures are retried on `delivery.schedule`'s back-off, measured
+  from the message's arrival; one "delayed" DSN once it has waited
+  `warn_after`; a permanent failure, or expiry, bounces (RFC 3464). The DSN is
+  committed before the row is settled: a crash in between repeats the DSN
+  rather than losing it.
+- Woken by `poke()` (new mail queued here, `postroom queue retry`, tests),
+  else at the next due time, else every IDLE_POLL_SECONDS (rows other nodes
+  queued). Time comes from the injected clock, so tests move it by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from mailboxes.errors import NotFound
+
+from . import dsn
+from .envelope import Reply
+from .outbound import Outbound, RcptResult
+from .queue import FAILED, QUEUED, SENT, Claimed, Queue, Settle
+from .schedule import RetryPolicy, expires_at, next_attempt, should_warn_delay
+from .submit import Submitter
+
+log = logging.getLogger("postroom.queue")
+
+IDLE_POLL_SECONDS = 30.0
+CLAIM_BATCH = 64
+
+
+def retry_policy(delays_s: list[int], expire_after_s: int, warn_after_s: int) -> RetryPolicy:
+    """[queue] retry_delays: the steps, the last one repeating until `expire_after`."""
+    steps = tuple(timedelta(seconds=s) for s in delays_s)
+    return RetryPolicy(delays=steps[:-1], repeat_every=steps[-1], give_up_after=timedelta(seconds=expire_after_s),
+                       warn_after=timedelta(seconds=warn_after_s))
+
+
+class Worker:
+    name = "queue"
+
+    def __init__(self, queue: Queue, submitter: Submitter, outbound: Outbound, *, policy: RetryPolicy,
+                 clock: Callable[[], datetime], concurrency: int = 4) -> None:
+        self.queue = queue
+        self.submitter = submitter
+        self.outbound = outbound
+        self.policy = policy
+        self.clock = clock
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self.attempts = 0  # recipient attempts made (tests and the benchmark watch it)
+        self.settled = asyncio.Event()  # set after every round that settled something
+
+    def poke(self) -> None:
+        """Run due rows now (and re-read the next due time)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        n = await self.queue.release_stale_claims()
+        if n:
+            log.info("queue: %d deliveries interrupted by a restart are due again", n)
+        self._task = asyncio.create_task(self._run(), name="queue-worker")
+
+    async def close(self) -> None:
+        self._stopping = True
+        self.poke()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.queue.close()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                done = await self.run_once()
+            except Exception:  # noqa: BLE001 - the database may be away for a moment; keep the runner alive
+                log.exception("queue round failed")
+                done = 0
+            if done or self._stopping:
+                continue
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        delay = IDLE_POLL_SECONDS
+        try:
+            due = await self.queue.next_due()
+        except Exception:  # noqa: BLE001
+            due = None
+        if due is not None:
+            delay = min(delay, max(0.0, (due - self.clock()).total_seconds()))
+        if delay <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def run_once(self) -> int:
+        """One round: claim what is due and deliver it all; returns how many recipient rows were handled."""
+        self._wake.clear()
+        claimed = await self.queue.claim(CLAIM_BATCH)
+        if not claimed:
+            return 0
+        groups: dict[tuple[int, str], list[Claimed]] = {}
+        for c in claimed:
+            groups.setdefault((c.message_id, c.domain), []).append(c)
+        await asyncio.gather(*(self._attempt(g) for g in groups.values()))
+        self.settled.set()
+        return len(claimed)
+
+    async def _attempt(self, rows: list[Claimed]) -> None:
+        try:
+            await self._attempt_once(rows)
+        except NotFound:
+            log.info("delivery queue_id=%s skipped: deleted from the queue meanwhile", rows[0].queue_id)
+        except Exception:  # noqa: BLE001 - the rows stay claimed; their lease runs out and they are retried
+            log.exception("delivery queue_id=%s failed before it was settled", rows[0].queue_id)
+
+    async def _attempt_once(self, rows: list[Claimed]) -> None:
+        async with self._slots:
+            first = rows[0]
+            data = await self.queue.data(first.message_id)
+            if first.domain in await self.submitter.local_domains():
+                results, via = await self._local(rows, data), "local"
+            else:
+                results, via = await self.outbound.send(first.mail_from, [r.rcpt for r in rows], data, first.domain)
+            self.attempts += len(rows)
+            await self._settle(rows, results, via, data)
+
+    async def _local(self, rows: list[Claimed], data: bytes) -> list[RcptResult]:
+        out = []
+        for r in rows:
+            why: Reply | None = await self.submitter.deliver_local(r.rcpt, data)
+            if why is None:
+                out.append(RcptResult(r.rcpt, "ok", "2.0.0", "delivered to the local mailbox"))
+            else:
+                out.append(RcptResult(r.rcpt, "temp" if why.is_transient else "perm", why.enhanced,
+                                      str(why).replace("\r\n", " ")))
+        return out
+
+    async def _settle(self, rows: list[Claimed], results: list[RcptResult], via: str, data: bytes) -> None:
+        now = self.clock()
+        first = rows[0]
+        settles, failed, delayed = [], [], []
+        for row, res in zip(rows, results):
+            tries = row.attempts + 1
+            nxt = None
+            if res.outcome == "ok":
+                state = SENT
+            elif res.outcome == "perm":
+                state = FAILED
+                failed.append(dsn.RecipientStatus(row.rcpt, "failed", res.status, diagnostic=res.reply,
+                                                  remote_mta=res.host, last_attempt=now))
+            else:
+                nxt = next_attempt(row.created_at, tries, now, self.policy)
+                if nxt is None:  # expired: RFC 3463 X.4.7 delivery time expired
+                    state = FAILED
+                    failed.append(dsn.RecipientStatus(row.rcpt, "failed", "5.4.7", diagnostic=res.reply,
+                                                      remote_mta=res.host, last_attempt=now))
+                else:
+                    state = QUEUED
+            warned = row.warned
+            if state == QUEUED and should_warn_delay(row.created_at, now, row.warned, self.policy):
+                warned = True
+                delayed.append(dsn.RecipientStatus(
+                    row.rcpt, "delayed", res.status if res.status.startswith("4") else "4.0.0",
+                    diagnostic=res.reply, remote_mta=res.host, last_attempt=now,
+                    will_retry_until=expires_at(row.created_at, self.policy)))
+            settles.append(Settle(row.recipient_id, state, tries, nxt, None if state == SENT else res.reply, warned))
+            log.info("delivery queue_id=%s to=<%s> via=%s attempt=%d result=%s status=%s next=%s reply=%s",
+                     row.queue_id, row.rcpt, via, tries, state, res.status,
+                     nxt.isoformat(timespec="seconds") if nxt else "-", res.reply)
+        if failed:
+            await self.submitter.bounce(first.queue_id, first.mail_from, data, failed, arrival=first.created_at)
+        if delayed:
+            await self.submitter.bounce(first.queue_id, first.mail_from, data, delayed, delayed=True,
+                                        arrival=first.created_at)
+        await self.queue.settle(settles)

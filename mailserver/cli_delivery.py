@@ -1,0 +1,141 @@
+"""The `postroom route`, `postroom dkim` and `postroom queue` subcommands (wired into mailserver.cli).
+
+`register(subparsers)` adds the parsers; `HANDLERS` maps each command name
+to an async handler(admin, args) -> exit status, in the style of cli.py.
+Errors are raised as AdminError or a StoreError and printed as one line there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+from delivery import dkim
+from delivery.keys import DkimKeys
+from delivery.queue import Queue
+from delivery.routes import TLS_MODES, Routes
+
+from .admin import Admin, AdminError
+
+Handler = Callable[[Admin, argparse.Namespace], Awaitable[int]]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("route", help="where mail for other domains goes (district links, smarthosts)")
+    rs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = rs.add_parser("add", help='route DOMAIN ("*" for the default route) to HOST:PORT')
+    a.add_argument("domain")
+    a.add_argument("hostport", metavar="HOST:PORT")
+    a.add_argument("--tls", default="opportunistic", choices=TLS_MODES)
+    a.add_argument("--auth", metavar="USER", help="log in to the next hop as USER (password from stdin or a prompt)")
+    rs.add_parser("list")
+    rs.add_parser("remove").add_argument("domain")
+
+    s = sub.add_parser("dkim", help="DKIM signing keys and partners' trusted keys")
+    ks = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = ks.add_parser("generate", help="make the signing key of DOMAIN and print its DNS TXT record")
+    a.add_argument("domain")
+    a.add_argument("--selector", help="default: [dkim] selector")
+    a.add_argument("--bits", type=int, default=2048)
+    a = ks.add_parser("trust", help="trust a partner's public key without DNS")
+    a.add_argument("domain")
+    a.add_argument("selector")
+    a.add_argument("keyfile", help="TXT record value (v=DKIM1; k=rsa; p=...) or a PEM public key")
+
+    s = sub.add_parser("queue", help="the outbound queue")
+    qs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    qs.add_parser("list")
+    qs.add_parser("show").add_argument("id")
+    qs.add_parser("retry", help="try now (one message, or all)").add_argument("id", nargs="?")
+    for name in ("hold", "release", "delete"):
+        qs.add_parser(name).add_argument("id")
+
+
+def _read_secret(user: str) -> str:
+    if sys.stdin.isatty():
+        secret = getpass.getpass(f"Password for {user} at the next hop: ")
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise AdminError("no password given for --auth")
+    return secret
+
+
+async def _route(admin: Admin, args: argparse.Namespace) -> int:
+    routes = Routes(admin.mb.router.central)
+    if args.action == "add":
+        secret = _read_secret(args.auth) if args.auth else None
+        r = await routes.add(args.domain, args.hostport, tls=args.tls, auth_user=args.auth, auth_secret=secret)
+        await admin.audited("route.add", r.domain, host=r.host, port=r.port, tls=r.tls, auth_user=r.auth_user)
+        print(f"route {r.domain} -> {r.host}:{r.port} tls={r.tls}" + (f" auth={r.auth_user}" if r.auth_user else ""))
+    elif args.action == "list":
+        for r in await routes.list():
+            print(f"{r.domain}\t{r.host}:{r.port}\ttls={r.tls}\t{r.auth_user or '-'}")
+    else:
+        await routes.remove(args.domain)
+        await admin.audited("route.remove", args.domain)
+        print(f"removed route {args.domain}")
+    return 0
+
+
+async def _dkim(admin: Admin, args: argparse.Namespace) -> int:
+    keys = DkimKeys(admin.mb.router.central)
+    if args.action == "generate":
+        selector = args.selector or admin.config.get("dkim", "selector")
+        name, txt = await keys.generate(args.domain, selector, args.bits)
+        await admin.audited("dkim.generate", args.domain, selector=selector, bits=args.bits)
+        print(f"Publish this TXT record (outgoing mail for {args.domain} is now signed with selector {selector}):")
+        print(dkim.zone_file_record(name.split("._domainkey.", 1)[1], selector, txt))
+    else:
+        try:
+            text = Path(args.keyfile).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AdminError(f"cannot read {args.keyfile}: {exc}") from None
+        await keys.trust(args.domain, args.selector, text)
+        await admin.audited("dkim.trust", args.domain, selector=args.selector)
+        print(f"trusting the DKIM key {args.selector}._domainkey.{args.domain}")
+    return 0
+
+
+def _when(d: datetime | None) -> str:
+    return d.strftime("%Y-%m-%d %H:%M:%S") if d else "-"
+
+
+async def _queue(admin: Admin, args: argparse.Namespace) -> int:
+    queue = Queue(admin.mb.router.central, node=admin.config.hostname)
+    act = args.action
+    if act == "list":
+        entries = await queue.entries()
+        for e in entries:
+            states = ",".join(sorted({r.state for r in e.recipients}))
+            print(f"{e.queue_id}\t{_when(e.created_at)}\t{e.size}\t<{e.mail_from}>\t{len(e.recipients)} rcpt\t{states}")
+        print(f"{len(entries)} messages queued", file=sys.stderr)
+    elif act == "show":
+        e = await queue.entry(args.id)
+        print(f"queue id:  {e.queue_id}\narrived:   {_when(e.created_at)}\nfrom:      <{e.mail_from}>\n"
+              f"size:      {e.size}\norigin:    {e.origin}\nsubmitter: {e.submitter or '-'}")
+        for r in e.recipients:
+            print(f"  <{r.rcpt}>\t{r.state}\tattempts={r.attempts}\tnext={_when(r.next_attempt_at)}"
+                  f"\t{r.last_error or ''}")
+        head = (await queue.data_of(e.queue_id)).split(b"\r\n\r\n", 1)[0]
+        print(head.decode("utf-8", "replace"))
+    elif act == "retry":
+        n = await queue.retry(args.id)
+        await admin.audited("queue.retry", args.id or "*", recipients=n)
+        print(f"{n} recipients due now (a running server picks them up within 30 seconds)")
+    elif act in ("hold", "release"):
+        n = await (queue.hold(args.id) if act == "hold" else queue.release(args.id))
+        await admin.audited(f"queue.{act}", args.id, recipients=n)
+        print(f"{act} {args.id}: {n} recipients")
+    else:
+        await queue.delete(args.id)
+        await admin.audited("queue.delete", args.id)
+        print(f"deleted {args.id} (no bounce is sent)")
+    return 0
+
+
+HANDLERS: dict[str, Handler] = {"route": _route, "dkim": _dkim, "queue": _queue}

@@ -1,0 +1,102 @@
+"""The SMTP listeners (smtp, submission, submissions) from `[listen]`, and their drain on SIGTERM.
+
+Implementation notes
+- `smtp` is the port-25 role (other servers; AUTH offered after STARTTLS but
+  not required), `submission` the port-587 role (STARTTLS, AUTH required),
+  `submissions` the port-465 role (implicit TLS, AUTH required; RFC 8314 §3.3).
+- Drain (SIGTERM): stop accepting, answer 421 to sessions between
+  transactions, let transactions in flight finish (their 250 means the
+  message is committed), then close what is left after DRAIN_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from .handler import Doors, ListenerKind, PostroomSMTP
+
+log = logging.getLogger("postroom.smtp")
+
+DRAIN_SECONDS = 15.0
+KINDS = {
+    "smtp": ListenerKind("smtp"),
+    "submission": ListenerKind("submission", auth_required=True),
+    "submissions": ListenerKind("submissions", implicit_tls=True, auth_required=True),
+}
+
+
+@dataclass
+class SmtpService:
+    doors: Doors
+    servers: dict[str, asyncio.Server] = field(default_factory=dict)
+    name: str = "smtp"
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """Listener name -> (host, port) actually bound (port 0 in the config picks a free one)."""
+        out = {}
+        for n, s in self.servers.items():
+            sockname = s.sockets[0].getsockname()
+            out[n] = (sockname[0], sockname[1])
+        return out
+
+    async def close(self) -> None:
+        for s in self.servers.values():
+            s.close()  # stop accepting
+        doors = self.doors
+        doors.draining = True
+        for session in list(doors.sessions):
+            session.shut_if_idle()
+        if doors.sessions:
+            try:
+                await asyncio.wait_for(doors.idle.wait(), DRAIN_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("smtp drain: closing %d sessions still busy", len(doors.sessions))
+                for session in list(doors.sessions):
+                    if session.transport is not None:
+                        session.transport.abort()
+        for s in self.servers.values():
+            await s.wait_closed()
+        log.info("smtp listeners closed")
+
+
+async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None],
+                         tls_context: ssl.SSLContext | None) -> SmtpService:
+    """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning."""
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command line at INFO
+    svc = SmtpService(doors)
+    loop = asyncio.get_running_loop()
+    try:
+        for name, hostport in listen.items():
+            if hostport is None:
+                continue
+            kind = KINDS[name]
+            if kind.implicit_tls and tls_context is None:
+                log.warning("[listen] %s: no TLS certificate, listener not started", name)
+                continue
+            if kind.auth_required and tls_context is None and not doors.plaintext_auth_on_loopback:
+                log.warning("[listen] %s: no TLS certificate, so nobody can log in to submit", name)
+            host, port = hostport
+            svc.servers[name] = await loop.create_server(
+                lambda kind=kind: PostroomSMTP(doors, kind), host, port,
+                ssl=tls_context if kind.implicit_tls else None, reuse_address=True)
+            log.info("smtp %s listening on %s:%d", name, *svc.addresses[name])
+    except BaseException:
+        await svc.close()
+        raise
+    return svc
+
+
+async def start(ctx) -> list:
+    """The composition root's starter: needs the delivery parts put into ctx.extras by delivery.service.start."""
+    parts = ctx.extras["delivery"]
+    cfg = ctx.config
+    doors = Doors(parts.submitter, parts.acceptor, ctx.auth, cfg.hostname, ctx.tls_context,
+                  max_size=cfg.get("limits", "max_message_size"), max_recipients=cfg.get("limits", "max_recipients"),
+                  plaintext_auth_on_loopback=cfg.get("tls", "allow_plaintext_auth_on_loopback"))
+    svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context)
+    ctx.extras["smtp"] = svc
+    return [svc]

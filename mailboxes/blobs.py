@@ -93,11 +93,13 @@ async def put_many(conn: AsyncConnection, items: list[PreparedMessage],
         if blob_dir is not None:
             for p in new.values():
                 await blob_dir.write(p.sha256, p.raw)
-        for p in new.values():
-            res = await conn.execute(t.blobs.insert().values(
-                sha256=p.sha256, size=p.size, data=None if blob_dir else p.raw,
-                parsed=p.parsed_json, sent_at=p.sent_at))
-            existing[p.sha256] = res.inserted_primary_key[0]
+        # One statement for the whole batch (executemany with RETURNING, in parameter order).
+        res = await conn.execute(
+            t.blobs.insert().returning(t.blobs.c.id, sort_by_parameter_order=True),
+            [{"sha256": p.sha256, "size": p.size, "data": None if blob_dir else p.raw,
+              "parsed": p.parsed_json, "sent_at": p.sent_at} for p in new.values()])
+        for sha, blob_id in zip(new, res.scalars().all()):
+            existing[sha] = blob_id
         await search.index_blobs(conn, [(existing[s], p.subject, p.addrs, p.body_text)
                                         for s, p in new.items()])
     return [existing[p.sha256] for p in items]

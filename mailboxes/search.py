@@ -26,8 +26,14 @@ _IS_CJK = re.compile(rf"[{_CJK}]")
 COLUMNS = ("subject", "addrs", "body")
 
 
+_ASCII_WORD = re.compile(r"[^\W_]+")
+
+
 def _terms(text_: str) -> list[str]:
-    text_ = unicodedata.normalize("NFKC", text_[:MAX_INDEXED_CHARS]).lower()
+    text_ = text_[:MAX_INDEXED_CHARS]
+    if text_.isascii():  # fast path: ASCII is NFKC already and has no CJK runs
+        return _ASCII_WORD.findall(text_.lower())
+    text_ = unicodedata.normalize("NFKC", text_).lower()
     out: list[str] = []
     for m in _TOKEN.finditer(text_):
         tok = m.group()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import String, and_, delete, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy import String, and_, bindparam, case, delete, func, insert, or_, select, text, type_coerce, update
 
 from . import pgbus
 from . import schema as t
@@ -329,8 +329,8 @@ class Store:
             r = (await conn.execute(select(
                 func.count(),
                 func.coalesce(func.sum(t.messages.c.size), 0),
-                func.coalesce(func.sum(((t.messages.c.flags.op("&")(seen)) == 0).cast(t.ID)), 0),
-                func.coalesce(func.sum(((t.messages.c.flags.op("&")(deleted)) != 0).cast(t.ID)), 0),
+                func.coalesce(func.sum(case((t.messages.c.flags.op("&")(seen) == 0, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((t.messages.c.flags.op("&")(deleted) != 0, 1), else_=0)), 0),
             ).where(t.messages.c.folder_id == ref.id))).first()
         return FolderStatus(_folder(ref.partition, f), int(r[0]), int(r[2]), int(r[1]), int(r[3]))
 
@@ -494,50 +494,71 @@ class Store:
         out: list[list[AppendResult | Exception]] = []
         async with db.write() as conn:
             blob_ids = await put_many(conn, [d.message for d in batch], self.blob_dir)
-            # Resolve folders and check quotas, in order, so a batch behaves like a sequence.
-            folder_cache: dict[tuple[int, str], tuple[int, int] | None] = {}
-            usage: dict[int, list[int]] = {}
+            # A batch costs a fixed number of statements, however many accounts and
+            # folders it touches: read the folders and usage rows at once, write them back at once.
+            wanted: dict[tuple[int, str], str | Exception] = {}
+            for d in batch:
+                for acct, fname in d.targets:
+                    if (acct.id, fname) not in wanted:
+                        try:
+                            wanted[(acct.id, fname)] = normalise_folder_name(fname)
+                        except InvalidInput as exc:
+                            wanted[(acct.id, fname)] = exc
+            acct_ids = sorted({a for a, _ in wanted})
+            names = sorted({n for n in wanted.values() if isinstance(n, str)})
+            fc = t.folders.c
+            found: dict[tuple[int, str], tuple[int, int, int, int]] = {}
+            if names:
+                q = (select(fc.id, fc.account_id, fc.name, fc.uidvalidity, fc.uidnext, fc.highestmodseq)
+                     .where(and_(fc.account_id.in_(acct_ids), fc.name.in_(names))).order_by(fc.id))
+                if db.dialect == "postgresql":
+                    q = q.with_for_update()  # other nodes append to these folders too; lock in id order
+                for r in (await conn.execute(q)).all():
+                    found[(r.account_id, r.name)] = (r.id, r.uidvalidity, r.uidnext, r.highestmodseq)
+            uc = t.mailbox_usage.c
+            usage: dict[int, list[int]] = {i: [0, 0] for i in acct_ids}
+            for r in (await conn.execute(select(uc.account_id, uc.bytes, uc.messages)
+                                         .where(uc.account_id.in_(acct_ids)))).all():
+                usage[r.account_id] = [int(r.bytes), int(r.messages)]
+            added: dict[int, list[int]] = {}
+            # Check quotas in order, so a batch behaves like a sequence.
             plan: list[list[tuple[int, int] | Exception]] = []
             per_folder: dict[int, int] = {}
             for d in batch:
                 row: list[tuple[int, int] | Exception] = []
                 for acct, fname in d.targets:
-                    key = (acct.id, fname)
-                    if key not in folder_cache:
-                        try:
-                            nm = normalise_folder_name(fname)
-                        except InvalidInput as exc:
-                            folder_cache[key] = None
-                            row.append(exc)
-                            continue
-                        r = (await conn.execute(select(t.folders.c.id, t.folders.c.uidvalidity).where(and_(
-                            t.folders.c.account_id == acct.id, t.folders.c.name == nm)))).first()
-                        folder_cache[key] = (r.id, r.uidvalidity) if r else None
-                    f = folder_cache[key]
+                    nm = wanted[(acct.id, fname)]
+                    if isinstance(nm, Exception):
+                        row.append(nm)
+                        continue
+                    f = found.get((acct.id, nm))
                     if f is None:
                         row.append(NotFound(f"no folder {fname}"))
                         continue
-                    if acct.id not in usage:
-                        u = (await conn.execute(select(t.mailbox_usage.c.bytes, t.mailbox_usage.c.messages)
-                                                .where(t.mailbox_usage.c.account_id == acct.id))).first()
-                        usage[acct.id] = [int(u.bytes), int(u.messages)] if u else [0, 0]
                     err = _quota_error(acct, usage[acct.id], d.message.size)
                     if err is not None:
                         row.append(err)
                         continue
                     usage[acct.id][0] += d.message.size
                     usage[acct.id][1] += 1
+                    a = added.setdefault(acct.id, [0, 0])
+                    a[0] += d.message.size
+                    a[1] += 1
                     per_folder[f[0]] = per_folder.get(f[0], 0) + 1
-                    row.append(f)
+                    row.append((f[0], f[1]))
                 plan.append(row)
-            # Allocate UIDs: one UPDATE per folder, one new MODSEQ per folder.
+            # Allocate UIDs: each folder's UIDNEXT moves by its count, one new MODSEQ per folder.
             alloc: dict[int, list[int]] = {}
+            by_id = {f[0]: f for f in found.values()}
             for fid, n in per_folder.items():
-                r = (await conn.execute(update(t.folders).where(t.folders.c.id == fid).values(
-                    uidnext=t.folders.c.uidnext + n, highestmodseq=t.folders.c.highestmodseq + 1)
-                    .returning(t.folders.c.uidnext, t.folders.c.highestmodseq))).first()
-                alloc[fid] = [r.uidnext - n, r.highestmodseq]
-                events.append(FolderChanged(FolderRef(partition, fid), r.highestmodseq, "append"))
+                _, _, uidnext, hm = by_id[fid]
+                alloc[fid] = [uidnext, hm + 1]
+                events.append(FolderChanged(FolderRef(partition, fid), hm + 1, "append"))
+            if alloc:
+                await conn.execute(update(t.folders).where(fc.id == bindparam("b_id")).values(
+                    uidnext=bindparam("b_next"), highestmodseq=bindparam("b_hm")),
+                    [{"b_id": fid, "b_next": alloc[fid][0] + per_folder[fid], "b_hm": alloc[fid][1]}
+                     for fid in sorted(alloc)])
             rows = []
             now = self.clock()
             for d, bid, prow in zip(batch, blob_ids, plan):
@@ -556,9 +577,11 @@ class Store:
                 out.append(res_row)
             if rows:
                 await conn.execute(insert(t.messages), rows)
-            for acct_id, (b, m) in usage.items():
-                await conn.execute(update(t.mailbox_usage).where(t.mailbox_usage.c.account_id == acct_id)
-                                   .values(bytes=b, messages=m))
+            if added:
+                # Relative updates: correct even if another node changed usage meanwhile.
+                await conn.execute(update(t.mailbox_usage).where(uc.account_id == bindparam("b_id")).values(
+                    bytes=uc.bytes + bindparam("b_bytes"), messages=uc.messages + bindparam("b_msgs")),
+                    [{"b_id": i, "b_bytes": b, "b_msgs": m} for i, (b, m) in sorted(added.items())])
             for ev in events:
                 await self._announce(conn, ev)
         for ev in events:  # commit first, then broadcast

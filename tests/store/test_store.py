@@ -214,3 +214,15 @@ async def test_bus_announces_after_commit(mb):
     # The event is sent after commit: the message is visible to a new reader now.
     assert [m.uid for m in await mb.store.messages(inbox.ref)] == [r.uid]
     listener.close()
+
+
+async def test_status_counts(mb):
+    acct = await mb.add_account("a@city.test", password="pw")
+    for i in range(4):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"m{i}")), flags=int(Flag.SEEN) if i < 2 else 0)
+    inbox = await mb.store.folder(acct, "INBOX")
+    await mb.store.store_flags(inbox.ref, [4], "add", int(Flag.DELETED))
+    st = await mb.store.status(inbox.ref)
+    assert (st.messages, st.unseen, st.deleted) == (4, 2, 1)
+    assert st.size == sum(m.size for m in await mb.store.messages(inbox.ref))
+    assert st.folder.uidnext == 5

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Each command is a fresh interpreter (about 0.5 s); the quick subset leaves these to `make test`.
+pytestmark = pytest.mark.slow
 
 
 def run(cfg: Path, *args: str, stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ finish (bounded by DRAIN_SECONDS) and returns.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -26,6 +27,11 @@ from .config import Config
 log = logging.getLogger("postroom")
 
 DRAIN_SECONDS = 20.0
+# A mail server builds many small long-lived objects at once (10,000 message
+# records on SELECT, their rendered FETCH values in the cache). With CPython's
+# default gen-0 threshold of 700 the cyclic GC re-scans them again and again:
+# loading 10,000 stored parses took 225 ms, 153 ms with this threshold.
+GC_THRESHOLDS = (50_000, 50, 100)
 
 
 class Service(Protocol):
@@ -107,11 +113,13 @@ async def serve(config: Config) -> int:
     logging.getLogger().setLevel(config.get("server", "log_level").upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log every start otherwise
     ctx = await build_context(config)
+    gc.set_threshold(*GC_THRESHOLDS)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services = await start_all(ctx)
+    gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     names = ", ".join(getattr(s, "name", "?") for s in services)
     log.info("postroom serving: %s", names or "nothing (no listeners built)")
     print(f"postroom serving: {names}", flush=True)

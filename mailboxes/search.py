@@ -29,7 +29,8 @@ COLUMNS = ("subject", "addrs", "body")
 _ASCII_WORD = re.compile(r"[^\W_]+")
 
 
-def _terms(text_: str) -> list[str]:
+def _terms(text_: str, unigrams: list[str] | None = None) -> list[str]:
+    """Terms in order; with `unigrams`, also collect the single characters of longer CJK runs."""
     text_ = text_[:MAX_INDEXED_CHARS]
     if text_.isascii():  # fast path: ASCII is NFKC already and has no CJK runs
         return _ASCII_WORD.findall(text_.lower())
@@ -42,14 +43,26 @@ def _terms(text_: str) -> list[str]:
                 out.append(tok)
             else:
                 out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
+                if unigrams is not None:
+                    unigrams.extend(tok)
         else:
             out.append(tok)
     return out
 
 
 def index_text(text_: str) -> str:
-    """The string stored in the index for a field: space-separated terms."""
-    return " ".join(_terms(text_))
+    """The string stored in the index for a field: space-separated terms.
+
+    Single Chinese characters of longer runs are indexed too (a search for one
+    character, such as the surname 王, must find 王芳). They go after all the
+    bigrams, so phrase adjacency between bigrams is kept; a bigram never equals
+    a single character, so no phrase can match across the seam.
+    """
+    singles: list[str] = []
+    terms = _terms(text_, singles)
+    if singles:
+        terms.extend(dict.fromkeys(singles))
+    return " ".join(terms)
 
 
 def query_terms(query: str) -> list[str]:

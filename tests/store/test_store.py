@@ -201,6 +201,8 @@ async def test_search_english_and_chinese(mb):
     assert await mb.store.search_text(inbox.ref, "body", "quarterly") == {2}
     assert await mb.store.search_text(inbox.ref, None, "QUARTER") == {2}  # prefix, case-insensitive
     assert await mb.store.search_text(inbox.ref, "body", "报告") == set()
+    assert await mb.store.search_text(inbox.ref, "subject", "税") == {1}  # one character inside a run
+    assert await mb.store.search_text(inbox.ref, "subject", "报") == set()
     assert await mb.store.search_text(inbox.ref, "body", "!!") is None
 
 

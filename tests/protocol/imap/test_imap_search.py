@@ -69,6 +69,14 @@ def test_search_chinese_in_utf8_and_gbk(box):
     assert gbk_message()  # the sample is the Foxmail one
 
 
+def test_search_one_chinese_character(box):
+    # A surname alone, or one character inside a longer run, is a substring too (RFC 3501 §6.4.4).
+    assert box.search(["SUBJECT", "议"], charset="UTF-8") == [2]
+    assert box.search(["BODY", "周"], charset="UTF-8") == [2]
+    assert box.search(["SUBJECT", "猫"], charset="UTF-8") == []
+    assert box.search(["FROM", "张"], charset="UTF-8") == [3]  # 张三, a GBK encoded-word display name
+
+
 def test_bad_charset_and_bad_syntax(server, box):
     c = Raw(server.port, login="alice@city.test")
     c.cmd(b"s SELECT INBOX")

@@ -2,7 +2,7 @@
 
 Implementation notes
 - Text keys go to the store's full-text index first (English words, the last one as a
-  prefix; any run of two or more Chinese characters), then header keys are checked as
+  prefix; any run of one or more Chinese characters), then header keys are checked as
   case-insensitive substrings of the decoded header kept beside the blob (RenderCache), so
   "FROM alice" does not match a message merely addressed *to* alice. A string with no
   indexable terms (punctuation, one Latin letter) falls back to scanning.

@@ -4,7 +4,8 @@ A Chinese sentence has no spaces between words, so a word tokenizer would
 index a whole sentence as one token and find nothing. We index every run of
 CJK characters as its overlapping bigrams; a query of n >= 2 Chinese
 characters becomes the phrase of its n-1 bigrams, which finds any substring
-of two or more characters. Other text is lowercased words. Both dialects get
+of two or more characters; the single characters are indexed as well, so a
+one-character query finds them too. Other text is lowercased words. Both dialects get
 the same prepared term strings, so the semantics match exactly.
 """
 

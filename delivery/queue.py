@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
 
 from mailboxes import schema as t
 from mailboxes.db import Database
@@ -177,8 +177,11 @@ class Queue:
             ids = (await conn.execute(q)).scalars().all()
             if not ids:
                 return []
+            # next_attempt_at = the lease end marks "no retry asked for during this attempt";
+            # `retry` sets it earlier, and `settle` then keeps that (see settle).
             await conn.execute(update(t.queue_recipients).where(r.id.in_(ids)).values(
-                state=DELIVERING, claimed_by=self.node, claimed_until=now + self.lease))
+                state=DELIVERING, claimed_by=self.node, claimed_until=now + self.lease,
+                next_attempt_at=now + self.lease))
             rows = (await conn.execute(
                 select(r.id, r.message_id, m.queue_id, m.mail_from, r.rcpt, r.domain, r.attempts, r.warned,
                        m.created_at)
@@ -217,7 +220,9 @@ class Queue:
             await conn.execute(
                 update(t.queue_recipients).where(and_(r.id == bindparam("b_id"), r.claimed_by == self.node))
                 .values(state=bindparam("b_state"), attempts=bindparam("b_attempts"),
-                        next_attempt_at=bindparam("b_next"), last_error=bindparam("b_error"),
+                        # A `queue retry` that came in during the attempt wins over the back-off.
+                        next_attempt_at=case((r.next_attempt_at < r.claimed_until, r.next_attempt_at),
+                                             else_=bindparam("b_next")), last_error=bindparam("b_error"),
                         warned=bindparam("b_warned"), claimed_by=None, claimed_until=None),
                 [{"b_id": o.recipient_id, "b_state": o.state, "b_attempts": o.attempts,
                   "b_next": (o.next_attempt_at or now).astimezone(timezone.utc),
@@ -243,7 +248,7 @@ class Queue:
         async with self.db.write() as conn:
             res = await conn.execute(update(t.queue_recipients).where(and_(
                 r.state == DELIVERING, r.claimed_by == self.node)).values(
-                state=QUEUED, claimed_by=None, claimed_until=None))
+                state=QUEUED, claimed_by=None, claimed_until=None, next_attempt_at=self._now()))
         return res.rowcount or 0
 
     async def next_due(self) -> datetime | None:
@@ -293,10 +298,14 @@ class Queue:
         return mid
 
     async def retry(self, queue_id: str | None = None) -> int:
-        """Make queued rows (of one message, or all) due now; returns how many."""
+        """Make queued rows (of one message, or all) due now; returns how many.
+
+        A row being delivered right now is due again as soon as that attempt ends
+        (unless it succeeds), instead of after its back-off.
+        """
         r = t.queue_recipients.c
         async with self.db.write() as conn:
-            where = r.state == QUEUED
+            where = r.state.in_((QUEUED, DELIVERING))
             if queue_id is not None:
                 where = and_(where, r.message_id == await self._message_id(conn, queue_id))
             res = await conn.execute(update(t.queue_recipients).where(where).values(next_attempt_at=self._now()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
@@ -109,9 +110,27 @@ async def stop_all(services: list[Service]) -> None:
             log.warning("stopping %s: %s", getattr(svc, "name", svc), exc)
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one: every IMAP IDLE client holds a socket.
+
+    The usual soft limit (1024) would cap a bureau's idle connections far below
+    what the server can hold in memory. Returns the limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if want > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit from %d: %s", soft, exc)
+    return soft
+
+
 async def serve(config: Config) -> int:
     logging.getLogger().setLevel(config.get("server", "log_level").upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log every start otherwise
+    fds = raise_fd_limit()
     ctx = await build_context(config)
     gc.set_threshold(*GC_THRESHOLDS)
     stop = asyncio.Event()
@@ -121,7 +140,7 @@ async def serve(config: Config) -> int:
     services = await start_all(ctx)
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     names = ", ".join(getattr(s, "name", "?") for s in services)
-    log.info("postroom serving: %s", names or "nothing (no listeners built)")
+    log.info("postroom serving: %s (open-files limit %d)", names or "nothing (no listeners built)", fds)
     print(f"postroom serving: {names}", flush=True)
     try:
         await stop.wait()

@@ -58,23 +58,11 @@ Starter = Callable[[Context], Awaitable[list[Service]]]
 
 def starters() -> list[Starter]:
     """The listener families, in start order (delivery first: the others submit through it)."""
-    out: list[Starter] = []
-    try:
-        from delivery.service import start as start_delivery
-        out.append(start_delivery)
-    except ImportError:  # not built yet
-        pass
-    try:
-        from .smtp.server import start as start_smtp
-        out.append(start_smtp)
-    except ImportError:
-        pass
-    try:
-        from .imap.server import start as start_imap
-        out.append(start_imap)
-    except ImportError:
-        pass
-    return out
+    from delivery.service import start as start_delivery
+
+    from .imap.server import start as start_imap
+    from .smtp.server import start as start_smtp
+    return [start_delivery, start_smtp, start_imap]
 
 
 async def build_context(config: Config) -> Context:

@@ -7,6 +7,7 @@ every session of the server.
 
 from __future__ import annotations
 
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -22,6 +23,11 @@ _ENTRY_OVERHEAD = 200
 MAX_FIELD_LISTS = 4  # distinct HEADER.FIELDS lists remembered per message (clients use one or two)
 
 
+def fold(text: str) -> str:
+    """Case- and width-insensitive form for substring tests (NFKC + casefold, as the index does)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
 class Rendered:
     """One blob's FETCH values, rendered on first use, and the few parsed facts SEARCH and BODY[HEADER] need."""
 
@@ -32,7 +38,8 @@ class Rendered:
         self.body: bytes | None = None  # BODY (non-extensible, RFC 3501 §7.4.2)
         self.bodystructure: bytes | None = None
         self.header_end = p.header_end  # end of the top-level header, blank line included
-        self.headers = p.headers_decoded  # decoded SEARCH headers (mime.SEARCH_HEADERS)
+        # Decoded SEARCH headers (mime.SEARCH_HEADERS), folded once for substring tests.
+        self.headers = tuple((k, fold(v)) for k, v in p.headers_decoded)
         self.sent = p.envelope.date_parsed  # Date: header, for SENTBEFORE / SENTON / SENTSINCE
         self.charged = 0  # what the cache counted for it
         self.header: bytes | None = None  # the top-level header block, once a FETCH read it

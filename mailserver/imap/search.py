@@ -14,7 +14,6 @@ Implementation notes
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 
 from mailboxes.charsets import decode_header_value
@@ -22,18 +21,13 @@ from mailboxes.mime import SEARCH_HEADERS, header_fields
 from mailboxes.model import FLAG_NAMES, FolderRef
 
 from . import commands as c
-from .cache import RenderCache
+from .cache import RenderCache, fold
 from .selected import BadSequence, SelectedMailbox
 
 # RFC 3501 §6.4.4 header keys and the index column that holds their words
 _INDEX_COLUMN = {"subject": "subject", "from": "addrs", "to": "addrs", "cc": "addrs", "bcc": "addrs",
                  "sender": "addrs", "reply-to": "addrs"}  # fmt: skip
 _FLAG_BITS = {name: int(bit) for name, bit in FLAG_NAMES.items()}
-
-
-def fold(text: str) -> str:
-    """Case- and width-insensitive form for substring tests (NFKC + casefold, as the index does)."""
-    return unicodedata.normalize("NFKC", text).casefold()
 
 
 @dataclass
@@ -90,7 +84,10 @@ async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
     needle = fold(value)
     candidates: set[int] | None = None
     column = _INDEX_COLUMN.get(name)
-    if column is not None and needle:
+    # The index finds any run of Chinese characters but English only by word prefix, so
+    # a Latin needle ("port" in "report", "hang" in "zhang") is checked against every
+    # message's folded header (RFC 3501 §6.4.4: substring); the header cache makes that cheap.
+    if column is not None and needle and not needle.isascii():
         uids = await ctx.store.search_text(ctx.ref, column, value)  # type: ignore[attr-defined]
         if uids is not None:
             candidates = _indexes(ctx, uids)
@@ -104,7 +101,7 @@ async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
         out = set()
         for i, bid in zip(idx, blob_ids):
             r = rendered.get(bid)
-            if r is not None and any(k == name and needle in fold(v) for k, v in r.headers):
+            if r is not None and any(k == name and needle in v for k, v in r.headers):
                 out.add(i)
         return out
     # Any other field: read the raw header block (rare; RFC 3501 §6.4.4 HEADER field-name string).

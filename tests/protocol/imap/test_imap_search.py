@@ -69,6 +69,12 @@ def test_search_chinese_in_utf8_and_gbk(box):
     assert gbk_message()  # the sample is the Foxmail one
 
 
+def test_header_keys_match_substrings_inside_words(box):
+    assert box.search(["SUBJECT", "udge"]) == [1]  # "Budget review"
+    assert box.search(["FROM", "hangsa"]) == [3]  # zhangsan@...
+    assert box.search(["SUBJECT", "udgex"]) == []
+
+
 def test_search_one_chinese_character(box):
     # A surname alone, or one character inside a longer run, is a substring too (RFC 3501 §6.4.4).
     assert box.search(["SUBJECT", "议"], charset="UTF-8") == [2]

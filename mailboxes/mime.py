@@ -820,6 +820,23 @@ def _part_in(p: list) -> BodyPart:
                     EmbeddedMessage(_env_in(p[17][0]), _part_in(p[17][1])) if p[17] else None)
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedHead:
+    """The top of a stored parse: what ENVELOPE, SEARCH and BODY[HEADER] need, without the part tree."""
+
+    header_end: int
+    envelope: Envelope
+    headers_decoded: tuple[tuple[str, str], ...]
+
+
+def head_from_json(data: str | bytes) -> ParsedHead:
+    """Load only the envelope and headers of a stored parse (cheaper than ParsedMessage.from_json)."""
+    doc = json.loads(data)
+    if doc[0] != _JSON_VERSION:
+        raise ValueError(f"unknown ParsedMessage JSON version {doc[0]!r}")
+    return ParsedHead(doc[2], _env_in(doc[3]), _pairs(doc[5]))
+
+
 def _loads(data: str | bytes) -> ParsedMessage:
     doc = json.loads(data)
     if doc[0] != _JSON_VERSION:

@@ -11,7 +11,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from mailboxes.mime import BodyPart, ParsedMessage, header_fields
+from mailboxes.mime import BodyPart, ParsedHead, ParsedMessage, head_from_json, header_fields
 from mailboxes.model import Changes, Folder, FolderRef, MessageMeta
 from mailboxes.store import Store
 
@@ -21,6 +21,9 @@ RENDER_CACHE_BYTES = 64 << 20  # rendered entries, all sessions together
 PART_TREE_CACHE = 2048  # parsed part trees kept for BODY[part] / BINARY
 _ENTRY_OVERHEAD = 200
 MAX_FIELD_LISTS = 4  # distinct HEADER.FIELDS lists remembered per message (clients use one or two)
+
+
+_NEEDS_TREE = frozenset({"body", "bodystructure"})
 
 
 def fold(text: str) -> str:
@@ -33,7 +36,7 @@ class Rendered:
 
     __slots__ = ("_fields", "body", "bodystructure", "charged", "envelope", "header", "header_end", "headers", "sent")
 
-    def __init__(self, p: ParsedMessage) -> None:
+    def __init__(self, p: ParsedMessage | ParsedHead) -> None:
         self.envelope: bytes | None = None
         self.body: bytes | None = None  # BODY (non-extensible, RFC 3501 §7.4.2)
         self.bodystructure: bytes | None = None
@@ -57,7 +60,7 @@ class Rendered:
                 self._fields[key] = out
         return out
 
-    def fill(self, p: ParsedMessage, want: frozenset[str]) -> None:
+    def fill(self, p: ParsedMessage | ParsedHead, want: frozenset[str]) -> None:
         if "envelope" in want and self.envelope is None:
             self.envelope = envelope_bytes(p.envelope)
         if "body" in want and self.body is None:
@@ -108,8 +111,10 @@ class RenderCache:
         if missing:
             self.misses += len(missing)
             parsed = await self.store.parsed(partition, missing)
+            # ENVELOPE and SEARCH need only the top of the parse: skip building part trees.
+            load = ParsedMessage.from_json if want & _NEEDS_TREE else head_from_json
             for bid, doc in parsed.items():
-                p = ParsedMessage.from_json(doc)
+                p = load(doc)
                 r = entries.get((partition, bid)) or Rendered(p)
                 r.fill(p, want)
                 out[bid] = r

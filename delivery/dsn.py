@@ -233,23 +233,23 @@ def _human_text(
     subj_en = f' "{subject}"' if subject else ""
     zh = [f"这是 {reporting_mta} 邮件系统自动发出的通知，请勿直接回复。", ""]
     en = [f"This is an automatic notice from the mail system at {reporting_mta}. Please do not reply to it.", ""]
-    if failed:
-        zh += [f"您于 {when} 发出的邮件{subj_zh}未能投递给以下收件人，系统已停止投递：", ""]
-        en += [f"Your message{subj_en} sent {when} could not be delivered to these recipients; delivery has stopped:", ""]
-        for r in failed:
-            zh += _recipient_lines(r, True)
-            en += _recipient_lines(r, False)
+
+    def section(recipients, zh_head: str, en_head: str) -> None:
+        zh.extend([zh_head, ""])
+        en.extend([en_head, ""])
+        for r in recipients:
+            zh.extend(_recipient_lines(r, True))
+            en.extend(_recipient_lines(r, False))
         zh.append("")
         en.append("")
+
+    if failed:
+        section(failed, f"您于 {when} 发出的邮件{subj_zh}未能投递给以下收件人，系统已停止投递：",
+                f"Your message{subj_en} sent {when} could not be delivered to these recipients; delivery has stopped:")
     if delayed:
         until = max((r.will_retry_until for r in delayed if r.will_retry_until), default=None)
-        zh += [f"您于 {when} 发出的邮件{subj_zh}暂时未能投递给以下收件人：", ""]
-        en += [f"Your message{subj_en} sent {when} has not yet been delivered to these recipients:", ""]
-        for r in delayed:
-            zh += _recipient_lines(r, True)
-            en += _recipient_lines(r, False)
-        zh.append("")
-        en.append("")
+        section(delayed, f"您于 {when} 发出的邮件{subj_zh}暂时未能投递给以下收件人：",
+                f"Your message{subj_en} sent {when} has not yet been delivered to these recipients:")
         if until is not None:
             zh.append(f"系统将继续尝试投递，直至 {_human_time(until)}。届时仍未送达，您会收到退信通知。")
             en.append(f"The system will keep trying until {_human_time(until)}. If it still fails, you will be told.")

@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests drive: a real PostgreSQL, real mail clients.
-DEB_PACKAGES := postgresql swaks mutt isync fetchmail
+# swaks needs the Perl TLS modules for STARTTLS (recommended, not pulled in with --no-install-recommends).
+DEB_PACKAGES := postgresql swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl mutt isync fetchmail
 PYTEST_ARGS ?=
 
 .PHONY: run test test-quick deps venv clean bench

@@ -64,8 +64,11 @@ async def archive_year(store: Store, year: int, *, accounts: list[Account] | Non
         home = store.home(acct)
         src = await store.router.database(home)
         async with src.read() as conn:
+            # Folders in creation order (INBOX first), messages in UID order: the batches,
+            # and so what an interrupted run leaves behind, are the same on every back-end.
             frows = (await conn.execute(select(t.folders.c.id, t.folders.c.name)
-                                        .where(t.folders.c.account_id == acct.id))).all()
+                                        .where(t.folders.c.account_id == acct.id)
+                                        .order_by(t.folders.c.id))).all()
         located = False
         for f in frows:
             while True:

@@ -66,7 +66,12 @@ async def test_year_archive_moves_a_closed_year_and_survives_interruption(dept_m
     # Interrupted after the copy of the first batch, before its removal from the source.
     await archive_year(mb.store, 2025, stop_after=1)
     archive_db = await mb.router.database("archive-2025")
+    # Batches go folder by folder in creation order (INBOX first), in UID order:
+    # the first batch is INBOX's 200 lowest UIDs, whatever the back-end.
     assert await _count(archive_db, "SELECT count(*) FROM messages") == 200
+    first = await mb.store.folder(acct, "Archive/2025/INBOX")
+    assert [m.uid for m in await mb.store.messages(first.ref)] == list(range(1, 201))
+    assert await _count(archive_db, "SELECT count(*) FROM archive_imports") == 200
     assert len(await mb.store.messages(inbox.ref)) == 451  # nothing removed yet
     rep = await archive_year(mb.store, 2025)  # run again: finishes without duplicates
     assert rep.moved == 451

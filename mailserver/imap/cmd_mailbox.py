@@ -16,6 +16,7 @@ from . import responses as r
 from .names import Mailbox
 from .selected import SelectedMailbox
 from .states import Bad, No, Ok, Selected
+from .syntax import UnusableName
 
 if TYPE_CHECKING:
     from .session import Session
@@ -114,8 +115,15 @@ async def _qresync(s: Session, view: SelectedMailbox, q: c.QResync) -> None:
     s.wire.writelines(lines)
 
 
+def _usable(name: str) -> str:
+    if isinstance(name, UnusableName):  # RFC 3501 §5.1.3: NO, not BAD (the syntax is fine)
+        raise No("Mailbox name is not valid modified UTF-7 (RFC 3501 §5.1.3)", r.CANNOT)
+    return name
+
+
 async def create(s: Session, tag: str, cmd: c.Create) -> Ok:  # RFC 3501 §6.3.3, RFC 6154 §3
     store, account = s.services.store, _account(s)
+    _usable(cmd.mailbox)
     use = None
     if cmd.special_use:
         if len(cmd.special_use) > 1 or cmd.special_use[0] not in _SPECIAL_USES:
@@ -150,6 +158,7 @@ async def delete(s: Session, tag: str, cmd: c.Delete) -> Ok:  # RFC 3501 §6.3.4
 
 async def rename(s: Session, tag: str, cmd: c.Rename) -> Ok:  # RFC 3501 §6.3.5
     mb = await resolve(s, cmd.mailbox, need="x")
+    _usable(cmd.new_name)
     if mb.owner.id != _account(s).id or names.is_other_users(cmd.new_name):
         raise No("Only your own folders can be renamed", r.NOPERM)
     await s.services.store.rename_folder(mb.owner, mb.folder.name, cmd.new_name)

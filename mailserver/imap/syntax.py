@@ -42,6 +42,23 @@ SEARCH_CHARSETS = {
 }  # fmt: skip
 
 
+class UnusableName(str):
+    """A mailbox name whose octets are not canonical modified UTF-7 (a raw "&" is common).
+
+    It is well-formed syntax, so it is no reason for BAD (RFC 3501 §7.1.3: BAD is for
+    syntax, and some clients drop the connection on one). Its text starts with NUL, which
+    no stored folder name contains: SELECT answers NO [NONEXISTENT], a LIST pattern
+    matches nothing, and CREATE/RENAME refuse it with a clear NO.
+    """
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> UnusableName:
+        self = super().__new__(cls, "\0" + raw.decode("latin-1"))
+        self.raw = raw
+        return self
+
+
 class SyntaxErr(ValueError):
     def __init__(self, message: str, tag: str | None = None):
         super().__init__(message)
@@ -167,10 +184,12 @@ class Cursor:
         try:
             return decode_mutf7(raw)  # RFC 3501 §5.1.3
         except ValueError:
-            raise self.fail("mailbox name is not modified UTF-7") from None
+            return UnusableName(raw)
 
     def mailbox(self) -> str:
         name = self.decode_name(self.astring())
+        if isinstance(name, UnusableName):
+            return name
         return "INBOX" if name.upper() == "INBOX" else name  # RFC 3501 §5.1: INBOX is case-insensitive
 
     def list_mailbox(self) -> str:  # RFC 3501 §9 list-mailbox = 1*list-char / string

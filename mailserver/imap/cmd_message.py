@@ -12,7 +12,7 @@ from . import responses as r
 from .cmd_mailbox import allowed_flags, resolve
 from .fetch import FetchPlan, run_fetch
 from .grammar import ConnectionClosed, ContinuationLine
-from .search import SearchContext, esearch_saved, evaluate, result
+from .search import SearchContext, esearch_modseq, esearch_saved, evaluate, result
 from .states import Bad, No, Ok, Selected, SessionEnd
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Ok:  # RFC 3501 §6.4.4
             tag=tag, uid=cmd.uid,
             min=nums[0] if nums and "MIN" in opts else None, max=nums[-1] if nums and "MAX" in opts else None,
             count=len(nums) if "COUNT" in opts else None,
-            all=c.SequenceSet.from_ints(nums) if nums and "ALL" in opts else None, modseq=res.modseq)))
+            all=c.SequenceSet.from_ints(nums) if nums and "ALL" in opts else None,
+            modseq=esearch_modseq(st.view, res, opts))))
     return Ok(f"{cmd.name} completed")
 
 

@@ -257,3 +257,18 @@ def esearch_saved(res: SearchResult, options: tuple[str, ...]) -> list[int]:
     if "MAX" in options:
         keep.append(res.uids[-1])
     return sorted(set(keep))
+
+
+def esearch_modseq(view: SelectedMailbox, res: SearchResult, options: tuple[str, ...]) -> int | None:
+    """The MODSEQ an ESEARCH reports (RFC 4731 §3.2).
+
+    With ALL or COUNT it is the highest of all matches; with only MIN and/or MAX it is
+    the highest of the messages actually returned, not of every match.
+    """
+    if res.modseq is None or not res.uids or "ALL" in options or "COUNT" in options:
+        return res.modseq
+    picked = ([res.uids[0]] if "MIN" in options else []) + ([res.uids[-1]] if "MAX" in options else [])
+    if not picked:
+        return res.modseq
+    return max(view.metas[i].modseq for u in picked if (i := view.index_of(u)) is not None)
+

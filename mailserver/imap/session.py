@@ -224,7 +224,18 @@ class Session:
         return bytes(r.Untagged("OK", "Postroom IMAP4rev1 ready", r.Code.capability(self.capabilities())))
 
     def enable_condstore(self) -> None:
+        """Turn CONDSTORE on; the first time with a mailbox selected, say its HIGHESTMODSEQ.
+
+        RFC 7162 §3.1: a CONDSTORE-enabling command issued while a mailbox is selected
+        makes the server send ``OK [HIGHESTMODSEQ]`` for it (before that command's own
+        responses), since the client did not get it at SELECT time.
+        """
+        if self.condstore:
+            return
         self.condstore = True
+        if isinstance(self.state, Selected):
+            view = self.state.view
+            self.wire.write(bytes(r.Untagged("OK", "Highest", r.Code.highestmodseq(view.modseq))))
 
     # --- logging in and out ----------------------------------------------------------------
 

@@ -116,7 +116,8 @@ def test_search_modseq(server, box):
     c = Raw(server.port, login="alice@city.test")
     c.cmd(b"s SELECT INBOX")
     untagged, _ = c.cmd(b"a FETCH 5 (MODSEQ)")
-    modseq = int(untagged[0].split(b"MODSEQ (")[1].split(b")")[0])
+    assert untagged[0].startswith(b"* OK [HIGHESTMODSEQ ")  # CONDSTORE enabled while selected (RFC 7162 §3.1)
+    modseq = int(untagged[1].split(b"MODSEQ (")[1].split(b")")[0])
     untagged, _ = c.cmd(b"b SEARCH MODSEQ %d" % modseq)  # RFC 7162 §3.1.5
     assert untagged == [b"* SEARCH 5 (MODSEQ %d)\r\n" % modseq]
     untagged, _ = c.cmd(b'c SEARCH MODSEQ "/flags/\\\\draft" all %d' % (modseq + 1))

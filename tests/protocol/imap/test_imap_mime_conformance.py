@@ -23,3 +23,28 @@ def test_header_fields_with_a_non_ascii_field_name_answers_normally(server):
     assert tagged.startswith(b"c OK") and b"Subject: Budget\r\n" in untagged[0]
     assert c.cmd(b"z NOOP")[1].startswith(b"z OK")
     c.close()
+
+
+QP_MESSAGE = (b"From: carol@city.test\r\nTo: alice@city.test\r\nSubject: qp\r\nMIME-Version: 1.0\r\n"
+              b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+              b"--b1\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+              b"hello  \r\nfoo\t \t= \r\n=62\r\n--b1--\r\n")
+
+
+def test_binary_fetch_decodes_quoted_printable_by_rfc2045(server):
+    # RFC 3516 §4.2: BINARY[1] is the part with its CTE removed; RFC 2045 §6.7 says how: trailing white
+    # space dropped (rule 3), "=" followed by white space is a soft break (rule 5). The part body is
+    # "hello  \r\nfoo\t \t= \r\n=62" (the CRLF before "--b1--" belongs to the delimiter, RFC 2046 §5.1.1).
+    from imapclient import IMAPClient
+
+    from .harness import PASSWORD
+
+    server.deliver("alice", QP_MESSAGE)
+    c = IMAPClient("127.0.0.1", port=server.port, ssl=False)
+    c.login("alice@city.test", PASSWORD)
+    c.select_folder("INBOX", readonly=True)
+    got = c.fetch([1], ["BINARY.PEEK[1]", "BINARY.SIZE[1]", "BODY.PEEK[1]"])[1]
+    c.logout()
+    assert got[b"BINARY[1]"] == b"hello\r\nfoo\t \tb"
+    assert got[b"BINARY.SIZE[1]"] == 5 + 2 + 3 + 3 + 1  # hello CRLF foo TAB SP TAB b
+    assert got[b"BODY[1]"] == b"hello  \r\nfoo\t \t= \r\n=62"   # BODY[] stays the stored, encoded octets

@@ -48,3 +48,44 @@ def test_binary_fetch_decodes_quoted_printable_by_rfc2045(server):
     assert got[b"BINARY[1]"] == b"hello\r\nfoo\t \tb"
     assert got[b"BINARY.SIZE[1]"] == 5 + 2 + 3 + 3 + 1  # hello CRLF foo TAB SP TAB b
     assert got[b"BODY[1]"] == b"hello  \r\nfoo\t \t= \r\n=62"   # BODY[] stays the stored, encoded octets
+
+
+def _client(server):
+    from imapclient import IMAPClient
+
+    from .harness import PASSWORD
+
+    c = IMAPClient("127.0.0.1", port=server.port, ssl=False)
+    c.login("alice@city.test", PASSWORD)
+    c.select_folder("INBOX", readonly=True)
+    return c
+
+
+def test_reused_boundary_attachment_is_visible_in_bodystructure(server):
+    from tests.unit.mime.samples import reused_boundary_message
+
+    server.deliver("alice", reused_boundary_message())
+    c = _client(server)
+    got = c.fetch([1], ["BODYSTRUCTURE", "BODY.PEEK[1.1]", "BODY.PEEK[2]", "BINARY.PEEK[2]"])[1]
+    c.logout()
+    bs = got[b"BODYSTRUCTURE"]
+    assert bs.is_multipart and bs[1] == b"mixed"
+    alternative, pdf = bs[0]
+    assert alternative.is_multipart and alternative[1] == b"alternative"
+    assert [p[:2] for p in alternative[0]] == [(b"text", b"plain"), (b"text", b"html")]
+    assert pdf[:2] == (b"application", b"pdf") and pdf[8] == (b"attachment", (b"filename", b"minutes.pdf"))
+    assert got[b"BODY[1.1]"] == b"See the minutes."
+    assert got[b"BODY[2]"] == b"JVBERi0xLjQK" and got[b"BINARY[2]"] == b"%PDF-1.4\n"
+
+
+def test_empty_part_of_boundaryless_multipart_is_an_empty_string(server):
+    # BODYSTRUCTURE reports one text/plain part of 0 octets; BODY[1] must be that part: "" (not NIL)
+    server.deliver("alice", b"From: carol@city.test\r\nSubject: nb\r\nMIME-Version: 1.0\r\n"
+                            b"Content-Type: multipart/mixed\r\n\r\nno boundary here\r\n")
+    c = _client(server)
+    got = c.fetch([1], ["BODYSTRUCTURE", "BODY.PEEK[1]", "BINARY.PEEK[1]", "BINARY.SIZE[1]", "BODY.PEEK[TEXT]"])[1]
+    c.logout()
+    (only,), subtype = got[b"BODYSTRUCTURE"][0], got[b"BODYSTRUCTURE"][1]
+    assert subtype == b"mixed" and only[:7] == (b"text", b"plain", (b"charset", b"us-ascii"), None, None, b"7bit", 0)
+    assert got[b"BODY[1]"] == b"" and got[b"BINARY[1]"] == b"" and got[b"BINARY.SIZE[1]"] == 0
+    assert got[b"BODY[TEXT]"] == b"no boundary here\r\n"

@@ -137,6 +137,8 @@ def _literal_value(data: bytes | None, out: list[bytes]) -> None:
     if data is None:
         out.append(b"NIL")
     else:
+        if b"\x00" in data:  # RFC 3501 §4.3: a literal is CHAR8, which excludes NUL; 0x80 instead, as Dovecot
+            data = data.replace(b"\x00", b"\x80")
         out.extend(literal_parts(data))
 
 

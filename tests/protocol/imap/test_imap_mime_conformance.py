@@ -89,3 +89,58 @@ def test_empty_part_of_boundaryless_multipart_is_an_empty_string(server):
     assert subtype == b"mixed" and only[:7] == (b"text", b"plain", (b"charset", b"us-ascii"), None, None, b"7bit", 0)
     assert got[b"BODY[1]"] == b"" and got[b"BINARY[1]"] == b"" and got[b"BINARY.SIZE[1]"] == 0
     assert got[b"BODY[TEXT]"] == b"no boundary here\r\n"
+
+
+ATTACHMENT = bytes(range(256)) + b"\x00\x00end"   # NULs, CR and LF alone, 8-bit octets
+BINARY_MESSAGE = (b"From: carol@city.test\r\nTo: alice@city.test\r\nSubject: scan\r\nMIME-Version: 1.0\r\n"
+                  b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n"
+                  b"--zz\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nThe scan is attached.\r\n"
+                  b"--zz\r\nContent-Type: application/octet-stream; name=scan.bin\r\n"
+                  b"Content-Transfer-Encoding: binary\r\n\r\n" + ATTACHMENT + b"\r\n--zz--\r\n")
+
+
+def _append_literal8(c: Raw, tag: bytes, data: bytes) -> bytes:
+    c.send(tag + b" APPEND INBOX ~{%d}\r\n" % len(data))
+    assert c.line().startswith(b"+")   # RFC 3516 §4.4: literal8, synchronising
+    c.send(data + b"\r\n")
+    return c.until(tag)[1]
+
+
+def test_literal8_append_with_nuls_is_stored_as_base64(server):
+    # RFC 3516 §4.4 accepts the binary part; RFC 3501 §4.3 forbids NUL in the BODY[] literal, so the part
+    # is stored base64 (as Dovecot does) and BINARY[2] still gives the octets that were sent (RFC 3516 §4.2).
+    import base64
+
+    c = Raw(server.port, login="alice@city.test")
+    tagged = _append_literal8(c, b"a", BINARY_MESSAGE)
+    assert tagged.startswith(b"a OK [APPENDUID "), tagged
+    c.cmd(b"s SELECT INBOX")
+    untagged, tagged = c.cmd(b"f FETCH 1 (BODYSTRUCTURE BODY.PEEK[] BODY.PEEK[1] BODY.PEEK[2] BODY.PEEK[2.MIME])")
+    assert tagged.startswith(b"f OK")
+    wire = b"".join(untagged)
+    assert b"\x00" not in wire
+    assert b'("application" "octet-stream" ("name" "scan.bin") NIL NIL "base64" ' in wire
+    assert b"BODY[1] {21}\r\nThe scan is attached." in wire   # the text part is untouched
+    mime = b"Content-Type: application/octet-stream; name=scan.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    assert b"BODY[2.MIME] {%d}\r\n" % len(mime) + mime in wire
+    body2 = wire.split(b"BODY[2] {", 1)[1].split(b"}\r\n", 1)[1]
+    assert base64.b64decode(body2[:body2.index(b" BODY[2.MIME]")]) == ATTACHMENT
+    untagged, tagged = c.cmd(b"g FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])")
+    assert tagged.startswith(b"g OK")
+    assert untagged == [b"* 1 FETCH (BINARY[2] ~{%d}\r\n" % len(ATTACHMENT) + ATTACHMENT
+                        + b" BINARY.SIZE[2] %d)\r\n" % len(ATTACHMENT)]
+    c.close()
+
+
+def test_nul_in_a_delivered_message_is_never_sent_in_a_body_literal(server):
+    # Mail that reached the store with a NUL (not through APPEND) is served as Dovecot does: 0x80 in its
+    # place in BODY[] literals (same length), the NUL itself only in a BINARY literal8.
+    server.deliver("alice", b"From: carol@city.test\r\nSubject: nul\r\nContent-Type: text/plain\r\n"
+                            b"Content-Transfer-Encoding: 8bit\r\n\r\nab\x00cd\r\n")
+    c = Raw(server.port, login="alice@city.test")
+    c.cmd(b"s SELECT INBOX")
+    untagged, tagged = c.cmd(b"f FETCH 1 (BODY.PEEK[1] BODY.PEEK[TEXT] BINARY.PEEK[1])")
+    assert tagged.startswith(b"f OK")
+    assert untagged == [b"* 1 FETCH (BODY[1] {7}\r\nab\x80cd\r\n BODY[TEXT] {7}\r\nab\x80cd\r\n"
+                        b" BINARY[1] ~{7}\r\nab\x00cd\r\n)\r\n"]
+    c.close()

@@ -539,6 +539,8 @@ class _TreeBuilder:
         lines = None
         if main == "multipart":
             boundary = next((v for k, v in params if k == "boundary"), None)
+            if boundary is None and any(k.startswith("boundary*") for k, _ in params):
+                boundary = decoded_params(params).get("boundary")   # RFC 2231 §4: boundary*=''value
             if boundary and depth < MAX_DEPTH:
                 child_default = ("message", "rfc822") if sub == "digest" else ("text", "plain")
                 parts = self.children(body_start, end, raw_bytes(boundary), depth, child_default)

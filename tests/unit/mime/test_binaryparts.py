@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailboxes.binaryparts import binary_parts_to_base64
 from mailboxes.mime import find_part, parse_message
+from mailserver.imap.fetch import binary_bytes
 
 HEAD = b"From: a@city.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
 
@@ -85,3 +89,19 @@ def test_lf_only_message_keeps_lf_line_ends():
     assert b"\r" not in out and out.startswith(b"Subject: s\nContent-Transfer-Encoding: base64\n\n")
     lines = out.split(b"\n\n", 1)[1].split(b"\n")
     assert [len(x) for x in lines] == [76, 60, 0]   # 57 octets per 76-character line (RFC 2045 §6.8)
+
+
+@settings(deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=200), min_size=1, max_size=5), st.booleans())
+def test_any_binary_parts_come_back_through_binary_and_never_hold_nul(contents, literal8):
+    parts = b"".join(b"--sep\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+                     + c + b"\r\n" for c in contents)
+    raw = HEAD + b"Content-Type: multipart/mixed; boundary=sep\r\n\r\n" + parts + b"--sep--\r\n"
+    if any(b"\r\n--sep" in c + b"\r\n" or c.startswith(b"--sep") for c in contents):
+        return   # content that holds the delimiter is not a valid part (RFC 2046 §5.1.1)
+    out = binary_parts_to_base64(raw, literal8)
+    m = parse_message(out)
+    assert len(m.body.parts) == len(contents)
+    for k, content in enumerate(contents, 1):
+        assert binary_bytes(out, m.body, (k,)) == content
+    assert b"\x00" not in out   # NUL parts are converted with or without literal8

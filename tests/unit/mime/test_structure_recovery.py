@@ -72,3 +72,38 @@ def test_empty_part_of_a_multipart_without_boundary():
     assert section_range(m.body, (1,), "MIME") == (start, start)
     assert find_part(m.body, (2,)) is None and find_part(m.body, (1, 1)) is None
     assert raw[slice(*section_range(m.body, (), "TEXT"))] == b"hello\r\n"   # the text is still there
+
+
+def _tree(draw, depth: int, parent: str) -> bytes:
+    from hypothesis import strategies as st
+
+    kind = draw(st.sampled_from(["leaf", "leaf", "multi"] if depth < 4 else ["leaf"]))
+    if kind == "leaf":
+        return b"Content-Type: text/plain\r\n\r\n" + draw(st.sampled_from([b"a", b"", b"x\r\ny", b"--z"]))
+    boundary = draw(st.sampled_from([parent, "q", "r"]))   # often the parent's own boundary
+    children = [_tree(draw, depth + 1, boundary) for _ in range(draw(st.integers(0, 3)))]
+    body = b"".join(b"--" + boundary.encode() + b"\r\n" + c + b"\r\n" for c in children)
+    close = b"--" + boundary.encode() + b"--\r\n" if draw(st.booleans()) else b""
+    return (b"Content-Type: multipart/mixed; boundary=" + boundary.encode() + b"\r\n\r\n" + body + close)
+
+
+def _nested_within(part: BodyPart, lo: int, hi: int) -> None:
+    assert lo <= part.header_start <= part.body_start <= part.body_end <= hi
+    for child in part.parts:
+        _nested_within(child, part.body_start, part.body_end)
+    ends = [(c.header_start, c.body_end) for c in part.parts]
+    assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:]))   # siblings in order, never overlapping
+
+
+def test_reused_boundaries_keep_parts_nested_and_in_order():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.data())
+    def check(data):
+        raw = _tree(data.draw, 0, "p")
+        m = parse_message(raw)
+        _nested_within(m.body, 0, len(raw))
+
+    check()

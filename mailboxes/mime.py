@@ -26,6 +26,7 @@ from mailboxes.charsets import (
     MIME_TOKEN, codec_for, comment_end, decode_header_value, decode_text, decode_transfer,
     decoded_params, html_charset, html_to_text, parse_params, quoted_string, raw_bytes, skip_cfws,
 )
+from mailboxes.mimewalk import end_before_delimiter, next_delimiter
 
 __all__ = [
     "Address", "Envelope", "BodyPart", "EmbeddedMessage", "Attachment", "ParsedMessage",
@@ -449,38 +450,6 @@ def _envelope(values: dict[str, str], hint: str | None) -> Envelope:
 
 # --- the body structure tree -------------------------------------------------------------
 
-def _next_delimiter(raw: bytes, pos: int, end: int, delim: bytes) -> tuple[int, int, bool] | None:
-    """The next delimiter line of a multipart body at or after pos (RFC 2046 §5.1.1).
-
-    A delimiter is "--boundary" at the start of a line followed only by whitespace (transport
-    padding); "--boundary--" closes. Returns (start, end of its line, closes) or None.
-    """
-    first = pos
-    while True:
-        i = raw.find(delim, pos, end)
-        if i < 0:
-            return None
-        pos = i + 1
-        if i != first and raw[i - 1] != 0x0A:
-            continue
-        after = i + len(delim)
-        close = raw.startswith(b"--", after, end)
-        nl = raw.find(b"\n", after, end)
-        line_end = end if nl < 0 else nl + 1
-        if close or not raw[after:line_end].strip(b" \t\r\n"):
-            return i, line_end, close
-
-
-def _part_end(raw: bytes, part_start: int, delimiter_start: int) -> int:
-    """Where a body part ends: the line break before a delimiter belongs to it (RFC 2046 §5.1.1)."""
-    part_end = delimiter_start
-    if part_end > part_start and raw[part_end - 1] == 0x0A:
-        part_end -= 1
-        if part_end > part_start and raw[part_end - 1] == 0x0D:
-            part_end -= 1
-    return part_end
-
-
 class _TreeBuilder:
     def __init__(self, raw: bytes, hint: str | None) -> None:
         self.raw = raw
@@ -501,20 +470,20 @@ class _TreeBuilder:
         """
         raw = self.raw
         delim = b"--" + boundary
-        found = _next_delimiter(raw, start, end, delim)
+        found = next_delimiter(raw, start, end, delim)
         out: list[BodyPart] = []
         while found is not None and not found[2] and self.parts_left > 0:
             part_start = found[1]
-            found = _next_delimiter(raw, part_start, end, delim)
-            part_end = end if found is None else _part_end(raw, part_start, found[0])
+            found = next_delimiter(raw, part_start, end, delim)
+            part_end = end if found is None else end_before_delimiter(raw, part_start, found[0])
             budget = self.parts_left
             child = self.entity(part_start, part_end, depth + 1, default)[0]
             own = child.param("boundary") if child.is_multipart else None
             if found is not None and own is not None and raw_bytes(own) == boundary and depth + 1 < MAX_DEPTH:
                 self.parts_left = budget
                 child = self.entity(part_start, end, depth + 1, default)[0]
-                found = _next_delimiter(raw, self.stop, end, delim)
-                part_end = end if found is None else _part_end(raw, child.body_start, found[0])
+                found = next_delimiter(raw, self.stop, end, delim)
+                part_end = end if found is None else end_before_delimiter(raw, child.body_start, found[0])
                 child = replace(child, body_end=part_end, size=part_end - child.body_start)
             out.append(child)
         self.stop = end if found is None else found[1]

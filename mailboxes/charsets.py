@@ -9,6 +9,8 @@ import re
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
+from .transfer import decode_qp
+
 __all__ = [
     "MIME_TOKEN",
     "codec_for",
@@ -231,7 +233,7 @@ def decode_transfer(data: bytes, encoding: str | None) -> bytes:
     if encoding == "base64":
         return _b64decode(data)
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(data)
+        return decode_qp(data)
     return data
 
 

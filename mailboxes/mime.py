@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Iterator
@@ -26,6 +26,7 @@ from mailboxes.charsets import (
     MIME_TOKEN, codec_for, comment_end, decode_header_value, decode_text, decode_transfer,
     decoded_params, html_charset, html_to_text, parse_params, quoted_string, raw_bytes, skip_cfws,
 )
+from mailboxes.mimewalk import end_before_delimiter, next_delimiter
 
 __all__ = [
     "Address", "Envelope", "BodyPart", "EmbeddedMessage", "Attachment", "ParsedMessage",
@@ -449,51 +450,44 @@ def _envelope(values: dict[str, str], hint: str | None) -> Envelope:
 
 # --- the body structure tree -------------------------------------------------------------
 
-def _split_multipart(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
-    """Byte ranges of the body parts of a multipart body (RFC 2046 §5.1.1).
-
-    A delimiter is "--boundary" at the start of a line followed only by whitespace (transport
-    padding); "--boundary--" closes. The line break before a delimiter belongs to it. A missing
-    close delimiter ends the last part at the end of the body.
-    """
-    delim = b"--" + boundary
-    ranges: list[tuple[int, int]] = []
-    part_start = None
-    pos = start
-    while True:
-        i = raw.find(delim, pos, end)
-        if i < 0:
-            break
-        pos = i + 1
-        if i != start and raw[i - 1] != 0x0A:
-            continue
-        after = i + len(delim)
-        close = raw.startswith(b"--", after, end)
-        nl = raw.find(b"\n", after, end)
-        line_end = end if nl < 0 else nl + 1
-        if not close and raw[after:line_end].strip(b" \t\r\n"):
-            continue
-        if part_start is not None:
-            part_end = i
-            if part_end > part_start and raw[part_end - 1] == 0x0A:
-                part_end -= 1
-                if part_end > part_start and raw[part_end - 1] == 0x0D:
-                    part_end -= 1
-            ranges.append((part_start, part_end))
-        if close:
-            return ranges
-        part_start = pos = line_end
-    if part_start is not None:
-        ranges.append((part_start, end))
-    return ranges
-
-
 class _TreeBuilder:
     def __init__(self, raw: bytes, hint: str | None) -> None:
         self.raw = raw
         self.hint = hint
         self.parts_left = MAX_PARTS
         self.top_fields: list[list] = []
+        self.stop = 0   # set by children(): where the last multipart's close delimiter line ended
+
+    def children(self, start: int, end: int, boundary: bytes, depth: int,
+                 default: tuple[str, str]) -> tuple[BodyPart, ...]:
+        """The body parts of the multipart body raw[start:end]; self.stop: the end of its close delimiter line.
+
+        A missing close delimiter ends the last part at the end of the body. A child multipart
+        that declares its parent's boundary again (Outlook Express for Mac does; RFC 2046 §5.1.2
+        forbids it) owns the delimiter lines up to its own close delimiter, as in Dovecot, where
+        the newest multipart claims a boundary first; the parent goes on after that line, so
+        the parts that follow (the attachment) stay visible.
+        """
+        raw = self.raw
+        delim = b"--" + boundary
+        found = next_delimiter(raw, start, end, delim)
+        out: list[BodyPart] = []
+        while found is not None and not found[2] and self.parts_left > 0:
+            part_start = found[1]
+            found = next_delimiter(raw, part_start, end, delim)
+            part_end = end if found is None else end_before_delimiter(raw, part_start, found[0])
+            budget = self.parts_left
+            child = self.entity(part_start, part_end, depth + 1, default)[0]
+            own = child.param("boundary") if child.is_multipart else None
+            if found is not None and own is not None and raw_bytes(own) == boundary and depth + 1 < MAX_DEPTH:
+                self.parts_left = budget
+                child = self.entity(part_start, end, depth + 1, default)[0]
+                found = next_delimiter(raw, self.stop, end, delim)
+                part_end = end if found is None else end_before_delimiter(raw, child.body_start, found[0])
+                child = replace(child, body_end=part_end, size=part_end - child.body_start)
+            out.append(child)
+        self.stop = end if found is None else found[1]
+        return tuple(out)
 
     def entity(self, start: int, end: int, depth: int, default: tuple[str, str]) -> tuple[BodyPart, dict]:
         """The entity at raw[start:end] and its first-occurrence header values."""
@@ -514,14 +508,11 @@ class _TreeBuilder:
         lines = None
         if main == "multipart":
             boundary = next((v for k, v in params if k == "boundary"), None)
+            if boundary is None and any(k.startswith("boundary*") for k, _ in params):
+                boundary = decoded_params(params).get("boundary")   # RFC 2231 §4: boundary*=''value
             if boundary and depth < MAX_DEPTH:
                 child_default = ("message", "rfc822") if sub == "digest" else ("text", "plain")
-                children = []
-                for part_start, part_end in _split_multipart(raw, body_start, end, raw_bytes(boundary)):
-                    if self.parts_left <= 0:
-                        break
-                    children.append(self.entity(part_start, part_end, depth + 1, child_default)[0])
-                parts = tuple(children)
+                parts = self.children(body_start, end, raw_bytes(boundary), depth, child_default)
         elif main == "text":
             lines = raw.count(b"\n", body_start, end)
         elif main == "message" and sub == "rfc822":
@@ -554,6 +545,13 @@ def find_part(body: BodyPart, path: tuple[int, ...]) -> BodyPart | None:
     """
     node = body
     for depth, number in enumerate(path):
+        if node.is_multipart and not node.parts:
+            # No usable boundary: BODYSTRUCTURE shows one empty text/plain part (render.py), so
+            # that part exists and is empty, at the start of the multipart's body.
+            if number != 1 or depth != len(path) - 1:
+                return None
+            return BodyPart("text", "plain", header_start=node.body_start, body_start=node.body_start,
+                            body_end=node.body_start, lines=0)
         if node.is_multipart:
             if not 1 <= number <= len(node.parts):
                 return None

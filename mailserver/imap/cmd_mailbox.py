@@ -6,6 +6,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from mailboxes import acl
+from mailboxes.binaryparts import binary_parts_to_base64
+from mailboxes.blobs import PreparedMessage
 from mailboxes.errors import InvalidInput, NotFound
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag, split_flags
@@ -247,10 +249,18 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Ok:  # RFC 3501 §6.3.1
     bits, keywords = split_flags(list(cmd.flags))
     bits, keywords = allowed_flags(mb, bits, keywords)
     raw = bytes(cmd.message)
-    prepared = await asyncio.to_thread(prepare, raw) if len(raw) > PREPARE_IN_THREAD else prepare(raw)
+    if len(raw) > PREPARE_IN_THREAD:
+        prepared = await asyncio.to_thread(_prepare_append, raw, cmd.literal8)
+    else:
+        prepared = _prepare_append(raw, cmd.literal8)
     res = await s.services.store.append(mb.owner, mb.folder.ref, prepared, flags=bits, keywords=keywords,
                                         internal_date=cmd.internal_date)
     return Ok("APPEND completed", r.Code.appenduid(res.uidvalidity, res.uid))
+
+
+def _prepare_append(raw: bytes, literal8: bool) -> PreparedMessage:
+    """Binary parts (literal8, RFC 3516 §4.4) and parts holding NUL are stored base64 (see mailboxes.binaryparts)."""
+    return prepare(binary_parts_to_base64(raw, literal8))
 
 
 def allowed_flags(mb: Mailbox, bits: int, keywords: frozenset[str]) -> tuple[int, frozenset[str]]:

@@ -259,7 +259,8 @@ class Section:
         if self.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
             from .responses import astring  # header-fld-name = astring; imported late: responses imports us
 
-            out += b" (" + b" ".join(astring(f.encode("utf-8")) for f in self.fields) + b")"
+            # a field name the client sent with 8-bit bytes comes back byte for byte (surrogateescape)
+            out += b" (" + b" ".join(astring(f) for f in self.fields) + b")"
         return out
 
 

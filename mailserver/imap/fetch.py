@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mailboxes.mime import BodyPart, find_part, header_fields, section_range
+from mailboxes.transfer import decode_qp
 
 from . import commands as c
 from .cache import RenderCache, Rendered
@@ -119,7 +120,7 @@ def binary_bytes(raw: bytes, tree: BodyPart | None, part: tuple[int, ...]) -> by
         if enc == "base64":
             return binascii.a2b_base64(data)
         if enc == "quoted-printable":
-            return binascii.a2b_qp(data)
+            return decode_qp(data)  # RFC 2045 §6.7
     except (binascii.Error, ValueError):
         raise UnknownCte("the part's base64 is damaged") from None
     raise UnknownCte(f"unknown Content-Transfer-Encoding {enc}")
@@ -136,6 +137,8 @@ def _literal_value(data: bytes | None, out: list[bytes]) -> None:
     if data is None:
         out.append(b"NIL")
     else:
+        if b"\x00" in data:  # RFC 3501 §4.3: a literal is CHAR8, which excludes NUL; 0x80 instead, as Dovecot
+            data = data.replace(b"\x00", b"\x80")
         out.extend(literal_parts(data))
 
 

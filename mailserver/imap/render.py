@@ -100,7 +100,7 @@ def envelope_bytes(env: Envelope | None) -> bytes:
 def _params(params: tuple[tuple[str, str], ...], default_charset: bool) -> bytes:
     # RFC 3501 §9 body-fld-param: "(" string SP string *(SP string SP string) ")" / nil
     items = [imap_string(name) + b" " + imap_string(value) for name, value in params]
-    if default_charset and not any(name == "charset" for name, _ in params):
+    if default_charset and not any(name in ("charset", "charset*") for name, _ in params):  # RFC 2231 charset*
         items.append(_DEFAULT_CHARSET)
     return b"(" + b" ".join(items) + b")" if items else _NIL
 

@@ -196,3 +196,18 @@ WELL_FORMED = {
     "rfc822": rfc822_message,
     "simple": simple_message,
 }
+
+
+def reused_boundary_message() -> bytes:
+    """Outlook Express for Mac: the multipart/alternative inside multipart/mixed declares the same boundary."""
+    return (b"From: Dana <dana@city.test>\r\nTo: alice@city.test\r\nSubject: Minutes\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=\"B_3201\"\r\n\r\n"
+            b"> This message is in MIME format.\r\n\r\n"
+            b"--B_3201\r\nContent-Type: multipart/alternative; boundary=\"B_3201\"\r\n\r\n"
+            b"--B_3201\r\nContent-Type: text/plain; charset=\"US-ASCII\"\r\n\r\nSee the minutes.\r\n"
+            b"--B_3201\r\nContent-Type: text/html; charset=\"US-ASCII\"\r\n\r\n<p>See the minutes.</p>\r\n"
+            b"--B_3201--\r\n\r\n"
+            b"--B_3201\r\nContent-Type: application/pdf; name=\"minutes.pdf\"\r\n"
+            b"Content-Disposition: attachment; filename=\"minutes.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            b"JVBERi0xLjQK\r\n"
+            b"--B_3201--\r\n")

@@ -13,7 +13,7 @@ Implementation notes
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailboxes import acl
 from mailboxes.errors import NotFound
@@ -67,6 +67,21 @@ async def resolve(store: Store, account: Account, name: str) -> Mailbox:
         return Mailbox(name, sf.folder, sf.owner, sf.rights)
     folder = await store.folder(account, name)
     return Mailbox(folder.name, folder, account, _own_rights(folder))
+
+
+async def refresh(store: Store, account: Account, mb: Mailbox) -> Mailbox:
+    """``mb`` with the rights ``account`` holds on it now (rights are checked when used, not only at SELECT).
+
+    NotFound when its folder was deleted, re-created or renamed since ``mb`` was resolved
+    (the store compares the folder's generation). One indexed lookup for an own folder;
+    a shared one adds the ACL lookup (acl.rights_for).
+    """
+    folder = await store.folder_by_ref(mb.folder.ref)
+    if mb.owner.id == account.id:
+        rights = _own_rights(folder)
+    else:
+        rights = await acl.rights_for(store, account, folder)
+    return mb if rights == mb.rights else replace(mb, rights=rights)
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,7 @@ __all__ = [
     "is_other_users",
     "matches",
     "pattern_regex",
+    "refresh",
     "resolve",
     "split_shared",
     "tree",

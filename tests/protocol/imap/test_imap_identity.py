@@ -33,6 +33,15 @@ def _uidvalidity(c: imaplib.IMAP4) -> int:
     return int(c.response("UIDVALIDITY")[1][0])
 
 
+def _selected_elsewhere(srv, alice: imaplib.IMAP4, name: str, raw: bytes) -> Raw:
+    """Create ``name`` with one message, and a second session of alice's with it selected."""
+    assert alice.create(name)[0] == "OK"
+    assert alice.append(name, None, None, raw)[0] == "OK"
+    other = Raw(srv.port, login="alice@city.test")
+    assert other.cmd(b"s SELECT " + name.encode())[1].startswith(b"s OK")
+    return other
+
+
 def test_a_folder_created_after_a_delete_shows_nothing_of_the_deleted_one(srv):
     """Issue 7 (1): bob's new folder took the id of alice's deleted one, and SELECT served her cached message list."""
     alice, bob = _login(srv, "alice"), _login(srv, "bob")
@@ -57,10 +66,7 @@ def test_a_folder_created_after_a_delete_shows_nothing_of_the_deleted_one(srv):
 def test_a_session_on_a_deleted_folder_cannot_touch_the_folder_that_follows(srv):
     """Issue 7 (1): alice's other session, still on the deleted folder, expunged bob's message in his new one."""
     alice, bob = _login(srv, "alice"), _login(srv, "bob")
-    alice.create("Old")
-    alice.append("Old", None, None, SECRET)
-    stale = Raw(srv.port, login="alice@city.test")
-    assert stale.cmd(b"s SELECT Old")[1].startswith(b"s OK")
+    stale = _selected_elsewhere(srv, alice, "Old", SECRET)
     assert alice.delete("Old")[0] == "OK"
     bob.create("New")
     bob.append("New", None, None, BOBS)
@@ -78,10 +84,7 @@ def test_a_session_on_a_deleted_folder_cannot_touch_the_folder_that_follows(srv)
 
 def test_a_session_on_a_folder_deleted_and_recreated_under_its_name_is_ended(srv):
     alice = _login(srv, "alice")
-    alice.create("Box")
-    alice.append("Box", None, None, message("first"))
-    stale = Raw(srv.port, login="alice@city.test")
-    stale.cmd(b"s SELECT Box")
+    stale = _selected_elsewhere(srv, alice, "Box", message("first"))
     alice.delete("Box")
     alice.create("Box")
     alice.append("Box", None, None, message("second"))
@@ -115,10 +118,7 @@ def test_uidvalidity_of_a_recreated_or_renamed_onto_mailbox_is_greater(srv):
 
 def test_a_renamed_folder_ends_other_sessions_on_it_and_the_renaming_one_goes_on(srv):
     alice = _login(srv, "alice")
-    alice.create("Before")
-    alice.append("Before", None, None, message("kept"))
-    other = Raw(srv.port, login="alice@city.test")
-    other.cmd(b"s SELECT Before")
+    other = _selected_elsewhere(srv, alice, "Before", message("kept"))
     mine = Raw(srv.port, login="alice@city.test")
     mine.cmd(b"s SELECT Before")
     assert mine.cmd(b"r RENAME Before After")[1].startswith(b"r OK")

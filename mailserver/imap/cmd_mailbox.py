@@ -158,7 +158,7 @@ async def rename(s: Session, tag: str, cmd: c.Rename) -> Ok:  # RFC 3501 §6.3.5
     if isinstance(st, Selected) and st.mailbox.owner.id == mb.owner.id:
         # A rename gives the folder (and its children) a new generation; this session keeps
         # its selected folder under the new name, its UIDs unchanged. Other sessions on it
-        # end at their next command (session.recheck).
+        # end at their next command (Session.may_read).
         ref = st.mailbox.folder.ref
         now = await store.folder_by_ref(FolderRef(ref.partition, ref.id))
         if now.uidvalidity != ref.generation:

@@ -73,14 +73,13 @@ async def refresh(store: Store, account: Account, mb: Mailbox) -> Mailbox:
     """``mb`` with the rights ``account`` holds on it now (rights are checked when used, not only at SELECT).
 
     NotFound when its folder was deleted, re-created or renamed since ``mb`` was resolved
-    (the store compares the folder's generation). One indexed lookup for an own folder;
-    a shared one adds the ACL lookup (acl.rights_for).
+    (the store compares the folder's generation). One indexed read for an own folder; for a
+    shared one, the account's groups and then the folder with its ACL (acl.folder_rights).
     """
-    folder = await store.folder_by_ref(mb.folder.ref)
     if mb.owner.id == account.id:
-        rights = _own_rights(folder)
+        rights = _own_rights(await store.folder_by_ref(mb.folder.ref))
     else:
-        rights = await acl.rights_for(store, account, folder)
+        _, rights = await acl.folder_rights(store, account, mb.folder.ref)
     return mb if rights == mb.rights else replace(mb, rights=rights)
 
 

@@ -170,6 +170,9 @@ ALWAYS_SYNC = frozenset({c.Noop, c.Check})
 # needs): before each, the folder and the session's rights on it are looked up again, so a
 # mailbox deleted or re-created meanwhile ends the session and a share revoked meanwhile is
 # refused, instead of being honoured from SELECT time. Without "r" they get NO [NOPERM].
+# Another account's folder is looked up before every such command (rights also change with
+# group membership); an own folder only after the bus announced a delete or rename of it
+# (its rights cannot change, and the store refuses writes through a stale ref anyway).
 NEEDS_READ = frozenset({c.Expunge, c.UidExpunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move})
 RECHECKED = NEEDS_READ | {c.Close}
 MAILBOX_GONE = "Selected mailbox was deleted, have to disconnect"
@@ -297,9 +300,10 @@ class Session:
         if handler is None or kind not in ALLOWED[type(self.state)]:
             self.wire.write(bytes(r.Tagged(tag, "BAD", f"{cmd.name} is not valid in this state")))
             return
-        checked = kind in RECHECKED and isinstance(self.state, Selected)
+        st = self.state
+        checked = kind in RECHECKED and isinstance(st, Selected)
         try:
-            if checked and not await self.recheck() and kind in NEEDS_READ:
+            if checked and not await self.may_read() and kind in NEEDS_READ:
                 raise No("Access to the selected mailbox was revoked", r.NOPERM)
             outcome: Ok | Exception = await handler(self, tag, cmd)
         except SessionEnd:
@@ -336,14 +340,17 @@ class Session:
 
     # --- the selected mailbox's updates -------------------------------------------------------
 
-    async def recheck(self) -> bool:
-        """Look the selected folder and the rights on it up again; False when the session may no longer read it.
+    async def may_read(self) -> bool:
+        """Whether the session may still read its selected folder, looking it up again when due (see NEEDS_READ).
 
         Ends the session (``* BYE``, as Dovecot does) when the folder was deleted, re-created
         or renamed elsewhere: its UIDs may no longer be applied to anything.
         """
         st = self.state
         assert isinstance(st, Selected)
+        if st.mailbox.owner.id == st.account.id and st.identity_seen == st.listener.identity_events:
+            return st.mailbox.may("r")
+        st.identity_seen = st.listener.identity_events
         try:
             st.mailbox = await names.refresh(self.services.store, st.account, st.mailbox)
         except store_errors.NotFound:
@@ -366,7 +373,7 @@ class Session:
         view = st.view
         if not (dirty or force or (allow_expunge and view.ghosts)):
             return
-        if not (st.mailbox.may("r") if checked else await self.recheck()):
+        if not (st.mailbox.may("r") if checked else await self.may_read()):
             return
         try:
             changes = await self.services.store.changes_since(st.mailbox.folder.ref, view.modseq)

@@ -139,11 +139,12 @@ def _share(srv, rights: str) -> tuple[IMAPClient, IMAPClient]:
     owner.login("bob@city.test", PASSWORD)
     owner.create_folder("Docs")
     owner.append("Docs", message("shared one", "first shared body", sender="bob@city.test"))
-    owner.setacl("Docs", "alice@city.test", rights)
     reader = IMAPClient("127.0.0.1", port=srv.port, ssl=False)
     reader.login("alice@city.test", PASSWORD)
-    assert reader.select_folder("Shared/bob@city.test/Docs")[b"EXISTS"] == 1
-    assert b"first shared body" in reader.fetch("1", ["BODY.PEEK[]"])[1][b"BODY[]"]
+    if rights:
+        owner.setacl("Docs", "alice@city.test", rights)
+        assert reader.select_folder("Shared/bob@city.test/Docs")[b"EXISTS"] == 1
+        assert b"first shared body" in reader.fetch("1", ["BODY.PEEK[]"])[1][b"BODY[]"]
     return owner, reader
 
 
@@ -204,5 +205,21 @@ def test_reduced_rights_apply_to_the_open_session(srv):
         reader.move("1", "INBOX")
     assert owner.select_folder("Docs")[b"EXISTS"] == 1
     assert b"\\Deleted" not in owner.get_flags("1")[1]
+    for c in (owner, reader):
+        c.logout()
+
+
+def test_leaving_the_group_a_folder_is_shared_with_stops_an_open_session(srv):
+    """Rights held through a group (RFC 4314 §2) end with the membership, at the next command."""
+    d = srv.mb.directory
+    srv.run(d.add_group("team@city.test"))
+    srv.run(d.set_group_members("team@city.test", add=["alice@city.test"]))
+    owner, reader = _share(srv, "")
+    owner.setacl("Docs", "team@city.test", "lr")
+    assert reader.select_folder("Shared/bob@city.test/Docs", readonly=True)[b"EXISTS"] == 1
+    assert reader.fetch("1", ["BODY.PEEK[]"])
+    srv.run(d.set_group_members("team@city.test", remove=["alice@city.test"]))
+    with pytest.raises(IMAPClientError, match="NOPERM"):
+        reader.fetch("1", ["BODY.PEEK[]"])
     for c in (owner, reader):
         c.logout()

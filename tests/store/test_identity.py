@@ -177,6 +177,18 @@ async def test_migration_keeps_data_and_makes_sqlite_ids_never_reused(tmp_path):
     for table in [*directory_metadata.tables.values(), *mail_metadata.tables.values()]:
         if table.dialect_kwargs.get("sqlite_autoincrement") == NEVER_REUSED["sqlite_autoincrement"]:
             assert "AUTOINCREMENT" in sql[table.name], table.name
+    # And back down (foreign keys off, as Database.migrating runs them): the data stays.
+    with engine.begin() as conn:
+        from alembic import command
+
+        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        command.downgrade(migrations.alembic_config("mail", conn), "mai0001")
+        command.downgrade(migrations.alembic_config("directory", conn), "dir0001")
+        assert conn.exec_driver_sql("SELECT count(*) FROM messages").scalar() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM group_members").scalar() == 1
+    engine.dispose()
+    sql = _sqlite_tables_sql(path)
+    assert "mail_counters" not in sql and "AUTOINCREMENT" not in sql["folders"] + sql["accounts"]
 
 
 async def test_fresh_sqlite_database_has_autoincrement_ids(tmp_path):

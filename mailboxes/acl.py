@@ -7,7 +7,9 @@ Implementation notes
   lets a server refuse this), so an owner can never lock themselves out.
 - Rights are kept in the canonical order of ``ALL_RIGHTS``; the obsolete ``c`` and ``d``
   (RFC 2086) are accepted and mapped as RFC 4314 §2.1.1 says (``c`` → ``k``, ``d`` → ``xte``).
-- Nothing here is cached: a right removed is gone at the next command.
+- Nothing here is cached: a right removed is gone at the next command. A change of a
+  folder's entries is announced on the change bus (kind "acl"), so open sessions look
+  their rights up again.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, insert, select, update
 
+from . import identity
 from . import schema as t
+from .changes import FolderChanged
 from .addresses import normalise_address
 from .errors import InvalidInput, NotFound
-from .model import Account, Folder
+from .model import Account, Folder, FolderRef
 from .partitions import DEPARTMENT_PREFIX, MAIN
 from .store import Store, _folder
 
@@ -107,6 +111,8 @@ async def set_rights(store: Store, folder: Folder, identifier: str, rights: str,
             await conn.execute(insert(t.folder_acl).values(folder_id=folder.id, identifier=ident, rights=new))
         else:
             await conn.execute(update(t.folder_acl).where(where).values(rights=new))
+        ev = await store._announce(conn, FolderChanged(folder.ref, 0, "acl"))
+    store.bus.publish(folder.ref, ev)  # commit first, then broadcast
     return new
 
 
@@ -118,6 +124,8 @@ async def delete_rights(store: Store, folder: Folder, identifier: str) -> None:
     async with db.write() as conn:
         await conn.execute(delete(t.folder_acl).where(and_(t.folder_acl.c.folder_id == folder.id,
                                                            t.folder_acl.c.identifier == ident)))
+        ev = await store._announce(conn, FolderChanged(folder.ref, 0, "acl"))
+    store.bus.publish(folder.ref, ev)
 
 
 async def _refuse_owner(store: Store, folder: Folder, ident: str) -> None:
@@ -146,6 +154,27 @@ async def rights_for(store: Store, account: Account, folder: Folder) -> str:
             t.folder_acl.c.folder_id == folder.id, t.folder_acl.c.identifier.in_(idents))))).scalars().all()
     have = set("".join(rows))
     return "".join(r for r in ALL_RIGHTS if r in have)
+
+
+async def folder_rights(store: Store, account: Account, ref: FolderRef) -> tuple[Folder, str]:
+    """The folder ``ref`` names and ``account``'s rights on it now, in one read of its partition.
+
+    NotFound when the folder was deleted, re-created or renamed since ``ref`` was made
+    (mailboxes.identity). What an open session asks before each command on a shared folder.
+    """
+    idents = await _identifiers(store, account)
+    db = await store.router.database(ref.partition)
+    acl_c = t.folder_acl.c
+    async with db.read() as conn:
+        rows = (await conn.execute(select(t.folders, acl_c.rights).select_from(t.folders.outerjoin(
+            t.folder_acl, and_(acl_c.folder_id == t.folders.c.id, acl_c.identifier.in_(idents))))
+            .where(t.folders.c.id == ref.id))).all()
+    identity.check(ref, rows[0] if rows else None)
+    folder = _folder(ref.partition, rows[0])
+    if folder.account_id == account.id:
+        return folder, ALL_RIGHTS
+    have = set("".join(r.rights or "" for r in rows))
+    return folder, "".join(r for r in ALL_RIGHTS if r in have)
 
 
 def _partitions(store: Store) -> list[str]:

@@ -25,6 +25,7 @@ from . import schema as t
 from .blobs import put_many
 from .changes import FolderChanged
 from .errors import InvalidInput
+from .identity import next_uidvalidity
 from .ingest import prepare_stored
 from .model import Account, FolderRef
 from .store import Store, _aware, to_utc
@@ -108,7 +109,7 @@ async def _copy_batch(store: Store, target, home: str, acct: Account, folder_nam
             t.folders.c.account_id == acct.id, t.folders.c.name == folder_name)))).scalar()
         if fid is None:
             res = await conn.execute(insert(t.folders).values(
-                account_id=acct.id, name=folder_name, uidvalidity=store._new_uidvalidity(), uidnext=1,
+                account_id=acct.id, name=folder_name, uidvalidity=await next_uidvalidity(conn), uidnext=1,
                 highestmodseq=1, special_use=None, subscribed=True, created_at=store.clock()))
             fid = res.inserted_primary_key[0]
         done = set((await conn.execute(select(t.archive_imports.c.source_message_id).where(and_(

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from .model import FolderRef
 
 MAX_PENDING_EVENTS = 1000  # per listener; a slow listener loses events, then resyncs from MODSEQ
+# Events after which a listener must look the folder and its rights up again (deleted or
+# renamed; its ACL changed). Counted per listener, so none is lost when the queue is full.
+IDENTITY_KINDS = frozenset({"folder", "acl"})
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class FolderChanged:
 
     folder: FolderRef
     highestmodseq: int
-    kind: str  # "append" | "flags" | "expunge" | "folder"
+    kind: str  # "append" | "flags" | "expunge" | "folder" | "acl"
 
 
 class Listener:
@@ -25,6 +28,7 @@ class Listener:
         self._bus = bus
         self._key = key
         self.queue: asyncio.Queue[FolderChanged] = asyncio.Queue(MAX_PENDING_EVENTS)
+        self.identity_events = 0  # IDENTITY_KINDS events seen so far
 
     async def get(self) -> FolderChanged:
         return await self.queue.get()
@@ -46,6 +50,8 @@ class ChangeBus:
 
     def publish(self, key: object, event: FolderChanged) -> None:
         for lst in list(self._listeners.get(key, ())):
+            if event.kind in IDENTITY_KINDS:
+                lst.identity_events += 1
             try:
                 lst.queue.put_nowait(event)
             except asyncio.QueueFull:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_READ_POOL = 8
@@ -33,7 +33,7 @@ def normalise_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
+def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool, foreign_keys: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn, _record):  # noqa: ANN001
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions are off).
@@ -43,7 +43,7 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
         cur.execute("PRAGMA journal_mode = WAL")
         # FULL: the WAL is fsynced at every commit, so a 250/OK survives power loss.
         cur.execute("PRAGMA synchronous = FULL")
-        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -72,6 +72,30 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.begin() as conn:
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def migrating(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction for schema migrations.
+
+        On SQLite it runs on a connection of its own with foreign keys off (they cannot be
+        switched inside a transaction), as SQLite's table-rebuild procedure asks: dropping
+        the old copy of a rebuilt parent table would otherwise cascade into its children.
+        The keys are checked before the commit.
+        """
+        if self.dialect != "sqlite":
+            async with self.write() as conn:
+                yield conn
+            return
+        engine = create_async_engine(self.url, poolclass=NullPool)
+        _sqlite_pragmas(engine, immediate=True, foreign_keys=False)
+        try:
+            async with engine.begin() as conn:
+                yield conn
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+        finally:
+            await engine.dispose()
 
     async def dispose(self) -> None:
         await self.writer.dispose()

@@ -104,10 +104,17 @@ class Group:
 
 @dataclass(frozen=True)
 class FolderRef:
-    """Where a folder lives: the partition that holds it and its id there."""
+    """Where a folder lives: the partition that holds it and its id there (never reused).
+
+    ``generation`` (the UIDVALIDITY it had) and ``owner`` (its account id) are checked by the
+    store on use when set (mailboxes.identity); 0 means "not known". They are not part of the
+    key: a ref from a change event and one from a folder row name the same folder.
+    """
 
     partition: str
     id: int
+    generation: int = field(default=0, compare=False)
+    owner: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

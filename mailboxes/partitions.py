@@ -110,13 +110,13 @@ class Router:
 
 async def create_mail_schema(db: Database) -> None:
     """Create or upgrade a partition's mail tables (Alembic)."""
-    async with db.write() as conn:
+    async with db.migrating() as conn:
         await conn.run_sync(migrations.upgrade, "mail")
 
 
 async def create_central_schema(db: Database) -> None:
     """Create or upgrade the central database: the directory and the mail tables (Alembic)."""
-    async with db.write() as conn:
+    async with db.migrating() as conn:
         await conn.run_sync(migrations.upgrade, "directory")
         await conn.run_sync(migrations.upgrade, "mail")
 

@@ -25,6 +25,12 @@ mail_metadata = MetaData()
 
 ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite wants INTEGER for rowid aliases
 
+# Ids that reach a client, a cache or another table are never handed out twice
+# (design.md "Identity"): without AUTOINCREMENT SQLite gives a deleted row's id
+# to the next insert, so a folder created later by another account took over
+# state kept for the deleted one. PostgreSQL sequences never go back anyway.
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
 # --- directory -------------------------------------------------------------
 
 domains = Table(
@@ -33,6 +39,7 @@ domains = Table(
     Column("id", ID, primary_key=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 
 departments = Table(
@@ -45,6 +52,7 @@ departments = Table(
     # bureau | department | district
     Column("kind", String(16), nullable=False, default="department"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 
 accounts = Table(
@@ -62,6 +70,7 @@ accounts = Table(
     Column("quota_messages", BigInteger, nullable=False, default=0),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 
 app_passwords = Table(
@@ -73,6 +82,7 @@ app_passwords = Table(
     Column("password_hash", String(255), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+    **NEVER_REUSED,
 )
 
 aliases = Table(
@@ -82,6 +92,7 @@ aliases = Table(
     Column("address", String(320), nullable=False, unique=True),
     Column("target", String(320), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 
 groups = Table(
@@ -94,6 +105,7 @@ groups = Table(
     # anyone | domain | members | posters
     Column("post_policy", String(16), nullable=False, default="domain"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 
 group_members = Table(
@@ -121,6 +133,7 @@ routes = Table(
     Column("auth_user", String(320), nullable=True),
     Column("auth_secret", String(255), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
 )
 
 dkim_keys = Table(
@@ -151,6 +164,7 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(512), nullable=False, default=""),
     Column("detail", Text, nullable=False, default=""),
+    **NEVER_REUSED,
 )
 
 # Which partitions hold an account's folders besides its home partition
@@ -174,6 +188,7 @@ queue_messages = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("submitter", String(320), nullable=True),
     Column("origin", String(32), nullable=False, default="smtp"),
+    **NEVER_REUSED,
 )
 
 queue_recipients = Table(
@@ -192,6 +207,7 @@ queue_recipients = Table(
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_until", DateTime(timezone=True), nullable=True),
     Index("ix_queue_due", "state", "next_attempt_at"),
+    **NEVER_REUSED,
 )
 
 # --- mail (every partition) --------------------------------------------------
@@ -205,6 +221,7 @@ blobs = Table(
     Column("data", LargeBinary, nullable=True),  # NULL when kept in the blob directory
     Column("parsed", Text, nullable=False),  # mime.ParsedMessage JSON: parse once
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    **NEVER_REUSED,
 )
 
 folders = Table(
@@ -220,6 +237,7 @@ folders = Table(
     Column("subscribed", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("account_id", "name", name="uq_folder_name"),
+    **NEVER_REUSED,
 )
 
 messages = Table(
@@ -236,6 +254,7 @@ messages = Table(
     Column("blob_id", ID, ForeignKey("blobs.id"), nullable=False, index=True),
     UniqueConstraint("folder_id", "uid", name="uq_message_uid"),
     Index("ix_messages_modseq", "folder_id", "modseq"),
+    **NEVER_REUSED,
 )
 
 expunged = Table(
@@ -272,4 +291,13 @@ archive_imports = Table(
     Column("source_message_id", ID, primary_key=True),
     Column("folder_id", ID, nullable=False),
     Column("uid", BigInteger, nullable=False),
+)
+
+# Counters that only go up, one row per name, kept in each partition.
+# "uidvalidity": the last UIDVALIDITY handed out (mailboxes.identity).
+mail_counters = Table(
+    "mail_counters",
+    mail_metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )

@@ -13,14 +13,13 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import String, and_, bindparam, case, delete, func, insert, or_, select, text, type_coerce, update
 
-from . import pgbus
+from . import identity, pgbus
 from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, put_many, read_raw
 from .changes import ChangeBus, FolderChanged
@@ -94,7 +93,7 @@ def _metas(rows) -> list[MessageMeta]:
 
 
 def _folder(partition: str, r, read_only: bool = False) -> Folder:
-    return Folder(FolderRef(partition, r.id), r.account_id, r.name, r.uidvalidity, r.uidnext,
+    return Folder(FolderRef(partition, r.id, r.uidvalidity, r.account_id), r.account_id, r.name, r.uidvalidity, r.uidnext,
                   r.highestmodseq, r.special_use, r.subscribed, read_only)
 
 
@@ -188,23 +187,19 @@ class Store:
 
     # --- folders ---------------------------------------------------------------------
 
-    def _new_uidvalidity(self) -> int:
-        # Seconds since the epoch, as many servers use; distinct per re-creation.
-        return max(1, int(time.time()) & 0xFFFFFFFF)
-
     async def provision(self, account: Account) -> None:
         """Create INBOX and the special-use folders (RFC 6154) for a new account; idempotent."""
         db = await self._db(self.home(account))
         async with db.write() as conn:
             have = set((await conn.execute(select(t.folders.c.name)
                                            .where(t.folders.c.account_id == account.id))).scalars().all())
-            rows = [(INBOX, None)] + list(SPECIAL_USE_FOLDERS)
-            for name, use in rows:
-                if name not in have:
-                    await conn.execute(insert(t.folders).values(
-                        account_id=account.id, name=name, uidvalidity=self._new_uidvalidity(),
-                        uidnext=1, highestmodseq=1, special_use=use, subscribed=True,
-                        created_at=self.clock()))
+            rows = [(name, use) for name, use in [(INBOX, None), *SPECIAL_USE_FOLDERS] if name not in have]
+            uidv = await identity.next_uidvalidity(conn, len(rows)) if rows else 0
+            for i, (name, use) in enumerate(rows):
+                await conn.execute(insert(t.folders).values(
+                    account_id=account.id, name=name, uidvalidity=uidv + i,
+                    uidnext=1, highestmodseq=1, special_use=use, subscribed=True,
+                    created_at=self.clock()))
             usage = (await conn.execute(select(t.mailbox_usage.c.account_id)
                                         .where(t.mailbox_usage.c.account_id == account.id))).first()
             if usage is None:
@@ -235,8 +230,7 @@ class Store:
         db = await self._db(ref.partition)
         async with db.read() as conn:
             r = (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first()
-        if r is None:
-            raise NotFound("folder no longer exists")
+        identity.check(ref, r)
         return _folder(ref.partition, r)
 
     async def create_folder(self, account: Account, name: str, *, special_use: str | None = None,
@@ -257,10 +251,11 @@ class Store:
                 if not (await conn.execute(select(t.folders.c.id).where(and_(
                         t.folders.c.account_id == account.id, t.folders.c.name == parent)))).first():
                     await conn.execute(insert(t.folders).values(
-                        account_id=account.id, name=parent, uidvalidity=self._new_uidvalidity(), uidnext=1,
+                        account_id=account.id, name=parent, uidvalidity=await identity.next_uidvalidity(conn),
+                        uidnext=1,
                         highestmodseq=1, special_use=None, subscribed=True, created_at=self.clock()))
             res = await conn.execute(insert(t.folders).values(
-                account_id=account.id, name=name, uidvalidity=self._new_uidvalidity(), uidnext=1,
+                account_id=account.id, name=name, uidvalidity=await identity.next_uidvalidity(conn), uidnext=1,
                 highestmodseq=1, special_use=special_use, subscribed=True, created_at=self.clock()))
             fid = res.inserted_primary_key[0]
             r = (await conn.execute(select(t.folders).where(t.folders.c.id == fid))).first()
@@ -308,8 +303,9 @@ class Store:
             for r in rows:
                 if r.name != src.name and not r.name.startswith(src.name + DELIMITER):
                     continue  # LIKE treats _ and % as wildcards
+                # RFC 3501 §2.3.1.1: the new name may have been used before; a greater UIDVALIDITY.
                 await conn.execute(update(t.folders).where(t.folders.c.id == r.id).values(
-                    name=new + r.name[len(src.name):], uidvalidity=self._new_uidvalidity()))
+                    name=new + r.name[len(src.name):], uidvalidity=await identity.next_uidvalidity(conn)))
             ev = await self._announce(conn, FolderChanged(src.ref, 0, "folder"))
         self.bus.publish(src.ref, ev)
 
@@ -324,8 +320,7 @@ class Store:
         seen, deleted = int(Flag.SEEN), int(Flag.DELETED)
         async with db.read() as conn:
             f = (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first()
-            if f is None:
-                raise NotFound("folder no longer exists")
+            identity.check(ref, f)
             r = (await conn.execute(select(
                 func.count(),
                 func.coalesce(func.sum(t.messages.c.size), 0),
@@ -405,7 +400,7 @@ class Store:
         db = await self._db(ref.partition)
         async with db.read() as conn:
             hm = (await conn.execute(select(t.folders.c.highestmodseq)
-                                     .where(t.folders.c.id == ref.id))).scalar()
+                                     .where(identity.names_folder(ref)))).scalar()
             if hm is None:
                 raise NotFound("folder no longer exists")
             if hm <= modseq:
@@ -573,7 +568,7 @@ class Store:
                     rows.append({"folder_id": fid, "uid": uid, "modseq": alloc[fid][1], "flags": d.flags,
                                  "keywords": " ".join(d.keywords), "internal_date": to_utc(d.internal_date or now),
                                  "size": d.message.size, "blob_id": bid})
-                    res_row.append(AppendResult(uidv, uid, FolderRef(partition, fid)))
+                    res_row.append(AppendResult(uidv, uid, FolderRef(partition, fid, uidv)))
                 out.append(res_row)
             if rows:
                 await conn.execute(insert(t.messages), rows)
@@ -611,7 +606,7 @@ class Store:
         db = await self._db(ref.partition)
         c = t.messages.c
         async with db.write() as conn:
-            hm = (await conn.execute(update(t.folders).where(t.folders.c.id == ref.id)
+            hm = (await conn.execute(update(t.folders).where(identity.names_folder(ref))
                                      .values(highestmodseq=t.folders.c.highestmodseq + 1)
                                      .returning(t.folders.c.highestmodseq))).scalar()
             if hm is None:
@@ -673,9 +668,11 @@ class Store:
             gone = (await conn.execute(select(c.uid, c.size).where(where))).all()
             if not gone:
                 return []
-            hm = (await conn.execute(update(t.folders).where(t.folders.c.id == ref.id)
+            hm = (await conn.execute(update(t.folders).where(identity.names_folder(ref))
                                      .values(highestmodseq=t.folders.c.highestmodseq + 1)
                                      .returning(t.folders.c.highestmodseq, t.folders.c.account_id))).first()
+            if hm is None:
+                raise NotFound("folder no longer exists")
             await conn.execute(delete(t.messages).where(where))
             await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid, "modseq": hm.highestmodseq}
                                                     for g in gone])
@@ -688,6 +685,7 @@ class Store:
                    ) -> tuple[int, list[tuple[int, int]]]:
         """COPY (RFC 3501 §6.4.7, UIDPLUS COPYUID): returns dest UIDVALIDITY and (src uid, dest uid) pairs."""
         uids = sorted(set(uids))
+        await self.folder_by_ref(src)  # the source is still the folder the caller means
         metas = [m for m in await self.messages(src) if m.uid in set(uids)]
         if not metas:
             f = await self.folder_by_ref(dest)
@@ -713,7 +711,7 @@ class Store:
         db = await self._db(dest.partition)
         size = sum(m.size for m in metas)
         async with db.write() as conn:
-            owner = (await conn.execute(select(t.folders.c.account_id).where(t.folders.c.id == dest.id))).scalar()
+            owner = (await conn.execute(select(t.folders.c.account_id).where(identity.names_folder(dest)))).scalar()
             if owner is None:
                 raise NotFound("destination folder no longer exists")
             if owner == account.id:

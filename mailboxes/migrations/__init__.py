@@ -43,3 +43,19 @@ def run_env() -> None:
     context.configure(connection=connection, target_metadata=metadata,
                       version_table=cfg.attributes["version_table"], render_as_batch=True)
     context.run_migrations()
+
+
+def rebuild_sqlite_ids(tables: tuple[str, ...], *, never_reused: bool = True) -> None:
+    """Inside a revision: rebuild ``tables`` on SQLite so their ids are AUTOINCREMENT (never handed out twice).
+
+    SQLite decides this only in CREATE TABLE, so each table is copied into a new one (Alembic's
+    batch "recreate", which keeps columns, keys and indexes). Foreign keys are off while
+    migrating (Database.migrating). PostgreSQL sequences never reuse an id: nothing to do.
+    """
+    from alembic import op
+
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    for name in tables:
+        with op.batch_alter_table(name, recreate="always", table_kwargs={"sqlite_autoincrement": never_reused}):
+            pass

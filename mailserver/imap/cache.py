@@ -180,6 +180,8 @@ class FolderSnapshots:
 
     A SELECT of a folder someone selected recently reads only what changed since (RFC 7162
     MODSEQ) instead of every row, and sessions on one folder share the MessageMeta tuples.
+    Keyed by FolderRef, whose id is never reused (mailboxes.identity); an entry is used only
+    while the folder's UIDVALIDITY, its generation, is the one it was read under.
     """
 
     def __init__(self, store: Store, max_messages: int = SNAPSHOT_MESSAGES) -> None:

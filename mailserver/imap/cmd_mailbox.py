@@ -10,7 +10,7 @@ from mailboxes.binaryparts import binary_parts_to_base64
 from mailboxes.blobs import PreparedMessage
 from mailboxes.errors import InvalidInput, NotFound
 from mailboxes.ingest import prepare
-from mailboxes.model import Flag, split_flags
+from mailboxes.model import Flag, FolderRef, split_flags
 
 from . import commands as c
 from . import names
@@ -163,7 +163,17 @@ async def rename(s: Session, tag: str, cmd: c.Rename) -> Ok:  # RFC 3501 §6.3.5
     _usable(cmd.new_name)
     if mb.owner.id != _account(s).id or names.is_other_users(cmd.new_name):
         raise No("Only your own folders can be renamed", r.NOPERM)
-    await s.services.store.rename_folder(mb.owner, mb.folder.name, cmd.new_name)
+    store = s.services.store
+    await store.rename_folder(mb.owner, mb.folder.name, cmd.new_name)
+    st = s.state
+    if isinstance(st, Selected) and st.mailbox.owner.id == mb.owner.id:
+        # A rename gives the folder (and its children) a new generation; this session keeps
+        # its selected folder under the new name, its UIDs unchanged. Other sessions on it
+        # end at their next command (Session.may_read).
+        ref = st.mailbox.folder.ref
+        now = await store.folder_by_ref(FolderRef(ref.partition, ref.id))
+        if now.uidvalidity != ref.generation:
+            st.mailbox = Mailbox(now.name, now, st.mailbox.owner, st.mailbox.rights)
     return Ok("RENAME completed")
 
 

@@ -13,7 +13,7 @@ Implementation notes
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailboxes import acl
 from mailboxes.errors import NotFound
@@ -67,6 +67,20 @@ async def resolve(store: Store, account: Account, name: str) -> Mailbox:
         return Mailbox(name, sf.folder, sf.owner, sf.rights)
     folder = await store.folder(account, name)
     return Mailbox(folder.name, folder, account, _own_rights(folder))
+
+
+async def refresh(store: Store, account: Account, mb: Mailbox) -> Mailbox:
+    """``mb`` with the rights ``account`` holds on it now (rights are checked when used, not only at SELECT).
+
+    NotFound when its folder was deleted, re-created or renamed since ``mb`` was resolved
+    (the store compares the folder's generation). One indexed read for an own folder; for a
+    shared one, the account's groups and then the folder with its ACL (acl.folder_rights).
+    """
+    if mb.owner.id == account.id:
+        rights = _own_rights(await store.folder_by_ref(mb.folder.ref))
+    else:
+        _, rights = await acl.folder_rights(store, account, mb.folder.ref)
+    return mb if rights == mb.rights else replace(mb, rights=rights)
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,7 @@ __all__ = [
     "is_other_users",
     "matches",
     "pattern_regex",
+    "refresh",
     "resolve",
     "split_shared",
     "tree",

@@ -211,7 +211,8 @@ class SelectedMailbox:
 class RecentTracker:
     """Which session first saw a message (RFC 3501 §2.3.2 \\Recent), per folder, for this process.
 
-    A folder first seen after a restart counts all its messages as recent, as RFC 3501 allows
+    Keyed by FolderRef: folder ids are never reused, so a folder created after a DELETE starts
+    afresh. A folder first seen after a restart counts all its messages as recent, as RFC 3501 allows
     ("if it is not possible to determine ... SHOULD be considered recent").
     """
 

@@ -25,7 +25,7 @@ from mailboxes.directory import Directory
 from mailboxes.store import Store
 from mailserver.auth import Authenticator, is_loopback
 
-from . import cmd_any, cmd_mailbox, cmd_message
+from . import cmd_any, cmd_mailbox, cmd_message, names
 from . import commands as c
 from . import responses as r
 from .cache import FolderSnapshots, RenderCache
@@ -166,6 +166,16 @@ ALLOWED: dict[type, frozenset[type[c.CommandBody]]] = {
 NO_EXPUNGE = frozenset({c.Fetch, c.Store, c.Search})
 # Commands after which the store is asked for changes even without a bus event (polling clients).
 ALWAYS_SYNC = frozenset({c.Noop, c.Check})
+# Commands that read or change the selected mailbox's messages (RFC 4314 §4 names the right each
+# needs): before each, the folder and the session's rights on it are looked up again, so a
+# mailbox deleted or re-created meanwhile ends the session and a share revoked meanwhile is
+# refused, instead of being honoured from SELECT time. Without "r" they get NO [NOPERM].
+# Another account's folder is looked up before every such command (rights also change with
+# group membership); an own folder only after the bus announced a delete or rename of it
+# (its rights cannot change, and the store refuses writes through a stale ref anyway).
+NEEDS_READ = frozenset({c.Expunge, c.UidExpunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move})
+RECHECKED = NEEDS_READ | {c.Close}
+MAILBOX_GONE = "Selected mailbox was deleted, have to disconnect"
 
 BASE_CAPS = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 FULL_CAPS = (
@@ -301,7 +311,11 @@ class Session:
         if handler is None or kind not in ALLOWED[type(self.state)]:
             self.wire.write(bytes(r.Tagged(tag, "BAD", f"{cmd.name} is not valid in this state")))
             return
+        st = self.state
+        checked = kind in RECHECKED and isinstance(st, Selected)
         try:
+            if checked and not await self.may_read() and kind in NEEDS_READ:
+                raise No("Access to the selected mailbox was revoked", r.NOPERM)
             outcome: Ok | Exception = await handler(self, tag, cmd)
         except SessionEnd:
             raise
@@ -309,7 +323,7 @@ class Session:
             outcome = exc
         allow_expunge = kind not in NO_EXPUNGE or getattr(cmd, "uid", False)
         try:
-            await self.sync(allow_expunge=allow_expunge, force=kind in ALWAYS_SYNC)
+            await self.sync(allow_expunge=allow_expunge, force=kind in ALWAYS_SYNC, checked=checked)
         except SessionEnd:
             raise
         except Exception:
@@ -337,8 +351,29 @@ class Session:
 
     # --- the selected mailbox's updates -------------------------------------------------------
 
-    async def sync(self, *, allow_expunge: bool, force: bool = False) -> None:
-        """Write what changed in the selected mailbox since the client last heard (RFC 3501 §7.3, §7.4.1)."""
+    async def may_read(self) -> bool:
+        """Whether the session may still read its selected folder, looking it up again when due (see NEEDS_READ).
+
+        Ends the session (``* BYE``, as Dovecot does) when the folder was deleted, re-created
+        or renamed elsewhere: its UIDs may no longer be applied to anything.
+        """
+        st = self.state
+        assert isinstance(st, Selected)
+        if st.mailbox.owner.id == st.account.id and st.identity_seen == st.listener.identity_events:
+            return st.mailbox.may("r")
+        st.identity_seen = st.listener.identity_events
+        try:
+            st.mailbox = await names.refresh(self.services.store, st.account, st.mailbox)
+        except store_errors.NotFound:
+            raise SessionEnd("selected mailbox deleted", MAILBOX_GONE) from None
+        return st.mailbox.may("r")
+
+    async def sync(self, *, allow_expunge: bool, force: bool = False, checked: bool = False) -> None:
+        """Write what changed in the selected mailbox since the client last heard (RFC 3501 §7.3, §7.4.1).
+
+        Nothing is written once the session's read right is gone; ``checked``: the rights were
+        looked up for this command already.
+        """
         st = self.state
         if not isinstance(st, Selected):
             return
@@ -349,10 +384,12 @@ class Session:
         view = st.view
         if not (dirty or force or (allow_expunge and view.ghosts)):
             return
+        if not (st.mailbox.may("r") if checked else await self.may_read()):
+            return
         try:
             changes = await self.services.store.changes_since(st.mailbox.folder.ref, view.modseq)
         except store_errors.NotFound:
-            raise SessionEnd("selected mailbox deleted", "Selected mailbox was deleted, have to disconnect") from None
+            raise SessionEnd("selected mailbox deleted", MAILBOX_GONE) from None
         ref = st.mailbox.folder.ref
         recent = self.services.recent
 

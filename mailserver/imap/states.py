@@ -37,6 +37,7 @@ class Selected:
     mailbox: Mailbox
     view: SelectedMailbox
     listener: Listener = field(repr=False)
+    identity_seen: int = 0  # listener.identity_events when the folder and rights were last looked up
 
     @property
     def read_only(self) -> bool:

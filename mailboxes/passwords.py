@@ -59,12 +59,20 @@ def is_legacy_app_password(password: str) -> bool:
     return _LEGACY_APP_PASSWORD.fullmatch(password) is not None
 
 
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers narrow), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class PasswordHashing:
     """Argon2 hashing and verification in a dedicated thread pool, at most `slots` at a time."""
 
     def __init__(self, hasher: PasswordHasher | None = None, *, slots: int | None = None) -> None:
         self.hasher = hasher or PasswordHasher()
-        self.slots = max(1, slots or os.cpu_count() or 1)
+        self.slots = max(1, slots or _cores())
         self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="argon2")
         self._gate: asyncio.Semaphore | None = None  # made in the running loop on first use
         self._dummy: str | None = None

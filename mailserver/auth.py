@@ -4,9 +4,9 @@ Implementation notes
 - One attempt: refuse while the client or account is throttled; accept from
   the credential cache when the account still holds that credential (one read,
   no hashing); else share the answer of a check of the same credentials that
-  is already running; else reserve a slot in the throttle (waiting while the
-  failures plus attempts in flight fill the limit), verify (one Argon2 hash in
-  the directory's bounded pool), settle the slot.
+  is already running or queued; else reserve a slot in the throttle (waiting
+  while the failures plus attempts in flight fill the limit), verify (one
+  Argon2 hash in the directory's bounded pool), settle the slot.
 - So N parallel wrong passwords cost at most the failure limit in hashes, and
   the rest are refused once those fail; a storm of right passwords from one
   address (a NAT, an office) flows through the same slots without failing.
@@ -111,30 +111,32 @@ class Authenticator:
                 acct = await self.directory.credential_account(cred)
                 if acct is not None:
                     self.throttle.record_success(where, user)
-                    self._wake(where, user)  # a woken waiter that needed no slot passes its turn on
                     return acct
                 self.cache.drop(key)  # changed password, disabled, removed or revoked
             running = self._checks.get(key)
-            if running is not None:  # the same credentials are being checked: share that answer
-                answer = await asyncio.shield(running)
-                if answer is _NO_ANSWER:
-                    continue
-                ok = answer is not None
-                if ok:
-                    self.throttle.record_success(where, user)
-                else:
-                    self.throttle.record_failure(where, user)
-                self._wake(where, user)
-                return answer.account if ok else None
-            if await self._admit(where, user):
+            if running is None:
                 return await self._check(key, user, password, where)
+            # The same credentials are being checked (or wait for a slot): share that answer.
+            answer = await asyncio.shield(running)
+            if answer is _NO_ANSWER:
+                continue
+            ok = answer is not None
+            if ok:
+                self.throttle.record_success(where, user)
+            else:
+                self.throttle.record_failure(where, user)
+            self._wake(where, user)
+            return answer.account if ok else None
 
     async def _check(self, key: bytes, user: str, password: str, where: str) -> Account | None:
         done = asyncio.get_running_loop().create_future()
-        self._checks[key] = done
+        self._checks[key] = done  # before waiting for a slot: the same credentials queue once
         answer: object = _NO_ANSWER  # what clients waiting on the same credentials get
         ok: bool | None = None  # None (an error): the slot is freed without counting
+        begun = False
         try:
+            await self._admit(where, user)
+            begun = True
             verified: Verified | None = None
             if user and password:
                 verified = await self.directory.check_password(user, password)
@@ -145,8 +147,9 @@ class Authenticator:
         finally:
             del self._checks[key]
             done.set_result(answer)
-            self.throttle.end(where, user, ok=ok)
-            self._wake(where, user)
+            if begun:
+                self.throttle.end(where, user, ok=ok)
+                self._wake(where, user)
         if verified is None:
             return None
         self.cache.put(key, verified.credential)
@@ -154,24 +157,27 @@ class Authenticator:
 
     # -- waiting for a slot -------------------------------------------------------
 
-    async def _admit(self, where: str, user: str) -> bool:
-        """Reserve a slot in the throttle (True), or wait for one to settle and say False (look again)."""
-        busy = self.throttle.busy_key(where, user)
-        if busy is None:
-            self.throttle.begin(where, user)
-            return True
-        woken = asyncio.get_running_loop().create_future()
-        queue = self._waiters.setdefault(busy, deque())
-        queue.append(woken)
-        try:
-            await woken
-        except asyncio.CancelledError:
-            if woken.done() and not woken.cancelled():
-                self._wake(where, user)  # pass the slot we were given on
-            elif woken in queue:
-                queue.remove(woken)
-            raise
-        return False
+    async def _admit(self, where: str, user: str) -> None:
+        """Reserve a slot in the throttle, waiting while failures and attempts in flight fill the limit."""
+        while True:
+            wait = self.throttle.check(where, user)
+            if wait is not None:
+                raise AuthThrottled(wait)
+            busy = self.throttle.busy_key(where, user)
+            if busy is None:
+                self.throttle.begin(where, user)
+                return
+            woken = asyncio.get_running_loop().create_future()
+            queue = self._waiters.setdefault(busy, deque())
+            queue.append(woken)
+            try:
+                await woken
+            except asyncio.CancelledError:
+                if woken.done() and not woken.cancelled():
+                    self._wake(where, user)  # pass the turn we were given on
+                elif woken in queue:
+                    queue.remove(woken)
+                raise
 
     def _wake(self, where: str, user: str) -> None:
         """After an attempt settled: wake as many waiters as there is room (all of them when blocked)."""

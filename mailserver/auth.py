@@ -177,6 +177,8 @@ class Authenticator:
                     self._wake(where, user)  # pass the turn we were given on
                 elif woken in queue:
                     queue.remove(woken)
+                    if not queue and self._waiters.get(busy) is queue:
+                        del self._waiters[busy]
                 raise
 
     def _wake(self, where: str, user: str) -> None:

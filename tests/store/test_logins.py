@@ -37,7 +37,8 @@ async def test_every_attempt_costs_one_verification_whoever_it_names(counted):
         await d.add_app_password("wang@city.test", "phone")
     for user, pw in (("wang@city.test", "wrong"), ("nobody@city.test", "wrong"), ("off@city.test", "correct horse"),
                      ("nopw@city.test", "x"), ("not an address", "x"), ("wang@city.test", "99-" + "a" * 20),
-                     ("nobody@city.test", "1-" + "a" * 20), ("wang@city.test", "correct horse")):
+                     ("nobody@city.test", "1-" + "a" * 20), ("wang@city.test", "9" * 18 + "-" + "a" * 20),
+                     ("wang@city.test", "correct horse")):
         h.reset()
         result = await d.check_password(user, pw)
         assert h.verifications == 1, (user, pw)

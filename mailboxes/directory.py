@@ -69,8 +69,10 @@ class Directory:
         """The account and the credential that `password` matched, or None; one Argon2 verification per call.
 
         Unknown, malformed and disabled accounts verify a dummy hash (passwords.py), so
-        the time taken does not tell whether an account exists. Only app passwords issued
-        before they carried their id may cost one more verification each (legacy).
+        the time taken does not tell whether an account exists. A password of the shape
+        `<id>-<secret>` whose id names one of the account's app passwords is checked
+        against that app password only. Only app passwords issued before they carried
+        their id may cost one more verification each (legacy, 20 hex characters).
         """
         try:
             address = normalise_address(address)

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, null, select, update
 
 from . import schema as t
 from .addresses import normalise_address, normalise_domain
 from .db import Database
 from .errors import AlreadyExists, InvalidInput, NotFound
-from .model import Account, Department, Domain, Group, Role
+from .model import Account, Credential, Department, Domain, Group, Role, Verified
+from .passwords import (PasswordHashing, format_app_password, is_legacy_app_password, new_app_secret,
+                        parse_app_password)
 
 POST_POLICIES = ("anyone", "domain", "members", "posters")
 DEPARTMENT_KINDS = ("bureau", "department", "district")
 MAX_GROUP_DEPTH = 8  # nested groups are expanded this deep at most
-APP_PASSWORD_BYTES = 15  # 20 base32 characters
 
 
 def utcnow() -> datetime:
@@ -38,47 +36,103 @@ class Resolution:
 
 
 class Directory:
-    def __init__(self, db: Database, *, hasher: PasswordHasher | None = None,
+    def __init__(self, db: Database, *, hasher: PasswordHasher | None = None, hash_slots: int | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
-        self.hasher = hasher or PasswordHasher()
+        self.passwords = PasswordHashing(hasher, slots=hash_slots)
         self.clock = clock
 
-    # --- passwords -----------------------------------------------------------
+    # --- passwords and logins --------------------------------------------------
 
     async def hash_password(self, password: str) -> str:
         if not password:
             raise InvalidInput("empty password")
-        return await asyncio.to_thread(self.hasher.hash, password)
-
-    async def _verify(self, hash_: str, password: str) -> bool:
-        try:
-            return await asyncio.to_thread(self.hasher.verify, hash_, password)
-        except (VerificationError, InvalidHashError):
-            return False
+        return await self.passwords.hash(password)
 
     async def authenticate(self, address: str, password: str) -> Account | None:
         """The enabled account if `password` is its password or one of its app passwords."""
+        verified = await self.check_password(address, password)
+        return verified.account if verified else None
+
+    def _login_select(self, app_id: int | None):
+        """Account, its password hash and (for `app_id`) that app password's hash: one read per login."""
+        joined = t.accounts.outerjoin(t.departments, t.accounts.c.department_id == t.departments.c.id)
+        app_hash = null()
+        if app_id is not None:
+            joined = joined.outerjoin(t.app_passwords, and_(t.app_passwords.c.id == app_id,
+                                                            t.app_passwords.c.account_id == t.accounts.c.id))
+            app_hash = t.app_passwords.c.password_hash
+        return select(*self._account_cols, t.accounts.c.password_hash.label("main_hash"),
+                      app_hash.label("app_hash")).select_from(joined)
+
+    async def check_password(self, address: str, password: str) -> Verified | None:
+        """The account and the credential that `password` matched, or None; one Argon2 verification per call.
+
+        Unknown, malformed and disabled accounts verify a dummy hash (passwords.py), so
+        the time taken does not tell whether an account exists. A password of the shape
+        `<id>-<secret>` whose id names one of the account's app passwords is checked
+        against that app password only. Only app passwords issued before they carried
+        their id may cost one more verification each (legacy, 20 hex characters).
+        """
         try:
             address = normalise_address(address)
         except InvalidInput:
+            address = ""
+        app = parse_app_password(password)
+        row = None
+        if address:
+            async with self.db.read() as conn:
+                row = (await conn.execute(self._login_select(app[0] if app else None)
+                                          .where(t.accounts.c.address == address))).first()
+        if row is None or not row.enabled:
+            await self.passwords.verify_dummy(password)
             return None
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(t.accounts.c.id, t.accounts.c.password_hash, t.accounts.c.enabled)
-                                      .where(t.accounts.c.address == address))).first()
-            if row is None or not row.enabled:
+        if app is not None and row.app_hash is not None:
+            if not await self.passwords.verify(row.app_hash, app[1]):
                 return None
-            app_rows = (await conn.execute(select(t.app_passwords.c.id, t.app_passwords.c.password_hash)
+            return await self._app_login(row, app[0], row.app_hash, app[1])
+        if row.main_hash is None:
+            await self.passwords.verify_dummy(password)
+        elif await self.passwords.verify(row.main_hash, password):
+            hash_ = await self._rehash(t.accounts, row.id, row.main_hash, password)
+            return Verified(self._account(row), Credential(row.id, row.address, None, hash_))
+        if is_legacy_app_password(password):
+            async with self.db.read() as conn:
+                apps = (await conn.execute(select(t.app_passwords.c.id, t.app_passwords.c.password_hash)
                                            .where(t.app_passwords.c.account_id == row.id))).all()
-        if row.password_hash and await self._verify(row.password_hash, password):
-            return await self.account_by_id(row.id)
-        for app in app_rows:
-            if await self._verify(app.password_hash, password):
-                async with self.db.write() as conn:
-                    await conn.execute(update(t.app_passwords).where(t.app_passwords.c.id == app.id)
-                                       .values(last_used_at=self.clock()))
-                return await self.account_by_id(row.id)
+            for a in apps:
+                if await self.passwords.verify(a.password_hash, password):
+                    return await self._app_login(row, a.id, a.password_hash, password)
         return None
+
+    async def _app_login(self, row, app_id: int, hash_: str, secret: str) -> Verified:
+        hash_ = await self._rehash(t.app_passwords, app_id, hash_, secret, last_used_at=self.clock())
+        return Verified(self._account(row), Credential(row.id, row.address, app_id, hash_))
+
+    async def _rehash(self, table, row_id: int, hash_: str, secret: str, **values) -> str:
+        """The stored hash after this login: re-made when the configured Argon2 cost changed.
+
+        Compare-and-set, so a password changed meanwhile is never overwritten.
+        """
+        new = await self.passwords.hash(secret) if self.passwords.needs_rehash(hash_) else hash_
+        if new != hash_:
+            values["password_hash"] = new
+        if not values:
+            return hash_
+        async with self.db.write() as conn:
+            res = await conn.execute(update(table).where(and_(table.c.id == row_id, table.c.password_hash == hash_))
+                                     .values(**values))
+        return new if res.rowcount else hash_
+
+    async def credential_account(self, cred: Credential) -> Account | None:
+        """The account if `cred` still holds: one read, no hashing (a changed hash means a changed secret)."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(self._login_select(cred.app_id)
+                                      .where(t.accounts.c.id == cred.account_id))).first()
+        if row is None or not row.enabled or row.address != cred.address:
+            return None
+        current = row.main_hash if cred.app_id is None else row.app_hash
+        return self._account(row) if current == cred.hash else None
 
     # --- domains ---------------------------------------------------------------
 
@@ -244,14 +298,14 @@ class Directory:
     # --- app passwords -----------------------------------------------------------
 
     async def add_app_password(self, address: str, label: str) -> str:
-        """Create an app password and return it (shown once; only its hash is kept)."""
+        """Create an app password and return it as `<id>-<secret>` (shown once; only the secret's hash is kept)."""
         acct = await self.account(address)
-        secret = secrets.token_hex(APP_PASSWORD_BYTES)[:20]
+        secret = new_app_secret()
         hash_ = await self.hash_password(secret)
         async with self.db.write() as conn:
-            await conn.execute(insert(t.app_passwords).values(
+            res = await conn.execute(insert(t.app_passwords).values(
                 account_id=acct.id, label=label, password_hash=hash_, created_at=self.clock()))
-        return secret
+        return format_app_password(res.inserted_primary_key[0], secret)
 
     async def list_app_passwords(self, address: str) -> list[tuple[int, str, datetime | None]]:
         acct = await self.account(address)

@@ -93,6 +93,22 @@ class Account:
 
 
 @dataclass(frozen=True)
+class Credential:
+    """Which secret a login matched, and the stored hash it matched: a new hash means a new secret."""
+
+    account_id: int
+    address: str
+    app_id: int | None  # None: the account's own password
+    hash: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Verified:
+    account: Account
+    credential: Credential
+
+
+@dataclass(frozen=True)
 class Group:
     id: int
     address: str

@@ -32,13 +32,15 @@ class Mailboxes:
 
     async def close(self) -> None:
         await self.store.close()
+        self.directory.passwords.close()
 
 
 async def open_mailboxes(config: StorageConfig, *, bus: ChangeBus | None = None,
-                         hasher: PasswordHasher | None = None) -> Mailboxes:
+                         hasher: PasswordHasher | None = None, hash_slots: int | None = None) -> Mailboxes:
+    """`hasher` sets the Argon2 cost; `hash_slots` how many hashes may run at once (default: one per core)."""
     router = Router(config)
     await create_central_schema(router.central)
-    d = Directory(router.central, hasher=hasher)
+    d = Directory(router.central, hasher=hasher, hash_slots=hash_slots)
     blob_dir = BlobDirectory(config.blob_dir) if config.blob_dir else None
     store = Store(router, d, bus=bus, blob_dir=blob_dir)
     return Mailboxes(router, d, store)

@@ -21,6 +21,7 @@ from mailboxes.service import Mailboxes, open_mailboxes
 from mailboxes.store import Delivery
 
 from . import tls
+from .auth import password_hasher
 from .config import Config
 
 log = logging.getLogger("postroom.admin")
@@ -54,7 +55,7 @@ class Admin:
         if must_exist and not self._db_exists():
             raise AdminError(f"no database at {self.config.storage_url}; run `postroom init` first")
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self._mb = await open_mailboxes(self.config.storage())
+        self._mb = await open_mailboxes(self.config.storage(), hasher=password_hasher(self.config))
         return self._mb
 
     async def close(self) -> None:

@@ -22,7 +22,7 @@ from mailboxes.changes import ChangeBus
 from mailboxes.service import Mailboxes, open_mailboxes
 
 from . import tls
-from .auth import Authenticator
+from .auth import Authenticator, password_hasher
 from .config import Config
 
 log = logging.getLogger("postroom")
@@ -67,9 +67,9 @@ def starters() -> list[Starter]:
 
 async def build_context(config: Config) -> Context:
     bus = ChangeBus()
-    mb = await open_mailboxes(config.storage(), bus=bus)
-    auth = Authenticator.create(mb.directory, max_failures=config.get("limits", "auth_failures"),
-                                window_s=config.get("limits", "auth_window"))
+    mb = await open_mailboxes(config.storage(), bus=bus, hasher=password_hasher(config),
+                              hash_slots=config.get("auth", "hash_threads") or None)
+    auth = Authenticator.from_config(mb.directory, config)
     ctx_tls = None
     if config.tls_cert.exists() and config.tls_key.exists():
         ctx_tls = tls.server_context(config.tls_cert, config.tls_key)

@@ -1,15 +1,35 @@
-"""Logins for SMTP AUTH, IMAP and webmail: one Authenticator, throttled per client address and per account."""
+"""Logins for SMTP AUTH, IMAP and webmail: one Authenticator, throttled per client address and per account.
+
+Implementation notes
+- One attempt: refuse while the client or account is throttled; accept from
+  the credential cache when the account still holds that credential (one read,
+  no hashing); else share the answer of a check of the same credentials that
+  is already running or queued; else reserve a slot in the throttle (waiting
+  while the failures plus attempts in flight fill the limit), verify (one
+  Argon2 hash in the directory's bounded pool), settle the slot.
+- So N parallel wrong passwords cost at most the failure limit in hashes, and
+  the rest are refused once those fail; a storm of right passwords from one
+  address (a NAT, an office) flows through the same slots without failing.
+- Log lines carry client-controlled values through `logfield` only.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+
+from argon2 import PasswordHasher
 
 from mailboxes.directory import Directory
-from mailboxes.model import Account
+from mailboxes.model import Account, Verified
 
+from .config import Config
+from .credcache import CredentialCache
+from .logsafe import logfield
 from .throttle import AuthThrottle
 
 log = logging.getLogger("postroom.auth")
@@ -34,27 +54,144 @@ def is_loopback(ip: str | None) -> bool:
         return False
 
 
+def password_hasher(config: Config) -> PasswordHasher:
+    """The Argon2id hasher with the configured cost ([auth] argon2_*)."""
+    return PasswordHasher(time_cost=config.get("auth", "argon2_time_cost"),
+                          memory_cost=config.get("auth", "argon2_memory_cost"),
+                          parallelism=config.get("auth", "argon2_parallelism"))
+
+
+_NO_ANSWER = object()  # a shared check ended without an answer (its client left): check again
+
+
 @dataclass
 class Authenticator:
     directory: Directory
     throttle: AuthThrottle
+    cache: CredentialCache
+    _waiters: dict[tuple[str, str], deque[asyncio.Future]] = field(default_factory=dict, repr=False)
+    _checks: dict[bytes, asyncio.Future] = field(default_factory=dict, repr=False)  # by cache key
 
     @classmethod
-    def create(cls, directory: Directory, *, max_failures: int = 5, window_s: int = 300) -> "Authenticator":
-        return cls(directory, AuthThrottle(clock=time.monotonic, max_failures=max_failures, window_s=window_s))
+    def create(cls, directory: Directory, *, max_failures: int = 5, window_s: int = 300,
+               cache_ttl: float = 300.0, cache_size: int = 10_000) -> "Authenticator":
+        return cls(directory, AuthThrottle(clock=time.monotonic, max_failures=max_failures, window_s=window_s),
+                   CredentialCache(clock=time.monotonic, ttl_s=cache_ttl, max_entries=cache_size))
+
+    @classmethod
+    def from_config(cls, directory: Directory, config: Config) -> "Authenticator":
+        return cls.create(directory, max_failures=config.get("limits", "auth_failures"),
+                          window_s=config.get("limits", "auth_window"),
+                          cache_ttl=config.get("auth", "credential_cache_ttl"),
+                          cache_size=config.get("auth", "credential_cache_size"))
 
     async def login(self, username: str, password: str, *, ip: str | None, protocol: str) -> Account:
         """The account, or AuthThrottled / AuthFailed. Logs one line per attempt, never the password."""
         user = (username or "").strip().lower()
-        wait = self.throttle.check(ip or "-", user)
-        if wait is not None:
-            log.warning("auth throttled protocol=%s user=%s ip=%s retry_after=%.0f", protocol, user, ip, wait)
-            raise AuthThrottled(wait)
-        acct = await self.directory.authenticate(user, password) if user and password else None
+        try:
+            acct = await self._attempt(user, password or "", ip or "-")
+        except AuthThrottled as exc:
+            log.warning("auth throttled protocol=%s user=%s ip=%s retry_after=%.0f", protocol, logfield(user),
+                        logfield(ip), exc.retry_after)
+            raise
         if acct is None:
-            self.throttle.record_failure(ip or "-", user)
-            log.warning("auth failed protocol=%s user=%s ip=%s", protocol, user, ip)
+            log.warning("auth failed protocol=%s user=%s ip=%s", protocol, logfield(user), logfield(ip))
             raise AuthFailed("authentication failed")
-        self.throttle.record_success(ip or "-", user)
-        log.info("auth ok protocol=%s user=%s ip=%s", protocol, acct.address, ip)
+        log.info("auth ok protocol=%s user=%s ip=%s", protocol, logfield(acct.address), logfield(ip))
         return acct
+
+    async def _attempt(self, user: str, password: str, where: str) -> Account | None:
+        while True:
+            wait = self.throttle.check(where, user)
+            if wait is not None:
+                raise AuthThrottled(wait)
+            key = self.cache.key(user, password)
+            cred = self.cache.get(key)
+            if cred is not None:
+                acct = await self.directory.credential_account(cred)
+                if acct is not None:
+                    self.throttle.record_success(where, user)
+                    return acct
+                self.cache.drop(key)  # changed password, disabled, removed or revoked
+            running = self._checks.get(key)
+            if running is None:
+                return await self._check(key, user, password, where)
+            # The same credentials are being checked (or wait for a slot): share that answer.
+            answer = await asyncio.shield(running)
+            if answer is _NO_ANSWER:
+                continue
+            ok = answer is not None
+            if ok:
+                self.throttle.record_success(where, user)
+            else:
+                self.throttle.record_failure(where, user)
+            self._wake(where, user)
+            return answer.account if ok else None
+
+    async def _check(self, key: bytes, user: str, password: str, where: str) -> Account | None:
+        done = asyncio.get_running_loop().create_future()
+        self._checks[key] = done  # before waiting for a slot: the same credentials queue once
+        answer: object = _NO_ANSWER  # what clients waiting on the same credentials get
+        ok: bool | None = None  # None (an error): the slot is freed without counting
+        begun = False
+        try:
+            await self._admit(where, user)
+            begun = True
+            verified: Verified | None = None
+            if user and password:
+                verified = await self.directory.check_password(user, password)
+            answer, ok = verified, verified is not None
+        except asyncio.CancelledError:
+            ok = False  # counted as a failure: hanging up mid-check must not buy unlimited guesses
+            raise
+        finally:
+            del self._checks[key]
+            done.set_result(answer)
+            if begun:
+                self.throttle.end(where, user, ok=ok)
+                self._wake(where, user)
+        if verified is None:
+            return None
+        self.cache.put(key, verified.credential)
+        return verified.account
+
+    # -- waiting for a slot -------------------------------------------------------
+
+    async def _admit(self, where: str, user: str) -> None:
+        """Reserve a slot in the throttle, waiting while failures and attempts in flight fill the limit."""
+        while True:
+            wait = self.throttle.check(where, user)
+            if wait is not None:
+                raise AuthThrottled(wait)
+            busy = self.throttle.busy_key(where, user)
+            if busy is None:
+                self.throttle.begin(where, user)
+                return
+            woken = asyncio.get_running_loop().create_future()
+            queue = self._waiters.setdefault(busy, deque())
+            queue.append(woken)
+            try:
+                await woken
+            except asyncio.CancelledError:
+                if woken.done() and not woken.cancelled():
+                    self._wake(where, user)  # pass the turn we were given on
+                elif woken in queue:
+                    queue.remove(woken)
+                    if not queue and self._waiters.get(busy) is queue:
+                        del self._waiters[busy]
+                raise
+
+    def _wake(self, where: str, user: str) -> None:
+        """After an attempt settled: wake as many waiters as there is room (all of them when blocked)."""
+        for key in self.throttle.keys(where, user):
+            queue = self._waiters.get(key)
+            if not queue:
+                continue
+            room = self.throttle.room(key)
+            n = len(queue) if room is None else room
+            for _ in range(min(n, len(queue))):
+                woken = queue.popleft()
+                if not woken.done():
+                    woken.set_result(None)
+            if not queue:
+                del self._waiters[key]

@@ -66,6 +66,20 @@ KEYS: tuple[Key, ...] = (
     Key("dkim", "selector", "postroom", "Selector used by `postroom dkim generate` when none is given."),
     Key("dkim", "dns_lookup", True,
         "Fetch other domains' DKIM keys from DNS when they are not trusted locally (`postroom dkim trust`)."),
+    # --- [auth]: password hashing and the login cache (issue 7, "Logins") -------------------------------
+    Key("auth", "argon2_time_cost", 3,
+        "Argon2id passes per password hash. Default: RFC 9106's low-memory profile (3 passes, 64 MiB, 4 lanes); "
+        "OWASP's floor is 2 passes over 19 MiB (19456) with 1 lane. Stored hashes are redone at the next login "
+        "when the cost changes."),
+    Key("auth", "argon2_memory_cost", 65536, "Argon2id memory per password hash, in KiB (at least 8 per lane)."),
+    Key("auth", "argon2_parallelism", 4, "Argon2id lanes per password hash."),
+    Key("auth", "hash_threads", 0,
+        "Password hashes computed at once, off the event loop (0: one per CPU core); further logins wait."),
+    Key("auth", "credential_cache_ttl", 300,
+        "Seconds a verified login is remembered (as a keyed hash, in memory) so reconnecting clients skip "
+        "Argon2; a password change, disable or app-password revocation ends it at once. 0 disables."),
+    Key("auth", "credential_cache_size", 10000, "Most verified logins remembered at once."),
+    # --- end [auth] -----------------------------------------------------------------------------------
 )
 
 _BY_SECTION: dict[str, dict[str, Key]] = {}
@@ -155,9 +169,22 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: must be one of {', '.join(MODES)}, got {value!r}"
     if (key.section, key.name) == ("server", "log_level") and value not in ("debug", "info", "warning", "error"):
         return f"{where}: must be debug, info, warning or error"
+    if key.section == "auth" and (err := _check_auth(key, value)):
+        return f"{where}: {err}"
     if (key.section, key.name) == ("queue", "retry_delays") and (
             not value or not all(isinstance(x, int) and x > 0 for x in value)):
         return f"{where}: must be a non-empty list of positive seconds"
+    return None
+
+
+def _check_auth(key: Key, value: int) -> str | None:
+    """Argon2 bounds (RFC 9106 §3.1): at least one pass and one lane, 8 KiB of memory per lane."""
+    if key.name in ("argon2_time_cost", "argon2_parallelism", "credential_cache_size") and value < 1:
+        return "must be at least 1"
+    if key.name == "argon2_parallelism" and value > 255:
+        return "must be at most 255"
+    if key.name == "argon2_memory_cost" and value < 8:
+        return "must be at least 8 KiB"
     return None
 
 
@@ -182,6 +209,9 @@ def build(raw: dict[str, Any], path: Path | None = None) -> Config:
                 problems.append(err)
             else:
                 values[section][name] = value
+    auth = values["auth"]
+    if not problems and auth["argon2_memory_cost"] < 8 * auth["argon2_parallelism"]:
+        problems.append("[auth] argon2_memory_cost: must be at least 8 KiB per lane (argon2_parallelism)")
     if problems:
         raise ConfigError(problems)
     return Config(path, values)

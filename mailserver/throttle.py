@@ -17,6 +17,12 @@ Implementation notes
   one valid login would reset the counter for guessing at other accounts.
 - Account locking is a denial-of-service lever, so the account limit may be
   set higher than the per-network limit (`max_account_failures`).
+- Attempts in flight count too: a password check takes a while (Argon2), and
+  checking the limit only before it let 30 parallel guesses through a limit
+  of 5. `begin` reserves a slot before the check and `end` settles it as a
+  success or a failure; `busy_key` names a key whose failures plus attempts
+  in flight already reach its limit, so a further attempt must wait for one
+  to settle (the caller does the waiting; `room` says how many may go on).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class AuthThrottle:
         self._ipv6_prefix = ipv6_prefix
         # Ordered by the time of each key's newest failure, oldest first.
         self._entries: OrderedDict[_Key, deque[float]] = OrderedDict()
+        self._in_flight: dict[_Key, int] = {}  # attempts begun and not yet ended; bounded by open sessions
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,6 +78,10 @@ class AuthThrottle:
             net = ipaddress.IPv6Network((addr, self._ipv6_prefix), strict=False)
             return ("ip", str(net))
         return ("ip", str(addr))
+
+    def keys(self, ip: str, account: str | None) -> list[_Key]:
+        """The keys one attempt counts against: the client's network and, when named, the account."""
+        return self._keys(ip, account)
 
     def _keys(self, ip: str, account: str | None) -> list[_Key]:
         keys = [self._ip_key(ip)]
@@ -132,3 +143,40 @@ class AuthThrottle:
 
     def is_blocked(self, ip: str, account: str | None = None) -> bool:
         return self.check(ip, account) is not None
+
+    # -- attempts in flight ---------------------------------------------------
+
+    def room(self, key: _Key) -> int | None:
+        """How many more attempts may begin under `key` now; None while it is blocked."""
+        now = self._clock()
+        stamps = self._recent(key, now)
+        failures = len(stamps) if stamps is not None else 0
+        limit = self._limits[key[0]]
+        if failures >= limit:
+            return None
+        return max(0, limit - failures - self._in_flight.get(key, 0))
+
+    def busy_key(self, ip: str, account: str | None = None) -> _Key | None:
+        """A key with no room for one more attempt (blocked or full of attempts in flight), or None."""
+        for key in self._keys(ip, account):
+            if not self.room(key):
+                return key
+        return None
+
+    def begin(self, ip: str, account: str | None = None) -> None:
+        """Count one attempt in flight (after `check` and `busy_key` allowed it)."""
+        for key in self._keys(ip, account):
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def end(self, ip: str, account: str | None, *, ok: bool | None) -> None:
+        """Settle an attempt that `begin` counted: a success, a failure, or None (no answer: not counted)."""
+        for key in self._keys(ip, account):
+            n = self._in_flight.get(key, 0) - 1
+            if n > 0:
+                self._in_flight[key] = n
+            else:
+                self._in_flight.pop(key, None)
+        if ok:
+            self.record_success(ip, account)
+        elif ok is False:
+            self.record_failure(ip, account)

@@ -44,6 +44,7 @@ from delivery.submit import Client, Outcome, Submission, Submitter
 from mailboxes.model import Account
 
 from ..auth import AuthFailed, Authenticator, AuthThrottled, is_loopback
+from ..logsafe import logfield
 from .commands import (
     ALREADY_AUTH, ALREADY_TLS, NO_VALID_RECIPIENTS, NOT_IMPLEMENTED, VRFY_REPLY, Transaction, parse_mail, parse_rcpt,
     plain_credentials,
@@ -467,12 +468,12 @@ class PostroomSMTP(SMTP):
 
     def _log_txn(self, txn: Transaction, result: str, *, size: int | None = None,
                  outcome: Outcome | None = None) -> None:
-        shown = ",".join(f"<{r}>" for r in txn.rcpts[:10]) + (",..." if len(txn.rcpts) > 10 else "")
-        helo = "".join(c if c.isprintable() and c != " " else "?" for c in (self.session.host_name or "-")[:100])
+        shown = ",".join(f"<{logfield(r)}>" for r in txn.rcpts[:10]) + (",..." if len(txn.rcpts) > 10 else "")
         log.info("smtp queue_id=%s listener=%s client=%s helo=%s tls=%s user=%s from=<%s> to=%s refused=%d "
                  "size=%s delivered=%s queued=%s result=%s ms=%.1f",
-                 txn.queue_id, self.kind.name, self.peer_ip, helo,
+                 txn.queue_id, self.kind.name, self.peer_ip, logfield(self.session.host_name, 100),
                  "yes" if self.tls_active else "no", self.account.address if self.account else "-",
-                 txn.reverse_path, shown or "-", txn.refused, size if size is not None else "-",
+                 logfield(txn.reverse_path) if txn.reverse_path else "", shown or "-", txn.refused,
+                 size if size is not None else "-",
                  outcome.delivered if outcome else "-", outcome.queued if outcome else "-", result,
                  (time.monotonic() - txn.started) * 1000)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from argon2 import PasswordHasher
+
 from mailboxes.ingest import prepare
 from mailboxes.model import Account
 from mailboxes.partitions import StorageConfig
@@ -29,9 +31,15 @@ class ImapServer:
     """Start with ``ImapServer(tmp_path).start()``; ``run(coro)`` executes on the server's loop."""
 
     def __init__(self, tmp: Path, *, storage_url: str | None = None, plaintext_on_loopback: bool = True,
-                 limits: dict[str, Any] | None = None, whole_server: bool = False) -> None:
-        """``whole_server``: start every listener family through the composition root (delivery, SMTP, IMAP)."""
+                 limits: dict[str, Any] | None = None, whole_server: bool = False,
+                 hasher: PasswordHasher = FAST_HASHER, hash_slots: int | None = None) -> None:
+        """``whole_server``: start every listener family through the composition root (delivery, SMTP, IMAP).
+
+        ``hasher`` / ``hash_slots``: the Argon2 hasher (a test may wrap one to count verifications) and how
+        many hashes may run at once.
+        """
         self.tmp = tmp
+        self.hasher, self.hash_slots = hasher, hash_slots
         self.storage_url = storage_url or f"sqlite:///{tmp}/postroom.db"
         self.cert, self.key = tmp / "tls" / "cert.pem", tmp / "tls" / "key.pem"
         tls.make_self_signed(self.cert, self.key, "localhost")
@@ -63,7 +71,8 @@ class ImapServer:
         return self
 
     async def _start(self) -> None:
-        self.mb = await open_mailboxes(StorageConfig(url=self.storage_url), hasher=FAST_HASHER)
+        self.mb = await open_mailboxes(StorageConfig(url=self.storage_url), hasher=self.hasher,
+                                       hash_slots=self.hash_slots)
         await self.mb.directory.add_domain("city.test")
         auth = Authenticator.create(self.mb.directory, max_failures=self.config.get("limits", "auth_failures"),
                                     window_s=300)

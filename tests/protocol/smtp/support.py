@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from argon2 import PasswordHasher
+
 from delivery import service as delivery_service
 from delivery.service import DeliveryParts
 from mailboxes.changes import ChangeBus
@@ -82,16 +84,16 @@ class Instance:
 
 
 async def start_instance(cfg: config_mod.Config, *, domains: tuple[str, ...] = ("city.test",),
-                         clock=None, dialer=None) -> Instance:
+                         clock=None, dialer=None, hasher: PasswordHasher = FAST_HASHER,
+                         hash_slots: int | None = None) -> Instance:
     if not cfg.tls_cert.exists():
         tls.make_self_signed(cfg.tls_cert, cfg.tls_key, cfg.hostname)
     bus = ChangeBus()
-    mb = await open_mailboxes(cfg.storage(), bus=bus, hasher=FAST_HASHER)
+    mb = await open_mailboxes(cfg.storage(), bus=bus, hasher=hasher, hash_slots=hash_slots)
     for d in domains:
         if d not in await mb.directory.local_domains():
             await mb.directory.add_domain(d)
-    auth = Authenticator.create(mb.directory, max_failures=cfg.get("limits", "auth_failures"),
-                                window_s=cfg.get("limits", "auth_window"))
+    auth = Authenticator.from_config(mb.directory, cfg)
     ctx = Context(cfg, mb, bus, auth, tls.server_context(cfg.tls_cert, cfg.tls_key))
     kw = {}
     if clock is not None:

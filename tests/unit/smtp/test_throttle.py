@@ -118,3 +118,30 @@ def test_clock_is_required():
         AuthThrottle()  # type: ignore[call-arg]
     with pytest.raises(ValueError):
         AuthThrottle(clock=lambda: 0.0, max_failures=0)
+
+
+def test_attempts_in_flight_fill_the_limit_until_they_settle(clock):
+    t = AuthThrottle(clock=clock, max_failures=3, window_s=60)
+    for _ in range(3):
+        assert t.busy_key("192.0.2.1", "a@x.test") is None
+        t.begin("192.0.2.1", "a@x.test")
+    assert t.busy_key("192.0.2.1", "a@x.test") == ("ip", "192.0.2.1")  # a fourth must wait
+    assert t.check("192.0.2.1", "a@x.test") is None  # ... but is not refused yet
+    t.end("192.0.2.1", "a@x.test", ok=False)
+    assert t.room(("ip", "192.0.2.1")) == 0  # the failure took the slot's place
+    t.end("192.0.2.1", "a@x.test", ok=None)  # no answer (an error): freed, not counted
+    assert t.room(("ip", "192.0.2.1")) == 1
+    t.end("192.0.2.1", "a@x.test", ok=False)
+    assert t.room(("ip", "192.0.2.1")) == 1 and t.room(("account", "a@x.test")) == 1
+    t.begin("192.0.2.1", "b@x.test")
+    t.end("192.0.2.1", "b@x.test", ok=False)
+    assert t.room(("ip", "192.0.2.1")) is None and t.check("192.0.2.1") is not None  # blocked
+
+
+def test_a_success_in_flight_frees_its_slot(clock):
+    t = AuthThrottle(clock=clock, max_failures=2, window_s=60)
+    t.begin("192.0.2.1", "a@x.test")
+    t.begin("192.0.2.1", "b@x.test")
+    assert t.busy_key("192.0.2.1", "c@x.test") == ("ip", "192.0.2.1")
+    t.end("192.0.2.1", "a@x.test", ok=True)
+    assert t.busy_key("192.0.2.1", "c@x.test") is None

@@ -59,6 +59,10 @@ def is_legacy_app_password(password: str) -> bool:
     return _LEGACY_APP_PASSWORD.fullmatch(password) is not None
 
 
+# OWASP's recommended floor for Argon2id; mailserver's [auth] argon2_* keys default to the same.
+DEFAULT_COST = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
+
+
 def _cores() -> int:
     """CPU cores this process may run on (its affinity mask, which containers narrow), else all of them."""
     try:
@@ -71,7 +75,7 @@ class PasswordHashing:
     """Argon2 hashing and verification in a dedicated thread pool, at most `slots` at a time."""
 
     def __init__(self, hasher: PasswordHasher | None = None, *, slots: int | None = None) -> None:
-        self.hasher = hasher or PasswordHasher()
+        self.hasher = hasher or PasswordHasher(**DEFAULT_COST)
         self.slots = max(1, slots or _cores())
         self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="argon2")
         self._gate: asyncio.Semaphore | None = None  # made in the running loop on first use

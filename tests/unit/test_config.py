@@ -56,3 +56,11 @@ def test_unreadable_and_invalid_files(tmp_path):
     bad.write_text("[server\n")
     with pytest.raises(config.ConfigError, match="not valid TOML"):
         config.load(bad)
+
+
+def test_argon2_defaults_match_the_store_default():
+    from mailboxes.passwords import DEFAULT_COST
+
+    cfg = config.build({})
+    assert {"time_cost": cfg.get("auth", "argon2_time_cost"), "memory_cost": cfg.get("auth", "argon2_memory_cost"),
+            "parallelism": cfg.get("auth", "argon2_parallelism")} == DEFAULT_COST

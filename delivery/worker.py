@@ -139,7 +139,7 @@ class Worker:
     async def _local(self, rows: list[Claimed], data: bytes) -> list[RcptResult]:
         out = []
         for r in rows:
-            why: Reply | None = await self.submitter.deliver_local(r.rcpt, data)
+            why: Reply | None = await self.submitter.deliver_local(r.rcpt, data, r.mail_from)
             if why is None:
                 out.append(RcptResult(r.rcpt, "ok", "2.0.0", "delivered to the local mailbox"))
             else:

@@ -96,7 +96,10 @@ async def start(ctx) -> list:
     cfg = ctx.config
     doors = Doors(parts.submitter, parts.acceptor, ctx.auth, cfg.hostname, ctx.tls_context,
                   max_size=cfg.get("limits", "max_message_size"), max_recipients=cfg.get("limits", "max_recipients"),
-                  plaintext_auth_on_loopback=cfg.get("tls", "allow_plaintext_auth_on_loopback"))
+                  plaintext_auth_on_loopback=cfg.get("tls", "allow_plaintext_auth_on_loopback"),
+                  max_connections=cfg.get("limits", "smtp_connections"),
+                  max_per_address=cfg.get("limits", "smtp_connections_per_address"),
+                  data_timeout=float(cfg.get("limits", "smtp_data_timeout")))
     svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context)
     ctx.extras["smtp"] = svc
     return [svc]

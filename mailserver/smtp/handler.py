@@ -67,6 +67,7 @@ SESSION_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7 asks for at least 5 minutes
 DATA_TIMEOUT_SECONDS = 300.0  # RFC 5321 §4.5.3.2.5-6: DATA command to final dot, in total ([limits] smtp_data_timeout)
 MAX_CONNECTIONS = 1000  # sessions on all listeners together ([limits] smtp_connections)
 MAX_CONNECTIONS_PER_ADDRESS = 100  # sessions from one client address ([limits] smtp_connections_per_address)
+MAX_HELD_REPLIES = 64  # pipelined replies held back before they are written and the loop is yielded
 LARGE_DELIVERIES = 2  # spooled (large) messages held in memory for delivery at once
 
 
@@ -214,11 +215,16 @@ class PostroomSMTP(SMTP):
         """
         data = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") if isinstance(status, str) else status
         self._held.append(data + b"\r\n")
-        if self._reader._buffer:  # more of this group is already here
+        if self._reader._buffer and len(self._held) < MAX_HELD_REPLIES:  # more of this group is already here
             return
+        long_group = len(self._held) >= MAX_HELD_REPLIES
         out, self._held = b"".join(self._held), []
         self._writer.write(out)
         await self._writer.drain()
+        if long_group:
+            # Buffered commands are read without waiting, so a long pipelined group would
+            # run to its end in one go: let the other sessions have the loop in between.
+            await asyncio.sleep(0)
 
     async def reply(self, r: Reply | str) -> None:
         await self.push(str(r))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.protocol.smtp.support import PASSWORD, client_tls, make_config, message, start_instance
+from tests.protocol.smtp.support import PASSWORD, client_tls, make_config, message, running
 
 from .smtp_support import BlockingClient, loop_lag_probe, rss_bytes
 
@@ -33,13 +33,8 @@ MAX_SIZE = 12_000_000  # the instance's message size limit: a 10 MB header fits,
 @pytest.fixture
 async def server(tmp_path):
     cfg = make_config(tmp_path / "data", f"sqlite:///{tmp_path}/postroom.db", limits={"max_message_size": MAX_SIZE})
-    inst = await start_instance(cfg)
-    await inst.add_user("zhang.wei@city.test")
-    await inst.add_user("li.na@city.test")
-    try:
+    async with running(cfg) as inst:
         yield inst
-    finally:
-        await inst.stop()
 
 
 def _open_transaction(port: int, rcpt: str = "li.na@city.test") -> BlockingClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import pytest
 
-from .support import RawClient, make_config, message, start_instance
+from .support import RawClient, make_config, message, running
 from .test_smtplib import in_thread, smtp_session
 
 
@@ -14,12 +14,8 @@ async def capped(tmp_path, storage_url):
     cfg = make_config(tmp_path / "data", storage_url,
                       limits={"smtp_connections": 4, "smtp_connections_per_address": 2, "smtp_data_timeout": 2,
                               "max_message_size": 2_000_000})
-    inst = await start_instance(cfg)
-    await inst.add_user("li.na@city.test")
-    try:
+    async with running(cfg) as inst:
         yield inst
-    finally:
-        await inst.stop()
 
 
 async def _refused(port: int) -> tuple[int, str, bytes]:

@@ -128,6 +128,19 @@ def header_line_of_1_mb(inst) -> tuple[int, str]:
     return _send_data(inst.port("smtp"), [b"X-Long: " + b"a" * (1 << 20)])
 
 
+def command_line_of_1_mb(inst) -> tuple[int, str]:
+    c = BlockingClient(inst.port("smtp"))
+    try:
+        assert c.reply()[0] == 220
+        c.send(b"NOOP " + b"a" * (1 << 20))
+        c.send(b"\r\n")
+        reply = c.reply()
+        assert c.cmd("NOOP")[0] == 250
+        return reply
+    finally:
+        c.close()
+
+
 def bare_cr_lf_smuggling(inst) -> tuple[int, str]:
     # RFC 5321 §4.1.1.4: only CRLF.CRLF ends the data. The smuggled commands stay message text.
     smuggled = (message("smuggle", sender="x@hostile.example")
@@ -151,6 +164,7 @@ CASES = {
     "multipart-1000-deep": Case(multipart_nested_1000_deep, 250, "2.0.0 OK queued as"),
     "multipart-100000-parts": Case(multipart_of_100000_parts, 250, "2.0.0 OK queued as"),
     "header-line-1mb": Case(header_line_of_1_mb, 552, "5.3.4 Message header too big"),
+    "command-line-1mb": Case(command_line_of_1_mb, 500, "Command line too long"),
     "bare-cr-lf-smuggling": Case(bare_cr_lf_smuggling, 250, "2.0.0 OK queued as"),
 }
 

@@ -175,3 +175,13 @@ def test_authentication_results_round_trip(signed, trusted):
 def test_malformed_message_is_permerror():
     # dkimpy raises IndexError on a leading continuation line; we answer permerror.
     assert dkim.verify(b" DKIM-Signature: v=1\r\nFrom: a@x.test\r\n\r\nx\r\n", {}).result == "permerror"
+
+
+def test_authserv_id_is_read_through_comments_quotes_and_folding():
+    from delivery.accept import authserv_id
+    assert authserv_id(b" mail.city.test; dkim=pass") == "mail.city.test"
+    assert authserv_id(b' "mail.city.test"; dkim=pass') == "mail.city.test"
+    assert authserv_id(b" (a (nested) comment) MAIL.City.Test.; dkim=pass") == "mail.city.test"
+    assert authserv_id(b"\r\n\tmail.city.test 1; dkim=pass") == "mail.city.test"
+    assert authserv_id(b" mail.city.test(x); dkim=pass") == "mail.city.test"
+    assert authserv_id(b" other.example; dkim=pass") == "other.example"

@@ -11,7 +11,9 @@ Implementation notes (invariants):
   out (its node died) is due again.
 - A node id names one process (host, pid, random: `node_id`), never a host:
   on a shared PostgreSQL a restarting node must not touch its peers' claims.
-  Claims are released by lease expiry only, never by matching a node name.
+  Claims are released by lease expiry only, never by matching a node name;
+  a live worker renews the leases it holds (`renew`), so a lease can be short
+  and a crashed node's deliveries are due again within DEFAULT_LEASE.
 - No network I/O while a transaction is open: claim, commit, deliver, settle.
 - Datetimes are written in UTC; SQLite keeps them as sortable text without an
   offset, so they are made aware again when read.
@@ -38,7 +40,7 @@ from mailboxes.groupcommit import GroupCommitter
 
 QUEUED, HELD, DELIVERING, SENT, FAILED = "queued", "held", "delivering", "sent", "failed"
 PENDING = (QUEUED, HELD, DELIVERING)
-DEFAULT_LEASE = timedelta(minutes=10)  # a claim older than this is taken to be orphaned
+DEFAULT_LEASE = timedelta(seconds=30)  # a claim not renewed for this long is taken to be orphaned (renewed every 10 s)
 MAX_ERROR_TEXT = 1000
 
 
@@ -253,6 +255,21 @@ class Queue:
         if done:
             await conn.execute(delete(t.queue_recipients).where(r.message_id.in_(done)))
             await conn.execute(delete(t.queue_messages).where(t.queue_messages.c.id.in_(done)))
+
+    async def renew(self, recipient_ids: Iterable[int]) -> int:
+        """Extend this node's leases on rows it still holds; returns how many were extended."""
+        ids = list(recipient_ids)
+        if not ids:
+            return 0
+        r = t.queue_recipients.c
+        until = self._now() + self.lease
+        async with self.db.write() as conn:
+            res = await conn.execute(update(t.queue_recipients).where(and_(
+                r.id.in_(ids), r.state == DELIVERING, r.claimed_by == self.node)).values(
+                # next_attempt_at == claimed_until means "no retry asked for during the attempt" (see claim).
+                next_attempt_at=case((r.next_attempt_at == r.claimed_until, until), else_=r.next_attempt_at),
+                claimed_until=until))
+        return res.rowcount or 0
 
     async def release_stale_claims(self) -> int:
         """At start-up: claims whose lease ran out (their node died) are marked queued and due at once.

@@ -77,3 +77,23 @@ def test_node_ids_are_unique_per_process_and_fit_the_column():
     ids = {node_id("h" * 300) for _ in range(100)}
     assert len(ids) == 100
     assert all(len(i) <= 64 and f"/{os.getpid()}/" in i for i in ids)
+
+
+async def test_a_renewed_lease_outlives_its_first_term_and_keeps_a_retry_request(mb):
+    clock = Clock()
+    a = Queue(mb.router.central, node=node_id("mail.city.test"), clock=clock)
+    b = Queue(mb.router.central, node=node_id("mail.city.test"), clock=clock)
+    try:
+        await a.enqueue(NewEntry("Q4", "a@city.test", ("z@district.test",), b"Subject: z\r\n\r\nbody\r\n"))
+        (claim,) = await a.claim(10)
+        clock.now += DEFAULT_LEASE - timedelta(seconds=1)
+        assert await a.renew([claim.recipient_id]) == 1
+        assert await b.renew([claim.recipient_id]) == 0  # only the holder renews
+        clock.now += timedelta(seconds=2)  # past the first term: still A's
+        assert await b.release_stale_claims() == 0 and await b.claim(10) == []
+        clock.now += DEFAULT_LEASE  # A died and stopped renewing
+        assert await b.release_stale_claims() == 1
+        assert len(await b.claim(10)) == 1
+    finally:
+        await a.close()
+        await b.close()

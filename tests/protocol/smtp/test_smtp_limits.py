@@ -97,3 +97,12 @@ async def test_data_over_the_limit_is_refused_and_the_session_goes_on(capped):
     assert (await c.cmd("NOOP"))[0] == 250
     await c.close()
     assert await capped.inbox("li.na@city.test") == []
+
+
+async def test_an_implicit_tls_handshake_that_never_comes_is_closed(tmp_path, monkeypatch):
+    from mailserver.smtp import server as smtp_server
+    monkeypatch.setattr(smtp_server, "TLS_HANDSHAKE_SECONDS", 1.0)
+    async with running(make_config(tmp_path / "data", f"sqlite:///{tmp_path}/p.db"), users=()) as inst:
+        r, w = await asyncio.open_connection("127.0.0.1", inst.port("submissions"))
+        assert await asyncio.wait_for(r.read(), 15) == b""  # no ClientHello: closed by the server
+        w.close()

@@ -26,8 +26,8 @@ from mailboxes.charsets import (
     MIME_TOKEN, codec_for, decode_header_value, decode_text, decode_transfer,
     decoded_params, html_charset, html_to_text, parse_params, raw_bytes, skip_cfws,
 )
-from mailboxes.headers import (  # noqa: F401 - Address, header_fields, MISSING_* are re-exported
-    MISSING_DOMAIN, MISSING_MAILBOX, Address, field_value, header_fields, parse_addresses, scan_header,
+from mailboxes.headers import (  # noqa: F401 - Address and header_fields are re-exported
+    Address, field_value, header_fields, parse_addresses, scan_header,
 )
 
 __all__ = [

@@ -3,7 +3,15 @@
 Implementation notes
 - RFC 8601 §5: an Authentication-Results field that claims our authserv-id
   (our host name) and arrives from outside is forged; it is removed before
-  ours is added. Fields with other authserv-ids are left alone.
+  ours is added, in every spelling: any case, `Name :`, the id quoted, behind
+  a comment or folded, or on a line that a bare CR/LF splits off another field.
+  Fields with other authserv-ids are left alone.
+- The header is read by mailboxes.headers (the reader ENVELOPE uses). Over its
+  limits the message is refused (552/554). A From in one of our own domains
+  is refused (550 5.7.1) unless a DKIM signature that verifies has a d= equal to
+  that domain or a parent of it (DMARC-style relaxed alignment, RFC 7489 §3.1.1);
+  so is a From that other readers could see differently (two fields, unparseable
+  and naming one of our domains).
 - DKIM is checked against locally trusted keys first (closed networks), then
   DNS if a look-up is configured. dkimpy is CPU work and, with DNS, blocking
   I/O, so it runs in a worker thread; an unsigned message skips it.
@@ -13,22 +21,27 @@ Implementation notes
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from mailboxes.charsets import quoted_string, skip_cfws
+from mailboxes.headers import HeaderProblem, header_problem, lax_lines, originator, without_fields
+from mailboxes.offload import offload
+
 from . import dkim
+from .envelope import LOCAL_FROM_UNVERIFIED, Reply
 from .keys import DkimKeys
+from .policy import header_reply
 from .queue import new_queue_id
 from .received import received_header
 from .submit import Client, Outcome, Submitter, header_block
 
 log = logging.getLogger("postroom.accept")
 
-_FIELD_START = re.compile(rb"(?m)^(?=[^ \t\r\n])")
-_AR_NAME = re.compile(rb"(?i)\Aauthentication-results[ \t]*:[ \t\r\n]*([^; \t\r\n]+)")
+_AR_NAME = b"authenticationresults"
+_AUTHSERV_TOKEN = re.compile(r'[^\s;()"\\]+')
 
 
 @dataclass(frozen=True)
@@ -42,20 +55,51 @@ class Inbound:
     queue_id: str | None = None
 
 
-def strip_forged_results(data: bytes, authserv_id: str) -> bytes:
-    """Remove Authentication-Results fields that carry our authserv-id (RFC 8601 §5)."""
-    head = header_block(data)
-    if b"authentication-results" not in head.lower():
+def authserv_id(value: bytes) -> str:
+    """The authserv-id an Authentication-Results value starts with (RFC 8601 §2.2), CFWS and quotes removed."""
+    text = value.decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+    i = skip_cfws(text, 0)
+    if text[i:i + 1] == '"':
+        found, _ = quoted_string(text, i)
+    else:
+        m = _AUTHSERV_TOKEN.match(text, i)
+        found = m.group() if m else ""
+    return found.strip().rstrip(".").lower()
+
+
+def strip_forged_results(data: bytes, authserv_id_: str) -> bytes:
+    """Remove Authentication-Results fields that carry our authserv-id, in any spelling (RFC 8601 §5)."""
+    if b"authentication" not in header_block(data).lower():
         return data
-    ours = authserv_id.lower().encode("ascii", errors="replace")
-    fields = _FIELD_START.split(head)
-    kept = []
-    for f in fields:
-        m = _AR_NAME.match(f)
-        if m is not None and m.group(1).lower().rstrip(b".") == ours:
-            continue
-        kept.append(f)
-    return b"".join(kept) + data[len(head):]
+    ours = authserv_id_.strip().rstrip(".").lower()
+
+    def forged(_name: str, field: bytes) -> bool:
+        return any(name == _AR_NAME and authserv_id(value) == ours for name, value in lax_lines(field))
+
+    return without_fields(data, forged)
+
+
+def own_domain_claim(data: bytes, local_domains: Collection[str],
+                     results: tuple[dkim.DkimResult, ...]) -> Reply | None:
+    """Mail from outside with a From in our own domains: None if an aligned DKIM signature verified."""
+    who = originator(data)
+    ours = {d.lower().rstrip(".") for d in local_domains}
+    if who.problem is HeaderProblem.SEVERAL_FROM:
+        return header_reply(who.problem)
+    if who.problem is HeaderProblem.BAD_FROM:
+        # Unparseable: refuse only if some reader could find one of our domains in it.
+        text = b" ".join(value for name, value in lax_lines(header_block(data)) if name == b"from").lower()
+        if any(d.encode("ascii", "ignore") in text for d in ours if d):
+            return LOCAL_FROM_UNVERIFIED
+        return None
+    claimed = who.from_domains & ours
+    if not claimed:
+        return None
+    passed = {r.domain for r in results if r.result == "pass" and r.domain}
+    for domain in claimed:  # RFC 7489 §3.1.1 relaxed alignment, limited to d= at or above the From domain
+        if not any(domain == d or domain.endswith("." + d) for d in passed):
+            return LOCAL_FROM_UNVERIFIED
+    return None
 
 
 class Acceptor:
@@ -70,13 +114,20 @@ class Acceptor:
         if b"dkim-signature" not in header_block(data).lower():
             return (dkim.DkimResult("none"),)
         trusted = await self.keys.trusted()
-        return await asyncio.to_thread(dkim.verify_all, data, trusted, self.dns_lookup)
+        return await offload(dkim.verify_all, data, trusted, self.dns_lookup)
 
     async def accept(self, msg: Inbound) -> Outcome:
         """Verify, stamp and deliver; durable when it returns with a 250."""
         qid = msg.queue_id or new_queue_id()
+        problem = header_problem(msg.data)
+        if problem is not None:
+            return Outcome(qid, header_reply(problem))
         data = strip_forged_results(msg.data, self.hostname)
         results = await self.verify(data)
+        refused = own_domain_claim(data, await self.submitter.local_domains(), results)
+        if refused is not None:
+            log.info("accept queue_id=%s refused: %s", qid, refused.text)
+            return Outcome(qid, refused)
         for r in results:
             if r.result != "none":
                 log.info("dkim queue_id=%s result=%s d=%s s=%s %s", qid, r.result, r.domain, r.selector, r.reason)

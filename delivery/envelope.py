@@ -127,6 +127,24 @@ SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
 ENCRYPTION_REQUIRED = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
 UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
 
+# Header limits (mailboxes.headers): RFC 3463 X.3.4 too big, X.6.0 other media error.
+HEADER_TOO_BIG = Reply(552, "5.3.4", "Message header too big")
+HEADER_FIELD_TOO_LONG = Reply(552, "5.3.4", "Header field too long")
+TOO_MANY_ENCODED_WORDS = Reply(554, "5.6.0", "Too many encoded words in one header field")
+TOO_MANY_HEADER_ADDRESSES = Reply(554, "5.6.0", "Too many addresses in one header field")
+# RFC 5322 §3.6: exactly one From, at most one Sender, read alike by every parser.
+SEVERAL_FROM = Reply(550, "5.7.1", "More than one From header field")
+NO_FROM = Reply(550, "5.6.0", "No From header field")
+BAD_FROM = Reply(550, "5.6.0", "From header field cannot be parsed")
+SEVERAL_SENDER = Reply(550, "5.7.1", "More than one Sender header field")
+BAD_SENDER = Reply(550, "5.6.0", "Sender header field cannot be parsed")
+# Mail from outside that claims one of our domains in From without an aligned, verified DKIM signature.
+LOCAL_FROM_UNVERIFIED = Reply(550, "5.7.1", "From a local domain requires authentication or an aligned DKIM signature")
+# RFC 5321 §3.8, RFC 3463 X.7.0: over the connection caps.
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
+# RFC 5321 §4.5.3.2: the DATA transfer did not finish in time (RFC 3463 X.4.2 bad connection).
+DATA_TIMEOUT = Reply(421, "4.4.2", "Data transfer timed out, closing connection")
+
 
 def ok_queued(queue_id: str) -> Reply:
     """250 after DATA, naming the id under which the message was queued."""

@@ -54,10 +54,6 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Collection
-from email import policy as email_policy
-from email.errors import HeaderParseError
-from email.parser import HeaderParser
-
 from email_validator import EmailSyntaxError
 from email_validator.syntax import validate_email_domain_name
 
@@ -65,17 +61,27 @@ from delivery.envelope import (
     ADDRESS_LITERAL_REFUSED,
     AUTH_THROTTLED,
     BAD_DESTINATION,
+    BAD_FROM,
     BAD_RECIPIENT_SYNTAX,
+    BAD_SENDER,
     BAD_SENDER_SYNTAX,
+    HEADER_FIELD_TOO_LONG,
     HEADER_FROM_NOT_ALLOWED,
+    HEADER_TOO_BIG,
     LOCAL_SENDER_REQUIRES_AUTH,
+    NO_FROM,
     NON_ASCII_ADDRESS,
     RELAY_DENIED,
     SENDER_NOT_ALLOWED,
+    SEVERAL_FROM,
+    SEVERAL_SENDER,
+    TOO_MANY_ENCODED_WORDS,
+    TOO_MANY_HEADER_ADDRESSES,
     UNKNOWN_USER,
     Address,
     Reply,
 )
+from mailboxes.headers import HeaderProblem, originator
 
 __all__ = [
     "Address",
@@ -86,6 +92,7 @@ __all__ = [
     "check_recipient",
     "check_sender",
     "check_unauthenticated_sender",
+    "header_reply",
     "normalise_domain",
     "parse_path",
     "throttle_reply",
@@ -96,7 +103,6 @@ MAX_LOCAL_PART = 64  # §4.5.3.1.1, octets
 MAX_DOMAIN = 255  # §4.5.3.1.2, octets
 MAX_PATH = 256  # §4.5.3.1.3, octets including the angle brackets
 MAX_LABEL = 63  # RFC 1035 §2.3.4
-MAX_HEADER_BLOCK = 256 * 1024  # header bytes examined by check_header_from
 
 
 class PolicyError(Exception):
@@ -420,14 +426,22 @@ def check_unauthenticated_sender(mail_from: Address, *, local_domains: Collectio
     return None
 
 
-def _header_block(message: bytes) -> str:
-    end = len(message)
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        i = message.find(sep, 0, MAX_HEADER_BLOCK)
-        if i >= 0:
-            end = min(end, i)
-    # RFC 6532 §3.2: header fields may carry UTF-8. Anything else becomes U+FFFD and cannot match.
-    return message[: min(end, MAX_HEADER_BLOCK)].decode("utf-8", errors="replace")
+# What the client is told for each header problem (mailboxes.headers reads the header).
+HEADER_REPLIES: dict[HeaderProblem, Reply] = {
+    HeaderProblem.BLOCK_TOO_BIG: HEADER_TOO_BIG,
+    HeaderProblem.FIELD_TOO_LONG: HEADER_FIELD_TOO_LONG,
+    HeaderProblem.TOO_MANY_ENCODED_WORDS: TOO_MANY_ENCODED_WORDS,
+    HeaderProblem.TOO_MANY_ADDRESSES: TOO_MANY_HEADER_ADDRESSES,
+    HeaderProblem.NO_FROM: NO_FROM,
+    HeaderProblem.SEVERAL_FROM: SEVERAL_FROM,
+    HeaderProblem.BAD_FROM: BAD_FROM,
+    HeaderProblem.SEVERAL_SENDER: SEVERAL_SENDER,
+    HeaderProblem.BAD_SENDER: BAD_SENDER,
+}
+
+
+def header_reply(problem: HeaderProblem) -> Reply:
+    return HEADER_REPLIES[problem]
 
 
 def check_header_from(
@@ -438,29 +452,20 @@ def check_header_from(
 ) -> Reply | None:
     """Do the From: (and Sender:) header addresses belong to this login? None means yes.
 
-    RFC 5322 §3.6: exactly one From field; §3.6.2: Sender is required when From
-    lists several mailboxes. Unparseable fields are refused, not guessed at.
+    The header is read by mailboxes.headers, the reader ENVELOPE and DKIM signing use.
+    RFC 5322 §3.6: exactly one From field (any spelling counted), at most one Sender;
+    §3.6.2: Sender is required when From lists several mailboxes. Fields that parse
+    differently or not at all are refused, not guessed at.
     """
     allowed = _allowed_keys(login_account, allowed_addresses)
-    try:
-        headers = HeaderParser(policy=email_policy.default).parsestr(_header_block(message))
-        froms = headers.get_all("From") or []
-        senders = headers.get_all("Sender") or []
-        if len(froms) != 1 or len(senders) > 1:
-            return HEADER_FROM_NOT_ALLOWED
-        fields = [froms[0], *senders]
-        from_count = len(froms[0].addresses)
-        if from_count == 0 or (from_count > 1 and not senders):
-            return HEADER_FROM_NOT_ALLOWED
-        for field in fields:
-            if field.defects:
-                return HEADER_FROM_NOT_ALLOWED
-            for a in field.addresses:
-                if not a.username or not a.domain or _key(f"{a.username}@{a.domain}") not in allowed:
-                    return HEADER_FROM_NOT_ALLOWED
-    except (HeaderParseError, ValueError, TypeError, IndexError, AttributeError):
-        # The stdlib header parser's failure modes on hostile input; refuse rather than guess.
+    who = originator(message)
+    if who.problem is not None:
+        return header_reply(who.problem)
+    if len(who.from_) > 1 and not who.sender:
         return HEADER_FROM_NOT_ALLOWED
+    for a in (*who.from_, *who.sender):
+        if _key(f"{a.mailbox}@{a.host}") not in allowed:
+            return HEADER_FROM_NOT_ALLOWED
     return None
 
 

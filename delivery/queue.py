@@ -9,6 +9,11 @@ Implementation notes (invariants):
   nodes share one queue; on SQLite the write transaction is exclusive
   (BEGIN IMMEDIATE), which gives the same guarantee. A claim whose lease ran
   out (its node died) is due again.
+- A node id names one process (host, pid, random: `node_id`), never a host:
+  on a shared PostgreSQL a restarting node must not touch its peers' claims.
+  Claims are released by lease expiry only, never by matching a node name;
+  a live worker renews the leases it holds (`renew`), so a lease can be short
+  and a crashed node's deliveries are due again within DEFAULT_LEASE.
 - No network I/O while a transaction is open: claim, commit, deliver, settle.
 - Datetimes are written in UTC; SQLite keeps them as sortable text without an
   offset, so they are made aware again when read.
@@ -17,7 +22,10 @@ Implementation notes (invariants):
 from __future__ import annotations
 
 import base64
+import os
 import random
+import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,7 +40,7 @@ from mailboxes.groupcommit import GroupCommitter
 
 QUEUED, HELD, DELIVERING, SENT, FAILED = "queued", "held", "delivering", "sent", "failed"
 PENDING = (QUEUED, HELD, DELIVERING)
-DEFAULT_LEASE = timedelta(minutes=10)  # a claim older than this is taken to be orphaned
+DEFAULT_LEASE = timedelta(seconds=30)  # a claim not renewed for this long is taken to be orphaned (renewed every 10 s)
 MAX_ERROR_TEXT = 1000
 
 
@@ -44,6 +52,12 @@ def aware(d: datetime | None) -> datetime | None:
     if d is None:
         return None
     return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
+
+
+def node_id(hostname: str | None = None) -> str:
+    """A name for this process's claims, unique across hosts and restarts: host, pid and 32 random bits."""
+    host = (hostname or socket.gethostname() or "node")[:40]
+    return f"{host}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
 def new_queue_id() -> str:
@@ -242,13 +256,33 @@ class Queue:
             await conn.execute(delete(t.queue_recipients).where(r.message_id.in_(done)))
             await conn.execute(delete(t.queue_messages).where(t.queue_messages.c.id.in_(done)))
 
-    async def release_stale_claims(self) -> int:
-        """At start-up: this node's claims from before a crash are due again at once."""
+    async def renew(self, recipient_ids: Iterable[int]) -> int:
+        """Extend this node's leases on rows it still holds; returns how many were extended."""
+        ids = list(recipient_ids)
+        if not ids:
+            return 0
         r = t.queue_recipients.c
+        until = self._now() + self.lease
         async with self.db.write() as conn:
             res = await conn.execute(update(t.queue_recipients).where(and_(
-                r.state == DELIVERING, r.claimed_by == self.node)).values(
-                state=QUEUED, claimed_by=None, claimed_until=None, next_attempt_at=self._now()))
+                r.id.in_(ids), r.state == DELIVERING, r.claimed_by == self.node)).values(
+                # next_attempt_at == claimed_until means "no retry asked for during the attempt" (see claim).
+                next_attempt_at=case((r.next_attempt_at == r.claimed_until, until), else_=r.next_attempt_at),
+                claimed_until=until))
+        return res.rowcount or 0
+
+    async def release_stale_claims(self) -> int:
+        """At start-up: claims whose lease ran out (their node died) are marked queued and due at once.
+
+        Only lease expiry decides: a claim that is still leased belongs to a live
+        process (this node's id is new at every start, see `node_id`), whatever its name.
+        """
+        r = t.queue_recipients.c
+        now = self._now()
+        async with self.db.write() as conn:
+            res = await conn.execute(update(t.queue_recipients).where(and_(
+                r.state == DELIVERING, r.claimed_until < now)).values(
+                state=QUEUED, claimed_by=None, claimed_until=None, next_attempt_at=now))
         return res.rowcount or 0
 
     async def next_due(self) -> datetime | None:

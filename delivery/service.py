@@ -17,7 +17,7 @@ from mailboxes.service import Mailboxes
 from .accept import Acceptor
 from .keys import DkimKeys, dns_txt_lookup
 from .outbound import Dialer, Outbound, tcp_dialer
-from .queue import Queue
+from .queue import Queue, node_id
 from .routes import MxResolver, Routes, dns_resolver, no_dns
 from .submit import Submitter
 from .worker import Worker, retry_policy
@@ -43,7 +43,7 @@ def build(mb: Mailboxes, config, *, clock: Callable[[], datetime] = utcnow, reso
     """Wire the parts; `config` is a mailserver.config.Config (read with .get, never imported here)."""
     hostname = config.hostname
     central = mb.router.central
-    queue = Queue(central, node=hostname, clock=clock)
+    queue = Queue(central, node=node_id(hostname), clock=clock)
     if resolver is None:
         resolver = dns_resolver() if config.get("queue", "mx_lookup") else no_dns
     routes = Routes(central, resolver=resolver, clock=clock)

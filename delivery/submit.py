@@ -18,22 +18,27 @@ Implementation notes (invariants):
   seen when it expires; the store checks the quota again when it writes).
 - DKIM: the copy that leaves for another server is signed when the From
   domain has an active key; local copies are not signed (nothing checks them).
+  Signing and the MIME parse of large messages run off the event loop with
+  bounded concurrency (mailboxes.offload).
+- Final delivery (RFC 5321 §4.4): local copies get a Return-Path field with the
+  reverse-path at the top, and any Return-Path already in the message is removed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime
 
 from mailboxes.directory import Resolution
 from mailboxes.errors import InvalidInput, NotFound, OverQuota, StoreError
+from mailboxes.headers import header_problem, originator, without_fields
 from mailboxes.ingest import prepare
+from mailboxes.offload import offload, offload_if_large
 from mailboxes.model import Account, Group
 from mailboxes.service import Mailboxes
 from mailboxes.store import INBOX, Delivery
@@ -44,7 +49,7 @@ from .envelope import (
     Reply, ok_queued,
 )
 from .keys import DkimKeys
-from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, parse_path
+from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, header_reply, parse_path
 from .queue import NewEntry, Queue, new_queue_id
 from .received import received_header
 
@@ -210,19 +215,23 @@ def header_block(data: bytes) -> bytes:
 
 _HAS_MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:")
 _HAS_DATE = re.compile(rb"(?im)^date[ \t]*:")
-_FROM_FIELD = re.compile(rb"(?ims)^from[ \t]*:(.*?)(?=\r?\n[^ \t]|\Z)")
-
-
 def header_from_domain(data: bytes) -> str | None:
-    """The domain of the (first) From: address, lower-cased, or None."""
-    m = _FROM_FIELD.search(header_block(data))
-    if m is None:
+    """The domain of the From: address that picks the DKIM key, read as ENVELOPE reads it; None if in doubt.
+
+    mailboxes.headers is the one reader (design.md "One parser per format"): a
+    message whose From is ambiguous (two fields in any spelling, unparseable) is
+    not signed, and the submission check has refused it already.
+    """
+    who = originator(data)
+    if who.problem is not None or not who.from_ or not who.from_[0].host:
         return None
-    value = re.sub(r"\r?\n[ \t]", " ", m.group(1).decode("utf-8", errors="replace"))
-    for _name, addr in getaddresses([value]):
-        if "@" in addr:
-            return addr.rpartition("@")[2].strip().rstrip(".").lower() or None
-    return None
+    return who.from_[0].host.rstrip(".").lower() or None
+
+
+def with_return_path(data: bytes, mail_from: str) -> bytes:
+    """The message as finally delivered: one Return-Path with the reverse-path on top (RFC 5321 §4.4)."""
+    stripped = without_fields(data, lambda name, _field: name == "return-path")
+    return f"Return-Path: <{mail_from}>\r\n".encode("utf-8") + stripped
 
 
 class Submitter:
@@ -291,6 +300,9 @@ class Submitter:
         """Check, stamp (Received, Message-ID/Date if missing), sign for remote recipients, deliver or queue."""
         qid = sub.queue_id or new_queue_id()
         refused: list[tuple[str, Reply]] = []
+        problem = header_problem(sub.data)
+        if problem is not None:
+            return self._logged(sub, Outcome(qid, header_reply(problem)))
         if sub.account is not None:
             allowed = await self.directory.sender_addresses(sub.account)
             bad = await self.check_submitter(sub.account, sub.mail_from)
@@ -370,7 +382,9 @@ class Submitter:
         delivered, retry, failed = 0, [], []
         if local:
             accounts = list(local.values())
-            result = await self.mb.store.deliver(Delivery(prepare(data), tuple((a, INBOX) for a in accounts)))
+            final = with_return_path(data, mail_from)
+            prepared = await offload_if_large(len(final), prepare, final)
+            result = await self.mb.store.deliver(Delivery(prepared, tuple((a, INBOX) for a in accounts)))
             for acct, r in zip(accounts, result.results):
                 if not isinstance(r, Exception):
                     delivered += 1
@@ -396,13 +410,15 @@ class Submitter:
             await self.bounce(queue_id, mail_from, data, failed)
         return Outcome(queue_id, ok_queued(queue_id), delivered, len(queued), tuple(failed))
 
-    async def deliver_local(self, address: str, data: bytes) -> Reply | None:
+    async def deliver_local(self, address: str, data: bytes, mail_from: str = "") -> Reply | None:
         """The worker's local retry of one account: None when written, else why not."""
         try:
             acct = await self.mb.directory.account(address)
         except (NotFound, InvalidInput):
             return UNKNOWN_USER
-        result = await self.mb.store.deliver(Delivery(prepare(data), ((acct, INBOX),)))
+        final = with_return_path(data, mail_from)
+        prepared = await offload_if_large(len(final), prepare, final)
+        result = await self.mb.store.deliver(Delivery(prepared, ((acct, INBOX),)))
         r = result.results[0]
         if not isinstance(r, Exception):
             self.directory.add_usage([acct.id], len(data))
@@ -416,7 +432,7 @@ class Submitter:
         if key is None:
             return data
         try:
-            header = await asyncio.to_thread(dkim.sign, data, key.domain, key.selector, key.private_pem)
+            header = await offload(dkim.sign, data, key.domain, key.selector, key.private_pem)
         except ValueError as exc:
             log.warning("DKIM signing for %s failed: %s", domain, exc)
             return data

@@ -113,9 +113,23 @@ class Worker:
         groups: dict[tuple[int, str], list[Claimed]] = {}
         for c in claimed:
             groups.setdefault((c.message_id, c.domain), []).append(c)
-        await asyncio.gather(*(self._attempt(g) for g in groups.values()))
+        keeper = asyncio.create_task(self._keep_leases([c.recipient_id for c in claimed]))
+        try:
+            await asyncio.gather(*(self._attempt(g) for g in groups.values()))
+        finally:
+            keeper.cancel()
         self.settled.set()
         return len(claimed)
+
+    async def _keep_leases(self, ids: list[int]) -> None:
+        """Renew the leases of this round's rows while its attempts run (a dead node's lapse; queue.py notes)."""
+        every = max(1.0, self.queue.lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.queue.renew(ids)
+            except Exception:  # noqa: BLE001 - the database may be away for a moment; the next try may work
+                log.exception("queue: renewing leases failed")
 
     async def _attempt(self, rows: list[Claimed]) -> None:
         try:
@@ -139,7 +153,7 @@ class Worker:
     async def _local(self, rows: list[Claimed], data: bytes) -> list[RcptResult]:
         out = []
         for r in rows:
-            why: Reply | None = await self.submitter.deliver_local(r.rcpt, data)
+            why: Reply | None = await self.submitter.deliver_local(r.rcpt, data, r.mail_from)
             if why is None:
                 out.append(RcptResult(r.rcpt, "ok", "2.0.0", "delivered to the local mailbox"))
             else:

@@ -23,8 +23,11 @@ from email.utils import parsedate_to_datetime
 from typing import Iterator
 
 from mailboxes.charsets import (
-    MIME_TOKEN, codec_for, comment_end, decode_header_value, decode_text, decode_transfer,
-    decoded_params, html_charset, html_to_text, parse_params, quoted_string, raw_bytes, skip_cfws,
+    MIME_TOKEN, codec_for, decode_header_value, decode_text, decode_transfer,
+    decoded_params, html_charset, html_to_text, parse_params, raw_bytes, skip_cfws,
+)
+from mailboxes.headers import (  # noqa: F401 - Address and header_fields are re-exported
+    Address, field_value, header_fields, parse_addresses, scan_header,
 )
 from mailboxes.mimewalk import end_before_delimiter, next_delimiter
 
@@ -46,32 +49,10 @@ HINT_SCAN_OCTETS = 256 << 10   # how far to look for a declared charset to decod
 SEARCH_HEADERS = ("subject", "from", "to", "cc", "bcc", "reply-to", "sender", "date",
                   "message-id", "in-reply-to", "references", "list-id")
 
-MISSING_MAILBOX = "MISSING_MAILBOX"  # as Dovecot: a NIL host would read as a group marker
-MISSING_DOMAIN = "MISSING_DOMAIN"    # (RFC 3501 §7.4.2), so missing parts are named instead
 
 
 # --- the stored shapes -------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    """RFC 3501 §7.4.2 address; a group start has only `mailbox` (the group name), a group end nothing."""
-    name: str | None             # raw display name (may hold RFC 2047 words)
-    adl: str | None              # source route, "@a,@b"
-    mailbox: str | None
-    host: str | None
-    name_decoded: str | None = None
-
-    @property
-    def is_group_start(self) -> bool:
-        return self.host is None and self.mailbox is not None
-
-    @property
-    def is_group_end(self) -> bool:
-        return self.host is None and self.mailbox is None
-
-    @property
-    def addr_spec(self) -> str | None:
-        return None if self.host is None else f"{self.mailbox}@{self.host}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,46 +154,7 @@ class ParsedMessage:
         return _loads(data)
 
 
-# --- header scanning on bytes ------------------------------------------------------------
-
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*")   # RFC 5322 §3.6.8 ftext, obs WSP
-
-
-def _scan_header(raw: bytes, start: int, end: int) -> tuple[list[list], int]:
-    """Header fields of the entity at raw[start:end] as [name, start, colon, end], and body start.
-
-    RFC 5322 §2.1: fields, then an empty line, then the body. The first line that is neither
-    a field nor a continuation starts the body (no blank line: a broken but common case).
-    """
-    fields: list[list] = []
-    pos = start
-    find = raw.find
-    while pos < end:
-        nl = find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl + 1
-        first = raw[pos]
-        if first == 0x0A or (first == 0x0D and not raw[pos:line_end].strip(b"\r\n")):
-            return fields, line_end
-        if first == 0x20 or first == 0x09:   # RFC 5322 §2.2.3 folded continuation
-            if fields:
-                fields[-1][3] = line_end
-            pos = line_end
-            continue
-        colon = find(b":", pos, line_end)
-        if colon < 0 or not _FIELD_NAME.fullmatch(raw, pos, colon):
-            if pos == start and raw.startswith(b"From ", pos):   # mbox separator line
-                pos = line_end
-                continue
-            return fields, pos
-        fields.append([raw[pos:colon].rstrip(b" \t").lower().decode("ascii"), pos, colon, line_end])
-        pos = line_end
-    return fields, end
-
-
-def _field_value(raw: bytes, field: list) -> str:
-    value = raw[field[2] + 1:field[3]].replace(b"\r\n", b"").replace(b"\n", b"")
-    return value.strip(b" \t\r").decode("utf-8", "surrogateescape")
-
+# --- header fields (scanning and addresses live in headers.py) ---------------------------
 
 # Fields the body structure and the envelope read (first occurrence of each).
 _STRUCTURE_FIELDS = frozenset({
@@ -226,26 +168,8 @@ def _first_fields(raw: bytes, fields: list[list]) -> dict[str, str]:
     values: dict[str, str] = {}
     for field in fields:
         if field[0] in _STRUCTURE_FIELDS and field[0] not in values:
-            values[field[0]] = _field_value(raw, field)
+            values[field[0]] = field_value(raw, field)
     return values
-
-
-def header_fields(raw: bytes, names, exclude: bool = False) -> bytes:
-    """BODY[HEADER.FIELDS (names)] / HEADER.FIELDS.NOT of the header block at the start of raw.
-
-    RFC 3501 §6.4.5: the matching lines as they are (folding kept), then the blank line.
-    For a message/rfc822 part, pass the slice given by section_range(body, path, "HEADER").
-    """
-    wanted = {n.decode("ascii", "replace").lower() if isinstance(n, bytes) else n.lower()
-              for n in names}
-    fields, _ = _scan_header(raw, 0, len(raw))
-    out = []
-    for name, start, _colon, end in fields:
-        if (name in wanted) != exclude:
-            line = raw[start:end]
-            out.append(line if line.endswith(b"\n") else line + b"\r\n")
-    out.append(b"\r\n")
-    return b"".join(out)
 
 
 # --- Content-* values --------------------------------------------------------------------
@@ -284,137 +208,6 @@ def _parse_encoding(value: str | None) -> str:
     return "7bit"   # missing or invalid (e.g. "?invalid"): the RFC 2045 §6.1 default
 
 
-# --- addresses (RFC 5322 §3.4, with the obsolete and broken forms real mail has) ---------
-
-_ADDR_TOKEN = re.compile(r'''
-    (?P<ws>[ \t\r\n]+)
-  | (?P<q>"(?:[^"\\]|\\.)*"?)
-  | (?P<c>\()
-  | (?P<lit>\[[^\]]*\]?)
-  | (?P<atom>[^ \t\r\n()<>@,;:\\".\[\]]+)
-  | (?P<sp>[<>@,;:.\\\])])
-''', re.X | re.S)
-
-
-def _addr_tokens(s: str) -> list[tuple[str, str, bool]]:
-    """(kind, text, whitespace_before); kinds: atom, q, lit, c (comment) or the special itself."""
-    toks = []
-    i, n, space = 0, len(s), False
-    while i < n:
-        m = _ADDR_TOKEN.match(s, i)
-        kind = m.lastgroup
-        if kind == "ws":
-            space = True
-            i = m.end()
-            continue
-        if kind == "c":
-            j = comment_end(s, i)
-            toks.append(("c", s[i + 1:j - 1] if s[j - 1:j] == ")" else s[i + 1:j], space))
-            i = j
-        elif kind == "q":
-            text, _ = quoted_string(s, i)
-            toks.append(("q", text, space))
-            i = m.end()
-        elif kind == "sp":
-            toks.append((m.group(), m.group(), space))
-            i = m.end()
-        else:
-            toks.append(("atom" if kind == "atom" else "lit", m.group(), space))
-            i = m.end()
-        space = False
-    return toks
-
-
-def _join(toks, spaced: bool) -> str:
-    """Token texts; with `spaced`, one space where the header had whitespace (phrases)."""
-    out = []
-    for kind, text, space in toks:
-        if kind == "c":
-            continue
-        if spaced and out and space:
-            out.append(" ")
-        out.append(text)
-    return "".join(out)
-
-
-def _addr_spec(toks) -> tuple[str | None, str | None, str | None]:
-    """(adl, mailbox, host) from tokens of an addr-spec, optionally led by an obs-route."""
-    toks = [t for t in toks if t[0] != "c"]
-    adl = None
-    if toks and toks[0][0] == "@":
-        colon = next((k for k, t in enumerate(toks) if t[0] == ":"), None)
-        if colon is not None:
-            adl = _join(toks[:colon], False)
-            toks = toks[colon + 1:]
-    at = next((k for k in range(len(toks) - 1, -1, -1) if toks[k][0] == "@"), None)
-    if at is None:
-        return adl, _join(toks, True) or None, None
-    return adl, _join(toks[:at], False) or None, _join(toks[at + 1:], False) or None
-
-
-def _mailbox(toks, i: int, stops: str, hint: str | None) -> tuple[Address | None, int]:
-    n = len(toks)
-    phrase, comments, angle = [], [], None
-    while i < n and toks[i][0] not in stops:
-        kind = toks[i][0]
-        if kind == "<" and angle is None:
-            j, inner = i + 1, []
-            while j < n and toks[j][0] != ">":
-                if toks[j][0] in stops and not (inner and inner[0][0] == "@"):
-                    break
-                inner.append(toks[j])
-                j += 1
-            angle = inner
-            i = j + 1 if j < n and toks[j][0] == ">" else j
-            continue
-        if kind == "c":
-            comments.append(toks[i][1])
-        elif angle is None:
-            phrase.append(toks[i])
-        i += 1
-    if angle is not None:
-        name = _join(phrase, True) or None
-        adl, local, host = _addr_spec(angle)
-    else:
-        adl, local, host = _addr_spec(phrase)
-        name = comments[-1].strip() if comments and comments[-1].strip() else None
-    if local is None and host is None and name is None:
-        return None, i
-    decoded = None if name is None else decode_header_value(name, hint)
-    return Address(name, adl, local or MISSING_MAILBOX, host or MISSING_DOMAIN, decoded), i
-
-
-def _parse_addresses(value: str | None, hint: str | None = None) -> tuple[Address, ...]:
-    """RFC 3501 §7.4.2 address list, groups as start/end markers; ";" also separates (Outlook)."""
-    if not value:
-        return ()
-    toks = _addr_tokens(value)
-    out: list[Address] = []
-    i, n = 0, len(toks)
-    while i < n:
-        if toks[i][0] in ",;>":
-            i += 1
-            continue
-        j = i
-        while j < n and toks[j][0] not in ":<@,;":
-            j += 1
-        if j < n and toks[j][0] == ":" and j > i:   # RFC 5322 §3.4 group
-            out.append(Address(None, None, _join(toks[i:j], True), None))
-            i = j + 1
-            while i < n and toks[i][0] != ";":
-                if toks[i][0] in ",:":
-                    i += 1
-                    continue
-                addr, i = _mailbox(toks, i, ",;", hint)
-                if addr is not None:
-                    out.append(addr)
-            out.append(Address(None, None, None, None))
-            i += 1
-            continue
-        addr, i = _mailbox(toks, i, ",;", hint)
-        if addr is not None:
-            out.append(addr)
-    return tuple(out)
 
 
 def _parse_date(value: str | None) -> datetime | None:
@@ -432,16 +225,16 @@ def _parse_date(value: str | None) -> datetime | None:
 
 def _envelope(values: dict[str, str], hint: str | None) -> Envelope:
     """RFC 3501 §7.4.2 ENVELOPE from the first occurrence of each header."""
-    from_ = _parse_addresses(values.get("from"), hint)
+    from_ = parse_addresses(values.get("from"), hint)
     subject = values.get("subject")
     date = values.get("date")
     return Envelope(
         date=date, subject=subject, from_=from_,
-        sender=_parse_addresses(values.get("sender"), hint) or from_,
-        reply_to=_parse_addresses(values.get("reply-to"), hint) or from_,
-        to=_parse_addresses(values.get("to"), hint),
-        cc=_parse_addresses(values.get("cc"), hint),
-        bcc=_parse_addresses(values.get("bcc"), hint),
+        sender=parse_addresses(values.get("sender"), hint) or from_,
+        reply_to=parse_addresses(values.get("reply-to"), hint) or from_,
+        to=parse_addresses(values.get("to"), hint),
+        cc=parse_addresses(values.get("cc"), hint),
+        bcc=parse_addresses(values.get("bcc"), hint),
         in_reply_to=values.get("in-reply-to"), message_id=values.get("message-id"),
         subject_decoded="" if subject is None else decode_header_value(subject, hint),
         date_parsed=_parse_date(date),
@@ -493,7 +286,7 @@ class _TreeBuilder:
         """The entity at raw[start:end] and its first-occurrence header values."""
         raw = self.raw
         self.parts_left -= 1
-        fields, body_start = _scan_header(raw, start, end)
+        fields, body_start = scan_header(raw, start, end)
         if depth == 0:
             self.top_fields = fields
         values = _first_fields(raw, fields)
@@ -741,7 +534,7 @@ def _parse(raw: bytes) -> ParsedMessage:
     builder = _TreeBuilder(raw, hint)
     body, values = builder.entity(0, len(raw), 0, ("text", "plain"))
     envelope = _envelope(values, hint)
-    headers = tuple((f[0], decode_header_value(_field_value(raw, f), hint))
+    headers = tuple((f[0], decode_header_value(field_value(raw, f), hint))
                     for f in builder.top_fields if f[0] in SEARCH_HEADERS)
     extractor = _Extractor(raw, hint)
     extractor.envelope(envelope)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from delivery import dkim
 from delivery.keys import DkimKeys
-from delivery.queue import Queue
+from delivery.queue import Queue, node_id
 from delivery.routes import TLS_MODES, Routes
 
 from .admin import Admin, AdminError
@@ -106,7 +106,7 @@ def _when(d: datetime | None) -> str:
 
 
 async def _queue(admin: Admin, args: argparse.Namespace) -> int:
-    queue = Queue(admin.mb.router.central, node=admin.config.hostname)
+    queue = Queue(admin.mb.router.central, node=node_id(admin.config.hostname))
     act = args.action
     if act == "list":
         entries = await queue.entries()

@@ -11,13 +11,19 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SELF_SIGNED_DAYS = 825
 
 
 def make_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
-    """An ECDSA P-256 certificate for `hostname`, localhost and 127.0.0.1; key written 0600."""
+    """An ECDSA P-256 leaf certificate for `hostname`, localhost and 127.0.0.1; key written 0600.
+
+    A server certificate, not a CA (RFC 5280 §4.2.1.9 cA FALSE): a copy of it
+    trusted by a client can then never sign other names. keyUsage is
+    digitalSignature (ECDHE-ECDSA, RFC 5280 §4.2.1.3) and extendedKeyUsage is
+    serverAuth (RFC 5280 §4.2.1.12).
+    """
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.timezone.utc)
@@ -29,7 +35,12 @@ def make_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=SELF_SIGNED_DAYS))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     key_path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ class Transaction:
     started: float
     rcpts: list[str] = field(default_factory=list)
     refused: int = 0
+    seen: set[str] = field(default_factory=set)  # duplicate check in O(1) per RCPT
 
     @property
     def reverse_path(self) -> str:

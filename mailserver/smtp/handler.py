@@ -15,6 +15,12 @@ Implementation notes (invariants):
   listeners are built with auth_required=True, explicitly (aiosmtpd's
   default is False, aiosmtpd issue 374).
 - After STARTTLS everything learnt before it is forgotten (RFC 3207 §4.2).
+- Bounded per connection and in total: connections are capped in total and
+  per client address (421 4.7.0 and close); DATA is kept in memory up to
+  spool.IN_MEMORY and in a temporary file beyond, the size limit is applied
+  while it streams, and the whole transfer must end within `data_timeout`
+  seconds of the DATA command (RFC 5321 §4.5.3.2; 421 4.4.2 and close).
+  At most LARGE_DELIVERIES spooled messages are read back into memory at once.
 - One log line per transaction (MAIL ... end), with the queue id; never a password.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import collections
+import contextlib
 import logging
 import ssl
 import time
@@ -33,15 +40,16 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from delivery.accept import Acceptor, Inbound
 from delivery.envelope import (
-    AUTH_FAILED, AUTH_OK, AUTH_REQUIRED, AUTH_THROTTLED, BAD_ARGUMENTS, BAD_SEQUENCE, ENCRYPTION_REQUIRED,
-    MESSAGE_TOO_BIG, OK, RECIPIENT_OK, SENDER_OK, SHUTTING_DOWN, SYNTAX_ERROR, TEMPORARY_FAILURE,
-    TOO_MANY_RECIPIENTS, UNKNOWN_MECHANISM, Reply,
+    AUTH_FAILED, AUTH_OK, AUTH_REQUIRED, AUTH_THROTTLED, BAD_ARGUMENTS, BAD_SEQUENCE, DATA_TIMEOUT,
+    ENCRYPTION_REQUIRED, MESSAGE_TOO_BIG, OK, RECIPIENT_OK, SENDER_OK, SHUTTING_DOWN, SYNTAX_ERROR,
+    TEMPORARY_FAILURE, TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, UNKNOWN_MECHANISM, Reply,
 )
 from delivery.policy import Route, check_forward_path, check_sender, check_unauthenticated_sender
 from delivery.queue import new_queue_id
 from delivery.received import with_protocol
 from delivery.submit import Client, Outcome, Submission, Submitter
 from mailboxes.model import Account
+from mailboxes.offload import offload
 
 from ..auth import AuthFailed, Authenticator, AuthThrottled, is_loopback
 from ..logsafe import logfield
@@ -49,6 +57,7 @@ from .commands import (
     ALREADY_AUTH, ALREADY_TLS, NO_VALID_RECIPIENTS, NOT_IMPLEMENTED, VRFY_REPLY, Transaction, parse_mail, parse_rcpt,
     plain_credentials,
 )
+from .spool import DataReader, Spool
 
 log = logging.getLogger("postroom.smtp")
 
@@ -56,6 +65,11 @@ MAX_COMMAND_LINE = 2048  # RFC 5321 §4.5.3.1.4 is 512, plus extension parameter
 DATA_CHUNK = 65536
 READ_BUFFER = 65536
 SESSION_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7 asks for at least 5 minutes
+DATA_TIMEOUT_SECONDS = 300.0  # RFC 5321 §4.5.3.2.5-6: DATA command to final dot, in total ([limits] smtp_data_timeout)
+MAX_CONNECTIONS = 1000  # sessions on all listeners together ([limits] smtp_connections)
+MAX_CONNECTIONS_PER_ADDRESS = 100  # sessions from one client address ([limits] smtp_connections_per_address)
+MAX_HELD_REPLIES = 64  # pipelined replies held back before they are written and the loop is yielded
+LARGE_DELIVERIES = 2  # spooled (large) messages held in memory for delivery at once
 
 
 @dataclass(frozen=True)
@@ -79,12 +93,30 @@ class Doors:
     max_size: int
     max_recipients: int
     plaintext_auth_on_loopback: bool = False
+    max_connections: int = MAX_CONNECTIONS
+    max_per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+    data_timeout: float = DATA_TIMEOUT_SECONDS
     sessions: set = field(default_factory=set)
+    per_address: collections.Counter = field(default_factory=collections.Counter)
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    large: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_DELIVERIES))
+
+    def admit(self, session: "PostroomSMTP") -> bool:
+        """Count a new connection in, unless a cap is reached (then the caller answers 421 4.7.0)."""
+        if len(self.sessions) >= self.max_connections or self.per_address[session.peer_ip] >= self.max_per_address:
+            return False
+        self.sessions.add(session)
+        self.per_address[session.peer_ip] += 1
+        self.idle.clear()
+        return True
 
     def forget(self, session: "PostroomSMTP") -> None:
-        self.sessions.discard(session)
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.per_address[session.peer_ip] -= 1
+            if self.per_address[session.peer_ip] <= 0:
+                del self.per_address[session.peer_ip]
         if not self.sessions:
             self.idle.set()
 
@@ -132,10 +164,13 @@ class PostroomSMTP(SMTP):
         if restarted:
             self.account, self.txn = None, None  # RFC 3207 §4.2: start over
             return
-        self.doors.sessions.add(self)
-        self.doors.idle.clear()
         if self.doors.draining:
             transport.write(f"{SHUTTING_DOWN}\r\n".encode())
+            transport.close()
+            return
+        if not self.doors.admit(self):
+            log.warning("smtp listener=%s client=%s refused: too many connections", self.kind.name, self.peer_ip)
+            transport.write(f"{TOO_MANY_CONNECTIONS}\r\n".encode())  # RFC 5321 §3.8: 421 and close
             transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -181,11 +216,16 @@ class PostroomSMTP(SMTP):
         """
         data = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") if isinstance(status, str) else status
         self._held.append(data + b"\r\n")
-        if self._reader._buffer:  # more of this group is already here
+        if self._reader._buffer and len(self._held) < MAX_HELD_REPLIES:  # more of this group is already here
             return
+        long_group = len(self._held) >= MAX_HELD_REPLIES
         out, self._held = b"".join(self._held), []
         self._writer.write(out)
         await self._writer.drain()
+        if long_group:
+            # Buffered commands are read without waiting, so a long pipelined group would
+            # run to its end in one go: let the other sessions have the loop in between.
+            await asyncio.sleep(0)
 
     async def reply(self, r: Reply | str) -> None:
         await self.push(str(r))
@@ -372,42 +412,37 @@ class PostroomSMTP(SMTP):
                 await self.reply(why)
                 return
         # Duplicates are dropped; a remote local part may be case-sensitive (RFC 5321 §2.4), ours are not.
-        if route is Route.LOCAL:
-            fresh = rcpt.lower() not in (r.lower() for r in txn.rcpts)
-        else:
-            fresh = rcpt not in txn.rcpts
-        if fresh:
+        key = rcpt.lower() if route is Route.LOCAL else rcpt
+        if key not in txn.seen:
+            txn.seen.add(key)
             txn.rcpts.append(rcpt)
         await self.reply(RECIPIENT_OK)
 
-    async def _read_data(self) -> bytes | None:
+    async def _read_data(self) -> Spool | None:
         """The message up to CRLF.CRLF, dot-unstuffed (RFC 5321 §4.5.2); None if it was too big.
 
         Read in chunks, not lines: long lines are tolerated (the size limit is
-        what counts). Bytes after the terminator (a pipelined next command)
-        are handed back to the reader.
+        what counts, and it is applied as the data streams). Bytes after the
+        terminator (a pipelined next command) are handed back to the reader.
         """
         reader = self._reader
-        limit = self.doors.max_size
-        buf = bytearray(b"\r\n")  # the CRLF that ended the DATA command: an empty message is ".\r\n"
-        start, too_big = 0, False
-        while True:
-            end = buf.find(b"\r\n.\r\n", start)
-            if end >= 0:
-                break
-            if len(buf) > limit + 8:
-                del buf[:-4]  # keep only what may hold the start of the terminator
-                too_big = True
-            start = max(0, len(buf) - 4)
-            chunk = await reader.read(DATA_CHUNK)
-            if not chunk:
-                raise ConnectionResetError("connection closed during DATA")
-            buf += chunk
-        if end + 5 < len(buf):
-            reader._buffer[0:0] = buf[end + 5:]  # RFC 2920: commands pipelined after the dot
-        if too_big or end > limit:
+        data = DataReader(self.doors.max_size, Spool())
+        try:
+            while True:
+                chunk = await reader.read(DATA_CHUNK)
+                if not chunk:
+                    raise ConnectionResetError("connection closed during DATA")
+                rest = data.feed(chunk)
+                if rest is not None:
+                    break
+        except BaseException:
+            data.spool.close()
+            raise
+        if rest:
+            reader._buffer[0:0] = rest  # RFC 2920: commands pipelined after the dot
+        if data.too_big:
             return None
-        return bytes(buf[: end + 2]).replace(b"\r\n.", b"\r\n")[2:]
+        return data.spool
 
     async def smtp_DATA(self, arg: str | None) -> None:
         if not await self._sequence_ok():
@@ -428,20 +463,38 @@ class PostroomSMTP(SMTP):
         self.busy = True
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
-            data = await self._read_data()
-            if data is None:
+            try:
+                async with asyncio.timeout(self.doors.data_timeout):  # RFC 5321 §4.5.3.2
+                    spool = await self._read_data()
+            except TimeoutError:
+                self._log_txn(txn, "data timeout")
+                self.txn = None
+                self._writer.write(f"{DATA_TIMEOUT}\r\n".encode())
+                self.transport.close()
+                return
+            size = spool.size if spool is not None else None
+            if spool is None:
                 outcome = Outcome(txn.queue_id, MESSAGE_TOO_BIG)  # RFC 1870 §6, RFC 3463 X.3.4
             else:
-                outcome = await self._deliver(txn, data)
+                outcome = await self._deliver_spooled(txn, spool)
             await self.reply(outcome.reply)
-            self._log_txn(txn, str(outcome.reply.code) + " " + outcome.reply.enhanced,
-                          size=len(data) if data is not None else None, outcome=outcome)
+            self._log_txn(txn, str(outcome.reply.code) + " " + outcome.reply.enhanced, size=size, outcome=outcome)
             self.txn = None
             self._set_post_data_state()
         finally:
             self.busy = False
         if self.doors.draining:
             self.shut_if_idle()
+
+    async def _deliver_spooled(self, txn: Transaction, spool: Spool) -> Outcome:
+        """Deliver what was received; a spooled (large) message waits for one of LARGE_DELIVERIES slots."""
+        try:
+            async with self.doors.large if spool.on_disk else contextlib.nullcontext():
+                data = await offload(spool.getvalue) if spool.on_disk else spool.getvalue()
+                spool.close()
+                return await self._deliver(txn, data)
+        finally:
+            spool.close()
 
     async def _deliver(self, txn: Transaction, data: bytes) -> Outcome:
         esmtp = self.session.extended_smtp

@@ -21,6 +21,9 @@ from .handler import Doors, ListenerKind, PostroomSMTP
 log = logging.getLogger("postroom.smtp")
 
 DRAIN_SECONDS = 15.0
+# Implicit TLS: a connection is counted against the caps once its handshake is done, so the
+# handshake itself gets a short deadline (asyncio's default is 60 s).
+TLS_HANDSHAKE_SECONDS = 20.0
 KINDS = {
     "smtp": ListenerKind("smtp"),
     "submission": ListenerKind("submission", auth_required=True),
@@ -82,7 +85,8 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
             host, port = hostport
             svc.servers[name] = await loop.create_server(
                 lambda kind=kind: PostroomSMTP(doors, kind), host, port,
-                ssl=tls_context if kind.implicit_tls else None, reuse_address=True)
+                ssl=tls_context if kind.implicit_tls else None, reuse_address=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if kind.implicit_tls else None)
             log.info("smtp %s listening on %s:%d", name, *svc.addresses[name])
     except BaseException:
         await svc.close()
@@ -96,7 +100,10 @@ async def start(ctx) -> list:
     cfg = ctx.config
     doors = Doors(parts.submitter, parts.acceptor, ctx.auth, cfg.hostname, ctx.tls_context,
                   max_size=cfg.get("limits", "max_message_size"), max_recipients=cfg.get("limits", "max_recipients"),
-                  plaintext_auth_on_loopback=cfg.get("tls", "allow_plaintext_auth_on_loopback"))
+                  plaintext_auth_on_loopback=cfg.get("tls", "allow_plaintext_auth_on_loopback"),
+                  max_connections=cfg.get("limits", "smtp_connections"),
+                  max_per_address=cfg.get("limits", "smtp_connections_per_address"),
+                  data_timeout=float(cfg.get("limits", "smtp_data_timeout")))
     svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context)
     ctx.extras["smtp"] = svc
     return [svc]

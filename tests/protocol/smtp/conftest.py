@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import make_config, start_instance
+from .support import make_config, running
 
 
 @pytest.fixture
@@ -14,10 +14,5 @@ def smtp_config(tmp_path, storage_url):
 
 @pytest.fixture
 async def city(smtp_config):
-    inst = await start_instance(smtp_config)
-    await inst.add_user("zhang.wei@city.test")
-    await inst.add_user("li.na@city.test")
-    try:
+    async with running(smtp_config) as inst:
         yield inst
-    finally:
-        await inst.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -107,6 +108,18 @@ async def start_instance(cfg: config_mod.Config, *, domains: tuple[str, ...] = (
     services = [parts.worker]
     services += await smtp_server.start(ctx)
     return Instance(ctx, parts, ctx.extras["smtp"], services)
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: config_mod.Config, users: tuple[str, ...] = ("zhang.wei@city.test", "li.na@city.test")):
+    """An instance with these accounts for the body of a `async with`; stopped after it."""
+    inst = await start_instance(cfg)
+    for u in users:
+        await inst.add_user(u)
+    try:
+        yield inst
+    finally:
+        await inst.stop()
 
 
 async def wait_for(condition, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from delivery.queue import Queue
+from delivery.queue import DEFAULT_LEASE, Queue
 from delivery.routes import Routes
 from mailboxes.service import open_mailboxes
 from mailserver import config as config_mod
@@ -175,7 +175,9 @@ async def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path, storag
                     assert stored[subject] == 1, f"{subject} acknowledged but missing from {addr}"
         remote = {s for s, r in acked.items() if len(r) == 2}
         assert remote, "some acknowledged messages had a remote recipient"
-        await wait_for(lambda: remote <= set(sink.subjects), timeout=60, what="the queue to resume")
+        # Claims of the killed process are due again when their lease runs out (no node name match).
+        await wait_for(lambda: remote <= set(sink.subjects), timeout=DEFAULT_LEASE.total_seconds() + 60,
+                       what="the queue to resume")
         queue = Queue(mb.router.central, node="test")
         await wait_for(lambda: _empty(queue), timeout=30, what="an empty queue")
     finally:

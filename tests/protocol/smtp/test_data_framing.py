@@ -52,4 +52,4 @@ async def test_any_chunking_of_dot_stuffed_data_stores_the_original_bytes(city):
     assert len(stored) == len(sent)
     for got, want in zip(stored, sent):
         assert got.endswith(want)
-        assert got[: -len(want)].count(b"\r\n") == 6  # Received (4 lines) + Authentication-Results (2 lines)
+        assert got[: -len(want)].count(b"\r\n") == 7  # Return-Path, Received (4 lines), Authentication-Results (2)

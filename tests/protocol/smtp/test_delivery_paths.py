@@ -23,7 +23,8 @@ async def test_webmail_submits_through_the_same_path(city):
         ("nobody@city.test", 550, "5.1.1"), ("not an address", 501, "5.1.3"), ("x@[192.0.2.1]", 550, "5.7.1")]
     [stored] = await city.inbox("li.na@city.test")
     assert stored.endswith(bare)
-    assert stored.startswith(b"Received: from webmail (unknown [192.0.2.7])\r\n\tby mail.city.test with HTTPSA id ")
+    assert stored.startswith(b"Return-Path: <zhang.wei@city.test>\r\n"  # RFC 5321 §4.4, at final delivery
+                             b"Received: from webmail (unknown [192.0.2.7])\r\n\tby mail.city.test with HTTPSA id ")
     head = email.message_from_bytes(stored)
     assert head["Message-ID"].endswith("@mail.city.test>") and head["Date"]  # RFC 6409 §8: added by the MSA
     forged = bare.replace(b"From: zhang.wei@", b"From: li.na@")

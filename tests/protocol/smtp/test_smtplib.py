@@ -56,7 +56,7 @@ async def test_inbound_message_is_stored_once_with_trace_headers_before_the_orig
     [stored] = await city.inbox("li.na@city.test")
     assert stored.endswith(original)
     head = stored[: -len(original)].decode()
-    assert head.startswith("Received: from client.city.test (unknown [127.0.0.1])")
+    assert head.startswith("Return-Path: <wang@district.test>\r\nReceived: from client.city.test (unknown [127.0.0.1])")
     # The two RCPTs name one mailbox: one recipient, so the trace names it (RFC 5321 §4.4 "for").
     assert "by mail.city.test with ESMTP id " in head and "for <li.na@city.test>" in head
     assert "Authentication-Results: mail.city.test;\r\n\tdkim=none" in head

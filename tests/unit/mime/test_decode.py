@@ -10,7 +10,7 @@ from mailboxes.charsets import (
     codec_for, decode_header_value, decode_text, decoded_params, html_to_text, merge_rfc2231,
     parse_params,
 )
-from mailboxes.mime import Address, _parse_addresses
+from mailboxes.headers import Address, parse_addresses as _parse_addresses
 from tests.unit.mime.samples import word
 
 

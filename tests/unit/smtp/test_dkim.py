@@ -175,3 +175,31 @@ def test_authentication_results_round_trip(signed, trusted):
 def test_malformed_message_is_permerror():
     # dkimpy raises IndexError on a leading continuation line; we answer permerror.
     assert dkim.verify(b" DKIM-Signature: v=1\r\nFrom: a@x.test\r\n\r\nx\r\n", {}).result == "permerror"
+
+
+def test_authserv_id_is_read_through_comments_quotes_and_folding():
+    from delivery.accept import authserv_id
+    assert authserv_id(b" mail.city.test; dkim=pass") == "mail.city.test"
+    assert authserv_id(b' "mail.city.test"; dkim=pass') == "mail.city.test"
+    assert authserv_id(b" (a (nested) comment) MAIL.City.Test.; dkim=pass") == "mail.city.test"
+    assert authserv_id(b"\r\n\tmail.city.test 1; dkim=pass") == "mail.city.test"
+    assert authserv_id(b" mail.city.test(x); dkim=pass") == "mail.city.test"
+    assert authserv_id(b" other.example; dkim=pass") == "other.example"
+
+
+def test_a_from_in_our_domains_needs_a_passing_signature_at_or_above_it():
+    from delivery.accept import own_domain_claim
+    from delivery.dkim import DkimResult
+
+    def claim(from_: str, *results: DkimResult):
+        data = f"From: {from_}\r\nSubject: x\r\n\r\nbody\r\n".encode()
+        return own_domain_claim(data, {"city.test", "sub.city.test"}, results or (DkimResult("none"),))
+
+    assert claim("a@other.example") is None
+    assert claim("a@city.test").code == 550
+    assert claim("a@city.test", DkimResult("pass", "city.test")) is None
+    assert claim("a@sub.city.test", DkimResult("pass", "city.test")) is None  # relaxed: a parent's d= aligns
+    assert claim("a@city.test", DkimResult("pass", "sub.city.test")).code == 550  # a child's does not
+    assert claim("a@city.test", DkimResult("pass", "evilcity.test")).code == 550
+    assert claim("a@city.test", DkimResult("fail", "city.test")).code == 550
+    assert claim("a@other.example, b@city.test", DkimResult("pass", "other.example")).code == 550

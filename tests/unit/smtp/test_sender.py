@@ -86,7 +86,41 @@ def test_header_from_allowed(headers):
 )
 def test_header_from_refused(headers):
     reply = check_header_from(_msg(*headers), login_account=LOGIN, allowed_addresses=ALLOWED)
-    assert reply is not None and (reply.code, reply.enhanced) == (550, "5.7.1")
+    assert reply is not None and reply.code == 550 and reply.enhanced in ("5.7.1", "5.6.0")
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        # issue 7 point 3: a space before the colon is still a From field to the store and to MUAs
+        (b"From : boss@tax.example.cn\r\nFrom: zhang.san@tax.example.cn\r\n\r\nx", "550 5.7.1 More than one"),
+        (b"From: zhang.san@tax.example.cn\r\nFROM\t: boss@tax.example.cn\r\n\r\nx", "550 5.7.1 More than one"),
+        (b"From: zhang.san@tax.example.cn\r\nfrom: boss@tax.example.cn\r\n\r\nx", "550 5.7.1 More than one"),
+        # a bare CR ends a line for some readers
+        (b"Subject: a\rFrom: boss@tax.example.cn\r\nFrom: zhang.san@tax.example.cn\r\n\r\nx", "550 5.7.1 More than one"),
+        # a From after a line we read as the start of the body
+        (b"From: zhang.san@tax.example.cn\r\nnot a field\r\nFrom: boss@tax.example.cn\r\n\r\nx",
+         "550 5.7.1 More than one"),
+        (b"Subject: a\r\nnot a field\r\nFrom: zhang.san@tax.example.cn\r\n\r\nx", "550 5.6.0 From header"),
+        (b"From: zhang.san@tax.example.cn\r\nSender: zhang.san@tax.example.cn\r\nSender : boss@tax.example.cn"
+         b"\r\n\r\nx", "550 5.7.1 More than one Sender"),
+        (b"From: <zhang.san@tax.example.cn> boss@tax.example.cn\r\n\r\nx", "550 5.6.0 From header"),
+        (b"From: \"open <zhang.san@tax.example.cn>\r\n\r\nx", "550 5.6.0 From header"),
+        (b"From: zhang.san@tax.example.cn (open\r\n\r\nx", "550 5.6.0 From header"),
+        (b"Subject: x\r\n\r\nx", "550 5.6.0 No From"),
+        # issue 7 point 5: 15,000 encoded words (210 KB) are refused at once, not parsed for seconds
+        (b"From: " + b" ".join([b"=?utf-8?B?5L2g5aW9?="] * 15000) + b" <zhang.san@tax.example.cn>\r\n\r\nx",
+         "552 5.3.4 "),
+        (b"From: " + b" ".join([b"=?utf-8?B?5L2g?="] * 1500) + b" <zhang.san@tax.example.cn>\r\n\r\nx",
+         "554 5.6.0 Too many encoded words"),
+        (b"From: zhang.san@tax.example.cn\r\nTo: " + b",".join([b"a@x.cn"] * 2500) + b"\r\n\r\nx",
+         "554 5.6.0 Too many addresses"),
+        (b"From: zhang.san@tax.example.cn\r\n" + b"X-Pad: y\r\n" * 40000 + b"\r\nx", "552 5.3.4 Message header"),
+    ],
+)
+def test_header_from_refusals_are_exact(message, expected):
+    reply = check_header_from(message, login_account=LOGIN, allowed_addresses=ALLOWED)
+    assert reply is not None and str(reply).startswith(expected)
 
 
 def test_header_from_looks_only_at_the_header_block():

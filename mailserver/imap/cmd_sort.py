@@ -29,7 +29,7 @@ from .threads import thread_lists
 if TYPE_CHECKING:
     from .session import Session
 
-RENDER_CHUNK = 1000  # stored parses loaded between two yields to the event loop
+RENDER_CHUNK = 500  # stored parses loaded between two yields to the event loop
 SORT_IN_THREAD = 2000  # matches from which the sort or thread runs in a worker thread
 _NO_PARSE_KEYS = frozenset({"ARRIVAL", "SIZE"})
 

@@ -52,7 +52,7 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 def make_message(i: int, rng: random.Random) -> bytes:
     """A plain message; 1% carry "reconciliation" in the body, 1% "稽查", 1% "overdue" in the subject.
 
-    Messages come in threads of five (the last four reply to the first: Re: subject, References),
+    Messages come in threads of five (the last four name the first in References:),
     and Date: headers are spread over November, not in arrival order, so SORT and THREAD have work.
     """
     words = [rng.choice(WORDS) for _ in range(60)]
@@ -62,9 +62,8 @@ def make_message(i: int, rng: random.Random) -> bytes:
     if i % 100 == 13:
         pos = rng.randrange(len(zh))
         zh = zh[:pos] + "稽查" + zh[pos:]
+    subject = f"message {i} {rng.choice(WORDS)}" + (" overdue" if i % 100 == 21 else "")
     root = i - i % 5
-    subject = (f"message {i} {rng.choice(WORDS)}" if root == i else f"Re: message {root}") + (
-        " overdue" if i % 100 == 21 else "")
     thread = f"References: <{root}.0@city.test>\r\n" if root != i else ""
     rng.random()  # the draw the Message-ID once used: the words above and below stay as they were
     minute = (i * 7919) % (28 * 1440)

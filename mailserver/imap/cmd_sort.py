@@ -97,7 +97,7 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Ok:  # RFC 5256 §3, RFC 52
         return Ok(f"{cmd.name} completed")
     opts = opts or ("ALL",)  # RFC 4731 §3.1, by reference from RFC 5267 §3.2: RETURN () means ALL
     only_ends = not ({"ALL", "COUNT"} & set(opts))
-    ends = [x for x in (ordered[:1] if "MIN" in opts else []) + (ordered[-1:] if "MAX" in opts else [])]
+    ends = (ordered[:1] if "MIN" in opts else []) + (ordered[-1:] if "MAX" in opts else [])
     chosen = ends if only_ends and ends else ordered
     if "SAVE" in opts:  # RFC 5182 §2.4: the saved result is a set of UIDs
         s.saved = sorted({view.uids[i] for i in chosen})

@@ -93,6 +93,20 @@ def test_sort_errors(folder):
     assert c.cmd(b"z NOOP")[1].startswith(b"z OK")
 
 
+def test_esort_save_and_modseq(folder):
+    """RFC 5182 §2.4 SAVE with SORT keeps the UIDs for "$"; RFC 7162 §3.1.5 MODSEQ in SORT and ESORT answers."""
+    c = folder
+    assert c.cmd(b"a SORT RETURN (SAVE) (DATE) UTF-8 FROM bob") == ([], b"a OK SORT completed\r\n")
+    untagged, _ = c.cmd(b"b FETCH $ (UID)")
+    assert untagged == [b"* 3 FETCH (UID 4)\r\n"]
+    assert c.cmd(b"c SORT RETURN (SAVE MIN) (REVERSE DATE) UTF-8 ALL")[0] == [b'* ESEARCH (TAG "c") MIN 5\r\n']
+    assert c.cmd(b"d UID FETCH $ (UID)")[0] == [b"* 5 FETCH (UID 6)\r\n"]  # MIN alone: only it is saved
+    untagged, _ = c.cmd(b"e SORT (DATE) UTF-8 MODSEQ 1")
+    assert re.fullmatch(rb"\* SORT 4 2 3 1 5 \(MODSEQ \d+\)\r\n", untagged[0])
+    untagged, _ = c.cmd(b"f SORT RETURN (COUNT) (DATE) UTF-8 MODSEQ 1")
+    assert re.fullmatch(rb'\* ESEARCH \(TAG "f"\) COUNT 5 MODSEQ \d+\r\n', untagged[0])
+
+
 def test_capabilities_advertised(server):
     c = Raw(server.port, login="alice@city.test")
     caps = c.cmd(b"c CAPABILITY")[0][0].split()

@@ -1,0 +1,46 @@
+"""SORT and THREAD on a 10,000-message folder through imapclient, within generous time bounds (slow)."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from imapclient import IMAPClient
+
+from benchmarks.imap_bench import make_message
+
+from .harness import PASSWORD, ImapServer
+
+N = 10_000
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    srv = ImapServer(tmp_path_factory.mktemp("bigsort")).start()
+    rng = random.Random(1)
+    srv.run(srv.deliver_many("alice", [make_message(i, rng) for i in range(N)]), timeout=600)
+    yield srv
+    srv.stop()
+
+
+def test_sort_and_thread_10000_messages(big):
+    c = IMAPClient("127.0.0.1", port=big.port, ssl=False, timeout=120)
+    c.login("alice@city.test", PASSWORD)
+    c.select_folder("INBOX")
+    t0 = time.monotonic()
+    threads = c.thread("REFERENCES", "ALL", "UTF-8")  # cold: every stored parse is loaded
+    assert time.monotonic() - t0 < 30  # generous; about 1 s on a loaded 2-core machine
+    # threads of five: the first message and its four replies (References: <first>), siblings by date
+    assert len(threads) == N // 5
+    for root, *replies in threads:  # (1 (2)(3)(4)(5)): UID = i + 1
+        assert sorted(r for (r,) in replies) == [root + 1, root + 2, root + 3, root + 4]
+    t0 = time.monotonic()
+    by_date = c.sort(["DATE"])
+    by_subject = c.sort(["REVERSE", "SUBJECT"])
+    assert time.monotonic() - t0 < 10
+    assert sorted(by_date) == list(range(1, N + 1)) and by_date != sorted(by_date)
+    assert by_subject[0] == 10000 and by_subject[-1] == 1  # "message 9999 ..." down to "message 0 ..."
+    assert len(c.thread("ORDEREDSUBJECT", "ALL", "UTF-8")) == N  # every base subject differs
+    c.logout()

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import random
 import time
 
 import pytest
 from imapclient import IMAPClient
 
-from benchmarks.imap_bench import make_message
+from .harness import PASSWORD
+from .test_imap_bigfolder import N, big  # noqa: F401  # the same 10,000-message folder, built afresh for this module
 
-from .harness import PASSWORD, ImapServer
-
-N = 10_000
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory):
-    srv = ImapServer(tmp_path_factory.mktemp("bigsort")).start()
-    rng = random.Random(1)
-    srv.run(srv.deliver_many("alice", [make_message(i, rng) for i in range(N)]), timeout=600)
-    yield srv
-    srv.stop()
-
-
-def test_sort_and_thread_10000_messages(big):
+def test_sort_and_thread_10000_messages(big):  # noqa: F811
     c = IMAPClient("127.0.0.1", port=big.port, ssl=False, timeout=120)
     c.login("alice@city.test", PASSWORD)
     c.select_folder("INBOX")

@@ -201,3 +201,27 @@ def test_thread_lists_rfc5256_4_example():
     dummy.adopt(n(5))
     assert lists([dummy]) == b"((3)(5))"
     assert lists([]) == b""
+
+
+def test_references_cycle_through_a_dummy_keeps_the_first_link():
+    """1A/1B: y names (z, x); z names y. Linking y under z would close a loop, so z stays the root.
+
+    Without x (expunged), x is a dummy inside the chain and is pruned (step 3). Dovecot answers the same.
+    """
+    x = rec(1, sent=day(0) + timedelta(hours=17), msgid="<x@t>")
+    y = rec(2, sent=day(0) + timedelta(hours=15), msgid="<y@t>", refs="<z@t> <x@t>")
+    z = rec(3, sent=day(0) + timedelta(hours=16), msgid="<z@t>", refs="<y@t>")
+    assert lists(references([x, y, z])) == b"(3 1 2)"
+    y1 = rec(1, sent=y.facts.sent, msgid="<y@t>", refs="<z@t> <x@t>")
+    z2 = rec(2, sent=z.facts.sent, msgid="<z@t>", refs="<y@t>")
+    assert lists(references([y1, z2])) == b"(2 1)"
+
+
+def test_subject_sort_collation_and_ties():
+    rs = [rec(1, subject="m", size=3), rec(2, subject="N", size=5), rec(3, subject="_under"), rec(4, subject="[tag]"),
+          rec(5, subject="[ann] FW: [x] re: Fwd: m (FWD)  (fwd)", size=9), rec(6, subject="m (n)"),
+          rec(7, subject="Re: [FWD: n]", size=7), rec(8)]
+    # "" < M = M < "M (N)" < N = N < "[TAG]" (0x5B) < "_UNDER" (0x5F): letters fold up before comparing
+    assert seqs(rs, [("SUBJECT", False)]) == [8, 1, 5, 6, 2, 7, 4, 3]
+    assert seqs(rs, [("SUBJECT", True)]) == [3, 4, 2, 7, 6, 1, 5, 8]
+    assert seqs(rs, [("SUBJECT", False), ("SIZE", True)]) == [8, 5, 1, 6, 7, 2, 4, 3]

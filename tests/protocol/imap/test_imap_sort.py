@@ -213,3 +213,21 @@ def test_imapclient_sort_thread_multiappend(server):
         assert [got[u][b"ENVELOPE"].subject for u in sorted(got)] == [b"one", b"two"]
         assert set(got[2][b"FLAGS"]) - {b"\\Recent"} == {b"\\Seen"}
         assert got[2][b"INTERNALDATE"].replace(tzinfo=None) == datetime(2026, 3, 4, 9, 15)
+
+
+def test_multiappend_total_is_bounded_by_appendlimit(tmp_path):
+    """The literals of one MULTIAPPEND together stay within APPENDLIMIT (+1 KiB): memory per command is bounded."""
+    from .harness import ImapServer
+
+    srv = ImapServer(tmp_path, limits={"max_message_size": 4000}).start()
+    try:
+        c = Raw(srv.port, login="alice@city.test")
+        part = message("x", "y" * 1500, msgid="x")  # each under the limit, three together over it
+        c.send(b"t APPEND INBOX" + b"".join(b" {%d+}\r\n" % len(part) + part for _ in range(3)) + b"\r\n")
+        assert c.until(b"t")[1].startswith(b"t NO [TOOBIG]")
+        assert c.cmd(b"s STATUS INBOX (MESSAGES)")[0] == [b"* STATUS INBOX (MESSAGES 0)\r\n"]
+        two = b"u APPEND INBOX" + b"".join(b" {%d+}\r\n" % len(part) + part for _ in range(2))
+        assert c.cmd(two)[1].startswith(b"u OK [APPENDUID ")
+        c.close()
+    finally:
+        srv.stop()

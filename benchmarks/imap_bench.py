@@ -1,4 +1,4 @@
-"""IMAP benchmark: a 10,000-message folder (SELECT, FETCH, SEARCH, STORE timings) and the memory of idle IDLE connections.
+"""IMAP benchmark: a 10,000-message folder (SELECT, FETCH, SEARCH, SORT, THREAD, STORE timings) and the memory of idle IDLE connections.
 
 Usage: .venv/bin/python benchmarks/imap_bench.py [--messages 10000] [--idle 1000] [--runs 5] [--no-dovecot]
        (--idle 10000 holds ten thousand connections; building their accounts takes some minutes)
@@ -50,7 +50,11 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 
 
 def make_message(i: int, rng: random.Random) -> bytes:
-    """A plain message; 1% carry "reconciliation" in the body, 1% "稽查", 1% "overdue" in the subject."""
+    """A plain message; 1% carry "reconciliation" in the body, 1% "稽查", 1% "overdue" in the subject.
+
+    Messages come in threads of five (the last four name the first in References:),
+    and Date: headers are spread over November, not in arrival order, so SORT and THREAD have work.
+    """
     words = [rng.choice(WORDS) for _ in range(60)]
     zh = "".join(rng.choice(HANZI) for _ in range(300))
     if i % 100 == 7:
@@ -59,8 +63,13 @@ def make_message(i: int, rng: random.Random) -> bytes:
         pos = rng.randrange(len(zh))
         zh = zh[:pos] + "稽查" + zh[pos:]
     subject = f"message {i} {rng.choice(WORDS)}" + (" overdue" if i % 100 == 21 else "")
+    root = i - i % 5
+    thread = f"References: <{root}.0@city.test>\r\n" if root != i else ""
+    rng.random()  # the draw the Message-ID once used: the words above and below stay as they were
+    minute = (i * 7919) % (28 * 1440)
     head = (f"From: user{i % 50}@city.test\r\nTo: staff@city.test\r\nSubject: {subject}\r\n"
-            f"Date: Mon, 02 Nov 2026 10:00:00 +0800\r\nMessage-ID: <{i}.{rng.random()}@city.test>\r\n"
+            f"Date: {1 + minute // 1440:02d} Nov 2026 {minute % 1440 // 60:02d}:{minute % 60:02d}:00 +0800\r\n"
+            f"Message-ID: <{i}.0@city.test>\r\n{thread}"
             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
     raw = head.encode() + (" ".join(words) + "\r\n" + zh + "\r\n").encode()
     pad = MESSAGE_OCTETS - len(raw)
@@ -162,6 +171,48 @@ async def operations(host: str, port: int, user: str, password: str, runs: int) 
     await c.cmd("LOGOUT")
     await c.close()
     out["  messages"] = messages
+    return out
+
+
+SORTS = ("SORT (DATE) UTF-8 ALL", "SORT (REVERSE ARRIVAL) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL",
+         "SORT (FROM DATE) UTF-8 ALL", "UID SORT (DISPLAYFROM) UTF-8 ALL",
+         "SORT RETURN (MIN MAX COUNT) (DATE) UTF-8 ALL", "SORT (DATE) UTF-8 FROM user7",
+         "THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL")
+
+
+async def sort_figures(host: str, port: int, user: str, password: str, runs: int) -> dict[str, float]:
+    """SORT / THREAD timings; the first THREAD in a fresh process is cold (no parse cached), and while it
+    runs a second connection sends NOOPs: their slowest round trip is how long the event loop stalled."""
+    c = await Client.connect(host, port)
+    await c.cmd(f"LOGIN {user} {password}")
+    await c.cmd("SELECT INBOX")
+    other = await Client.connect(host, port)
+    await other.cmd(f"LOGIN {user} {password}")
+    out: dict[str, float] = {}
+    idle_worst = 0.0
+    for _ in range(200):  # the noise floor: NOOP round trips with nothing else running
+        t1 = time.perf_counter()
+        await other.cmd("NOOP")
+        idle_worst = max(idle_worst, (time.perf_counter() - t1) * 1000)
+    worst = 0.0
+    noops = 0
+    t0 = time.perf_counter()
+    job = asyncio.ensure_future(c.cmd("THREAD REFERENCES UTF-8 ALL"))
+    while not job.done():
+        t1 = time.perf_counter()
+        await other.cmd("NOOP")
+        worst = max(worst, (time.perf_counter() - t1) * 1000)
+        noops += 1
+    await job
+    out["THREAD REFERENCES UTF-8 ALL, cold"] = (time.perf_counter() - t0) * 1000
+    out["  slowest NOOP of another session meanwhile, ms"] = worst
+    out["  NOOPs answered meanwhile"] = noops
+    out["  slowest of 200 NOOPs with the server otherwise idle, ms"] = idle_worst
+    for command in SORTS:
+        out[command], _, _ = await timed(c, command, runs)
+    await c.cmd("LOGOUT")
+    await other.close()
+    await c.close()
     return out
 
 
@@ -358,6 +409,12 @@ async def amain(args: argparse.Namespace) -> None:
             print("  (no comparison: --no-dovecot, or Dovecot not on 127.0.0.1:10143; see ../shared/peers/README.md)")
         print(f"  cold, in a fresh server process: SELECT {cold['SELECT (first)']:.1f} ms, UID FETCH 1:* "
               f"(FLAGS ENVELOPE RFC822.SIZE) {cold['UID FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE) first']:.1f} ms")
+        server = Server(cfg, port)
+        try:  # another fresh process: the first THREAD loads every stored parse
+            sorts = await sort_figures("127.0.0.1", port, "bench@city.test", PASSWORD, args.runs)
+        finally:
+            server.stop()
+        show(f"SORT and THREAD, {args.messages}-message folder (median of {args.runs})", sorts, None)
         server = Server(cfg, port)
         try:
             points = await idle_memory(server, args.idle)

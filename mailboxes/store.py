@@ -13,7 +13,7 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -482,9 +482,25 @@ class Store:
             raise r
         return r
 
-    async def _write_deliveries(self, partition: str, db: Database,
-                                batch: list[Delivery]) -> list[list[AppendResult | Exception]]:
-        """One transaction for a batch of deliveries; per-target refusals are results, not failures."""
+    async def append_many(self, account: Account, folder: FolderRef, messages: Sequence[Delivery]
+                          ) -> list[AppendResult]:
+        """IMAP MULTIAPPEND (RFC 3502 §3): several messages into one folder in one transaction, all or none.
+
+        Each Delivery's ``targets`` is ignored (the folder is ``folder``); the first refusal
+        (over quota, no such folder) is raised and nothing is written. UIDs are consecutive.
+        """
+        name = (await self.folder_by_ref(folder)).name
+        batch = [Delivery(d.message, ((account, name),), d.flags, d.keywords, d.internal_date) for d in messages]
+        partition = self.home(account)  # as append() and deliver() do
+        rows = await self._write_deliveries(partition, await self._db(partition), batch, atomic=True)
+        return [r for [r] in rows]  # type: ignore[misc]  # atomic: every result is an AppendResult
+
+    async def _write_deliveries(self, partition: str, db: Database, batch: list[Delivery], *,
+                                atomic: bool = False) -> list[list[AppendResult | Exception]]:
+        """One transaction for a batch of deliveries; per-target refusals are results, not failures.
+
+        ``atomic``: the first refusal is raised instead, which rolls the whole batch back.
+        """
         events: list[FolderChanged] = []
         out: list[list[AppendResult | Exception]] = []
         async with db.write() as conn:
@@ -542,6 +558,8 @@ class Store:
                     per_folder[f[0]] = per_folder.get(f[0], 0) + 1
                     row.append((f[0], f[1]))
                 plan.append(row)
+            if atomic and (refused := next((x for row in plan for x in row if isinstance(x, Exception)), None)):
+                raise refused
             # Allocate UIDs: each folder's UIDNEXT moves by its count, one new MODSEQ per folder.
             alloc: dict[int, list[int]] = {}
             by_id = {f[0]: f for f in found.values()}

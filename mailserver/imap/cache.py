@@ -16,6 +16,7 @@ from mailboxes.model import Changes, Folder, FolderRef, MessageMeta
 from mailboxes.store import Store
 
 from .render import bodystructure_bytes, envelope_bytes
+from .sorting import facts_of
 
 RENDER_CACHE_BYTES = 64 << 20  # rendered entries, all sessions together
 PART_TREE_CACHE = 2048  # parsed part trees kept for BODY[part] / BINARY
@@ -34,7 +35,8 @@ def fold(text: str) -> str:
 class Rendered:
     """One blob's FETCH values, rendered on first use, and the few parsed facts SEARCH and BODY[HEADER] need."""
 
-    __slots__ = ("_fields", "body", "bodystructure", "charged", "envelope", "header", "header_end", "headers", "sent")
+    __slots__ = ("_fields", "body", "bodystructure", "charged", "envelope", "facts", "header", "header_end", "headers",
+                 "sent")
 
     def __init__(self, p: ParsedMessage | ParsedHead) -> None:
         self.envelope: bytes | None = None
@@ -44,6 +46,7 @@ class Rendered:
         # Decoded SEARCH headers (mime.SEARCH_HEADERS), folded once for substring tests.
         self.headers = tuple((k, fold(v)) for k, v in p.headers_decoded)
         self.sent = p.envelope.date_parsed  # Date: header, for SENTBEFORE / SENTON / SENTSINCE
+        self.facts = facts_of(p.envelope, p.headers_decoded)  # what SORT and THREAD compare (sorting.py)
         self.charged = 0  # what the cache counted for it
         self.header: bytes | None = None  # the top-level header block, once a FETCH read it
         self._fields: dict[tuple[str, tuple[str, ...]], bytes] | None = None  # HEADER.FIELDS answers
@@ -73,7 +76,7 @@ class Rendered:
 
     def cost(self) -> int:
         return (_ENTRY_OVERHEAD + sum(len(x) for x in (self.envelope, self.body, self.bodystructure, self.header) if x)
-                + sum(len(k) + len(v) for k, v in self.headers)
+                + sum(len(k) + len(v) for k, v in self.headers) + self.facts.cost()
                 + (sum(len(v) + 100 for v in self._fields.values()) if self._fields else 0))
 
 

@@ -160,8 +160,9 @@ def _status(w: _Writer, b: c.Status) -> None:
     w.raw(b" (", " ".join(b.items).encode("ascii"), b")")
 
 
-def _append(w: _Writer, b: c.Append) -> None:  # RFC 3501 §6.3.11, RFC 6855 §4
-    _mailbox_only(w, b)
+def _append(w: _Writer, b: c.Append, mailbox: bool = True) -> None:  # RFC 3501 §6.3.11, RFC 6855 §4
+    if mailbox:
+        _mailbox_only(w, b)
     if b.flags:
         w.raw(b" (", " ".join(b.flags).encode("ascii"), b")")
     if b.internal_date is not None:
@@ -245,6 +246,24 @@ def _search(w: _Writer, b: c.Search) -> None:
         w.charset = b.charset
     w.raw(b" ")
     _search_key(w, b.criteria, top=True)
+
+
+def _sort(w: _Writer, b: c.Sort | c.Thread) -> None:  # RFC 5256 §5, RFC 5267 §4
+    if isinstance(b, c.Thread):
+        w.raw(b" ", b.algorithm.encode("ascii"))
+    else:
+        if b.return_options is not None:
+            w.raw(b" RETURN (", " ".join(b.return_options).encode("ascii"), b")")
+        w.raw(b" (", " ".join(("REVERSE " if rev else "") + key for key, rev in b.keys).encode("ascii"), b")")
+    w.raw(b" ", b.charset.encode("ascii"), b" ")
+    w.charset = b.charset
+    _search_key(w, b.criteria, top=True)
+
+
+def _multiappend(w: _Writer, b: c.MultiAppend) -> None:  # RFC 3502 §6
+    _mailbox_only(w, b)
+    for m in b.messages:
+        _append(w, m, mailbox=False)
 
 
 def _fetch_item(w: _Writer, item: c.FetchItem) -> None:  # RFC 3501 §6.4.5, RFC 3516 §4.2
@@ -339,4 +358,5 @@ _WRITERS: dict[type, Callable[[_Writer, object], None]] = {
     c.Search: _search, c.Fetch: _fetch, c.Store: _store, c.Copy: _copy_move, c.Move: _copy_move, c.Id: _id,
     c.Enable: _enable, c.GetQuota: _getquota, c.GetQuotaRoot: _mailbox_only, c.SetQuota: _setquota,
     c.SetAcl: _acl, c.DeleteAcl: _acl, c.GetAcl: _acl, c.ListRights: _acl, c.MyRights: _acl,
+    c.Sort: _sort, c.Thread: _sort, c.MultiAppend: _multiappend,
 }  # fmt: skip

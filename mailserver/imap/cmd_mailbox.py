@@ -260,15 +260,15 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Ok:  # RFC 3501 §6.3.1
     bits, keywords = allowed_flags(mb, bits, keywords)
     raw = bytes(cmd.message)
     if len(raw) > PREPARE_IN_THREAD:
-        prepared = await asyncio.to_thread(_prepare_append, raw, cmd.literal8)
+        prepared = await asyncio.to_thread(prepare_append, raw, cmd.literal8)
     else:
-        prepared = _prepare_append(raw, cmd.literal8)
+        prepared = prepare_append(raw, cmd.literal8)
     res = await s.services.store.append(mb.owner, mb.folder.ref, prepared, flags=bits, keywords=keywords,
                                         internal_date=cmd.internal_date)
     return Ok("APPEND completed", r.Code.appenduid(res.uidvalidity, res.uid))
 
 
-def _prepare_append(raw: bytes, literal8: bool) -> PreparedMessage:
+def prepare_append(raw: bytes, literal8: bool) -> PreparedMessage:
     """Binary parts (literal8, RFC 3516 §4.4) and parts holding NUL are stored base64 (see mailboxes.binaryparts)."""
     return prepare(binary_parts_to_base64(raw, literal8))
 

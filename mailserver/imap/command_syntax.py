@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 
 from . import commands as c
+from . import sort_syntax
 from .commands import MAX_NUMBER64, SequenceSet
 from .syntax import (
     SEARCH_CHARSETS,
@@ -205,10 +206,22 @@ def _status(cur: Cursor) -> c.Status:  # RFC 3501 §6.3.10
     return c.Status(mailbox, _status_items(cur))
 
 
-def _append(cur: Cursor) -> c.Append:  # RFC 3501 §6.3.11
+MAX_APPEND_MESSAGES = 1000  # messages in one MULTIAPPEND (RFC 3502)
+
+
+def _append(cur: Cursor) -> c.Append | c.MultiAppend:  # RFC 3501 §6.3.11
     cur.sp()
     mailbox = cur.mailbox()
     cur.sp()
+    messages = [_append_message(cur, mailbox)]
+    while cur.maybe(b" "):  # RFC 3502 §6: append = "APPEND" SP mailbox 1*append-message
+        if len(messages) >= MAX_APPEND_MESSAGES:
+            raise cur.fail(f"more than {MAX_APPEND_MESSAGES} messages in one APPEND")
+        messages.append(_append_message(cur, mailbox))
+    return messages[0] if len(messages) == 1 else c.MultiAppend(mailbox, tuple(messages))
+
+
+def _append_message(cur: Cursor, mailbox: str) -> c.Append:
     flags: tuple[str, ...] = ()
     when = None
     if cur.peek() == b"(":
@@ -242,14 +255,7 @@ SEARCH_RETURN = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}  # RFC 4731 §3.1, RFC 51
 def _search(uid: bool) -> Parser:
     def parse(cur: Cursor) -> c.Search:
         cur.sp()
-        returns = None
-        if cur.peek_keyword() == "RETURN":  # RFC 4731 §3
-            cur.pos += 6
-            cur.sp()
-            returns = cur.plist(cur.keyword)
-            if any(r not in SEARCH_RETURN for r in returns):
-                raise cur.fail("unknown SEARCH return option")
-            cur.sp()
+        returns = sort_syntax.return_options(cur, SEARCH_RETURN, "SEARCH")  # RFC 4731 §3
         if cur.peek_keyword() == "CHARSET":
             cur.pos += 7
             cur.sp()
@@ -438,6 +444,7 @@ COMMANDS: dict[str, Parser] = {
     # RFC 3501 §6.4.8 UID; RFC 4315 §2.1 UID EXPUNGE; RFC 6851 UID MOVE
     "UID COPY": _copy_move(c.Copy, True), "UID MOVE": _copy_move(c.Move, True), "UID FETCH": _fetch(True),
     "UID SEARCH": _search(True), "UID STORE": _store(True), "UID EXPUNGE": _uid_expunge,
+    **sort_syntax.COMMANDS,  # RFC 5256 SORT, THREAD and their UID forms
 }  # fmt: skip
 COMMAND_NAMES = frozenset(COMMANDS)
 

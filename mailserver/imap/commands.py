@@ -630,3 +630,38 @@ class ListRights(CommandBody):
 class MyRights(CommandBody):
     NAME: ClassVar[str] = "MYRIGHTS"  # RFC 4314 §3.5
     mailbox: str
+
+
+# RFC 5256 SORT / THREAD, RFC 5267 §3 ESORT, RFC 3502 MULTIAPPEND
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(CommandBody):
+    """SORT / UID SORT; ``keys`` are (key, reverse) pairs; ``return_options`` is the ESORT RETURN list or None."""
+
+    NAME: ClassVar[str] = "SORT"
+    keys: tuple[tuple[str, bool], ...]
+    criteria: SearchKey
+    charset: str
+    uid: bool = False
+    return_options: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(CommandBody):
+    """THREAD / UID THREAD with an algorithm name (REFERENCES, ORDEREDSUBJECT)."""
+
+    NAME: ClassVar[str] = "THREAD"
+    algorithm: str
+    criteria: SearchKey
+    charset: str
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MultiAppend(CommandBody):
+    """APPEND with two or more messages (RFC 3502 §3): all appended in one transaction, or none."""
+
+    NAME: ClassVar[str] = "APPEND"
+    mailbox: str
+    messages: tuple[Append, ...]

@@ -348,9 +348,10 @@ class SearchData:
 
     numbers: Sequence[int]
     modseq: int | None = None
+    keyword: bytes = b"SEARCH"  # b"SORT": the same form in sort order (RFC 5256 §4)
 
     def __bytes__(self) -> bytes:
-        out = b"* SEARCH"
+        out = b"* " + self.keyword
         if self.numbers:
             out += b" " + _numbers(self.numbers)
         if self.modseq is not None:
@@ -538,3 +539,13 @@ Response = (
     | Flags | ListItem | StatusData | SearchData | ESearchData | FetchData | Enabled | IdData | NamespaceData
     | QuotaData | QuotaRootData | AclData | ListRightsData | MyRightsData
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadData:
+    """``* THREAD (2)(3 6 (4 23)(44 7 96))`` (RFC 5256 §4); ``lists`` is the thread-lists as written."""
+
+    lists: bytes
+
+    def __bytes__(self) -> bytes:
+        return b"* THREAD" + (b" " + self.lists if self.lists else b"") + b"\r\n"

@@ -25,7 +25,7 @@ from mailboxes.directory import Directory
 from mailboxes.store import Store
 from mailserver.auth import Authenticator, is_loopback
 
-from . import cmd_any, cmd_mailbox, cmd_message, names
+from . import cmd_any, cmd_mailbox, cmd_message, cmd_multiappend, cmd_sort, names
 from . import commands as c
 from . import responses as r
 from .cache import FolderSnapshots, RenderCache
@@ -147,23 +147,25 @@ HANDLERS: dict[type[c.CommandBody], Handler] = {
     c.Expunge: cmd_message.expunge, c.UidExpunge: cmd_message.expunge, c.Search: cmd_message.search,
     c.Fetch: cmd_message.fetch, c.Store: cmd_message.store, c.Copy: cmd_message.copy_move,
     c.Move: cmd_message.copy_move, c.Idle: cmd_message.idle,
+    c.Sort: cmd_sort.sort, c.Thread: cmd_sort.thread, c.MultiAppend: cmd_multiappend.multiappend,  # RFC 5256, 3502
 }  # fmt: skip
 
 _ANY = frozenset({c.Capability, c.Noop, c.Logout, c.Id})
 _AUTHENTICATED = _ANY | {
     c.Select, c.Examine, c.Create, c.Delete, c.Rename, c.Subscribe, c.Unsubscribe, c.List, c.Lsub, c.Status,
     c.Append, c.Namespace, c.Idle, c.GetQuota, c.GetQuotaRoot, c.SetQuota, c.SetAcl, c.DeleteAcl, c.GetAcl,
-    c.ListRights, c.MyRights,
+    c.ListRights, c.MyRights, c.MultiAppend,
 }  # fmt: skip
 ALLOWED: dict[type, frozenset[type[c.CommandBody]]] = {
     NotAuthenticated: _ANY | {c.StartTLS, c.Authenticate, c.Login},  # RFC 3501 §6.2
     Authenticated: _AUTHENTICATED | {c.Enable},  # RFC 5161 §3.1: ENABLE only before SELECT
     Selected: _AUTHENTICATED | {  # RFC 3501 §6.4
-        c.Check, c.Close, c.Unselect, c.Expunge, c.UidExpunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move},
+        c.Check, c.Close, c.Unselect, c.Expunge, c.UidExpunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move,
+        c.Sort, c.Thread},
     LoggedOut: frozenset(),
 }
 # RFC 3501 §7.4.1: no EXPUNGE while answering these (their UID forms may carry it).
-NO_EXPUNGE = frozenset({c.Fetch, c.Store, c.Search})
+NO_EXPUNGE = frozenset({c.Fetch, c.Store, c.Search, c.Sort, c.Thread})
 # Commands after which the store is asked for changes even without a bus event (polling clients).
 ALWAYS_SYNC = frozenset({c.Noop, c.Check})
 # Commands that read or change the selected mailbox's messages (RFC 4314 §4 names the right each
@@ -173,7 +175,7 @@ ALWAYS_SYNC = frozenset({c.Noop, c.Check})
 # Another account's folder is looked up before every such command (rights also change with
 # group membership); an own folder only after the bus announced a delete or rename of it
 # (its rights cannot change, and the store refuses writes through a stale ref anyway).
-NEEDS_READ = frozenset({c.Expunge, c.UidExpunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move})
+NEEDS_READ = frozenset({c.Expunge, c.UidExpunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move, c.Sort, c.Thread})
 RECHECKED = NEEDS_READ | {c.Close}
 MAILBOX_GONE = "Selected mailbox was deleted, have to disconnect"
 
@@ -182,6 +184,7 @@ FULL_CAPS = (
     "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
     "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "BINARY",
     "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "ACL", "RIGHTS=texk", "UTF8=ACCEPT", "STATUS=SIZE",
+    "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "MULTIAPPEND",
 )  # fmt: skip
 _STORE_CODES = {  # RFC 5530 §3
     store_errors.NotFound: r.NONEXISTENT, store_errors.AlreadyExists: r.ALREADYEXISTS,

@@ -23,6 +23,7 @@ from mailserver.imap.grammar import (
     ParseError,
 )
 from mailserver.imap.mutf7 import decode_mutf7, encode_mutf7
+from mailserver.imap.sorting import SORT_KEYS
 from mailserver.imap.syntax import SEARCH_CHARSETS
 
 EVENT_TYPES = (Command, NeedContinuation, ContinuationLine, ParseError, BadCharset, LimitExceeded, ConnectionClosed)
@@ -158,6 +159,17 @@ bodies = st.one_of(
               st.sampled_from(["replace", "add", "remove"])),
     st.builds(c.DeleteAcl, mailboxes, texts), st.builds(c.GetAcl, mailboxes),
     st.builds(c.ListRights, mailboxes, texts), st.builds(c.MyRights, mailboxes),
+    # RFC 5256 SORT / THREAD, RFC 5267 ESORT, RFC 3502 MULTIAPPEND
+    st.builds(c.Sort, st.lists(st.tuples(st.sampled_from(sorted(SORT_KEYS)), st.booleans()), min_size=1,
+                               max_size=3).map(tuple),
+              search_keys, st.just("UTF-8"), st.booleans(),
+              st.none() | st.lists(st.sampled_from(["MIN", "MAX", "ALL", "COUNT", "SAVE"]), max_size=3).map(tuple)),
+    st.builds(c.Thread, st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]), search_keys, st.just("UTF-8"),
+              st.booleans()),
+    st.builds(
+        lambda m, msgs: c.MultiAppend(m, tuple(c.Append(m, *x) for x in msgs)), mailboxes,
+        st.lists(st.tuples(st.binary(max_size=20), flags, st.none() | date_times), min_size=2, max_size=3),
+    ),
 )  # fmt: skip
 commands = st.builds(Command, tags, bodies)
 

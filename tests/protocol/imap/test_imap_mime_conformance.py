@@ -144,3 +144,22 @@ def test_nul_in_a_delivered_message_is_never_sent_in_a_body_literal(server):
     assert untagged == [b"* 1 FETCH (BODY[1] {7}\r\nab\x80cd\r\n BODY[TEXT] {7}\r\nab\x80cd\r\n"
                         b" BINARY[1] ~{7}\r\nab\x00cd\r\n)\r\n"]
     c.close()
+
+
+def test_multiappend_converts_binary_parts_like_append(server):
+    # MULTIAPPEND (RFC 3502) takes the same preparation as APPEND: no raw NUL ever reaches a BODY literal.
+    c = Raw(server.port, login="alice@city.test")
+    c.send(b"m APPEND INBOX ~{%d}\r\n" % len(BINARY_MESSAGE))
+    assert c.line().startswith(b"+")
+    c.send(BINARY_MESSAGE + b" ~{%d}\r\n" % len(BINARY_MESSAGE))
+    assert c.line().startswith(b"+")
+    c.send(BINARY_MESSAGE + b"\r\n")
+    tagged = c.until(b"m")[1]
+    assert tagged.startswith(b"m OK [APPENDUID "), tagged
+    c.cmd(b"s SELECT INBOX")
+    untagged, tagged = c.cmd(b"f FETCH 1:2 (BODY.PEEK[] BINARY.PEEK[2])")
+    assert tagged.startswith(b"f OK")
+    bodies = b"".join(ln.split(b"BINARY[2]")[0] for ln in untagged)
+    assert len(untagged) == 2 and b"\x00" not in bodies
+    assert all(ATTACHMENT in ln for ln in untagged)
+    c.close()

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import String, and_, bindparam, case, delete, func, insert, or_, select, text, type_coerce, update
 
-from . import pgbus
+from . import cleanup, pgbus
 from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, put_many, read_raw
 from .changes import ChangeBus, FolderChanged
@@ -177,6 +177,10 @@ class Store:
     async def _db(self, partition: str) -> Database:
         return await self.router.database(partition)
 
+    def files(self, partition: str) -> BlobDirectory | None:
+        """The blob-directory view of a partition (None: bodies are kept in the database)."""
+        return self.blob_dir.for_partition(partition) if self.blob_dir is not None else None
+
     async def partitions_of(self, account: Account) -> list[str]:
         out = [self.home(account)]
         async with self.router.central.read() as conn:
@@ -272,16 +276,56 @@ class Store:
             raise InvalidInput("INBOX cannot be deleted")
         db = await self._db(f.ref.partition)
         async with db.write() as conn:
-            rows = (await conn.execute(select(func.count(), func.coalesce(func.sum(t.messages.c.size), 0))
-                                       .where(t.messages.c.folder_id == f.id))).first()
-            await conn.execute(delete(t.messages).where(t.messages.c.folder_id == f.id))
-            await conn.execute(delete(t.expunged).where(t.expunged.c.folder_id == f.id))
-            await conn.execute(delete(t.folder_acl).where(t.folder_acl.c.folder_id == f.id))
-            await conn.execute(delete(t.folders).where(t.folders.c.id == f.id))
-            if f.ref.partition == self.home(account):
-                await self._add_usage(conn, account.id, -int(rows[1]), -int(rows[0]))
+            released = await self._drop_folder(conn, f.ref, account.id if f.ref.partition == self.home(account)
+                                               else None)
             ev = await self._announce(conn, FolderChanged(f.ref, 0, "folder"))
         self.bus.publish(f.ref, ev)
+        await cleanup.finish(db, self.files(f.ref.partition), released)
+
+    async def _drop_folder(self, conn, ref: FolderRef, usage_account: int | None) -> cleanup.Released:
+        """Delete a folder with its messages, and the bodies only it referred to; usage follows the rows."""
+        fq = select(t.folders.c.id).where(t.folders.c.id == ref.id)
+        if conn.dialect.name == "postgresql":
+            fq = fq.with_for_update()  # deliveries into it wait, then find it gone
+        await conn.execute(fq)
+        gone = (await conn.execute(delete(t.messages).where(t.messages.c.folder_id == ref.id)
+                                   .returning(t.messages.c.size, t.messages.c.blob_id))).all()
+        await conn.execute(delete(t.expunged).where(t.expunged.c.folder_id == ref.id))
+        await conn.execute(delete(t.folder_acl).where(t.folder_acl.c.folder_id == ref.id))
+        await conn.execute(delete(t.folders).where(t.folders.c.id == ref.id))
+        released = await cleanup.collect(conn, [g.blob_id for g in gone])
+        if usage_account is not None and gone:
+            await self._add_usage(conn, usage_account, -sum(g.size for g in gone), -len(gone))
+        return released
+
+    async def purge_account(self, account: Account) -> int:
+        """Delete every folder and message of an account in all its partitions (before it leaves the
+        directory); returns the number of messages removed."""
+        n = 0
+        home = self.home(account)
+        for part in await self.partitions_of(account):
+            db = await self._db(part)
+            async with db.read() as conn:
+                fids = (await conn.execute(select(t.folders.c.id).where(t.folders.c.account_id == account.id)
+                                           .order_by(t.folders.c.id))).scalars().all()
+            for fid in fids:
+                ref = FolderRef(part, fid)
+                async with db.write() as conn:
+                    n += (await conn.execute(select(func.count()).where(t.messages.c.folder_id == fid))).scalar()
+                    released = await self._drop_folder(conn, ref, account.id if part == home else None)
+                    ev = await self._announce(conn, FolderChanged(ref, 0, "folder"))
+                self.bus.publish(ref, ev)
+                await cleanup.finish(db, self.files(part), released)
+            async with db.write() as conn:
+                await conn.execute(delete(t.mailbox_usage).where(t.mailbox_usage.c.account_id == account.id))
+        return n
+
+    async def recount_usage(self, account: Account) -> Quota:
+        """Set the account's quota usage to what its stored messages add up to, and return it."""
+        db = await self._db(self.home(account))
+        async with db.write() as conn:
+            used_b, used_m = await cleanup.recount_usage(conn, account.id)
+        return Quota(used_b, used_m, account.quota_bytes, account.quota_messages)
 
     async def rename_folder(self, account: Account, old: str, new: str) -> None:
         """RFC 3501 §6.3.5: children move too; renaming INBOX moves its messages to a new folder."""
@@ -368,7 +412,7 @@ class Store:
     async def raw(self, partition: str, blob_id: int) -> bytes:
         db = await self._db(partition)
         async with db.read() as conn:
-            return await read_raw(conn, blob_id, self.blob_dir)
+            return await read_raw(conn, blob_id, self.files(partition))
 
     async def raw_many(self, partition: str, blob_ids: Iterable[int]) -> dict[int, bytes]:
         ids = list(dict.fromkeys(blob_ids))
@@ -381,8 +425,8 @@ class Store:
                 for r in rows:
                     if r.data is not None:
                         out[r.id] = bytes(r.data)
-                    elif self.blob_dir is not None:
-                        out[r.id] = await self.blob_dir.read(bytes(r.sha256))
+                    elif (files := self.files(partition)) is not None:
+                        out[r.id] = await files.read(bytes(r.sha256))
                     else:
                         raise NotFound(f"blob {r.id} is kept in a blob directory, but none is configured")
         return out
@@ -493,7 +537,7 @@ class Store:
         events: list[FolderChanged] = []
         out: list[list[AppendResult | Exception]] = []
         async with db.write() as conn:
-            blob_ids = await put_many(conn, [d.message for d in batch], self.blob_dir)
+            blob_ids = await put_many(conn, [d.message for d in batch], self.files(partition))
             # A batch costs a fixed number of statements, however many accounts and
             # folders it touches: read the folders and usage rows at once, write them back at once.
             wanted: dict[tuple[int, str], str | Exception] = {}
@@ -670,18 +714,23 @@ class Store:
                 if not uids:
                     return []
                 where = and_(where, uid_condition(uids))
-            gone = (await conn.execute(select(c.uid, c.size).where(where))).all()
-            if not gone:
+            if (await conn.execute(select(c.uid).where(where).limit(1))).first() is None:
                 return []
             hm = (await conn.execute(update(t.folders).where(t.folders.c.id == ref.id)
                                      .values(highestmodseq=t.folders.c.highestmodseq + 1)
                                      .returning(t.folders.c.highestmodseq, t.folders.c.account_id))).first()
-            await conn.execute(delete(t.messages).where(where))
-            await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid, "modseq": hm.highestmodseq}
-                                                    for g in gone])
+            # The rows actually deleted (after the folder lock) are what the tombstones,
+            # the usage and the blob check follow, not an earlier read.
+            gone = (await conn.execute(delete(t.messages).where(where)
+                                       .returning(c.uid, c.size, c.blob_id))).all()
+            if gone:
+                await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid,
+                                                         "modseq": hm.highestmodseq} for g in gone])
+            released = await cleanup.collect(conn, [g.blob_id for g in gone])
             await self._add_usage(conn, hm.account_id, -sum(g.size for g in gone), -len(gone))
             ev = await self._announce(conn, FolderChanged(ref, hm.highestmodseq, "expunge"))
         self.bus.publish(ref, ev)
+        await cleanup.finish(db, self.files(ref.partition), released)
         return sorted(g.uid for g in gone)
 
     async def copy(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
@@ -711,8 +760,18 @@ class Store:
     async def _copy_same(self, account: Account, src: FolderRef, metas: list[MessageMeta], dest: FolderRef
                          ) -> tuple[int, list[tuple[int, int]]]:
         db = await self._db(dest.partition)
-        size = sum(m.size for m in metas)
         async with db.write() as conn:
+            # The sources were read before this transaction: keep only those whose body still
+            # exists, and hold it (cleanup.py) until the copies are committed.
+            bq = select(t.blobs.c.id).where(t.blobs.c.id.in_({m.blob_id for m in metas}))
+            if conn.dialect.name == "postgresql":
+                bq = bq.order_by(t.blobs.c.id).with_for_update(read=True, key_share=True)
+            alive = set((await conn.execute(bq)).scalars().all())
+            metas = [m for m in metas if m.blob_id in alive]
+            if not metas:
+                return (await conn.execute(select(t.folders.c.uidvalidity)
+                                           .where(t.folders.c.id == dest.id))).scalar() or 0, []
+            size = sum(m.size for m in metas)
             owner = (await conn.execute(select(t.folders.c.account_id).where(t.folders.c.id == dest.id))).scalar()
             if owner is None:
                 raise NotFound("destination folder no longer exists")

@@ -23,6 +23,10 @@ transaction is adding a reference. The protocol:
   way.
 - Search rows go with their blob: SQLite's FTS5 table explicitly, PostgreSQL's
   blob_search by ON DELETE CASCADE.
+- Blob ids are never reused (caches key on them): on SQLite the row with the
+  highest id is emptied rather than deleted (`_delete_rows`).
+- A session may still show a message another session expunged; its removed
+  body reads as an empty message (Store.parsed, RFC 2180 §4.1.3).
 
 Mailbox usage (per account, in the home partition) moves by the size of each
 message row added or removed, in the same transaction; `recount_usage` sets it
@@ -32,6 +36,7 @@ writers' relative updates still add up.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import schema as t
 from .blobs import BlobDirectory, lock_files
 from .db import Database
+from .ingest import prepare
 
 if TYPE_CHECKING:
     from .store import Store
@@ -60,6 +66,43 @@ class Released:
         self.files += other.files
         self.skipped += other.skipped
         self.deleted += other.deleted
+
+
+@functools.cache
+def empty_parse() -> str:
+    """The stored parse of an empty message: what a blob removed under a reader reads as."""
+    return prepare(b"").parsed_json
+
+
+def hollow_sha(blob_id: int) -> bytes:
+    """The hash column of an emptied SQLite row kept for its id: no content hashes to 24 zero bytes."""
+    return bytes(24) + blob_id.to_bytes(8, "big")
+
+
+def is_hollow(blob_id: int, sha: bytes) -> bool:
+    return bytes(sha) == hollow_sha(blob_id)
+
+
+async def _delete_rows(conn: AsyncConnection, ids: list[int]) -> int:
+    """Delete blob rows (and their search rows); returns how many contents were removed.
+
+    Caches key on (partition, blob id) and take ids never to be reused. PostgreSQL's
+    sequence never reuses one; SQLite gives a new row max(id) + 1, so deleting the
+    row with the highest id would hand its id to the next blob. That row is emptied
+    instead (no content, no search row, a hash no content has) and deleted by a later
+    collect or sweep once it is no longer the highest.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(t.blobs.delete().where(t.blobs.c.id.in_(ids)))  # blob_search: ON DELETE CASCADE
+        return len(ids)
+    top = (await conn.execute(select(func.max(t.blobs.c.id)))).scalar()
+    await conn.execute(text(f"DELETE FROM blob_fts WHERE rowid IN ({','.join(map(str, ids))})"))
+    await conn.execute(t.blobs.delete().where(and_(t.blobs.c.id.in_(ids), t.blobs.c.id != top)))
+    if top not in ids:
+        return len(ids)
+    res = await conn.execute(t.blobs.update().where(and_(t.blobs.c.id == top, t.blobs.c.sha256 != hollow_sha(top)))
+                             .values(sha256=hollow_sha(top), size=0, data=b"", parsed=empty_parse(), sent_at=None))
+    return len(ids) - 1 + res.rowcount
 
 
 def _unreferenced():
@@ -85,11 +128,7 @@ async def collect(conn: AsyncConnection, blob_ids, *, wait: bool = False) -> Rel
                                    .where(and_(t.blobs.c.id.in_(chunk), _unreferenced())))).all()
         if not rows:
             continue
-        gone = [r.id for r in rows]
-        if not pg:
-            await conn.execute(text(f"DELETE FROM blob_fts WHERE rowid IN ({','.join(map(str, gone))})"))
-        await conn.execute(t.blobs.delete().where(t.blobs.c.id.in_(gone)))
-        out.deleted += len(gone)
+        out.deleted += await _delete_rows(conn, [r.id for r in rows])
         out.files += [bytes(r.sha256) for r in rows if r.in_dir]
     return out
 

@@ -398,7 +398,12 @@ class Store:
         return _metas(rows)
 
     async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
-        """The stored parse (mime.ParsedMessage JSON) of each blob."""
+        """The stored parse (mime.ParsedMessage JSON) of each blob.
+
+        A blob removed meanwhile (its last message was expunged by another session,
+        which a session still showing it learns only at its next command) reads
+        as an empty message, as RFC 2180 §4.1.3 allows.
+        """
         ids = list(dict.fromkeys(blob_ids))
         out: dict[int, str] = {}
         db = await self._db(partition)
@@ -407,6 +412,9 @@ class Store:
                 rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.parsed)
                                            .where(t.blobs.c.id.in_(ids[i:i + 900])))).all()
                 out.update({r.id: r.parsed for r in rows})
+        if len(out) < len(ids):
+            gone = cleanup.empty_parse()
+            out.update({b: gone for b in ids if b not in out})
         return out
 
     async def raw(self, partition: str, blob_id: int) -> bytes:
@@ -426,10 +434,21 @@ class Store:
                     if r.data is not None:
                         out[r.id] = bytes(r.data)
                     elif (files := self.files(partition)) is not None:
-                        out[r.id] = await files.read(bytes(r.sha256))
+                        try:
+                            out[r.id] = await files.read(bytes(r.sha256))
+                        except NotFound:
+                            if await self._blob_exists(partition, r.id):
+                                raise
+                            # removed after this read began: as if the row were gone
+                            out[r.id] = b""
                     else:
                         raise NotFound(f"blob {r.id} is kept in a blob directory, but none is configured")
         return out
+
+    async def _blob_exists(self, partition: str, blob_id: int) -> bool:
+        db = await self._db(partition)
+        async with db.read() as conn:
+            return (await conn.execute(select(t.blobs.c.id).where(t.blobs.c.id == blob_id))).first() is not None
 
     async def present(self, ref: FolderRef, shas: Iterable[bytes]) -> set[bytes]:
         """Which of these message hashes are already in the folder (an import rerun skips them)."""

@@ -31,8 +31,17 @@ async def accounts(mb, *names: str) -> list:
 
 
 async def blob_count(db) -> int:
+    """Blobs with content (SQLite keeps the highest id's row, emptied: cleanup._delete_rows)."""
     async with db.read() as conn:
-        return (await conn.execute(select(func.count()).select_from(t.blobs))).scalar()
+        rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.sha256))).all()
+    return sum(not cleanup.is_hollow(r.id, r.sha256) for r in rows)
+
+
+async def rows_containing(db, token: str) -> int:
+    """Blob rows whose stored bytes or parse still hold `token` (deleted mail must not stay readable)."""
+    async with db.read() as conn:
+        rows = (await conn.execute(select(t.blobs.c.data, t.blobs.c.parsed))).all()
+    return sum(token.encode() in bytes(r.data or b"") or token in r.parsed for r in rows)
 
 
 async def search_rows(db, token: str | None = None) -> int:
@@ -64,10 +73,28 @@ async def test_expunge_removes_body_and_search_rows(mb):
     assert await search_rows(db, token) == 1 and await blob_count(db) == base_blobs + 1
     assert (await mb.store.quota(a)).used_bytes == len(raw)
     assert await mb.store.expunge(r.folder) == [r.uid]
-    assert await blob_count(db) == base_blobs
+    assert await blob_count(db) == base_blobs and await rows_containing(db, token) == 0
     assert await search_rows(db, token) == 0 and await search_rows(db) == base_rows
     assert (await mb.store.quota(a)).used_bytes == 0
     await assert_usage_matches_recount(mb, a)
+
+
+async def test_a_new_blob_never_gets_the_id_of_a_removed_one(mb):
+    """The IMAP render cache keys on (partition, blob id): a reused id would show another message."""
+    a, b = await accounts(mb, "a", "b")
+    _, first = unique("first")
+    r = await mb.store.append(a, "INBOX", prepare(first), flags=int(Flag.DELETED))
+    [m1] = await mb.store.messages(r.folder)
+    await mb.store.expunge(r.folder)  # the highest blob id goes
+    _, second = unique("second")
+    r2 = await mb.store.append(b, "INBOX", prepare(second))
+    [m2] = await mb.store.messages(r2.folder)
+    assert m2.blob_id > m1.blob_id
+    assert await mb.store.parsed("main", [m1.blob_id]) == {m1.blob_id: cleanup.empty_parse()}
+    assert await mb.store.raw_many("main", [m1.blob_id]) in ({}, {m1.blob_id: b""})
+    await cleanup.sweep_all(mb.store)  # the emptied row is no longer the highest: it goes now
+    async with mb.router.central.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(t.blobs))).scalar() == 1
 
 
 async def test_shared_body_stays_until_its_last_message_goes(mb):
@@ -314,3 +341,38 @@ async def test_file_removal_waits_for_a_delivery_writing_the_same_file(mb_files,
     await holder.close()
     assert await removing == 0
     assert files.path(p.sha256).read_bytes() == p.raw
+
+
+async def test_archive_move_leaves_no_body_in_the_source_partition(storage_url, tmp_path):
+    from datetime import datetime, timezone
+
+    from mailboxes.archive import archive_year
+    mb = await open_mailboxes(StorageConfig(url=storage_url, mode="year", blob_dir=str(tmp_path / "blobs")),
+                              hasher=FAST_HASHER)
+    try:
+        await mb.directory.add_domain("city.test")
+        a, b = await accounts(mb, "a", "b")
+        old = datetime(2025, 6, 1, tzinfo=timezone.utc)
+        now = datetime.now(timezone.utc)
+        shared_token, shared = unique("shared old")
+        own_token, own = unique("own old")
+        _, current = unique("current")
+        await mb.store.deliver(Delivery(prepare(shared), ((a, "INBOX"), (b, "INBOX")), internal_date=old))
+        await mb.store.append(a, "INBOX", prepare(own), internal_date=old)
+        await mb.store.append(a, "INBOX", prepare(current), internal_date=now)
+        rep = await archive_year(mb.store, 2025)
+        assert rep.moved == 3
+        main, archive = mb.router.central, await mb.router.database("archive-2025")
+        assert await blob_count(main) == 1 and await search_rows(main) == 1
+        assert await search_rows(main, shared_token) == 0 and await search_rows(main, own_token) == 0
+        assert len(files_under(tmp_path / "blobs" / "main")) == 1
+        assert await blob_count(archive) == 2 and await search_rows(archive, shared_token) == 1
+        assert len(files_under(tmp_path / "blobs" / "archive-2025")) == 2
+        folder = await mb.store.folder(b, "Archive/2025/INBOX")
+        [m] = await mb.store.messages(folder.ref)
+        assert await mb.store.raw("archive-2025", m.blob_id) == shared
+        for acct in (a, b):
+            await assert_usage_matches_recount(mb, acct)
+        assert (await mb.store.quota(a)).used_messages == 1
+    finally:
+        await mb.close()

@@ -8,8 +8,9 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
+from mailboxes import cleanup
 from mailboxes import schema as t
 
 from .harness import PASSWORD, ImapServer, message
@@ -44,8 +45,8 @@ def stored(srv, token: str) -> tuple[int, int]:
     async def go():
         db = srv.mb.router.central
         async with db.read() as conn:
-            rows = (await conn.execute(select(t.blobs.c.parsed))).scalars().all()
-            blobs = sum(token in p for p in rows)
+            rows = (await conn.execute(select(t.blobs.c.parsed, t.blobs.c.data))).all()
+            blobs = sum(token in r.parsed or token.encode() in bytes(r.data or b"") for r in rows)
             if db.dialect == "sqlite":
                 idx = (await conn.execute(text("SELECT count(*) FROM blob_fts WHERE subject LIKE :p OR body LIKE :p"),
                                           {"p": f"%{token}%"})).scalar()
@@ -58,9 +59,11 @@ def stored(srv, token: str) -> tuple[int, int]:
 
 
 def all_blobs(srv) -> int:
+    """Blobs with content (on SQLite the highest id's row stays, emptied, so that ids are not reused)."""
     async def go():
         async with srv.mb.router.central.read() as conn:
-            return (await conn.execute(select(func.count()).select_from(t.blobs))).scalar()
+            rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.sha256))).all()
+        return sum(not cleanup.is_hollow(r.id, r.sha256) for r in rows)
     return srv.run(go())
 
 
@@ -155,3 +158,40 @@ def test_copy_and_move_keep_quota_equal_to_what_is_stored(srv):
         c.expunge()
         assert all_blobs(srv) == 0
         assert quota(c) == (0, 0)
+
+
+def test_session_still_showing_an_expunged_message_gets_an_answer(srv):
+    """Another session expunged the message and its body is gone; this one cannot be told before its
+    FETCH ends (RFC 3501 §7.4.1), so it gets an empty message (RFC 2180 §4.1.3), then the EXPUNGE."""
+    token, raw = unique_message()
+    srv.deliver("quinn", raw)
+    with login(srv, "quinn") as stale, login(srv, "quinn") as other:
+        stale.select("INBOX")
+        other.select("INBOX")
+        other.store("1", "+FLAGS", r"(\Deleted)")
+        assert other.expunge()[1] == [b"1"]
+        assert stored(srv, token) == (0, 0)
+        typ, data = stale.fetch("1", "(ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER] BODY.PEEK[1] RFC822.SIZE)")
+        assert typ == "OK", data
+        assert token.encode() not in b"".join(p if isinstance(p, bytes) else b"".join(p) for p in data)
+        typ, data = stale.search(None, "SUBJECT", token)
+        assert typ == "OK"
+        typ, data = stale.noop()
+        assert typ == "OK" and stale.untagged_responses.get("EXPUNGE") == [b"1"]
+
+
+def test_new_mail_after_an_expunge_never_shows_the_removed_message(srv):
+    """Rendered ENVELOPEs are cached by blob id; a removed body's id must not come back for new mail."""
+    secret_token, secret = unique_message()
+    srv.run(srv.add_account("rita", quota_bytes=1024 * 1024, quota_messages=100))
+    with login(srv, "quinn") as q:
+        q.append("INBOX", r"(\Deleted)", None, secret)
+        q.select("INBOX")
+        assert secret_token.encode() in q.fetch("1", "(ENVELOPE)")[1][0]  # now in the render cache
+        q.expunge()
+    token, raw = unique_message()
+    srv.deliver("rita", raw)
+    with login(srv, "rita") as r:
+        r.select("INBOX")
+        envelope = r.fetch("1", "(ENVELOPE)")[1][0]
+        assert token.encode() in envelope and secret_token.encode() not in envelope

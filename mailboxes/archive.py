@@ -25,7 +25,7 @@ from . import cleanup
 from . import schema as t
 from .blobs import put_many
 from .changes import FolderChanged
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .ingest import prepare_stored
 from .model import Account, FolderRef
 from .store import Store, _aware, to_utc
@@ -117,7 +117,15 @@ async def _copy_batch(store: Store, target, target_name: str, home: str, acct: A
             return
         raws = {}
         for r in todo:
-            raws[r.id] = bytes(r.data) if r.data is not None else await store.files(home).read(bytes(r.sha256))
+            try:
+                raws[r.id] = bytes(r.data) if r.data is not None else await store.files(home).read(bytes(r.sha256))
+            except NotFound:
+                if await store._blob_exists(home, r.blob_id):
+                    raise
+                continue  # expunged, and its body removed, since the batch was read
+        todo = [r for r in todo if r.id in raws]
+        if not todo:
+            return
         prepared = [prepare_stored(raws[r.id], r.parsed) for r in todo]
         blob_ids = await put_many(conn, prepared, store.files(target_name))
         n = len(todo)

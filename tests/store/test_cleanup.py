@@ -376,3 +376,29 @@ async def test_archive_move_leaves_no_body_in_the_source_partition(storage_url, 
         assert (await mb.store.quota(a)).used_messages == 1
     finally:
         await mb.close()
+
+
+async def test_two_nodes_racing_expunge_and_delivery_of_the_same_body(storage_url, tmp_path):
+    """Two stores on one database (two nodes): the last expunge of a body on one races a delivery of
+    the same bytes on the other, in every interleaving the event loops produce; no delivery fails and
+    every delivered message reads back, with its file."""
+    cfg = StorageConfig(url=storage_url, blob_dir=str(tmp_path / "blobs"))
+    one = await open_mailboxes(cfg, hasher=FAST_HASHER)
+    two = await open_mailboxes(cfg, hasher=FAST_HASHER)
+    try:
+        await one.directory.add_domain("city.test")
+        a, b = await accounts(one, "a", "b")
+        inbox_a = await one.store.folder(a, "INBOX")
+        for round_ in range(25):
+            _, raw = unique(f"round {round_}")
+            await one.store.append(a, "INBOX", prepare(raw), flags=int(Flag.DELETED))
+            _, delivered = await asyncio.gather(one.store.expunge(inbox_a.ref),
+                                                two.store.append(b, "INBOX", prepare(raw)))
+            metas = {m.uid: m for m in await two.store.messages(delivered.folder)}
+            assert await one.store.raw("main", metas[delivered.uid].blob_id) == raw
+        await cleanup.sweep_all(one.store)
+        assert await blob_count(one.router.central) == 25
+        assert len(files_under(tmp_path / "blobs")) == 25
+    finally:
+        await two.close()
+        await one.close()

@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 
 from sqlalchemy import and_, delete, insert, select, update
 
+from . import cleanup
 from . import schema as t
 from .blobs import put_many
 from .changes import FolderChanged
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .identity import next_uidvalidity
 from .ingest import prepare_stored
 from .model import Account, FolderRef
@@ -92,7 +93,7 @@ async def archive_year(store: Store, year: int, *, accounts: list[Account] | Non
                                                                                partition=target_name))
                     located = True
                 touched.add((home, f.id))
-                await _copy_batch(store, target, home, acct, f"{root}/{year}/{f.name}", rows)
+                await _copy_batch(store, target, target_name, home, acct, f"{root}/{year}/{f.name}", rows)
                 batches += 1
                 if stop_after is not None and batches >= stop_after:
                     return ArchiveReport(len(accounts), len(touched), moved)
@@ -103,7 +104,7 @@ async def archive_year(store: Store, year: int, *, accounts: list[Account] | Non
     return ArchiveReport(len(accounts), len(touched), moved)
 
 
-async def _copy_batch(store: Store, target, home: str, acct: Account, folder_name: str, rows) -> None:
+async def _copy_batch(store: Store, target, target_name: str, home: str, acct: Account, folder_name: str, rows) -> None:
     async with target.write() as conn:
         fid = (await conn.execute(select(t.folders.c.id).where(and_(
             t.folders.c.account_id == acct.id, t.folders.c.name == folder_name)))).scalar()
@@ -120,9 +121,17 @@ async def _copy_batch(store: Store, target, home: str, acct: Account, folder_nam
             return
         raws = {}
         for r in todo:
-            raws[r.id] = bytes(r.data) if r.data is not None else await store.blob_dir.read(bytes(r.sha256))
+            try:
+                raws[r.id] = bytes(r.data) if r.data is not None else await store.files(home).read(bytes(r.sha256))
+            except NotFound:
+                if await store._blob_exists(home, r.blob_id):
+                    raise
+                continue  # expunged, and its body removed, since the batch was read
+        todo = [r for r in todo if r.id in raws]
+        if not todo:
+            return
         prepared = [prepare_stored(raws[r.id], r.parsed) for r in todo]
-        blob_ids = await put_many(conn, prepared, store.blob_dir)
+        blob_ids = await put_many(conn, prepared, store.files(target_name))
         n = len(todo)
         f = (await conn.execute(update(t.folders).where(t.folders.c.id == fid).values(
             uidnext=t.folders.c.uidnext + n, highestmodseq=t.folders.c.highestmodseq + 1)
@@ -149,11 +158,17 @@ async def _remove_batch(store: Store, src, home: str, target, folder_id: int, ro
         f = (await conn.execute(update(t.folders).where(t.folders.c.id == folder_id)
                                 .values(highestmodseq=t.folders.c.highestmodseq + 1)
                                 .returning(t.folders.c.highestmodseq, t.folders.c.account_id))).first()
-        await conn.execute(delete(t.messages).where(t.messages.c.id.in_([r.id for r in gone])))
-        await conn.execute(insert(t.expunged), [{"folder_id": folder_id, "uid": r.uid, "modseq": f.highestmodseq}
-                                                for r in gone])
+        # RETURNING: a message the user expunged meanwhile is neither counted nor tombstoned twice.
+        gone = (await conn.execute(delete(t.messages).where(t.messages.c.id.in_([r.id for r in gone]))
+                                   .returning(t.messages.c.uid, t.messages.c.size, t.messages.c.blob_id))).all()
+        if gone:
+            await conn.execute(insert(t.expunged), [{"folder_id": folder_id, "uid": r.uid,
+                                                     "modseq": f.highestmodseq} for r in gone])
+        # The source partition keeps no body the archive now holds its own copy of.
+        released = await cleanup.collect(conn, [r.blob_id for r in gone])
         await store._add_usage(conn, f.account_id, -sum(r.size for r in gone), -len(gone))
         ref = FolderRef(home, folder_id)
         ev = await store._announce(conn, FolderChanged(ref, f.highestmodseq, "expunge"))
     store.bus.publish(ref, ev)
+    await cleanup.finish(src, store.files(home), released)
     return len(gone)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
@@ -35,14 +36,30 @@ class PreparedMessage:
 
 
 class BlobDirectory:
-    """Blobs as files under `root/ab/cd/<sha>`; written and fsynced before the row commits."""
+    """Blobs as files under `root/ab/cd/<sha>`; written and fsynced before the row commits.
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    The store uses one view per partition (`for_partition`: `root/<partition>/ab/cd/<sha>`),
+    so a file belongs to exactly one database, and that database's locks decide when it
+    may be removed (see cleanup.py). Files written by older versions straight under
+    `root/ab/cd/` are still read (`legacy`), never written or removed.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, legacy: str | os.PathLike | None = None) -> None:
         self.root = Path(root)
+        self.legacy = Path(legacy) if legacy is not None else None
+
+    def for_partition(self, name: str) -> BlobDirectory:
+        return BlobDirectory(self.root / name, legacy=self.root)
 
     def path(self, sha: bytes) -> Path:
         h = sha.hex()
         return self.root / h[:2] / h[2:4] / h
+
+    def _legacy_path(self, sha: bytes) -> Path | None:
+        if self.legacy is None:
+            return None
+        h = sha.hex()
+        return self.legacy / h[:2] / h[2:4] / h
 
     def _write(self, sha: bytes, raw: bytes) -> None:
         p = self.path(sha)
@@ -64,11 +81,69 @@ class BlobDirectory:
     async def write(self, sha: bytes, raw: bytes) -> None:
         await asyncio.to_thread(self._write, sha, raw)
 
+    def _read(self, sha: bytes) -> bytes:
+        try:
+            return self.path(sha).read_bytes()
+        except FileNotFoundError:
+            old = self._legacy_path(sha)
+            if old is None:
+                raise
+            return old.read_bytes()
+
     async def read(self, sha: bytes) -> bytes:
         try:
-            return await asyncio.to_thread(self.path(sha).read_bytes)
+            return await asyncio.to_thread(self._read, sha)
         except FileNotFoundError:
             raise NotFound(f"blob {sha.hex()} is missing from the blob directory") from None
+
+    def _unlink(self, sha: bytes) -> bool:
+        """Remove the file (and a crashed writer's temporary) of `sha`; True if there was one."""
+        p = self.path(sha)
+        found = False
+        for q in (p, p.with_suffix(".tmp")):
+            try:
+                q.unlink()
+                found = True
+            except FileNotFoundError:
+                pass
+        return found
+
+    async def unlink(self, shas: list[bytes]) -> int:
+        """Remove these blobs' files; the caller holds the locks that make it safe (cleanup.py)."""
+        return sum(await asyncio.to_thread(lambda: [self._unlink(s) for s in shas]))
+
+    def stored(self) -> Iterator[bytes]:
+        """The hash of every file (or leftover temporary) under this view's root."""
+        if not self.root.is_dir():
+            return
+        for p in self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):
+            name = p.name[:-4] if p.name.endswith(".tmp") else p.name
+            if len(name) == 64:
+                try:
+                    yield bytes.fromhex(name)
+                except ValueError:
+                    continue
+
+
+# PostgreSQL advisory-lock namespace of blob files ("blob"): a lock per hash, taken by
+# whoever creates or removes the file of that hash in this database.
+FILE_LOCK_SPACE = 0x626C6F62
+
+
+async def lock_files(conn: AsyncConnection, shas: list[bytes]) -> None:
+    """Hold (until the transaction ends) the right to create or remove these hashes' files.
+
+    On SQLite the write transaction already excludes every other writer. On
+    PostgreSQL a transaction-scoped advisory lock per hash, taken in key order so
+    two holders cannot deadlock; different hashes may share a key (they then
+    only wait for each other).
+    """
+    if conn.dialect.name != "postgresql" or not shas:
+        return
+    keys = sorted({int.from_bytes(s[:4], "big", signed=True) for s in shas})
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:space, k) FROM"
+                            " (SELECT unnest(CAST(:keys AS integer[])) AS k ORDER BY 1) AS ks"),
+                       {"space": FILE_LOCK_SPACE, "keys": keys})
 
 
 def sha256(raw: bytes) -> bytes:
@@ -80,10 +155,16 @@ async def put_many(conn: AsyncConnection, items: list[PreparedMessage],
     """Store each message's blob (once per distinct hash) in this transaction; return blob ids."""
     shas = list(dict.fromkeys(p.sha256 for p in items))
     existing: dict[bytes, int] = {}
+    pg = conn.dialect.name == "postgresql"
     for i in range(0, len(shas), 500):
         chunk = shas[i : i + 500]
-        rows = (await conn.execute(select(t.blobs.c.sha256, t.blobs.c.id)
-                                   .where(t.blobs.c.sha256.in_(chunk)))).all()
+        q = select(t.blobs.c.sha256, t.blobs.c.id).where(t.blobs.c.sha256.in_(chunk))
+        if pg:
+            # A reference is about to be added: hold the row against cleanup.collect,
+            # which deletes only rows it can lock FOR UPDATE (a blob it is deleting
+            # right now is not returned once that commits, and is written anew).
+            q = q.order_by(t.blobs.c.id).with_for_update(read=True, key_share=True)
+        rows = (await conn.execute(q)).all()
         existing.update({bytes(r.sha256): r.id for r in rows})
     new = {}
     for p in items:
@@ -91,6 +172,7 @@ async def put_many(conn: AsyncConnection, items: list[PreparedMessage],
             new[p.sha256] = p
     if new:
         if blob_dir is not None:
+            await lock_files(conn, list(new))  # against a concurrent removal of the same file
             for p in new.values():
                 await blob_dir.write(p.sha256, p.raw)
         # One statement for the whole batch (executemany with RETURNING, in parameter order).

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import String, and_, bindparam, case, delete, func, insert, or_, select, text, type_coerce, update
 
-from . import identity, pgbus
+from . import cleanup, identity, pgbus
 from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, put_many, read_raw
 from .changes import ChangeBus, FolderChanged
@@ -176,6 +176,10 @@ class Store:
     async def _db(self, partition: str) -> Database:
         return await self.router.database(partition)
 
+    def files(self, partition: str) -> BlobDirectory | None:
+        """The blob-directory view of a partition (None: bodies are kept in the database)."""
+        return self.blob_dir.for_partition(partition) if self.blob_dir is not None else None
+
     async def partitions_of(self, account: Account) -> list[str]:
         out = [self.home(account)]
         async with self.router.central.read() as conn:
@@ -267,16 +271,56 @@ class Store:
             raise InvalidInput("INBOX cannot be deleted")
         db = await self._db(f.ref.partition)
         async with db.write() as conn:
-            rows = (await conn.execute(select(func.count(), func.coalesce(func.sum(t.messages.c.size), 0))
-                                       .where(t.messages.c.folder_id == f.id))).first()
-            await conn.execute(delete(t.messages).where(t.messages.c.folder_id == f.id))
-            await conn.execute(delete(t.expunged).where(t.expunged.c.folder_id == f.id))
-            await conn.execute(delete(t.folder_acl).where(t.folder_acl.c.folder_id == f.id))
-            await conn.execute(delete(t.folders).where(t.folders.c.id == f.id))
-            if f.ref.partition == self.home(account):
-                await self._add_usage(conn, account.id, -int(rows[1]), -int(rows[0]))
+            released = await self._drop_folder(conn, f.ref, account.id if f.ref.partition == self.home(account)
+                                               else None)
             ev = await self._announce(conn, FolderChanged(f.ref, 0, "folder"))
         self.bus.publish(f.ref, ev)
+        await cleanup.finish(db, self.files(f.ref.partition), released)
+
+    async def _drop_folder(self, conn, ref: FolderRef, usage_account: int | None) -> cleanup.Released:
+        """Delete a folder with its messages, and the bodies only it referred to; usage follows the rows."""
+        fq = select(t.folders.c.id).where(t.folders.c.id == ref.id)
+        if conn.dialect.name == "postgresql":
+            fq = fq.with_for_update()  # deliveries into it wait, then find it gone
+        await conn.execute(fq)
+        gone = (await conn.execute(delete(t.messages).where(t.messages.c.folder_id == ref.id)
+                                   .returning(t.messages.c.size, t.messages.c.blob_id))).all()
+        await conn.execute(delete(t.expunged).where(t.expunged.c.folder_id == ref.id))
+        await conn.execute(delete(t.folder_acl).where(t.folder_acl.c.folder_id == ref.id))
+        await conn.execute(delete(t.folders).where(t.folders.c.id == ref.id))
+        released = await cleanup.collect(conn, [g.blob_id for g in gone])
+        if usage_account is not None and gone:
+            await self._add_usage(conn, usage_account, -sum(g.size for g in gone), -len(gone))
+        return released
+
+    async def purge_account(self, account: Account) -> int:
+        """Delete every folder and message of an account in all its partitions (before it leaves the
+        directory); returns the number of messages removed."""
+        n = 0
+        home = self.home(account)
+        for part in await self.partitions_of(account):
+            db = await self._db(part)
+            async with db.read() as conn:
+                fids = (await conn.execute(select(t.folders.c.id).where(t.folders.c.account_id == account.id)
+                                           .order_by(t.folders.c.id))).scalars().all()
+            for fid in fids:
+                ref = FolderRef(part, fid)
+                async with db.write() as conn:
+                    n += (await conn.execute(select(func.count()).where(t.messages.c.folder_id == fid))).scalar()
+                    released = await self._drop_folder(conn, ref, account.id if part == home else None)
+                    ev = await self._announce(conn, FolderChanged(ref, 0, "folder"))
+                self.bus.publish(ref, ev)
+                await cleanup.finish(db, self.files(part), released)
+            async with db.write() as conn:
+                await conn.execute(delete(t.mailbox_usage).where(t.mailbox_usage.c.account_id == account.id))
+        return n
+
+    async def recount_usage(self, account: Account) -> Quota:
+        """Set the account's quota usage to what its stored messages add up to, and return it."""
+        db = await self._db(self.home(account))
+        async with db.write() as conn:
+            used_b, used_m = await cleanup.recount_usage(conn, account.id)
+        return Quota(used_b, used_m, account.quota_bytes, account.quota_messages)
 
     async def rename_folder(self, account: Account, old: str, new: str) -> None:
         """RFC 3501 §6.3.5: children move too; renaming INBOX moves its messages to a new folder."""
@@ -349,7 +393,12 @@ class Store:
         return _metas(rows)
 
     async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
-        """The stored parse (mime.ParsedMessage JSON) of each blob."""
+        """The stored parse (mime.ParsedMessage JSON) of each blob.
+
+        A blob removed meanwhile (its last message was expunged by another session,
+        which a session still showing it learns only at its next command) reads
+        as an empty message, as RFC 2180 §4.1.3 allows.
+        """
         ids = list(dict.fromkeys(blob_ids))
         out: dict[int, str] = {}
         db = await self._db(partition)
@@ -358,12 +407,15 @@ class Store:
                 rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.parsed)
                                            .where(t.blobs.c.id.in_(ids[i:i + 900])))).all()
                 out.update({r.id: r.parsed for r in rows})
+        if len(out) < len(ids):
+            gone = cleanup.empty_parse()
+            out.update({b: gone for b in ids if b not in out})
         return out
 
     async def raw(self, partition: str, blob_id: int) -> bytes:
         db = await self._db(partition)
         async with db.read() as conn:
-            return await read_raw(conn, blob_id, self.blob_dir)
+            return await read_raw(conn, blob_id, self.files(partition))
 
     async def raw_many(self, partition: str, blob_ids: Iterable[int]) -> dict[int, bytes]:
         ids = list(dict.fromkeys(blob_ids))
@@ -376,11 +428,22 @@ class Store:
                 for r in rows:
                     if r.data is not None:
                         out[r.id] = bytes(r.data)
-                    elif self.blob_dir is not None:
-                        out[r.id] = await self.blob_dir.read(bytes(r.sha256))
+                    elif (files := self.files(partition)) is not None:
+                        try:
+                            out[r.id] = await files.read(bytes(r.sha256))
+                        except NotFound:
+                            if await self._blob_exists(partition, r.id):
+                                raise
+                            # removed after this read began: as if the row were gone
+                            out[r.id] = b""
                     else:
                         raise NotFound(f"blob {r.id} is kept in a blob directory, but none is configured")
         return out
+
+    async def _blob_exists(self, partition: str, blob_id: int) -> bool:
+        db = await self._db(partition)
+        async with db.read() as conn:
+            return (await conn.execute(select(t.blobs.c.id).where(t.blobs.c.id == blob_id))).first() is not None
 
     async def present(self, ref: FolderRef, shas: Iterable[bytes]) -> set[bytes]:
         """Which of these message hashes are already in the folder (an import rerun skips them)."""
@@ -504,7 +567,7 @@ class Store:
         events: list[FolderChanged] = []
         out: list[list[AppendResult | Exception]] = []
         async with db.write() as conn:
-            blob_ids = await put_many(conn, [d.message for d in batch], self.blob_dir)
+            blob_ids = await put_many(conn, [d.message for d in batch], self.files(partition))
             # A batch costs a fixed number of statements, however many accounts and
             # folders it touches: read the folders and usage rows at once, write them back at once.
             wanted: dict[tuple[int, str], str | Exception] = {}
@@ -683,20 +746,25 @@ class Store:
                 if not uids:
                     return []
                 where = and_(where, uid_condition(uids))
-            gone = (await conn.execute(select(c.uid, c.size).where(where))).all()
-            if not gone:
+            if (await conn.execute(select(c.uid).where(where).limit(1))).first() is None:
                 return []
             hm = (await conn.execute(update(t.folders).where(identity.names_folder(ref))
                                      .values(highestmodseq=t.folders.c.highestmodseq + 1)
                                      .returning(t.folders.c.highestmodseq, t.folders.c.account_id))).first()
             if hm is None:
                 raise NotFound("folder no longer exists")
-            await conn.execute(delete(t.messages).where(where))
-            await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid, "modseq": hm.highestmodseq}
-                                                    for g in gone])
+            # The rows actually deleted (after the folder lock) are what the tombstones,
+            # the usage and the blob check follow, not an earlier read.
+            gone = (await conn.execute(delete(t.messages).where(where)
+                                       .returning(c.uid, c.size, c.blob_id))).all()
+            if gone:
+                await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid,
+                                                         "modseq": hm.highestmodseq} for g in gone])
+            released = await cleanup.collect(conn, [g.blob_id for g in gone])
             await self._add_usage(conn, hm.account_id, -sum(g.size for g in gone), -len(gone))
             ev = await self._announce(conn, FolderChanged(ref, hm.highestmodseq, "expunge"))
         self.bus.publish(ref, ev)
+        await cleanup.finish(db, self.files(ref.partition), released)
         return sorted(g.uid for g in gone)
 
     async def copy(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
@@ -727,8 +795,18 @@ class Store:
     async def _copy_same(self, account: Account, src: FolderRef, metas: list[MessageMeta], dest: FolderRef
                          ) -> tuple[int, list[tuple[int, int]]]:
         db = await self._db(dest.partition)
-        size = sum(m.size for m in metas)
         async with db.write() as conn:
+            # The sources were read before this transaction: keep only those whose body still
+            # exists, and hold it (cleanup.py) until the copies are committed.
+            bq = select(t.blobs.c.id).where(t.blobs.c.id.in_({m.blob_id for m in metas}))
+            if conn.dialect.name == "postgresql":
+                bq = bq.order_by(t.blobs.c.id).with_for_update(read=True, key_share=True)
+            alive = set((await conn.execute(bq)).scalars().all())
+            metas = [m for m in metas if m.blob_id in alive]
+            if not metas:
+                return (await conn.execute(select(t.folders.c.uidvalidity)
+                                           .where(identity.names_folder(dest)))).scalar() or 0, []
+            size = sum(m.size for m in metas)
             owner = (await conn.execute(select(t.folders.c.account_id).where(identity.names_folder(dest)))).scalar()
             if owner is None:
                 raise NotFound("destination folder no longer exists")

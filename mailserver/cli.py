@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from mailboxes import errors
+from mailboxes.cleanup import sweep_all
 from mailboxes.model import Role
 
 from . import cli_delivery
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--password-stdin", action="store_true")
     for name in ("disable", "enable", "remove"):
         us.add_parser(name).add_argument("address")
+    us.add_parser("sweep", help="remove message bodies and search entries no message refers to (left by"
+                  " older versions or a crash) and recount every account's quota usage; safe while serving")
     a = us.add_parser("app-password", help="create an app password for a mail client")
     a.add_argument("address")
     a.add_argument("label")
@@ -217,9 +220,16 @@ async def _user(admin: Admin, args: argparse.Namespace) -> int:
         await admin.audited(f"user.{act}", args.address)
         print(f"{act}d {args.address}")
     elif act == "remove":
+        acct = await d.account(args.address)
+        n = await admin.mb.store.purge_account(acct)  # its mail, bodies and index entries go first
         acct = await d.remove_account(args.address)
-        await admin.audited("user.remove", acct.address)
-        print(f"removed {acct.address} (its mail is kept until the folders are purged)")
+        await admin.audited("user.remove", acct.address, messages=n)
+        print(f"removed {acct.address} and its {n} messages")
+    elif act == "sweep":
+        for part, r in (await sweep_all(admin.mb.store)).items():
+            print(f"{part}: {r.blobs} bodies, {r.search_rows} search rows, {r.files} files removed;"
+                  f" usage corrected for {r.usage_fixed} accounts")
+        await admin.audited("user.sweep")
     elif act == "app-password":
         secret = await d.add_app_password(args.address, args.label)
         await admin.audited("user.app_password", args.address, label=args.label)

@@ -184,3 +184,30 @@ def test_archive_command_moves_a_year(tmp_path, storage_url):
                                         "--mbox", str(out)).stdout
     p = run(c, "archive", "--year", "2999", ok=False)
     assert p.returncode == 1 and "closed year" in p.stderr
+
+
+def test_user_remove_deletes_the_mail_and_sweep_reports(cfg, tmp_path, storage_url):
+    import asyncio
+
+    from sqlalchemy import text
+
+    from mailboxes.db import open_database
+    run(cfg, "init")
+    run(cfg, "domain", "add", "city.test")
+    run(cfg, "user", "add", "wang@city.test", "--password-stdin", stdin="pw\n")
+    src = tmp_path / "in.mbox"
+    src.write_bytes(MBOX)
+    run(cfg, "import", "--user", "wang@city.test", "--folder", "Old", "mbox", str(src))
+    out = run(cfg, "user", "sweep").stdout
+    assert out.strip() == "main: 0 bodies, 0 search rows, 0 files removed; usage corrected for 0 accounts"
+    assert run(cfg, "user", "remove", "wang@city.test").stdout.strip() == "removed wang@city.test and its 3 messages"
+
+    async def count() -> tuple[int, int]:
+        db = open_database(storage_url)
+        try:
+            async with db.read() as conn:
+                return ((await conn.execute(text("SELECT count(*) FROM blobs"))).scalar(),
+                        (await conn.execute(text("SELECT count(*) FROM folders"))).scalar())
+        finally:
+            await db.dispose()
+    assert asyncio.run(count()) == (0, 0)

@@ -54,6 +54,7 @@ class Connection:
         self.bytes_in = self.bytes_out = 0
         self.stopping = False
         self.task: asyncio.Task | None = None
+        self.session_id = secrets.token_hex(4)
         self._waiting = 0
         transport = writer.transport
         if transport is not None:
@@ -89,14 +90,28 @@ class Connection:
             self.bytes_in += len(data)
             parser.receive_data(data)
 
-    async def start_tls(self) -> None:
-        """RFC 3501 §6.2.1: upgrade in place, then parse afresh (nothing from before TLS survives)."""
+    async def start_tls(self, reply: bytes) -> None:
+        """RFC 3501 §6.2.1: write ``reply`` (the tagged OK), upgrade in place, then parse afresh.
+
+        Nothing read before the handshake survives it (CVE-2011-0411): reading stops before the
+        OK is written, then whatever the parser *and* the StreamReader hold (a command pipelined
+        behind STARTTLS, perhaps injected by a man in the middle) is discarded and logged.
+        """
+        transport = self.writer.transport
+        transport.pause_reading()  # the client's ClientHello waits in the socket for the TLS layer
+        self.write(reply)
+        reader = self.reader
+        dropped = self.parser.buffered + len(reader._buffer)  # type: ignore[attr-defined]
+        reader._buffer.clear()  # type: ignore[attr-defined]
+        reader._paused = False  # type: ignore[attr-defined]  # loop.start_tls resumes reading itself
+        self.parser = CommandParser(self.parser.max_line, self.parser.max_literal, utf8_names=self.parser.utf8_names)
+        if dropped:
+            log.warning("imap session=%s ip=%s: discarded %d octets sent behind STARTTLS", self.session_id,
+                        self.peer_ip, dropped)
         try:
             await self.writer.start_tls(self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS)
         except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
             raise SessionEnd(f"STARTTLS handshake failed: {exc.__class__.__name__}") from None
-        old = self.parser
-        self.parser = CommandParser(old.max_line, old.max_literal, utf8_names=old.utf8_names)
         self.tls = True
 
     @contextlib.contextmanager
@@ -120,7 +135,7 @@ class Connection:
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
-        sid = secrets.token_hex(4)
+        sid = self.session_id
         session = Session(self.services, self, session_id=sid)
         started = time.monotonic()
         reason = "closed"

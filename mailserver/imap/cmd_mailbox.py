@@ -168,7 +168,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
     if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
         w.write(bytes(r.ListItem(("\\Noselect",), names.DELIMITER, "", utf8=utf8)))  # the hierarchy delimiter
         return Ok("LIST completed")
-    patterns = [names.pattern_regex(cmd.reference, p) for p in cmd.patterns if p]
+    patterns = [names.list_pattern(cmd.reference, p) for p in cmd.patterns if p]
     sel = set(cmd.selection_options)
     want_subscribed = "SUBSCRIBED" in sel or "SUBSCRIBED" in cmd.return_options
     entries = await names.tree(s.services.store, _account(s))
@@ -199,7 +199,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
 
 
 async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Ok:  # RFC 3501 §6.3.9
-    patterns = [names.pattern_regex(cmd.reference, cmd.pattern)]
+    patterns = [names.list_pattern(cmd.reference, cmd.pattern)]
     lines = []
     for e in await names.tree(s.services.store, _account(s)):
         if e.subscribed and names.matches(patterns, e.name):

@@ -688,7 +688,8 @@ class Store:
                    ) -> tuple[int, list[tuple[int, int]]]:
         """COPY (RFC 3501 §6.4.7, UIDPLUS COPYUID): returns dest UIDVALIDITY and (src uid, dest uid) pairs."""
         uids = sorted(set(uids))
-        metas = [m for m in await self.messages(src) if m.uid in set(uids)]
+        wanted = set(uids)  # once: a set per message made COPY of 30,000 take 14 s
+        metas = [m for m in await self.messages(src) if m.uid in wanted]
         if not metas:
             f = await self.folder_by_ref(dest)
             return f.uidvalidity, []

@@ -101,8 +101,8 @@ async def _qresync(s: Session, view: SelectedMailbox, q: c.QResync) -> None:
     changes = await s.services.store.changes_since(st.mailbox.folder.ref, q.modseq)
     gone = [u for u in changes.vanished if view.index_of(u) is None]
     if q.known_uids is not None:
-        top = max(q.known_uids.max_explicit(), 1)
-        gone = [u for u in gone if q.known_uids.contains(u, top)]
+        known = q.known_uids.matcher(max(q.known_uids.max_explicit(), 1))  # ranges merged once, then bisect
+        gone = [u for u in gone if known(u)]
     if gone:
         s.wire.write(bytes(r.Vanished(c.SequenceSet.from_ints(gone), earlier=True)))
     lines = []

@@ -99,7 +99,8 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Ok:  # RFC 3501 §6.4.5, 
         if cmd.vanished:  # RFC 7162 §3.2.6: expunged UIDs of the set, as VANISHED (EARLIER)
             changes = await s.services.store.changes_since(st.mailbox.folder.ref, since)
             top = max(view.uids[-1] if view.uids else 0, cmd.sequence_set.max_explicit())
-            gone = [u for u in changes.vanished if cmd.sequence_set.contains(u, top) and view.index_of(u) is None]
+            member = cmd.sequence_set.matcher(top)  # ranges merged once, then bisect per UID
+            gone = [u for u in changes.vanished if member(u) and view.index_of(u) is None]
             if gone:
                 s.wire.write(bytes(r.Vanished(c.SequenceSet.from_ints(gone), earlier=True)))
         idx = [i for i in idx if view.metas[i].modseq > since]

@@ -208,8 +208,8 @@ def _eval(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
     if isinstance(key, c.SearchSeq):
         try:
             return set(view.resolve(key.set, uid=key.uid, saved=ctx.saved))
-        except BadSequence:  # SEARCH 1:500 in a smaller mailbox: the numbers that exist
-            return {i for i in range(view.exists) if key.set.contains(i + 1, view.exists)}
+        except BadSequence:  # SEARCH 1:500 in a smaller mailbox: the numbers that exist (one pass over the ranges)
+            return {i for lo, hi in key.set.normalised(view.exists) for i in range(lo - 1, hi)}
     if isinstance(key, c.SearchModSeq):  # RFC 7162 §3.1.5
         ctx.used_modseq = True
         return {i for i, m in enumerate(metas) if m.modseq >= key.modseq}

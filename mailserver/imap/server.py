@@ -21,8 +21,9 @@ import secrets
 import ssl
 import time
 
+from ..watchdog import activity
 from .cache import FolderSnapshots, RenderCache
-from .grammar import NEED_DATA, CommandParser, Event
+from .grammar import NEED_DATA, Command, CommandParser, Event
 from .session import Limits, Registry, Services, Session
 from .states import SessionEnd
 
@@ -143,8 +144,13 @@ class Connection:
         try:
             self.write(session.greeting())
             await self.drain()
-            while not self.stopping:
-                await session.handle(await self.next_event())
+            idle_name = f"imap session={sid}"
+            with activity(idle_name):
+                while not self.stopping:
+                    event = await self.next_event()
+                    what = event.command.name if isinstance(event, Command) else type(event).__name__
+                    with activity(f"{idle_name} command={what}"):  # named for the watchdog; no arguments
+                        await session.handle(event)
             reason, bye = "shutdown", "Server shutting down"
         except SessionEnd as exc:
             reason, bye = exc.reason, exc.bye

@@ -5,6 +5,11 @@ Implementation notes
   what the Session writes goes to the transport. Nothing here knows IMAP beyond that.
 - Idle timeout (RFC 3501 §5.4, ``[limits] imap_idle_timeout``, IDLE included) is a deadline on
   each read from the client; the client is then told ``* BYE`` and disconnected.
+- Before login a client has ``[limits] imap_login_timeout`` seconds in all (a trickle of one
+  octet at a time does not extend it) and may be silent for ``imap_preauth_idle_timeout``.
+- Connection caps (``[limits] imap_connections``, ``imap_connections_per_address``,
+  ``imap_connections_before_login``): a client over one is greeted ``* BYE [UNAVAILABLE]``
+  (RFC 3501 §7.1.5, RFC 5530) and disconnected before anything is read from it.
 - On shutdown the listeners stop accepting; a session waiting for its client (or in IDLE) is
   interrupted at once, one running a command finishes it; each then gets ``* BYE`` and is
   closed. Sessions still running after ``DRAIN_SECONDS`` are cancelled.
@@ -16,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 import ssl
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..watchdog import activity
 from .cache import FolderSnapshots, RenderCache
@@ -30,18 +38,49 @@ from .states import SessionEnd
 log = logging.getLogger("postroom.imap")
 
 READ_CHUNK = 64 << 10
-PREAUTH_IDLE_SECONDS = 60.0  # before login a silent client is dropped sooner (RFC 3501 §5.4 covers the logged in)
 TLS_HANDSHAKE_SECONDS = 30.0
 DRAIN_SECONDS = 15.0
 BACKLOG = 1024
 WRITE_HIGH_WATER = 256 << 10  # octets buffered before a drain waits for the client
 
 
+@dataclass(frozen=True)
+class Caps:
+    """Connection caps and pre-login deadlines (``[limits] imap_*``; the defaults are the config's)."""
+
+    connections: int = 5000
+    per_address: int = 1000
+    before_login: int = 1000
+    login_timeout: float = 60.0  # from connecting to logged in, whatever the client sends meanwhile
+    preauth_idle_timeout: float = 30.0  # RFC 3501 §5.4's 30 minutes are for logged-in clients
+
+    @classmethod
+    def from_config(cls, cfg) -> Caps:
+        return cls(int(cfg.get("limits", "imap_connections")), int(cfg.get("limits", "imap_connections_per_address")),
+                   int(cfg.get("limits", "imap_connections_before_login")),
+                   float(cfg.get("limits", "imap_login_timeout")),
+                   float(cfg.get("limits", "imap_preauth_idle_timeout")))
+
+
+def address_key(ip: str | None) -> str:
+    """What a per-address cap counts: the IPv4 address, or the IPv6 /64 (one site's many addresses)."""
+    if not ip:
+        return "-"
+    with contextlib.suppress(ValueError):
+        addr = ipaddress.ip_address(ip)
+        if isinstance(addr, ipaddress.IPv6Address):
+            if addr.ipv4_mapped is not None:
+                return str(addr.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(addr)
+    return ip
+
+
 class Connection:
     """One client connection; implements the session's ``Wire``."""
 
     def __init__(self, services: Services, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 listener: str, tls: bool, tls_context: ssl.SSLContext | None) -> None:
+                 listener: str, tls: bool, tls_context: ssl.SSLContext | None, caps: Caps = Caps()) -> None:
         self.services = services
         self.reader, self.writer = reader, writer
         self.listener = listener
@@ -50,12 +89,14 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else None
         limits = services.limits
-        self.idle_timeout = min(limits.idle_timeout, PREAUTH_IDLE_SECONDS)  # the session raises it at login
+        self.idle_timeout = min(limits.idle_timeout, caps.preauth_idle_timeout)  # the session raises it at login
+        self.login_deadline: float | None = time.monotonic() + caps.login_timeout  # None once logged in
         self.parser = CommandParser(max_line=limits.max_line)
         self.bytes_in = self.bytes_out = 0
         self.stopping = False
         self.task: asyncio.Task | None = None
         self.session_id = secrets.token_hex(4)
+        self.on_login: Callable[[Connection], None] | None = None  # the service's pre-login count
         self._waiting = 0
         transport = writer.transport
         if transport is not None:
@@ -82,12 +123,17 @@ class Connection:
             event = parser.next_event()
             if event is not NEED_DATA:
                 return event  # type: ignore[return-value]
+            timeout, why = self.idle_timeout, ("idle timeout", "Autologout; idle for too long")
+            if self.login_deadline is not None:
+                left = self.login_deadline - time.monotonic()
+                if left < timeout:
+                    timeout, why = left, ("no login in time", "Autologout; log in sooner")
             with self.interruptible():
                 try:
-                    async with asyncio.timeout(self.idle_timeout):
+                    async with asyncio.timeout(max(timeout, 0)):
                         data = await self.reader.read(READ_CHUNK)
                 except TimeoutError:
-                    raise SessionEnd("idle timeout", "Autologout; idle for too long") from None
+                    raise SessionEnd(*why) from None
             self.bytes_in += len(data)
             parser.receive_data(data)
 
@@ -151,6 +197,10 @@ class Connection:
                     what = event.command.name if isinstance(event, Command) else type(event).__name__
                     with activity(f"{idle_name} command={what}"):  # named for the watchdog; no arguments
                         await session.handle(event)
+                    if self.login_deadline is not None and session.user:
+                        self.login_deadline = None
+                        if self.on_login is not None:
+                            self.on_login(self)
             reason, bye = "shutdown", "Server shutting down"
         except SessionEnd as exc:
             reason, bye = exc.reason, exc.bye
@@ -171,6 +221,10 @@ class Connection:
                      session.user or "-", session.client_id, session.commands, self.bytes_in, self.bytes_out,
                      time.monotonic() - started, reason)
 
+    async def refuse(self, text: str) -> None:
+        """Greet with BYE and close (RFC 3501 §7.1.5): the server cannot take this client now."""
+        await self._finish(f"[UNAVAILABLE] {text}")
+
     async def _finish(self, bye: str | None) -> None:
         with contextlib.suppress(Exception, asyncio.CancelledError):  # the client may be gone already
             if bye and not self.writer.is_closing():
@@ -188,9 +242,12 @@ class ImapService:
 
     name = "imap"
 
-    def __init__(self, services: Services, tls_context: ssl.SSLContext | None) -> None:
+    def __init__(self, services: Services, tls_context: ssl.SSLContext | None, caps: Caps = Caps()) -> None:
         self.services = services
         self.tls_context = tls_context
+        self.caps = caps
+        self.per_address: dict[str, int] = {}
+        self.before_login: set[Connection] = set()
         self.servers: list[asyncio.Server] = []
         self.addresses: dict[str, tuple[str, int]] = {}
         self.connections: set[Connection] = set()
@@ -199,8 +256,17 @@ class ImapService:
     async def listen(self, name: str, host: str, port: int, *, implicit_tls: bool) -> None:
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             conn = Connection(self.services, reader, writer, listener=name, tls=implicit_tls,
-                              tls_context=self.tls_context)
+                              tls_context=self.tls_context, caps=self.caps)
+            where = address_key(conn.peer_ip)
+            over = self._over_cap(where)
+            if over is not None:
+                log.warning("imap: refused a connection from %s: %s", conn.peer_ip, over)
+                await conn.refuse("Too many connections, try again later")
+                return
             self.connections.add(conn)
+            self.before_login.add(conn)
+            conn.on_login = self.before_login.discard
+            self.per_address[where] = self.per_address.get(where, 0) + 1
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.add(task)
@@ -208,6 +274,10 @@ class ImapService:
                 await conn.run()
             finally:
                 self.connections.discard(conn)
+                self.before_login.discard(conn)
+                left = self.per_address.pop(where, 1) - 1
+                if left:
+                    self.per_address[where] = left
                 if task is not None:
                     self._tasks.discard(task)
 
@@ -218,6 +288,16 @@ class ImapService:
         sock = server.sockets[0].getsockname()
         self.addresses[name] = (sock[0], sock[1])
         log.info("imap listening: %s on %s:%d%s", name, sock[0], sock[1], " (TLS)" if implicit_tls else "")
+
+    def _over_cap(self, where: str) -> str | None:
+        caps = self.caps
+        if len(self.connections) >= caps.connections:
+            return f"{caps.connections} connections in total"
+        if self.per_address.get(where, 0) >= caps.per_address:
+            return f"{caps.per_address} connections from the address"
+        if len(self.before_login) >= caps.before_login:
+            return f"{caps.before_login} connections not logged in"
+        return None
 
     async def close(self) -> None:
         """Stop accepting; say BYE to every session (after its current command); close."""
@@ -248,7 +328,7 @@ def build_services(ctx) -> Services:
 
 async def start(ctx) -> list[ImapService]:
     """Start the ``imap`` and ``imaps`` listeners named in ``[listen]`` (empty disables one)."""
-    service = ImapService(build_services(ctx), ctx.tls_context)
+    service = ImapService(build_services(ctx), ctx.tls_context, Caps.from_config(ctx.config))
     try:
         plain = ctx.config.listen("imap")
         if plain is not None:

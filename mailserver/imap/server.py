@@ -38,6 +38,7 @@ from .states import SessionEnd
 log = logging.getLogger("postroom.imap")
 
 READ_CHUNK = 64 << 10
+YIELD_EVERY = 32  # commands run from one read (pipelined) before the loop is given to other sessions
 TLS_HANDSHAKE_SECONDS = 30.0
 DRAIN_SECONDS = 15.0
 BACKLOG = 1024
@@ -98,6 +99,7 @@ class Connection:
         self.session_id = secrets.token_hex(4)
         self.on_login: Callable[[Connection], None] | None = None  # the service's pre-login count
         self._waiting = 0
+        self._buffered_events = 0  # events taken from the parser since the last wait for the socket
         transport = writer.transport
         if transport is not None:
             transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
@@ -122,6 +124,10 @@ class Connection:
         while True:
             event = parser.next_event()
             if event is not NEED_DATA:
+                self._buffered_events += 1
+                if self._buffered_events >= YIELD_EVERY:  # pipelined commands: let other sessions run
+                    self._buffered_events = 0
+                    await asyncio.sleep(0)
                 return event  # type: ignore[return-value]
             timeout, why = self.idle_timeout, ("idle timeout", "Autologout; idle for too long")
             if self.login_deadline is not None:
@@ -135,6 +141,7 @@ class Connection:
                 except TimeoutError:
                     raise SessionEnd(*why) from None
             self.bytes_in += len(data)
+            self._buffered_events = 0
             parser.receive_data(data)
 
     async def start_tls(self, reply: bytes) -> None:

@@ -6,7 +6,8 @@ Implementation notes
   daemon thread checks it. When the heartbeat is late by more than the threshold, the thread
   notes what the loop is running at that moment: the current task's name (sessions name their
   task after the command in hand with :func:`activity`: session id and command name, never
-  arguments, which may hold passwords) and the innermost frame of our own code. When the loop
+  arguments, which may hold passwords; an unnamed task, such as an aiosmtpd SMTP session, is
+  shown by its coroutine) and the innermost frame of our own code (``smtp_DATA``, ``_header``). When the loop
   comes back the stall is logged with its length; a stall still going after ``LONG_STALL``
   seconds is logged at once too.
 - Reading the current task and the loop thread's frame from another thread is a dictionary
@@ -121,6 +122,8 @@ class Watchdog:
     def _what_runs(self) -> tuple[str, str]:
         task = asyncio.current_task(self._loop) if self._loop is not None else None
         name = task.get_name() if task is not None else "a callback outside any task"
+        if task is not None and name.startswith("Task-"):  # unnamed (e.g. aiosmtpd's SMTP session): say what it runs
+            name += f" ({getattr(task.get_coro(), '__qualname__', '?')})"
         frame = sys._current_frames().get(self._loop_thread)
         where = "?"
         while frame is not None:

@@ -66,3 +66,23 @@ def test_activity_restores_the_task_name():
 
     before, inside, after = asyncio.run(main())
     assert inside == "smtp session=1 command=DATA" and after == before
+
+
+def test_an_unnamed_task_is_shown_by_its_coroutine():
+    async def main() -> Watchdog:
+        dog = Watchdog(threshold=0.1).start()
+        await asyncio.sleep(0.05)
+
+        async def smtp_like_session() -> None:
+            _busy(0.3)
+
+        await asyncio.create_task(smtp_like_session())
+        for _ in range(50):
+            if dog.stalls:
+                break
+            await asyncio.sleep(0.02)
+        await dog.close()
+        return dog
+
+    [stall] = list(asyncio.run(main()).stalls)
+    assert stall.task.startswith("Task-") and "smtp_like_session" in stall.task

@@ -38,6 +38,7 @@ INBOX = "INBOX"
 DELIMITER = "/"
 MAX_FOLDER_NAME = 1000
 MAX_FOLDER_DEPTH = 32
+COPY_CHUNK = 2000  # message rows inserted per statement by COPY/MOVE
 
 
 def utcnow() -> datetime:
@@ -728,13 +729,14 @@ class Store:
                 uidnext=t.folders.c.uidnext + len(metas), highestmodseq=t.folders.c.highestmodseq + 1)
                 .returning(t.folders.c.uidnext, t.folders.c.highestmodseq, t.folders.c.uidvalidity))).first()
             first = r.uidnext - len(metas)
-            rows, pairs = [], []
-            for i, m in enumerate(metas):
-                rows.append({"folder_id": dest.id, "uid": first + i, "modseq": r.highestmodseq, "flags": m.flags,
-                             "keywords": " ".join(sorted(m.keywords)), "internal_date": to_utc(m.internal_date),
-                             "size": m.size, "blob_id": m.blob_id})
-                pairs.append((m.uid, first + i))
-            await conn.execute(insert(t.messages), rows)
+            pairs = [(m.uid, first + i) for i, m in enumerate(metas)]
+            for k in range(0, len(metas), COPY_CHUNK):  # the rows are built and bound a chunk at a time, between
+                # which the event loop serves others (10,000 at once held it for over 100 ms)
+                await conn.execute(insert(t.messages), [
+                    {"folder_id": dest.id, "uid": first + i, "modseq": r.highestmodseq, "flags": m.flags,
+                     "keywords": " ".join(sorted(m.keywords)), "internal_date": to_utc(m.internal_date),
+                     "size": m.size, "blob_id": m.blob_id}
+                    for i, m in enumerate(metas[k:k + COPY_CHUNK], k)])
             await self._add_usage(conn, owner, size, len(metas))
             ev = await self._announce(conn, FolderChanged(dest, r.highestmodseq, "append"))
         self.bus.publish(dest, ev)

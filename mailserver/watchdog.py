@@ -2,14 +2,14 @@
 
 Implementation notes
 - One loop serves every SMTP and IMAP session, so a command that computes for 100 ms delays
-  everyone by 100 ms. A callback on the loop records a heartbeat every ``TICK_SECONDS``; a
-  daemon thread checks it. When the heartbeat is late by more than the threshold, the thread
-  notes what the loop is running at that moment: the current task's name (sessions name their
+  everyone by 100 ms. A heartbeat callback on the loop runs every ``TICK_SECONDS`` and measures
+  its own lateness, so no stall goes unmeasured. A daemon thread watches the same deadline and,
+  while the loop is late, notes what it is running: the current task's name (sessions name their
   task after the command in hand with :func:`activity`: session id and command name, never
   arguments, which may hold passwords; an unnamed task, such as an aiosmtpd SMTP session, is
-  shown by its coroutine) and the innermost frame of our own code (``smtp_DATA``, ``_header``). When the loop
-  comes back the stall is logged with its length; a stall still going after ``LONG_STALL``
-  seconds is logged at once too.
+  shown by its coroutine) and the innermost frame of our own code (``smtp_DATA``, ``_header``).
+  The heartbeat then logs the stall with its length; one still going after ``LONG_STALL``
+  seconds is logged by the thread at once too.
 - Reading the current task and the loop thread's frame from another thread is a dictionary
   lookup under the GIL; nothing on the loop is touched from the thread.
 """
@@ -32,6 +32,7 @@ log = logging.getLogger("postroom.watchdog")
 STALL_SECONDS = 0.1  # a loop stall longer than this is logged
 TICK_SECONDS = 0.02  # heartbeat period
 LONG_STALL = 2.0  # a stall still going after this is reported while it lasts
+UNSEEN = "unseen (the GIL was held throughout: C code or garbage collection)"
 _OUR_CODE = tuple(os.sep + p + os.sep for p in ("mailserver", "mailboxes", "delivery", "webmail", "bridges"))
 
 
@@ -70,7 +71,8 @@ class Watchdog:
         self.stalls: deque[Stall] = deque(maxlen=256)  # the latest, for tests and diagnostics
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._beat = time.monotonic()
+        self._due = time.monotonic() + tick  # when the next heartbeat should run
+        self._culprit: tuple[str, str] | None = None  # what the thread saw running during the current stall
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,8 +81,8 @@ class Watchdog:
         """Start watching the running loop (call from the loop's thread)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._beat = time.monotonic()
-        self._handle = self._loop.call_soon(self._heartbeat)
+        self._due = time.monotonic() + self.tick
+        self._handle = self._loop.call_later(self.tick, self._heartbeat)
         self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
         self._thread.start()
         return self
@@ -93,31 +95,28 @@ class Watchdog:
             await asyncio.to_thread(self._thread.join, 5)
 
     def _heartbeat(self) -> None:
-        self._beat = time.monotonic()
+        now = time.monotonic()
+        late = now - self._due
+        if late > self.threshold:  # measured on the loop itself: no stall goes unseen
+            culprit, self._culprit = self._culprit, None
+            self._report(late, culprit or (UNSEEN, "?"))
+        self._due = now + self.tick
         assert self._loop is not None
         self._handle = self._loop.call_later(self.tick, self._heartbeat)
 
-    # --- the watching thread ------------------------------------------------------------------
+    # --- the watching thread: says what held the loop, while it is held -------------------------
 
     def _watch(self) -> None:
         poll = min(self.tick, self.threshold / 4)
-        seen_beat = self._beat
-        culprit: tuple[str, str] | None = None
-        reported_long = False
+        reported_long = 0.0
         while not self._stop.wait(poll):
-            beat = self._beat
-            if beat != seen_beat:
-                if culprit is not None:
-                    self._report(beat - seen_beat - self.tick, culprit)
-                seen_beat, culprit, reported_long = beat, None, False
-                continue
-            late = time.monotonic() - beat - self.tick
-            if late > self.threshold:
-                if culprit is None:
-                    culprit = self._what_runs()
-                if late > LONG_STALL and not reported_long:
-                    reported_long = True
-                    log.warning("event loop stalled for %.1f s so far by %s (%s)", late, *culprit)
+            due = self._due
+            late = time.monotonic() - due
+            if late > self.threshold and self._culprit is None:
+                self._culprit = self._what_runs()
+            if late > LONG_STALL and reported_long != due:
+                reported_long = due
+                log.warning("event loop stalled for %.1f s so far by %s (%s)", late, *(self._culprit or (UNSEEN, "?")))
 
     def _what_runs(self) -> tuple[str, str]:
         task = asyncio.current_task(self._loop) if self._loop is not None else None

@@ -1,0 +1,64 @@
+"""Per-command bounds as real clients see them (imapclient, imaplib): LIST wildcards, SEARCH key limits, FETCH items."""
+
+from __future__ import annotations
+
+import imaplib
+import time
+
+import pytest
+from imapclient import IMAPClient
+
+from .harness import PASSWORD, message
+
+
+@pytest.fixture
+def client(server):
+    c = IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=30)
+    c.login("alice@city.test", PASSWORD)
+    yield c
+    c.logout()
+
+
+def test_list_with_a_backtracking_pattern_answers_at_once(server, client):
+    """``*a*a*a*a*a*a*b`` against a 200-character name never ended with the old regex matcher."""
+    client.create_folder("a" * 200)
+    started = time.monotonic()
+    assert client.list_folders("", "*a*a*a*a*a*a*b") == []
+    assert client.list_sub_folders("", "%a%a%a%a%a%a%b") == []
+    assert [name for _f, _d, name in client.list_folders("", "*a*a*a*a*a*a*a")] == ["a" * 200]
+    assert time.monotonic() - started < 5  # generous: milliseconds when linear
+
+
+def test_search_past_exists_gives_the_numbers_that_exist(server, client):
+    for i in range(5):
+        server.deliver("alice", message(f"m{i}"))
+    client.select_folder("INBOX")
+    assert client.search("1:3000") == [1, 2, 3, 4, 5]
+    assert client.search(",".join(str(n) for n in range(2, 4000, 2))) == [2, 4]
+
+
+def test_too_many_search_keys_is_bad_and_the_session_goes_on(server, client):
+    server.deliver("alice", message("hello", sender="user7@city.test"))
+    client.select_folder("INBOX")
+    with pytest.raises(IMAPClient.Error, match="too many search keys"):
+        client.search(["FROM", "x"] * 600)
+    assert client.search(["FROM", "user7"] * 100) == [1]  # within the limit, repeated keys are fine
+    with pytest.raises(IMAPClient.Error):
+        client.search(["NOT"] * 100 + ["ALL"])  # nesting deeper than 32
+    assert client.noop()[0] is not None
+
+
+def test_repeated_fetch_items_are_answered_once(server):
+    server.deliver("alice", message("one"))
+    server.deliver("alice", message("two"))
+    c = imaplib.IMAP4("127.0.0.1", server.port)
+    c.login("alice@city.test", PASSWORD)
+    c.select("INBOX", readonly=True)
+    typ, data = c.fetch("1:*", "(" + " ".join(["BODY.PEEK[]"] * 200) + ")")
+    assert typ == "OK"
+    bodies = [part for part in data if isinstance(part, tuple)]
+    assert len(bodies) == 2 and all(b"BODY[]" in head and b"Subject:" in body for head, body in bodies)
+    with pytest.raises(imaplib.IMAP4.error, match="Too many FETCH items"):
+        c.fetch("1:*", "(" + " ".join(f"BODY.PEEK[]<{k}.10>" for k in range(101)) + ")")
+    assert c.noop()[0] == "OK"
+    c.logout()

@@ -62,3 +62,27 @@ def test_repeated_fetch_items_are_answered_once(server):
         c.fetch("1:*", "(" + " ".join(f"BODY.PEEK[]<{k}.10>" for k in range(101)) + ")")
     assert c.noop()[0] == "OK"
     c.logout()
+
+
+def test_a_cold_render_cache_is_filled_a_chunk_at_a_time(server, monkeypatch):
+    """Stored parses are read and decoded LOAD_CHUNK at a time, so a cold 10,000-message FETCH does not hold the loop."""
+    from mailserver.imap import cache as cache_mod
+
+    for i in range(5):
+        server.deliver("alice", message(f"subject {i}"))
+    store = server.mb.store
+    real, sizes = store.parsed, []
+
+    async def spy(partition, blob_ids):
+        sizes.append(len(blob_ids))
+        return await real(partition, blob_ids)
+
+    monkeypatch.setattr(cache_mod, "LOAD_CHUNK", 2)
+    monkeypatch.setattr(store, "parsed", spy)
+    c = imaplib.IMAP4("127.0.0.1", server.port)
+    c.login("alice@city.test", PASSWORD)
+    c.select("INBOX", readonly=True)
+    typ, data = c.fetch("1:*", "(ENVELOPE)")
+    assert typ == "OK" and [f"subject {i}".encode() in d for i, d in enumerate(data)] == [True] * 5
+    assert sizes == [2, 2, 1]
+    c.logout()

@@ -9,7 +9,9 @@ Implementation notes
   octet at a time does not extend it) and may be silent for ``imap_preauth_idle_timeout``.
 - Connection caps (``[limits] imap_connections``, ``imap_connections_per_address``,
   ``imap_connections_before_login``): a client over one is greeted ``* BYE [UNAVAILABLE]``
-  (RFC 3501 §7.1.5, RFC 5530) and disconnected before anything is read from it.
+  (RFC 3501 §7.1.5, RFC 5530) and disconnected before anything is read from it. On ``imaps``
+  the TLS handshake comes after that count (a stalled handshake holds a pre-login slot, for
+  ``TLS_HANDSHAKE_SECONDS`` at most); a client over a cap there is closed without a handshake.
 - On shutdown the listeners stop accepting; a session waiting for its client (or in IDLE) is
   interrupted at once, one running a command finishes it; each then gets ``* BYE`` and is
   closed. Sessions still running after ``DRAIN_SECONDS`` are cancelled.
@@ -93,6 +95,7 @@ class Connection:
         self.idle_timeout = min(limits.idle_timeout, caps.preauth_idle_timeout)  # the session raises it at login
         self.login_deadline: float | None = time.monotonic() + caps.login_timeout  # None once logged in
         self.parser = CommandParser(max_line=limits.max_line)
+        self._limit_writes()
         self.bytes_in = self.bytes_out = 0
         self.stopping = False
         self.task: asyncio.Task | None = None
@@ -100,9 +103,23 @@ class Connection:
         self.on_login: Callable[[Connection], None] | None = None  # the service's pre-login count
         self._waiting = 0
         self._buffered_events = 0  # events taken from the parser since the last wait for the socket
-        transport = writer.transport
+
+    def _limit_writes(self) -> None:
+        transport = self.writer.transport
         if transport is not None:
             transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    async def handshake(self) -> None:
+        """Implicit TLS (``imaps``): the handshake, done once the connection is counted against the caps."""
+        with self.interruptible():
+            await self._upgrade()
+        self._limit_writes()
+
+    async def _upgrade(self) -> None:
+        try:
+            await self.writer.start_tls(self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS)
+        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+            raise SessionEnd(f"TLS handshake failed: {exc.__class__.__name__}") from None
 
     # --- Wire ------------------------------------------------------------------------------
 
@@ -162,10 +179,8 @@ class Connection:
         if dropped:
             log.warning("imap session=%s ip=%s: discarded %d octets sent behind STARTTLS", self.session_id,
                         self.peer_ip, dropped)
-        try:
-            await self.writer.start_tls(self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS)
-        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
-            raise SessionEnd(f"STARTTLS handshake failed: {exc.__class__.__name__}") from None
+        await self._upgrade()
+        self._limit_writes()
         self.tls = True
 
     @contextlib.contextmanager
@@ -268,7 +283,10 @@ class ImapService:
             over = self._over_cap(where)
             if over is not None:
                 log.warning("imap: refused a connection from %s: %s", conn.peer_ip, over)
-                await conn.refuse("Too many connections, try again later")
+                if implicit_tls:  # no TLS yet, and no handshake spent on it: just close
+                    writer.close()
+                else:
+                    await conn.refuse("Too many connections, try again later")
                 return
             self.connections.add(conn)
             self.before_login.add(conn)
@@ -278,6 +296,13 @@ class ImapService:
             if task is not None:
                 self._tasks.add(task)
             try:
+                if implicit_tls:  # a handshake in progress counts as a connection before login
+                    try:
+                        await conn.handshake()
+                    except SessionEnd as exc:
+                        log.info("imap listener=%s ip=%s: %s", name, conn.peer_ip, exc.reason)
+                        writer.close()
+                        return
                 await conn.run()
             finally:
                 self.connections.discard(conn)
@@ -288,9 +313,7 @@ class ImapService:
                 if task is not None:
                     self._tasks.discard(task)
 
-        server = await asyncio.start_server(
-            accept, host, port, ssl=self.tls_context if implicit_tls else None, backlog=BACKLOG,
-            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if implicit_tls else None, limit=READ_CHUNK)
+        server = await asyncio.start_server(accept, host, port, backlog=BACKLOG, limit=READ_CHUNK)
         self.servers.append(server)
         sock = server.sockets[0].getsockname()
         self.addresses[name] = (sock[0], sock[1])

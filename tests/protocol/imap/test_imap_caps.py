@@ -109,3 +109,24 @@ def test_ipv6_clients_are_counted_per_64():
     assert address_key("2001:db8:1:2::5") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
     assert address_key("::ffff:192.0.2.7") == "192.0.2.7" == address_key("192.0.2.7")
     assert address_key("2001:db8:1:3::5") != address_key("2001:db8:1:2::5")
+
+
+@pytest.mark.parametrize("capped", [{"imap_connections_before_login": 2}], indirect=True)
+def test_stalled_tls_handshakes_on_imaps_hold_pre_login_slots(capped):
+    """Connections to the implicit-TLS port that never finish the handshake count before login too."""
+    import ssl
+
+    stalled = [socket.create_connection(("127.0.0.1", capped.tls_port), timeout=20) for _ in range(2)]
+    wait_for(lambda: len(capped.service.before_login) == 2, what="both counted")
+    _refused(capped.port)  # the plain port sees the cap as BYE
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", capped.tls_port), timeout=20) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):  # closed without a handshake
+            ctx.wrap_socket(raw, server_hostname="localhost").recv(100)
+    for sock in stalled:
+        sock.close()
+    wait_for(lambda: not capped.service.before_login, what="the slots given back")
+    c = imaplib.IMAP4_SSL("127.0.0.1", capped.tls_port, ssl_context=ctx)
+    assert c.login("alice@city.test", PASSWORD)[0] == "OK"
+    c.logout()

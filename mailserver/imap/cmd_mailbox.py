@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 PREPARE_IN_THREAD = 256 << 10  # parse larger APPENDs off the event loop
+LIST_YIELD_EVERY = 512  # folders matched between two yields to the event loop
 _SPECIAL_USES = {"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash", "\\All", "\\Flagged"}
 
 
@@ -168,14 +169,19 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
     if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
         w.write(bytes(r.ListItem(("\\Noselect",), names.DELIMITER, "", utf8=utf8)))  # the hierarchy delimiter
         return Ok("LIST completed")
-    patterns = [names.list_pattern(cmd.reference, p) for p in cmd.patterns if p]
+    wanted = list(dict.fromkeys(p for p in cmd.patterns if p))
+    if len(wanted) > names.MAX_LIST_PATTERNS:  # RFC 5258 §3 allows a list; each costs a pass over the folders
+        raise Bad(f"Too many LIST patterns (limit {names.MAX_LIST_PATTERNS})")
+    patterns = [names.list_pattern(cmd.reference, p) for p in wanted]
     sel = set(cmd.selection_options)
     want_subscribed = "SUBSCRIBED" in sel or "SUBSCRIBED" in cmd.return_options
     entries = await names.tree(s.services.store, _account(s))
     subscribed_children = {e.name.rsplit(names.DELIMITER, 1)[0] for e in entries
                            if e.subscribed and names.DELIMITER in e.name}
     rows: list[tuple[bytes, Mailbox | None]] = []
-    for e in entries:
+    for k, e in enumerate(entries, 1):
+        if k % LIST_YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # thousands of folders: let other sessions run
         if not names.matches(patterns, e.name):
             continue
         extra: tuple = ()

@@ -23,6 +23,7 @@ from mailboxes.store import Store
 from .wildcard import Pattern, compile_pattern
 
 DELIMITER = "/"
+MAX_LIST_PATTERNS = 64  # distinct patterns in one extended LIST (RFC 5258 §3)
 SHARED = "Shared"  # RFC 2342 §5 other users' namespace prefix (without the delimiter)
 READ_ONLY_RIGHTS = "lr"
 
@@ -134,6 +135,7 @@ def is_other_users(name: str) -> bool:
 
 __all__ = [
     "DELIMITER",
+    "MAX_LIST_PATTERNS",
     "SHARED",
     "Entry",
     "Mailbox",

@@ -29,6 +29,17 @@ def test_list_with_a_backtracking_pattern_answers_at_once(server, client):
     assert time.monotonic() - started < 5  # generous: milliseconds when linear
 
 
+def test_extended_list_patterns_are_bounded(server):
+    c = imaplib.IMAP4("127.0.0.1", server.port)
+    c.login("alice@city.test", PASSWORD)
+    many = " ".join(f'"x{i}*"' for i in range(65))
+    with pytest.raises(imaplib.IMAP4.error, match="Too many LIST patterns"):
+        c._simple_command("LIST", '""', f"({many})")  # RFC 5258 §3: a list of patterns
+    typ, _ = c._simple_command("LIST", '""', "(" + " ".join(['"*"'] * 500) + ")")  # the same one 500 times
+    assert typ == "OK"
+    c.logout()
+
+
 def test_search_past_exists_gives_the_numbers_that_exist(server, client):
     for i in range(5):
         server.deliver("alice", message(f"m{i}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mailboxes import acl
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 PREPARE_IN_THREAD = 256 << 10  # parse larger APPENDs off the event loop
 LIST_YIELD_EVERY = 512  # folders matched between two yields to the event loop
+MAX_KEYWORDS = 64  # keywords one message may carry
 _SPECIAL_USES = {"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash", "\\All", "\\Flagged"}
 
 
@@ -243,11 +245,22 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Ok:  # RFC 3501 §6.3.1
     mb = await resolve(s, cmd.mailbox, need="i", trycreate=True)
     bits, keywords = split_flags(list(cmd.flags))
     bits, keywords = allowed_flags(mb, bits, keywords)
+    check_keywords(keywords)
     raw = bytes(cmd.message)
     prepared = await asyncio.to_thread(prepare, raw) if len(raw) > PREPARE_IN_THREAD else prepare(raw)
     res = await s.services.store.append(mb.owner, mb.folder.ref, prepared, flags=bits, keywords=keywords,
                                         internal_date=cmd.internal_date)
     return Ok("APPEND completed", r.Code.appenduid(res.uidvalidity, res.uid))
+
+
+def check_keywords(keywords: frozenset[str], present: Iterable[frozenset[str]] = ()) -> None:
+    """At most MAX_KEYWORDS per message, counting those it has (RFC 3501 §2.3.2 lets a server limit them).
+
+    Unbounded keywords made ``STORE 1:* +FLAGS (k1 ... k5000)`` hold a 5,000-name set per message.
+    """
+    if len(keywords) > MAX_KEYWORDS or (keywords and any(len(k) + len(keywords) > MAX_KEYWORDS and len(k | keywords) > MAX_KEYWORDS
+                                       for k in present)):
+        raise No(f"A message may carry at most {MAX_KEYWORDS} keywords", r.LIMIT)
 
 
 def allowed_flags(mb: Mailbox, bits: int, keywords: frozenset[str]) -> tuple[int, frozenset[str]]:

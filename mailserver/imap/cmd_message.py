@@ -9,7 +9,7 @@ from mailboxes.model import Flag, split_flags
 
 from . import commands as c
 from . import responses as r
-from .cmd_mailbox import allowed_flags, resolve
+from .cmd_mailbox import allowed_flags, check_keywords, resolve
 from .fetch import FetchPlan, run_fetch
 from .grammar import ConnectionClosed, ContinuationLine
 from .search import SearchContext, esearch_saved, evaluate, result
@@ -128,6 +128,7 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, 
     if cmd.mode == "replace" and not all(st.mailbox.may(x) for x in "swt"):
         raise No("Replacing all flags needs the s, w and t rights", r.NOPERM)  # RFC 4314 §4
     live = [i for i in idx if view.uids[i] not in view.ghosts]
+    check_keywords(keywords, (view.metas[i].keywords for i in live) if cmd.mode == "add" else ())
     uids = [view.uids[i] for i in live]
     changed, failed = await s.services.store.store_flags(
         st.mailbox.folder.ref, uids, cmd.mode, bits, keywords, unchanged_since=cmd.unchanged_since)

@@ -97,3 +97,21 @@ def test_a_cold_render_cache_is_filled_a_chunk_at_a_time(server, monkeypatch):
     assert typ == "OK" and [f"subject {i}".encode() in d for i, d in enumerate(data)] == [True] * 5
     assert sizes == [2, 2, 1]
     c.logout()
+
+
+def test_keywords_per_message_are_bounded(server, client):
+    """``STORE 1:* +FLAGS (k1 ... k5000)`` would hold a 5,000-name set per message: NO [LIMIT] beyond 64."""
+    for i in range(3):
+        server.deliver("alice", message(f"m{i}"))
+    client.select_folder("INBOX")
+    with pytest.raises(IMAPClient.Error, match="LIMIT"):
+        client.add_flags([1, 2, 3], [f"k{i}" for i in range(65)])
+    client.add_flags([1, 2, 3], [f"k{i}" for i in range(60)])
+    with pytest.raises(IMAPClient.Error, match="LIMIT"):  # 60 there + 5 more
+        client.add_flags([2], [f"x{i}" for i in range(5)])
+    client.add_flags([2], ["k1", "k2", "x0", "x1"])  # two already there: 62
+    assert len([f for f in client.get_flags([2])[2] if not f.startswith(b"\\")]) == 62
+    client.set_flags([2], ["only"])  # replacing is measured alone
+    assert [f for f in client.get_flags([2])[2] if not f.startswith(b"\\")] == [b"only"]
+    with pytest.raises(IMAPClient.Error, match="LIMIT"):
+        client.append("INBOX", message("big flags"), flags=[f"k{i}" for i in range(65)])

@@ -32,6 +32,7 @@ MAX_GROWTH = 64 << 20  # octets of resident memory
 TICK = 0.01
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BIG = 2_000_000  # octets of the large messages (FETCH amplification)
+FIELDS = 500  # header field names in one FETCH (each response echoes the list: RFC 3501 §7.4.2)
 
 
 def rss() -> int:
@@ -287,6 +288,19 @@ def test_fetch_amplification(alice):
     some_partials = b" ".join(b"BODY.PEEK[]<%d.2002000>" % k for k in range(50))
     lines, tagged = alice.cmd(b"f3 UID FETCH 1:* (" + some_partials + b")")  # 200 MB, streamed
     assert tagged.startswith(b"f3 OK") and all(line.count(b"BODY[]<") == 50 for line in lines)
+
+
+def test_thousands_of_keywords_on_every_message(alice):
+    alice.cmd(b"k0 SELECT INBOX")
+    _, tagged = alice.cmd(b"k1 STORE 1:* +FLAGS.SILENT (" + b" ".join(b"k%d" % i for i in range(5000)) + b")")
+    assert tagged.startswith(b"k1 NO [LIMIT]")
+
+
+def test_fetch_of_hundreds_of_header_fields_on_every_message(alice):
+    alice.cmd(b"h0 EXAMINE INBOX")
+    fields = b" ".join(b"X-F%d" % i for i in range(FIELDS)) + b" Subject"
+    lines, tagged = alice.cmd(b"h1 FETCH 1:* (BODY.PEEK[HEADER.FIELDS (" + fields + b")])")
+    assert tagged.startswith(b"h1 OK") and len(lines) == N
 
 
 def test_a_one_gigabyte_literal_announced(bounded):

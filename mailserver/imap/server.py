@@ -45,6 +45,7 @@ TLS_HANDSHAKE_SECONDS = 30.0
 DRAIN_SECONDS = 15.0
 BACKLOG = 1024
 WRITE_HIGH_WATER = 256 << 10  # octets buffered before a drain waits for the client
+REFUSAL_LOG_SECONDS = 10.0  # connections refused over a cap are logged at most this often
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,7 @@ class ImapService:
         self.caps = caps
         self.per_address: dict[str, int] = {}
         self.before_login: set[Connection] = set()
+        self._refused, self._refusal_logged = 0, -REFUSAL_LOG_SECONDS
         self.servers: list[asyncio.Server] = []
         self.addresses: dict[str, tuple[str, int]] = {}
         self.connections: set[Connection] = set()
@@ -282,7 +284,7 @@ class ImapService:
             where = address_key(conn.peer_ip)
             over = self._over_cap(where)
             if over is not None:
-                log.warning("imap: refused a connection from %s: %s", conn.peer_ip, over)
+                self._log_refusal(conn.peer_ip, over)
                 if implicit_tls:  # no TLS yet, and no handshake spent on it: just close
                     writer.close()
                 else:
@@ -318,6 +320,14 @@ class ImapService:
         sock = server.sockets[0].getsockname()
         self.addresses[name] = (sock[0], sock[1])
         log.info("imap listening: %s on %s:%d%s", name, sock[0], sock[1], " (TLS)" if implicit_tls else "")
+
+    def _log_refusal(self, ip: str | None, why: str) -> None:
+        """One line per REFUSAL_LOG_SECONDS at most, with how many were refused (a flood must not flood the log)."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_SECONDS:
+            log.warning("imap: refused %d connection(s), the last from %s: %s", self._refused, ip, why)
+            self._refused, self._refusal_logged = 0, now
 
     def _over_cap(self, where: str) -> str | None:
         caps = self.caps

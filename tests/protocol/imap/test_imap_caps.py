@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import logging
 import socket
 import time
 
@@ -47,11 +48,15 @@ def test_connections_in_total_are_capped(capped):
 
 
 @pytest.mark.parametrize("capped", [{"imap_connections_per_address": 2}], indirect=True)
-def test_connections_per_address_are_capped(capped):
+def test_connections_per_address_are_capped(capped, caplog):
+    caplog.set_level(logging.WARNING, logger="postroom.imap")
     held = [_greeting(capped.port) for _ in range(2)]
-    _refused(capped.port)
+    for _ in range(5):
+        _refused(capped.port)
     for sock, _ in held:
         sock.close()
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1 and "connections from the address" in refusals[0].getMessage()  # not one per refusal
 
 
 @pytest.mark.parametrize("capped", [{"imap_connections_before_login": 2}], indirect=True)

@@ -32,6 +32,8 @@ _INDEX_COLUMN = {"subject": "subject", "from": "addrs", "to": "addrs", "cc": "ad
                  "sender": "addrs", "reply-to": "addrs"}  # fmt: skip
 _FLAG_BITS = {name: int(bit) for name, bit in FLAG_NAMES.items()}
 BREATHE_EVERY = 4  # search keys evaluated between two yields to the event loop
+SCAN_MESSAGES = 200  # messages read per step of a raw scan (a key with no indexable term)
+SCAN_OCTETS = 8 << 20  # octets read per step: 200 large messages at once held gigabytes
 _SEP = "\x00"  # joins a message's values of one header field; no folded needle from a client holds it
 
 
@@ -173,9 +175,13 @@ async def _scan_raw(ctx: SearchContext, value: str, *, body_only: bool) -> set[i
     view = ctx.view
     needle = value.encode("utf-8").lower()
     out: set[int] = set()
-    step = 200
-    for k in range(0, view.exists, step):
-        idx = list(range(k, min(k + step, view.exists)))
+    start = 0
+    while start < view.exists:  # a step is at most SCAN_MESSAGES messages or SCAN_OCTETS octets (plus one)
+        end, octets = start, 0
+        while end < view.exists and end - start < SCAN_MESSAGES and octets < SCAN_OCTETS:
+            octets += view.metas[end].size
+            end += 1
+        idx, start = list(range(start, end)), end
         blob_ids = [view.metas[i].blob_id for i in idx]
         raws = await ctx.store.raw_many(ctx.ref.partition, blob_ids)  # type: ignore[attr-defined]
         rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids) if body_only else {}

@@ -131,6 +131,8 @@ class PostroomSMTP(SMTP):
         if restarted:
             self.account, self.txn = None, None  # RFC 3207 §4.2: start over
             return
+        if self._handler_coroutine is not None:  # named for the event-loop watchdog (no secrets in it)
+            self._handler_coroutine.set_name(f"smtp listener={self.kind.name} ip={self.peer_ip}")
         self.doors.sessions.add(self)
         self.doors.idle.clear()
         if self.doors.draining:

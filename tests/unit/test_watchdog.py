@@ -86,3 +86,4 @@ def test_an_unnamed_task_is_shown_by_its_coroutine():
 
     [stall] = list(asyncio.run(main()).stalls)
     assert stall.task.startswith("Task-") and "smtp_like_session" in stall.task
+

@@ -6,8 +6,8 @@ Implementation notes
   its own lateness, so no stall goes unmeasured. A daemon thread watches the same deadline and,
   while the loop is late, notes what it is running: the current task's name (sessions name their
   task after the command in hand with :func:`activity`: session id and command name, never
-  arguments, which may hold passwords; an unnamed task, such as an aiosmtpd SMTP session, is
-  shown by its coroutine) and the innermost frame of our own code (``smtp_DATA``, ``_header``).
+  arguments, which may hold passwords; SMTP sessions are named by listener and client address;
+  an unnamed task is shown by its coroutine) and the innermost frame of our own code (``smtp_DATA``, ``_header``).
   The heartbeat then logs the stall with its length; one still going after ``LONG_STALL``
   seconds is logged by the thread at once too.
 - Reading the current task and the loop thread's frame from another thread is a dictionary
@@ -121,7 +121,7 @@ class Watchdog:
     def _what_runs(self) -> tuple[str, str]:
         task = asyncio.current_task(self._loop) if self._loop is not None else None
         name = task.get_name() if task is not None else "a callback outside any task"
-        if task is not None and name.startswith("Task-"):  # unnamed (e.g. aiosmtpd's SMTP session): say what it runs
+        if task is not None and name.startswith("Task-"):  # unnamed: say what it runs
             name += f" ({getattr(task.get_coro(), '__qualname__', '?')})"
         frame = sys._current_frames().get(self._loop_thread)
         where = "?"

@@ -52,9 +52,10 @@ def _connect(server: ImapServer) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("end", [READ_CHUNK - 1, READ_CHUNK, READ_CHUNK + 1, 100])
+@pytest.mark.parametrize("end", [12, 100, READ_CHUNK - 1, READ_CHUNK, READ_CHUNK + 1])  # 12: no padding
 def test_command_pipelined_behind_starttls_never_runs(server, caplog, end):
-    """``x STARTTLS`` ending at, before or after the 64 KiB read boundary, then ``y LOGIN`` in the same packet."""
+    """``x STARTTLS`` at the start of the packet, or ending at, before or after the 64 KiB read boundary, then
+    ``y LOGIN`` in the same packet."""
     starttls = b"x STARTTLS\r\n"
     padding = b"\r\n" * ((end - len(starttls)) // 2) + (b"\n" if (end - len(starttls)) % 2 else b"")
     assert len(padding + starttls) == end

@@ -18,6 +18,8 @@ Implementation notes
 
 from __future__ import annotations
 
+import functools
+
 import enum
 import re
 from collections.abc import Callable
@@ -109,14 +111,19 @@ def field_value(raw: bytes, field: list) -> str:
     value = raw[field[2] + 1:field[3]].replace(b"\r\n", b"").replace(b"\n", b"")
     return value.strip(b" \t\r").decode("utf-8", "surrogateescape")
 
+@functools.lru_cache(maxsize=64)
+def _wanted_fields(names: tuple) -> frozenset[str]:
+    """The lower-cased field names, made once per list (a FETCH asks the same list of every message)."""
+    return frozenset(n.decode("ascii", "replace").lower() if isinstance(n, bytes) else n.lower() for n in names)
+
+
 def header_fields(raw: bytes, names, exclude: bool = False) -> bytes:
     """BODY[HEADER.FIELDS (names)] / HEADER.FIELDS.NOT of the header block at the start of raw.
 
     RFC 3501 §6.4.5: the matching lines as they are (folding kept), then the blank line.
     For a message/rfc822 part, pass the slice given by section_range(body, path, "HEADER").
     """
-    wanted = {n.decode("ascii", "replace").lower() if isinstance(n, bytes) else n.lower()
-              for n in names}
+    wanted = _wanted_fields(tuple(names))
     fields, _ = scan_header(raw, 0, len(raw))
     out = []
     for name, start, _colon, end in fields:

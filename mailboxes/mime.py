@@ -14,6 +14,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re

@@ -57,12 +57,13 @@ Starter = Callable[[Context], Awaitable[list[Service]]]
 
 
 def starters() -> list[Starter]:
-    """The listener families, in start order (delivery first: the others submit through it)."""
+    """The services, in start order (delivery before the listeners: they submit through it)."""
     from delivery.service import start as start_delivery
 
     from .imap.server import start as start_imap
     from .smtp.server import start as start_smtp
-    return [start_delivery, start_smtp, start_imap]
+    from .watchdog import start as start_watchdog
+    return [start_watchdog, start_delivery, start_smtp, start_imap]  # the watchdog first: it sees every stall
 
 
 async def build_context(config: Config) -> Context:

@@ -61,6 +61,17 @@ KEYS: tuple[Key, ...] = (
         "Seconds from the DATA command to the final dot (RFC 5321 §4.5.3.2); then 421 4.4.2 and close."),
     Key("limits", "imap_connections_per_account", 50, "Concurrent IMAP connections one account may hold."),
     Key("limits", "imap_idle_timeout", 1800, "Seconds of inactivity (IDLE included) before an IMAP client is logged out."),
+    # --- IMAP connection caps and pre-login deadlines (issue 7, points 5 and 6) ---------------
+    Key("limits", "imap_connections", 5000,
+        "IMAP connections in total; a client beyond it is greeted with BYE [UNAVAILABLE] and disconnected."),
+    Key("limits", "imap_connections_per_address", 1000,
+        "IMAP connections from one client address (an IPv6 /64 counts as one); generous for offices behind NAT."),
+    Key("limits", "imap_connections_before_login", 1000,
+        "IMAP connections that have not logged in yet, in total (slow or idle clients cannot crowd the server)."),
+    Key("limits", "imap_login_timeout", 60,
+        "Seconds from connecting (STARTTLS included) within which an IMAP client must log in; then BYE."),
+    Key("limits", "imap_preauth_idle_timeout", 30, "Seconds an IMAP client may stay silent before logging in."),
+    # --- end of IMAP connection caps ----------------------------------------------------------
     Key("queue", "retry_delays", [60, 300, 900, 3600, 7200],
         "Seconds between delivery attempts; the last repeats until expiry."),
     Key("queue", "expire_after", 432000, "Seconds after which undeliverable mail bounces (default 5 days)."),

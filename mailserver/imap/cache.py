@@ -20,6 +20,7 @@ from .sorting import facts_of
 
 RENDER_CACHE_BYTES = 64 << 20  # rendered entries, all sessions together
 PART_TREE_CACHE = 2048  # parsed part trees kept for BODY[part] / BINARY
+LOAD_CHUNK = 1000  # stored parses read and decoded per step on a cache miss (10,000 at once held the loop)
 _ENTRY_OVERHEAD = 200
 MAX_FIELD_LISTS = 4  # distinct HEADER.FIELDS lists remembered per message (clients use one or two)
 
@@ -113,15 +114,15 @@ class RenderCache:
         self.hits += len(out)
         if missing:
             self.misses += len(missing)
-            parsed = await self.store.parsed(partition, missing)
             # ENVELOPE and SEARCH need only the top of the parse: skip building part trees.
             load = ParsedMessage.from_json if want & _NEEDS_TREE else head_from_json
-            for bid, doc in parsed.items():
-                p = load(doc)
-                r = entries.get((partition, bid)) or Rendered(p)
-                r.fill(p, want)
-                out[bid] = r
-                self._put(partition, bid, r)
+            for k in range(0, len(missing), LOAD_CHUNK):  # the loop serves others between chunks
+                for bid, doc in (await self.store.parsed(partition, missing[k:k + LOAD_CHUNK])).items():
+                    p = load(doc)
+                    r = entries.get((partition, bid)) or Rendered(p)
+                    r.fill(p, want)
+                    out[bid] = r
+                    self._put(partition, bid, r)
         return out
 
     async def trees(self, partition: str, blob_ids: Iterable[int]) -> dict[int, BodyPart]:
@@ -135,9 +136,8 @@ class RenderCache:
             else:
                 self._trees.move_to_end((partition, bid))
                 out[bid] = t
-        if missing:
-            parsed = await self.store.parsed(partition, missing)
-            for bid, doc in parsed.items():
+        for k in range(0, len(missing), LOAD_CHUNK):
+            for bid, doc in (await self.store.parsed(partition, missing[k:k + LOAD_CHUNK])).items():
                 p = ParsedMessage.from_json(doc)
                 out[bid] = p.body
                 self._put_tree(partition, bid, p.body)

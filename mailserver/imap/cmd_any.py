@@ -50,11 +50,9 @@ async def id_(s: Session, tag: str, cmd: c.Id) -> Ok:  # RFC 2971 §3.1
 async def starttls(s: Session, tag: str, cmd: c.StartTLS) -> Ok:  # RFC 3501 §6.2.1
     if s.wire.tls or not s.services.tls_available:
         raise Bad("STARTTLS is not available here")
-    if s.wire.parser.buffered:  # plaintext pipelined behind STARTTLS must not survive into TLS
-        raise Bad("Data after STARTTLS; refusing to upgrade")
-    s.wire.write(bytes(r.Tagged(tag, "OK", "Begin TLS negotiation now")))
-    await s.wire.drain()
-    await s.wire.start_tls()  # a fresh parser; the client must ask for CAPABILITY again
+    # Plaintext pipelined behind STARTTLS is discarded by the wire, never run (CVE-2011-0411);
+    # a fresh parser follows and the client must ask for CAPABILITY again.
+    await s.wire.start_tls(bytes(r.Tagged(tag, "OK", "Begin TLS negotiation now")))
     return REPLIED
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mailboxes import acl
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 PREPARE_IN_THREAD = 256 << 10  # parse larger APPENDs off the event loop
+LIST_YIELD_EVERY = 512  # folders matched between two yields to the event loop
+MAX_KEYWORDS = 64  # keywords one message may carry
 _SPECIAL_USES = {"\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash", "\\All", "\\Flagged"}
 
 
@@ -104,8 +107,8 @@ async def _qresync(s: Session, view: SelectedMailbox, q: c.QResync) -> None:
     changes = await s.services.store.changes_since(st.mailbox.folder.ref, q.modseq)
     gone = [u for u in changes.vanished if view.index_of(u) is None]
     if q.known_uids is not None:
-        top = max(q.known_uids.max_explicit(), 1)
-        gone = [u for u in gone if q.known_uids.contains(u, top)]
+        known = q.known_uids.matcher(max(q.known_uids.max_explicit(), 1))  # ranges merged once, then bisect
+        gone = [u for u in gone if known(u)]
     if gone:
         s.wire.write(bytes(r.Vanished(c.SequenceSet.from_ints(gone), earlier=True)))
     lines = []
@@ -189,14 +192,19 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
     if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
         w.write(bytes(r.ListItem(("\\Noselect",), names.DELIMITER, "", utf8=utf8)))  # the hierarchy delimiter
         return Ok("LIST completed")
-    patterns = [names.pattern_regex(cmd.reference, p) for p in cmd.patterns if p]
+    wanted = list(dict.fromkeys(p for p in cmd.patterns if p))
+    if len(wanted) > names.MAX_LIST_PATTERNS:  # RFC 5258 §3 allows a list; each costs a pass over the folders
+        raise Bad(f"Too many LIST patterns (limit {names.MAX_LIST_PATTERNS})")
+    patterns = [names.list_pattern(cmd.reference, p) for p in wanted]
     sel = set(cmd.selection_options)
     want_subscribed = "SUBSCRIBED" in sel or "SUBSCRIBED" in cmd.return_options
     entries = await names.tree(s.services.store, _account(s))
     subscribed_children = {e.name.rsplit(names.DELIMITER, 1)[0] for e in entries
                            if e.subscribed and names.DELIMITER in e.name}
     rows: list[tuple[bytes, Mailbox | None]] = []
-    for e in entries:
+    for k, e in enumerate(entries, 1):
+        if k % LIST_YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # thousands of folders: let other sessions run
         if not names.matches(patterns, e.name):
             continue
         extra: tuple = ()
@@ -220,7 +228,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
 
 
 async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Ok:  # RFC 3501 §6.3.9
-    patterns = [names.pattern_regex(cmd.reference, cmd.pattern)]
+    patterns = [names.list_pattern(cmd.reference, cmd.pattern)]
     lines = []
     for e in await names.tree(s.services.store, _account(s)):
         if e.subscribed and names.matches(patterns, e.name):
@@ -258,6 +266,7 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Ok:  # RFC 3501 §6.3.1
     mb = await resolve(s, cmd.mailbox, need="i", trycreate=True)
     bits, keywords = split_flags(list(cmd.flags))
     bits, keywords = allowed_flags(mb, bits, keywords)
+    check_keywords(keywords)
     raw = bytes(cmd.message)
     if len(raw) > PREPARE_IN_THREAD:
         prepared = await asyncio.to_thread(prepare_append, raw, cmd.literal8)
@@ -271,6 +280,16 @@ async def append(s: Session, tag: str, cmd: c.Append) -> Ok:  # RFC 3501 §6.3.1
 def prepare_append(raw: bytes, literal8: bool) -> PreparedMessage:
     """Binary parts (literal8, RFC 3516 §4.4) and parts holding NUL are stored base64 (see mailboxes.binaryparts)."""
     return prepare(binary_parts_to_base64(raw, literal8))
+
+
+def check_keywords(keywords: frozenset[str], present: Iterable[frozenset[str]] = ()) -> None:
+    """At most MAX_KEYWORDS per message, counting those it has (RFC 3501 §2.3.2 lets a server limit them).
+
+    Unbounded keywords made ``STORE 1:* +FLAGS (k1 ... k5000)`` hold a 5,000-name set per message.
+    """
+    if len(keywords) > MAX_KEYWORDS or (keywords and any(len(k) + len(keywords) > MAX_KEYWORDS and len(k | keywords) > MAX_KEYWORDS
+                                       for k in present)):
+        raise No(f"A message may carry at most {MAX_KEYWORDS} keywords", r.LIMIT)
 
 
 def allowed_flags(mb: Mailbox, bits: int, keywords: frozenset[str]) -> tuple[int, frozenset[str]]:

@@ -9,7 +9,7 @@ from mailboxes.model import Flag, split_flags
 
 from . import commands as c
 from . import responses as r
-from .cmd_mailbox import allowed_flags, resolve
+from .cmd_mailbox import allowed_flags, check_keywords, resolve
 from .fetch import FetchPlan, run_fetch
 from .grammar import ConnectionClosed, ContinuationLine
 from .search import SearchContext, esearch_modseq, esearch_saved, evaluate, result
@@ -100,7 +100,8 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Ok:  # RFC 3501 §6.4.5, 
         if cmd.vanished:  # RFC 7162 §3.2.6: expunged UIDs of the set, as VANISHED (EARLIER)
             changes = await s.services.store.changes_since(st.mailbox.folder.ref, since)
             top = max(view.uids[-1] if view.uids else 0, cmd.sequence_set.max_explicit())
-            gone = [u for u in changes.vanished if cmd.sequence_set.contains(u, top) and view.index_of(u) is None]
+            member = cmd.sequence_set.matcher(top)  # ranges merged once, then bisect per UID
+            gone = [u for u in changes.vanished if member(u) and view.index_of(u) is None]
             if gone:
                 s.wire.write(bytes(r.Vanished(c.SequenceSet.from_ints(gone), earlier=True)))
         idx = [i for i in idx if view.metas[i].modseq > since]
@@ -128,6 +129,7 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, 
     if cmd.mode == "replace" and not all(st.mailbox.may(x) for x in "swt"):
         raise No("Replacing all flags needs the s, w and t rights", r.NOPERM)  # RFC 4314 §4
     live = [i for i in idx if view.uids[i] not in view.ghosts]
+    check_keywords(keywords, (view.metas[i].keywords for i in live) if cmd.mode == "add" else ())
     uids = [view.uids[i] for i in live]
     changed, failed = await s.services.store.store_flags(
         st.mailbox.folder.ref, uids, cmd.mode, bits, keywords, unchanged_since=cmd.unchanged_since)

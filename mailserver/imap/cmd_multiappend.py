@@ -10,7 +10,7 @@ from mailboxes.store import Delivery
 
 from . import commands as c
 from . import responses as r
-from .cmd_mailbox import PREPARE_IN_THREAD, prepare_append, allowed_flags, resolve
+from .cmd_mailbox import PREPARE_IN_THREAD, allowed_flags, check_keywords, prepare_append, resolve
 from .states import Bad, No, Ok
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ async def multiappend(s: Session, tag: str, cmd: c.MultiAppend) -> Ok:  # RFC 35
     batch = []
     for m, p in zip(cmd.messages, prepared):
         bits, keywords = allowed_flags(mb, *split_flags(list(m.flags)))
+        check_keywords(keywords)
         batch.append(Delivery(p, (), bits, tuple(keywords), m.internal_date))
     results = await s.services.store.append_many(mb.owner, mb.folder.ref, batch)
     uids = c.SequenceSet.from_ints(res.uid for res in results)

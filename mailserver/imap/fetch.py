@@ -23,9 +23,12 @@ from . import commands as c
 from .cache import RenderCache, Rendered
 from .responses import date_time, literal8, literal_parts
 from .selected import SelectedMailbox
+from .states import Bad
 
 BATCH_MESSAGES = 500
 BATCH_OCTETS = 8 << 20
+FLUSH_OCTETS = 1 << 20  # response octets built before they are written and drained
+MAX_FETCH_ITEMS = 100  # distinct data items in one FETCH (each may be a whole message)
 
 
 class Output(Protocol):
@@ -52,6 +55,10 @@ class FetchPlan:
 
     @classmethod
     def of(cls, cmd: c.Fetch) -> FetchPlan:
+        """The plan for ``cmd``; an item asked twice is answered once, more than MAX_FETCH_ITEMS is BAD."""
+        items = tuple({_item_key(i): i for i in reversed(cmd.items)}.values())[::-1]  # first of equals kept
+        if len(items) > MAX_FETCH_ITEMS:
+            raise Bad(f"Too many FETCH items (limit {MAX_FETCH_ITEMS})")
         names = {i.name for i in cmd.items if isinstance(i, c.FetchAtt)}
         bodies = [i for i in cmd.items if isinstance(i, c.FetchBody)]
         sizes = [i for i in cmd.items if isinstance(i, c.FetchBinarySize)]
@@ -66,9 +73,16 @@ class FetchPlan:
         has_uid = "UID" in names
         has_modseq = "MODSEQ" in names
         names_ = tuple(i.response_name() if isinstance(i, (c.FetchBody, c.FetchBinarySize)) else None
-                       for i in cmd.items)
-        return cls(cmd.items, cmd.uid and not has_uid, cmd.changed_since is not None and not has_modseq,
+                       for i in items)
+        return cls(items, cmd.uid and not has_uid, cmd.changed_since is not None and not has_modseq,
                    render, raw, header, tree, seen, names_)
+
+
+def _item_key(item: c.FetchItem) -> object:
+    """Items that give the same response are one item (BODY[] and BODY.PEEK[] both answer BODY[])."""
+    if isinstance(item, c.FetchBody):
+        return (item.binary, item.section, item.partial)
+    return item
 
 
 def _top_header(b: c.FetchBody) -> bool:
@@ -133,84 +147,81 @@ def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
     return data[start:start + length]  # RFC 3501 §6.4.5: past the end gives an empty string
 
 
-def _literal_value(data: bytes | None, out: list[bytes]) -> None:
+def _literal_value(data: bytes | None) -> Iterator[bytes]:
     if data is None:
-        out.append(b"NIL")
+        yield b"NIL"
     else:
         if b"\x00" in data:  # RFC 3501 §4.3: a literal is CHAR8, which excludes NUL; 0x80 instead, as Dovecot
             data = data.replace(b"\x00", b"\x80")
-        out.extend(literal_parts(data))
+        yield from literal_parts(data)
 
 
 def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: Rendered | None,
-                   raw: bytes | None, tree: BodyPart | None, add_flags: bool) -> list[bytes]:
-    """The wire pieces of one ``* n FETCH (...)`` response."""
+                   raw: bytes | None, tree: BodyPart | None, add_flags: bool) -> Iterator[bytes]:
+    """The wire pieces of one ``* n FETCH (...)`` response, made one item at a time as they are taken."""
     meta = view.metas[i]
-    out: list[bytes] = [b"* %d FETCH (" % seq]
-    first = True
-
-    def name(n: bytes) -> None:
-        nonlocal first
-        out.append(n if first else b" " + n)
-        first = False
+    yield b"* %d FETCH (" % seq
+    sep = b""  # b" " once an item has been written
 
     if plan.uid:
-        name(b"UID %d" % meta.uid)
+        yield b"UID %d" % meta.uid
+        sep = b" "
     for item, response_name in zip(plan.items, plan.names):
         if isinstance(item, c.FetchAtt):
             n = item.name
             if n == "FLAGS":
-                name(b"FLAGS " + view.flags_of(i))
+                yield sep + b"FLAGS " + view.flags_of(i)
                 add_flags = False
             elif n == "UID":
-                name(b"UID %d" % meta.uid)
+                yield sep + b"UID %d" % meta.uid
             elif n == "RFC822.SIZE":
-                name(b"RFC822.SIZE %d" % meta.size)
+                yield sep + b"RFC822.SIZE %d" % meta.size
             elif n == "INTERNALDATE":
-                name(b"INTERNALDATE " + date_time(meta.internal_date))
+                yield sep + b"INTERNALDATE " + date_time(meta.internal_date)
             elif n == "ENVELOPE":
-                name(b"ENVELOPE " + r.envelope)  # type: ignore[union-attr]
+                yield sep + b"ENVELOPE " + r.envelope  # type: ignore[union-attr]
             elif n == "BODYSTRUCTURE":
-                name(b"BODYSTRUCTURE " + r.bodystructure)  # type: ignore[union-attr]
+                yield sep + b"BODYSTRUCTURE " + r.bodystructure  # type: ignore[union-attr]
             elif n == "BODY":
-                name(b"BODY " + r.body)  # type: ignore[union-attr]
+                yield sep + b"BODY " + r.body  # type: ignore[union-attr]
             elif n == "MODSEQ":  # RFC 7162 §3.1.4
-                name(b"MODSEQ (%d)" % meta.modseq)
+                yield sep + b"MODSEQ (%d)" % meta.modseq
             elif n == "RFC822":
-                name(b"RFC822 ")
-                _literal_value(raw, out)
+                yield sep + b"RFC822 "
+                yield from _literal_value(raw)
             elif n == "RFC822.HEADER":
-                name(b"RFC822.HEADER ")
-                _literal_value(raw[:r.header_end] if raw is not None else r.header, out)  # type: ignore[index,union-attr]
+                yield sep + b"RFC822.HEADER "
+                yield from _literal_value(raw[:r.header_end] if raw is not None else r.header)  # type: ignore[index,union-attr]
             elif n == "RFC822.TEXT":
-                name(b"RFC822.TEXT ")
-                _literal_value(raw[r.header_end:], out)  # type: ignore[index,union-attr]
+                yield sep + b"RFC822.TEXT "
+                yield from _literal_value(raw[r.header_end:])  # type: ignore[index,union-attr]
             else:  # EMAILID, THREADID, SAVEDATE: not kept (RFC 8474 §5 / RFC 8514 allow NIL)
-                name(n.encode("ascii") + b" NIL")
+                yield sep + n.encode("ascii") + b" NIL"
         elif isinstance(item, c.FetchBody):
-            name(response_name + b" ")  # type: ignore[operator]
+            yield sep + response_name + b" "  # type: ignore[operator]
             if item.binary:
                 data = binary_bytes(raw, tree, item.section.part)  # type: ignore[arg-type]
                 if data is None:
-                    out.append(b"NIL")
+                    yield b"NIL"
                 else:
                     data = _partial(data, item.partial)
                     if b"\x00" in data:
-                        out.append(literal8(data))  # RFC 3516 §4.2
+                        yield literal8(data)  # RFC 3516 §4.2
                     else:
-                        out.extend(literal_parts(data))
+                        yield from literal_parts(data)
             else:
                 data = section_bytes(raw, r, tree, item.section)
-                _literal_value(None if data is None else _partial(data, item.partial), out)
+                yield from _literal_value(None if data is None else _partial(data, item.partial))
         else:  # FetchBinarySize, RFC 3516 §4.2
             data = binary_bytes(raw, tree, item.part)  # type: ignore[arg-type]
-            name(response_name + (b" NIL" if data is None else b" %d" % len(data)))  # type: ignore[operator]
+            yield sep + response_name + (b" NIL" if data is None else b" %d" % len(data))  # type: ignore[operator]
+        sep = b" "
     if add_flags:
-        name(b"FLAGS " + view.flags_of(i))
+        yield sep + b"FLAGS " + view.flags_of(i)
+        sep = b" "
     if plan.modseq:
-        name(b"MODSEQ (%d)" % meta.modseq)
-    out.append(b")\r\n")
-    return out
+        yield sep + b"MODSEQ (%d)" % meta.modseq
+    yield b")\r\n"
 
 
 def batches(view: SelectedMailbox, indexes: Sequence[int], plan: FetchPlan) -> Iterator[Sequence[int]]:
@@ -242,9 +253,16 @@ async def run_fetch(view: SelectedMailbox, indexes: Sequence[int], plan: FetchPl
                 for bid, raw in (await store.raw_many(partition, need)).items():
                     cache.keep_header(partition, bid, raw)
         pieces: list[bytes] = []
+        octets = 0
         for i in batch:
             bid = view.metas[i].blob_id
-            pieces += message_pieces(i + 1, i, view, plan, rendered.get(bid), raws.get(bid, b"") if plan.raw else None,
-                                     trees.get(bid), i in flags_changed)
+            for piece in message_pieces(i + 1, i, view, plan, rendered.get(bid),
+                                        raws.get(bid, b"") if plan.raw else None, trees.get(bid), i in flags_changed):
+                pieces.append(piece)
+                octets += len(piece)
+                if octets >= FLUSH_OCTETS:  # written and drained before the next item is made
+                    out.writelines(pieces)
+                    pieces, octets = [], 0
+                    await out.drain()
         out.writelines(pieces)
         await out.drain()

@@ -110,6 +110,7 @@ Event = Command | NeedContinuation | ContinuationLine | ParseError | BadCharset 
 
 # A line that announces a literal ends with it (RFC 3501 §4.3, RFC 7888 §3, RFC 3516 §4.2).
 _LITERAL_AT_END = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\Z")
+_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
 _TAG_SNIFF = re.compile(rb"([^\x00-\x20\x7f-\xff(){%*\"\\+]+) ")
 _TAIL = 32
 
@@ -275,6 +276,8 @@ class CommandParser:
         text_len = literal_total = 0  # text_len: octets of the command's lines, CRLFs and literals excluded
         prefix: tuple[str | None, str | None, str | None] | None = None  # tag, name, error
         while True:
+            if not fragments and (blank := _BLANK_LINES.match(self._buf)):
+                del self._buf[: blank.end()]  # blank lines between commands, skipped at once (not line by line)
             room = self.max_line - text_len
             line = yield from self._read_line(room)
             if line is _TOO_LONG:

@@ -5,14 +5,13 @@ Implementation notes
   ``Incoming`` of docs@city.test shared with the session's account is ``Shared/docs@city.test/Incoming``.
 - Rights (RFC 4314) travel with the resolved Mailbox; the owner holds them all, year-archive
   folders are read-only (``lr``).
-- LIST matching follows RFC 3501 §6.3.8: ``*`` matches everything, ``%`` stops at the
+- LIST matching follows RFC 3501 §6.3.8 (in linear time, :mod:`.wildcard`): ``*`` matches everything, ``%`` stops at the
   delimiter; levels that exist only as parents are listed ``\\Noselect`` (``\\NonExistent`` in
   extended LIST, RFC 5258 §3.4).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from mailboxes import acl
@@ -21,7 +20,10 @@ from mailboxes.model import Account, Folder
 from mailboxes.partitions import ARCHIVE_PREFIX
 from mailboxes.store import Store
 
+from .wildcard import Pattern, compile_pattern
+
 DELIMITER = "/"
+MAX_LIST_PATTERNS = 64  # distinct patterns in one extended LIST (RFC 5258 §3)
 SHARED = "Shared"  # RFC 2342 §5 other users' namespace prefix (without the delimiter)
 READ_ONLY_RIGHTS = "lr"
 
@@ -114,23 +116,15 @@ def _sort_key(name: str) -> tuple[int, str]:
     return (0 if name == "INBOX" or name.startswith("INBOX/") else 1, name)
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
+def list_pattern(reference: str, pattern: str) -> Pattern:
     """RFC 3501 §6.3.8: the reference and the pattern together; ``*`` any, ``%`` any but the delimiter."""
     full = pattern if pattern.startswith(DELIMITER) or not reference else reference + pattern
     if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in (DELIMITER, "*", "%")):
         full = "INBOX" + full[5:]  # RFC 3501 §5.1: INBOX is case-insensitive
-    out = []
-    for ch in full:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append("[^" + re.escape(DELIMITER) + "]*")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+    return compile_pattern(full, DELIMITER)  # linear time: no regex backtracking on client input
 
 
-def matches(patterns: list[re.Pattern[str]], name: str) -> bool:
+def matches(patterns: list[Pattern], name: str) -> bool:
     return any(p.fullmatch(name) for p in patterns)
 
 
@@ -155,6 +149,7 @@ def is_other_users(name: str) -> bool:
 
 __all__ = [
     "DELIMITER",
+    "MAX_LIST_PATTERNS",
     "SHARED",
     "Entry",
     "Mailbox",
@@ -162,7 +157,7 @@ __all__ = [
     "attributes",
     "is_other_users",
     "matches",
-    "pattern_regex",
+    "list_pattern",
     "refresh",
     "resolve",
     "split_shared",

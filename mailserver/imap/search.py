@@ -10,10 +10,13 @@ Implementation notes
   GB2312/GBK/GB18030 and more, syntax.SEARCH_CHARSETS), so the index sees Unicode.
 - Everything else (flags, dates, sizes, sequence and UID sets, MODSEQ) is evaluated over the
   MessageMeta list the view already holds: no database round trip.
+- One key costs at most a pass over the mailbox; between keys the loop is given to other
+  sessions (``_breathe``), so 500 keys (syntax.MAX_SEARCH_KEYS) on 10,000 messages never stall it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from mailboxes.charsets import decode_header_value
@@ -28,6 +31,10 @@ from .selected import BadSequence, SelectedMailbox
 _INDEX_COLUMN = {"subject": "subject", "from": "addrs", "to": "addrs", "cc": "addrs", "bcc": "addrs",
                  "sender": "addrs", "reply-to": "addrs"}  # fmt: skip
 _FLAG_BITS = {name: int(bit) for name, bit in FLAG_NAMES.items()}
+BREATHE_EVERY = 4  # search keys evaluated between two yields to the event loop
+SCAN_MESSAGES = 200  # messages read per step of a raw scan (a key with no indexable term)
+SCAN_OCTETS = 8 << 20  # octets read per step: 200 large messages at once held gigabytes
+_SEP = "\x00"  # joins a message's values of one header field; no folded needle from a client holds it
 
 
 @dataclass
@@ -39,6 +46,8 @@ class SearchContext:
     saved: list[int] = field(default_factory=list)  # RFC 5182 "$"
     used_modseq: bool = False
     _all: frozenset[int] | None = None
+    _columns: dict[str, list[str]] = field(default_factory=dict)  # header name -> values per message
+    _steps: int = 0
 
     @property
     def everything(self) -> frozenset[int]:
@@ -51,7 +60,14 @@ async def evaluate(ctx: SearchContext, key: c.SearchKey) -> set[int]:
     """The indexes (seq - 1) of the messages matching ``key``."""
     texts: dict[c.SearchKey, set[int]] = {}
     await _resolve_leaves(ctx, key, texts)
-    return _eval(ctx, key, texts)
+    return await _eval(ctx, key, texts)
+
+
+async def _breathe(ctx: SearchContext) -> None:
+    """Called once per key: every few keys (each up to a pass over the mailbox) let the loop run others."""
+    ctx._steps += 1
+    if ctx._steps % BREATHE_EVERY == 0:
+        await asyncio.sleep(0)
 
 
 async def _resolve_leaves(ctx: SearchContext, key: c.SearchKey, out: dict) -> None:
@@ -64,14 +80,14 @@ async def _resolve_leaves(ctx: SearchContext, key: c.SearchKey, out: dict) -> No
     elif isinstance(key, c.SearchAnd):
         for k in key.keys:
             await _resolve_leaves(ctx, k, out)
-    elif key in out:
-        return
-    elif isinstance(key, c.SearchHeader):
-        out[key] = await _header(ctx, key.field, key.value)
-    elif isinstance(key, c.SearchText):
-        out[key] = await _text(ctx, key.where, key.value)
-    elif isinstance(key, c.SearchDate) and key.field == "sent":
-        out[key] = await _sent(ctx, key)
+    elif key not in out:
+        await _breathe(ctx)
+        if isinstance(key, c.SearchHeader):
+            out[key] = await _header(ctx, key.field, key.value)
+        elif isinstance(key, c.SearchText):
+            out[key] = await _text(ctx, key.where, key.value)
+        elif isinstance(key, c.SearchDate) and key.field == "sent":
+            out[key] = await _sent(ctx, key)
 
 
 def _indexes(ctx: SearchContext, uids) -> set[int]:
@@ -96,6 +112,9 @@ async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
         return set()
     partition = ctx.ref.partition
     blob_ids = [view.metas[i].blob_id for i in idx]
+    if candidates is None and name in SEARCH_HEADERS and _SEP not in needle:
+        values = await _header_column(ctx, name)  # every message's values of the field, joined once
+        return {i for i, v in enumerate(values) if needle in v}
     rendered = await ctx.cache.rendered(partition, blob_ids)
     if name in SEARCH_HEADERS:
         out = set()
@@ -115,6 +134,21 @@ async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
         if block.strip() and _field_contains(block, needle):
             out.add(i)
     return out
+
+
+async def _header_column(ctx: SearchContext, name: str) -> list[str]:
+    """One string per message: its folded ``name`` values joined by _SEP (memoised for the SEARCH)."""
+    column = ctx._columns.get(name)
+    if column is None:
+        view = ctx.view
+        blob_ids = [m.blob_id for m in view.metas]
+        rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids)
+        column = []
+        for bid in blob_ids:
+            r = rendered.get(bid)
+            column.append(_SEP.join(v for k, v in r.headers if k == name) if r is not None else "")
+        ctx._columns[name] = column
+    return column
 
 
 def _field_contains(block: bytes, needle: str) -> bool:
@@ -141,9 +175,13 @@ async def _scan_raw(ctx: SearchContext, value: str, *, body_only: bool) -> set[i
     view = ctx.view
     needle = value.encode("utf-8").lower()
     out: set[int] = set()
-    step = 200
-    for k in range(0, view.exists, step):
-        idx = list(range(k, min(k + step, view.exists)))
+    start = 0
+    while start < view.exists:  # a step is at most SCAN_MESSAGES messages or SCAN_OCTETS octets (plus one)
+        end, octets = start, 0
+        while end < view.exists and end - start < SCAN_MESSAGES and octets < SCAN_OCTETS:
+            octets += view.metas[end].size
+            end += 1
+        idx, start = list(range(start, end)), end
         blob_ids = [view.metas[i].blob_id for i in idx]
         raws = await ctx.store.raw_many(ctx.ref.partition, blob_ids)  # type: ignore[attr-defined]
         rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids) if body_only else {}
@@ -177,23 +215,28 @@ def _date_matches(day, key: c.SearchDate) -> bool:
     return day >= key.date
 
 
-def _eval(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
-    view = ctx.view
-    metas = view.metas
+async def _eval(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
+    await _breathe(ctx)
     if isinstance(key, c.SearchAll):
         return set(ctx.everything)
     if isinstance(key, c.SearchAnd):
         result: set[int] | None = None
         for k in key.keys:
-            part = _eval(ctx, k, texts)
+            part = await _eval(ctx, k, texts)
             result = part if result is None else result & part
             if not result:
                 return set()
         return result or set()
     if isinstance(key, c.SearchOr):
-        return _eval(ctx, key.left, texts) | _eval(ctx, key.right, texts)
+        return await _eval(ctx, key.left, texts) | await _eval(ctx, key.right, texts)
     if isinstance(key, c.SearchNot):
-        return set(ctx.everything - _eval(ctx, key.key, texts))
+        return set(ctx.everything - await _eval(ctx, key.key, texts))
+    return _leaf(ctx, key, texts)
+
+
+def _leaf(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
+    view = ctx.view
+    metas = view.metas
     if key in texts:
         return texts[key]
     if isinstance(key, c.SearchFlag):
@@ -208,8 +251,8 @@ def _eval(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
     if isinstance(key, c.SearchSeq):
         try:
             return set(view.resolve(key.set, uid=key.uid, saved=ctx.saved))
-        except BadSequence:  # SEARCH 1:500 in a smaller mailbox: the numbers that exist
-            return {i for i in range(view.exists) if key.set.contains(i + 1, view.exists)}
+        except BadSequence:  # SEARCH 1:500 in a smaller mailbox: the numbers that exist (one pass over the ranges)
+            return {i for lo, hi in key.set.normalised(view.exists) for i in range(lo - 1, hi)}
     if isinstance(key, c.SearchModSeq):  # RFC 7162 §3.1.5
         ctx.used_modseq = True
         return {i for i, m in enumerate(metas) if m.modseq >= key.modseq}

@@ -5,6 +5,13 @@ Implementation notes
   what the Session writes goes to the transport. Nothing here knows IMAP beyond that.
 - Idle timeout (RFC 3501 §5.4, ``[limits] imap_idle_timeout``, IDLE included) is a deadline on
   each read from the client; the client is then told ``* BYE`` and disconnected.
+- Before login a client has ``[limits] imap_login_timeout`` seconds in all (a trickle of one
+  octet at a time does not extend it) and may be silent for ``imap_preauth_idle_timeout``.
+- Connection caps (``[limits] imap_connections``, ``imap_connections_per_address``,
+  ``imap_connections_before_login``): a client over one is greeted ``* BYE [UNAVAILABLE]``
+  (RFC 3501 §7.1.5, RFC 5530) and disconnected before anything is read from it. On ``imaps``
+  the TLS handshake comes after that count (a stalled handshake holds a pre-login slot, for
+  ``TLS_HANDSHAKE_SECONDS`` at most); a client over a cap there is closed without a handshake.
 - On shutdown the listeners stop accepting; a session waiting for its client (or in IDLE) is
   interrupted at once, one running a command finishes it; each then gets ``* BYE`` and is
   closed. Sessions still running after ``DRAIN_SECONDS`` are cancelled.
@@ -16,31 +23,68 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 import ssl
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from ..watchdog import activity
 from .cache import FolderSnapshots, RenderCache
-from .grammar import NEED_DATA, CommandParser, Event
+from .grammar import NEED_DATA, Command, CommandParser, Event
 from .session import Limits, Registry, Services, Session
 from .states import SessionEnd
 
 log = logging.getLogger("postroom.imap")
 
 READ_CHUNK = 64 << 10
-PREAUTH_IDLE_SECONDS = 60.0  # before login a silent client is dropped sooner (RFC 3501 §5.4 covers the logged in)
+YIELD_EVERY = 32  # commands run from one read (pipelined) before the loop is given to other sessions
 TLS_HANDSHAKE_SECONDS = 30.0
 DRAIN_SECONDS = 15.0
 BACKLOG = 1024
 WRITE_HIGH_WATER = 256 << 10  # octets buffered before a drain waits for the client
+REFUSAL_LOG_SECONDS = 10.0  # connections refused over a cap are logged at most this often
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Connection caps and pre-login deadlines (``[limits] imap_*``; the defaults are the config's)."""
+
+    connections: int = 5000
+    per_address: int = 1000
+    before_login: int = 1000
+    login_timeout: float = 60.0  # from connecting to logged in, whatever the client sends meanwhile
+    preauth_idle_timeout: float = 30.0  # RFC 3501 §5.4's 30 minutes are for logged-in clients
+
+    @classmethod
+    def from_config(cls, cfg) -> Caps:
+        return cls(int(cfg.get("limits", "imap_connections")), int(cfg.get("limits", "imap_connections_per_address")),
+                   int(cfg.get("limits", "imap_connections_before_login")),
+                   float(cfg.get("limits", "imap_login_timeout")),
+                   float(cfg.get("limits", "imap_preauth_idle_timeout")))
+
+
+def address_key(ip: str | None) -> str:
+    """What a per-address cap counts: the IPv4 address, or the IPv6 /64 (one site's many addresses)."""
+    if not ip:
+        return "-"
+    with contextlib.suppress(ValueError):
+        addr = ipaddress.ip_address(ip)
+        if isinstance(addr, ipaddress.IPv6Address):
+            if addr.ipv4_mapped is not None:
+                return str(addr.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(addr)
+    return ip
 
 
 class Connection:
     """One client connection; implements the session's ``Wire``."""
 
     def __init__(self, services: Services, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 listener: str, tls: bool, tls_context: ssl.SSLContext | None) -> None:
+                 listener: str, tls: bool, tls_context: ssl.SSLContext | None, caps: Caps = Caps()) -> None:
         self.services = services
         self.reader, self.writer = reader, writer
         self.listener = listener
@@ -49,15 +93,34 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else None
         limits = services.limits
-        self.idle_timeout = min(limits.idle_timeout, PREAUTH_IDLE_SECONDS)  # the session raises it at login
+        self.idle_timeout = min(limits.idle_timeout, caps.preauth_idle_timeout)  # the session raises it at login
+        self.login_deadline: float | None = time.monotonic() + caps.login_timeout  # None once logged in
         self.parser = CommandParser(max_line=limits.max_line)
+        self._limit_writes()
         self.bytes_in = self.bytes_out = 0
         self.stopping = False
         self.task: asyncio.Task | None = None
+        self.session_id = secrets.token_hex(4)
+        self.on_login: Callable[[Connection], None] | None = None  # the service's pre-login count
         self._waiting = 0
-        transport = writer.transport
+        self._buffered_events = 0  # events taken from the parser since the last wait for the socket
+
+    def _limit_writes(self) -> None:
+        transport = self.writer.transport
         if transport is not None:
             transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    async def handshake(self) -> None:
+        """Implicit TLS (``imaps``): the handshake, done once the connection is counted against the caps."""
+        with self.interruptible():
+            await self._upgrade()
+        self._limit_writes()
+
+    async def _upgrade(self) -> None:
+        try:
+            await self.writer.start_tls(self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS)
+        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
+            raise SessionEnd(f"TLS handshake failed: {exc.__class__.__name__}") from None
 
     # --- Wire ------------------------------------------------------------------------------
 
@@ -79,24 +142,46 @@ class Connection:
         while True:
             event = parser.next_event()
             if event is not NEED_DATA:
+                self._buffered_events += 1
+                if self._buffered_events >= YIELD_EVERY:  # pipelined commands: let other sessions run
+                    self._buffered_events = 0
+                    await asyncio.sleep(0)
                 return event  # type: ignore[return-value]
+            timeout, why = self.idle_timeout, ("idle timeout", "Autologout; idle for too long")
+            if self.login_deadline is not None:
+                left = self.login_deadline - time.monotonic()
+                if left < timeout:
+                    timeout, why = left, ("no login in time", "Autologout; log in sooner")
             with self.interruptible():
                 try:
-                    async with asyncio.timeout(self.idle_timeout):
+                    async with asyncio.timeout(max(timeout, 0)):
                         data = await self.reader.read(READ_CHUNK)
                 except TimeoutError:
-                    raise SessionEnd("idle timeout", "Autologout; idle for too long") from None
+                    raise SessionEnd(*why) from None
             self.bytes_in += len(data)
+            self._buffered_events = 0
             parser.receive_data(data)
 
-    async def start_tls(self) -> None:
-        """RFC 3501 §6.2.1: upgrade in place, then parse afresh (nothing from before TLS survives)."""
-        try:
-            await self.writer.start_tls(self.tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS)
-        except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as exc:
-            raise SessionEnd(f"STARTTLS handshake failed: {exc.__class__.__name__}") from None
-        old = self.parser
-        self.parser = CommandParser(old.max_line, old.max_literal, utf8_names=old.utf8_names)
+    async def start_tls(self, reply: bytes) -> None:
+        """RFC 3501 §6.2.1: write ``reply`` (the tagged OK), upgrade in place, then parse afresh.
+
+        Nothing read before the handshake survives it (CVE-2011-0411): reading stops before the
+        OK is written, then whatever the parser *and* the StreamReader hold (a command pipelined
+        behind STARTTLS, perhaps injected by a man in the middle) is discarded and logged.
+        """
+        transport = self.writer.transport
+        transport.pause_reading()  # the client's ClientHello waits in the socket for the TLS layer
+        self.write(reply)
+        reader = self.reader
+        dropped = self.parser.buffered + len(reader._buffer)  # type: ignore[attr-defined]
+        reader._buffer.clear()  # type: ignore[attr-defined]
+        reader._paused = False  # type: ignore[attr-defined]  # loop.start_tls resumes reading itself
+        self.parser = CommandParser(self.parser.max_line, self.parser.max_literal, utf8_names=self.parser.utf8_names)
+        if dropped:
+            log.warning("imap session=%s ip=%s: discarded %d octets sent behind STARTTLS", self.session_id,
+                        self.peer_ip, dropped)
+        await self._upgrade()
+        self._limit_writes()
         self.tls = True
 
     @contextlib.contextmanager
@@ -120,7 +205,7 @@ class Connection:
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
-        sid = secrets.token_hex(4)
+        sid = self.session_id
         session = Session(self.services, self, session_id=sid)
         started = time.monotonic()
         reason = "closed"
@@ -128,8 +213,17 @@ class Connection:
         try:
             self.write(session.greeting())
             await self.drain()
-            while not self.stopping:
-                await session.handle(await self.next_event())
+            idle_name = f"imap session={sid}"
+            with activity(idle_name):
+                while not self.stopping:
+                    event = await self.next_event()
+                    what = event.command.name if isinstance(event, Command) else type(event).__name__
+                    with activity(f"{idle_name} command={what}"):  # named for the watchdog; no arguments
+                        await session.handle(event)
+                    if self.login_deadline is not None and session.user:
+                        self.login_deadline = None
+                        if self.on_login is not None:
+                            self.on_login(self)
             reason, bye = "shutdown", "Server shutting down"
         except SessionEnd as exc:
             reason, bye = exc.reason, exc.bye
@@ -150,6 +244,10 @@ class Connection:
                      session.user or "-", session.client_id, session.commands, self.bytes_in, self.bytes_out,
                      time.monotonic() - started, reason)
 
+    async def refuse(self, text: str) -> None:
+        """Greet with BYE and close (RFC 3501 §7.1.5): the server cannot take this client now."""
+        await self._finish(f"[UNAVAILABLE] {text}")
+
     async def _finish(self, bye: str | None) -> None:
         with contextlib.suppress(Exception, asyncio.CancelledError):  # the client may be gone already
             if bye and not self.writer.is_closing():
@@ -167,9 +265,13 @@ class ImapService:
 
     name = "imap"
 
-    def __init__(self, services: Services, tls_context: ssl.SSLContext | None) -> None:
+    def __init__(self, services: Services, tls_context: ssl.SSLContext | None, caps: Caps = Caps()) -> None:
         self.services = services
         self.tls_context = tls_context
+        self.caps = caps
+        self.per_address: dict[str, int] = {}
+        self.before_login: set[Connection] = set()
+        self._refused, self._refusal_logged = 0, -REFUSAL_LOG_SECONDS
         self.servers: list[asyncio.Server] = []
         self.addresses: dict[str, tuple[str, int]] = {}
         self.connections: set[Connection] = set()
@@ -178,25 +280,64 @@ class ImapService:
     async def listen(self, name: str, host: str, port: int, *, implicit_tls: bool) -> None:
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             conn = Connection(self.services, reader, writer, listener=name, tls=implicit_tls,
-                              tls_context=self.tls_context)
+                              tls_context=self.tls_context, caps=self.caps)
+            where = address_key(conn.peer_ip)
+            over = self._over_cap(where)
+            if over is not None:
+                self._log_refusal(conn.peer_ip, over)
+                if implicit_tls:  # no TLS yet, and no handshake spent on it: just close
+                    writer.close()
+                else:
+                    await conn.refuse("Too many connections, try again later")
+                return
             self.connections.add(conn)
+            self.before_login.add(conn)
+            conn.on_login = self.before_login.discard
+            self.per_address[where] = self.per_address.get(where, 0) + 1
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.add(task)
             try:
+                if implicit_tls:  # a handshake in progress counts as a connection before login
+                    try:
+                        await conn.handshake()
+                    except SessionEnd as exc:
+                        log.info("imap listener=%s ip=%s: %s", name, conn.peer_ip, exc.reason)
+                        writer.close()
+                        return
                 await conn.run()
             finally:
                 self.connections.discard(conn)
+                self.before_login.discard(conn)
+                left = self.per_address.pop(where, 1) - 1
+                if left:
+                    self.per_address[where] = left
                 if task is not None:
                     self._tasks.discard(task)
 
-        server = await asyncio.start_server(
-            accept, host, port, ssl=self.tls_context if implicit_tls else None, backlog=BACKLOG,
-            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if implicit_tls else None, limit=READ_CHUNK)
+        server = await asyncio.start_server(accept, host, port, backlog=BACKLOG, limit=READ_CHUNK)
         self.servers.append(server)
         sock = server.sockets[0].getsockname()
         self.addresses[name] = (sock[0], sock[1])
         log.info("imap listening: %s on %s:%d%s", name, sock[0], sock[1], " (TLS)" if implicit_tls else "")
+
+    def _log_refusal(self, ip: str | None, why: str) -> None:
+        """One line per REFUSAL_LOG_SECONDS at most, with how many were refused (a flood must not flood the log)."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_SECONDS:
+            log.warning("imap: refused %d connection(s), the last from %s: %s", self._refused, ip, why)
+            self._refused, self._refusal_logged = 0, now
+
+    def _over_cap(self, where: str) -> str | None:
+        caps = self.caps
+        if len(self.connections) >= caps.connections:
+            return f"{caps.connections} connections in total"
+        if self.per_address.get(where, 0) >= caps.per_address:
+            return f"{caps.per_address} connections from the address"
+        if len(self.before_login) >= caps.before_login:
+            return f"{caps.before_login} connections not logged in"
+        return None
 
     async def close(self) -> None:
         """Stop accepting; say BYE to every session (after its current command); close."""
@@ -227,7 +368,7 @@ def build_services(ctx) -> Services:
 
 async def start(ctx) -> list[ImapService]:
     """Start the ``imap`` and ``imaps`` listeners named in ``[listen]`` (empty disables one)."""
-    service = ImapService(build_services(ctx), ctx.tls_context)
+    service = ImapService(build_services(ctx), ctx.tls_context, Caps.from_config(ctx.config))
     try:
         plain = ctx.config.listen("imap")
         if plain is not None:

@@ -124,7 +124,7 @@ class Wire(Protocol):
 
     async def next_event(self) -> Event: ...
 
-    async def start_tls(self) -> None: ...
+    async def start_tls(self, reply: bytes) -> None: ...  # writes reply, then upgrades
 
     def interruptible(self): ...  # context manager: shutdown may cancel while inside
 

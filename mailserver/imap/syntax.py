@@ -11,6 +11,7 @@ from .commands import MAX_NUMBER, MAX_NUMBER64, SequenceSet, parse_sequence_set
 from .mutf7 import decode_mutf7
 
 MAX_NESTING = 32  # search-key / parenthesis depth; keeps recursion bounded for any input
+MAX_SEARCH_KEYS = 500  # search keys in one SEARCH: each text key may scan the whole mailbox
 
 # RFC 3501 §9: atom-specials = "(" / ")" / "{" / SP / CTL / list-wildcards / quoted-specials / resp-specials
 _ATOM = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\]]+")
@@ -74,12 +75,13 @@ class BadCharsetError(Exception):
 class Cursor:
     """A position in one command's text; literal octets come from ``literals`` keyed by the offset past ``}``."""
 
-    __slots__ = ("buf", "pos", "literals", "utf8_names", "charset", "depth")
+    __slots__ = ("buf", "pos", "literals", "utf8_names", "charset", "depth", "keys")
 
     def __init__(self, buf: bytes, literals: dict[int, tuple[bytes, bool]], utf8_names: bool = False):
         self.buf, self.pos, self.literals, self.utf8_names = buf, 0, literals, utf8_names
         self.charset: str | None = None
         self.depth = 0
+        self.keys = 0  # search keys read so far
 
     def fail(self, what: str) -> SyntaxErr:
         return SyntaxErr(f"{what} at offset {self.pos}")
@@ -269,6 +271,9 @@ _MODSEQ_ENTRY = re.compile(rb'/flags/(\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+)')
 
 
 def search_key(cur: Cursor) -> c.SearchKey:
+    cur.keys += 1
+    if cur.keys > MAX_SEARCH_KEYS:
+        raise cur.fail(f"too many search keys (limit {MAX_SEARCH_KEYS})")
     first = cur.peek()
     if first == b"(":
         keys = cur.plist(lambda: search_key(cur), min_items=1)

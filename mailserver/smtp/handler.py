@@ -164,6 +164,8 @@ class PostroomSMTP(SMTP):
         if restarted:
             self.account, self.txn = None, None  # RFC 3207 §4.2: start over
             return
+        if self._handler_coroutine is not None:  # named for the event-loop watchdog (no secrets in it)
+            self._handler_coroutine.set_name(f"smtp listener={self.kind.name} ip={self.peer_ip}")
         if self.doors.draining:
             transport.write(f"{SHUTTING_DOWN}\r\n".encode())
             transport.close()

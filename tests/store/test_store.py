@@ -164,6 +164,23 @@ async def test_copy_and_move_give_uid_pairs(mb):
     assert [m.uid for m in await mb.store.messages(arch.ref)] == [1, 2, 3]
 
 
+async def test_copy_in_chunks_keeps_order_flags_and_usage(mb, monkeypatch):
+    """COPY inserts its rows a chunk at a time (the event loop is served between chunks); nothing else changes."""
+    from mailboxes import store as store_mod
+
+    monkeypatch.setattr(store_mod, "COPY_CHUNK", 3)
+    acct = await mb.add_account("a@city.test", password="pw")
+    for i in range(7):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"m{i}")), flags=int(Flag.SEEN) if i % 2 else 0)
+    inbox, arch = await mb.store.folder(acct, "INBOX"), await mb.store.folder(acct, "Archive")
+    before = (await mb.store.quota(acct)).used_messages
+    _uidv, pairs = await mb.store.copy(acct, inbox.ref, range(1, 8), arch.ref)
+    assert pairs == [(u, u) for u in range(1, 8)]
+    copied = await mb.store.messages(arch.ref)
+    assert [(m.uid, m.flags) for m in copied] == [(m.uid, m.flags) for m in await mb.store.messages(inbox.ref)]
+    assert (await mb.store.quota(acct)).used_messages == before + 7
+
+
 async def test_folder_create_rename_delete(mb):
     acct = await mb.add_account("a@city.test", password="pw")
     await mb.store.create_folder(acct, "项目/2026")

@@ -21,6 +21,7 @@ from mailserver import tls
 from mailserver.app import Context
 from mailserver.auth import Authenticator
 from mailserver.imap.server import ImapService, start
+from mailserver.watchdog import Watchdog
 from tests.conftest import FAST_HASHER
 
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class ImapServer:
         self._thread = threading.Thread(target=self.loop.run_forever, name="imap-server", daemon=True)
         self.mb: Mailboxes
         self.service: ImapService
+        self.watchdog: Watchdog
         self.services: list = []
         self.accounts: dict[str, Account] = {}
 
@@ -85,7 +87,8 @@ class ImapServer:
             self.smtp = ctx.extras["smtp"]
         else:
             [self.service] = await start(ctx)
-            self.services = [self.service]
+            self.services = [Watchdog().start(), self.service]  # as the composition root does
+        self.watchdog = next(s for s in self.services if isinstance(s, Watchdog))
         for name in ("alice", "bob"):
             await self.add_account(name)
 

@@ -85,16 +85,6 @@ def test_login_refused_before_tls_unless_loopback_allowed(tmp_path):
         srv.stop()
 
 
-def test_starttls_refuses_pipelined_plaintext(server):
-    """RFC 3501 §6.2.1: bytes sent behind STARTTLS must not be run after the upgrade (CVE-2011-0411)."""
-    with socket.create_connection(("127.0.0.1", server.port)) as s:
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b"a STARTTLS\r\nb LOGIN alice@city.test " + PASSWORD.encode() + b"\r\n")
-        assert f.readline().startswith(b"a BAD")
-        assert f.readline().startswith(b"b OK")  # processed in plaintext, where the client sent it
-
-
 def test_failed_logins_are_throttled(tmp_path):
     srv = ImapServer(tmp_path, limits={"auth_failures": 3}).start()
     try:

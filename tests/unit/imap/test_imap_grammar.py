@@ -76,6 +76,15 @@ def test_bare_lf_and_blank_lines_are_tolerated():
     assert feed(b"\r\n\na NOOP\nb NOOP\r\n") == [Command("a", c.Noop()), Command("b", c.Noop()), ConnectionClosed()]
 
 
+def test_many_blank_lines_are_skipped_at_once():
+    """64 KiB of blank lines (padding before an injected STARTTLS) cost one skip, not 32,000 line reads."""
+    p = CommandParser()
+    p.receive_data(b"\r\n" * 40_000 + b"\r")
+    assert p.next_event() is NEED_DATA and p.buffered == 1  # a lone CR may still become a blank line
+    p.receive_data(b"\n\n\r\na NOOP\r\n")
+    assert p.next_event() == Command("a", c.Noop())
+
+
 def test_unknown_command_keeps_tag_and_next_command_parses():
     assert feed(b"x7 FROBNICATE 1\r\nx8 NOOP\r\n") == [
         ParseError("x7", "unknown command FROBNICATE"), Command("x8", c.Noop()), ConnectionClosed(),

@@ -349,6 +349,10 @@ def _acl(w: _Writer, b) -> None:  # RFC 4314 §3
         w.text({"replace": "", "add": "+", "remove": "-"}[b.mode] + b.rights)
 
 
+def _compress(w: _Writer, b: c.Compress) -> None:
+    w.raw(b" ", b.mechanism.encode("ascii"))
+
+
 _WRITERS: dict[type, Callable[[_Writer, object], None]] = {
     c.Capability: _nothing, c.Noop: _nothing, c.Logout: _nothing, c.StartTLS: _nothing, c.Check: _nothing,
     c.Close: _nothing, c.Unselect: _nothing, c.Expunge: _nothing, c.Idle: _nothing, c.Namespace: _nothing,
@@ -359,4 +363,5 @@ _WRITERS: dict[type, Callable[[_Writer, object], None]] = {
     c.Enable: _enable, c.GetQuota: _getquota, c.GetQuotaRoot: _mailbox_only, c.SetQuota: _setquota,
     c.SetAcl: _acl, c.DeleteAcl: _acl, c.GetAcl: _acl, c.ListRights: _acl, c.MyRights: _acl,
     c.Sort: _sort, c.Thread: _sort, c.MultiAppend: _multiappend,
+    c.Compress: _compress,
 }  # fmt: skip

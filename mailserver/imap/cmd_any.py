@@ -56,6 +56,16 @@ async def starttls(s: Session, tag: str, cmd: c.StartTLS) -> Ok:  # RFC 3501 §6
     return REPLIED
 
 
+async def compress(s: Session, tag: str, cmd: c.Compress) -> Ok:  # RFC 4978 §3
+    if cmd.mechanism != "DEFLATE":
+        raise Bad("Only COMPRESS DEFLATE is supported")
+    if s.wire.compressed:
+        raise No("Compression is already active", r.Code("COMPRESSIONACTIVE"))
+    # Everything after the tagged OK, in both directions, is raw DEFLATE (RFC 1951).
+    await s.wire.start_compress(bytes(r.Tagged(tag, "OK", "DEFLATE active")))
+    return REPLIED
+
+
 async def login(s: Session, tag: str, cmd: c.Login) -> Ok:  # RFC 3501 §6.2.3
     if not s.plaintext_ok():
         raise No("Log in over TLS (STARTTLS) first", r.PRIVACYREQUIRED)

@@ -389,6 +389,11 @@ def _enable(cur: Cursor) -> c.Enable:  # RFC 5161 §3.1
     return c.Enable(tuple(names))
 
 
+def _compress(cur: Cursor) -> c.Compress:  # RFC 4978 §5: "COMPRESS" SP algorithm
+    cur.sp()
+    return c.Compress(cur.keyword())
+
+
 def _getquota(cur: Cursor) -> c.GetQuota:
     cur.sp()
     return c.GetQuota(cur.text())
@@ -438,7 +443,7 @@ COMMANDS: dict[str, Parser] = {
     "UNSELECT": _no_args(c.Unselect), "EXPUNGE": _no_args(c.Expunge), "SEARCH": _search(False),
     "FETCH": _fetch(False), "STORE": _store(False), "COPY": _copy_move(c.Copy, False),
     "MOVE": _copy_move(c.Move, False), "IDLE": _no_args(c.Idle), "NAMESPACE": _no_args(c.Namespace),
-    "ID": _id, "ENABLE": _enable, "GETQUOTA": _getquota, "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
+    "ID": _id, "ENABLE": _enable, "COMPRESS": _compress, "GETQUOTA": _getquota, "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _setquota, "SETACL": _setacl, "DELETEACL": _acl_pair(c.DeleteAcl),
     "GETACL": _one_mailbox(c.GetAcl), "LISTRIGHTS": _acl_pair(c.ListRights), "MYRIGHTS": _one_mailbox(c.MyRights),
     # RFC 3501 §6.4.8 UID; RFC 4315 §2.1 UID EXPUNGE; RFC 6851 UID MOVE
@@ -468,7 +473,7 @@ def _head(cur: Cursor) -> tuple[str, str]:
 
 # Commands whose grammar has no string: a literal announced on them is an error before any "+".
 _NO_LITERAL = {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE",
-               "IDLE", "NAMESPACE", "AUTHENTICATE", "ENABLE", "UID EXPUNGE"}  # fmt: skip
+               "IDLE", "NAMESPACE", "AUTHENTICATE", "ENABLE", "UID EXPUNGE", "COMPRESS"}  # fmt: skip
 
 
 def parse_prefix(first_line: bytes) -> tuple[str | None, str | None, str | None]:

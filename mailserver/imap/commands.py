@@ -335,6 +335,14 @@ class StartTLS(CommandBody):
 
 
 @dataclass(frozen=True, slots=True)
+class Compress(CommandBody):
+    """RFC 4978 §3; the mechanism upper-cased (DEFLATE is the only one defined)."""
+
+    NAME: ClassVar[str] = "COMPRESS"
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
 class Check(CommandBody):
     NAME: ClassVar[str] = "CHECK"
 

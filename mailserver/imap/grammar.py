@@ -176,6 +176,18 @@ class CommandParser:
             raise RuntimeError("reject_literal() without a pending NeedContinuation")
         self._reject = True
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the octets received but not parsed (between commands only).
+
+        After COMPRESS (RFC 4978 §3) what follows the command is compressed: the wire
+        takes it back to inflate it before it is parsed.
+        """
+        if self._in_command:
+            raise RuntimeError("take_buffered() in the middle of a command")
+        data = bytes(self._buf)
+        del self._buf[:]
+        return data
+
     @property
     def buffered(self) -> int:
         """Octets received but not yet parsed (e.g. to refuse pipelining before STARTTLS, RFC 3501 §6.2.1)."""

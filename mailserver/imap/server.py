@@ -15,6 +15,11 @@ Implementation notes
 - On shutdown the listeners stop accepting; a session waiting for its client (or in IDLE) is
   interrupted at once, one running a command finishes it; each then gets ``* BYE`` and is
   closed. Sessions still running after ``DRAIN_SECONDS`` are cancelled.
+- COMPRESS=DEFLATE (RFC 4978): after the tagged OK the connection's octets are raw DEFLATE
+  both ways. Output is compressed as written and sync-flushed once per turn of the loop (and
+  before every drain), so a burst of responses costs one flush. Input is inflated at most
+  ``READ_CHUNK`` octets at a time, only when the parser needs more: a small "bomb" cannot
+  make the server hold more than the parser's own limits allow.
 - One log line per session (id, listener, client address, TLS, user, client ID, commands,
   octets, duration, why it ended); never a password.
 """
@@ -28,6 +33,7 @@ import logging
 import secrets
 import ssl
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +50,12 @@ YIELD_EVERY = 32  # commands run from one read (pipelined) before the loop is gi
 TLS_HANDSHAKE_SECONDS = 30.0
 DRAIN_SECONDS = 15.0
 BACKLOG = 1024
+# RFC 4978 §4: the window sizes are ours to choose for what we send; 8 KiB of window and a
+# small memory level keep a compressed connection near 40 KiB (phones hold many of them).
+# Inflating must accept any window the client uses (up to 32 KiB).
+DEFLATE_WBITS = -13
+DEFLATE_MEMLEVEL = 6
+INFLATE_WBITS = -15
 WRITE_HIGH_WATER = 256 << 10  # octets buffered before a drain waits for the client
 REFUSAL_LOG_SECONDS = 10.0  # connections refused over a cap are logged at most this often
 
@@ -102,6 +114,10 @@ class Connection:
         self.task: asyncio.Task | None = None
         self.session_id = secrets.token_hex(4)
         self.on_login: Callable[[Connection], None] | None = None  # the service's pre-login count
+        self.compressed = False
+        self._deflate: zlib._Compress | None = None
+        self._inflate: zlib._Decompress | None = None
+        self._flush_scheduled = False
         self._waiting = 0
         self._buffered_events = 0  # events taken from the parser since the last wait for the socket
 
@@ -125,17 +141,67 @@ class Connection:
     # --- Wire ------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
+            self._schedule_flush()
+            if not data:
+                return
         self.bytes_out += len(data)
         self.writer.write(data)
 
     def writelines(self, data) -> None:
+        if self._deflate is not None:
+            for chunk in data:
+                self.write(chunk)
+            return
         data = list(data)
         if data:
             self.bytes_out += sum(map(len, data))
             self.writer.writelines(data)
 
     async def drain(self) -> None:
+        self._flush()
         await self.writer.drain()
+
+    # --- COMPRESS=DEFLATE (RFC 4978) ---------------------------------------------------------
+
+    async def start_compress(self, reply: bytes) -> None:
+        """Write ``reply`` (the tagged OK) plainly, then compress both directions from here on."""
+        self.write(reply)
+        await self.drain()
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, DEFLATE_WBITS, DEFLATE_MEMLEVEL)
+        self._inflate = zlib.decompressobj(INFLATE_WBITS)
+        self.compressed = True
+        pending = self.parser.take_buffered()  # sent after COMPRESS: already compressed
+        if pending:
+            self._feed_compressed(pending)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._deflate is None or self.writer.is_closing():
+            return
+        tail = self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        if tail:
+            self.bytes_out += len(tail)
+            self.writer.write(tail)
+
+    def _feed_compressed(self, data: bytes) -> None:
+        """Inflate at most READ_CHUNK octets into the parser; the rest waits in the inflater."""
+        inflate = self._inflate
+        assert inflate is not None
+        try:
+            out = inflate.decompress(inflate.unconsumed_tail + data, READ_CHUNK)
+        except zlib.error:
+            raise SessionEnd("corrupt compressed data", "Compressed data is corrupt") from None
+        if inflate.eof:  # the client ended the DEFLATE stream: nothing more may follow
+            raise SessionEnd("compressed stream ended", "Compressed stream ended")
+        if out:
+            self.parser.receive_data(out)
 
     async def next_event(self) -> Event:
         parser = self.parser
@@ -147,6 +213,10 @@ class Connection:
                     self._buffered_events = 0
                     await asyncio.sleep(0)
                 return event  # type: ignore[return-value]
+            if self._inflate is not None and self._inflate.unconsumed_tail:
+                self._feed_compressed(b"")  # inflated input the parser has not seen yet
+                continue
+            self._flush()  # the client may be waiting for what we wrote before it sends more
             timeout, why = self.idle_timeout, ("idle timeout", "Autologout; idle for too long")
             if self.login_deadline is not None:
                 left = self.login_deadline - time.monotonic()
@@ -160,7 +230,10 @@ class Connection:
                     raise SessionEnd(*why) from None
             self.bytes_in += len(data)
             self._buffered_events = 0
-            parser.receive_data(data)
+            if data and self._inflate is not None:
+                self._feed_compressed(data)
+            else:
+                parser.receive_data(data)
 
     async def start_tls(self, reply: bytes) -> None:
         """RFC 3501 §6.2.1: write ``reply`` (the tagged OK), upgrade in place, then parse afresh.
@@ -253,7 +326,8 @@ class Connection:
             if bye and not self.writer.is_closing():
                 self.write(b"* BYE " + bye.encode("ascii", "replace") + b"\r\n")
                 async with asyncio.timeout(5):
-                    await self.writer.drain()
+                    await self.drain()
+            self._flush()  # compressed output still in the compressor (LOGOUT's BYE)
         self.writer.close()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             async with asyncio.timeout(5):

@@ -126,6 +126,10 @@ class Wire(Protocol):
 
     async def start_tls(self, reply: bytes) -> None: ...  # writes reply, then upgrades
 
+    compressed: bool  # COMPRESS=DEFLATE active (RFC 4978)
+
+    async def start_compress(self, reply: bytes) -> None: ...  # writes reply, then compresses both ways
+
     def interruptible(self): ...  # context manager: shutdown may cancel while inside
 
 
@@ -135,7 +139,7 @@ Handler = Callable[["Session", str, c.CommandBody], Awaitable[Ok]]
 HANDLERS: dict[type[c.CommandBody], Handler] = {
     c.Capability: cmd_any.capability, c.Noop: cmd_any.noop, c.Logout: cmd_any.logout, c.Id: cmd_any.id_,
     c.StartTLS: cmd_any.starttls, c.Authenticate: cmd_any.authenticate, c.Login: cmd_any.login,
-    c.Enable: cmd_any.enable, c.Namespace: cmd_any.namespace,
+    c.Enable: cmd_any.enable, c.Namespace: cmd_any.namespace, c.Compress: cmd_any.compress,
     c.Select: cmd_mailbox.select, c.Examine: cmd_mailbox.select, c.Create: cmd_mailbox.create,
     c.Delete: cmd_mailbox.delete, c.Rename: cmd_mailbox.rename, c.Subscribe: cmd_mailbox.subscribe,
     c.Unsubscribe: cmd_mailbox.subscribe, c.List: cmd_mailbox.list_, c.Lsub: cmd_mailbox.lsub,
@@ -154,7 +158,7 @@ _ANY = frozenset({c.Capability, c.Noop, c.Logout, c.Id})
 _AUTHENTICATED = _ANY | {
     c.Select, c.Examine, c.Create, c.Delete, c.Rename, c.Subscribe, c.Unsubscribe, c.List, c.Lsub, c.Status,
     c.Append, c.Namespace, c.Idle, c.GetQuota, c.GetQuotaRoot, c.SetQuota, c.SetAcl, c.DeleteAcl, c.GetAcl,
-    c.ListRights, c.MyRights, c.MultiAppend,
+    c.ListRights, c.MyRights, c.MultiAppend, c.Compress,  # RFC 4978 §3: COMPRESS once authenticated
 }  # fmt: skip
 ALLOWED: dict[type, frozenset[type[c.CommandBody]]] = {
     NotAuthenticated: _ANY | {c.StartTLS, c.Authenticate, c.Login},  # RFC 3501 §6.2
@@ -185,6 +189,7 @@ FULL_CAPS = (
     "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "BINARY",
     "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "ACL", "RIGHTS=texk", "UTF8=ACCEPT", "STATUS=SIZE",
     "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "MULTIAPPEND",
+    "COMPRESS=DEFLATE",
 )  # fmt: skip
 _STORE_CODES = {  # RFC 5530 §3
     store_errors.NotFound: r.NONEXISTENT, store_errors.AlreadyExists: r.ALREADYEXISTS,

@@ -329,8 +329,9 @@ class Store:
     async def subscribe(self, account: Account, name: str, subscribed: bool = True) -> None:
         """Add ``name`` to (or take it off) the account's list; idempotent, existence not checked here.
 
-        DELETE and RENAME of a folder leave the list alone: RFC 3501 §6.3.6 (RFC 9051 §6.3.7)
-        forbids removing a name unilaterally, even when no folder has it any more.
+        DELETE and RENAME of a folder leave the list alone: the server MUST NOT remove a name
+        unilaterally, even when no folder has it any more (RFC 3501 §6.3.6; SHOULD NOT in
+        RFC 9051 §6.3.7), and neither RFC asks RENAME to move subscriptions.
         """
         name = normalise_folder_name(name)
         db = await self._db(self.home(account))

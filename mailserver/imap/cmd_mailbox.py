@@ -185,7 +185,7 @@ async def subscribe(s: Session, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> O
 
     SUBSCRIBE checks that the mailbox exists (RFC 3501 §6.3.6 allows it; Dovecot does the same:
     NO [NONEXISTENT]). UNSUBSCRIBE checks nothing: a name whose folder is gone must still be
-    removable (RFC 9051 §6.3.8), and one that is not subscribed is OK, as in Dovecot.
+    removable, and a name that is not subscribed is OK (RFC 9051 §6.3.8 says so; Dovecot too).
     """
     on = isinstance(cmd, c.Subscribe)
     name = _usable(cmd.mailbox)

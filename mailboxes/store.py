@@ -345,7 +345,7 @@ class Store:
             count = (await conn.execute(select(func.count()).where(
                 t.subscriptions.c.account_id == account.id))).scalar()
             if count >= MAX_SUBSCRIPTIONS:
-                raise OverQuota(f"at most {MAX_SUBSCRIPTIONS} subscriptions")
+                raise OverQuota(f"at most {MAX_SUBSCRIPTIONS} subscriptions", permanent=True)
             await conn.execute(insert(t.subscriptions).values(account_id=account.id, name=name))
 
     # --- \Recent, shared by every session (RFC 3501 §2.3.2) --------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+import pytest
 from alembic import command
 from sqlalchemy import create_engine
 
-from mailboxes import migrations
+from mailboxes import errors, migrations
+from mailboxes import store as store_mod
 from mailboxes.ingest import prepare
 from mailboxes.partitions import StorageConfig
 from mailboxes.service import open_mailboxes
@@ -42,6 +44,17 @@ async def test_subscriptions_are_names_that_outlive_delete_and_rename(mb):
     await mb.store.subscribe(a, "Old/Sub", False)
     await mb.store.subscribe(a, "Never", False)  # not subscribed: nothing to do
     assert "Old/Sub" not in await mb.store.subscriptions(a)
+
+
+async def test_the_list_has_a_bound(mb, monkeypatch):
+    monkeypatch.setattr(store_mod, "MAX_SUBSCRIPTIONS", len(PROVISIONED) + 1)
+    a = await mb.add_account("a@city.test", password="pw")
+    await mb.store.subscribe(a, "One")
+    await mb.store.subscribe(a, "One")  # already there: no new row, no error
+    with pytest.raises(errors.OverQuota):
+        await mb.store.subscribe(a, "Two")
+    await mb.store.subscribe(a, "One", False)
+    await mb.store.subscribe(a, "Two")
 
 
 async def test_recent_is_claimed_once_and_status_counts_the_unclaimed(mb):

@@ -142,3 +142,14 @@ def test_imapclient_subscribe_list_sub_folders_unsubscribe(server):
     c.unsubscribe_folder("Reports")
     assert "Reports" not in [n for _f, _d, n in c.list_sub_folders()]
     c.logout()
+
+
+def test_too_many_subscriptions_is_no_limit(server, raw, monkeypatch):
+    from mailboxes import store
+
+    monkeypatch.setattr(store, "MAX_SUBSCRIPTIONS", 7)  # the 6 provisioned folders and one more
+    ok(raw, b"a CREATE One")
+    ok(raw, b"b CREATE Two")
+    ok(raw, b"c SUBSCRIBE One")
+    assert raw.cmd(b"d SUBSCRIBE Two")[1] == b"d NO [LIMIT] Too many subscriptions\r\n"
+    assert raw.cmd(b"e NOOP")[1].startswith(b"e OK")  # the session goes on

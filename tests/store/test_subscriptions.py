@@ -7,10 +7,11 @@ import sqlite3
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from mailboxes import errors, migrations
 from mailboxes import store as store_mod
+from mailboxes.db import open_database
 from mailboxes.ingest import prepare
 from mailboxes.partitions import StorageConfig
 from mailboxes.service import open_mailboxes
@@ -122,3 +123,31 @@ async def test_mai0003_moves_subscriptions_to_names_keeps_ids_and_goes_back(tmp_
     assert rows["Work/Reports"] == 1 and rows["Work"] == 0 and rows["Fresh"] == 0 and rows["INBOX"] == 1
     assert "subscriptions" not in [r[0] for r in sqlite3.connect(path).execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+async def test_mai0003_up_and_down_with_data_on_each_backend(storage_url):
+    """The same data movement on SQLite and PostgreSQL: flags to names and back, recent_uid 0 for existing folders."""
+    db = open_database(storage_url)
+
+    def to(conn, schema: str, rev: str, down: bool = False) -> None:
+        (command.downgrade if down else command.upgrade)(migrations.alembic_config(schema, conn), rev)
+
+    try:
+        async with db.migrating() as conn:
+            await conn.run_sync(to, "directory", "head")
+            await conn.run_sync(to, "mail", "mai0002")
+            for fid, name, sub in [(1, "INBOX", True), (2, "Work", False), (3, "Work/Reports", True)]:
+                await conn.execute(text(
+                    "INSERT INTO folders (id, account_id, name, uidvalidity, uidnext, highestmodseq, subscribed, "
+                    "created_at) VALUES (:i, 9, :n, :i, 3, 2, :s, '2026-01-01')"), {"i": fid, "n": name, "s": sub})
+            await conn.run_sync(to, "mail", "mai0003")
+            subs = (await conn.execute(text("SELECT account_id, name FROM subscriptions ORDER BY name"))).all()
+            assert [tuple(r) for r in subs] == [(9, "INBOX"), (9, "Work/Reports")]
+            assert set((await conn.execute(text("SELECT recent_uid FROM folders"))).scalars()) == {0}
+            await conn.execute(text("INSERT INTO subscriptions VALUES (9, 'Work')"))
+            await conn.execute(text("DELETE FROM subscriptions WHERE name = 'INBOX'"))
+            await conn.run_sync(to, "mail", "mai0002", True)
+            flags = dict((await conn.execute(text("SELECT name, subscribed FROM folders"))).all())
+            assert flags == {"INBOX": False, "Work": True, "Work/Reports": True}
+    finally:
+        await db.dispose()

@@ -105,13 +105,14 @@ async def archive_year(store: Store, year: int, *, accounts: list[Account] | Non
 
 
 async def _copy_batch(store: Store, target, target_name: str, home: str, acct: Account, folder_name: str, rows) -> None:
+    await store.subscribe(acct, folder_name)  # first (idempotent): a rerun after a cut still subscribes
     async with target.write() as conn:
         fid = (await conn.execute(select(t.folders.c.id).where(and_(
             t.folders.c.account_id == acct.id, t.folders.c.name == folder_name)))).scalar()
         if fid is None:
             res = await conn.execute(insert(t.folders).values(
                 account_id=acct.id, name=folder_name, uidvalidity=await next_uidvalidity(conn), uidnext=1,
-                highestmodseq=1, special_use=None, subscribed=True, created_at=store.clock()))
+                highestmodseq=1, special_use=None, created_at=store.clock()))
             fid = res.inserted_primary_key[0]
         done = set((await conn.execute(select(t.archive_imports.c.source_message_id).where(and_(
             t.archive_imports.c.source == home,

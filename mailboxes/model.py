@@ -142,7 +142,6 @@ class Folder:
     uidnext: int
     highestmodseq: int
     special_use: str | None
-    subscribed: bool
     read_only: bool = False  # archive folders are read-only for clients
 
     @property
@@ -157,6 +156,7 @@ class FolderStatus:
     unseen: int
     size: int
     deleted: int
+    recent: int = 0  # messages no session has been told of as \Recent yet (STATUS RECENT)
 
 
 class MessageMeta(NamedTuple):

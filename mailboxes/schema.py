@@ -234,10 +234,23 @@ folders = Table(
     Column("uidnext", BigInteger, nullable=False, default=1),
     Column("highestmodseq", BigInteger, nullable=False, default=1),
     Column("special_use", String(32), nullable=True),
-    Column("subscribed", Boolean, nullable=False, default=True),
+    # RFC 3501 §2.3.2 \Recent: the highest UID some session has already been told is recent.
+    # A read-write SELECT (or the EXISTS update of a selected folder) claims the UIDs above it
+    # with one conditional UPDATE, so exactly one session, in any process or node, sees each.
+    Column("recent_uid", BigInteger, nullable=False, default=0, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("account_id", "name", name="uq_folder_name"),
     **NEVER_REUSED,
+)
+
+# The names an account subscribed to (RFC 3501 §6.3.6), kept in its home partition. A list of
+# names, not a flag on a folder: a name stays subscribed when its folder is deleted or renamed,
+# may name a shared folder (Shared/<owner>/...) or an archive folder in another partition.
+subscriptions = Table(
+    "subscriptions",
+    mail_metadata,
+    Column("account_id", ID, primary_key=True),
+    Column("name", String(1024), primary_key=True),
 )
 
 messages = Table(

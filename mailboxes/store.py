@@ -38,6 +38,8 @@ DELIMITER = "/"
 MAX_FOLDER_NAME = 1000
 MAX_FOLDER_DEPTH = 32
 COPY_CHUNK = 2000  # message rows inserted per statement by COPY/MOVE
+MAX_SUBSCRIPTIONS = 10_000  # names per account (RFC 3501 §6.3.6): LIST/LSUB read them all
+RECENT_CLAIM_TRIES = 16  # compare-and-set rounds lost to other sessions before claiming nothing
 
 
 def utcnow() -> datetime:
@@ -95,7 +97,7 @@ def _metas(rows) -> list[MessageMeta]:
 
 def _folder(partition: str, r, read_only: bool = False) -> Folder:
     return Folder(FolderRef(partition, r.id, r.uidvalidity, r.account_id), r.account_id, r.name, r.uidvalidity, r.uidnext,
-                  r.highestmodseq, r.special_use, r.subscribed, read_only)
+                  r.highestmodseq, r.special_use, read_only)
 
 
 def _uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
@@ -203,8 +205,14 @@ class Store:
             for i, (name, use) in enumerate(rows):
                 await conn.execute(insert(t.folders).values(
                     account_id=account.id, name=name, uidvalidity=uidv + i,
-                    uidnext=1, highestmodseq=1, special_use=use, subscribed=True,
-                    created_at=self.clock()))
+                    uidnext=1, highestmodseq=1, special_use=use, created_at=self.clock()))
+            # The folders we make are subscribed, so clients that list with LSUB see them;
+            # CREATE by a client subscribes nothing (as Dovecot: clients subscribe themselves).
+            subscribed = set((await conn.execute(select(t.subscriptions.c.name)
+                                                 .where(t.subscriptions.c.account_id == account.id))).scalars())
+            for name, _use in rows:
+                if name not in subscribed:
+                    await conn.execute(insert(t.subscriptions).values(account_id=account.id, name=name))
             usage = (await conn.execute(select(t.mailbox_usage.c.account_id)
                                         .where(t.mailbox_usage.c.account_id == account.id))).first()
             if usage is None:
@@ -258,10 +266,10 @@ class Store:
                     await conn.execute(insert(t.folders).values(
                         account_id=account.id, name=parent, uidvalidity=await identity.next_uidvalidity(conn),
                         uidnext=1,
-                        highestmodseq=1, special_use=None, subscribed=True, created_at=self.clock()))
+                        highestmodseq=1, special_use=None, created_at=self.clock()))
             res = await conn.execute(insert(t.folders).values(
                 account_id=account.id, name=name, uidvalidity=await identity.next_uidvalidity(conn), uidnext=1,
-                highestmodseq=1, special_use=special_use, subscribed=True, created_at=self.clock()))
+                highestmodseq=1, special_use=special_use, created_at=self.clock()))
             fid = res.inserted_primary_key[0]
             r = (await conn.execute(select(t.folders).where(t.folders.c.id == fid))).first()
         return _folder(part, r)
@@ -354,11 +362,63 @@ class Store:
             ev = await self._announce(conn, FolderChanged(src.ref, 0, "folder"))
         self.bus.publish(src.ref, ev)
 
-    async def subscribe(self, account: Account, name: str, subscribed: bool) -> None:
-        f = await self.folder(account, name)
-        db = await self._db(f.ref.partition)
+    # --- subscriptions (RFC 3501 §6.3.6, §6.3.7): names, whether or not a folder has them ---------
+
+    async def subscriptions(self, account: Account) -> list[str]:
+        db = await self._db(self.home(account))
+        async with db.read() as conn:
+            return list((await conn.execute(select(t.subscriptions.c.name)
+                                            .where(t.subscriptions.c.account_id == account.id)
+                                            .order_by(t.subscriptions.c.name))).scalars())
+
+    async def subscribe(self, account: Account, name: str, subscribed: bool = True) -> None:
+        """Add ``name`` to (or take it off) the account's list; idempotent, existence not checked here.
+
+        DELETE and RENAME of a folder leave the list alone: the server MUST NOT remove a name
+        unilaterally, even when no folder has it any more (RFC 3501 §6.3.6; SHOULD NOT in
+        RFC 9051 §6.3.7), and neither RFC asks RENAME to move subscriptions.
+        """
+        name = normalise_folder_name(name)
+        db = await self._db(self.home(account))
+        key = and_(t.subscriptions.c.account_id == account.id, t.subscriptions.c.name == name)
         async with db.write() as conn:
-            await conn.execute(update(t.folders).where(t.folders.c.id == f.id).values(subscribed=subscribed))
+            if not subscribed:
+                await conn.execute(delete(t.subscriptions).where(key))
+                return
+            if (await conn.execute(select(t.subscriptions.c.name).where(key))).first() is not None:
+                return
+            count = (await conn.execute(select(func.count()).where(
+                t.subscriptions.c.account_id == account.id))).scalar()
+            if count >= MAX_SUBSCRIPTIONS:
+                raise OverQuota(f"at most {MAX_SUBSCRIPTIONS} subscriptions", permanent=True)
+            await conn.execute(insert(t.subscriptions).values(account_id=account.id, name=name))
+
+    # --- \Recent, shared by every session (RFC 3501 §2.3.2) --------------------------------------
+
+    async def claim_recent(self, ref: FolderRef, top: int, *, read_only: bool = False) -> int:
+        """Take the UIDs up to ``top`` as recent for the caller; returns the UID they start above.
+
+        The caller's recent messages are those with ``returned < uid <= top``. A read-write
+        caller moves folders.recent_uid to ``top`` with one compare-and-set UPDATE, so of two
+        sessions racing (in one process or on two nodes) exactly one gets each UID; the loser
+        reads the new mark and claims only what is above it. A read-only caller (EXAMINE)
+        takes nothing (RFC 3501 §6.3.2) and sees what nobody has claimed yet.
+        """
+        db = await self._db(ref.partition)
+        col = t.folders.c.recent_uid
+        for _ in range(RECENT_CLAIM_TRIES):
+            async with db.read() as conn:
+                last = (await conn.execute(select(col).where(t.folders.c.id == ref.id))).scalar()
+            if last is None:
+                raise NotFound("folder deleted")
+            if read_only or last >= top:
+                return min(int(last), top)
+            async with db.write() as conn:
+                done = (await conn.execute(update(t.folders).where(and_(
+                    t.folders.c.id == ref.id, col == last)).values(recent_uid=top))).rowcount
+            if done == 1:
+                return int(last)
+        return top  # lost every round: others took them
 
     async def status(self, ref: FolderRef) -> FolderStatus:
         db = await self._db(ref.partition)
@@ -371,8 +431,9 @@ class Store:
                 func.coalesce(func.sum(t.messages.c.size), 0),
                 func.coalesce(func.sum(case((t.messages.c.flags.op("&")(seen) == 0, 1), else_=0)), 0),
                 func.coalesce(func.sum(case((t.messages.c.flags.op("&")(deleted) != 0, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((t.messages.c.uid > f.recent_uid, 1), else_=0)), 0),
             ).where(t.messages.c.folder_id == ref.id))).first()
-        return FolderStatus(_folder(ref.partition, f), int(r[0]), int(r[2]), int(r[1]), int(r[3]))
+        return FolderStatus(_folder(ref.partition, f), int(r[0]), int(r[2]), int(r[1]), int(r[3]), int(r[4]))
 
     # --- reading -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mailboxes import acl
 from mailboxes.binaryparts import binary_parts_to_base64
 from mailboxes.blobs import PreparedMessage
-from mailboxes.errors import InvalidInput, NotFound
+from mailboxes.errors import InvalidInput, NotFound, OverQuota
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag, FolderRef, split_flags
 
@@ -74,13 +74,16 @@ async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 
     store = s.services.store
     ref = mb.folder.ref
     listener = store.bus.listen(ref)  # before reading, so nothing committed after the read is missed
+    read_only = isinstance(cmd, c.Examine) or not mb.writable
     try:
         folder, modseq, metas = await s.services.snapshots.load(ref)
+        # RFC 3501 §2.3.2: recent for the first read-write session to see them, in any process.
+        top = max((m.uid for m in metas), default=0)
+        start = await store.claim_recent(ref, top, read_only=read_only)
     except BaseException:
         listener.close()
         raise
-    read_only = isinstance(cmd, c.Examine) or not mb.writable
-    recent = s.services.recent.claim(ref, [m.uid for m in metas], read_only=read_only)
+    recent = {m.uid for m in metas if m.uid > start}
     view = SelectedMailbox(metas, modseq=modseq, uidvalidity=folder.uidvalidity,
                            uidnext=folder.uidnext, read_only=read_only, recent=recent)
     w = s.wire
@@ -181,9 +184,22 @@ async def rename(s: Session, tag: str, cmd: c.Rename) -> Ok:  # RFC 3501 §6.3.5
 
 
 async def subscribe(s: Session, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> Ok:  # RFC 3501 §6.3.6, §6.3.7
-    mb = await resolve(s, cmd.mailbox)
-    if mb.owner.id == _account(s).id:  # shared folders are always subscribed (names.tree)
-        await s.services.store.subscribe(mb.owner, mb.folder.name, isinstance(cmd, c.Subscribe))
+    """Subscriptions are names (own, ``Shared/<owner>/...`` or archive folders), kept apart from the folders.
+
+    SUBSCRIBE checks that the mailbox exists (RFC 3501 §6.3.6 allows it; Dovecot does the same:
+    NO [NONEXISTENT]). UNSUBSCRIBE checks nothing: a name whose folder is gone must still be
+    removable, and a name that is not subscribed is OK (RFC 9051 §6.3.8 says so; Dovecot too).
+    """
+    on = isinstance(cmd, c.Subscribe)
+    name = _usable(cmd.mailbox)
+    if on:
+        name = (await resolve(s, name)).name
+    try:
+        await s.services.store.subscribe(_account(s), name, on)
+    except InvalidInput:
+        raise No("Invalid mailbox name", r.CANNOT) from None
+    except OverQuota:
+        raise No("Too many subscriptions", r.LIMIT) from None
     return Ok(f"{cmd.NAME} completed")
 
 
@@ -199,8 +215,7 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
     sel = set(cmd.selection_options)
     want_subscribed = "SUBSCRIBED" in sel or "SUBSCRIBED" in cmd.return_options
     entries = await names.tree(s.services.store, _account(s))
-    subscribed_children = {e.name.rsplit(names.DELIMITER, 1)[0] for e in entries
-                           if e.subscribed and names.DELIMITER in e.name}
+    subscribed_below = names.ancestors(e.name for e in entries if e.subscribed)
     rows: list[tuple[bytes, Mailbox | None]] = []
     for k, e in enumerate(entries, 1):
         if k % LIST_YIELD_EVERY == 0:
@@ -209,10 +224,12 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
             continue
         extra: tuple = ()
         if "SUBSCRIBED" in sel and not e.subscribed:
-            if "RECURSIVEMATCH" in sel and e.name in subscribed_children:  # RFC 5258 §3.5 CHILDINFO
+            if "RECURSIVEMATCH" in sel and e.name in subscribed_below:  # RFC 5258 §3.5 CHILDINFO
                 extra = (("CHILDINFO", ("SUBSCRIBED",)),)
             else:
                 continue
+        elif "SUBSCRIBED" not in sel and not e.listed:
+            continue  # only a subscribed name: LIST (SUBSCRIBED) shows it \NonExistent (RFC 5258 §3.1)
         if "SPECIAL-USE" in sel and (e.mailbox is None or not e.mailbox.folder.special_use):
             continue
         attrs = names.attributes(e, extended=cmd.extended, subscribed_attr=want_subscribed)
@@ -229,11 +246,21 @@ async def list_(s: Session, tag: str, cmd: c.List) -> Ok:  # RFC 3501 §6.3.8, R
 
 async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Ok:  # RFC 3501 §6.3.9
     patterns = [names.list_pattern(cmd.reference, cmd.pattern)]
+    entries = await names.tree(s.services.store, _account(s))
+    # RFC 3501 §6.3.9: with "%", "foo" is returned \Noselect for a subscribed "foo/bar" when
+    # "foo" itself is not subscribed: the levels above subscribed names the pattern missed.
+    above_missed = names.ancestors(e.name for e in entries if e.subscribed and not names.matches(patterns, e.name))
     lines = []
-    for e in await names.tree(s.services.store, _account(s)):
-        if e.subscribed and names.matches(patterns, e.name):
+    for e in entries:
+        if not names.matches(patterns, e.name):
+            continue
+        if e.subscribed:
             attrs = () if e.mailbox is not None else ("\\Noselect",)
-            lines.append(bytes(r.ListItem(attrs, names.DELIMITER, e.name, utf8=s.utf8, kind="LSUB")))
+        elif e.name in above_missed:
+            attrs = ("\\Noselect",)
+        else:
+            continue
+        lines.append(bytes(r.ListItem(attrs, names.DELIMITER, e.name, utf8=s.utf8, kind="LSUB")))
     s.wire.writelines(lines)
     return Ok("LSUB completed")
 
@@ -249,10 +276,9 @@ async def status(s: Session, tag: str, cmd: c.Status) -> Ok:  # RFC 3501 §6.3.1
 async def _write_status(s: Session, mb: Mailbox, items: tuple[str, ...]) -> None:
     st = await s.services.store.status(mb.folder.ref)
     f = st.folder
-    claimed = s.services.recent.last_claimed(f.ref)
     values = {
         "MESSAGES": st.messages, "UNSEEN": st.unseen, "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
-        "RECENT": min(st.messages, max(0, f.uidnext - 1 - claimed)), "HIGHESTMODSEQ": f.highestmodseq,
+        "RECENT": st.recent, "HIGHESTMODSEQ": f.highestmodseq,
         "SIZE": st.size, "DELETED": st.deleted, "APPENDLIMIT": s.services.limits.max_message,
     }  # fmt: skip
     s.wire.write(bytes(r.StatusData(mb.name, tuple((i, values[i]) for i in items), utf8=s.utf8)))

@@ -12,6 +12,7 @@ Implementation notes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from mailboxes import acl
@@ -93,23 +94,41 @@ class Entry:
     mailbox: Mailbox | None
     subscribed: bool
     has_children: bool = False
+    # False for a name that is only subscribed (or a level above one) with no mailbox at or
+    # below it: plain LIST leaves it out, LIST (SUBSCRIBED) shows it \NonExistent, LSUB shows it.
+    listed: bool = True
+
+
+def ancestors(names: Iterable[str]) -> set[str]:
+    """Every level strictly above the given names (``a`` and ``a/b`` for ``a/b/c``)."""
+    out: set[str] = set()
+    for name in names:
+        while DELIMITER in name:
+            name = name.rsplit(DELIMITER, 1)[0]
+            if name in out:
+                break
+            out.add(name)
+    return out
 
 
 async def tree(store: Store, account: Account) -> list[Entry]:
-    """Every visible mailbox, with the parent levels that have no folder of their own, sorted by name."""
+    """Every visible mailbox and subscribed name, with the levels above them, sorted by name.
+
+    Subscriptions are names (RFC 3501 §6.3.6): one may outlive its folder, or name a folder
+    shared with the account (``Shared/<owner>/...``), which is subscribed only when asked.
+    """
     boxes: list[Mailbox] = [Mailbox(f.name, f, account, _own_rights(f)) for f in await store.folders(account)]
-    subscribed = {f.name for f in (b.folder for b in boxes) if f.subscribed}
+    subscribed = set(await store.subscriptions(account))
     for sf in await acl.shared_with(store, account):
         name = DELIMITER.join((SHARED, sf.owner.address, sf.folder.name))
         boxes.append(Mailbox(name, sf.folder, sf.owner, sf.rights))
-        subscribed.add(name)  # shared folders are always subscribed, so clients that list LSUB see them
     by_name: dict[str, Mailbox | None] = {b.name: b for b in boxes}
-    for b in boxes:
-        parts = b.name.split(DELIMITER)
-        for k in range(1, len(parts)):
-            by_name.setdefault(DELIMITER.join(parts[:k]), None)
-    parents = {n.rsplit(DELIMITER, 1)[0] for n in by_name if DELIMITER in n}
-    return [Entry(n, by_name[n], n in subscribed, n in parents) for n in sorted(by_name, key=_sort_key)]
+    listed = set(by_name) | ancestors(by_name)
+    for n in listed | subscribed | ancestors(subscribed):
+        by_name.setdefault(n, None)
+    parents = ancestors(listed)
+    return [Entry(n, by_name[n], n in subscribed, n in parents, n in listed)
+            for n in sorted(by_name, key=_sort_key)]
 
 
 def _sort_key(name: str) -> tuple[int, str]:
@@ -133,7 +152,8 @@ def attributes(entry: Entry, *, extended: bool = False, subscribed_attr: bool = 
     out: list[str] = []
     if entry.mailbox is None:
         out.append("\\NonExistent" if extended else "\\Noselect")
-    out.append("\\HasChildren" if entry.has_children else "\\HasNoChildren")
+    if entry.listed:  # a name that is only subscribed is \\NonExistent alone (RFC 5258 §5 example)
+        out.append("\\HasChildren" if entry.has_children else "\\HasNoChildren")
     if entry.mailbox is not None and entry.mailbox.owner.id == entry.mailbox.folder.account_id:
         use = entry.mailbox.folder.special_use
         if use and entry.mailbox.name == entry.mailbox.folder.name:

@@ -206,27 +206,3 @@ class SelectedMailbox:
         m = self.metas[i]
         mod = b" MODSEQ (%d)" % m.modseq if condstore else b""
         return b"* %d FETCH (UID %d FLAGS %s%s)\r\n" % (i + 1, m.uid, self.flags_of(i), mod)
-
-
-class RecentTracker:
-    """Which session first saw a message (RFC 3501 §2.3.2 \\Recent), per folder, for this process.
-
-    Keyed by FolderRef: folder ids are never reused, so a folder created after a DELETE starts
-    afresh. A folder first seen after a restart counts all its messages as recent, as RFC 3501 allows
-    ("if it is not possible to determine ... SHOULD be considered recent").
-    """
-
-    def __init__(self) -> None:
-        self._claimed: dict[object, int] = {}
-
-    def claim(self, key: object, uids: list[int], *, read_only: bool = False) -> set[int]:
-        """The UIDs among ``uids`` that are recent for the caller; a read-write caller takes them."""
-        last = self._claimed.get(key, 0)
-        mine = {u for u in uids if u > last}
-        if mine and not read_only:
-            self._claimed[key] = max(mine)
-        return mine
-
-    def last_claimed(self, key: object) -> int:
-        """The highest UID some session has taken as recent (STATUS RECENT counts those above it)."""
-        return self._claimed.get(key, 0)

@@ -41,7 +41,7 @@ from .grammar import (
     NeedContinuation,
     ParseError,
 )  # fmt: skip
-from .selected import BadSequence, RecentTracker
+from .selected import BadSequence
 from .states import (
     REPLIED,
     Authenticated,
@@ -103,7 +103,6 @@ class Services:
     limits: Limits
     cache: RenderCache
     snapshots: FolderSnapshots
-    recent: RecentTracker = field(default_factory=RecentTracker)
     registry: Registry = field(default_factory=lambda: Registry(50))
     tls_available: bool = False
 
@@ -398,13 +397,18 @@ class Session:
             changes = await self.services.store.changes_since(st.mailbox.folder.ref, view.modseq)
         except store_errors.NotFound:
             raise SessionEnd("selected mailbox deleted", MAILBOX_GONE) from None
-        ref = st.mailbox.folder.ref
-        recent = self.services.recent
-
-        def claim(uids: list[int]) -> set[int]:
-            return recent.claim(ref, uids, read_only=view.read_only)
-
+        # RFC 3501 §2.3.2: new mail is recent for the first session told of it (store-wide claim).
+        top = view.uids[-1] if view.uids else 0
+        new = [m.uid for m in changes.changed if m.uid > top]
+        mine: set[int] = set()
+        if new:
+            try:
+                start = await self.services.store.claim_recent(st.mailbox.folder.ref, max(new),
+                                                               read_only=view.read_only)
+            except store_errors.NotFound:
+                raise SessionEnd("selected mailbox deleted", MAILBOX_GONE) from None
+            mine = {u for u in new if u > start}
         lines = view.apply(changes, allow_expunge=allow_expunge, condstore=self.condstore,
-                           qresync=self.qresync, claim_recent=claim)
+                           qresync=self.qresync, claim_recent=lambda uids: mine & set(uids))
         if lines:
             self.wire.writelines(lines)

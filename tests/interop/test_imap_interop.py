@@ -207,3 +207,46 @@ poll localhost service {server.tls_port} protocol IMAP
     assert any(b"Hello from Postroom" in g for g in got) and any("请准时参加。".encode() in g for g in got)
     _folder, msgs = server.run(_folder_state(server, "INBOX"))
     assert msgs == []  # retrieved, then deleted and expunged as fetchmail does without "keep"
+
+
+def test_mbsync_subscribed_only_follows_the_subscription_list(server, tmp_path):
+    """mbsync's SubscribedOnly lists with LSUB/LIST (SUBSCRIBED): it gets the subscribed folders, and a
+    subscribed name whose folder was deleted (RFC 3501 §6.3.6 keeps it) neither appears nor breaks the run."""
+    mbsync = need("mbsync")
+    alice, store = server.accounts["alice"], server.mb.store
+    server.run(store.create_folder(alice, "Subbed"))
+    server.run(store.subscribe(alice, "Subbed"))
+    server.run(store.create_folder(alice, "Gone"))
+    server.run(store.subscribe(alice, "Gone"))
+    server.run(store.delete_folder(alice, "Gone"))
+    maildir = tmp_path / "mail"
+    maildir.mkdir()
+    rc = tmp_path / "mbsyncrc"
+    rc.write_text(f"""IMAPAccount postroom
+Host localhost
+Port {server.tls_port}
+User alice@city.test
+Pass {PASSWORD}
+SSLType IMAPS
+CertificateFile {server.cert}
+
+IMAPStore remote
+Account postroom
+SubscribedOnly yes
+
+MaildirStore local
+Path {maildir}/
+Inbox {maildir}/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns *
+Create Near
+SyncState *
+""")
+    res = subprocess.run([mbsync, "-c", str(rc), "-a"], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {p.name for p in maildir.iterdir() if p.is_dir()}
+    assert got == {"INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash", "Subbed"}  # not Projects, not Gone

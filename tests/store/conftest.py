@@ -15,3 +15,16 @@ async def mb(storage_url):
     await m.directory.add_domain("city.test")
     yield m
     await m.close()
+
+
+@pytest.fixture
+async def two_stores(storage_url):
+    """Two opened stores on one database (as two processes or nodes), with city.test and an account a@city.test."""
+    m1 = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+    m2 = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+    try:
+        await m1.directory.add_domain("city.test")
+        yield m1, m2, await m1.add_account("a@city.test", password="pw")
+    finally:
+        await m1.close()
+        await m2.close()

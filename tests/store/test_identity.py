@@ -64,23 +64,15 @@ async def test_uidvalidity_grows_on_every_recreation_within_one_second(mb):
     assert renamed.uidvalidity > seen[-1] and renamed.uidvalidity != other.uidvalidity
 
 
-async def test_uidvalidity_is_unique_across_concurrent_creators_and_processes(storage_url):
+async def test_uidvalidity_is_unique_across_concurrent_creators_and_processes(two_stores):
     """Two stores on one database (two processes or nodes) and concurrent CREATEs: every value distinct, increasing."""
-    m1 = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
-    m2 = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
-    try:
-        await m1.directory.add_domain("city.test")
-        a = await m1.add_account("a@city.test", password="pw")
-        made = await asyncio.gather(*(st.create_folder(a, f"F{i}")
-                                      for i, st in enumerate([m1.store, m2.store] * 10)))
-        values = [f.uidvalidity for f in made]
-        assert len(set(values)) == len(values)
-        before = max(values)
-        await m2.store.delete_folder(a, "F0")
-        assert (await m1.store.create_folder(a, "F0")).uidvalidity > before
-    finally:
-        await m1.close()
-        await m2.close()
+    m1, m2, a = two_stores
+    made = await asyncio.gather(*(st.create_folder(a, f"F{i}") for i, st in enumerate([m1.store, m2.store] * 10)))
+    values = [f.uidvalidity for f in made]
+    assert len(set(values)) == len(values)
+    before = max(values)
+    await m2.store.delete_folder(a, "F0")
+    assert (await m1.store.create_folder(a, "F0")).uidvalidity > before
 
 
 async def test_uidvalidity_counter_outruns_a_clock_that_stands_still_or_goes_back(mb):

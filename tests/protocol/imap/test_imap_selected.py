@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mailboxes.model import Changes, MessageMeta
 from mailserver.imap.commands import SequenceSet
-from mailserver.imap.selected import BadSequence, RecentTracker, SelectedMailbox
+from mailserver.imap.selected import BadSequence, SelectedMailbox
 
 WHEN = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -70,14 +70,6 @@ def test_own_change_advances_modseq_only_when_nothing_came_between():
     assert v.modseq == 11  # our write was the only one: no need to read it back
     v.update([meta(2, 13, flags=1)])
     assert v.modseq == 11  # something else got 12: the next sync must ask the store
-
-
-def test_recent_goes_to_one_session():
-    r = RecentTracker()
-    assert r.claim("f", [1, 2, 3]) == {1, 2, 3}
-    assert r.claim("f", [1, 2, 3, 4]) == {4}
-    assert r.claim("f", [5], read_only=True) == {5}  # EXAMINE sees it but does not take it
-    assert r.claim("f", [5]) == {5} and r.last_claimed("f") == 5
 
 
 @given(st.lists(st.integers(1, 60), unique=True, min_size=1), st.data())

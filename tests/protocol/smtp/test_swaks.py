@@ -56,8 +56,11 @@ async def test_swaks_starttls_auth_plain_with_attachments_reads_back_byte_for_by
     [stored] = await city.inbox("li.na@city.test")
     assert stored.endswith(sent)  # exactly what swaks put on the wire, after the trace header we prepend
     added = stored[: -len(sent)].decode()
-    assert added.startswith("Received: from swaks.city.test") and f"id {qid}" in added
-    assert "with ESMTPSA (version=TLS" in added and added.count("\r\n") == 4  # Received only, four lines
+    # RFC 5321 §4.4: final delivery adds Return-Path (the envelope sender), then our trace header.
+    return_path, received = added.split("\r\n", 1)
+    assert return_path == "Return-Path: <zhang.wei@city.test>"
+    assert received.startswith("Received: from swaks.city.test") and f"id {qid}" in received
+    assert "with ESMTPSA (version=TLS" in received and received.count("\r\n") == 4  # four lines
     parts = {p.get_filename(): p.get_payload(decode=True) for p in email.message_from_bytes(stored).walk()
              if p.get_filename()}
     assert parts["scan.bin"] == blob.read_bytes()  # the attachment decodes to the file's bytes

@@ -54,3 +54,23 @@ def reindex_stored(conn: Connection, progress: Callable[[int], None] | None = No
         last = rows[-1].id
         if progress is not None:
             progress(done)
+
+
+async def reindex_partition(store, partition: str, progress: Callable[[int], None] | None = None) -> int:
+    """Reindex every blob of a partition, those in a blob directory too (`postroom reindex`); returns how many."""
+    db = await store.router.database(partition)
+    done, last = 0, 0
+    while True:
+        async with db.read() as conn:
+            rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.sha256, t.blobs.c.data).where(
+                t.blobs.c.id > last).order_by(t.blobs.c.id).limit(REINDEX_BATCH))).all()
+        if not rows:
+            return done
+        items = [(r.id, bytes(r.data) if r.data is not None else await store.blob_dir.read(bytes(r.sha256)))
+                 for r in rows]
+        async with db.write() as conn:
+            await conn.run_sync(rewrite, items)
+        done += len(rows)
+        last = rows[-1].id
+        if progress is not None:
+            progress(len(rows))

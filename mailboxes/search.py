@@ -71,6 +71,11 @@ def is_one_token(text_: str) -> bool:
     return _TOKEN.fullmatch(unicodedata.normalize("NFKC", text_).lower()) is not None
 
 
+def is_cjk(text_: str) -> bool:
+    """Every character is CJK (indexed as unigrams and bigrams)."""
+    return bool(text_) and all(_IS_CJK.match(ch) for ch in text_)
+
+
 def query_terms(query: str) -> list[str]:
     return _terms(query)
 

@@ -8,9 +8,10 @@ row of two texts, folded as the IMAP layer folds (NFKC + casefold):
 - ``body``: the body's text extract (search.py indexes the same text as words).
 
 Both are cut at ``HEAD_CHARS`` / ``BODY_CHARS``. SQLite keeps them in an FTS5 table
-with the ``trigram`` tokenizer (SQLite >= 3.34); PostgreSQL in a plain table with
-pg_trgm GIN indexes. A needle of three or more characters is a trigram phrase (exact
-substring, the index finds it without a scan). A shorter needle cannot use trigrams:
+with the ``trigram`` tokenizer (SQLite >= 3.34; detail=none, queried with GLOB);
+PostgreSQL in a plain table with pg_trgm GIN indexes (queried with LIKE). For a needle
+of three or more characters the trigram index picks the candidates and the database
+checks their text: an exact substring match without a scan. A shorter needle cannot use trigrams:
 it is checked with instr/strpos against the stored texts of the folder's messages
 only (a scan in the database, bounded by the folder size times the caps; it never
 runs on the event loop). A needle that is one word or one run of Chinese characters
@@ -52,8 +53,10 @@ def ddl(dialect: str) -> list[str]:
     """Statements creating the substring index (run by migration mai0004)."""
     if dialect == "sqlite":
         # We fold before storing and before querying: case_sensitive 1 keeps FTS5 from folding again.
+        # detail=none keeps no positions: 6.6 instead of 18.1 KiB per 4.4 KiB message on real
+        # English (benchmarks/search_index_bench.py); GLOB then checks the candidates' text.
         return [f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5("
-                "head, body, tokenize = 'trigram case_sensitive 1')"]
+                "head, body, tokenize = 'trigram case_sensitive 1', detail = none)"]
     return ["CREATE EXTENSION IF NOT EXISTS pg_trgm",
             f"CREATE TABLE IF NOT EXISTS {TABLE} ("
             " blob_id BIGINT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,"
@@ -92,27 +95,30 @@ def _columns(where: str) -> tuple[str, ...]:
     return ("body",) if where == "body" else ("head", "body")
 
 
+def _glob(needle: str) -> str:
+    return "*" + needle + "*"  # needles with GLOB specials do not get here
+
+
 def _like(needle: str) -> str:
     return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def folder_match_sql(dialect: str, where: str, needle: str) -> tuple[str, dict]:
-    """SQL selecting the UIDs of folder :fid whose stored text (``where``: body, or text = head and body) contains ``needle``.
+def folder_match_sql(dialect: str, cols: tuple[str, ...], needle: str) -> tuple[str, dict]:
+    """SQL selecting the UIDs of folder :fid whose stored text in ``cols`` (head, body) contains ``needle``.
 
     ``needle`` is already folded. Three characters or more use the trigram index; fewer
-    check the stored text of the folder's messages only.
+    (and on SQLite, any with a GLOB special * ? [) check the stored text of the folder's
+    messages only.
     """
-    cols = _columns(where)
     key = "rowid" if dialect == "sqlite" else "blob_id"
     base = f"SELECT m.uid FROM messages m JOIN {TABLE} x ON x.{key} = m.blob_id WHERE m.folder_id = :fid AND "
-    if len(needle) < TRIGRAM:
+    # GLOB's own specials: SQLite 3.40's FTS5 misses "[*]" before a multibyte character; scan instead.
+    if len(needle) < TRIGRAM or (dialect == "sqlite" and any(ch in needle for ch in "*?[")):
         fn = "instr({c}, :n) > 0" if dialect == "sqlite" else "strpos({c}, :n) > 0"
         return base + "(" + " OR ".join(fn.format(c=f"x.{c}") for c in cols) + ")", {"n": needle}
-    if dialect == "sqlite":
-        phrase = '"' + needle.replace('"', '""') + '"'
-        expr = f"body : {phrase}" if where == "body" else phrase
-        return (f"SELECT uid FROM messages WHERE folder_id = :fid AND blob_id IN "
-                f"(SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH :q)"), {"q": expr}
+    if dialect == "sqlite":  # FTS5 answers "col GLOB" from the trigrams, one column per statement
+        inner = " UNION ".join(f"SELECT rowid FROM {TABLE} WHERE {c} GLOB :g" for c in cols)
+        return f"SELECT uid FROM messages WHERE folder_id = :fid AND blob_id IN ({inner})", {"g": _glob(needle)}
     return base + "(" + " OR ".join(f"x.{c} LIKE :p" for c in cols) + ")", {"p": _like(needle)}
 
 
@@ -125,10 +131,17 @@ def folder_queries(dialect: str, where: str, needle: str) -> list[tuple[str, dic
     folded = fold(needle)
     if not folded:
         return []
-    out = [folder_match_sql(dialect, where, folded)]
+    cols = _columns(where)
+    out = []
     if search.is_one_token(folded):
         words = search.blob_match_sql(dialect, None if where == "text" else "body", needle)
         if words is not None:
             sql, params = words
             out.append((f"SELECT uid FROM messages WHERE folder_id = :fid AND blob_id IN ({sql})", params))
+            if len(folded) < TRIGRAM and search.is_cjk(folded):
+                # One or two Chinese characters: the word index holds every one and every pair of
+                # the body and of subject and addresses; only the other header fields need a look.
+                cols = tuple(c for c in cols if c != "body")
+    if cols:
+        out.append(folder_match_sql(dialect, cols, folded))
     return out

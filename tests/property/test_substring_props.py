@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mailboxes import search, substring
 
-ALPHABET = list("aAbBcCxyzXYZ 19-.,:@<>税收工作通知报送ßﬁ")
+ALPHABET = list("aAbBcCxyzXYZ 19-.,:@<>*?[]%_\\\"税收工作通知报送ßﬁ")
 texts = st.text(alphabet=st.sampled_from(ALPHABET), max_size=80)
 needles = st.text(alphabet=st.sampled_from(ALPHABET), min_size=1, max_size=6)
 

@@ -159,6 +159,11 @@ async def operations(host: str, port: int, user: str, password: str, runs: int) 
     out["  bodies MB"] = octets / 1e6
     out["SEARCH SUBJECT overdue (header word)"], _, _ = await timed(c, "SEARCH SUBJECT overdue", runs)
     out["SEARCH BODY reconciliation (English)"], _, _ = await timed(c, "SEARCH BODY reconciliation", runs)
+    # RFC 3501 §6.4.4: substrings, not words: the middle of "reconciliation"
+    out["SEARCH BODY econcilia (mid-word)"], _, _ = await timed(c, "SEARCH BODY econcilia", runs)
+    out["SEARCH TEXT econcilia (mid-word)"], _, _ = await timed(c, "SEARCH TEXT econcilia", runs)
+    out["SEARCH TEXT ty.te (header, 5 chars)"], _, _ = await timed(c, "SEARCH TEXT ty.te", runs)
+    out["SEARCH BODY zq (2 chars, no hit)"], _, _ = await timed(c, "SEARCH BODY zq", runs)
     zh = "稽查".encode()
     out["SEARCH CHARSET UTF-8 BODY 稽查 (Chinese)"], _, _ = await timed(
         c, b"SEARCH CHARSET UTF-8 BODY {%d+}\r\n" % len(zh) + zh, runs)

@@ -97,12 +97,34 @@ async def bench_backend(name: str, url: str, n_search: int, n_append: int) -> di
                 times.append((time.perf_counter() - t0) * 1000)
             assert hits is not None and len(hits) >= expect, (label, len(hits or ()), expect)
             out[label] = statistics.median(times)
+        out.update(await index_sizes(mb, corpus))
         t0 = time.perf_counter()
         metas = await mb.store.messages(inbox.ref)
         out["list_all_metas_ms"] = (time.perf_counter() - t0) * 1000
         assert len(metas) == n_search
     finally:
         await mb.close()
+    return out
+
+
+async def index_sizes(mb, account) -> dict[str, float]:
+    """KiB per message of each full-text index (tables and their indexes), and of the blobs."""
+    db = await mb.store._db(mb.store.home(account))  # noqa: SLF001 - a benchmark looks inside
+    out = {}
+    async with db.read() as conn:
+        n_messages = (await conn.exec_driver_sql("SELECT count(*) FROM blobs")).scalar()
+        if db.dialect == "sqlite":
+            sizes = dict((await conn.exec_driver_sql("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")).all())
+            tables = {"word_index": "blob_fts", "substring_index": "blob_text", "blobs": "blobs"}
+            for label, name in tables.items():
+                own = sum(v for n, v in sizes.items() if n == name or n.startswith(name + "_"))
+                out[f"kib_per_msg_{label}"] = own / 1024 / n_messages
+        else:
+            tables = {"word_index": "blob_search", "substring_index": "blob_text", "blobs": "blobs"}
+            for label, name in tables.items():
+                size = (await conn.exec_driver_sql(
+                    f"SELECT coalesce(pg_total_relation_size(to_regclass('{name}')), 0)")).scalar()
+                out[f"kib_per_msg_{label}"] = size / 1024 / n_messages
     return out
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
-from . import search
+from . import search, substring
 from .errors import NotFound
 
 
@@ -29,6 +29,7 @@ class PreparedMessage:
     subject: str
     addrs: str
     body_text: str
+    head_text: str = ""  # every header field, decoded (the substring index, substring.py)
 
     @property
     def size(self) -> int:
@@ -184,6 +185,7 @@ async def put_many(conn: AsyncConnection, items: list[PreparedMessage],
             existing[sha] = blob_id
         await search.index_blobs(conn, [(existing[s], p.subject, p.addrs, p.body_text)
                                         for s, p in new.items()])
+        await substring.index_blobs(conn, [(existing[s], p.head_text, p.body_text) for s, p in new.items()])
     return [existing[p.sha256] for p in items]
 
 

@@ -21,8 +21,8 @@ transaction is adding a reference. The protocol:
   if no row with that hash exists by then. A crash between the commit and
   the unlink leaves a file without a row, which `sweep` removes the same safe
   way.
-- Search rows go with their blob: SQLite's FTS5 table explicitly, PostgreSQL's
-  blob_search by ON DELETE CASCADE.
+- Search rows go with their blob: SQLite's FTS5 tables (blob_fts, blob_text)
+  explicitly, PostgreSQL's blob_search and blob_text by ON DELETE CASCADE.
 - Blob ids are never reused (caches key on them): AUTOINCREMENT on SQLite.
 - A session may still show a message another session expunged; its removed
   body reads as an empty message (Store.parsed, RFC 2180 §4.1.3).
@@ -43,6 +43,7 @@ from sqlalchemy import and_, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
+from . import substring
 from .blobs import BlobDirectory, lock_files
 from .db import Database
 from .ingest import prepare
@@ -79,8 +80,10 @@ async def _delete_rows(conn: AsyncConnection, ids: list[int]) -> int:
     Caches key on (partition, blob id) and take ids never to be reused: PostgreSQL's
     sequence never goes back, and the blobs table is AUTOINCREMENT on SQLite (mai0002).
     """
-    if conn.dialect.name == "sqlite":  # FTS5 has no foreign key; PostgreSQL's blob_search cascades
-        await conn.execute(text(f"DELETE FROM blob_fts WHERE rowid IN ({','.join(map(str, ids))})"))
+    if conn.dialect.name == "sqlite":  # FTS5 has no foreign key; PostgreSQL's search tables cascade
+        listed = ",".join(map(str, ids))
+        for table in ("blob_fts", substring.TABLE):  # the word index and the substring index
+            await conn.execute(text(f"DELETE FROM {table} WHERE rowid IN ({listed})"))
     await conn.execute(t.blobs.delete().where(t.blobs.c.id.in_(ids)))
     return len(ids)
 
@@ -183,10 +186,11 @@ async def sweep(db: Database, files: BlobDirectory | None, account_ids: list[int
     search_rows = 0
     if db.dialect == "sqlite":
         async with db.write() as conn:
-            res = await conn.execute(text("DELETE FROM blob_fts WHERE rowid NOT IN (SELECT id FROM blobs)"))
-            search_rows = max(res.rowcount or 0, 0)
-            # Merge the index segments, so deleted rows' terms leave the index too.
-            await conn.execute(text("INSERT INTO blob_fts(blob_fts) VALUES ('optimize')"))
+            for table in ("blob_fts", substring.TABLE):
+                res = await conn.execute(text(f"DELETE FROM {table} WHERE rowid NOT IN (SELECT id FROM blobs)"))
+                search_rows += max(res.rowcount or 0, 0)
+                # Merge the index segments, so deleted rows' terms leave the index too.
+                await conn.execute(text(f"INSERT INTO {table}({table}) VALUES ('optimize')"))
     n_files = 0
     if files is not None:
         stored = list(files.stored())

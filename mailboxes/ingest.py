@@ -26,7 +26,8 @@ def _from_parsed(raw: bytes, parsed: mime.ParsedMessage, parsed_json: str) -> Pr
     if sent is not None and sent.tzinfo is None:
         sent = sent.replace(tzinfo=timezone.utc)
     return PreparedMessage(raw=raw, sha256=sha256(raw), parsed_json=parsed_json, sent_at=sent,
-                           subject=env.subject_decoded or "", addrs=_addr_text(env), body_text=parsed.text or "")
+                           subject=env.subject_decoded or "", addrs=_addr_text(env), body_text=parsed.text or "",
+                           head_text="\n".join(mime.header_lines(raw[:parsed.header_end])))
 
 
 def prepare(raw: bytes) -> PreparedMessage:

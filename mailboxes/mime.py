@@ -173,6 +173,13 @@ def _first_fields(raw: bytes, fields: list[list]) -> dict[str, str]:
     return values
 
 
+def header_lines(raw: bytes) -> list[str]:
+    """Every field of the top-level header as "name: decoded value" (RFC 3501 §6.4.4 TEXT reads them all)."""
+    fields, _ = scan_header(raw, 0, len(raw))
+    hint = _charset_hint(raw)
+    return [f"{f[0]}: {decode_header_value(field_value(raw, f), hint)}" for f in fields]
+
+
 # --- Content-* values --------------------------------------------------------------------
 
 def _parse_content_type(value: str) -> tuple[str | None, str | None, tuple]:
@@ -537,8 +544,7 @@ def _parse(raw: bytes) -> ParsedMessage:
     envelope = _envelope(values, hint)
     headers = tuple((f[0], decode_header_value(field_value(raw, f), hint))
                     for f in builder.top_fields if f[0] in SEARCH_HEADERS)
-    extractor = _Extractor(raw, hint)
-    extractor.envelope(envelope)
+    extractor = _Extractor(raw, hint)   # the body only: SEARCH BODY must not see the header
     extractor.body(body, (), False)
     return ParsedMessage(len(raw), body.body_start, envelope, body, headers,
                          "\n".join(extractor.chunks), tuple(extractor.attachments))

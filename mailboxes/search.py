@@ -66,6 +66,16 @@ def index_text(text_: str) -> str:
     return " ".join(terms)
 
 
+def is_one_token(text_: str) -> bool:
+    """One word or one CJK run: the word index then matches only where the text is a substring."""
+    return _TOKEN.fullmatch(unicodedata.normalize("NFKC", text_).lower()) is not None
+
+
+def is_cjk(text_: str) -> bool:
+    """Every character is CJK (indexed as unigrams and bigrams)."""
+    return bool(text_) and all(_IS_CJK.match(ch) for ch in text_)
+
+
 def query_terms(query: str) -> list[str]:
     return _terms(query)
 
@@ -113,26 +123,29 @@ def index_ddl(dialect: str) -> list[str]:
     return out
 
 
+def insert_sql(dialect: str) -> str:
+    """INSERT of one word-index row from :id, :s, :a, :b (prepared by `row_params`)."""
+    if dialect == "sqlite":
+        return "INSERT INTO blob_fts(rowid, subject, addrs, body) VALUES (:id, :s, :a, :b)"
+    return ("INSERT INTO blob_search(blob_id, subject, addrs, body) VALUES (:id,"
+            " to_tsvector('simple', :s), to_tsvector('simple', :a), to_tsvector('simple', :b))"
+            " ON CONFLICT (blob_id) DO NOTHING")
+
+
+def delete_sql(dialect: str) -> str:
+    """DELETE of the word-index rows of the blob ids in the expanding parameter :ids."""
+    return "DELETE FROM blob_fts WHERE rowid IN :ids" if dialect == "sqlite" else \
+        "DELETE FROM blob_search WHERE blob_id IN :ids"
+
+
+def row_params(rows: list[tuple[int, str, str, str]]) -> list[dict]:
+    return [{"id": bid, "s": index_text(s), "a": index_text(a), "b": index_text(b)} for bid, s, a, b in rows]
+
+
 async def index_blobs(conn: AsyncConnection, rows: list[tuple[int, str, str, str]]) -> None:
     """Index (blob_id, subject, addrs, body) rows; text is raw and prepared here."""
-    if not rows:
-        return
-    params = [
-        {"id": bid, "s": index_text(s), "a": index_text(a), "b": index_text(b)} for bid, s, a, b in rows
-    ]
-    if conn.dialect.name == "sqlite":
-        await conn.execute(
-            text("INSERT INTO blob_fts(rowid, subject, addrs, body) VALUES (:id, :s, :a, :b)"), params
-        )
-    else:
-        await conn.execute(
-            text(
-                "INSERT INTO blob_search(blob_id, subject, addrs, body) VALUES (:id,"
-                " to_tsvector('simple', :s), to_tsvector('simple', :a), to_tsvector('simple', :b))"
-                " ON CONFLICT (blob_id) DO NOTHING"
-            ),
-            params,
-        )
+    if rows:
+        await conn.execute(text(insert_sql(conn.dialect.name)), row_params(rows))
 
 
 def blob_match_sql(dialect: str, column: str | None, query: str) -> tuple[str, dict] | None:

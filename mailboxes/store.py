@@ -553,6 +553,20 @@ class Store:
                 {"fid": ref.id, **params})
             return {r[0] for r in rows}
 
+    async def search_substring(self, ref: FolderRef, where: str, needle: str) -> set[int]:
+        """UIDs in a folder whose body (``where`` "body") or header and body ("text") contain ``needle``.
+
+        RFC 3501 §6.4.4 substring, case-insensitive (NFKC + casefold); see substring.py
+        for the index, its caps and what answers a needle shorter than a trigram.
+        """
+        from .substring import folder_queries
+        db = await self._db(ref.partition)
+        found: set[int] = set()
+        async with db.read() as conn:
+            for sql, params in folder_queries(db.dialect, where, needle):
+                found.update(r[0] for r in await conn.execute(text(sql), {"fid": ref.id, **params}))
+        return found
+
     async def quota(self, account: Account) -> Quota:
         db = await self._db(self.home(account))
         async with db.read() as conn:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from mailboxes import errors
 from mailboxes.archive import ArchiveReport, archive_year
+from mailboxes.reindex import reindex_partition
 from mailboxes.importexport import envelope_sender, mbox_entry, read_maildir, read_mbox, source_size
 from mailboxes.ingest import prepare
 from mailboxes.model import Role
@@ -207,6 +208,15 @@ class Admin:
             raise
         await self.audited("export", acct.address, folder=folder, messages=len(metas), path=str(out))
         return len(metas)
+
+    async def reindex(self, partitions: list[str]) -> int:
+        """Rebuild the search indexes of every blob in the named partitions (mail stored before mai0004)."""
+        total = 0
+        for name in partitions:
+            with tqdm(unit="msg", desc=f"reindex {name}", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+                total += await reindex_partition(self.mb.store, name, progress=bar.update)
+        await self.audited("reindex", ",".join(partitions), blobs=total)
+        return total
 
     async def archive(self, year: int) -> ArchiveReport:
         with tqdm(unit="msg", desc=f"archive {year}", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:

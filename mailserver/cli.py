@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("archive", help="move a closed year's mail to its archive database")
     s.add_argument("--year", type=int, required=True)
+
+    s = sub.add_parser("reindex", help="rebuild the search indexes of stored mail (after upgrading to substring search)")
+    s.add_argument("--partition", action="append", default=None,
+                   help='partition name (repeatable; default "main"), e.g. dept-tax or archive-2025')
     cli_delivery.register(sub)  # route, dkim, queue
     return p
 
@@ -290,10 +294,16 @@ async def _archive(admin: Admin, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reindex(admin: Admin, args: argparse.Namespace) -> int:
+    n = await admin.reindex(args.partition or ["main"])
+    print(f"reindexed {n} messages")
+    return 0
+
+
 HANDLERS: dict[str, Handler] = {
     "init": _init, "serve": _serve, "config": _config, "domain": _domain, "department": _department,
     "user": _user, "group": _group, "alias": _alias, "import": _import, "export": _export, "archive": _archive,
-    **cli_delivery.HANDLERS,
+    "reindex": _reindex, **cli_delivery.HANDLERS,
 }
 # Commands that must not open the store first (it may not exist yet, or they check the config only).
 NO_STORE = {"init", "serve", "config"}

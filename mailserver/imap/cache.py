@@ -28,6 +28,22 @@ MAX_FIELD_LISTS = 4  # distinct HEADER.FIELDS lists remembered per message (clie
 _NEEDS_TREE = frozenset({"body", "bodystructure"})
 
 
+ADDRESS_KEYS = ("from", "to", "cc", "bcc")  # RFC 3501 §6.4.4 keys matched against the envelope
+
+
+def _address_texts(env) -> tuple[tuple[str, str], ...]:
+    """(key, folded "name <mailbox@host>") per envelope address; a group's name stands alone."""
+    out = []
+    for key, addrs in zip(ADDRESS_KEYS, (env.from_, env.to, env.cc, env.bcc)):
+        for a in addrs:
+            if a.addr_spec is not None:
+                name = a.name_decoded or a.name
+                out.append((key, fold(f"{name} <{a.addr_spec}>" if name else a.addr_spec)))
+            elif a.mailbox:  # group start: the group's display name
+                out.append((key, fold(a.mailbox)))
+    return tuple(out)
+
+
 def fold(text: str) -> str:
     """Case- and width-insensitive form for substring tests (NFKC + casefold, as the index does)."""
     return unicodedata.normalize("NFKC", text).casefold()
@@ -36,8 +52,8 @@ def fold(text: str) -> str:
 class Rendered:
     """One blob's FETCH values, rendered on first use, and the few parsed facts SEARCH and BODY[HEADER] need."""
 
-    __slots__ = ("_fields", "body", "bodystructure", "charged", "envelope", "facts", "header", "header_end", "headers",
-                 "sent")
+    __slots__ = ("_fields", "addresses", "body", "bodystructure", "charged", "envelope", "facts", "header",
+                 "header_end", "headers", "sent")
 
     def __init__(self, p: ParsedMessage | ParsedHead) -> None:
         self.envelope: bytes | None = None
@@ -46,6 +62,7 @@ class Rendered:
         self.header_end = p.header_end  # end of the top-level header, blank line included
         # Decoded SEARCH headers (mime.SEARCH_HEADERS), folded once for substring tests.
         self.headers = tuple((k, fold(v)) for k, v in p.headers_decoded)
+        self.addresses = _address_texts(p.envelope)  # FROM/TO/CC/BCC keys, folded
         self.sent = p.envelope.date_parsed  # Date: header, for SENTBEFORE / SENTON / SENTSINCE
         self.facts = facts_of(p.envelope, p.headers_decoded)  # what SORT and THREAD compare (sorting.py)
         self.charged = 0  # what the cache counted for it
@@ -78,6 +95,7 @@ class Rendered:
     def cost(self) -> int:
         return (_ENTRY_OVERHEAD + sum(len(x) for x in (self.envelope, self.body, self.bodystructure, self.header) if x)
                 + sum(len(k) + len(v) for k, v in self.headers) + self.facts.cost()
+                + sum(len(v) + 8 for _, v in self.addresses)
                 + (sum(len(v) + 100 for v in self._fields.values()) if self._fields else 0))
 
 

@@ -209,7 +209,7 @@ def _search_key(w: _Writer, k: c.SearchKey, top: bool = False) -> None:  # RFC 3
     elif isinstance(k, c.SearchSize):
         w.raw(b"%s %d" % (k.op.upper().encode("ascii"), k.size))
     elif isinstance(k, c.SearchHeader):
-        if k.field in _HEADER_KEYS:
+        if k.field in _HEADER_KEYS and not k.by_name:
             w.raw(k.field.upper().encode("ascii"), b" ")
         else:
             w.raw(b"HEADER ")

@@ -169,10 +169,15 @@ class SearchSize:
 
 @dataclass(frozen=True, slots=True)
 class SearchHeader:
-    """HEADER field value, and the BCC/CC/FROM/SUBJECT/TO shortcuts; ``field`` is lower-case."""
+    """HEADER field value, and the BCC/CC/FROM/SUBJECT/TO shortcuts; ``field`` is lower-case.
+
+    ``by_name``: given as HEADER field-name (header text), not as the FROM/TO/CC/BCC key
+    (the envelope's addresses, RFC 3501 §6.4.4).
+    """
 
     field: str
     value: str
+    by_name: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,13 @@
 """SEARCH evaluation (RFC 3501 §6.4.4, RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 7162 MODSEQ) over the selected view.
 
 Implementation notes
-- Text keys go to the store's full-text index first (English words, the last one as a
-  prefix; any run of one or more Chinese characters), then header keys are checked as
-  case-insensitive substrings of the decoded header kept beside the blob (RenderCache), so
-  "FROM alice" does not match a message merely addressed *to* alice. A string with no
-  indexable terms (punctuation, one Latin letter) falls back to scanning.
+- BODY and TEXT are case-insensitive substrings (RFC 3501 §6.4.4): the store's substring
+  index (trigrams of the folded header and body text, mailboxes/substring.py) answers them;
+  BODY never sees the header, TEXT sees every header field, not only subject and addresses.
+- FROM, TO, CC and BCC match the envelope's parsed addresses ("name <mailbox@host>", the
+  comments and folding gone), kept beside the blob (RenderCache); HEADER <field> and SUBJECT
+  are case-insensitive substrings of the decoded header text. A Chinese needle that is one
+  run first narrows the candidates through the word index.
 - The string is already decoded from the SEARCH CHARSET by the parser (UTF-8, US-ASCII,
   GB2312/GBK/GB18030 and more, syntax.SEARCH_CHARSETS), so the index sees Unicode.
 - Everything else (flags, dates, sizes, sequence and UID sets, MODSEQ) is evaluated over the
@@ -22,9 +24,10 @@ from dataclasses import dataclass, field
 from mailboxes.charsets import decode_header_value
 from mailboxes.mime import SEARCH_HEADERS, header_fields
 from mailboxes.model import FLAG_NAMES, FolderRef
+from mailboxes.search import is_one_token
 
 from . import commands as c
-from .cache import RenderCache, fold
+from .cache import ADDRESS_KEYS, RenderCache, fold
 from .selected import BadSequence, SelectedMailbox
 
 # RFC 3501 §6.4.4 header keys and the index column that holds their words
@@ -32,8 +35,6 @@ _INDEX_COLUMN = {"subject": "subject", "from": "addrs", "to": "addrs", "cc": "ad
                  "sender": "addrs", "reply-to": "addrs"}  # fmt: skip
 _FLAG_BITS = {name: int(bit) for name, bit in FLAG_NAMES.items()}
 BREATHE_EVERY = 4  # search keys evaluated between two yields to the event loop
-SCAN_MESSAGES = 200  # messages read per step of a raw scan (a key with no indexable term)
-SCAN_OCTETS = 8 << 20  # octets read per step: 200 large messages at once held gigabytes
 _SEP = "\x00"  # joins a message's values of one header field; no folded needle from a client holds it
 
 
@@ -46,7 +47,7 @@ class SearchContext:
     saved: list[int] = field(default_factory=list)  # RFC 5182 "$"
     used_modseq: bool = False
     _all: frozenset[int] | None = None
-    _columns: dict[str, list[str]] = field(default_factory=dict)  # header name -> values per message
+    _columns: dict[tuple[str, bool], list[str]] = field(default_factory=dict)  # (field, addresses) -> per message
     _steps: int = 0
 
     @property
@@ -83,7 +84,7 @@ async def _resolve_leaves(ctx: SearchContext, key: c.SearchKey, out: dict) -> No
     elif key not in out:
         await _breathe(ctx)
         if isinstance(key, c.SearchHeader):
-            out[key] = await _header(ctx, key.field, key.value)
+            out[key] = await _header(ctx, key.field, key.value, key.by_name)
         elif isinstance(key, c.SearchText):
             out[key] = await _text(ctx, key.where, key.value)
         elif isinstance(key, c.SearchDate) and key.field == "sent":
@@ -95,7 +96,7 @@ def _indexes(ctx: SearchContext, uids) -> set[int]:
     return {i for u in uids if (i := view.index_of(u)) is not None}
 
 
-async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
+async def _header(ctx: SearchContext, name: str, value: str, by_name: bool = False) -> set[int]:
     view = ctx.view
     needle = fold(value)
     candidates: set[int] | None = None
@@ -103,7 +104,7 @@ async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
     # The index finds any run of Chinese characters but English only by word prefix, so
     # a Latin needle ("port" in "report", "hang" in "zhang") is checked against every
     # message's folded header (RFC 3501 §6.4.4: substring); the header cache makes that cheap.
-    if column is not None and needle and not needle.isascii():
+    if column is not None and needle and not needle.isascii() and is_one_token(needle):
         uids = await ctx.store.search_text(ctx.ref, column, value)  # type: ignore[attr-defined]
         if uids is not None:
             candidates = _indexes(ctx, uids)
@@ -112,10 +113,14 @@ async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
         return set()
     partition = ctx.ref.partition
     blob_ids = [view.metas[i].blob_id for i in idx]
-    if candidates is None and name in SEARCH_HEADERS and _SEP not in needle:
-        values = await _header_column(ctx, name)  # every message's values of the field, joined once
+    addresses = name in ADDRESS_KEYS and not by_name  # RFC 3501 §6.4.4: the envelope's parsed addresses
+    if candidates is None and (addresses or name in SEARCH_HEADERS) and _SEP not in needle:
+        values = await _header_column(ctx, name, addresses)  # every message's values, joined once
         return {i for i, v in enumerate(values) if needle in v}
     rendered = await ctx.cache.rendered(partition, blob_ids)
+    if addresses:
+        return {i for i, bid in zip(idx, blob_ids)
+                if (r := rendered.get(bid)) is not None and any(k == name and needle in v for k, v in r.addresses)}
     if name in SEARCH_HEADERS:
         out = set()
         for i, bid in zip(idx, blob_ids):
@@ -136,9 +141,9 @@ async def _header(ctx: SearchContext, name: str, value: str) -> set[int]:
     return out
 
 
-async def _header_column(ctx: SearchContext, name: str) -> list[str]:
-    """One string per message: its folded ``name`` values joined by _SEP (memoised for the SEARCH)."""
-    column = ctx._columns.get(name)
+async def _header_column(ctx: SearchContext, name: str, addresses: bool = False) -> list[str]:
+    """One string per message: its folded ``name`` values (or parsed addresses) joined by _SEP (memoised)."""
+    column = ctx._columns.get((name, addresses))
     if column is None:
         view = ctx.view
         blob_ids = [m.blob_id for m in view.metas]
@@ -146,8 +151,9 @@ async def _header_column(ctx: SearchContext, name: str) -> list[str]:
         column = []
         for bid in blob_ids:
             r = rendered.get(bid)
-            column.append(_SEP.join(v for k, v in r.headers if k == name) if r is not None else "")
-        ctx._columns[name] = column
+            pairs = (r.addresses if addresses else r.headers) if r is not None else ()
+            column.append(_SEP.join(v for k, v in pairs if k == name))
+        ctx._columns[(name, addresses)] = column
     return column
 
 
@@ -161,37 +167,11 @@ def _field_contains(block: bytes, needle: str) -> bool:
 
 
 async def _text(ctx: SearchContext, where: str, value: str) -> set[int]:
+    # RFC 3501 §6.4.4: BODY is the body only, TEXT the whole header and the body; both substrings.
     if not value:
         return set(ctx.everything)
-    column = "body" if where == "body" else None  # TEXT: subject, addresses and body in the index
-    uids = await ctx.store.search_text(ctx.ref, column, value)  # type: ignore[attr-defined]
-    if uids is not None:
-        return _indexes(ctx, uids)
-    return await _scan_raw(ctx, value, body_only=where == "body")
-
-
-async def _scan_raw(ctx: SearchContext, value: str, *, body_only: bool) -> set[int]:
-    """No indexable term: a case-insensitive scan of the raw octets (UTF-8 form of the string)."""
-    view = ctx.view
-    needle = value.encode("utf-8").lower()
-    out: set[int] = set()
-    start = 0
-    while start < view.exists:  # a step is at most SCAN_MESSAGES messages or SCAN_OCTETS octets (plus one)
-        end, octets = start, 0
-        while end < view.exists and end - start < SCAN_MESSAGES and octets < SCAN_OCTETS:
-            octets += view.metas[end].size
-            end += 1
-        idx, start = list(range(start, end)), end
-        blob_ids = [view.metas[i].blob_id for i in idx]
-        raws = await ctx.store.raw_many(ctx.ref.partition, blob_ids)  # type: ignore[attr-defined]
-        rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids) if body_only else {}
-        for i, bid in zip(idx, blob_ids):
-            raw = raws.get(bid, b"")
-            if body_only and bid in rendered:
-                raw = raw[rendered[bid].header_end:]
-            if needle in raw.lower():
-                out.add(i)
-    return out
+    uids = await ctx.store.search_substring(ctx.ref, where, value)  # type: ignore[attr-defined]
+    return _indexes(ctx, uids)
 
 
 async def _sent(ctx: SearchContext, key: c.SearchDate) -> set[int]:

@@ -299,7 +299,7 @@ def search_key(cur: Cursor) -> c.SearchKey:
     if key == "HEADER":
         name = cur.text().lower()
         cur.sp()
-        return c.SearchHeader(name, cur.search_text())
+        return c.SearchHeader(name, cur.search_text(), by_name=True)
     if key in ("BODY", "TEXT"):
         return c.SearchText(key.lower(), cur.search_text())  # type: ignore[arg-type]
     if key == "UID":

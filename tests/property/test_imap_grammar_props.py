@@ -60,6 +60,7 @@ date_times = st.builds(
     lambda d, h, mi, s, tz: datetime(d.year, d.month, d.day, h, mi, s, tzinfo=tz),
     dates, st.integers(0, 23), st.integers(0, 59), st.integers(0, 59), zones,
 )  # fmt: skip
+SEARCH_KEYS = {"bcc", "cc", "from", "subject", "to"}  # RFC 3501 §6.4.4 header shortcuts
 header_names = st.from_regex(r"[a-z][a-z0-9\-]{0,12}", fullmatch=True)
 
 search_leaves = st.one_of(
@@ -67,7 +68,9 @@ search_leaves = st.one_of(
     st.builds(c.SearchFlag, system_flags | st.just("\\Recent") | keywords, st.booleans()),
     st.builds(c.SearchDate, st.sampled_from(["internal", "sent"]), st.sampled_from(["before", "on", "since"]), dates),
     st.builds(c.SearchSize, st.sampled_from(["larger", "smaller"]), st.integers(0, 2**32 - 1)),
-    st.builds(c.SearchHeader, header_names, texts),
+    # HEADER name (by_name) for any field; the FROM/TO/CC/BCC/SUBJECT keys are not HEADER From etc.
+    st.builds(lambda name, value, by_name: c.SearchHeader(name, value, by_name or name not in SEARCH_KEYS),
+              header_names | st.sampled_from(sorted(SEARCH_KEYS)), texts, st.booleans()),
     st.builds(c.SearchText, st.sampled_from(["body", "text"]), texts),
     st.builds(c.SearchSeq, seqsets(), st.booleans()),
     st.builds(c.SearchModSeq, U63),

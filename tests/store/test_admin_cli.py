@@ -211,3 +211,35 @@ def test_user_remove_deletes_the_mail_and_sweep_reports(cfg, tmp_path, storage_u
         finally:
             await db.dispose()
     assert asyncio.run(count()) == (0, 0)
+
+
+async def test_reindex_command_rebuilds_the_indexes_of_blobs_in_a_blob_directory(tmp_path, storage_url):
+    """Migration mai0004 reindexes blobs kept in the database; `postroom reindex` reaches those kept as files."""
+    from sqlalchemy import text
+
+    from mailboxes.partitions import StorageConfig
+    from mailboxes.service import open_mailboxes
+    from tests.conftest import FAST_HASHER
+
+    c = tmp_path / "postroom.toml"
+    c.write_text(f'[server]\ndata_dir = "{tmp_path}/data"\n[storage]\nurl = "{storage_url}"\n'
+                 f'blob_dir = "{tmp_path}/blobs"\n')
+    run(c, "init")
+    run(c, "domain", "add", "city.test")
+    run(c, "user", "add", "wang@city.test", "--password-stdin", stdin="pw\n")
+    src = tmp_path / "in.mbox"
+    src.write_bytes(MBOX)
+    run(c, "import", "--user", "wang@city.test", "mbox", str(src))
+    mb = await open_mailboxes(StorageConfig(url=storage_url, blob_dir=str(tmp_path / "blobs")), hasher=FAST_HASHER)
+    try:
+        async with mb.router.central.write() as conn:  # as if stored before the substring index existed
+            await conn.execute(text("DELETE FROM blob_text"))
+        acct = await mb.directory.account("wang@city.test")
+        ref = (await mb.store.folder(acct, "INBOX")).ref
+        assert await mb.store.search_substring(ref, "body", "iddle of a l") == set()
+        assert "reindexed 3 messages" in run(c, "reindex").stdout
+        assert await mb.store.search_substring(ref, "body", "iddle of a l") == {1}
+    finally:
+        await mb.close()
+    p = run(c, "reindex", "--partition", "no such/name", ok=False)
+    assert p.returncode != 0 and "Traceback" not in p.stderr

@@ -57,6 +57,15 @@ async def search_rows(db, token: str | None = None) -> int:
                                    {"q": token})).scalar()
 
 
+async def substring_rows(db, token: str | None = None) -> int:
+    """Rows in the substring index, blob_text (those whose body holds `token`, when given)."""
+    async with db.read() as conn:
+        if token is None:
+            return (await conn.execute(text("SELECT count(*) FROM blob_text"))).scalar()
+        return (await conn.execute(text("SELECT count(*) FROM blob_text WHERE body LIKE :p"),
+                                   {"p": f"%{token}%"})).scalar()
+
+
 async def assert_usage_matches_recount(mb, acct) -> None:
     before = await mb.store.quota(acct)
     after = await mb.store.recount_usage(acct)
@@ -67,13 +76,15 @@ async def test_expunge_removes_body_and_search_rows(mb):
     a = await mb.add_account("a@city.test", password=None)
     db = mb.router.central
     token, raw = unique()
-    base_blobs, base_rows = await blob_count(db), await search_rows(db)
+    base_blobs, base_rows, base_text = await blob_count(db), await search_rows(db), await substring_rows(db)
     r = await mb.store.append(a, "INBOX", prepare(raw), flags=int(Flag.DELETED))
     assert await search_rows(db, token) == 1 and await blob_count(db) == base_blobs + 1
+    assert await substring_rows(db, token) == 1
     assert (await mb.store.quota(a)).used_bytes == len(raw)
     assert await mb.store.expunge(r.folder) == [r.uid]
     assert await blob_count(db) == base_blobs and await rows_containing(db, token) == 0
     assert await search_rows(db, token) == 0 and await search_rows(db) == base_rows
+    assert await substring_rows(db, token) == 0 and await substring_rows(db) == base_text
     assert (await mb.store.quota(a)).used_bytes == 0
     await assert_usage_matches_recount(mb, a)
 

@@ -11,7 +11,8 @@ from mailboxes.schema import directory_metadata, mail_metadata
 from mailboxes.service import open_mailboxes
 from tests.conftest import FAST_HASHER
 
-FTS_TABLES = {"blob_fts", "blob_search"} | {f"blob_fts_{s}" for s in ("data", "idx", "content", "docsize", "config")}
+FTS_TABLES = {"blob_fts", "blob_search", "blob_text"} | {
+    f"{t}_{s}" for t in ("blob_fts", "blob_text") for s in ("data", "idx", "content", "docsize", "config")}
 
 
 def _diff(sync_conn, metadata, version_table):

@@ -115,23 +115,3 @@ def test_keywords_per_message_are_bounded(server, client):
     assert [f for f in client.get_flags([2])[2] if not f.startswith(b"\\")] == [b"only"]
     with pytest.raises(IMAPClient.Error, match="LIMIT"):
         client.append("INBOX", message("big flags"), flags=[f"k{i}" for i in range(65)])
-
-
-def test_a_raw_scan_reads_large_messages_a_few_at_a_time(server, client, monkeypatch):
-    """SEARCH BODY with no indexable term reads the messages in steps bounded by octets, not only by count."""
-    from mailserver.imap import search as search_mod
-
-    for i in range(4):
-        server.deliver("alice", message(f"m{i}", body=("x" * 70 + "\r\n") * 1000 + ("#" if i == 2 else "")))
-    store = server.mb.store
-    real, steps = store.raw_many, []
-
-    async def spy(partition, blob_ids):
-        steps.append(len(blob_ids))
-        return await real(partition, blob_ids)
-
-    monkeypatch.setattr(search_mod, "SCAN_OCTETS", 100_000)  # each message is about 72 KB
-    monkeypatch.setattr(store, "raw_many", spy)
-    client.select_folder("INBOX")
-    assert client.search(["BODY", "#"]) == [3]
-    assert steps == [2, 2]

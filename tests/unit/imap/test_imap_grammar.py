@@ -308,7 +308,7 @@ def test_append_literal_events():
         (b"FROM smith", c.SearchHeader("from", "smith")), (b'TO "a b"', c.SearchHeader("to", "a b")),
         (b"CC x", c.SearchHeader("cc", "x")), (b"BCC x", c.SearchHeader("bcc", "x")),
         (b"SUBJECT {5+}\r\nhello", c.SearchHeader("subject", "hello")),
-        (b'HEADER Message-ID "<a@b>"', c.SearchHeader("message-id", "<a@b>")),
+        (b'HEADER Message-ID "<a@b>"', c.SearchHeader("message-id", "<a@b>", by_name=True)),
         (b"BODY urgent", c.SearchText("body", "urgent")), (b"TEXT urgent", c.SearchText("text", "urgent")),
         (b"UID 1:*", c.SearchSeq(S(((1, None),)), uid=True)), (b"2,4:6", c.SearchSeq(S(((2, 2), (4, 6))))),
         (b"$", c.SearchSeq(S(saved=True))), (b"NOT SEEN", c.SearchNot(c.SearchFlag("\\Seen"))),

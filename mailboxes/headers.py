@@ -234,6 +234,8 @@ def _mailbox(toks, i: int, stops: str, hint: str | None) -> tuple[Address | None
     if angle is not None:
         name = _join(phrase, True) or None
         adl, local, host = _addr_spec(angle)
+    elif not phrase:
+        return None, i   # only comments: CFWS, not a mailbox (RFC 5322 §3.2.2), e.g. "group: (foo) ;"
     else:
         adl, local, host = _addr_spec(phrase)
         name = comments[-1].strip() if comments and comments[-1].strip() else None

@@ -10,6 +10,11 @@ Implementation notes
 - Offsets are octets of the stored blob. They equal what IMAP clients count only if the blob
   has CRLF line ends (as SMTP and APPEND deliver); LF-only input is indexed but not rewritten.
 - Part numbering follows RFC 3501 §6.4.5; see `find_part`, `iter_parts` and `section_range`.
+- ENVELOPE (RFC 3501 §7.4.2) takes the first Date, Subject, In-Reply-To and Message-ID, and the
+  addresses of every From, Sender, Reply-To, To, Cc and Bcc field in header order, each field
+  parsed on its own (Cyrus concatenates the same way; Dovecot keeps only the last field of each,
+  so the recipients of an earlier Cc vanish there). RFC 5322 §3.6 allows one of each; broken
+  mail repeats them. Stored parses are not redone: older messages keep the envelope they got.
 """
 
 from __future__ import annotations
@@ -161,15 +166,22 @@ class ParsedMessage:
 _STRUCTURE_FIELDS = frozenset({
     "content-type", "content-transfer-encoding", "content-disposition", "content-id",
     "content-description", "content-md5", "content-language", "content-location",
-    "date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id",
+    "date", "subject", "in-reply-to", "message-id",
 })
+# Envelope address fields: every occurrence is read (RFC 5322 §3.6 allows one of each; broken mail
+# repeats To and Cc, and a recipient in the second field must not vanish from ENVELOPE).
+_ENVELOPE_ADDRESS_FIELDS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc"})
 
 
-def _first_fields(raw: bytes, fields: list[list]) -> dict[str, str]:
-    values: dict[str, str] = {}
+def _first_fields(raw: bytes, fields: list[list]) -> dict:
+    """Name -> value of the first occurrence; for an envelope address field, name -> all values in order."""
+    values: dict = {}
     for field in fields:
-        if field[0] in _STRUCTURE_FIELDS and field[0] not in values:
-            values[field[0]] = field_value(raw, field)
+        name = field[0]
+        if name in _ENVELOPE_ADDRESS_FIELDS:
+            values.setdefault(name, []).append(field_value(raw, field))
+        elif name in _STRUCTURE_FIELDS and name not in values:
+            values[name] = field_value(raw, field)
     return values
 
 
@@ -231,18 +243,25 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
-def _envelope(values: dict[str, str], hint: str | None) -> Envelope:
-    """RFC 3501 §7.4.2 ENVELOPE from the first occurrence of each header."""
-    from_ = parse_addresses(values.get("from"), hint)
+def _addresses(values: dict, name: str, hint: str | None) -> tuple[Address, ...]:
+    """The addresses of every `name` field in header order, each field parsed on its own
+    (an unterminated quote or comment in one field cannot swallow the next)."""
+    return tuple(a for value in values.get(name, ()) for a in parse_addresses(value, hint))
+
+
+def _envelope(values: dict, hint: str | None) -> Envelope:
+    """RFC 3501 §7.4.2 ENVELOPE: the first Date, Subject, In-Reply-To and Message-ID; the addresses
+    of all From, Sender, Reply-To, To, Cc and Bcc fields, concatenated in header order."""
+    from_ = _addresses(values, "from", hint)
     subject = values.get("subject")
     date = values.get("date")
     return Envelope(
         date=date, subject=subject, from_=from_,
-        sender=parse_addresses(values.get("sender"), hint) or from_,
-        reply_to=parse_addresses(values.get("reply-to"), hint) or from_,
-        to=parse_addresses(values.get("to"), hint),
-        cc=parse_addresses(values.get("cc"), hint),
-        bcc=parse_addresses(values.get("bcc"), hint),
+        sender=_addresses(values, "sender", hint) or from_,
+        reply_to=_addresses(values, "reply-to", hint) or from_,
+        to=_addresses(values, "to", hint),
+        cc=_addresses(values, "cc", hint),
+        bcc=_addresses(values, "bcc", hint),
         in_reply_to=values.get("in-reply-to"), message_id=values.get("message-id"),
         subject_decoded="" if subject is None else decode_header_value(subject, hint),
         date_parsed=_parse_date(date),
@@ -291,7 +310,7 @@ class _TreeBuilder:
         return tuple(out)
 
     def entity(self, start: int, end: int, depth: int, default: tuple[str, str]) -> tuple[BodyPart, dict]:
-        """The entity at raw[start:end] and its first-occurrence header values."""
+        """The entity at raw[start:end] and its header values (see _first_fields)."""
         raw = self.raw
         self.parts_left -= 1
         fields, body_start = scan_header(raw, start, end)

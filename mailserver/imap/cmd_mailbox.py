@@ -166,10 +166,18 @@ async def create(s: Session, tag: str, cmd: c.Create) -> Ok:  # RFC 3501 §6.3.3
     return Ok("CREATE completed")
 
 
-async def delete(s: Session, tag: str, cmd: c.Delete) -> Ok:  # RFC 3501 §6.3.4
+async def delete(s: Session, tag: str, cmd: c.Delete) -> Ok:  # RFC 3501 §6.3.4, RFC 9051 §6.3.4
     if cmd.mailbox == "INBOX":
         raise No("INBOX cannot be deleted", r.CANNOT)
-    mb = await resolve(s, cmd.mailbox, need="x")
+    try:
+        mb = await resolve(s, cmd.mailbox, need="x")
+    except No:
+        # RFC 9051 §6.3.4, §7.1: a name that is only a level above others (\Noselect) is
+        # refused with HASCHILDREN; rev1 clients keep NONEXISTENT.
+        if s.rev2 and any(e.name == cmd.mailbox and e.mailbox is None and e.has_children
+                          for e in await names.tree(s.services.store, _account(s))):
+            raise No("Name has inferior hierarchical names", r.HASCHILDREN) from None
+        raise
     if isinstance(s.state, Selected) and s.state.mailbox.folder.ref == mb.folder.ref:
         s.leave_selected()
     await s.services.store.delete_folder(mb.owner, mb.folder.name)

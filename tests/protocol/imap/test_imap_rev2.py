@@ -204,3 +204,19 @@ def test_imapclient_with_imap4rev2_enabled(server):
         assert c.folder_status("INBOX", ["MESSAGES", "DELETED"]) == {b"MESSAGES": 2, b"DELETED": 1}
     finally:
         c.logout()
+
+
+@pytest.mark.parametrize("rev2", [False, True])
+def test_delete_of_a_level_that_only_has_children(server, rev2):
+    c = _client(server, rev2)
+    try:
+        c.cmd(b"a CREATE Trips/2026")
+        assert c.cmd(b"b DELETE Trips")[1] == b"b OK DELETE completed\r\n"
+        assert c.cmd(b'c LIST "" "Trips*"')[0] == [b'* LIST (\\Noselect \\HasChildren) "/" Trips\r\n',
+                                                  b'* LIST (\\HasNoChildren) "/" Trips/2026\r\n']
+        # RFC 9051 §6.3.4, §7.1: deleting a \Noselect name with inferiors is NO [HASCHILDREN].
+        code = b"HASCHILDREN] Name has inferior hierarchical names" if rev2 else b"NONEXISTENT] Mailbox does not exist"
+        assert c.cmd(b"d DELETE Trips")[1] == b"d NO [" + code + b"\r\n"
+        assert c.cmd(b"e DELETE Nowhere")[1] == b"e NO [NONEXISTENT] Mailbox does not exist\r\n"
+    finally:
+        c.close()

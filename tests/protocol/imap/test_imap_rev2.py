@@ -220,3 +220,19 @@ def test_delete_of_a_level_that_only_has_children(server, rev2):
         assert c.cmd(b"e DELETE Nowhere")[1] == b"e NO [NONEXISTENT] Mailbox does not exist\r\n"
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("rev2", [False, True])
+def test_idle_announces_new_mail_without_recent_in_rev2(server, rev2):
+    c = _client(server, rev2)
+    try:
+        c.cmd(b"a SELECT INBOX")
+        c.send(b"i IDLE\r\n")
+        assert c.line().startswith(b"+ ")
+        server.deliver("alice", message("while idle", msgid="r2-idle"))
+        assert c.line() == b"* 1 EXISTS\r\n"
+        c.send(b"DONE\r\n")
+        rest, tagged = c.until(b"i")
+        assert rest == ([] if rev2 else [b"* 1 RECENT\r\n"]) and tagged == b"i OK IDLE terminated\r\n"
+    finally:
+        c.close()

@@ -285,7 +285,9 @@ async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Ok:  # RFC 3501 §6.3.9
     return Ok("LSUB completed")
 
 
-async def status(s: Session, tag: str, cmd: c.Status) -> Ok:  # RFC 3501 §6.3.10
+async def status(s: Session, tag: str, cmd: c.Status) -> Ok:  # RFC 3501 §6.3.10, RFC 9051 §6.3.11
+    # RECENT is not in IMAP4rev2's grammar; a rev2 session asking for it is answered anyway
+    # (lenient, as for the RECENT/NEW/OLD search keys): the count nobody has been told of.
     mb = await resolve(s, cmd.mailbox, need="r")
     if "HIGHESTMODSEQ" in cmd.items:
         s.enable_condstore()  # RFC 7162 §3.1

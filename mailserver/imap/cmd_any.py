@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 SERVER_ID = (("name", "Postroom"), ("vendor", "Postroom"), ("version", "0.1.0"))
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
-ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT"}
+ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
+_SPELLING = {"IMAP4REV2": "IMAP4rev2"}  # as CAPABILITY spells it (names are case-insensitive, RFC 5161 §3.1)
 
 
 async def capability(s: Session, tag: str, cmd: c.Capability) -> Ok:  # RFC 3501 §6.1.1
@@ -115,10 +116,12 @@ async def _login(s: Session, username: str, password: str) -> None:
 async def enable(s: Session, tag: str, cmd: c.Enable) -> Ok:  # RFC 5161 §3.1
     newly = []
     for cap in cmd.capabilities:
-        if cap in ENABLEABLE and cap not in s.enabled:
+        cap = _SPELLING.get(cap, cap)
+        if cap.upper() in ENABLEABLE and cap not in s.enabled:
             s.enabled.add(cap)
             newly.append(cap)
-            if cap == "UTF8=ACCEPT":  # RFC 6855 §3: mailbox names are UTF-8 from now on
+            # RFC 6855 §3, RFC 9051 §5.1: mailbox names are UTF-8 from now on
+            if cap in ("UTF8=ACCEPT", "IMAP4rev2"):
                 s.wire.parser.utf8_names = True
             if cap in ("CONDSTORE", "QRESYNC"):  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
                 s.enable_condstore()

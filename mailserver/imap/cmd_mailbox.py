@@ -78,8 +78,10 @@ async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 
     try:
         folder, modseq, metas = await s.services.snapshots.load(ref)
         # RFC 3501 §2.3.2: recent for the first read-write session to see them, in any process.
+        # IMAP4rev2 has no \Recent (RFC 9051 Appendix E): a rev2 session takes none.
         top = max((m.uid for m in metas), default=0)
-        start = await store.claim_recent(ref, top, read_only=read_only)
+        start = top if s.rev2 else await store.claim_recent(ref, top, read_only=read_only)
+        listing = await _list_line(s, mb) if s.rev2 else b""
     except BaseException:
         listener.close()
         raise
@@ -89,10 +91,13 @@ async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 
     w = s.wire
     w.write(view.flags_response())
     w.write(bytes(r.Untagged("OK", "Flags permitted", r.Code.permanentflags(permanent_flags(mb, read_only)))))
-    w.write(b"* %d EXISTS\r\n* %d RECENT\r\n" % (view.exists, len(recent)))
-    unseen = view.first_unseen()
-    if unseen is not None:
-        w.write(bytes(r.Untagged("OK", f"First unseen is {unseen}", r.Code.unseen(unseen))))
+    if s.rev2:  # RFC 9051 §6.3.2: LIST for the mailbox; no RECENT, no [UNSEEN]
+        w.write(b"* %d EXISTS\r\n" % view.exists + listing)
+    else:
+        w.write(b"* %d EXISTS\r\n* %d RECENT\r\n" % (view.exists, len(recent)))
+        unseen = view.first_unseen()
+        if unseen is not None:
+            w.write(bytes(r.Untagged("OK", f"First unseen is {unseen}", r.Code.unseen(unseen))))
     w.write(bytes(r.Untagged("OK", "UIDs valid", r.Code.uidvalidity(view.uidvalidity))))
     w.write(bytes(r.Untagged("OK", "Predicted next UID", r.Code.uidnext(view.uidnext))))
     w.write(bytes(r.Untagged("OK", "Highest", r.Code.highestmodseq(view.modseq))))  # RFC 7162 §3.1.2.1
@@ -101,6 +106,13 @@ async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 
         await _qresync(s, view, cmd.qresync)
     code = r.READ_ONLY if read_only else r.READ_WRITE
     return Ok(f"{cmd.NAME} completed", code)
+
+
+async def _list_line(s: Session, mb: Mailbox) -> bytes:
+    """``* LIST (\\HasNoChildren) "/" INBOX``: the selected mailbox's LIST response (RFC 9051 §6.3.2)."""
+    children = names.ancestors(e.name for e in await names.tree(s.services.store, _account(s)) if e.listed)
+    entry = names.Entry(mb.name, mb, subscribed=False, has_children=mb.name in children)
+    return bytes(r.ListItem(names.attributes(entry, extended=True), names.DELIMITER, mb.name, utf8=s.utf8))
 
 
 async def _qresync(s: Session, view: SelectedMailbox, q: c.QResync) -> None:
@@ -154,10 +166,18 @@ async def create(s: Session, tag: str, cmd: c.Create) -> Ok:  # RFC 3501 §6.3.3
     return Ok("CREATE completed")
 
 
-async def delete(s: Session, tag: str, cmd: c.Delete) -> Ok:  # RFC 3501 §6.3.4
+async def delete(s: Session, tag: str, cmd: c.Delete) -> Ok:  # RFC 3501 §6.3.4, RFC 9051 §6.3.4
     if cmd.mailbox == "INBOX":
         raise No("INBOX cannot be deleted", r.CANNOT)
-    mb = await resolve(s, cmd.mailbox, need="x")
+    try:
+        mb = await resolve(s, cmd.mailbox, need="x")
+    except No:
+        # RFC 9051 §6.3.4, §7.1: a name that is only a level above others (\Noselect) is
+        # refused with HASCHILDREN; rev1 clients keep NONEXISTENT.
+        if s.rev2 and any(e.name == cmd.mailbox and e.mailbox is None and e.has_children
+                          for e in await names.tree(s.services.store, _account(s))):
+            raise No("Name has inferior hierarchical names", r.HASCHILDREN) from None
+        raise
     if isinstance(s.state, Selected) and s.state.mailbox.folder.ref == mb.folder.ref:
         s.leave_selected()
     await s.services.store.delete_folder(mb.owner, mb.folder.name)
@@ -265,7 +285,9 @@ async def lsub(s: Session, tag: str, cmd: c.Lsub) -> Ok:  # RFC 3501 §6.3.9
     return Ok("LSUB completed")
 
 
-async def status(s: Session, tag: str, cmd: c.Status) -> Ok:  # RFC 3501 §6.3.10
+async def status(s: Session, tag: str, cmd: c.Status) -> Ok:  # RFC 3501 §6.3.10, RFC 9051 §6.3.11
+    # RECENT is not in IMAP4rev2's grammar; a rev2 session asking for it is answered anyway
+    # (lenient, as for the RECENT/NEW/OLD search keys): the count nobody has been told of.
     mb = await resolve(s, cmd.mailbox, need="r")
     if "HIGHESTMODSEQ" in cmd.items:
         s.enable_condstore()  # RFC 7162 §3.1

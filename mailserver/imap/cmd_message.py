@@ -69,10 +69,11 @@ async def search(s: Session, tag: str, cmd: c.Search) -> Ok:  # RFC 3501 §6.4.4
     if ctx.used_modseq:
         s.enable_condstore()
     res = result(ctx, found, uid=cmd.uid)
-    if cmd.return_options is None:
+    if cmd.return_options is None and not s.rev2:
         s.wire.write(bytes(r.SearchData(res.numbers, res.modseq)))
         return Ok(f"{cmd.name} completed")
-    opts = cmd.return_options or ("ALL",)  # RFC 4731 §3.1: RETURN () means ALL
+    # RFC 4731 §3.1: RETURN () means ALL; IMAP4rev2 answers a plain SEARCH so too (RFC 9051 §6.4.4)
+    opts = cmd.return_options or ("ALL",)
     if "SAVE" in opts:
         s.saved = esearch_saved(res, opts)
     if set(opts) != {"SAVE"}:  # RFC 5182 §2.4: SAVE alone returns no ESEARCH

@@ -162,7 +162,8 @@ class SelectedMailbox:
         """Fold in what changed since the view's MODSEQ; the untagged lines to send now.
 
         Order: FLAGS (new keywords), FETCH for flag changes (numbered in the view as the client
-        knows it), then EXPUNGE/VANISHED when allowed, then EXISTS and RECENT for new mail.
+        knows it), then EXPUNGE/VANISHED when allowed, then EXISTS and RECENT for new mail
+        (``claim_recent`` None: no RECENT, as IMAP4rev2 has none).
         """
         out: list[bytes] = []
         self.modseq = max(self.modseq, changes.highestmodseq)
@@ -195,10 +196,10 @@ class SelectedMailbox:
             self.metas += new
             self.uids += [m.uid for m in new]
             self.uidnext = max(self.uidnext, self.uids[-1] + 1)
-            if claim_recent is not None:
-                self.recent |= claim_recent([m.uid for m in new])
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
-            out.append(b"* %d RECENT\r\n" % len(self.recent))
+            if claim_recent is not None:  # None: IMAP4rev2, which has no RECENT response (RFC 9051 Appendix E)
+                self.recent |= claim_recent([m.uid for m in new])
+                out.append(b"* %d RECENT\r\n" % len(self.recent))
         return out
 
     def unsolicited_fetch(self, i: int, condstore: bool) -> bytes:

@@ -9,6 +9,9 @@ Implementation notes (invariants)
 - Untagged updates for the selected mailbox are written after the handler and before its
   tagged reply (``sync``), with RFC 3501 §7.4.1's rule on EXPUNGE: not after FETCH, STORE
   or SEARCH (their UID forms may carry it).
+- IMAP4rev2 (RFC 9051) is advertised beside IMAP4rev1 and is on only after ``ENABLE IMAP4rev2``
+  (``rev2``): then no \\Recent or RECENT, SELECT sends LIST, SEARCH answers ESEARCH, names are
+  UTF-8. A client that does not enable it gets rev1 behaviour byte for byte.
 - The session does no socket I/O itself: it writes bytes to, and asks for parser events
   from, a ``Wire`` that the asyncio adapter (server.py) provides.
 """
@@ -182,7 +185,7 @@ NEEDS_READ = frozenset({c.Expunge, c.UidExpunge, c.Search, c.Fetch, c.Store, c.C
 RECHECKED = NEEDS_READ | {c.Close}
 MAILBOX_GONE = "Selected mailbox was deleted, have to disconnect"
 
-BASE_CAPS = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
+BASE_CAPS = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE")
 FULL_CAPS = (
     "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE",
     "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "BINARY",
@@ -222,7 +225,12 @@ class Session:
 
     @property
     def utf8(self) -> bool:
-        return "UTF8=ACCEPT" in self.enabled
+        return "UTF8=ACCEPT" in self.enabled or self.rev2  # RFC 9051 §5.1: rev2 names are UTF-8
+
+    @property
+    def rev2(self) -> bool:
+        """IMAP4rev2 behaviour (RFC 9051 §6.3.1): only after ``ENABLE IMAP4rev2``; rev1 clients see none of it."""
+        return "IMAP4rev2" in self.enabled
 
     def plaintext_ok(self) -> bool:
         """LOGIN / AUTHENTICATE PLAIN allowed: over TLS, or from loopback when configured (RFC 3501 §6.2.3)."""
@@ -401,7 +409,7 @@ class Session:
         top = view.uids[-1] if view.uids else 0
         new = [m.uid for m in changes.changed if m.uid > top]
         mine: set[int] = set()
-        if new:
+        if new and not self.rev2:  # RFC 9051 has no \Recent: a rev2 session claims none
             try:
                 start = await self.services.store.claim_recent(st.mailbox.folder.ref, max(new),
                                                                read_only=view.read_only)
@@ -409,6 +417,6 @@ class Session:
                 raise SessionEnd("selected mailbox deleted", MAILBOX_GONE) from None
             mine = {u for u in new if u > start}
         lines = view.apply(changes, allow_expunge=allow_expunge, condstore=self.condstore,
-                           qresync=self.qresync, claim_recent=lambda uids: mine & set(uids))
+                           qresync=self.qresync, claim_recent=None if self.rev2 else lambda uids: mine & set(uids))
         if lines:
             self.wire.writelines(lines)

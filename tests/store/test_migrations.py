@@ -37,3 +37,62 @@ async def test_migrated_schema_matches_the_declared_one(storage_url):
         await mb.close()
     mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
     await mb.close()
+
+
+def _objects(sync_conn) -> dict[str, set]:
+    """Every table (full-text ones included) with its columns and indexes, as the database reports them."""
+    from sqlalchemy import inspect
+
+    insp = inspect(sync_conn)
+    out = {}
+    for name in insp.get_table_names():
+        if name.endswith(("_data", "_idx", "_content", "_docsize", "_config")) and name.startswith("blob_"):
+            continue  # FTS5's shadow tables follow their virtual table
+        cols = {(c["name"], str(c["type"]).split("(")[0], c["nullable"]) for c in insp.get_columns(name)}
+        idx = {(i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(name)}
+        out[name] = (cols, idx)
+    return out
+
+
+async def _build(url: str, chain: bool):
+    from mailboxes import migrations
+    from mailboxes.db import open_database
+
+    db = open_database(url)
+    try:
+        async with db.migrating() as conn:
+            for schema in ("directory", "mail"):
+                await conn.run_sync(lambda c, s=schema: migrations.upgrade(c, s, chain=chain))
+        async with db.read() as conn:
+            objects = await conn.run_sync(_objects)
+            diffs = [await conn.run_sync(_diff, md, table)
+                     for md, table in ((directory_metadata, SCHEMAS["directory"]), (mail_metadata, SCHEMAS["mail"]))]
+            versions = [(await conn.exec_driver_sql(f"SELECT version_num FROM {t}")).scalar() for t in SCHEMAS.values()]
+        return objects, diffs, versions
+    finally:
+        await db.dispose()
+
+
+async def test_a_new_database_built_in_one_step_equals_one_built_by_every_revision(storage_url, request, tmp_path):
+    """A new database skips the revision chain (create + stamp); the chain must give the same schema."""
+    import uuid
+
+    import asyncpg
+
+    if storage_url.startswith("sqlite"):
+        other = f"sqlite:///{tmp_path}/one-step.db"
+    else:
+        srv = request.getfixturevalue("pg")
+        name = "t_" + uuid.uuid4().hex[:12]
+        admin = await asyncpg.connect(host="127.0.0.1", port=srv.port, user="postgres", database="postgres")
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        other = srv.url(name)
+    chained, chain_diffs, chain_versions = await _build(storage_url, chain=True)
+    direct, direct_diffs, direct_versions = await _build(other, chain=False)
+    assert chain_diffs == [[], []] and direct_diffs == [[], []]
+    assert chain_versions == direct_versions and None not in direct_versions
+    assert chained == direct
+    assert {"blob_fts" if storage_url.startswith("sqlite") else "blob_search", "blob_text"} <= set(direct)

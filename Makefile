@@ -36,8 +36,9 @@ run: $(STAMP)
 test: deps $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The fast layers on both cores (pytest-xdist); the hostile suites and interop need `make test`.
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not interop and not pg" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 -m "not slow and not interop and not pg" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/store_bench.py

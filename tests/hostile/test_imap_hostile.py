@@ -25,6 +25,8 @@ from mailboxes.model import Flag
 from mailserver.app import GC_THRESHOLDS
 from tests.protocol.imap.harness import PASSWORD, ImapServer
 
+pytestmark = pytest.mark.slow  # a 10,000-message folder; `make test` runs it, `make test-quick` leaves it out
+
 N = 10_000
 UNIQUE = 1_000  # distinct messages; the folder holds N (copies share their stored bodies)
 MAX_STALL = 0.2  # seconds
@@ -249,7 +251,6 @@ def test_deep_nesting_is_refused(alice, nest):
     assert tagged.startswith(b"s1 BAD")
 
 
-@pytest.mark.slow
 def test_copy_and_move_everything(alice):
     alice.cmd(b"c0 SELECT INBOX")
     _, tagged = alice.cmd(b"c1 COPY 1:* Copies")
@@ -275,7 +276,6 @@ def test_qresync_with_a_huge_known_uids_set(alice):
     assert tagged.startswith(b"q3 OK") and any(u.startswith(b"* VANISHED (EARLIER)") for u in untagged)
 
 
-@pytest.mark.slow
 def test_fetch_amplification(alice):
     alice.cmd(b"f0 SELECT Big")
     many_partials = b" ".join(b"BODY.PEEK[]<%d.2002000>" % k for k in range(200))
@@ -318,7 +318,6 @@ def test_a_one_gigabyte_literal_announced(bounded):
     c.close()
 
 
-@pytest.mark.slow
 def test_a_hundred_thousand_pipelined_noops(alice):
     count = 100_000
     sender = threading.Thread(target=alice.sock.sendall, args=(b"n NOOP\r\n" * count + b"e NOOP\r\n",))

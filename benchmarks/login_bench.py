@@ -1,7 +1,7 @@
 """Login benchmark: 500 IMAP clients logging in at once, and the median time of one LOGIN, cold and warm.
 
 Usage: .venv/bin/python benchmarks/login_bench.py [--clients 500] [--users 50] [--runs 20] [--no-dovecot]
-       [--argon2 TIME,MEMORY_KIB,LANES]   (default: the configured default cost, RFC 9106 low-memory)
+       [--argon2 TIME,MEMORY_KIB,LANES]   (default: the configured default cost, OWASP 2,19456,1)
 
 The server runs as a separate process (`postroom serve`) on loopback with imap_bench's settings
 and the default [auth] and auth throttle settings (so the throttle's per-address slots are in

@@ -66,7 +66,8 @@ async def reindex_partition(store, partition: str, progress: Callable[[int], Non
                 t.blobs.c.id > last).order_by(t.blobs.c.id).limit(REINDEX_BATCH))).all()
         if not rows:
             return done
-        items = [(r.id, bytes(r.data) if r.data is not None else await store.blob_dir.read(bytes(r.sha256)))
+        files = store.files(partition)  # the partition's own subdirectory (cleanup.py layout)
+        items = [(r.id, bytes(r.data) if r.data is not None else await files.read(bytes(r.sha256)))
                  for r in rows]
         async with db.write() as conn:
             await conn.run_sync(rewrite, items)

@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from argon2 import PasswordHasher  # noqa: E402
 
+from mailboxes.passwords import DEFAULT_COST  # noqa: E402
+
 from benchmarks import imap_bench  # noqa: E402
 from benchmarks.imap_bench import Server, dovecot_up, free_port, raise_fd_limit  # noqa: E402
 from mailboxes.partitions import StorageConfig  # noqa: E402
@@ -59,7 +61,7 @@ def write_config(data: Path, port: int, argon2: tuple[int, int, int] | None) -> 
 
 async def populate(data: Path, users: int, cold: int, argon2: tuple[int, int, int] | None) -> None:
     """Accounts storm0..storm{users-1} and cold0..cold{cold-1}, hashed at the server's cost."""
-    hasher = PasswordHasher(*argon2) if argon2 else PasswordHasher()
+    hasher = PasswordHasher(*argon2) if argon2 else PasswordHasher(**DEFAULT_COST)
     mb = await open_mailboxes(StorageConfig(url=f"sqlite:///{data}/postroom.db"), hasher=hasher)
     try:
         await mb.directory.add_domain("city.test")
@@ -116,7 +118,7 @@ def ratio(ours: float, peer: float | None) -> str:
 async def amain(args: argparse.Namespace, data: Path) -> None:
     raise_fd_limit()
     argon2 = tuple(int(x) for x in args.argon2.split(",")) if args.argon2 else None
-    cost = "t=%d m=%d KiB p=%d" % (argon2 or (3, 65536, 4))
+    cost = "t=%d m=%d KiB p=%d" % (argon2 or tuple(DEFAULT_COST.values()))
     port = free_port()
     cfg = write_config(data, port, argon2)
     print(f"building {args.users + args.runs} accounts (Argon2id {cost}) in {data} ...", flush=True)

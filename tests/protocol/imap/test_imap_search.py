@@ -9,10 +9,18 @@ from imapclient import IMAPClient
 
 from tests.unit.mime.samples import GBK_SUBJECT, gbk_message
 
-from .harness import PASSWORD, Raw, message
+from .harness import PASSWORD, ImapServer, Raw, message
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module: its tests only read the folder (one server per test cost most of their time)."""
+    srv = ImapServer(tmp_path_factory.mktemp("search")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
 def box(server):
     """INBOX: 1 budget (seen, flagged), 2 会议通知 (answered), 3 GBK tax notice, 4 big draft, 5 deleted+keyword."""
     server.deliver("alice", message("Budget review", "Numbers for the quarterly budget.", sender="bob@city.test",

@@ -14,10 +14,18 @@ import imaplib
 import pytest
 from imapclient import IMAPClient
 
-from .harness import PASSWORD, message
+from .harness import PASSWORD, ImapServer, message
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module: its tests only read the folder (one server per test cost most of their time)."""
+    srv = ImapServer(tmp_path_factory.mktemp("substring")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
 def box(server):
     """1 asdfghjkl in the body; 2 zxcvbnm in the subject only; 3 comments in From; 4 zxcvbnm body, custom header;
     5 张三 display name; 6 a long body whose needle is past the substring index's cut."""

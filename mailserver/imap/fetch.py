@@ -11,6 +11,8 @@ Implementation notes
 
 from __future__ import annotations
 
+import asyncio
+
 import binascii
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,10 @@ from .states import Bad
 BATCH_MESSAGES = 500
 BATCH_OCTETS = 8 << 20
 FLUSH_OCTETS = 1 << 20  # response octets built before they are written and drained
+# Messages rendered between two turns of the event loop. A drain returns at once while the
+# socket keeps up (loopback always does), so without this a FETCH 1:* on a warm cache never
+# let other sessions run: hundreds of HEADER.FIELDS on 10,000 messages held the loop 222 ms.
+YIELD_MESSAGES = 64
 MAX_FETCH_ITEMS = 100  # distinct data items in one FETCH (each may be a whole message)
 
 
@@ -254,7 +260,9 @@ async def run_fetch(view: SelectedMailbox, indexes: Sequence[int], plan: FetchPl
                     cache.keep_header(partition, bid, raw)
         pieces: list[bytes] = []
         octets = 0
-        for i in batch:
+        for k, i in enumerate(batch, 1):
+            if k % YIELD_MESSAGES == 0:
+                await asyncio.sleep(0)
             bid = view.metas[i].blob_id
             for piece in message_pieces(i + 1, i, view, plan, rendered.get(bid),
                                         raws.get(bid, b"") if plan.raw else None, trees.get(bid), i in flags_changed):

@@ -17,6 +17,14 @@ def server(tmp_path):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory):
+    """One server for a whole module, for modules whose tests only read the folder they share."""
+    srv = ImapServer(tmp_path_factory.mktemp("module")).start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def imap(server):
     """imaplib, logged in as alice."""

@@ -9,15 +9,13 @@ from imapclient import IMAPClient
 
 from tests.unit.mime.samples import GBK_SUBJECT, gbk_message
 
-from .harness import PASSWORD, ImapServer, Raw, message
+from .harness import PASSWORD, Raw, message
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(module_server):
     """One server for the module: its tests only read the folder (one server per test cost most of their time)."""
-    srv = ImapServer(tmp_path_factory.mktemp("search")).start()
-    yield srv
-    srv.stop()
+    return module_server
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,13 @@ import imaplib
 import pytest
 from imapclient import IMAPClient
 
-from .harness import PASSWORD, ImapServer, message
+from .harness import PASSWORD, message
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(module_server):
     """One server for the module: its tests only read the folder (one server per test cost most of their time)."""
-    srv = ImapServer(tmp_path_factory.mktemp("substring")).start()
-    yield srv
-    srv.stop()
+    return module_server
 
 
 @pytest.fixture(scope="module")

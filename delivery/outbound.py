@@ -76,6 +76,27 @@ def _result(rcpt: str, code: int, text: str, host: str) -> RcptResult:
     return RcptResult(rcpt, outcome, _status(code, text, outcome), line, host)
 
 
+def needs_smtputf8(mail_from: str, rcpts: list[str], data: bytes) -> bool:
+    """Whether the next hop must offer SMTPUTF8 (RFC 6531 §3.2): a non-ASCII address, or UTF-8 header fields.
+
+    RFC 6532 §3 lets header fields carry raw UTF-8 only in an SMTPUTF8 transaction. Raw 8-bit
+    header bytes that are not UTF-8 (legacy GBK mail with no declared charset) are not
+    internationalised headers: they go as before, with 8BITMIME. Only the top-level header
+    section is read.
+    """
+    if not all(a.isascii() for a in (mail_from, *rcpts)):
+        return True
+    end = 0 if data.startswith(b"\r\n") else data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[:end]
+    if head.isascii():
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _unverified_context() -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -125,6 +146,9 @@ class Outbound:
             await client.ehlo()
             if target.tls != "none" and client.supports_extension("starttls"):
                 await client.starttls(server_hostname=target.host, tls_context=self._tls)
+                # RFC 3207 §4.2: what the server said before TLS is forgotten; ask again, or
+                # SIZE, 8BITMIME and SMTPUTF8 would look unsupported for the whole session.
+                await client.ehlo()
             elif target.tls == "required":
                 raise _NotAnswered(f"{where} does not offer STARTTLS and the route requires TLS")
             if target.auth_user:
@@ -145,7 +169,7 @@ class Outbound:
         host = target.host
         results: dict[str, RcptResult] = {}
         try:
-            utf8 = not all(a.isascii() for a in (mail_from, *rcpts))
+            utf8 = needs_smtputf8(mail_from, rcpts, data)
             opts = []
             if client.supports_extension("size"):
                 opts.append(f"SIZE={len(data)}")  # RFC 1870 §6
@@ -156,7 +180,7 @@ class Outbound:
                     # RFC 6531 §3.2: no downgrade; the message cannot go this way.
                     return [RcptResult(r, "perm", "5.6.7", "server does not support SMTPUTF8", host) for r in rcpts]
                 opts.append("SMTPUTF8")
-            enc = "utf-8" if utf8 else "ascii"
+            enc = "ascii" if all(a.isascii() for a in (mail_from, *rcpts)) else "utf-8"
             try:
                 await client.mail(mail_from, options=opts, encoding=enc)
             except aiosmtplib.SMTPResponseException as exc:

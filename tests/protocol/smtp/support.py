@@ -85,7 +85,7 @@ class Instance:
 
 
 async def start_instance(cfg: config_mod.Config, *, domains: tuple[str, ...] = ("city.test",),
-                         clock=None, dialer=None, hasher: PasswordHasher = FAST_HASHER,
+                         clock=None, dialer=None, resolver=None, hasher: PasswordHasher = FAST_HASHER,
                          hash_slots: int | None = None) -> Instance:
     if not cfg.tls_cert.exists():
         tls.make_self_signed(cfg.tls_cert, cfg.tls_key, cfg.hostname)
@@ -101,6 +101,8 @@ async def start_instance(cfg: config_mod.Config, *, domains: tuple[str, ...] = (
         kw["clock"] = clock
     if dialer is not None:
         kw["dialer"] = dialer
+    if resolver is not None:
+        kw["resolver"] = resolver
     parts = delivery_service.build(mb, cfg, **kw)
     ctx.extras["delivery"] = parts
     ctx.extras["submit"] = parts.submitter.submit

@@ -12,6 +12,8 @@ Implementation notes
   that domain or a parent of it (DMARC-style relaxed alignment, RFC 7489 §3.1.1);
   so is a From that other readers could see differently (two fields, unparseable
   and naming one of our domains).
+- A message that already has delivery.received.MAX_RECEIVED Received fields
+  is refused 554 5.4.6 (RFC 5321 §6.3 loop detection); so is one submitted.
 - DKIM is checked against locally trusted keys first (closed networks), then
   DNS if a look-up is configured. dkimpy is CPU work and, with DNS, blocking
   I/O, so it runs in a worker thread; an unsigned message skips it.
@@ -31,11 +33,11 @@ from mailboxes.headers import HeaderProblem, header_problem, lax_lines, originat
 from mailboxes.offload import offload
 
 from . import dkim
-from .envelope import LOCAL_FROM_UNVERIFIED, Reply
+from .envelope import LOCAL_FROM_UNVERIFIED, MAIL_LOOP, Reply
 from .keys import DkimKeys
 from .policy import header_reply
 from .queue import new_queue_id
-from .received import received_header
+from .received import received_header, too_many_hops
 from .submit import Client, Outcome, Submitter, header_block
 
 log = logging.getLogger("postroom.accept")
@@ -122,6 +124,9 @@ class Acceptor:
         problem = header_problem(msg.data)
         if problem is not None:
             return Outcome(qid, header_reply(problem))
+        if too_many_hops(msg.data):  # RFC 5321 §6.3: refused at the door, the sending side bounces it
+            log.info("accept queue_id=%s refused: %s", qid, MAIL_LOOP.text)
+            return Outcome(qid, MAIL_LOOP)
         data = strip_forged_results(msg.data, self.hostname)
         results = await self.verify(data)
         refused = own_domain_claim(data, await self.submitter.local_domains(), results)

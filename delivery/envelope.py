@@ -110,6 +110,8 @@ BAD_ARGUMENTS = Reply(501, "5.5.4", "Invalid command arguments")
 # RFC 6531 §3.5, RFC 3463 X.6.7: a non-ASCII address without SMTPUTF8.
 NON_ASCII_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 
+# RFC 5321 §6.3, RFC 3463 X.4.6 routing loop detected: more Received fields than delivery.received allows.
+MAIL_LOOP = Reply(554, "5.4.6", "Too many hops: mail loop detected")
 # RFC 3463 §3.4 X.3.0: other or undefined mail system status.
 TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
 # RFC 3463 §3.8 X.7.2: the sender may not post to this list.

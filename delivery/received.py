@@ -12,13 +12,29 @@ import re
 from datetime import datetime
 from email.utils import format_datetime
 
-__all__ = ["received_header", "with_protocol"]
+from mailboxes.headers import MAX_HEADER_BLOCK, scan_header
+
+__all__ = ["MAX_RECEIVED", "hop_count", "received_header", "too_many_hops", "with_protocol"]
 
 MAX_COMMENT = 200  # characters of client-supplied text kept in a comment
+# RFC 5321 §6.3: a loop is found by counting Received fields; the limit "SHOULD be at least 100".
+# A message may carry at most this many, ours included: one that arrives with MAX_RECEIVED is refused.
+MAX_RECEIVED = 100
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN_RE = re.compile(rf"\A{_LABEL}(?:\.{_LABEL})*\.?\Z")
 _ATOM_RE = re.compile(r"\A[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,128}\Z")  # RFC 5322 §3.2.3 atom
+
+
+def hop_count(data: bytes) -> int:
+    """How many top-level Received fields `data` has (read as every other header reader reads them)."""
+    fields, _ = scan_header(data, 0, min(len(data), MAX_HEADER_BLOCK + 1))
+    return sum(1 for f in fields if f[0] == "received")
+
+
+def too_many_hops(data: bytes, *, adding: int = 1) -> bool:
+    """True when `data` with `adding` more Received fields would pass MAX_RECEIVED (RFC 5321 §6.3)."""
+    return hop_count(data) + adding > MAX_RECEIVED
 
 
 def with_protocol(*, esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool = False) -> str:

@@ -45,13 +45,13 @@ from mailboxes.store import INBOX, Delivery
 
 from . import dkim, dsn
 from .envelope import (
-    GROUP_POST_DENIED, OVER_QUOTA_PERM, OVER_QUOTA_TEMP, SENDER_NOT_ALLOWED, TEMPORARY_FAILURE, UNKNOWN_USER,
+    GROUP_POST_DENIED, MAIL_LOOP, OVER_QUOTA_PERM, OVER_QUOTA_TEMP, SENDER_NOT_ALLOWED, TEMPORARY_FAILURE, UNKNOWN_USER,
     Reply, ok_queued,
 )
 from .keys import DkimKeys
 from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, header_reply, parse_path
 from .queue import NewEntry, Queue, new_queue_id
-from .received import received_header
+from .received import received_header, too_many_hops
 
 log = logging.getLogger("postroom.submit")
 
@@ -303,6 +303,8 @@ class Submitter:
         problem = header_problem(sub.data)
         if problem is not None:
             return self._logged(sub, Outcome(qid, header_reply(problem)))
+        if too_many_hops(sub.data):  # RFC 5321 §6.3
+            return self._logged(sub, Outcome(qid, MAIL_LOOP))
         if sub.account is not None:
             allowed = await self.directory.sender_addresses(sub.account)
             bad = await self.check_submitter(sub.account, sub.mail_from)

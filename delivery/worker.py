@@ -9,6 +9,8 @@ Implementation notes (invariants):
   `warn_after`; a permanent failure, or expiry, bounces (RFC 3464). The DSN is
   committed before the row is settled: a crash in between repeats the DSN
   rather than losing it.
+- A queued message with more than MAX_RECEIVED Received fields is bounced
+  5.4.6 without an attempt (RFC 5321 §6.3), wherever it was going.
 - Woken by `poke()` (new mail queued here, `postroom queue retry`, tests),
   else at the next due time, else every IDLE_POLL_SECONDS (rows other nodes
   queued). Time comes from the injected clock, so tests move it by hand.
@@ -24,9 +26,10 @@ from datetime import datetime, timedelta
 from mailboxes.errors import NotFound
 
 from . import dsn
-from .envelope import Reply
+from .envelope import MAIL_LOOP, Reply
 from .outbound import Outbound, RcptResult
 from .queue import FAILED, QUEUED, SENT, Claimed, Queue, Settle
+from .received import MAX_RECEIVED, hop_count
 from .schedule import RetryPolicy, expires_at, next_attempt, should_warn_delay
 from .submit import Submitter
 
@@ -143,7 +146,9 @@ class Worker:
         async with self._slots:
             first = rows[0]
             data = await self.queue.data(first.message_id)
-            if first.domain in await self.submitter.local_domains():
+            if hop_count(data) > MAX_RECEIVED:  # RFC 5321 §6.3: a loop; bounce rather than pass it on
+                results, via = [RcptResult(r.rcpt, "perm", MAIL_LOOP.enhanced, str(MAIL_LOOP)) for r in rows], "-"
+            elif first.domain in await self.submitter.local_domains():
                 results, via = await self._local(rows, data), "local"
             else:
                 results, via = await self.outbound.send(first.mail_from, [r.rcpt for r in rows], data, first.domain)

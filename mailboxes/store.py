@@ -337,6 +337,9 @@ class Store:
         new = normalise_folder_name(new)
         if new == INBOX:
             raise AlreadyExists("INBOX already exists")
+        if src.name != INBOX and new.startswith(src.name + DELIMITER):
+            # A folder cannot become its own descendant (the tree would hang from itself); Dovecot refuses too.
+            raise InvalidInput(f"Cannot rename {src.name} into its own child folder")
         try:
             await self.folder(account, new)
             raise AlreadyExists(f"folder {new} already exists")

@@ -814,12 +814,18 @@ class Store:
             self.bus.publish(ref, FolderChanged(ref, hm, "flags"))
         return changed_metas, sorted(failed)
 
-    async def expunge(self, ref: FolderRef, uids: Iterable[int] | None = None) -> list[int]:
-        """Remove \\Deleted messages (only among `uids` when given: UID EXPUNGE, RFC 4315 §2.1)."""
+    async def expunge(self, ref: FolderRef, uids: Iterable[int] | None = None, *,
+                      deleted_only: bool = True) -> list[int]:
+        """Remove \\Deleted messages (only among `uids` when given: UID EXPUNGE, RFC 4315 §2.1).
+
+        ``deleted_only=False`` removes the `uids` whatever their flags (MOVE's second half).
+        """
         db = await self._db(ref.partition)
         c = t.messages.c
         async with db.write() as conn:
-            where = and_(c.folder_id == ref.id, c.flags.op("&")(int(Flag.DELETED)) != 0)
+            where = c.folder_id == ref.id
+            if deleted_only or uids is None:
+                where = and_(where, c.flags.op("&")(int(Flag.DELETED)) != 0)
             if uids is not None:
                 uids = list(uids)
                 if not uids:
@@ -916,13 +922,17 @@ class Store:
 
     async def move(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
                    ) -> tuple[int, list[tuple[int, int]]]:
-        """MOVE (RFC 6851): copy, then expunge the sources (the copy is committed first)."""
+        """MOVE (RFC 6851): copy, then expunge the sources (the copy is committed first).
+
+        The sources are removed without ever being flagged \\Deleted: other sessions see the
+        EXPUNGE and nothing before it, and a crash between the two commits leaves the message
+        unchanged in the source (RFC 6851 §3.3: each message moved or unaffected, none lost).
+        """
         uids = sorted(set(uids))
         uidv, pairs = await self.copy(account, src, uids, dest)
         moved = [s for s, _ in pairs]
         if moved:
-            await self.store_flags(src, moved, "add", int(Flag.DELETED))
-            await self.expunge(src, moved)
+            await self.expunge(src, moved, deleted_only=False)
         return uidv, pairs
 
 

@@ -11,7 +11,9 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from .harness import Raw, message
+import pytest
+
+from .harness import ImapServer, Raw, message
 
 SESSIONS = 8
 APPENDS = 25
@@ -32,7 +34,16 @@ def append(c: Raw, tag: bytes, folder: bytes, raw: bytes) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def test_concurrent_appends_get_unique_increasing_uids_and_all_arrive(server):
+@pytest.fixture
+def any_store_server(tmp_path, storage_url):
+    """The IMAP server on SQLite and on PostgreSQL (where the appends really run in parallel)."""
+    srv = ImapServer(tmp_path, storage_url=storage_url).start()
+    yield srv
+    srv.stop()
+
+
+def test_concurrent_appends_get_unique_increasing_uids_and_all_arrive(any_store_server):
+    server = any_store_server
     setup = Raw(server.port, login="alice@city.test")
     ok(setup, b"a CREATE Shared-drop")
     start = threading.Barrier(SESSIONS)

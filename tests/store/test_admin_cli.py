@@ -157,16 +157,45 @@ def test_import_of_a_non_mbox_fails_cleanly(cfg, tmp_path):
     assert p.returncode == 1 and "not an mbox file" in p.stderr
 
 
-def test_maildir_import_keeps_flags(cfg, tmp_path):
+def test_maildir_import_keeps_flags(cfg, tmp_path, storage_url):
+    import asyncio
+    from datetime import datetime, timezone
+
+    from mailboxes.model import Flag
+    from mailboxes.partitions import StorageConfig
+    from mailboxes.service import open_mailboxes
+    from tests.conftest import FAST_HASHER
+
     run(cfg, "init")
     run(cfg, "domain", "add", "city.test")
     run(cfg, "user", "add", "wang@city.test", "--password-stdin", stdin="pw\n")
     md = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (md / sub).mkdir(parents=True)
-    (md / "cur" / "1.host:2,FS").write_bytes(b"Subject: a\n\nbody a\n")
-    (md / "new" / "2.host").write_bytes(b"Subject: b\n\nbody b\n")
-    assert "imported 2 messages" in run(cfg, "import", "--user", "wang@city.test", "maildir", str(md)).stdout
+    files = {"cur/1.host:2,FS": b"Subject: a\n\nbody a\n", "cur/2.host:2,DRT": b"Subject: b\n\nbody b\n",
+             "new/3.host": b"Subject: c\n\nbody c\n"}
+    for n, (name, data) in enumerate(files.items()):  # imported oldest first: UIDs 1, 2, 3
+        (md / name).write_bytes(data)
+        os.utime(md / name, (1_700_000_000 + n, 1_700_000_000 + n))
+    assert "imported 3 messages" in run(cfg, "import", "--user", "wang@city.test", "maildir", str(md)).stdout
+
+    async def stored() -> list:
+        mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+        try:
+            acct = await mb.directory.account("wang@city.test")
+            return await mb.store.messages((await mb.store.folder(acct, "INBOX")).ref)
+        finally:
+            await mb.close()
+
+    metas = asyncio.run(stored())
+    assert [(m.uid, Flag(m.flags), m.keywords) for m in metas] == [
+        (1, Flag.FLAGGED | Flag.SEEN, frozenset()),  # the Maildir info ":2,FS" (F flagged, S seen)
+        (2, Flag.DRAFT | Flag.ANSWERED | Flag.DELETED, frozenset()),  # D draft, R replied, T trashed
+        (3, Flag(0), frozenset()),  # new/: no info, unseen
+    ]
+    assert [m.internal_date for m in metas] == [  # the file's time is the message's arrival time
+        datetime.fromtimestamp(1_700_000_000 + n, timezone.utc) for n in range(3)]
+    assert [m.size for m in metas] == [len(d) + d.count(b"\n") for d in files.values()]  # stored with CRLF
 
 
 def test_archive_command_moves_a_year(tmp_path, storage_url):

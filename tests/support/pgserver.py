@@ -1,7 +1,12 @@
-"""Start a throwaway PostgreSQL server from Debian's binaries on loopback for the test session."""
+"""Start a throwaway PostgreSQL server from Debian's binaries on loopback for the test session.
+
+Each test process starts its own (under pytest-xdist, one per worker): its own directory,
+its own port, found free just before the start and found again if another process took it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -10,6 +15,9 @@ import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
+
+
+START_ATTEMPTS = 5  # a port taken between finding it free and the server binding it: try another
 
 
 def _bindir() -> str | None:
@@ -63,10 +71,24 @@ def start() -> PgServer | None:
         os.chown(root, pw.pw_uid, pw.pw_gid)
         os.chmod(root, 0o755)
         as_user = ["runuser", "-u", "postgres", "--"]
-    srv = PgServer(bindir, root, _free_port(), as_user)
+    srv = PgServer(bindir, root, 0, as_user)
     srv._run(f"{bindir}/initdb", "-D", f"{root}/data", "-U", "postgres", "--auth=trust",
              "-E", "UTF8", "--locale=C.UTF-8")
-    opts = (f"-p {srv.port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-            "-c shared_buffers=128MB")
-    srv._run(f"{bindir}/pg_ctl", "-D", f"{root}/data", "-o", opts, "-l", f"{root}/log", "-w", "start")
-    return srv
+    for attempt in range(START_ATTEMPTS):
+        # The port is picked after initdb (seconds): the shorter the gap, the less likely another
+        # process (a test server, another xdist worker's PostgreSQL) binds it first.
+        srv.port = _free_port()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{root}/log")  # this attempt's words only
+        opts = (f"-p {srv.port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300 "
+                "-c shared_buffers=128MB")
+        try:
+            srv._run(f"{bindir}/pg_ctl", "-D", f"{root}/data", "-o", opts, "-l", f"{root}/log", "-w", "start")
+            return srv
+        except subprocess.CalledProcessError:
+            with open(f"{root}/log", errors="replace") as f:
+                taken = "Address already in use" in f.read()
+            if not taken or attempt == START_ATTEMPTS - 1:
+                shutil.rmtree(root, ignore_errors=True)
+                raise
+    raise AssertionError("unreachable")

@@ -27,7 +27,7 @@ def test_a_stall_is_logged_with_the_command_that_caused_it(caplog):
                 _busy(0.3)  # a command computing on the loop
 
         await asyncio.create_task(session())
-        for _ in range(50):  # until the watchdog thread has seen the loop come back
+        for _ in range(1500):  # until the watchdog thread has seen the loop come back (30 s: only a hang)
             if dog.stalls:
                 break
             await asyncio.sleep(0.02)

@@ -145,8 +145,8 @@ class ImapServer:
                         raise one
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until true or fail after ``timeout`` seconds (a condition with a deadline)."""
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` seconds (a liveness limit: only a hang takes it)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import imaplib
 import random
-import time
 
 import aioimaplib
 import pytest
@@ -31,9 +30,8 @@ def big(tmp_path_factory):
 def test_imapclient_on_10000_messages(big):
     c = IMAPClient("127.0.0.1", port=big.port, ssl=False, timeout=120)
     c.login("alice@city.test", PASSWORD)
-    t0 = time.monotonic()
-    info = c.select_folder("INBOX")
-    assert info[b"EXISTS"] == N and time.monotonic() - t0 < 5
+    info = c.select_folder("INBOX")  # how long it takes: benchmarks/imap_bench.py
+    assert info[b"EXISTS"] == N
     flags = c.get_flags(range(1, N + 1))
     assert len(flags) == N
     envs = c.fetch(range(N - 99, N + 1), ["ENVELOPE", "RFC822.SIZE"])

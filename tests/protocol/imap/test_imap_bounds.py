@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import imaplib
-import time
 
 import pytest
 from imapclient import IMAPClient
@@ -19,14 +18,13 @@ def client(server):
     c.logout()
 
 
-def test_list_with_a_backtracking_pattern_answers_at_once(server, client):
+@pytest.mark.timeout(60)  # liveness only: milliseconds when linear (benchmarks/latency_bench.py)
+def test_list_with_a_backtracking_pattern_is_answered(server, client):
     """``*a*a*a*a*a*a*b`` against a 200-character name never ended with the old regex matcher."""
     client.create_folder("a" * 200)
-    started = time.monotonic()
     assert client.list_folders("", "*a*a*a*a*a*a*b") == []
     assert client.list_sub_folders("", "%a%a%a%a%a%a%b") == []
     assert [name for _f, _d, name in client.list_folders("", "*a*a*a*a*a*a*a")] == ["a" * 200]
-    assert time.monotonic() - started < 5  # generous: milliseconds when linear
 
 
 def test_extended_list_patterns_are_bounded(server):
@@ -35,8 +33,10 @@ def test_extended_list_patterns_are_bounded(server):
     many = " ".join(f'"x{i}*"' for i in range(65))
     with pytest.raises(imaplib.IMAP4.error, match="Too many LIST patterns"):
         c._simple_command("LIST", '""', f"({many})")  # RFC 5258 §3: a list of patterns
-    typ, _ = c._simple_command("LIST", '""', "(" + " ".join(['"*"'] * 500) + ")")  # the same one 500 times
-    assert typ == "OK"
+    typ, data = c._simple_command("LIST", '""', "(" + " ".join(['"*"'] * 500) + ")")  # the same one 500 times
+    typ, lines = c._untagged_response(typ, data, "LIST")
+    assert typ == "OK" and [x.rsplit(b" ", 1)[1] for x in lines] == [  # each mailbox once (RFC 5258 §3)
+        b"INBOX", b"Archive", b"Drafts", b"Junk", b"Sent", b"Trash"]
     c.logout()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import imaplib
 import logging
 import socket
-import time
 
 import pytest
 
@@ -77,7 +76,6 @@ def test_a_chatty_client_that_never_logs_in_is_cut_off(capped):
     """A trickle of commands (answered at once) does not keep a connection that never logs in."""
     sock, greeting = _greeting(capped.port)
     f = sock.makefile("rb")
-    started = time.monotonic()
     with sock:
         lines = []
         for n in range(100_000):
@@ -91,7 +89,6 @@ def test_a_chatty_client_that_never_logs_in_is_cut_off(capped):
                 break
         assert lines and lines[0].startswith(b"* BYE"), lines
         assert b"log in" in lines[0]
-    assert time.monotonic() - started < 30  # generous: the deadline is 1 s
 
 
 @pytest.mark.parametrize("capped", [{"imap_preauth_idle_timeout": 1}], indirect=True)

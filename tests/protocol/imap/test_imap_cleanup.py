@@ -173,7 +173,7 @@ def test_session_still_showing_an_expunged_message_gets_an_answer(srv):
         assert typ == "OK", data
         assert token.encode() not in b"".join(p if isinstance(p, bytes) else b"".join(p) for p in data)
         typ, data = stale.search(None, "SUBJECT", token)
-        assert typ == "OK"
+        assert typ == "OK" and data == [b""]  # its search text went with it
         typ, data = stale.noop()
         assert typ == "OK" and stale.untagged_responses.get("EXPUNGE") == [b"1"]
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import statistics
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -63,31 +61,32 @@ def test_thirty_parallel_wrong_passwords_check_at_most_the_limit(tmp_path):
         srv.stop()
 
 
-def test_unknown_and_disabled_accounts_cost_what_a_real_one_costs(tmp_path):
-    # A real cost (a few ms per hash) so that skipping the hash would show in the times.
-    hasher = counting(time_cost=2, memory_cost=16384)
-    srv = ImapServer(tmp_path, hasher=hasher).start()
-    try:
-        srv.run(srv.add_account("carol"))
-        srv.run(srv.mb.directory.set_enabled("carol@city.test", False))
-        cases = {"real account, wrong password": ("alice@city.test", "wrong"),
+# Failed logins that must cost the same (carol is a disabled account); benchmarks/latency_bench.py times them.
+FAILED_LOGINS = {"real account, wrong password": ("alice@city.test", "wrong"),
                  "unknown account": ("nobody@city.test", "wrong"),
                  "disabled account, right password": ("carol@city.test", PASSWORD),
                  "not an address": ("no-at-sign", "wrong")}
-        _login(srv.port, "nobody@city.test", "warm-up")  # the dummy hash is made once, on first use
-        times: dict[str, list[float]] = {k: [] for k in cases}
+
+
+def with_a_disabled_carol(srv: ImapServer) -> ImapServer:
+    srv.run(srv.add_account("carol"))
+    srv.run(srv.mb.directory.set_enabled("carol@city.test", False))
+    _login(srv.port, "nobody@city.test", "warm-up")  # the dummy hash is made once, on first use
+    return srv
+
+
+def test_unknown_and_disabled_accounts_cost_what_a_real_one_costs(tmp_path):
+    """Every failed login verifies one Argon2 hash; the times themselves are benchmarks/latency_bench.py's (login)."""
+    hasher = counting()
+    srv = with_a_disabled_carol(ImapServer(tmp_path, hasher=hasher).start())
+    try:
         answers = set()
-        for _ in range(5):
-            for name, (user, pw) in cases.items():
+        for _ in range(2):
+            for name, (user, pw) in FAILED_LOGINS.items():
                 hasher.reset()
-                t0 = time.perf_counter()
                 answers.add(_login(srv.port, user, pw))
-                times[name].append(time.perf_counter() - t0)
                 assert hasher.verifications == 1, name  # the unknown path verifies too
         assert len(answers) == 1 and "AUTHENTICATIONFAILED" in answers.pop()  # one reply for every case
-        real = statistics.median(times["real account, wrong password"])
-        for name, ts in times.items():
-            assert statistics.median(ts) > real / 3, (name, times)  # generous: machines are noisy
     finally:
         srv.stop()
 

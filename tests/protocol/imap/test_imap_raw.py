@@ -103,13 +103,14 @@ def test_fuzzed_commands_never_take_the_session_down(server, parts):
     c.cmd(b"s SELECT INBOX")
     c.send(b"f " + b"".join(parts).replace(b"\n", b" ") + b"\r\n")
     c.send(b"\r\n" * 3 + b"zz NOOP\r\n")  # whatever state the junk left, the next line is a command again
-    deadline_lines = 50
-    while deadline_lines:
+    for _ in range(50):  # the junk's own replies, then zz's
         line = c.line()
         assert line, "server closed the connection"
         if line.startswith(b"zz "):
             break
         if line.startswith(b"+ "):  # a synchronising literal was accepted: feed it
             c.send(b"xxxxxxxxxx\r\n")
-        deadline_lines -= 1
+    else:
+        raise AssertionError(f"no reply to zz NOOP in 50 lines; last {line!r}")
+    assert line.startswith(b"zz OK"), line
     c.close()

@@ -64,17 +64,13 @@ def test_two_sessions_in_one_server(server):
 def two_nodes(tmp_path, storage_url):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = ImapServer(tmp_path / "a", storage_url=storage_url).start()
-    b = None
-    try:
+    with contextlib.ExitStack() as stack:  # both are stopped, and an error stopping either fails the test
+        a = ImapServer(tmp_path / "a", storage_url=storage_url).start()
+        stack.callback(a.stop)
         b = SecondNode(tmp_path / "b", storage_url=storage_url).start()
+        stack.callback(b.stop)
         b.accounts = a.accounts
         yield a, b
-    finally:
-        for srv in (b, a):
-            if srv is not None:
-                with contextlib.suppress(Exception):
-                    srv.stop()
 
 
 def test_two_server_instances_on_one_database(two_nodes):

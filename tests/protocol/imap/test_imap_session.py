@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from .harness import PASSWORD, ImapServer, Raw, wait_for
+from .harness import PASSWORD, ImapServer, Raw, message, wait_for
 
 
 def tls_client_context() -> ssl.SSLContext:
@@ -47,6 +47,7 @@ def test_login_failure_and_wrong_state(server):
 
 
 def test_authenticate_plain_with_and_without_initial_response(server):
+    server.deliver("bob", message("for bob"))  # so that bob's session can be told from alice's
     c = imaplib.IMAP4("127.0.0.1", server.port)
     # imaplib sends the response after "+" (no SASL-IR)
     typ, _ = c.authenticate("PLAIN", lambda _: b"\0alice@city.test\0" + PASSWORD.encode())
@@ -58,6 +59,9 @@ def test_authenticate_plain_with_and_without_initial_response(server):
     ir = base64.b64encode(b"\0bob@city.test\0" + PASSWORD.encode()).decode()
     typ, _ = c._simple_command("AUTHENTICATE", "PLAIN", ir)  # RFC 4959 SASL-IR
     assert typ == "OK"
+    c.state = "AUTH"  # imaplib does not follow a raw AUTHENTICATE
+    typ, data = c._simple_command("STATUS", "INBOX", "(MESSAGES)")  # the session is bob's
+    assert c._untagged_response(typ, data, "STATUS")[1] == [b"INBOX (MESSAGES 1)"]
     c.logout()
     c = imaplib.IMAP4("127.0.0.1", server.port)
     with pytest.raises(imaplib.IMAP4.error):

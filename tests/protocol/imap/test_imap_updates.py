@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from imapclient import IMAPClient
 
 from .harness import PASSWORD, Raw, message
+
+LIVENESS = 30  # seconds: only a hang takes this long; latency is measured in benchmarks/latency_bench.py
 
 
 def test_expunge_in_one_session_is_seen_by_the_other_only_when_allowed(server):
@@ -21,9 +23,9 @@ def test_expunge_in_one_session_is_seen_by_the_other_only_when_allowed(server):
     b.cmd(b"x STORE 2 +FLAGS.SILENT (\\Deleted)")
     assert b.cmd(b"y EXPUNGE")[0] == [b"* 2 EXPUNGE\r\n"]
     # RFC 3501 §7.4.1: not during FETCH, STORE or SEARCH; the message numbers stay as the client knows them
-    untagged, _ = a.cmd(b"f FETCH 1:4 (UID)")
-    assert b"* 2 FETCH (UID 2 FLAGS (\\Deleted \\Recent))\r\n" in untagged or any(b"UID 2" in u for u in untagged)
-    assert not any(b"EXPUNGE" in u for u in untagged)
+    untagged, _ = a.cmd(b"f FETCH 1:4 (UID)")  # the expunged message is still number 2 here, with its UID
+    assert untagged == [b"* 1 FETCH (UID 1)\r\n", b"* 2 FETCH (UID 2)\r\n", b"* 3 FETCH (UID 3)\r\n",
+                        b"* 4 FETCH (UID 4)\r\n"]
     untagged, _ = a.cmd(b"g SEARCH ALL")
     assert not any(b"EXPUNGE" in u for u in untagged)
     untagged, _ = a.cmd(b"h NOOP")
@@ -56,16 +58,28 @@ def test_flag_changes_and_new_mail_reach_other_sessions(server):
     b.close()
 
 
-def test_idle_announces_delivery_within_a_second(server):
+def idle_until(c: IMAPClient, wanted: tuple[int, bytes], timeout: float = LIVENESS) -> list:
+    """IDLE responses until ``wanted`` is among them; fail after ``timeout`` (it only catches a hang)."""
+    responses: list = []
+    deadline = time.monotonic() + timeout
+    while wanted not in responses:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {wanted} during IDLE; got {responses}"
+        responses += c.idle_check(timeout=left)
+    return responses
+
+
+def test_idle_announces_delivery_and_expunge(server):
+    """How fast the wake-up comes is a figure of benchmarks/latency_bench.py, not a test."""
     c = IMAPClient("127.0.0.1", port=server.port, ssl=False)
     c.login("alice@city.test", PASSWORD)
     c.select_folder("INBOX")
     c.idle()
-    t0 = time.monotonic()
-    threading.Thread(target=server.deliver, args=("alice", message("new mail"))).start()
-    responses = c.idle_check(timeout=5)
-    elapsed = time.monotonic() - t0
-    assert (1, b"EXISTS") in responses and elapsed < 1.0
+    with ThreadPoolExecutor(1) as pool:  # delivered while the client waits in IDLE
+        delivered = pool.submit(server.deliver, "alice", message("new mail"))
+        responses = idle_until(c, (1, b"EXISTS"))
+        delivered.result(LIVENESS)  # and the delivery itself raised nothing
+    assert (1, b"RECENT") in responses or (1, b"RECENT") in idle_until(c, (1, b"RECENT"))
     c.idle_done()
     # an expunge by another session arrives during IDLE too (IDLE allows EXPUNGE)
     other = IMAPClient("127.0.0.1", port=server.port, ssl=False)
@@ -74,11 +88,7 @@ def test_idle_announces_delivery_within_a_second(server):
     c.idle()
     other.delete_messages([1])
     other.expunge()
-    responses = []
-    deadline = time.monotonic() + 5
-    while (1, b"EXPUNGE") not in responses and time.monotonic() < deadline:
-        responses += c.idle_check(timeout=1)
-    assert (1, b"EXPUNGE") in responses
+    idle_until(c, (1, b"EXPUNGE"))
     c.idle_done()
     for x in (c, other):
         x.logout()
@@ -179,11 +189,9 @@ def test_many_sessions_agree(server, sessions):
         c.expunge()
         c.add_flags(c.search("ALL")[:3], [f"$k{k}".encode()])
 
-    threads = [threading.Thread(target=work, args=(k, c)) for k, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    with ThreadPoolExecutor(sessions) as pool:  # .result() re-raises a session's error, and waits for it
+        for done in [pool.submit(work, k, c) for k, c in enumerate(clients)]:
+            done.result(LIVENESS)
     expected = None
     for c in clients:
         c.noop()
@@ -211,9 +219,7 @@ def test_idle_wakes_on_smtp_delivery(tmp_path):
         with smtplib.SMTP(host, port, timeout=30) as s:
             s.sendmail("sender@example.org", ["alice@city.test"], message("Over SMTP", "Sent by a peer server",
                                                                         sender="sender@example.org"))
-            t0 = time.monotonic()  # the 250 to DATA: the message is committed
-        responses = c.idle_check(timeout=5)
-        assert (1, b"EXISTS") in responses and time.monotonic() - t0 < 1.0
+        idle_until(c, (1, b"EXISTS"))  # the 250 to DATA came after the commit; the wake-up follows
         c.idle_done()
         got = c.fetch([1], ["BODY.PEEK[TEXT]", "ENVELOPE"])[1]
         assert got[b"ENVELOPE"].subject == b"Over SMTP" and b"Sent by a peer server" in got[b"BODY[TEXT]"]

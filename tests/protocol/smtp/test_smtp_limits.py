@@ -66,7 +66,11 @@ async def test_data_must_end_within_the_deadline_even_when_bytes_keep_coming(cap
         sent += 1
         await asyncio.wait([reply], timeout=0.05)
     assert await reply == (421, "4.4.2 Data transfer timed out, closing connection")
-    assert await asyncio.wait_for(c.reader.read(), 10) == b""
+    try:
+        rest = await asyncio.wait_for(c.reader.read(), 30)
+    except ConnectionResetError:  # closed with trickled bytes unread: TCP sends RST, not FIN (RFC 1122 §4.2.2.13)
+        rest = b""
+    assert rest == b""  # closed either way, nothing after the 421
     assert await capped.inbox("li.na@city.test") == []
     await c.close()
 

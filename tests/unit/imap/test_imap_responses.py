@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -190,18 +189,15 @@ def test_other_untagged_data():
     assert bytes(r.MyRightsData("INBOX", "rwiptsldaex")) == b"* MYRIGHTS INBOX rwiptsldaex\r\n"
 
 
-def test_ten_thousand_fetch_responses_serialise_fast():
+def test_ten_thousand_fetch_responses_serialise():  # how fast: benchmarks/latency_bench.py (render)
     flags = r.flag_list(["\\Seen", "\\Answered", "$Label1"])
     envelope = Raw(b'("Mon, 7 Feb 1994 21:52:25 -0800" "Hello" (("A" NIL "a" "x.org")) NIL NIL NIL NIL NIL NIL "<i>")')
     date = r.date_time(datetime(2024, 1, 1, tzinfo=UTC))
-    start = time.perf_counter()
     out = b"".join(
         bytes(r.FetchData(n, [(b"UID", b"%d" % (n + 1000)), (b"FLAGS", flags), (b"INTERNALDATE", date),
                               (b"RFC822.SIZE", b"%d" % (n * 7)), (b"ENVELOPE", envelope)]))
         for n in range(1, 10_001)
     )  # fmt: skip
     bulk = r.fetch_lines((n, [(b"UID", b"%d" % n), (b"FLAGS", flags)]) for n in range(1, 10_001))
-    elapsed = time.perf_counter() - start
     assert out.count(b"\r\n") == 10_000 and bulk.count(b" FETCH (UID ") == 10_000
     assert bulk.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Answered $Label1))\r\n")
-    assert elapsed < 1.0, elapsed

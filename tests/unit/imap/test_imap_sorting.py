@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -40,12 +39,11 @@ def test_base_subject_rfc5256_2_1(subject, base, marked):
     assert base_subject(subject) == (base, marked)
 
 
-def test_base_subject_is_linear_on_hostile_subjects():
+@pytest.mark.timeout(60)  # liveness only: the work is bounded by MAX_SUBJECT_CHARS (latency_bench.py, hostile)
+def test_base_subject_is_bounded_on_hostile_subjects():
     for hostile in ("[a]" * 20000, "[" * 20000, "re " * 20000, "[fwd:" * 5000 + "x" + "]" * 5000,
                     "(fwd)" * 20000, "[x] " * 10000 + "re"):
-        t0 = time.perf_counter()
         base, _ = base_subject(hostile)
-        assert time.perf_counter() - t0 < 0.5  # generous: the work is bounded by MAX_SUBJECT_CHARS
         assert len(base) <= MAX_SUBJECT_CHARS
 
 
@@ -171,13 +169,12 @@ def test_references_loops_are_not_made():
     assert sorted(int(x) for x in out.replace(b"(", b" ").replace(b")", b" ").split()) == [1, 2, 3, 4]
 
 
-def test_deep_chain_needs_no_recursion_and_stays_fast():
+@pytest.mark.timeout(60)  # liveness only: O(n log n); a quadratic loop takes minutes (latency_bench.py, hostile)
+def test_deep_chain_needs_no_recursion():
     n = 10_000
     rs = [rec(i, subject="Re: chain", sent=day(0) + timedelta(seconds=i), msgid=f"<{i}@x>",
               refs=f"<{i - 1}@x>" if i > 1 else "") for i in range(1, n + 1)]
-    t0 = time.perf_counter()
     out = lists(references(rs))
-    assert time.perf_counter() - t0 < 5  # generous: O(n log n); a quadratic loop check takes minutes
     assert out == b"(" + b" ".join(b"%d" % i for i in range(1, n + 1)) + b")"
     rs = [rec(i, subject=f"s{i % 7}", sent=day(i % 3), msgid=f"<{i}@x>", refs=f"<{i // 2}@x>" if i > 1 else "")
           for i in range(1, n + 1)]  # a binary tree: nested lists ~13 deep, 10,000 wide

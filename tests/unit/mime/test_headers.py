@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,12 +24,11 @@ def test_limits_are_checked_before_any_value_is_parsed():
     assert header_problem(b"From: a@b.cn\r\n\r\n" + b"x" * (1 << 20)) is None
 
 
-def test_the_reported_from_costs_milliseconds_not_seconds():
+@pytest.mark.timeout(60)  # liveness only; milliseconds, was 13 s (latency_bench.py, hostile)
+def test_the_reported_from_is_refused_before_it_is_decoded():
     words = b" ".join([b"=?utf-8?B?5L2g5aW9?="] * 15000)
     raw = b"From: " + words + b" <me@city.test>\r\n\r\nx"
-    t = time.perf_counter()
-    assert originator(raw).problem is HeaderProblem.BLOCK_TOO_BIG
-    assert time.perf_counter() - t < 0.5  # was 13 s and 3.1 GB through the stdlib parser
+    assert originator(raw).problem is HeaderProblem.BLOCK_TOO_BIG  # was parsed: 13 s and 3.1 GB in the stdlib
 
 
 def test_lax_lines_see_what_a_bare_cr_splits_off():

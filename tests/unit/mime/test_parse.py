@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import time
 
 import pytest
 
@@ -241,13 +240,12 @@ def test_garbage_never_raises(raw):
     assert ParsedMessage.from_json(m.to_json()) == m
 
 
+@pytest.mark.timeout(60)  # liveness only: milliseconds (benchmarks/latency_bench.py, parse)
 def test_deep_nesting_is_bounded():
     depth = 3000
     raw = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
                    for i in range(depth)) + b"Content-Type: text/plain\r\n\r\ndeep\r\n"
-    started = time.perf_counter()
     m = mime._parse(raw)
-    assert time.perf_counter() - started < 2
     assert sum(1 for _ in iter_parts(m.body)) <= mime.MAX_DEPTH + 1
 
 
@@ -275,7 +273,7 @@ def test_json_is_compact():
     assert len(parse_message(raw).to_json(include_text=False)) < 1200
 
 
-# --- speed --------------------------------------------------------------------------------
+# --- large input (how fast: benchmarks/latency_bench.py, parse) ----------------------------
 
 def _four_kib_message() -> bytes:
     raw = samples.gbk_message()
@@ -286,20 +284,12 @@ def _four_kib_message() -> bytes:
     return raw
 
 
-def test_parse_speed_small_and_large():
+@pytest.mark.timeout(60)  # liveness only: attachments are scanned, never decoded
+def test_a_large_attachment_is_scanned_not_decoded():
     small = _four_kib_message()
-    parse_message(small)
-    runs = 200
-    started = time.perf_counter()
-    for _ in range(runs):
-        parse_message(small)
-    per_message = (time.perf_counter() - started) / runs
-    assert per_message < 0.005      # ~0.3 ms here; generous for slow CI machines
-
+    assert parse_message(small).size == len(small)
     big = samples.gbk_message().replace(b64(b"\xd0\xcf\x11\xe0" + bytes(300)),
                                         b64(bytes(range(256)) * 80000))
     assert len(big) > 20_000_000
-    started = time.perf_counter()
     m = parse_message(big)
-    assert time.perf_counter() - started < 1.0       # attachments are scanned, never decoded
     assert m.attachments[0].size == 256 * 80000

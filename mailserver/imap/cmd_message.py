@@ -132,6 +132,9 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, 
     live = [i for i in idx if view.uids[i] not in view.ghosts]
     check_keywords(keywords, (view.metas[i].keywords for i in live) if cmd.mode == "add" else ())
     uids = [view.uids[i] for i in live]
+    # RFC 3501 §6.4.6: the FETCH lines give each message's flags as they now are, also those this
+    # STORE left alone; the view learns what other sessions changed first (no expunges: §7.4.1).
+    await s.sync(allow_expunge=False, checked=True)
     changed, failed = await s.services.store.store_flags(
         st.mailbox.folder.ref, uids, cmd.mode, bits, keywords, unchanged_since=cmd.unchanged_since)
     changed_idx = set(view.update(changed))

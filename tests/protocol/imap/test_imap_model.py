@@ -13,8 +13,10 @@ SELECT and EXAMINE over loopback and check:
 - a session whose selected folder another session deleted or renamed ends with BYE on its next command;
 - FETCH of everything (UID, FLAGS, the bytes) equals the model, and the final tree and contents do.
 
-Each example gets a fresh account on one module-wide server. IMAP_MODEL_EXAMPLES / IMAP_MODEL_STEPS
-make a longer hunt (``IMAP_MODEL_EXAMPLES=500 pytest tests/protocol/imap/test_imap_model.py``).
+Each example gets a fresh account on one module-wide server. make test runs 30 examples of up to
+40 steps on SQLite and 10 on PostgreSQL, make test-quick 5 short ones. IMAP_MODEL_EXAMPLES /
+IMAP_MODEL_STEPS make a longer hunt (``IMAP_MODEL_EXAMPLES=300 IMAP_MODEL_STEPS=120 pytest -s -k
+follow_the_model tests/protocol/imap/test_imap_model.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -36,7 +39,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from .harness import Raw
+from tests.conftest import _create_pg_database
+
+from .harness import ImapServer, Raw
 
 EXAMPLES = int(os.environ.get("IMAP_MODEL_EXAMPLES", "30"))
 STEPS = int(os.environ.get("IMAP_MODEL_STEPS", "40"))
@@ -513,22 +518,39 @@ class ImapModel(RuleBasedStateMachine):
             self.noop_and_fetch_all(0)
 
 
+def run_model(server: ImapServer, examples: int, steps: int) -> None:
+    """Run the machine on ``server``; print how many examples and steps it took (pytest -s / -rP)."""
+    ImapModel.server = server
+    RUNS.update(examples=0, steps=0)
+    run_state_machine_as_test(ImapModel, settings=settings(
+        max_examples=examples, stateful_step_count=steps, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    print(f"IMAP model on {server.storage_url.split(':')[0]}: {RUNS['examples']} examples, {RUNS['steps']} steps")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(max(300, EXAMPLES * STEPS // 4))  # a long hunt by the environment variables
 def test_imap_sessions_follow_the_model(module_server):
-    ImapModel.server = module_server
-    RUNS.update(examples=0, steps=0)
-    run_state_machine_as_test(ImapModel, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
-    print(f"IMAP model: {RUNS['examples']} examples, {RUNS['steps']} steps")
+    run_model(module_server, EXAMPLES, STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.pg
+@pytest.mark.timeout(max(300, EXAMPLES * STEPS // 4))
+def test_imap_sessions_follow_the_model_on_postgresql(pg, tmp_path):
+    """The same on PostgreSQL (its locking and isolation differ from SQLite's), fewer examples."""
+    name = "t_model_" + uuid.uuid4().hex[:8]
+    _create_pg_database(pg, name)
+    srv = ImapServer(tmp_path, storage_url=pg.url(name)).start()
+    try:
+        run_model(srv, max(EXAMPLES // 3, 5), STEPS)
+    finally:
+        srv.stop()
 
 
 def test_imap_sessions_follow_the_model_briefly(module_server):
     """A few short runs for make test-quick."""
-    ImapModel.server = module_server
-    run_state_machine_as_test(ImapModel, settings=settings(
-        max_examples=8, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]))
+    run_model(module_server, 5, 15)
 
 
 def test_renaming_a_parent_ends_the_sessions_on_its_children(module_server):

@@ -64,6 +64,8 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge | c.UidExpunge) -> Ok:  #
 
 async def search(s: Session, tag: str, cmd: c.Search) -> Ok:  # RFC 3501 §6.4.4, RFC 4731, RFC 5182
     st = _selected(s)
+    # Flags other sessions changed count now: the view catches up first (no expunges, RFC 3501 §7.4.1).
+    await s.sync(allow_expunge=False, checked=True)
     ctx = SearchContext(st.view, s.services.store, s.services.cache, st.mailbox.folder.ref, saved=s.saved)
     found = await evaluate(ctx, cmd.criteria)
     if ctx.used_modseq:

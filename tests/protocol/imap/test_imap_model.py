@@ -481,6 +481,23 @@ class ImapModel(RuleBasedStateMachine):
             self.doom_others(s, f)  # children too: each has a new UIDVALIDITY
 
     @when_selected
+    @rule(i=sessions_, flag=st.sampled_from(FLAGS), negated=st.booleans())
+    def search_flag(self, i: int, flag: str, negated: bool) -> None:
+        """UID SEARCH by a flag: the session's messages that have it (or not) now, other sessions' STOREs too."""
+        s = self.sessions[i]
+        if s.folder is None:
+            return
+        key = {"\\Seen": "SEEN", "\\Flagged": "FLAGGED", "\\Deleted": "DELETED", "\\Answered": "ANSWERED"}.get(
+            flag, f"KEYWORD {flag}")
+        known = [u for u in s.view if u in s.folder.msgs]  # searched: what the session knows, still there
+        want = {u for u in known if (flag in s.folder.msgs[u][1]) != negated}
+        untagged, tagged = self.send(s, b"UID SEARCH " + (b"NOT " if negated else b"") + key.encode())
+        self.expect(tagged, True, "UID SEARCH")
+        [line] = [u for u in untagged if u.startswith(b"* SEARCH")]
+        found = {int(n) for n in line.split()[2:]}
+        assert found & set(known) == want, (key, negated, found, want, untagged)
+
+    @when_selected
     @rule(i=sessions_)
     def noop_and_fetch_all(self, i: int) -> None:
         """After NOOP the session knows every change; FETCH 1:* shows each message as the model has it."""
@@ -580,23 +597,44 @@ def test_renaming_a_parent_ends_the_sessions_on_its_children(module_server):
     b.close()
 
 
+def two_sessions_on_one_message(server: ImapServer) -> tuple[Raw, Raw]:
+    """A new account with one message in INBOX, selected read-write by two sessions."""
+    user = f"model{next(_counter)}@city.test"
+    server.run(server.mb.add_account(user, password="secret-pw"))
+    a, b = Raw(server.port, login=user), Raw(server.port, login=user)
+    assert a.cmd(b"1 APPEND INBOX {3+}\r\nabc")[1].startswith(b"1 OK")
+    assert a.cmd(b"2 SELECT INBOX")[1].startswith(b"2 OK") and b.cmd(b"1 SELECT INBOX")[1].startswith(b"1 OK")
+    return a, b
+
+
 def test_store_reports_the_flags_a_message_has_now(module_server):
     """Found by the model: STORE answered with the session's stale flags for a message it did not change.
 
     Another session had set \\Seen; ``STORE 1 +FLAGS ()`` replied ``FLAGS (\\Recent)`` and only then
     the update with \\Seen. RFC 3501 §6.4.6: the FETCH gives the flags' new value.
     """
-    user = f"model{next(_counter)}@city.test"
-    module_server.run(module_server.mb.add_account(user, password="secret-pw"))
-    a, b = Raw(module_server.port, login=user), Raw(module_server.port, login=user)
-    assert a.cmd(b"1 APPEND INBOX {3+}\r\nabc")[1].startswith(b"1 OK")
-    a.cmd(b"2 SELECT INBOX")
-    b.cmd(b"1 SELECT INBOX")
+    a, b = two_sessions_on_one_message(module_server)
     assert b.cmd(b"2 STORE 1 +FLAGS (\\Seen)")[0] == [b"* 1 FETCH (FLAGS (\\Seen))\r\n"]
     assert a.cmd(b"3 STORE 1 +FLAGS ()")[0] == [b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\n",
                                                 b"* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n"]
     assert b.cmd(b"3 STORE 1 +FLAGS (\\Flagged)")[0] == [b"* 1 FETCH (FLAGS (\\Seen \\Flagged))\r\n"]
     assert a.cmd(b"4 UID STORE 1 -FLAGS (\\Answered)")[0] == [
         b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Flagged \\Recent))\r\n"] * 2
+    a.close()
+    b.close()
+
+
+def test_search_sees_flags_another_session_set(module_server):
+    """Found by the model: UID SEARCH SEEN missed a message another session had just marked \\Seen.
+
+    The search ran on the session's copy of the flags and the update came after the answer
+    (``* SEARCH`` empty, then ``* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))``). SORT had the same.
+    """
+    a, b = two_sessions_on_one_message(module_server)
+    assert b.cmd(b"2 STORE 1 +FLAGS (\\Seen)")[1].startswith(b"2 OK")
+    assert a.cmd(b"3 UID SEARCH SEEN")[0] == [b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\n", b"* SEARCH 1\r\n"]
+    assert b.cmd(b"3 STORE 1 +FLAGS (\\Flagged)")[1].startswith(b"3 OK")
+    assert a.cmd(b"4 SORT (ARRIVAL) UTF-8 FLAGGED")[0] == [
+        b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Flagged \\Recent))\r\n", b"* SORT 1\r\n"]
     a.close()
     b.close()

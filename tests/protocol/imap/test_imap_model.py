@@ -3,7 +3,7 @@
 The model is a dict of folders (name -> Folder: messages by UID with their bytes and flags) and,
 per session, the list of UIDs the session's sequence numbers stand for (its "view"). Rules send
 APPEND, UID STORE / STORE, UID COPY, UID MOVE, EXPUNGE, UID EXPUNGE, CLOSE, CREATE, DELETE, RENAME,
-SELECT and EXAMINE over loopback and check:
+SELECT, EXAMINE and UID SEARCH by flag over loopback and check:
 
 - OK / NO exactly when the model says so (RFC 3501 §6.3, §6.4; RFC 4315 UIDPLUS; RFC 6851 MOVE);
 - APPENDUID / COPYUID: a UID is never given twice in a folder, and always above every UID the folder
@@ -13,8 +13,8 @@ SELECT and EXAMINE over loopback and check:
 - a session whose selected folder another session deleted or renamed ends with BYE on its next command;
 - FETCH of everything (UID, FLAGS, the bytes) equals the model, and the final tree and contents do.
 
-Each example gets a fresh account on one module-wide server. make test runs 30 examples of up to
-40 steps on SQLite and 10 on PostgreSQL, make test-quick 5 short ones. IMAP_MODEL_EXAMPLES /
+Each example gets a fresh account on one module-wide server. make test runs 50 examples of up to
+40 steps on SQLite and 16 on PostgreSQL, make test-quick 5 short ones. IMAP_MODEL_EXAMPLES /
 IMAP_MODEL_STEPS make a longer hunt (``IMAP_MODEL_EXAMPLES=300 IMAP_MODEL_STEPS=120 pytest -s -k
 follow_the_model tests/protocol/imap/test_imap_model.py``).
 """
@@ -43,7 +43,7 @@ from tests.conftest import _create_pg_database
 
 from .harness import ImapServer, Raw
 
-EXAMPLES = int(os.environ.get("IMAP_MODEL_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("IMAP_MODEL_EXAMPLES", "50"))
 STEPS = int(os.environ.get("IMAP_MODEL_STEPS", "40"))
 SESSIONS = 3
 NAMES = ["INBOX", "Trash", "A", "B", "A/X", "B/X"]  # few, so that names collide and folders nest

@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 # swaks needs the Perl TLS modules for STARTTLS (recommended, not pulled in with --no-install-recommends).
 DEB_PACKAGES := postgresql swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl mutt isync fetchmail
 PYTEST_ARGS ?=
+# `make fuzz`: seconds per atheris target (tests/fuzz); what it finds lands in var/fuzz.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := imap_grammar mime smtp_data
 
-.PHONY: run test test-quick deps venv clean bench
+.PHONY: run test test-quick deps venv clean bench fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +45,15 @@ test: deps $(STAMP)
 # The fast layers on both cores (pytest-xdist); the hostile suites and interop need `make test`.
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow and not interop and not pg" $(PYTEST_ARGS)
+
+# Coverage-guided fuzzing of the parsers; a crash leaves var/fuzz/<target>-crash-*: add it to
+# tests/fuzz/corpus/<target>/ with the fix (make test replays the corpus).
+fuzz: $(STAMP)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p var/fuzz/$$t && \
+		$(PY) -m tests.fuzz.run $$t var/fuzz/$$t tests/fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 -artifact_prefix=var/fuzz/$$t- || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(PY) benchmarks/store_bench.py

@@ -356,14 +356,18 @@ class Store:
             rows = (await conn.execute(select(t.folders.c.id, t.folders.c.name).where(and_(
                 t.folders.c.account_id == account.id,
                 or_(t.folders.c.name == src.name, t.folders.c.name.like(src.name + DELIMITER + "%")))))).all()
+            events = []
             for r in rows:
                 if r.name != src.name and not r.name.startswith(src.name + DELIMITER):
                     continue  # LIKE treats _ and % as wildcards
                 # RFC 3501 §2.3.1.1: the new name may have been used before; a greater UIDVALIDITY.
                 await conn.execute(update(t.folders).where(t.folders.c.id == r.id).values(
                     name=new + r.name[len(src.name):], uidvalidity=await identity.next_uidvalidity(conn)))
-            ev = await self._announce(conn, FolderChanged(src.ref, 0, "folder"))
-        self.bus.publish(src.ref, ev)
+                # Every folder renamed has a new generation: sessions on a child are told too.
+                events.append(await self._announce(conn, FolderChanged(FolderRef(src.ref.partition, r.id), 0,
+                                                                       "folder")))
+        for ev in events:
+            self.bus.publish(ev.folder, ev)
 
     # --- subscriptions (RFC 3501 §6.3.6, §6.3.7): names, whether or not a folder has them ---------
 

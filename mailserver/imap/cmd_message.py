@@ -64,6 +64,8 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge | c.UidExpunge) -> Ok:  #
 
 async def search(s: Session, tag: str, cmd: c.Search) -> Ok:  # RFC 3501 §6.4.4, RFC 4731, RFC 5182
     st = _selected(s)
+    # Flags other sessions changed count now: the view catches up first (no expunges, RFC 3501 §7.4.1).
+    await s.sync(allow_expunge=False, checked=True)
     ctx = SearchContext(st.view, s.services.store, s.services.cache, st.mailbox.folder.ref, saved=s.saved)
     found = await evaluate(ctx, cmd.criteria)
     if ctx.used_modseq:
@@ -132,6 +134,9 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, 
     live = [i for i in idx if view.uids[i] not in view.ghosts]
     check_keywords(keywords, (view.metas[i].keywords for i in live) if cmd.mode == "add" else ())
     uids = [view.uids[i] for i in live]
+    # RFC 3501 §6.4.6: the FETCH lines give each message's flags as they now are, also those this
+    # STORE left alone; the view learns what other sessions changed first (no expunges: §7.4.1).
+    await s.sync(allow_expunge=False, checked=True)
     changed, failed = await s.services.store.store_flags(
         st.mailbox.folder.ref, uids, cmd.mode, bits, keywords, unchanged_since=cmd.unchanged_since)
     changed_idx = set(view.update(changed))

@@ -43,6 +43,7 @@ def _selected(s: Session) -> Selected:
 
 
 async def _matches(s: Session, st: Selected, criteria: c.SearchKey) -> tuple[SearchContext, list[int]]:
+    await s.sync(allow_expunge=False, checked=True)  # as SEARCH: other sessions' flag changes count now
     ctx = SearchContext(st.view, s.services.store, s.services.cache, st.mailbox.folder.ref, saved=s.saved)
     found = await evaluate(ctx, criteria)
     if ctx.used_modseq:

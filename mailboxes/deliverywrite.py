@@ -174,8 +174,7 @@ def _cached(conn: Connection, b: Batch, cache: FolderCache, key: tuple[int, str]
         row: list[tuple[int, int] | Exception] = []
         for acct, fname in d.targets:
             if isinstance(b.wanted[(acct.id, fname)], Exception):
-                row.append(b.wanted[(acct.id, fname)])  # type: ignore[arg-type]
-                continue
+                raise StaleCache("a refusal is decided on the uncached path")
             n += 1
             size += d.message.size
             accounts.append((acct, d.message.size))

@@ -120,3 +120,11 @@ async def test_over_quota_with_the_folder_cached_refuses_and_counts_nothing(mb):
     inbox = await mb.store.folder(acct, "INBOX")
     assert inbox.uidnext == 3
     assert (await mb.store.quota(acct)).used_messages == 2
+
+
+async def test_an_invalid_folder_name_beside_a_cached_folder_is_refused_alone(mb):
+    acct = await mb.add_account("a@city.test", password="pw")
+    await mb.store.append(acct, "INBOX", prepare(make_message("warm")))
+    res = await mb.store.deliver(Delivery(prepare(make_message("two")), ((acct, "INBOX"), (acct, "bad*name"))))
+    assert res.results[0].uid == 2 and isinstance(res.results[1], errors.InvalidInput)
+    assert (await mb.store.folder(acct, "INBOX")).uidnext == 3

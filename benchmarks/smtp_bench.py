@@ -12,7 +12,9 @@ Dovecot peers of /work/shared/peers are running, the same load goes to them
 (Postfix on 127.0.0.1:10025, users 2-50; user1 belongs to the IMAP
 benchmark), measured until the messages are in the maildirs, and the ratio
 is printed. Their mail from earlier runs is removed first (a fresh mailbox
-per run), ours only.
+per run), ours only. "cpu ms" is the server's CPU per message; after it, where
+that went: the event loop's thread (user+system) and the other threads (the
+SQLite writer thread, which runs each delivery transaction, and off-loop work).
 
     .venv/bin/python benchmarks/smtp_bench.py [--seconds 8] [--sessions 1 20 100] [--backends sqlite pg]
                                               [--repeat 3] [--no-peers]
@@ -75,6 +77,7 @@ class Result:
     p99_ms: float
     cpu_ms: float | None  # server CPU per message
     stored: int | None
+    cpu_split: str = ""  # where that CPU went: the event loop's thread (user/system) and the other threads
 
 
 async def read_reply(r: asyncio.StreamReader) -> int:
@@ -115,25 +118,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of each live thread of the process (the main thread's id is the pid)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        out[int(task.name)] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return out
+
+
+def cpu_split(pid: int, before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]],
+              n: int) -> str:
+    """Per message: the loop thread's user and system ms, and the other threads' (SQLite writer, offload) ms."""
+    def used(tid: int) -> tuple[float, float]:
+        u0, s0 = before.get(tid, (0.0, 0.0))
+        u1, s1 = after.get(tid, (u0, s0))
+        return u1 - u0, s1 - s0
+    lu, ls = used(pid)
+    others = [used(t) for t in after if t != pid]
+    ou, os_ = sum(u for u, _ in others), sum(s for _, s in others)
+    per = 1000 / n
+    return f"loop {lu * per:.2f}+{ls * per:.2f}sys, threads {ou * per:.2f}+{os_ * per:.2f}sys"
+
+
 async def load(label: str, port: int, rcpts: list[str], sessions: int, seconds: float,
                server_pid: int | None) -> Result:
     samples: list[tuple[float, float]] = []
     start = time.monotonic()
     stop_at = start + WARMUP_SECONDS + seconds
     cpu0 = None
+    threads0: dict[int, tuple[float, float]] = {}
     tasks = [asyncio.create_task(session(port, rcpts[i % len(rcpts)], stop_at, samples)) for i in range(sessions)]
     await asyncio.sleep(WARMUP_SECONDS)
     if server_pid:
         cpu0 = cpu_seconds(server_pid)
+        threads0 = thread_cpu(server_pid)
     measured_from = time.monotonic()
     await asyncio.gather(*tasks)
     elapsed = time.monotonic() - measured_from
     cpu = cpu_seconds(server_pid) - cpu0 if server_pid and cpu0 is not None else None
+    threads1 = thread_cpu(server_pid) if server_pid else {}
     window = sorted(lat for t, lat in samples if t >= measured_from)
     n = len(window)
     p = (lambda q: window[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
     return Result(label, sessions, len(samples), n / elapsed, p(0.50), p(0.99),
-                  cpu / n * 1000 if cpu is not None and n else None, None)
+                  cpu / n * 1000 if cpu is not None and n else None, None,
+                  cpu_split(server_pid, threads0, threads1, n) if server_pid and n else "")
 
 
 def free_port() -> int:
@@ -275,7 +309,7 @@ def print_result(r: Result, base: Result | None = None) -> None:
     check = "" if r.stored is None else ("  ok" if r.stored >= r.sent else f"  MISSING {r.sent - r.stored}")
     ratio = f"  {r.rate / base.rate:5.2f}x postfix" if base and base.rate else ""
     print(f"{r.label:18} {r.sessions:5d} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {cpu}  "
-          f"{r.sent:7d}{check}{ratio}", flush=True)
+          f"{r.sent:7d}{check}{ratio}{'  cpu ms: ' + r.cpu_split if r.cpu_split else ''}", flush=True)
 
 
 async def main() -> int:

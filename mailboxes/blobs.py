@@ -11,10 +11,14 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from . import search, substring
+from .db import Blocking, run_off_loop
 from .errors import NotFound
 
 
@@ -62,7 +66,8 @@ class BlobDirectory:
         h = sha.hex()
         return self.legacy / h[:2] / h[2:4] / h
 
-    def _write(self, sha: bytes, raw: bytes) -> None:
+    def write_file(self, sha: bytes, raw: bytes) -> None:
+        """Write and fsync the file (blocking: call it off the event loop)."""
         p = self.path(sha)
         if p.exists() and p.stat().st_size == len(raw):
             return
@@ -80,7 +85,7 @@ class BlobDirectory:
             os.close(dfd)
 
     async def write(self, sha: bytes, raw: bytes) -> None:
-        await asyncio.to_thread(self._write, sha, raw)
+        await asyncio.to_thread(self.write_file, sha, raw)
 
     def _read(self, sha: bytes) -> bytes:
         try:
@@ -126,9 +131,18 @@ class BlobDirectory:
                     continue
 
 
+PUT_ROUNDS = 8  # insert-or-look-up rounds against cleanup removing the same rows meanwhile (PostgreSQL)
+
 # PostgreSQL advisory-lock namespace of blob files ("blob"): a lock per hash, taken by
 # whoever creates or removes the file of that hash in this database.
 FILE_LOCK_SPACE = 0x626C6F62
+
+
+def _lock_files_sql(shas: list[bytes]):
+    keys = sorted({int.from_bytes(s[:4], "big", signed=True) for s in shas})
+    return (text("SELECT pg_advisory_xact_lock(:space, k) FROM"
+                 " (SELECT unnest(CAST(:keys AS integer[])) AS k ORDER BY 1) AS ks"),
+            {"space": FILE_LOCK_SPACE, "keys": keys})
 
 
 async def lock_files(conn: AsyncConnection, shas: list[bytes]) -> None:
@@ -139,12 +153,14 @@ async def lock_files(conn: AsyncConnection, shas: list[bytes]) -> None:
     two holders cannot deadlock; different hashes may share a key (they then
     only wait for each other).
     """
-    if conn.dialect.name != "postgresql" or not shas:
-        return
-    keys = sorted({int.from_bytes(s[:4], "big", signed=True) for s in shas})
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:space, k) FROM"
-                            " (SELECT unnest(CAST(:keys AS integer[])) AS k ORDER BY 1) AS ks"),
-                       {"space": FILE_LOCK_SPACE, "keys": keys})
+    if conn.dialect.name == "postgresql" and shas:
+        await conn.execute(*_lock_files_sql(shas))
+
+
+def lock_files_sync(conn: Connection, shas: list[bytes]) -> None:
+    """`lock_files` on a synchronous connection (a Database.write_sync function)."""
+    if conn.dialect.name == "postgresql" and shas:
+        conn.execute(*_lock_files_sql(shas))
 
 
 def sha256(raw: bytes) -> bytes:
@@ -154,39 +170,61 @@ def sha256(raw: bytes) -> bytes:
 async def put_many(conn: AsyncConnection, items: list[PreparedMessage],
                    blob_dir: BlobDirectory | None) -> list[int]:
     """Store each message's blob (once per distinct hash) in this transaction; return blob ids."""
-    shas = list(dict.fromkeys(p.sha256 for p in items))
-    existing: dict[bytes, int] = {}
+    return await conn.run_sync(put_many_sync, items, blob_dir, run_off_loop)
+
+
+_INSERT_OR_IGNORE = {  # built once: building and keying it per batch cost more than running it
+    "postgresql": pg_insert(t.blobs).on_conflict_do_nothing(index_elements=[t.blobs.c.sha256])
+    .returning(t.blobs.c.sha256, t.blobs.c.id),
+    "sqlite": sqlite_insert(t.blobs).on_conflict_do_nothing(index_elements=[t.blobs.c.sha256])
+    .returning(t.blobs.c.sha256, t.blobs.c.id),
+}
+
+
+def put_many_sync(conn: Connection, items: list[PreparedMessage], blob_dir: BlobDirectory | None,
+                  blocking: Blocking) -> list[int]:
+    """`put_many` on a synchronous connection; blob files are written through ``blocking``.
+
+    A new body (the usual case) costs one statement: INSERT ... ON CONFLICT DO NOTHING
+    RETURNING. Hashes stored already are then looked up, on PostgreSQL FOR KEY SHARE: a
+    reference is about to be added, so the row is held against cleanup.collect, which
+    deletes only rows it can lock FOR UPDATE. A row it removed between the two
+    statements is missing from the look-up, and is inserted anew in the next round.
+    """
     pg = conn.dialect.name == "postgresql"
-    for i in range(0, len(shas), 500):
-        chunk = shas[i : i + 500]
-        q = select(t.blobs.c.sha256, t.blobs.c.id).where(t.blobs.c.sha256.in_(chunk))
-        if pg:
-            # A reference is about to be added: hold the row against cleanup.collect,
-            # which deletes only rows it can lock FOR UPDATE (a blob it is deleting
-            # right now is not returned once that commits, and is written anew).
-            q = q.order_by(t.blobs.c.id).with_for_update(read=True, key_share=True)
-        rows = (await conn.execute(q)).all()
-        existing.update({bytes(r.sha256): r.id for r in rows})
-    new = {}
+    first: dict[bytes, PreparedMessage] = {}
     for p in items:
-        if p.sha256 not in existing and p.sha256 not in new:
-            new[p.sha256] = p
+        first.setdefault(p.sha256, p)
+    ids: dict[bytes, int] = {}
+    new: dict[bytes, PreparedMessage] = {}
+    todo = sorted(first)  # one order for every writer: two inserting the same hashes wait, never deadlock
+    if not todo:
+        return []
+    add = _INSERT_OR_IGNORE["postgresql" if pg else "sqlite"]
+    for _ in range(PUT_ROUNDS):
+        for r in conn.execute(add, [{"sha256": s, "size": first[s].size, "data": None if blob_dir else first[s].raw,
+                                     "parsed": first[s].parsed_json, "sent_at": first[s].sent_at} for s in todo]):
+            ids[bytes(r.sha256)] = r.id
+            new[bytes(r.sha256)] = first[bytes(r.sha256)]
+        todo = [s for s in todo if s not in ids]
+        for i in range(0, len(todo), 500):
+            q = select(t.blobs.c.sha256, t.blobs.c.id).where(t.blobs.c.sha256.in_(todo[i:i + 500]))
+            if pg:
+                q = q.order_by(t.blobs.c.id).with_for_update(read=True, key_share=True)
+            ids.update({bytes(r.sha256): r.id for r in conn.execute(q)})
+        todo = [s for s in todo if s not in ids]
+        if not todo:
+            break
+    else:
+        raise RuntimeError(f"blob rows kept vanishing while being referenced ({len(todo)} left)")
     if new:
         if blob_dir is not None:
-            await lock_files(conn, list(new))  # against a concurrent removal of the same file
+            lock_files_sync(conn, list(new))  # against a concurrent removal of the same file
             for p in new.values():
-                await blob_dir.write(p.sha256, p.raw)
-        # One statement for the whole batch (executemany with RETURNING, in parameter order).
-        res = await conn.execute(
-            t.blobs.insert().returning(t.blobs.c.id, sort_by_parameter_order=True),
-            [{"sha256": p.sha256, "size": p.size, "data": None if blob_dir else p.raw,
-              "parsed": p.parsed_json, "sent_at": p.sent_at} for p in new.values()])
-        for sha, blob_id in zip(new, res.scalars().all()):
-            existing[sha] = blob_id
-        await search.index_blobs(conn, [(existing[s], p.subject, p.addrs, p.body_text)
-                                        for s, p in new.items()])
-        await substring.index_blobs(conn, [(existing[s], p.head_text, p.body_text) for s, p in new.items()])
-    return [existing[p.sha256] for p in items]
+                blocking(blob_dir.write_file, p.sha256, p.raw)
+        search.index_blobs(conn, [(ids[s], p.subject, p.addrs, p.body_text) for s, p in new.items()])
+        substring.index_blobs(conn, [(ids[s], p.head_text, p.body_text) for s, p in new.items()])
+    return [ids[p.sha256] for p in items]
 
 
 async def read_raw(conn: AsyncConnection, blob_id: int, blob_dir: BlobDirectory | None) -> bytes:

@@ -5,18 +5,36 @@ dedicated single-connection engine and start with BEGIN IMMEDIATE, so a
 transaction never has to upgrade a read lock (which fails at once with
 SQLITE_BUSY instead of waiting); reads use a pool of WAL readers that never
 block the writer. PostgreSQL uses one pool for both.
+
+A hot write (the group-commit batch of deliveries) can be written as one
+synchronous function and run with `write_sync`. On SQLite it then runs whole in
+the thread that owns the writer connection, through a plain (pysqlite)
+SQLAlchemy connection over that same sqlite3 connection: one thread hop per
+transaction instead of several per statement (aiosqlite hands every cursor
+call, fetch and commit to its thread and back). The durability settings are
+the writer's own (WAL, synchronous FULL, BEGIN IMMEDIATE). On PostgreSQL it
+runs under `AsyncConnection.run_sync` (asyncpg has no thread to hop to).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, StaticPool
+from sqlalchemy.util import await_only
+
+T = TypeVar("T")
+# How a write_sync function runs blocking work (a blob file's write and fsync):
+# blocking(job, *args) returns job(*args), run where it does not stall the event loop.
+Blocking = Callable[..., Any]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_READ_POOL = 8
@@ -46,9 +64,23 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool, foreign_keys: bool 
         cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    _begin_with(engine.sync_engine, immediate)
+
+
+def _begin_with(engine: Engine, immediate: bool) -> None:
+    @event.listens_for(engine, "begin")
     def _begin(conn):  # noqa: ANN001
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def run_here(job: Callable[..., T], *args) -> T:
+    """Blocking work inside the SQLite writer thread: just do it (the loop is not waiting on this thread)."""
+    return job(*args)
+
+
+def run_off_loop(job: Callable[..., T], *args) -> T:
+    """Blocking work inside run_sync (a greenlet on the event loop): await it in a worker thread."""
+    return await_only(asyncio.to_thread(job, *args))
 
 
 @dataclass
@@ -58,6 +90,8 @@ class Database:
     url: str
     writer: AsyncEngine
     reader: AsyncEngine
+    # SQLite: the sync engine over the writer's own sqlite3 connection (write_sync), with that connection.
+    _bound: tuple[sqlite3.Connection, Engine] | None = field(default=None, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -67,6 +101,32 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         async with self.writer.begin() as conn:
             yield conn
+
+    async def write_sync(self, fn: Callable[[Connection, Blocking], T]) -> T:
+        """Run ``fn(conn, blocking)`` as one write transaction; committed when this returns.
+
+        ``fn`` is plain synchronous SQLAlchemy on ``conn`` and must not touch the event
+        loop; it hands blocking work (file writes) to ``blocking``. On SQLite it runs in
+        the writer connection's own thread, waited for once; the writer pool's single
+        connection keeps it serialised with every other write, as `write()` is.
+        """
+        if self.dialect != "sqlite":
+            async with self.write() as conn:
+                return await conn.run_sync(fn, run_off_loop)
+        async with self.writer.connect() as aconn:
+            raw = await aconn.get_raw_connection()
+            driver = raw.driver_connection  # aiosqlite.Connection; its thread owns the sqlite3 connection
+            # aiosqlite has no public "run this in your thread"; _execute is what its own methods use.
+            return await driver._execute(self._in_writer_thread, driver._conn, fn)
+
+    def _in_writer_thread(self, raw: sqlite3.Connection, fn: Callable[[Connection, Blocking], T]) -> T:
+        if self._bound is None or self._bound[0] is not raw:
+            # The pragmas were set when the async engine opened `raw`; only BEGIN IMMEDIATE is ours to add.
+            engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
+            _begin_with(engine, immediate=True)
+            self._bound = (raw, engine)
+        with self._bound[1].begin() as conn:
+            return fn(conn, run_here)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -106,7 +166,11 @@ class Database:
 def open_database(url: str) -> Database:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        writer = create_async_engine(url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0)
+        # No reset when the writer goes back to the pool: every use of it ends its transaction
+        # itself (begin() commits or rolls back; write_sync's does too), and a reset is a
+        # rollback call, one more trip to the driver's thread per transaction.
+        writer = create_async_engine(url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0,
+                                     pool_reset_on_return=None)
         _sqlite_pragmas(writer, immediate=True)
         reader = create_async_engine(
             url, poolclass=AsyncAdaptedQueuePool, pool_size=SQLITE_READ_POOL, max_overflow=0

@@ -13,7 +13,7 @@ import logging
 import uuid
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .changes import ChangeBus, FolderChanged
@@ -29,12 +29,23 @@ def new_node_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def _notify_sql(node: str, event: FolderChanged):
+    payload = f"{node}:{event.folder.partition}:{event.folder.id}:{event.highestmodseq}:{event.kind}"
+    return text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload}
+
+
 async def notify(conn: AsyncConnection, node: str, event: FolderChanged) -> None:
     """Queue a notification in the current transaction (PostgreSQL only; a no-op elsewhere)."""
-    if conn.dialect.name != "postgresql":
-        return
-    payload = f"{node}:{event.folder.partition}:{event.folder.id}:{event.highestmodseq}:{event.kind}"
-    await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+    if conn.dialect.name == "postgresql":
+        await conn.execute(*_notify_sql(node, event))
+
+
+def notify_sync(conn: Connection, node: str, events: list[FolderChanged]) -> None:
+    """`notify` of several events on a synchronous connection, in one statement."""
+    if conn.dialect.name == "postgresql" and events:
+        payloads = [_notify_sql(node, e)[1]["p"] for e in events]
+        conn.execute(text("SELECT pg_notify(:c, p) FROM unnest(CAST(:ps AS text[])) AS p"),
+                     {"c": CHANNEL, "ps": payloads})
 
 
 def parse(payload: str) -> tuple[str, FolderChanged] | None:

@@ -11,11 +11,12 @@ the same prepared term strings, so the semantics match exactly.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import Connection
 
 MAX_INDEXED_CHARS = 1_000_000  # per message; a longer extract is cut
 
@@ -142,10 +143,15 @@ def row_params(rows: list[tuple[int, str, str, str]]) -> list[dict]:
     return [{"id": bid, "s": index_text(s), "a": index_text(a), "b": index_text(b)} for bid, s, a, b in rows]
 
 
-async def index_blobs(conn: AsyncConnection, rows: list[tuple[int, str, str, str]]) -> None:
+@functools.cache
+def _insert_text(dialect: str) -> TextClause:
+    return text(insert_sql(dialect))
+
+
+def index_blobs(conn: Connection, rows: list[tuple[int, str, str, str]]) -> None:
     """Index (blob_id, subject, addrs, body) rows; text is raw and prepared here."""
     if rows:
-        await conn.execute(text(insert_sql(conn.dialect.name)), row_params(rows))
+        conn.execute(_insert_text(conn.dialect.name), row_params(rows))
 
 
 def blob_match_sql(dialect: str, column: str | None, query: str) -> tuple[str, dict] | None:

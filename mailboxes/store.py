@@ -21,9 +21,10 @@ from sqlalchemy import String, and_, bindparam, case, delete, func, insert, or_,
 
 from . import cleanup, identity, pgbus
 from . import schema as t
-from .blobs import BlobDirectory, PreparedMessage, put_many, read_raw
+from .blobs import BlobDirectory, PreparedMessage, read_raw
 from .changes import ChangeBus, FolderChanged
 from .db import Database
+from .deliverywrite import Batch, Delivery, FolderCache, StaleCache, quota_error, write_batch
 from .directory import Directory
 from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota
 from .groupcommit import GroupCommitter
@@ -120,17 +121,6 @@ def uid_condition(uids: Iterable[int]):
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One message to be written into some accounts' folders (the group-commit unit)."""
-
-    message: PreparedMessage
-    targets: tuple[tuple[Account, str], ...]  # (account, folder name)
-    flags: int = 0
-    keywords: tuple[str, ...] = ()
-    internal_date: datetime | None = None
-
-
-@dataclass(frozen=True)
 class DeliveryResult:
     """Per target: an AppendResult, or the StoreError that refused it (over quota, no folder)."""
 
@@ -146,6 +136,7 @@ class Store:
         self.blob_dir = blob_dir
         self.clock = clock
         self._committers: dict[str, GroupCommitter] = {}
+        self._folder_cache = FolderCache()
         self.node = pgbus.new_node_id()
         self._relays: dict[str, pgbus.Relay] = {}
         for name, db in router.opened().items():
@@ -647,102 +638,23 @@ class Store:
 
         ``atomic``: the first refusal is raised instead, which rolls the whole batch back.
         """
-        events: list[FolderChanged] = []
-        out: list[list[AppendResult | Exception]] = []
-        async with db.write() as conn:
-            blob_ids = await put_many(conn, [d.message for d in batch], self.files(partition))
-            # A batch costs a fixed number of statements, however many accounts and
-            # folders it touches: read the folders and usage rows at once, write them back at once.
-            wanted: dict[tuple[int, str], str | Exception] = {}
-            for d in batch:
-                for acct, fname in d.targets:
-                    if (acct.id, fname) not in wanted:
-                        try:
-                            wanted[(acct.id, fname)] = normalise_folder_name(fname)
-                        except InvalidInput as exc:
-                            wanted[(acct.id, fname)] = exc
-            acct_ids = sorted({a for a, _ in wanted})
-            names = sorted({n for n in wanted.values() if isinstance(n, str)})
-            fc = t.folders.c
-            found: dict[tuple[int, str], tuple[int, int, int, int]] = {}
-            if names:
-                q = (select(fc.id, fc.account_id, fc.name, fc.uidvalidity, fc.uidnext, fc.highestmodseq)
-                     .where(and_(fc.account_id.in_(acct_ids), fc.name.in_(names))).order_by(fc.id))
-                if db.dialect == "postgresql":
-                    q = q.with_for_update()  # other nodes append to these folders too; lock in id order
-                for r in (await conn.execute(q)).all():
-                    found[(r.account_id, r.name)] = (r.id, r.uidvalidity, r.uidnext, r.highestmodseq)
-            uc = t.mailbox_usage.c
-            usage: dict[int, list[int]] = {i: [0, 0] for i in acct_ids}
-            for r in (await conn.execute(select(uc.account_id, uc.bytes, uc.messages)
-                                         .where(uc.account_id.in_(acct_ids)))).all():
-                usage[r.account_id] = [int(r.bytes), int(r.messages)]
-            added: dict[int, list[int]] = {}
-            # Check quotas in order, so a batch behaves like a sequence.
-            plan: list[list[tuple[int, int] | Exception]] = []
-            per_folder: dict[int, int] = {}
-            for d in batch:
-                row: list[tuple[int, int] | Exception] = []
-                for acct, fname in d.targets:
-                    nm = wanted[(acct.id, fname)]
-                    if isinstance(nm, Exception):
-                        row.append(nm)
-                        continue
-                    f = found.get((acct.id, nm))
-                    if f is None:
-                        row.append(NotFound(f"no folder {fname}"))
-                        continue
-                    err = _quota_error(acct, usage[acct.id], d.message.size)
-                    if err is not None:
-                        row.append(err)
-                        continue
-                    usage[acct.id][0] += d.message.size
-                    usage[acct.id][1] += 1
-                    a = added.setdefault(acct.id, [0, 0])
-                    a[0] += d.message.size
-                    a[1] += 1
-                    per_folder[f[0]] = per_folder.get(f[0], 0) + 1
-                    row.append((f[0], f[1]))
-                plan.append(row)
-            if atomic and (refused := next((x for row in plan for x in row if isinstance(x, Exception)), None)):
-                raise refused
-            # Allocate UIDs: each folder's UIDNEXT moves by its count, one new MODSEQ per folder.
-            alloc: dict[int, list[int]] = {}
-            by_id = {f[0]: f for f in found.values()}
-            for fid, n in per_folder.items():
-                _, _, uidnext, hm = by_id[fid]
-                alloc[fid] = [uidnext, hm + 1]
-                events.append(FolderChanged(FolderRef(partition, fid), hm + 1, "append"))
-            if alloc:
-                await conn.execute(update(t.folders).where(fc.id == bindparam("b_id")).values(
-                    uidnext=bindparam("b_next"), highestmodseq=bindparam("b_hm")),
-                    [{"b_id": fid, "b_next": alloc[fid][0] + per_folder[fid], "b_hm": alloc[fid][1]}
-                     for fid in sorted(alloc)])
-            rows = []
-            now = self.clock()
-            for d, bid, prow in zip(batch, blob_ids, plan):
-                res_row: list[AppendResult | Exception] = []
-                for item in prow:
-                    if isinstance(item, Exception):
-                        res_row.append(item)
-                        continue
-                    fid, uidv = item
-                    uid = alloc[fid][0]
-                    alloc[fid][0] += 1
-                    rows.append({"folder_id": fid, "uid": uid, "modseq": alloc[fid][1], "flags": d.flags,
-                                 "keywords": " ".join(d.keywords), "internal_date": to_utc(d.internal_date or now),
-                                 "size": d.message.size, "blob_id": bid})
-                    res_row.append(AppendResult(uidv, uid, FolderRef(partition, fid, uidv)))
-                out.append(res_row)
-            if rows:
-                await conn.execute(insert(t.messages), rows)
-            if added:
-                # Relative updates: correct even if another node changed usage meanwhile.
-                await conn.execute(update(t.mailbox_usage).where(uc.account_id == bindparam("b_id")).values(
-                    bytes=uc.bytes + bindparam("b_bytes"), messages=uc.messages + bindparam("b_msgs")),
-                    [{"b_id": i, "b_bytes": b, "b_msgs": m} for i, (b, m) in sorted(added.items())])
-            for ev in events:
-                await self._announce(conn, ev)
+        wanted: dict[tuple[int, str], str | Exception] = {}
+        for d in batch:
+            for acct, fname in d.targets:
+                if (acct.id, fname) not in wanted:
+                    try:
+                        wanted[(acct.id, fname)] = normalise_folder_name(fname)
+                    except InvalidInput as exc:
+                        wanted[(acct.id, fname)] = exc
+        now = self.clock()
+        plan = Batch(partition, batch, wanted, [to_utc(d.internal_date or now) for d in batch], self.node, atomic)
+        files = self.files(partition)
+        try:
+            out, events = await db.write_sync(
+                lambda conn, blocking: write_batch(conn, blocking, plan, files, self._folder_cache, True))
+        except StaleCache:
+            out, events = await db.write_sync(
+                lambda conn, blocking: write_batch(conn, blocking, plan, files, self._folder_cache, False))
         for ev in events:  # commit first, then broadcast
             self.bus.publish(ev.folder, ev)
         return out
@@ -807,7 +719,6 @@ class Store:
                         changed_metas.append(MessageMeta(r.uid, hm, nf, nk, _aware(r.internal_date), r.size,
                                                          r.blob_id))
                 if updates:
-                    from sqlalchemy import bindparam
                     await conn.execute(update(t.messages).where(c.id == bindparam("b_id")).values(
                         flags=bindparam("flags"), keywords=bindparam("keywords"), modseq=bindparam("modseq")),
                         updates)
@@ -904,7 +815,7 @@ class Store:
                 u = (await conn.execute(select(t.mailbox_usage.c.bytes, t.mailbox_usage.c.messages)
                                         .where(t.mailbox_usage.c.account_id == owner))).first()
                 usage = [int(u.bytes), int(u.messages)] if u else [0, 0]
-                err = _quota_error(account, usage, size, count=len(metas))
+                err = quota_error(account, usage, size, count=len(metas))
                 if err is not None:
                     raise err
             r = (await conn.execute(update(t.folders).where(t.folders.c.id == dest.id).values(
@@ -939,12 +850,3 @@ class Store:
             await self.expunge(src, moved, deleted_only=False)
         return uidv, pairs
 
-
-def _quota_error(acct: Account, usage: list[int], size: int, count: int = 1) -> OverQuota | None:
-    if acct.quota_bytes and size > acct.quota_bytes:
-        return OverQuota(f"message larger than the mailbox quota of {acct.address}", permanent=True)
-    if acct.quota_bytes and usage[0] + size > acct.quota_bytes:
-        return OverQuota(f"mailbox of {acct.address} is full", permanent=False)
-    if acct.quota_messages and usage[1] + count > acct.quota_messages:
-        return OverQuota(f"mailbox of {acct.address} has too many messages", permanent=False)
-    return None

@@ -21,11 +21,12 @@ Chinese as bigrams) up to search.MAX_INDEXED_CHARS.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import Connection
 
 from . import search
 
@@ -85,10 +86,15 @@ def row_params(rows: list[tuple[int, str, str]]) -> list[dict]:
     return [{"id": bid, "h": prepare(h, HEAD_CHARS), "b": prepare(b, BODY_CHARS)} for bid, h, b in rows]
 
 
-async def index_blobs(conn: AsyncConnection, rows: list[tuple[int, str, str]]) -> None:
+@functools.cache
+def _insert_text(dialect: str) -> TextClause:
+    return text(insert_sql(dialect))
+
+
+def index_blobs(conn: Connection, rows: list[tuple[int, str, str]]) -> None:
     """Index (blob_id, header text, body text) rows; the text is raw and prepared here."""
     if rows:
-        await conn.execute(text(insert_sql(conn.dialect.name)), row_params(rows))
+        conn.execute(_insert_text(conn.dialect.name), row_params(rows))
 
 
 def _columns(where: str) -> tuple[str, ...]:

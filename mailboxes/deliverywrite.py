@@ -1,0 +1,259 @@
+"""The delivery transaction: a group-commit batch of messages written into folders by one synchronous function.
+
+Store.deliver queues a message with the partition's GroupCommitter; the batch
+then runs as `write_batch` under Database.write_sync, so on SQLite the whole
+transaction is one hand-off to the writer thread (see db.py).
+
+Implementation notes (invariants):
+- A batch costs a fixed number of statements however many messages, accounts and
+  folders it touches. Today, for a message to one INBOX: BEGIN, the blob (look-up,
+  insert-or-ignore, word index, substring index), one UPDATE of the folder row
+  that allocates the UIDs and MODSEQ and returns them, one of the usage row that
+  returns it (the quota check), the message rows; on PostgreSQL one pg_notify.
+- The folder of (account, name) is remembered as its id and UIDVALIDITY
+  (FolderCache): a folder is never renamed without a new UIDVALIDITY, and ids are
+  never reused, so the pair still names that folder exactly when a row with both
+  exists. That is checked at use by the UPDATE that allocates the UIDs (it
+  returns the row's UIDVALIDITY); a miss, a refusal or a stale entry makes the
+  batch start again, read from the folder rows (StaleCache).
+- The cached path is taken for a batch into one folder (a lone session's case):
+  one row lock, no order to keep. Batches into several folders read them with
+  SELECT ... ORDER BY id (FOR UPDATE on PostgreSQL, in id order) and write them
+  back with executemany. Folder rows are locked before usage rows, as every
+  other writer does.
+- Quotas are checked in order, so a batch behaves like a sequence of deliveries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from . import pgbus
+from . import schema as t
+from .blobs import BlobDirectory, PreparedMessage, put_many_sync
+from .changes import FolderChanged
+from .db import Blocking
+from .errors import NotFound, OverQuota
+from .model import Account, AppendResult, FolderRef
+
+FOLDER_CACHE_SIZE = 50_000  # (account, folder name) entries remembered per store; emptied when full
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to be written into some accounts' folders (the group-commit unit)."""
+
+    message: PreparedMessage
+    targets: tuple[tuple[Account, str], ...]  # (account, folder name)
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+    internal_date: datetime | None = None
+
+
+class StaleCache(Exception):
+    """The cached path cannot decide this batch exactly (rolled back; run it again uncached)."""
+
+
+class FolderCache:
+    """(partition, account id, folder name) -> (folder id, UIDVALIDITY); trusted only as checked at use."""
+
+    def __init__(self, size: int = FOLDER_CACHE_SIZE) -> None:
+        self._size = size
+        self._map: dict[tuple[str, int, str], tuple[int, int]] = {}
+        self._lock = threading.Lock()  # writer threads of several partitions share it
+
+    def get(self, partition: str, key: tuple[int, str]) -> tuple[int, int] | None:
+        return self._map.get((partition, *key))
+
+    def put(self, partition: str, acct: int, name: str, folder: tuple[int, int]) -> None:
+        with self._lock:
+            if len(self._map) >= self._size:
+                self._map.clear()
+            self._map[(partition, acct, name)] = folder
+
+    def forget(self, partition: str, keys: Sequence[tuple[int, str]]) -> None:
+        with self._lock:
+            for acct, name in keys:
+                self._map.pop((partition, acct, name), None)
+
+
+def quota_error(acct: Account, usage: list[int], size: int, count: int = 1) -> OverQuota | None:
+    if acct.quota_bytes and size > acct.quota_bytes:
+        return OverQuota(f"message larger than the mailbox quota of {acct.address}", permanent=True)
+    if acct.quota_bytes and usage[0] + size > acct.quota_bytes:
+        return OverQuota(f"mailbox of {acct.address} is full", permanent=False)
+    if acct.quota_messages and usage[1] + count > acct.quota_messages:
+        return OverQuota(f"mailbox of {acct.address} has too many messages", permanent=False)
+    return None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What write_batch needs, prepared on the event loop."""
+
+    partition: str
+    deliveries: Sequence[Delivery]
+    wanted: dict[tuple[int, str], str | Exception]  # (account id, name as given) -> normalised name or why not
+    internal_dates: Sequence[datetime]  # UTC, one per delivery
+    node: str  # this process's id in change notifications
+    atomic: bool = False  # raise the first refusal (rolls the batch back) instead of returning it
+
+
+def write_batch(conn: Connection, blocking: Blocking, b: Batch, files: BlobDirectory | None, cache: FolderCache,
+                use_cache: bool) -> tuple[list[list[AppendResult | Exception]], list[FolderChanged]]:
+    """One transaction for a batch of deliveries: per target an AppendResult or the refusal, and the events.
+
+    Raises StaleCache (only when ``use_cache``) if the cached path cannot decide the batch exactly.
+    """
+    blob_ids = put_many_sync(conn, [d.message for d in b.deliveries], files, blocking)
+    keys = sorted({(acct, nm) for (acct, _), nm in b.wanted.items() if isinstance(nm, str)})
+    # One folder (one session's message, or several into one INBOX): the cached path.
+    # Several take their row locks in id order and are written with executemany (_from_rows).
+    folder = cache.get(b.partition, keys[0]) if use_cache and len(keys) == 1 else None
+    if folder is not None:
+        plan, alloc = _cached(conn, b, cache, keys[0], folder)
+    else:
+        plan, alloc = _from_rows(conn, b, cache, keys)
+    events = [FolderChanged(FolderRef(b.partition, fid), modseq, "append") for fid, (_, modseq) in alloc.items()]
+    out: list[list[AppendResult | Exception]] = []
+    rows_in = []
+    for d, bid, prow, when in zip(b.deliveries, blob_ids, plan, b.internal_dates):
+        res_row: list[AppendResult | Exception] = []
+        keywords = " ".join(d.keywords)
+        for item in prow:
+            if isinstance(item, Exception):
+                res_row.append(item)
+                continue
+            fid, uidv = item
+            uid = alloc[fid][0]
+            alloc[fid][0] += 1
+            rows_in.append({"folder_id": fid, "uid": uid, "modseq": alloc[fid][1], "flags": d.flags,
+                            "keywords": keywords, "internal_date": when, "size": d.message.size, "blob_id": bid})
+            res_row.append(AppendResult(uidv, uid, FolderRef(b.partition, fid, uidv)))
+        out.append(res_row)
+    if rows_in:
+        conn.execute(_ADD_MESSAGES, rows_in)
+    pgbus.notify_sync(conn, b.node, events)  # delivered at commit only
+    return out, events
+
+
+Plan = list[list[tuple[int, int] | Exception]]  # per delivery, per target: (folder id, UIDVALIDITY) or the refusal
+Alloc = dict[int, list[int]]  # folder id -> [first new UID, the new MODSEQ]
+
+
+# The cached path's statements, built once (building and keying a statement per batch cost more than running it).
+_fc, _uc = t.folders.c, t.mailbox_usage.c
+_MOVE_FOLDER = (update(t.folders).where(_fc.id == bindparam("f_id"))
+                .values(uidnext=_fc.uidnext + bindparam("f_n"), highestmodseq=_fc.highestmodseq + 1)
+                .returning(_fc.uidvalidity, _fc.uidnext, _fc.highestmodseq))
+_ADD_USAGE = (update(t.mailbox_usage).where(_uc.account_id == bindparam("u_id"))
+              .values(bytes=_uc.bytes + bindparam("u_b"), messages=_uc.messages + bindparam("u_m"))
+              .returning(_uc.bytes, _uc.messages))
+_ADD_MESSAGES = insert(t.messages)
+
+
+def _cached(conn: Connection, b: Batch, cache: FolderCache, key: tuple[int, str],
+            folder: tuple[int, int]) -> tuple[Plan, Alloc]:
+    """Every target accepted into one cached folder: two UPDATEs that allocate and return, then checks.
+
+    The folder row moves first (its lock first, as every writer takes it), then the
+    usage row; what they return checks the cache and the quota. Anything this path
+    cannot decide exactly raises StaleCache and the transaction is rolled back.
+    """
+    fid, uidv = folder
+    plan: Plan = []
+    n = size = 0
+    accounts = []
+    for d in b.deliveries:
+        row: list[tuple[int, int] | Exception] = []
+        for acct, fname in d.targets:
+            if isinstance(b.wanted[(acct.id, fname)], Exception):
+                raise StaleCache("a refusal is decided on the uncached path")
+            n += 1
+            size += d.message.size
+            accounts.append((acct, d.message.size))
+            row.append(folder)
+        plan.append(row)
+    if not n:
+        return plan, {}
+    moved = conn.execute(_MOVE_FOLDER, {"f_id": fid, "f_n": n}).first()
+    if moved is None or moved.uidvalidity != uidv:
+        cache.forget(b.partition, [key])
+        raise StaleCache("the cached folder was deleted or renamed")
+    # Relative update: correct even if another node changed usage meanwhile.
+    after = conn.execute(_ADD_USAGE, {"u_id": key[0], "u_b": size, "u_m": n}).first()
+    used = [int(after.bytes) - size, int(after.messages) - n] if after is not None else [0, 0]
+    for acct, msg_size in accounts:  # the quota, in order, from the usage before this batch
+        if quota_error(acct, used, msg_size) is not None:
+            raise StaleCache("a refusal is decided from the folder and usage rows")
+        used[0] += msg_size
+        used[1] += 1
+    return plan, {fid: [moved.uidnext - n, moved.highestmodseq]}
+
+
+def _from_rows(conn: Connection, b: Batch, cache: FolderCache, keys: list[tuple[int, str]]) -> tuple[Plan, Alloc]:
+    """Read the folder rows (locked in id order on PostgreSQL) and the usage, decide each target, write back."""
+    fc, uc = t.folders.c, t.mailbox_usage.c
+    acct_ids = sorted({a for a, _ in b.wanted})
+    found: dict[tuple[int, str], tuple[int, int]] = {}
+    heads: dict[int, tuple[int, int]] = {}  # folder id -> (uidnext, highestmodseq) as read
+    if keys:
+        q = (select(fc.id, fc.account_id, fc.name, fc.uidvalidity, fc.uidnext, fc.highestmodseq)
+             .where(and_(fc.account_id.in_(acct_ids), fc.name.in_({n for _, n in keys}))).order_by(fc.id))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()  # other nodes append to these folders too; lock in id order
+        for r in conn.execute(q).all():
+            found[(r.account_id, r.name)] = (r.id, r.uidvalidity)
+            heads[r.id] = (r.uidnext, r.highestmodseq)
+            cache.put(b.partition, r.account_id, r.name, (r.id, r.uidvalidity))
+        cache.forget(b.partition, [k for k in keys if k not in found])
+    usage: dict[int, list[int]] = {i: [0, 0] for i in acct_ids}
+    for r in conn.execute(select(uc.account_id, uc.bytes, uc.messages).where(uc.account_id.in_(acct_ids))).all():
+        usage[r.account_id] = [int(r.bytes), int(r.messages)]
+    added: dict[int, list[int]] = {}
+    plan: Plan = []
+    per_folder: dict[int, int] = {}
+    for d in b.deliveries:  # quotas in order, so a batch behaves like a sequence
+        row: list[tuple[int, int] | Exception] = []
+        for acct, fname in d.targets:
+            nm = b.wanted[(acct.id, fname)]
+            if isinstance(nm, Exception):
+                row.append(nm)
+                continue
+            f = found.get((acct.id, nm))
+            if f is None:
+                row.append(NotFound(f"no folder {fname}"))
+                continue
+            err = quota_error(acct, usage[acct.id], d.message.size)
+            if err is not None:
+                row.append(err)
+                continue
+            usage[acct.id][0] += d.message.size
+            usage[acct.id][1] += 1
+            a = added.setdefault(acct.id, [0, 0])
+            a[0] += d.message.size
+            a[1] += 1
+            per_folder[f[0]] = per_folder.get(f[0], 0) + 1
+            row.append(f)
+        plan.append(row)
+    if b.atomic and (refused := next((x for row in plan for x in row if isinstance(x, Exception)), None)):
+        raise refused
+    # Each folder's UIDNEXT moves by its count, one new MODSEQ per folder.
+    alloc = {fid: [heads[fid][0], heads[fid][1] + 1] for fid in per_folder}
+    if alloc:
+        conn.execute(update(t.folders).where(fc.id == bindparam("b_id")).values(
+            uidnext=bindparam("b_next"), highestmodseq=bindparam("b_hm")),
+            [{"b_id": fid, "b_next": alloc[fid][0] + per_folder[fid], "b_hm": alloc[fid][1]}
+             for fid in sorted(alloc)])
+    if added:
+        # Relative updates: correct even if another node changed usage meanwhile.
+        conn.execute(update(t.mailbox_usage).where(uc.account_id == bindparam("b_id")).values(
+            bytes=uc.bytes + bindparam("b_bytes"), messages=uc.messages + bindparam("b_msgs")),
+            [{"b_id": i, "b_bytes": by, "b_msgs": m} for i, (by, m) in sorted(added.items())])
+    return plan, alloc

@@ -1,0 +1,130 @@
+"""The delivery transaction's cost and its folder cache: statements per message, one thread hop on SQLite, stale entries."""
+
+from __future__ import annotations
+
+import threading
+
+import aiosqlite
+import pytest
+from sqlalchemy import event, update
+from sqlalchemy.engine import Engine
+
+from mailboxes import errors
+from mailboxes import schema as t
+from mailboxes.ingest import prepare
+from mailboxes.store import Delivery
+from tests.store.test_store import make_message
+
+# BEGIN IMMEDIATE (SQLite only), blob look-up, blob insert, word index, substring index,
+# folder UPDATE ... RETURNING, usage UPDATE ... RETURNING, message insert; pg_notify (PostgreSQL only).
+STATEMENTS_PER_MESSAGE = 8
+
+
+class Statements:
+    """Counts the statements every engine runs, and the threads that run them, while it is on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.threads: set[int] = set()
+        self.on = False
+
+    def __call__(self, _conn, _cursor, _statement, _params, _context, _many) -> None:  # noqa: ANN001
+        if self.on:
+            self.count += 1
+            self.threads.add(threading.get_ident())
+
+
+@pytest.fixture
+def statements():
+    s = Statements()
+    event.listen(Engine, "before_cursor_execute", s)
+    yield s
+    event.remove(Engine, "before_cursor_execute", s)
+
+
+async def test_a_lone_delivery_costs_a_fixed_few_statements(mb, statements):
+    acct = await mb.add_account("a@city.test", password="pw")
+    for i in range(3):  # the first delivery reads the folder row; the others use what it learnt
+        await mb.store.deliver(Delivery(prepare(make_message(f"warm {i}")), ((acct, "INBOX"),)))
+    statements.on = True
+    for i in range(10):
+        res = await mb.store.deliver(Delivery(prepare(make_message(f"m{i}", f"body {i}")), ((acct, "INBOX"),)))
+        assert res.results[0].uid == 4 + i
+    statements.on = False
+    assert statements.count <= 10 * STATEMENTS_PER_MESSAGE
+    inbox = await mb.store.folder(acct, "INBOX")
+    assert inbox.uidnext == 14
+    q = await mb.store.quota(acct)
+    assert q.used_messages == 13
+
+
+async def test_on_sqlite_a_delivery_is_one_hand_off_to_the_writer_thread(mb, statements, monkeypatch):
+    if mb.store.router.central.dialect != "sqlite":
+        pytest.skip("asyncpg has no driver thread")
+    acct = await mb.add_account("a@city.test", password="pw")
+    await mb.store.deliver(Delivery(prepare(make_message("warm")), ((acct, "INBOX"),)))
+    hops = 0
+    real = aiosqlite.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):  # noqa: ANN001
+        nonlocal hops
+        hops += 1
+        return await real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    statements.on = True
+    await mb.store.deliver(Delivery(prepare(make_message("one")), ((acct, "INBOX"),)))
+    statements.on = False
+    assert hops == 1
+    assert statements.count >= 6 and threading.get_ident() not in statements.threads
+
+
+async def test_a_folder_renamed_and_made_anew_by_another_store_gets_the_next_delivery(two_stores):
+    m1, m2, acct = two_stores
+    await m1.store.create_folder(acct, "Work")
+    first = await m1.store.append(acct, "Work", prepare(make_message("first")))  # m1 now knows Work's id
+    await m2.store.rename_folder(acct, "Work", "Old")
+    new = await m2.store.create_folder(acct, "Work")
+    second = await m1.store.append(acct, "Work", prepare(make_message("second")))
+    assert second.folder.id == new.ref.id != first.folder.id
+    assert (second.uidvalidity, second.uid) == (new.uidvalidity, 1)
+    old = await m1.store.folder(acct, "Old")
+    assert [m.uid for m in await m1.store.messages(old.ref)] == [1]
+    await m2.store.delete_folder(acct, "Work")
+    with pytest.raises(errors.NotFound):
+        await m1.store.append(acct, "Work", prepare(make_message("third")))
+    assert (await m1.store.quota(acct)).used_messages == 1  # Old keeps one; Work went with its message
+
+
+async def test_a_cached_folder_whose_row_changed_under_it_is_not_written(mb):
+    """As another node's RENAME would: the row keeps its id and takes a new UIDVALIDITY and name."""
+    acct = await mb.add_account("a@city.test", password="pw")
+    await mb.store.create_folder(acct, "Work")
+    r = await mb.store.append(acct, "Work", prepare(make_message("first")))
+    db = await mb.store._db(r.folder.partition)
+    async with db.write() as conn:
+        await conn.execute(update(t.folders).where(t.folders.c.id == r.folder.id)
+                           .values(name="Elsewhere", uidvalidity=r.uidvalidity + 1000))
+    res = await mb.store.deliver(Delivery(prepare(make_message("second")), ((acct, "Work"),)))
+    assert isinstance(res.results[0], errors.NotFound)
+    moved = await mb.store.folder(acct, "Elsewhere")
+    assert moved.uidnext == 2 and [m.uid for m in await mb.store.messages(moved.ref)] == [1]
+
+
+async def test_over_quota_with_the_folder_cached_refuses_and_counts_nothing(mb):
+    acct = await mb.add_account("q@city.test", password="pw", quota_messages=2)
+    for i in range(2):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"m{i}")))
+    res = await mb.store.deliver(Delivery(prepare(make_message("third")), ((acct, "INBOX"),)))
+    assert isinstance(res.results[0], errors.OverQuota)
+    inbox = await mb.store.folder(acct, "INBOX")
+    assert inbox.uidnext == 3
+    assert (await mb.store.quota(acct)).used_messages == 2
+
+
+async def test_an_invalid_folder_name_beside_a_cached_folder_is_refused_alone(mb):
+    acct = await mb.add_account("a@city.test", password="pw")
+    await mb.store.append(acct, "INBOX", prepare(make_message("warm")))
+    res = await mb.store.deliver(Delivery(prepare(make_message("two")), ((acct, "INBOX"), (acct, "bad*name"))))
+    assert res.results[0].uid == 2 and isinstance(res.results[1], errors.InvalidInput)
+    assert (await mb.store.folder(acct, "INBOX")).uidnext == 3

@@ -246,3 +246,31 @@ async def test_workers_that_keep_failing_at_start_stop_the_server_with_exit_1(tm
     last = err.decode().strip().splitlines()[-1]
     assert re.fullmatch(r"postroom: error: worker [12] exited \(exit code 1\) within 10 s of starting, "
                         r"4 times in a row; giving up \(see its log\)", last), last
+
+
+async def test_a_killed_worker_is_replaced_and_connections_waiting_on_its_socket_are_served(tmp_path):
+    reader = "li.na@city.test"
+    srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
+    mb = await srv.init([reader])
+    await srv.start()
+    started = re.compile(r"worker 1 started \(pid (\d+)\)")
+    [first] = started.findall(srv.log.read_text())
+    os.kill(int(first), signal.SIGKILL)
+
+    async def send(i: int) -> None:  # connected while worker 1 is dead: some wait in its socket's backlog
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=srv.ports["smtp"], start_tls=False, timeout=60,
+                                   local_hostname=f"k{i}.outside.example") as smtp:
+            await smtp.sendmail("sender@outside.example", [reader], message(f"k{i}", reader))
+
+    try:
+        await asyncio.gather(*(send(i) for i in range(16)))
+        [_, second] = started.findall(srv.log.read_text())
+        assert "worker 1 (pid %s) exited unexpectedly (signal SIGKILL)" % first in srv.log.read_text()
+        served = Counter((int(m[1]), m[2]) for m in TXN_LINE.finditer(srv.log.read_text()))  # (slot, pid)
+        assert served[(1, second)] > 0, served  # the replacement took over the dead worker's socket
+        assert sum(served.values()) == 16
+        assert sum((await inbox_subjects(mb, reader)).values()) == 16
+    finally:
+        code = await srv.stop()
+        await mb.close()
+    assert code == 0, srv.log.read_text(errors="replace")[-3000:]

@@ -268,8 +268,10 @@ class Supervisor:
             done, pending = await asyncio.wait(pending | {stopped}, return_when=asyncio.FIRST_COMPLETED)
             pending.discard(stopped)
             for task in done & set(slots):
-                if isinstance(task.exception(), SupervisorError):
-                    failure = task.exception()
+                exc = task.exception()
+                if exc is not None:  # gave up on a slot, or could not even spawn its worker
+                    failure = exc if isinstance(exc, SupervisorError) else SupervisorError(
+                        f"{task.get_name()}: {exc.__class__.__name__}: {exc}")
                     self.stop()
         self.stop()
         done, late = await asyncio.wait(slots, timeout=STOP_SECONDS)

@@ -312,6 +312,8 @@ async def main() -> int:
     ap.add_argument("--no-peers", action="store_true", help="do not run the load against Postfix/Dovecot")
     ap.add_argument("--repeat", type=int, default=1, help="runs per point; the median run (by msg/s) is shown")
     args = ap.parse_args()
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start (other work on the machine"
+          " skews every figure; compare runs made together)")
     print(f"{'server':18} {'wk':>3} {'sess':>5} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>6}  {'sent':>7}")
     peer: dict[int, Result] = {}
     if not args.no_peers and peers_running() and PEER_MAILDIRS.exists():

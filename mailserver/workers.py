@@ -25,7 +25,8 @@ Implementation notes
   two workers never claim one row; node ids are per process and a dead
   worker's claims come due again when their lease runs out (delivery.queue).
 - Change events: on SQLite, mailboxes.fanout (Unix datagrams in a private
-  directory the supervisor makes); on PostgreSQL each worker LISTENs itself.
+  directory the supervisor makes, see bus_directory); on PostgreSQL each
+  worker LISTENs itself.
 - SIGTERM and SIGINT are forwarded as SIGTERM; each worker drains as a
   one-process server does and exits 0. A worker that exits unexpectedly is
   restarted after a back-off; one that keeps failing within START_WINDOW of
@@ -69,6 +70,7 @@ BACKOFF_FIRST = 1.0  # seconds before a restart, doubled per failed start
 BACKOFF_MAX = 30.0
 STOP_SECONDS = 60.0  # after forwarding SIGTERM (the services drain for at most 20 s each), then SIGKILL
 PR_SET_PDEATHSIG = 1
+SOCKET_PATH_MAX = 100  # bytes; Linux takes 107 for an AF_UNIX path, and the slot number follows the directory
 
 
 class SupervisorError(Exception):
@@ -298,13 +300,26 @@ def describe(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def bus_directory(config: Config) -> str:
+    """A new directory for the siblings' change sockets (mailboxes.fanout), mode 0700: this user's only.
+
+    Under <data_dir>/run, where no /tmp cleaner ages the sockets away under a server that runs for
+    weeks; in the temporary directory only if that path is too long for a socket address.
+    """
+    run = config.data_dir.resolve() / "run"
+    if len(str(run)) + len("/bus-12345678/99") <= SOCKET_PATH_MAX:
+        run.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return tempfile.mkdtemp(prefix="bus-", dir=run)
+    return tempfile.mkdtemp(prefix="postroom-")
+
+
 async def supervise(config: Config, count: int) -> int:
     """Bind, prepare the store, run `count` workers until SIGTERM/SIGINT; 0 when every worker stopped cleanly."""
     logging.getLogger().setLevel(config.get("server", "log_level").upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     tag_logs("supervisor")
     listeners = bind_listeners(config, count)
-    bus_dir = tempfile.mkdtemp(prefix="postroom-")  # mode 0700: only this user reaches the siblings' sockets
+    bus_dir = bus_directory(config)
     try:
         await prepare_store(config)
         sup = Supervisor(config, listeners, count, bus_dir)

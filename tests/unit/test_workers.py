@@ -120,3 +120,14 @@ async def test_fanout_ignores_garbage(tmp_path):
         assert bus.received == 1
     finally:
         bus.close()
+
+
+def test_the_change_sockets_live_in_the_data_directory_unless_its_path_is_too_long(tmp_path):
+    short = workers.bus_directory(_config(tmp_path))
+    assert short.startswith(str(tmp_path.resolve() / "run" / "bus-"))
+    assert os.stat(short).st_mode & 0o777 == 0o700
+    deep = tmp_path / ("d" * 120)
+    long = workers.bus_directory(_config(deep))
+    assert not long.startswith(str(deep)) and os.stat(long).st_mode & 0o777 == 0o700
+    os.rmdir(short)
+    os.rmdir(long)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""SMTP ingest benchmark: messages/s and p50/p99 latency for 4 KiB messages, end to end, at 1/20/100 sessions.
+"""SMTP ingest benchmark: messages/s and p50/p99 latency for 4 KiB messages, end to end, at 1/20/50 sessions.
 
-The server is `postroom serve` in its own process (fresh data per run);
+The server is `postroom serve --workers N` in its own processes (fresh data per run; each
+worker count in --workers is a table of its own, its CPU summed over the supervisor and workers);
 this script is the load generator: N sessions on loopback, each on one
 connection sending MAIL/RCPT/DATA (pipelined, RFC 2920) in a loop to its
 own recipient. A message counts when its 250 arrives, and Postroom sends
@@ -16,8 +17,8 @@ per run), ours only. "cpu ms" is the server's CPU per message; after it, where
 that went: the event loop's thread (user+system) and the other threads (the
 SQLite writer thread, which runs each delivery transaction, and off-loop work).
 
-    .venv/bin/python benchmarks/smtp_bench.py [--seconds 8] [--sessions 1 20 100] [--backends sqlite pg]
-                                              [--repeat 3] [--no-peers]
+    .venv/bin/python benchmarks/smtp_bench.py [--seconds 8] [--sessions 1 20 50] [--backends sqlite pg]
+                                              [--workers 1 2] [--repeat 3] [--no-peers]
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def message(n: int, rcpt: str) -> bytes:
 @dataclass
 class Result:
     label: str
+    workers: int | None  # None: not Postroom
     sessions: int
     sent: int
     rate: float
@@ -114,8 +116,16 @@ async def session(port: int, rcpt: str, stop_at: float, samples: list[tuple[floa
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of `pid` and its children still running (a supervisor's workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
@@ -146,7 +156,7 @@ def cpu_split(pid: int, before: dict[int, tuple[float, float]], after: dict[int,
 
 
 async def load(label: str, port: int, rcpts: list[str], sessions: int, seconds: float,
-               server_pid: int | None) -> Result:
+               server_pid: int | None, workers: int | None = None) -> Result:
     samples: list[tuple[float, float]] = []
     start = time.monotonic()
     stop_at = start + WARMUP_SECONDS + seconds
@@ -165,7 +175,7 @@ async def load(label: str, port: int, rcpts: list[str], sessions: int, seconds: 
     window = sorted(lat for t, lat in samples if t >= measured_from)
     n = len(window)
     p = (lambda q: window[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
-    return Result(label, sessions, len(samples), n / elapsed, p(0.50), p(0.99),
+    return Result(label, workers, sessions, len(samples), n / elapsed, p(0.50), p(0.99),
                   cpu / n * 1000 if cpu is not None and n else None, None,
                   cpu_split(server_pid, threads0, threads1, n) if server_pid and n else "")
 
@@ -188,7 +198,19 @@ async def wait_listening(port: int, timeout: float = 30) -> None:
     raise RuntimeError("the server did not start")
 
 
-async def postroom_run(backend: str, url: str, sessions: int, seconds: float, workdir: Path) -> Result:
+async def wait_serving(log: Path, workers: int, timeout: float = 60) -> None:
+    """Until every worker has said it serves (the supervisor's port accepts before they do)."""
+    want = f" of {workers})" if workers > 1 else "postroom serving:"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.read_text(errors="replace").count(want) >= workers:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+async def postroom_run(backend: str, url: str, sessions: int, seconds: float, workdir: Path,
+                       workers: int) -> Result:
     port = free_port()
     cfg = workdir / "postroom.toml"
     cfg.write_text(f'[server]\nhostname = "mail.bench.test"\ndata_dir = "{workdir / "data"}"\nlog_level = "warning"\n'
@@ -204,11 +226,12 @@ async def postroom_run(backend: str, url: str, sessions: int, seconds: float, wo
     rcpts = [(await mb.add_account(f"user{i}@bench.test", password="x", quota_bytes=quota)).address
              for i in range(USERS)]
     log = open(workdir / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "mailserver.cli", "--config", str(cfg), "serve"], cwd=ROOT,
-                            stdout=log, stderr=log)
+    proc = subprocess.Popen([sys.executable, "-m", "mailserver.cli", "--config", str(cfg), "serve",
+                             "--workers", str(workers)], cwd=ROOT, stdout=log, stderr=log)
     try:
         await wait_listening(port)
-        res = await load(f"postroom/{backend}", port, rcpts, sessions, seconds, proc.pid)
+        await wait_serving(workdir / "serve.log", workers)
+        res = await load(f"postroom/{backend}", port, rcpts, sessions, seconds, proc.pid, workers)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -272,7 +295,7 @@ async def peer_run(sessions: int, seconds: float) -> Result:
     lat = sorted(t1 - t0 for t0, t1 in arrivals if t0 >= measured_from)
     n = len(lat)
     p = (lambda q: lat[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
-    return Result("postfix+dovecot", sessions, smtp.sent, len(arrivals) / (last - start_wall), p(0.50), p(0.99),
+    return Result("postfix+dovecot", None, sessions, smtp.sent, len(arrivals) / (last - start_wall), p(0.50), p(0.99),
                   None, len(arrivals))
 
 
@@ -288,7 +311,7 @@ def median(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
 
 
-async def fresh_run(backend: str, pg, sessions: int, seconds: float) -> Result:
+async def fresh_run(backend: str, pg, sessions: int, seconds: float, workers: int) -> Result:
     """One run on a fresh data directory (and a fresh PostgreSQL database)."""
     work = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
     try:
@@ -299,7 +322,7 @@ async def fresh_run(backend: str, pg, sessions: int, seconds: float) -> Result:
             subprocess.run([*pg.as_user, f"{pg.bindir}/createdb", "-h", "127.0.0.1", "-p", str(pg.port),
                             "-U", "postgres", name], check=True)
             url = pg.url(name)
-        return await postroom_run(backend, url, sessions, seconds, work)
+        return await postroom_run(backend, url, sessions, seconds, work, workers)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -308,19 +331,24 @@ def print_result(r: Result, base: Result | None = None) -> None:
     cpu = f"{r.cpu_ms:6.2f}" if r.cpu_ms is not None else "     -"
     check = "" if r.stored is None else ("  ok" if r.stored >= r.sent else f"  MISSING {r.sent - r.stored}")
     ratio = f"  {r.rate / base.rate:5.2f}x postfix" if base and base.rate else ""
-    print(f"{r.label:18} {r.sessions:5d} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {cpu}  "
+    wk = f"{r.workers:3d}" if r.workers else "  -"
+    print(f"{r.label:18} {wk} {r.sessions:5d} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {cpu}  "
           f"{r.sent:7d}{check}{ratio}{'  cpu ms: ' + r.cpu_split if r.cpu_split else ''}", flush=True)
 
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run (after 1 s warm-up)")
-    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 20, 100])
+    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 20, 50])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="Postroom worker processes (serve --workers); one table per count")
     ap.add_argument("--backends", nargs="*", default=["sqlite", "pg"], choices=["sqlite", "pg"])
     ap.add_argument("--no-peers", action="store_true", help="do not run the load against Postfix/Dovecot")
     ap.add_argument("--repeat", type=int, default=1, help="runs per point; the median run (by msg/s) is shown")
     args = ap.parse_args()
-    print(f"{'server':18} {'sess':>5} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>6}  {'sent':>7}")
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start (other work on the machine"
+          " skews every figure; compare runs made together)")
+    print(f"{'server':18} {'wk':>3} {'sess':>5} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>6}  {'sent':>7}")
     peer: dict[int, Result] = {}
     if not args.no_peers and peers_running() and PEER_MAILDIRS.exists():
         for n in args.sessions:
@@ -335,9 +363,10 @@ async def main() -> int:
                 if pg is None:
                     print("PostgreSQL is not installed; skipping pg", file=sys.stderr)
                     continue
-            for n in args.sessions:
-                runs = [await fresh_run(backend, pg, n, args.seconds) for _ in range(args.repeat)]
-                print_result(median(runs), peer.get(n))
+            for workers in args.workers:
+                for n in args.sessions:
+                    runs = [await fresh_run(backend, pg, n, args.seconds, workers) for _ in range(args.repeat)]
+                    print_result(median(runs), peer.get(n))
     finally:
         if pg is not None:
             pg.stop()

@@ -209,11 +209,7 @@ async def sweep(db: Database, files: BlobDirectory | None, account_ids: list[int
 async def sweep_all(store: Store) -> dict[str, SweepReport]:
     """`sweep` every partition this installation has (main, departments, year archives)."""
     router = store.router
-    names = {"main", *router.opened()}
-    if router.department_mode:
-        names.update(router.home_partition(code) for code in router.config.departments)
-    async with router.central.read() as conn:
-        names.update((await conn.execute(select(t.mail_locations.c.partition).distinct())).scalars().all())
+    names = await router.known()
     accounts = await store.directory.list_accounts()
     out = {}
     for name in sorted(names):

@@ -6,10 +6,11 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from . import migrations
+from . import schema as t
 from .db import Database, normalise_url, open_database
 
 MODES = ("shared", "department", "year", "hybrid")
@@ -101,6 +102,15 @@ class Router:
 
     def opened(self) -> dict[str, Database]:
         return dict(self._open)
+
+    async def known(self) -> set[str]:
+        """Every partition this installation has: main, the configured departments, those holding mail."""
+        names = {MAIN, *self._open}
+        if self.department_mode:
+            names.update(self.home_partition(code) for code in self.config.departments)
+        async with self.central.read() as conn:
+            names.update((await conn.execute(select(t.mail_locations.c.partition).distinct())).scalars().all())
+        return names
 
     async def close(self) -> None:
         for db in self._open.values():

@@ -36,10 +36,16 @@ class Mailboxes:
 
 
 async def open_mailboxes(config: StorageConfig, *, bus: ChangeBus | None = None,
-                         hasher: PasswordHasher | None = None, hash_slots: int | None = None) -> Mailboxes:
-    """`hasher` sets the Argon2 cost; `hash_slots` how many hashes may run at once (default: one per core)."""
+                         hasher: PasswordHasher | None = None, hash_slots: int | None = None,
+                         migrate: bool = True) -> Mailboxes:
+    """`hasher` sets the Argon2 cost; `hash_slots` how many hashes may run at once (default: one per core).
+
+    `migrate=False`: the central schema is known to be current (a supervisor migrated it before
+    starting its workers), so it is not checked again in every process.
+    """
     router = Router(config)
-    await create_central_schema(router.central)
+    if migrate:
+        await create_central_schema(router.central)
     d = Directory(router.central, hasher=hasher, hash_slots=hash_slots)
     blob_dir = BlobDirectory(config.blob_dir) if config.blob_dir else None
     store = Store(router, d, bus=bus, blob_dir=blob_dir)

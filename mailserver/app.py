@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import resource
 import signal
 import ssl
@@ -19,11 +20,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailboxes.changes import ChangeBus
+from mailboxes.fanout import FanoutBus
 from mailboxes.service import Mailboxes, open_mailboxes
 
 from . import tls
 from .auth import Authenticator, password_hasher
 from .config import Config
+from .workers import WorkerSpec, die_with, tag_logs
 
 log = logging.getLogger("postroom")
 
@@ -66,17 +69,23 @@ def starters() -> list[Starter]:
     return [start_watchdog, start_delivery, start_smtp, start_imap]  # the watchdog first: it sees every stall
 
 
-async def build_context(config: Config) -> Context:
+async def build_context(config: Config, worker: WorkerSpec | None = None) -> Context:
     bus = ChangeBus()
+    if worker is not None and worker.count > 1 and config.storage_url.startswith("sqlite"):
+        bus = FanoutBus(worker.bus_dir, worker.name, worker.siblings)  # on PostgreSQL: LISTEN/NOTIFY (pgbus)
+        bus.start()
     mb = await open_mailboxes(config.storage(), bus=bus, hasher=password_hasher(config),
-                              hash_slots=config.get("auth", "hash_threads") or None)
+                              hash_slots=config.get("auth", "hash_threads") or None, migrate=worker is None)
     auth = Authenticator.from_config(mb.directory, config)
     ctx_tls = None
     if config.tls_cert.exists() and config.tls_key.exists():
         ctx_tls = tls.server_context(config.tls_cert, config.tls_key)
     else:
         log.warning("no TLS certificate at %s; TLS is not offered (run `postroom init`)", config.tls_cert)
-    return Context(config, mb, bus, auth, ctx_tls)
+    ctx = Context(config, mb, bus, auth, ctx_tls)
+    if worker is not None:
+        ctx.extras["sockets"] = worker.sockets()  # bound by the supervisor; nothing else is bound here
+    return ctx
 
 
 async def start_all(ctx: Context) -> list[Service]:
@@ -116,11 +125,15 @@ def raise_fd_limit() -> int:
     return soft
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, worker: WorkerSpec | None = None) -> int:
+    """Serve until SIGTERM/SIGINT in this process; `worker`: as one of a supervisor's (mailserver.workers)."""
     logging.getLogger().setLevel(config.get("server", "log_level").upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log every start otherwise
+    if worker is not None:
+        tag_logs(f"worker {worker.slot} pid {os.getpid()}")
+        die_with(worker.supervisor)
     fds = raise_fd_limit()
-    ctx = await build_context(config)
+    ctx = await build_context(config, worker)
     gc.set_threshold(*GC_THRESHOLDS)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,12 +143,15 @@ async def serve(config: Config) -> int:
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     names = ", ".join(getattr(s, "name", "?") for s in services)
     log.info("postroom serving: %s (open-files limit %d)", names or "nothing (no listeners built)", fds)
-    print(f"postroom serving: {names}", flush=True)
+    who = f" (worker {worker.slot} of {worker.count})" if worker is not None else ""
+    print(f"postroom serving: {names}{who}", flush=True)
     try:
         await stop.wait()
         log.info("SIGTERM: draining")
     finally:
         await stop_all(services)
         await ctx.mailboxes.close()
+        if isinstance(ctx.bus, FanoutBus):
+            ctx.bus.close()
     log.info("postroom stopped")
     return 0

@@ -18,6 +18,7 @@ from mailboxes.model import Role
 from . import cli_delivery
 from . import config as config_mod
 from .admin import Admin, AdminError
+from .workers import SupervisorError
 
 log = logging.getLogger("postroom.admin")
 
@@ -47,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true", help="also add a demo domain and two demo accounts")
     s.add_argument("--domain", default="postroom.test", help="demo domain (with --demo)")
 
-    sub.add_parser("serve", help="run the server until SIGTERM")
+    s = sub.add_parser("serve", help="run the server until SIGTERM")
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes (default: [server] workers; 0: one per CPU core; 1: this process only)")
 
     s = sub.add_parser("config", help="configuration")
     cs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -147,8 +150,15 @@ async def _init(admin: Admin, args: argparse.Namespace) -> int:
 
 
 async def _serve(admin: Admin, args: argparse.Namespace) -> int:
+    from . import workers
     from .app import serve  # the composition root
-    return await serve(admin.config)
+    spec = workers.WorkerSpec.from_env()
+    if spec is not None:  # started by a supervisor
+        return await serve(admin.config, worker=spec)
+    count = workers.worker_count(args.workers, admin.config)
+    if count == 1:
+        return await serve(admin.config)
+    return await workers.supervise(admin.config, count)
 
 
 async def _config(admin: Admin, args: argparse.Namespace) -> int:
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = HANDLERS[args.command]
     try:
         return asyncio.run(_run(cfg, args, handler))
-    except (errors.StoreError, AdminError, ValueError, OSError) as exc:
+    except (errors.StoreError, AdminError, SupervisorError, ValueError, OSError) as exc:
         print(f"postroom: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ import contextlib
 import ipaddress
 import logging
 import secrets
+import socket
 import ssl
 import time
 import zlib
@@ -351,7 +352,9 @@ class ImapService:
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task] = set()
 
-    async def listen(self, name: str, host: str, port: int, *, implicit_tls: bool) -> None:
+    async def listen(self, name: str, host: str, port: int, *, implicit_tls: bool,
+                     sock: socket.socket | None = None) -> None:
+        """Accept on host:port, or on `sock` when a supervisor bound it (mailserver.workers)."""
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             conn = Connection(self.services, reader, writer, listener=name, tls=implicit_tls,
                               tls_context=self.tls_context, caps=self.caps)
@@ -389,7 +392,8 @@ class ImapService:
                 if task is not None:
                     self._tasks.discard(task)
 
-        server = await asyncio.start_server(accept, host, port, backlog=BACKLOG, limit=READ_CHUNK)
+        where = {"sock": sock} if sock is not None else {"host": host, "port": port}
+        server = await asyncio.start_server(accept, **where, backlog=BACKLOG, limit=READ_CHUNK)
         self.servers.append(server)
         sock = server.sockets[0].getsockname()
         self.addresses[name] = (sock[0], sock[1])
@@ -443,16 +447,17 @@ def build_services(ctx) -> Services:
 async def start(ctx) -> list[ImapService]:
     """Start the ``imap`` and ``imaps`` listeners named in ``[listen]`` (empty disables one)."""
     service = ImapService(build_services(ctx), ctx.tls_context, Caps.from_config(ctx.config))
+    sockets = ctx.extras.get("sockets")  # a supervisor's worker serves the sockets it was given, only those
     try:
         plain = ctx.config.listen("imap")
-        if plain is not None:
-            await service.listen("imap", *plain, implicit_tls=False)
+        if plain is not None and (sockets is None or "imap" in sockets):
+            await service.listen("imap", *plain, implicit_tls=False, sock=(sockets or {}).get("imap"))
         implicit = ctx.config.listen("imaps")
-        if implicit is not None:
+        if implicit is not None and (sockets is None or "imaps" in sockets):
             if ctx.tls_context is None:
                 log.warning("imaps: no TLS certificate, listener not started")
             else:
-                await service.listen("imaps", *implicit, implicit_tls=True)
+                await service.listen("imaps", *implicit, implicit_tls=True, sock=(sockets or {}).get("imaps"))
     except BaseException:
         await service.close()
         raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from dataclasses import dataclass, field
 
@@ -67,8 +68,12 @@ class SmtpService:
 
 
 async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None],
-                         tls_context: ssl.SSLContext | None) -> SmtpService:
-    """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning."""
+                         tls_context: ssl.SSLContext | None,
+                         sockets: dict[str, socket.socket] | None = None) -> SmtpService:
+    """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning.
+
+    `sockets`: listeners already bound by a supervisor (mailserver.workers); then only those are served.
+    """
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command line at INFO
     svc = SmtpService(doors)
     loop = asyncio.get_running_loop()
@@ -82,10 +87,13 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
                 continue
             if kind.auth_required and tls_context is None and not doors.plaintext_auth_on_loopback:
                 log.warning("[listen] %s: no TLS certificate, so nobody can log in to submit", name)
-            host, port = hostport
+            if sockets is not None and name not in sockets:
+                continue
+            where = {"sock": sockets[name]} if sockets is not None else {"host": hostport[0], "port": hostport[1],
+                                                                         "reuse_address": True}
             svc.servers[name] = await loop.create_server(
-                lambda kind=kind: PostroomSMTP(doors, kind), host, port,
-                ssl=tls_context if kind.implicit_tls else None, reuse_address=True,
+                lambda kind=kind: PostroomSMTP(doors, kind), **where,
+                ssl=tls_context if kind.implicit_tls else None,
                 ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if kind.implicit_tls else None)
             log.info("smtp %s listening on %s:%d", name, *svc.addresses[name])
     except BaseException:
@@ -104,6 +112,6 @@ async def start(ctx) -> list:
                   max_connections=cfg.get("limits", "smtp_connections"),
                   max_per_address=cfg.get("limits", "smtp_connections_per_address"),
                   data_timeout=float(cfg.get("limits", "smtp_data_timeout")))
-    svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context)
+    svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context, ctx.extras.get("sockets"))
     ctx.extras["smtp"] = svc
     return [svc]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import aiosmtplib
 from argon2 import PasswordHasher
 
 from delivery import service as delivery_service
@@ -194,3 +196,24 @@ def client_tls():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+async def keep_sending(smtp: aiosmtplib.SMTP, stop: asyncio.Event,
+                       envelope: Callable[[int], tuple[str, str, tuple[str, ...], bytes]],
+                       acked: dict[str, tuple[str, ...]]) -> None:
+    """Send on one connection until `stop`; `envelope(k)` gives (subject, sender, recipients, message).
+
+    Each message the server said 250 to goes into `acked` (subject -> recipients). A server killed
+    under the client ends it quietly: what was not acknowledged is the client's to resend.
+    """
+    k = 0
+    try:
+        await smtp.connect()
+        while not stop.is_set():
+            subject, sender, rcpts, data = envelope(k)
+            errors, _ = await smtp.sendmail(sender, list(rcpts), data)
+            assert errors == {}
+            acked[subject] = rcpts
+            k += 1
+    except (aiosmtplib.SMTPException, ConnectionError, OSError):
+        pass

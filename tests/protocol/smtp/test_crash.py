@@ -1,6 +1,7 @@
 """Crash safety: `postroom serve` killed with SIGKILL under 20 sending clients keeps every message it said 250 to.
 
-The server runs as a subprocess. Twenty aiosmtplib clients submit without
+The server runs as a subprocess, in one process (tests/protocol/test_workers.py kills
+a server of two workers). Twenty aiosmtplib clients submit without
 pause; every fourth message also goes to a remote domain whose server (a
 sink in this test) answers 451 until the restart, so those recipients wait
 in the queue. After SIGKILL and a restart: every message that got a 250 is
@@ -28,7 +29,7 @@ from mailboxes.service import open_mailboxes
 from mailserver import config as config_mod
 from tests.conftest import FAST_HASHER
 
-from .support import PASSWORD, message, wait_for
+from .support import PASSWORD, keep_sending, message, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop]
 
@@ -127,27 +128,19 @@ async def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path, storag
     await Routes(mb.router.central).add("remote.example", f"127.0.0.1:{sink.port}", tls="opportunistic")
 
     log = tmp_path / "serve.log"
-    server = await postroom(cfg, "serve", log=log)
+    server = await postroom(cfg, "serve", "--workers", "1", log=log)
     await wait_for(lambda: port_open(ports["submission"]), timeout=30, what="the server to listen")
     acked: dict[str, tuple[str, ...]] = {}
     stop = asyncio.Event()
 
-    async def client(i: int) -> None:
-        k = 0
-        try:
-            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=ports["submission"], start_tls=False,
-                                   username=f"u{i}@city.test", password=PASSWORD, local_hostname="pc.city.test")
-            await smtp.connect()
-            while not stop.is_set():
-                subject = f"c{i}-{k}"
-                rcpts = (f"u{(i + 1) % CLIENTS}@city.test",) + (("far@remote.example",) if k % 4 == 0 else ())
-                errors, _ = await smtp.sendmail(f"u{i}@city.test", list(rcpts),
-                                                message(subject, sender=f"u{i}@city.test", to=rcpts[0]))
-                assert errors == {}
-                acked[subject] = rcpts  # the server said 250
-                k += 1
-        except (aiosmtplib.SMTPException, ConnectionError, OSError):
-            pass  # killed under us: what was not acknowledged is the client's to resend
+    def client(i: int):
+        def envelope(k: int):
+            subject = f"c{i}-{k}"
+            rcpts = (f"u{(i + 1) % CLIENTS}@city.test",) + (("far@remote.example",) if k % 4 == 0 else ())
+            return subject, f"u{i}@city.test", rcpts, message(subject, sender=f"u{i}@city.test", to=rcpts[0])
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=ports["submission"], start_tls=False,
+                               username=f"u{i}@city.test", password=PASSWORD, local_hostname="pc.city.test")
+        return keep_sending(smtp, stop, envelope, acked)
 
     clients = [asyncio.create_task(client(i)) for i in range(CLIENTS)]
     await wait_for(lambda: len(acked) >= ACKED_BEFORE_KILL, timeout=60, what="messages before the kill")
@@ -159,7 +152,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path, storag
     print(f"acked before SIGKILL: {len(acked)}")
 
     sink.accept = True
-    server = await postroom(cfg, "serve", log=log)
+    server = await postroom(cfg, "serve", "--workers", "1", log=log)
     try:
         await wait_for(lambda: port_open(ports["smtp"]), timeout=30, what="the restarted server")
         for i in range(CLIENTS):

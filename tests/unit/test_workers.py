@@ -1,0 +1,133 @@
+"""The worker supervisor's parts: restart policy, worker count, listener binding, the change fan-out between siblings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from mailboxes.changes import FolderChanged
+from mailboxes.fanout import FanoutBus
+from mailboxes.model import FolderRef
+from mailserver import config as config_mod
+from mailserver import workers
+from mailserver.workers import (
+    BACKOFF_FIRST, MAX_START_FAILURES, START_WINDOW, RestartPolicy, SupervisorError, WorkerSpec,
+)
+
+
+def test_a_worker_that_ran_a_while_is_restarted_soon_and_failed_starts_back_off_then_give_up():
+    p = RestartPolicy()
+    assert p.after_exit(START_WINDOW + 1) == BACKOFF_FIRST
+    delays = [p.after_exit(0.5) for _ in range(MAX_START_FAILURES)]
+    assert delays[:-1] == [BACKOFF_FIRST * 2 ** i for i in range(MAX_START_FAILURES - 1)]
+    assert delays[-1] is None  # keeps failing at start: give up
+    p = RestartPolicy()
+    for _ in range(MAX_START_FAILURES - 1):
+        p.after_exit(0.5)
+    assert p.after_exit(START_WINDOW * 2) == BACKOFF_FIRST  # it ran: the count starts again
+    assert p.after_exit(0.5) == BACKOFF_FIRST
+
+
+def test_worker_count_defaults_to_the_cores_and_the_flag_wins():
+    cfg = config_mod.build({})
+    assert workers.worker_count(None, cfg) == len(os.sched_getaffinity(0))
+    assert workers.worker_count(3, cfg) == 3
+    assert workers.worker_count(None, config_mod.build({"server": {"workers": 1}})) == 1
+    with pytest.raises(SupervisorError):
+        workers.worker_count(-1, cfg)
+
+
+def test_the_spec_travels_through_the_environment(monkeypatch):
+    spec = WorkerSpec(2, 3, {"smtp": 7, "imap": 9}, "/tmp/x", 123)
+    monkeypatch.setenv(workers.ENV_VAR, spec.to_env())
+    assert WorkerSpec.from_env() == spec
+    assert spec.siblings == ["1", "2", "3"]
+    monkeypatch.delenv(workers.ENV_VAR)
+    assert WorkerSpec.from_env() is None
+
+
+def _config(tmp_path, **listen) -> config_mod.Config:
+    base = {k: "" for k in ("smtp", "submission", "submissions", "imap", "imaps", "http")}
+    return config_mod.build({"server": {"data_dir": str(tmp_path)}, "listen": {**base, **listen}})
+
+
+def test_listeners_are_bound_once_per_worker_on_one_port(tmp_path):
+    cfg = _config(tmp_path, smtp="127.0.0.1:0", imap="127.0.0.1:0", imaps="127.0.0.1:0")
+    bound = workers.bind_listeners(cfg, 3)
+    try:
+        assert set(bound) == {"smtp", "imap"}  # no certificate: the TLS-only listener is not bound
+        for socks in bound.values():
+            assert len(socks) == 3
+            assert len({s.getsockname() for s in socks}) == 1
+            assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in socks)
+        port = bound["smtp"][0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            pass  # the kernel queues it for a worker
+    finally:
+        workers.close_all(bound)
+
+
+def test_an_address_in_use_is_one_readable_error_even_against_reuseport(tmp_path):
+    with socket.socket() as other:  # another server that shares by SO_REUSEPORT itself
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(SupervisorError, match=rf"cannot listen on 127.0.0.1:{port} \(\[listen\] submission\)"):
+            workers.bind_listeners(_config(tmp_path, smtp="127.0.0.1:0", submission=f"127.0.0.1:{port}"), 2)
+
+
+async def test_fanout_carries_a_sibling_event_once_and_never_echoes(tmp_path):
+    buses = [FanoutBus(str(tmp_path), s, ["1", "2", "3"]) for s in ("1", "2")]  # worker 3 is not running
+    for b in buses:
+        b.start()
+    ref = FolderRef("main", 42)
+    here, there = buses[0].listen(ref), buses[1].listen(ref)
+    try:
+        buses[0].publish(ref, FolderChanged(ref, 7, "append"))
+        assert (await asyncio.wait_for(there.get(), 5)) == FolderChanged(ref, 7, "append")
+        assert here.queue.get_nowait() == FolderChanged(ref, 7, "append")  # the local bus as before
+        assert buses[0].dropped == 1  # worker 3's socket is not there: dropped, not waited for
+        buses[1].publish(ref, FolderChanged(ref, 8, "acl"))
+        assert (await asyncio.wait_for(here.get(), 5)).kind == "acl"
+        assert here.identity_events == 1
+        assert there.queue.get_nowait().highestmodseq == 8  # its own, locally
+        # Worker 1 received 8 before publishing 9; had it sent 8 on, 2 would get that first (one
+        # sender's datagrams keep their order).
+        buses[0].publish(ref, FolderChanged(ref, 9, "flags"))
+        assert (await asyncio.wait_for(there.get(), 5)).highestmodseq == 9
+        assert there.queue.empty()
+        assert buses[0].received == 1 and buses[1].received == 2
+    finally:
+        for b in buses:
+            b.close()
+    assert not list(tmp_path.iterdir())  # the sockets are removed
+
+
+async def test_fanout_ignores_garbage(tmp_path):
+    bus = FanoutBus(str(tmp_path), "1", ["1", "2"])
+    bus.start()
+    ref = FolderRef("main", 1)
+    lst = bus.listen(ref)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"not:an:event", str(tmp_path / "1"))
+            s.sendto(b"2:main:1:5:append", str(tmp_path / "1"))
+        assert (await asyncio.wait_for(lst.get(), 5)).highestmodseq == 5
+        assert bus.received == 1
+    finally:
+        bus.close()
+
+
+def test_the_change_sockets_live_in_the_data_directory_unless_its_path_is_too_long(tmp_path):
+    short = workers.bus_directory(_config(tmp_path))
+    assert short.startswith(str(tmp_path.resolve() / "run" / "bus-"))
+    assert os.stat(short).st_mode & 0o777 == 0o700
+    deep = tmp_path / ("d" * 120)
+    long = workers.bus_directory(_config(deep))
+    assert not long.startswith(str(deep)) and os.stat(long).st_mode & 0o777 == 0o700
+    os.rmdir(short)
+    os.rmdir(long)

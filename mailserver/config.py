@@ -77,6 +77,10 @@ KEYS: tuple[Key, ...] = (
     Key("queue", "expire_after", 432000, "Seconds after which undeliverable mail bounces (default 5 days)."),
     Key("queue", "warn_after", 14400, "Seconds after which the sender is told of a delay (default 4 hours)."),
     Key("queue", "workers", 4, "Concurrent outbound deliveries per node."),
+    Key("queue", "lease", 30,
+        "Seconds a node's claim on a queued delivery lasts unless renewed (every third of it while the attempt "
+        "runs); a node that dies mid-delivery loses its claims after this, and another node sharing the "
+        "database delivers them."),
     Key("queue", "mx_lookup", True,
         "Look up MX records in DNS for domains without a route; false on closed networks (then every remote "
         "domain needs a route, or a default route \"*\")."),
@@ -189,6 +193,8 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: must be debug, info, warning or error"
     if key.section == "auth" and (err := _check_auth(key, value)):
         return f"{where}: {err}"
+    if (key.section, key.name) == ("queue", "lease") and value < 1:
+        return f"{where}: must be at least 1 second"
     if (key.section, key.name) == ("queue", "retry_delays") and (
             not value or not all(isinstance(x, int) and x > 0 for x in value)):
         return f"{where}: must be a non-empty list of positive seconds"

@@ -16,6 +16,7 @@ import logging
 import ssl
 from dataclasses import dataclass, field
 
+from ..proxylisten import ProxyListener, Trusted
 from .handler import Doors, ListenerKind, PostroomSMTP
 
 log = logging.getLogger("postroom.smtp")
@@ -34,7 +35,7 @@ KINDS = {
 @dataclass
 class SmtpService:
     doors: Doors
-    servers: dict[str, asyncio.Server] = field(default_factory=dict)
+    servers: dict[str, asyncio.Server | ProxyListener] = field(default_factory=dict)
     name: str = "smtp"
 
     @property
@@ -67,8 +68,11 @@ class SmtpService:
 
 
 async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None],
-                         tls_context: ssl.SSLContext | None) -> SmtpService:
-    """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning."""
+                         tls_context: ssl.SSLContext | None, proxy_trusted: Trusted | None = None) -> SmtpService:
+    """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning.
+
+    ``proxy_trusted``: balancers whose connections start with a PROXY header (mailserver/proxylisten.py).
+    """
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command line at INFO
     svc = SmtpService(doors)
     loop = asyncio.get_running_loop()
@@ -83,6 +87,12 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
             if kind.auth_required and tls_context is None and not doors.plaintext_auth_on_loopback:
                 log.warning("[listen] %s: no TLS certificate, so nobody can log in to submit", name)
             host, port = hostport
+            if proxy_trusted:
+                svc.servers[name] = await ProxyListener.bind(
+                    f"smtp {name}", host, port, proxy_trusted, _handoff(doors, kind, tls_context))
+                log.info("smtp %s listening on %s:%d (PROXY protocol from %s)", name, *svc.addresses[name],
+                         ", ".join(map(str, proxy_trusted.networks)))
+                continue
             svc.servers[name] = await loop.create_server(
                 lambda kind=kind: PostroomSMTP(doors, kind), host, port,
                 ssl=tls_context if kind.implicit_tls else None, reuse_address=True,
@@ -92,6 +102,15 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
         await svc.close()
         raise
     return svc
+
+
+def _handoff(doors: Doors, kind: ListenerKind, tls_context: ssl.SSLContext | None):
+    """Serve a socket a ProxyListener accepted, as the client the header named."""
+    async def handoff(sock, client: tuple[str, int]) -> None:
+        await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: PostroomSMTP(doors, kind, client), sock, ssl=tls_context if kind.implicit_tls else None,
+            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if kind.implicit_tls else None)
+    return handoff
 
 
 async def start(ctx) -> list:
@@ -104,6 +123,7 @@ async def start(ctx) -> list:
                   max_connections=cfg.get("limits", "smtp_connections"),
                   max_per_address=cfg.get("limits", "smtp_connections_per_address"),
                   data_timeout=float(cfg.get("limits", "smtp_data_timeout")))
-    svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context)
+    svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context,
+                               Trusted(cfg.get("listen", "proxy_trusted")))
     ctx.extras["smtp"] = svc
     return [svc]

@@ -78,11 +78,12 @@ class ProxyListener:
 
     @classmethod
     async def bind(cls, name: str, host: str, port: int, trusted: Trusted, handoff: Handoff, *,
-                   backlog: int = 100) -> "ProxyListener":
+                   backlog: int = 100, reuse_port: bool = False) -> "ProxyListener":
+        """``reuse_port``: SO_REUSEPORT, for worker processes sharing the port as asyncio's listeners do."""
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                               flags=socket.AI_PASSIVE)
         family, _, _, _, addr = infos[0]
-        sock = socket.create_server(addr, family=family, backlog=backlog)
+        sock = socket.create_server(addr, family=family, backlog=backlog, reuse_port=reuse_port)
         sock.setblocking(False)
         return cls(name, sock, trusted, handoff)
 

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from mailserver.proxylisten import Trusted
+from mailserver.proxylisten import ProxyListener, Trusted
 from mailserver.proxyproto import (
     V1_MAX_LENGTH,
     V2_MAX_PAYLOAD,
@@ -132,3 +132,16 @@ def test_trusted_networks():
     assert "127.0.0.1" in trusted and "10.0.0.200" in trusted and "::ffff:10.0.0.1" in trusted
     assert "2001:db8::5" in trusted and "127.0.0.2" not in trusted and "nonsense" not in trusted
     assert not Trusted([]) and trusted
+
+
+async def test_listeners_may_share_a_port_for_worker_processes():
+    async def handoff(sock, client):
+        sock.close()
+
+    trusted = Trusted(["127.0.0.1/32"])
+    first = await ProxyListener.bind("a", "127.0.0.1", 0, trusted, handoff, reuse_port=True)
+    port = first.sockets[0].getsockname()[1]
+    second = await ProxyListener.bind("b", "127.0.0.1", port, trusted, handoff, reuse_port=True)
+    for listener in (first, second):
+        listener.close()
+        await listener.wait_closed()

@@ -28,7 +28,7 @@ from argon2 import PasswordHasher
 
 from mailboxes.attempts import LoginAttempts
 from mailboxes.directory import Directory
-from mailboxes.model import Account, Verified
+from mailboxes.model import Account, Credential, Verified
 
 from .config import Config
 from .credcache import CredentialCache
@@ -109,13 +109,15 @@ class Authenticator:
 
     async def _attempt(self, user: str, password: str, where: str) -> Account | None:
         while True:
-            seen = await self.throttle.verdict(where, user)
-            if seen.wait is not None:
-                raise AuthThrottled(seen.wait)
             key = self.cache.key(user, password)
             cred = self.cache.get(key)
+            # The throttle and a cached credential are read side by side (two reads, one wait);
+            # a throttled client is refused even with the right password.
+            seen, acct = await asyncio.gather(self.throttle.verdict(where, user),
+                                              self._still_valid(cred))
+            if seen.wait is not None:
+                raise AuthThrottled(seen.wait)
             if cred is not None:
-                acct = await self.directory.credential_account(cred)
                 if acct is not None:
                     if seen.account_failures:  # a write only when there is something to clear
                         await self.throttle.record_success(user)
@@ -133,6 +135,9 @@ class Authenticator:
                 self._wake(where, user)
                 return None
             return answer.account  # the check's success already cleared the account's failures
+
+    async def _still_valid(self, cred: Credential | None) -> Account | None:
+        return None if cred is None else await self.directory.credential_account(cred)
 
     async def _check(self, key: bytes, user: str, password: str, where: str) -> Account | None:
         done = asyncio.get_running_loop().create_future()

@@ -117,6 +117,8 @@ class Authenticator:
                                               self._still_valid(cred))
             if seen.wait is not None:
                 raise AuthThrottled(seen.wait)
+            if cred is None and self.cache.get(key) is not None:
+                continue  # a check of these credentials ended while we read: use its answer
             if cred is not None:
                 if acct is not None:
                     if seen.account_failures:  # a write only when there is something to clear

@@ -3,17 +3,18 @@
 Implementation notes
 - The failed-login throttle (mailserver/throttle.py) decides; this module
   only keeps its rows, so guessing spread over worker processes or nodes
-  meets one limit. Every call is one statement (a successful settle two, in
-  one transaction), so a check stays cheap.
+  meets one limit. Every call is one statement (a successful settle two, and
+  `begin` on PostgreSQL takes its locks first, in one transaction), so a
+  check stays cheap.
 - A row counts against its client network (`ip_key`) and, when the client
   named one, its account (`account_key`). `failed` false: an attempt in
   flight (a password check running); true: a failure at `at`.
 - `begin` inserts an attempt only while both keys have room (failures in the
   window plus attempts in flight below their limits), in the same statement.
   On SQLite writers are serialised (BEGIN IMMEDIATE), so the limit is exact
-  across processes; on PostgreSQL two nodes inserting at the same instant may
-  each see the other's row missing, so the limit can be passed by at most one
-  attempt per node racing.
+  across processes; on PostgreSQL (READ COMMITTED) two transactions would
+  each miss the other's new row, so `begin` first takes a transaction-level
+  advisory lock on each key (in one order): exact across nodes too.
 - Times are epoch seconds from the callers' wall clocks (nodes keep NTP time).
   An attempt in flight older than `flight_s` is taken to belong to a process
   that died and no longer counts; `prune` deletes rows nothing counts.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, false, func, insert, literal, or_, select, true, update
+from sqlalchemy import and_, delete, false, func, insert, literal, or_, select, text, true, update
 
 from . import schema as t
 from .db import Database
@@ -31,6 +32,7 @@ from .db import Database
 __all__ = ["Attempt", "LoginAttempts"]
 
 _c = t.login_attempts.c
+ADVISORY_NAMESPACE = 0x504C  # the first key of PostgreSQL advisory locks on login keys ("PL")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class LoginAttempts:
                      literal(False)).where(room)
         q = insert(t.login_attempts).from_select(["ip_key", "account_key", "at", "failed"], row).returning(_c.id)
         async with self.db.write() as conn:
+            if conn.dialect.name == "postgresql":
+                # Count and insert under the keys' transaction locks, taken in one order (no deadlock).
+                for key in sorted({f"ip:{ip_key}", *([f"account:{account_key}"] if account_key else [])}):
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:k))"),
+                                       {"ns": ADVISORY_NAMESPACE, "k": key})
             return (await conn.execute(q)).scalar()
 
     async def settle(self, attempt_id: int, *, ok: bool | None, account_key: str | None, now: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 
@@ -143,3 +145,10 @@ async def test_two_nodes_count_the_same_guesses(two_stores, clock):
     assert await b.begin("192.0.2.1", "w@city.test") is None  # node A's attempt in flight fills the limit
     await a.end(slot, "z@city.test", ok=False)
     assert await b.check("192.0.2.1") == pytest.approx(60.0)
+
+
+async def test_thirty_attempts_begun_at_once_on_two_nodes_admit_exactly_the_limit(two_stores, clock):
+    m1, m2, _ = two_stores
+    a, b = make(m1, clock, max_failures=5, window_s=60), make(m2, clock, max_failures=5, window_s=60)
+    slots = await asyncio.gather(*((a if i % 2 else b).begin("192.0.2.1", f"u{i}@city.test") for i in range(30)))
+    assert sum(s is not None for s in slots) == 5

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from mailboxes.service import Mailboxes
 
@@ -43,7 +43,8 @@ def build(mb: Mailboxes, config, *, clock: Callable[[], datetime] = utcnow, reso
     """Wire the parts; `config` is a mailserver.config.Config (read with .get, never imported here)."""
     hostname = config.hostname
     central = mb.router.central
-    queue = Queue(central, node=node_id(hostname), clock=clock)
+    queue = Queue(central, node=node_id(hostname), clock=clock,
+                  lease=timedelta(seconds=config.get("queue", "lease")))
     if resolver is None:
         resolver = dns_resolver() if config.get("queue", "mx_lookup") else no_dns
     routes = Routes(central, resolver=resolver, clock=clock)

@@ -13,7 +13,10 @@ Implementation notes (invariants):
   5.4.6 without an attempt (RFC 5321 §6.3), wherever it was going.
 - Woken by `poke()` (new mail queued here, `postroom queue retry`, tests),
   else at the next due time, else every IDLE_POLL_SECONDS (rows other nodes
-  queued). Time comes from the injected clock, so tests move it by hand.
+  queued) or every lease, whichever is shorter: a claim another node took
+  after this one went to sleep lapses within a lease if that node died, and
+  is then delivered from here within two. Time comes from the injected
+  clock, so tests move it by hand.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ class Worker:
             await self._sleep()
 
     async def _sleep(self) -> None:
-        delay = IDLE_POLL_SECONDS
+        delay = min(IDLE_POLL_SECONDS, self.queue.lease.total_seconds())
         try:
             due = await self.queue.next_due()
         except Exception:  # noqa: BLE001

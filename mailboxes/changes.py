@@ -57,5 +57,9 @@ class ChangeBus:
             except asyncio.QueueFull:
                 pass  # the listener resyncs from MODSEQ when it next looks
 
+    def keys(self) -> list[object]:
+        """The keys someone listens to now."""
+        return [k for k, v in self._listeners.items() if v]
+
     def listeners(self, key: object) -> int:
         return len(self._listeners.get(key, ()))

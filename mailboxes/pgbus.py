@@ -4,6 +4,12 @@ NOTIFY is transactional: PostgreSQL delivers it only when the transaction
 that issued it commits, so "commit first, then broadcast" holds across nodes
 too. Each node tags its notifications with its node id and ignores its own
 (it has already published them on its in-process bus).
+
+When the LISTEN connection drops (a database restart, a failover, a killed
+backend) the relay connects again after RECONNECT_SECONDS; notifications
+sent in between are lost, so once it listens again it tells every local
+listener of this database's folders to look again (a "folder" event: IDLE
+re-reads the folder, its rights and what changed since its MODSEQ).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from .model import FolderRef
 log = logging.getLogger(__name__)
 
 CHANNEL = "postroom_changes"
-RECONNECT_SECONDS = 2.0
+RECONNECT_SECONDS = 1.0
 
 
 def new_node_id() -> str:
@@ -60,11 +66,13 @@ def parse(payload: str) -> tuple[str, FolderChanged] | None:
 class Relay:
     """LISTENs on one PostgreSQL database and republishes other nodes' events on the local bus."""
 
-    def __init__(self, url: str, bus: ChangeBus, node: str) -> None:
+    def __init__(self, url: str, bus: ChangeBus, node: str, partition: str = "main") -> None:
         u = make_url(url)
         self._dsn = dict(host=u.host, port=u.port, user=u.username, password=u.password, database=u.database)
         self._bus = bus
         self._node = node
+        self._partition = partition
+        self.connects = 0  # LISTEN connections made so far (tests watch the reconnect)
         self._task: asyncio.Task | None = None
         self.ready = asyncio.Event()
 
@@ -87,6 +95,9 @@ class Relay:
             try:
                 conn = await asyncpg.connect(**self._dsn)
                 await conn.add_listener(CHANNEL, self._on_notify)
+                self.connects += 1
+                if self.connects > 1:
+                    self._resync()
                 self.ready.set()
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _c: closed.set())
@@ -99,8 +110,13 @@ class Relay:
                 self.ready.clear()
                 if conn is not None and not conn.is_closed():
                     await conn.close()
-            # Events during the gap are not lost for IMAP: sessions resync from MODSEQ.
             await asyncio.sleep(RECONNECT_SECONDS)
+
+    def _resync(self) -> None:
+        """After a gap in listening: every local listener of this database's folders looks again."""
+        for key in self._bus.keys():
+            if isinstance(key, FolderRef) and key.partition == self._partition:
+                self._bus.publish(key, FolderChanged(key, 0, "folder"))
 
     async def close(self) -> None:
         if self._task is not None:

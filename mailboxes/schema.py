@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -165,6 +166,19 @@ audit_log = Table(
     Column("target", String(512), nullable=False, default=""),
     Column("detail", Text, nullable=False, default=""),
     **NEVER_REUSED,
+)
+
+# Login attempts in flight and failed ones, shared by every process and node
+# (mailboxes/attempts.py): the failed-login throttle reads them. Times are
+# epoch seconds; rows older than the throttle window are pruned.
+login_attempts = Table(
+    "login_attempts",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("ip_key", String(64), nullable=False, index=True),
+    Column("account_key", String(320), nullable=True, index=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("failed", Boolean, nullable=False),  # false: in flight
 )
 
 # Which partitions hold an account's folders besides its home partition

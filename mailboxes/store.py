@@ -153,7 +153,7 @@ class Store:
     def _watch(self, name: str, db: Database) -> None:
         """On PostgreSQL, relay other nodes' change events for this database onto our bus."""
         if db.dialect == "postgresql" and name not in self._relays:
-            relay = pgbus.Relay(db.url, self.bus, self.node)
+            relay = pgbus.Relay(db.url, self.bus, self.node, name)
             relay.start()
             self._relays[name] = relay
 

@@ -6,7 +6,9 @@ Implementation notes
   no hashing); else share the answer of a check of the same credentials that
   is already running or queued; else reserve a slot in the throttle (waiting
   while the failures plus attempts in flight fill the limit), verify (one
-  Argon2 hash in the directory's bounded pool), settle the slot.
+  Argon2 hash in the directory's bounded pool), settle the slot. The slots
+  and failures are rows in the directory database (mailserver/throttle.py),
+  so every process and node sharing it counts the same guesses.
 - So N parallel wrong passwords cost at most the failure limit in hashes, and
   the rest are refused once those fail; a storm of right passwords from one
   address (a NAT, an office) flows through the same slots without failing.
@@ -24,8 +26,9 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 
+from mailboxes.attempts import LoginAttempts
 from mailboxes.directory import Directory
-from mailboxes.model import Account, Verified
+from mailboxes.model import Account, Credential, Verified
 
 from .config import Config
 from .credcache import CredentialCache
@@ -61,6 +64,7 @@ def password_hasher(config: Config) -> PasswordHasher:
                           parallelism=config.get("auth", "argon2_parallelism"))
 
 
+ADMIT_POLL_S = 0.25  # a waiter for a slot looks again this often (a settle on another node wakes nobody here)
 _NO_ANSWER = object()  # a shared check ended without an answer (its client left): check again
 
 
@@ -74,9 +78,12 @@ class Authenticator:
 
     @classmethod
     def create(cls, directory: Directory, *, max_failures: int = 5, window_s: int = 300,
-               cache_ttl: float = 300.0, cache_size: int = 10_000) -> "Authenticator":
-        return cls(directory, AuthThrottle(clock=time.monotonic, max_failures=max_failures, window_s=window_s),
-                   CredentialCache(clock=time.monotonic, ttl_s=cache_ttl, max_entries=cache_size))
+               cache_ttl: float = 300.0, cache_size: int = 10_000,
+               attempts: LoginAttempts | None = None) -> "Authenticator":
+        """``attempts``: where the throttle keeps its rows (default: the directory's database)."""
+        throttle = AuthThrottle(attempts or LoginAttempts(directory.db), max_failures=max_failures,
+                                window_s=window_s)
+        return cls(directory, throttle, CredentialCache(clock=time.monotonic, ttl_s=cache_ttl, max_entries=cache_size))
 
     @classmethod
     def from_config(cls, directory: Directory, config: Config) -> "Authenticator":
@@ -102,15 +109,20 @@ class Authenticator:
 
     async def _attempt(self, user: str, password: str, where: str) -> Account | None:
         while True:
-            wait = self.throttle.check(where, user)
-            if wait is not None:
-                raise AuthThrottled(wait)
             key = self.cache.key(user, password)
             cred = self.cache.get(key)
+            # The throttle and a cached credential are read side by side (two reads, one wait);
+            # a throttled client is refused even with the right password.
+            seen, acct = await asyncio.gather(self.throttle.verdict(where, user),
+                                              self._still_valid(cred))
+            if seen.wait is not None:
+                raise AuthThrottled(seen.wait)
+            if cred is None and self.cache.get(key) is not None:
+                continue  # a check of these credentials ended while we read: use its answer
             if cred is not None:
-                acct = await self.directory.credential_account(cred)
                 if acct is not None:
-                    self.throttle.record_success(where, user)
+                    if seen.account_failures:  # a write only when there is something to clear
+                        await self.throttle.record_success(user)
                     return acct
                 self.cache.drop(key)  # changed password, disabled, removed or revoked
             running = self._checks.get(key)
@@ -120,78 +132,89 @@ class Authenticator:
             answer = await asyncio.shield(running)
             if answer is _NO_ANSWER:
                 continue
-            ok = answer is not None
-            if ok:
-                self.throttle.record_success(where, user)
-            else:
-                self.throttle.record_failure(where, user)
-            self._wake(where, user)
-            return answer.account if ok else None
+            if answer is None:
+                await self.throttle.record_failure(where, user)
+                self._wake(where, user)
+                return None
+            return answer.account  # the check's success already cleared the account's failures
+
+    async def _still_valid(self, cred: Credential | None) -> Account | None:
+        return None if cred is None else await self.directory.credential_account(cred)
 
     async def _check(self, key: bytes, user: str, password: str, where: str) -> Account | None:
         done = asyncio.get_running_loop().create_future()
         self._checks[key] = done  # before waiting for a slot: the same credentials queue once
         answer: object = _NO_ANSWER  # what clients waiting on the same credentials get
         ok: bool | None = None  # None (an error): the slot is freed without counting
-        begun = False
+        slot: int | None = None
         try:
-            await self._admit(where, user)
-            begun = True
+            slot = await self._admit(where, user)
             verified: Verified | None = None
             if user and password:
                 verified = await self.directory.check_password(user, password)
             answer, ok = verified, verified is not None
+            if verified is not None:  # before the check is let go of: a later login finds one or the other
+                self.cache.put(key, verified.credential)
         except asyncio.CancelledError:
             ok = False  # counted as a failure: hanging up mid-check must not buy unlimited guesses
             raise
         finally:
             del self._checks[key]
             done.set_result(answer)
-            if begun:
-                self.throttle.end(where, user, ok=ok)
-                self._wake(where, user)
-        if verified is None:
-            return None
-        self.cache.put(key, verified.credential)
-        return verified.account
+            if slot is not None:
+                # Shielded: a client hanging up must not leave its slot counted as in flight.
+                await asyncio.shield(self._end(slot, where, user, ok))
+        return None if verified is None else verified.account
+
+    async def _end(self, slot: int, where: str, user: str, ok: bool | None) -> None:
+        try:
+            await self.throttle.end(slot, user, ok=ok)
+        finally:
+            self._wake(where, user)
 
     # -- waiting for a slot -------------------------------------------------------
 
-    async def _admit(self, where: str, user: str) -> None:
-        """Reserve a slot in the throttle, waiting while failures and attempts in flight fill the limit."""
+    async def _admit(self, where: str, user: str) -> int:
+        """Reserve a slot in the throttle, waiting while failures and attempts in flight fill the limit.
+
+        A settle in this process wakes one waiter; a settle on another node is
+        noticed within ADMIT_POLL_S.
+        """
         while True:
-            wait = self.throttle.check(where, user)
-            if wait is not None:
-                raise AuthThrottled(wait)
-            busy = self.throttle.busy_key(where, user)
-            if busy is None:
-                self.throttle.begin(where, user)
-                return
+            slot = await self.throttle.begin(where, user)
+            if slot is not None:
+                return slot
+            seen = await self.throttle.verdict(where, user)
+            if seen.wait is not None:
+                self._wake(where, user)  # pass the turn on: they are refused too
+                raise AuthThrottled(seen.wait)
+            if seen.busy is None:
+                continue  # room appeared between the two statements
             woken = asyncio.get_running_loop().create_future()
-            queue = self._waiters.setdefault(busy, deque())
+            queue = self._waiters.setdefault(seen.busy, deque())
             queue.append(woken)
             try:
-                await woken
+                await asyncio.wait_for(asyncio.shield(woken), ADMIT_POLL_S)
+            except asyncio.TimeoutError:
+                pass
             except asyncio.CancelledError:
                 if woken.done() and not woken.cancelled():
                     self._wake(where, user)  # pass the turn we were given on
-                elif woken in queue:
-                    queue.remove(woken)
-                    if not queue and self._waiters.get(busy) is queue:
-                        del self._waiters[busy]
                 raise
+            finally:
+                if woken in queue:
+                    queue.remove(woken)
+                if not queue and self._waiters.get(seen.busy) is queue:
+                    del self._waiters[seen.busy]
 
     def _wake(self, where: str, user: str) -> None:
-        """After an attempt settled: wake as many waiters as there is room (all of them when blocked)."""
+        """After an attempt settled: wake the next waiter on each of its keys (it tries for the slot)."""
         for key in self.throttle.keys(where, user):
             queue = self._waiters.get(key)
-            if not queue:
-                continue
-            room = self.throttle.room(key)
-            n = len(queue) if room is None else room
-            for _ in range(min(n, len(queue))):
+            while queue:
                 woken = queue.popleft()
                 if not woken.done():
                     woken.set_result(None)
-            if not queue:
+                    break
+            if queue is not None and not queue:
                 del self._waiters[key]

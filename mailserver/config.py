@@ -6,6 +6,7 @@ is generated from it and a test keeps the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ KEYS: tuple[Key, ...] = (
     Key("listen", "imap", "127.0.0.1:2143", "IMAP with STARTTLS (port 143 role)."),
     Key("listen", "imaps", "127.0.0.1:2993", "IMAP over implicit TLS (port 993 role)."),
     Key("listen", "http", "127.0.0.1:8025", "Webmail, admin console and JSON API."),
+    Key("listen", "proxy_trusted", [],
+        "Networks of TCP load balancers (e.g. [\"10.0.0.0/24\"]) whose connections to the SMTP and IMAP listeners "
+        "must start with a PROXY protocol v1 or v2 header naming the client; logs, login throttles, "
+        "per-address caps and Received headers then use the client's address. A connection from these "
+        "networks without a valid header within 5 s is dropped (and logged); from anywhere else a PROXY "
+        "header is a protocol error. Empty: no PROXY protocol."),
     Key("tls", "cert", "", "PEM certificate chain; empty: <data_dir>/tls/cert.pem made by `postroom init`."),
     Key("tls", "key", "", "PEM private key; empty: <data_dir>/tls/key.pem."),
     Key("tls", "allow_plaintext_auth_on_loopback", False,
@@ -81,6 +88,10 @@ KEYS: tuple[Key, ...] = (
     Key("queue", "expire_after", 432000, "Seconds after which undeliverable mail bounces (default 5 days)."),
     Key("queue", "warn_after", 14400, "Seconds after which the sender is told of a delay (default 4 hours)."),
     Key("queue", "workers", 4, "Concurrent outbound deliveries per node."),
+    Key("queue", "lease", 30,
+        "Seconds a node's claim on a queued delivery lasts unless renewed (every third of it while the attempt "
+        "runs); a node that dies mid-delivery loses its claims after this, and another node sharing the "
+        "database delivers them."),
     Key("queue", "mx_lookup", True,
         "Look up MX records in DNS for domains without a route; false on closed networks (then every remote "
         "domain needs a route, or a default route \"*\")."),
@@ -182,6 +193,8 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: expected a string, got {value!r}"
     if want is list and not isinstance(value, list):
         return f"{where}: expected a list, got {value!r}"
+    if (key.section, key.name) == ("listen", "proxy_trusted"):
+        return _check_networks(where, value)
     if key.section == "listen" and value:
         try:
             parse_hostport(value)
@@ -193,9 +206,20 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: must be debug, info, warning or error"
     if key.section == "auth" and (err := _check_auth(key, value)):
         return f"{where}: {err}"
+    if (key.section, key.name) == ("queue", "lease") and value < 1:
+        return f"{where}: must be at least 1 second"
     if (key.section, key.name) == ("queue", "retry_delays") and (
             not value or not all(isinstance(x, int) and x > 0 for x in value)):
         return f"{where}: must be a non-empty list of positive seconds"
+    return None
+
+
+def _check_networks(where: str, value: list) -> str | None:
+    for net in value:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except (TypeError, ValueError):
+            return f"{where}: expected networks like \"10.0.0.0/24\", got {net!r}"
     return None
 
 

@@ -38,6 +38,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..proxylisten import ProxyListener, Trusted
 from ..watchdog import activity
 from .cache import FolderSnapshots, RenderCache
 from .grammar import NEED_DATA, Command, CommandParser, Event
@@ -97,13 +98,15 @@ class Connection:
     """One client connection; implements the session's ``Wire``."""
 
     def __init__(self, services: Services, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 listener: str, tls: bool, tls_context: ssl.SSLContext | None, caps: Caps = Caps()) -> None:
+                 listener: str, tls: bool, tls_context: ssl.SSLContext | None, caps: Caps = Caps(),
+                 client: tuple[str, int] | None = None) -> None:
+        """``client``: the address a trusted balancer's PROXY header named (mailserver/proxylisten.py)."""
         self.services = services
         self.reader, self.writer = reader, writer
         self.listener = listener
         self.tls = tls
         self.tls_context = tls_context
-        peer = writer.get_extra_info("peername")
+        peer = client or writer.get_extra_info("peername")
         self.peer_ip: str | None = peer[0] if isinstance(peer, tuple) else None
         limits = services.limits
         self.idle_timeout = min(limits.idle_timeout, caps.preauth_idle_timeout)  # the session raises it at login
@@ -340,14 +343,16 @@ class ImapService:
 
     name = "imap"
 
-    def __init__(self, services: Services, tls_context: ssl.SSLContext | None, caps: Caps = Caps()) -> None:
+    def __init__(self, services: Services, tls_context: ssl.SSLContext | None, caps: Caps = Caps(),
+                 proxy_trusted: Trusted | None = None) -> None:
         self.services = services
+        self.proxy_trusted = proxy_trusted or Trusted([])
         self.tls_context = tls_context
         self.caps = caps
         self.per_address: dict[str, int] = {}
         self.before_login: set[Connection] = set()
         self._refused, self._refusal_logged = 0, -REFUSAL_LOG_SECONDS
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[asyncio.Server | ProxyListener] = []
         self.addresses: dict[str, tuple[str, int]] = {}
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -355,9 +360,10 @@ class ImapService:
     async def listen(self, name: str, host: str, port: int, *, implicit_tls: bool,
                      sock: socket.socket | None = None) -> None:
         """Accept on host:port, or on `sock` when a supervisor bound it (mailserver.workers)."""
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         client: tuple[str, int] | None = None) -> None:
             conn = Connection(self.services, reader, writer, listener=name, tls=implicit_tls,
-                              tls_context=self.tls_context, caps=self.caps)
+                              tls_context=self.tls_context, caps=self.caps, client=client)
             where = address_key(conn.peer_ip)
             over = self._over_cap(where)
             if over is not None:
@@ -392,12 +398,26 @@ class ImapService:
                 if task is not None:
                     self._tasks.discard(task)
 
-        where = {"sock": sock} if sock is not None else {"host": host, "port": port}
-        server = await asyncio.start_server(accept, **where, backlog=BACKLOG, limit=READ_CHUNK)
+        server: asyncio.Server | ProxyListener
+        if self.proxy_trusted:
+            async def handoff(sock, client: tuple[str, int]) -> None:
+                loop = asyncio.get_running_loop()
+
+                def protocol() -> asyncio.StreamReaderProtocol:
+                    reader = asyncio.StreamReader(limit=READ_CHUNK, loop=loop)
+                    return asyncio.StreamReaderProtocol(
+                        reader, lambda r, w: accept(r, w, client), loop=loop)
+                await loop.connect_accepted_socket(protocol, sock)
+            server = await ProxyListener.bind(f"imap {name}", host, port, self.proxy_trusted, handoff,
+                                              backlog=BACKLOG, sock=sock)
+        else:
+            where = {"sock": sock} if sock is not None else {"host": host, "port": port}
+            server = await asyncio.start_server(accept, **where, backlog=BACKLOG, limit=READ_CHUNK)
         self.servers.append(server)
         sock = server.sockets[0].getsockname()
         self.addresses[name] = (sock[0], sock[1])
-        log.info("imap listening: %s on %s:%d%s", name, sock[0], sock[1], " (TLS)" if implicit_tls else "")
+        log.info("imap listening: %s on %s:%d%s%s", name, sock[0], sock[1], " (TLS)" if implicit_tls else "",
+                 " (PROXY protocol)" if self.proxy_trusted else "")
 
     def _log_refusal(self, ip: str | None, why: str) -> None:
         """One line per REFUSAL_LOG_SECONDS at most, with how many were refused (a flood must not flood the log)."""
@@ -446,7 +466,8 @@ def build_services(ctx) -> Services:
 
 async def start(ctx) -> list[ImapService]:
     """Start the ``imap`` and ``imaps`` listeners named in ``[listen]`` (empty disables one)."""
-    service = ImapService(build_services(ctx), ctx.tls_context, Caps.from_config(ctx.config))
+    service = ImapService(build_services(ctx), ctx.tls_context, Caps.from_config(ctx.config),
+                          Trusted(ctx.config.get("listen", "proxy_trusted")))
     sockets = ctx.extras.get("sockets")  # a supervisor's worker serves the sockets it was given, only those
     try:
         plain = ctx.config.listen("imap")

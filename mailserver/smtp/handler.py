@@ -136,7 +136,8 @@ class PostroomSMTP(SMTP):
     # message. Command lines stay limited by command_size_limits.
     line_length_limit = READ_BUFFER
 
-    def __init__(self, doors: Doors, kind: ListenerKind) -> None:
+    def __init__(self, doors: Doors, kind: ListenerKind, client: tuple[str, int] | None = None) -> None:
+        """``client``: the address a trusted balancer's PROXY header named (mailserver/proxylisten.py)."""
         super().__init__(
             _Hooks(), data_size_limit=doors.max_size, enable_SMTPUTF8=True, decode_data=False,
             hostname=doors.hostname, ident="Postroom ESMTP",
@@ -150,6 +151,7 @@ class PostroomSMTP(SMTP):
         self.txn: Transaction | None = None
         self.busy = False
         self.peer_ip = ""
+        self.client = client
         self._held: list[bytes] = []  # replies held back while pipelined commands are buffered
         # aiosmtpd's is a class-level dict that every session grows at each EHLO; ours is fixed.
         self.command_size_limits = collections.defaultdict(lambda: MAX_COMMAND_LINE)
@@ -159,7 +161,8 @@ class PostroomSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         restarted = self._original_transport is not None  # the TLS layer after STARTTLS
         super().connection_made(transport)
-        peer = transport.get_extra_info("peername")
+        peer = self.client or transport.get_extra_info("peername")
+        self.session.peer = peer  # the client's, also behind a balancer and after STARTTLS
         self.peer_ip = str(peer[0]) if peer else ""
         if restarted:
             self.account, self.txn = None, None  # RFC 3207 §4.2: start over

@@ -17,6 +17,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
+from ..proxylisten import ProxyListener, Trusted
 from .handler import Doors, ListenerKind, PostroomSMTP
 
 log = logging.getLogger("postroom.smtp")
@@ -35,7 +36,7 @@ KINDS = {
 @dataclass
 class SmtpService:
     doors: Doors
-    servers: dict[str, asyncio.Server] = field(default_factory=dict)
+    servers: dict[str, asyncio.Server | ProxyListener] = field(default_factory=dict)
     name: str = "smtp"
 
     @property
@@ -68,10 +69,11 @@ class SmtpService:
 
 
 async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None],
-                         tls_context: ssl.SSLContext | None,
+                         tls_context: ssl.SSLContext | None, proxy_trusted: Trusted | None = None,
                          sockets: dict[str, socket.socket] | None = None) -> SmtpService:
     """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning.
 
+    ``proxy_trusted``: balancers whose connections start with a PROXY header (mailserver/proxylisten.py).
     `sockets`: listeners already bound by a supervisor (mailserver.workers); then only those are served.
     """
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command line at INFO
@@ -89,7 +91,15 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
                 log.warning("[listen] %s: no TLS certificate, so nobody can log in to submit", name)
             if sockets is not None and name not in sockets:
                 continue
-            where = {"sock": sockets[name]} if sockets is not None else {"host": hostport[0], "port": hostport[1],
+            host, port = hostport
+            if proxy_trusted:
+                svc.servers[name] = await ProxyListener.bind(
+                    f"smtp {name}", host, port, proxy_trusted, _handoff(doors, kind, tls_context),
+                    sock=(sockets or {}).get(name))
+                log.info("smtp %s listening on %s:%d (PROXY protocol from %s)", name, *svc.addresses[name],
+                         ", ".join(map(str, proxy_trusted.networks)))
+                continue
+            where = {"sock": sockets[name]} if sockets is not None else {"host": host, "port": port,
                                                                          "reuse_address": True}
             svc.servers[name] = await loop.create_server(
                 lambda kind=kind: PostroomSMTP(doors, kind), **where,
@@ -102,6 +112,15 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
     return svc
 
 
+def _handoff(doors: Doors, kind: ListenerKind, tls_context: ssl.SSLContext | None):
+    """Serve a socket a ProxyListener accepted, as the client the header named."""
+    async def handoff(sock, client: tuple[str, int]) -> None:
+        await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: PostroomSMTP(doors, kind, client), sock, ssl=tls_context if kind.implicit_tls else None,
+            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if kind.implicit_tls else None)
+    return handoff
+
+
 async def start(ctx) -> list:
     """The composition root's starter: needs the delivery parts put into ctx.extras by delivery.service.start."""
     parts = ctx.extras["delivery"]
@@ -112,6 +131,7 @@ async def start(ctx) -> list:
                   max_connections=cfg.get("limits", "smtp_connections"),
                   max_per_address=cfg.get("limits", "smtp_connections_per_address"),
                   data_timeout=float(cfg.get("limits", "smtp_data_timeout")))
-    svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context, ctx.extras.get("sockets"))
+    svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context,
+                               Trusted(cfg.get("listen", "proxy_trusted")), ctx.extras.get("sockets"))
     ctx.extras["smtp"] = svc
     return [svc]

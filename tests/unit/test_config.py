@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from delivery import service
+from mailboxes.service import open_mailboxes
 from mailserver import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,3 +68,19 @@ def test_argon2_defaults_match_the_store_default():
     cfg = config.build({})
     assert {"time_cost": cfg.get("auth", "argon2_time_cost"), "memory_cost": cfg.get("auth", "argon2_memory_cost"),
             "parallelism": cfg.get("auth", "argon2_parallelism")} == DEFAULT_COST
+
+
+def test_queue_lease_reaches_the_queue_and_must_be_a_second_or_more(tmp_path):
+    with pytest.raises(config.ConfigError):
+        config.build({"queue": {"lease": 0}})
+    cfg = config.build({"server": {"data_dir": str(tmp_path)}, "queue": {"lease": 7, "mx_lookup": False},
+                        "dkim": {"dns_lookup": False}})
+
+    async def go():
+        mb = await open_mailboxes(cfg.storage())
+        try:
+            assert service.build(mb, cfg).queue.lease == timedelta(seconds=7)
+        finally:
+            await mb.close()
+
+    asyncio.run(go())

@@ -33,7 +33,8 @@ class ImapServer:
 
     def __init__(self, tmp: Path, *, storage_url: str | None = None, plaintext_on_loopback: bool = True,
                  limits: dict[str, Any] | None = None, whole_server: bool = False,
-                 hasher: PasswordHasher = FAST_HASHER, hash_slots: int | None = None) -> None:
+                 hasher: PasswordHasher = FAST_HASHER, hash_slots: int | None = None,
+                 proxy_trusted: list[str] | None = None) -> None:
         """``whole_server``: start every listener family through the composition root (delivery, SMTP, IMAP).
 
         ``hasher`` / ``hash_slots``: the Argon2 hasher (a test may wrap one to count verifications) and how
@@ -51,7 +52,7 @@ class ImapServer:
             **extra,
             "server": {"data_dir": str(tmp), "hostname": "localhost"},
             "listen": {"imap": "127.0.0.1:0", "imaps": "127.0.0.1:0", "smtp": others, "submission": others,
-                       "submissions": "", "http": ""},
+                       "submissions": "", "http": "", "proxy_trusted": proxy_trusted or []},
             "tls": {"cert": str(self.cert), "key": str(self.key),
                     "allow_plaintext_auth_on_loopback": plaintext_on_loopback},
             "storage": {"url": self.storage_url},

@@ -56,22 +56,32 @@ class Sink:
         self.server = await asyncio.start_server(self._session, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
+    async def reply_to_data(self, r: asyncio.StreamReader, data: bytes, rcpts: list[str]) -> bytes | None:
+        """The reply to a message's final dot (None: hang up without one)."""
+        if not self.accept:
+            return b"451 4.3.0 not now\r\n"
+        self.subjects[email.message_from_bytes(data)["Subject"]] += 1
+        return b"250 2.0.0 kept\r\n"
+
     async def _session(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.write(b"220 sink.remote.example ESMTP\r\n")
+        rcpts: list[str] = []
         try:
             while line := await r.readline():
                 verb = line[:4].upper()
                 if verb == b"EHLO":
                     w.write(b"250-sink.remote.example\r\n250 8BITMIME\r\n")
+                elif verb == b"RCPT":
+                    rcpts.append(line.split(b"<", 1)[-1].split(b">", 1)[0].decode())
+                    w.write(b"250 2.1.5 ok\r\n")
                 elif verb == b"DATA":
                     w.write(b"354 go ahead\r\n")
                     await w.drain()
-                    data = await r.readuntil(b"\r\n.\r\n")
-                    if self.accept:
-                        self.subjects[email.message_from_bytes(data)["Subject"]] += 1
-                        w.write(b"250 2.0.0 kept\r\n")
-                    else:
-                        w.write(b"451 4.3.0 not now\r\n")
+                    reply = await self.reply_to_data(r, await r.readuntil(b"\r\n.\r\n"), rcpts)
+                    if reply is None:
+                        return
+                    rcpts = []
+                    w.write(reply)
                 elif verb == b"QUIT":
                     w.write(b"221 bye\r\n")
                     await w.drain()

@@ -92,3 +92,18 @@ async def test_cached_logins_end_when_another_node_changes_the_password(tmp_path
     finally:
         await other.close()
         await inst.stop()
+
+
+async def test_guesses_spread_over_two_nodes_meet_one_limit(tmp_path, storage_url):
+    """Two nodes (or worker processes) on one directory: the failed-login throttle counts their guesses together."""
+    node_a = await start_instance(_config(tmp_path / "a", storage_url, auth_failures=5))
+    node_b = await start_instance(_config(tmp_path / "b", storage_url, auth_failures=5))
+    try:
+        await node_a.add_user("zhang.wei@city.test")
+        assert [await _auth(node_a, "zhang.wei@city.test", f"a-{i}") for i in range(3)] == [535] * 3
+        assert [await _auth(node_b, "zhang.wei@city.test", f"b-{i}") for i in range(2)] == [535] * 2
+        assert await _auth(node_a, "zhang.wei@city.test", PASSWORD) == 454
+        assert await _auth(node_b, "zhang.wei@city.test", PASSWORD) == 454
+    finally:
+        await node_b.stop()
+        await node_a.stop()

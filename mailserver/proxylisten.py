@@ -1,0 +1,137 @@
+"""Listeners behind a TCP load balancer: a connection from a trusted balancer starts with a PROXY header naming the client.
+
+Implementation notes
+- Used for a listener only when `[listen] proxy_trusted` names networks;
+  otherwise the listeners are asyncio's own and nothing here runs.
+- It accepts by itself (an asyncio.Server look-alike: `sockets`, `close`,
+  `wait_closed`), so the header is read from the socket before asyncio wraps
+  it in a transport: reads ask for `ProxyHeaderParser.needed()` bytes at
+  most, so no byte of the protocol behind the header is taken (a TLS
+  ClientHello on the implicit-TLS ports stays in the socket for the
+  handshake). Then the socket goes to `handoff(sock, client)`.
+- A connection from a trusted source must send a valid header within
+  PROXY_HEADER_SECONDS, else it is closed with one log line. A connection
+  from anywhere else is handed on at once with its own address: a PROXY
+  header from it is just bytes the protocol refuses (SMTP 500, IMAP BAD).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+
+from .proxyproto import ProxyHeaderError, ProxyHeaderParser
+
+log = logging.getLogger("postroom.proxy")
+
+PROXY_HEADER_SECONDS = 5.0  # a balancer sends its header with the connection; a silent one is dropped
+ACCEPT_ERROR_PAUSE_SECONDS = 1.0  # out of file descriptors: wait before accepting again (as asyncio does)
+
+Peer = tuple[str, int]
+Handoff = Callable[[socket.socket, Peer], Awaitable[None]]
+
+
+class Trusted:
+    """The networks whose connections must start with a PROXY header."""
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __contains__(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.networks)
+
+
+async def read_header(sock: socket.socket, peer: Peer) -> Peer:
+    """The client's address from the header (the peer's own for LOCAL / UNKNOWN); raises on a bad or no header."""
+    loop = asyncio.get_running_loop()
+    parser = ProxyHeaderParser()
+    while parser.result is None:
+        data = await loop.sock_recv(sock, parser.needed())
+        if not data:
+            raise ConnectionError("closed before the PROXY header ended")
+        parser.feed(data)
+    return parser.result.source or peer
+
+
+class ProxyListener:
+    """Accept on one socket; read the header of trusted peers; hand every connection on."""
+
+    def __init__(self, name: str, sock: socket.socket, trusted: Trusted, handoff: Handoff) -> None:
+        self.name = name
+        self.sockets = [sock]
+        self._trusted = trusted
+        self._handoff = handoff
+        self._pending: set[asyncio.Task] = set()
+        self._task = asyncio.create_task(self._accept(), name=f"proxy-accept {name}")
+
+    @classmethod
+    async def bind(cls, name: str, host: str, port: int, trusted: Trusted, handoff: Handoff, *,
+                   backlog: int = 100, reuse_port: bool = False,
+                   sock: socket.socket | None = None) -> "ProxyListener":
+        """``reuse_port``: SO_REUSEPORT, for worker processes sharing the port as asyncio's listeners do;
+        ``sock``: a listening socket a supervisor already bound (mailserver.workers)."""
+        if sock is not None:
+            sock.setblocking(False)
+            return cls(name, sock, trusted, handoff)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)
+        family, _, _, _, addr = infos[0]
+        sock = socket.create_server(addr, family=family, backlog=backlog, reuse_port=reuse_port)
+        sock.setblocking(False)
+        return cls(name, sock, trusted, handoff)
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        lsock = self.sockets[0]
+        while True:
+            try:
+                sock, peer = await loop.sock_accept(lsock)
+            except (ConnectionAbortedError, InterruptedError):
+                continue
+            except OSError as exc:  # EMFILE and the like: the listener lives on
+                log.warning("%s: accept failed (%s); pausing", self.name, exc)
+                await asyncio.sleep(ACCEPT_ERROR_PAUSE_SECONDS)
+                continue
+            sock.setblocking(False)
+            task = asyncio.create_task(self._start(sock, (str(peer[0]), int(peer[1]))))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _start(self, sock: socket.socket, peer: Peer) -> None:
+        client = peer
+        try:
+            if peer[0] in self._trusted:
+                client = await asyncio.wait_for(read_header(sock, peer), PROXY_HEADER_SECONDS)
+            await self._handoff(sock, client)
+        except (ProxyHeaderError, asyncio.TimeoutError) as exc:
+            why = "no PROXY header in time" if isinstance(exc, asyncio.TimeoutError) else str(exc)
+            log.warning("%s: dropped a connection from trusted balancer %s: %s", self.name, peer[0], why)
+            sock.close()
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: connection from %s ended at once: %s", self.name, client[0], exc)
+            sock.close()
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+
+    def close(self) -> None:
+        """Stop accepting (connections already handed on go on)."""
+        self._task.cancel()
+        for task in list(self._pending):
+            task.cancel()
+        self.sockets[0].close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._task, *self._pending, return_exceptions=True)

@@ -230,9 +230,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(data: Path, port: int) -> Path:
-    cfg = data / "postroom.toml"
-    cfg.write_text(f"""[server]
+def write_config(data: Path, port: int, url: str | None = None) -> Path:
+    """A loopback IMAP-only server config; ``url``: the store (default SQLite in ``data``)."""
+    cfg = data / ("postroom.toml" if url is None else f"postroom-{port}.toml")
+    storage = f'[storage]\nurl = "{url}"\n' if url else ""
+    cfg.write_text(f"""{storage}[server]
 data_dir = "{data}"
 log_level = "warning"
 [listen]
@@ -273,11 +275,16 @@ async def populate(data: Path, n: int, idle_accounts: int) -> None:
 
 
 class Server:
-    def __init__(self, cfg: Path, port: int) -> None:
+    """``postroom serve`` as a process; ``tree``: run it from another checkout's source (same interpreter)."""
+
+    def __init__(self, cfg: Path, port: int, tree: Path | None = None) -> None:
         self.cfg, self.port = cfg, port
-        exe = ROOT / ".venv" / "bin" / "postroom"
-        self.proc = subprocess.Popen([str(exe), "--config", str(cfg), "serve"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        if tree is None:
+            cmd, cwd, env = [str(ROOT / ".venv" / "bin" / "postroom")], None, None
+        else:
+            cmd, cwd, env = [sys.executable, "-m", "mailserver.cli"], tree, {**os.environ, "PYTHONPATH": str(tree)}
+        self.proc = subprocess.Popen([*cmd, "--config", str(cfg), "serve"], cwd=cwd, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import String, and_, bindparam, case, delete, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
 
 from . import cleanup, identity, pgbus
 from . import schema as t
@@ -28,6 +28,7 @@ from .deliverywrite import Batch, Delivery, FolderCache, StaleCache, quota_error
 from .directory import Directory
 from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota
 from .groupcommit import GroupCommitter
+from .listing import FolderChanges, Listing, read_changes, read_listing
 from .model import (
     SPECIAL_USE_FOLDERS, Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
     MessageMeta, Quota,
@@ -81,19 +82,6 @@ def _meta(r) -> MessageMeta:
     uid, modseq, flags, kw, when, size, blob_id = r
     return MessageMeta(uid, modseq, flags, frozenset(kw.split()) if kw else _NO_KEYWORDS, _aware(when), size,
                        blob_id)
-
-
-def _metas(rows) -> list[MessageMeta]:
-    """Rows of _meta_cols/_fast_cols to MessageMeta, on the hot path (10,000 rows per SELECT)."""
-    out = []
-    append, fromiso, utc, empty = out.append, datetime.fromisoformat, timezone.utc, _NO_KEYWORDS
-    for uid, modseq, flags, kw, when, size, blob_id in rows:
-        if type(when) is str:
-            when = fromiso(when + "+00:00")  # stored as naive UTC text
-        elif when.tzinfo is None:
-            when = when.replace(tzinfo=utc)
-        append(MessageMeta(uid, modseq, flags, frozenset(kw.split()) if kw else empty, when, size, blob_id))
-    return out
 
 
 def _folder(partition: str, r, read_only: bool = False) -> Folder:
@@ -393,20 +381,26 @@ class Store:
 
     # --- \Recent, shared by every session (RFC 3501 §2.3.2) --------------------------------------
 
-    async def claim_recent(self, ref: FolderRef, top: int, *, read_only: bool = False) -> int:
+    async def claim_recent(self, ref: FolderRef, top: int, *, read_only: bool = False,
+                           mark: int | None = None) -> int:
         """Take the UIDs up to ``top`` as recent for the caller; returns the UID they start above.
 
         The caller's recent messages are those with ``returned < uid <= top``. A read-write
         caller moves folders.recent_uid to ``top`` with one compare-and-set UPDATE, so of two
         sessions racing (in one process or on two nodes) exactly one gets each UID; the loser
         reads the new mark and claims only what is above it. A read-only caller (EXAMINE)
-        takes nothing (RFC 3501 §6.3.2) and sees what nobody has claimed yet.
+        takes nothing (RFC 3501 §6.3.2) and sees what nobody has claimed yet. ``mark``: the
+        recent_uid the caller just read with the folder (Listing.recent_uid), saving the first
+        read; a stale one only costs a lost compare-and-set round.
         """
         db = await self._db(ref.partition)
         col = t.folders.c.recent_uid
         for _ in range(RECENT_CLAIM_TRIES):
-            async with db.read() as conn:
-                last = (await conn.execute(select(col).where(t.folders.c.id == ref.id))).scalar()
+            if mark is not None:
+                last, mark = mark, None
+            else:
+                async with db.read() as conn:
+                    last = (await conn.execute(select(col).where(t.folders.c.id == ref.id))).scalar()
             if last is None:
                 raise NotFound("folder deleted")
             if read_only or last >= top:
@@ -437,20 +431,24 @@ class Store:
 
     # The hot read (a SELECT of 10,000 messages): on SQLite the date comes back as text
     # and is parsed by datetime.fromisoformat, 5x faster than the DateTime type's regex.
-    _fast_cols = (t.messages.c.uid, t.messages.c.modseq, t.messages.c.flags, t.messages.c.keywords,
-                  type_coerce(t.messages.c.internal_date, String).label("internal_date"), t.messages.c.size,
-                  t.messages.c.blob_id)
     _meta_cols = (t.messages.c.uid, t.messages.c.modseq, t.messages.c.flags, t.messages.c.keywords,
                   t.messages.c.internal_date, t.messages.c.size, t.messages.c.blob_id)
 
     async def messages(self, ref: FolderRef) -> list[MessageMeta]:
         """All messages of a folder in UID order."""
+        return (await self.listing(ref)).metas
+
+    async def listing(self, ref: FolderRef) -> Listing:
+        """The folder row, its \\Recent mark and all its messages in UID order, read together (SELECT)."""
         db = await self._db(ref.partition)
         async with db.read() as conn:
-            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
-            rows = (await conn.execute(select(*cols).where(t.messages.c.folder_id == ref.id)
-                                       .order_by(t.messages.c.uid))).all()
-        return _metas(rows)
+            return await read_listing(conn, db.dialect, ref, lambda r: _folder(ref.partition, r))
+
+    async def folder_changes(self, ref: FolderRef, modseq: int) -> FolderChanges:
+        """The folder row and \\Recent mark with changes_since(modseq), read together (a SELECT of a known folder)."""
+        db = await self._db(ref.partition)
+        async with db.read() as conn:
+            return await read_changes(conn, db.dialect, ref, modseq, lambda r: _folder(ref.partition, r))
 
     async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
         """The stored parse (mime.ParsedMessage JSON) of each blob.
@@ -520,19 +518,7 @@ class Store:
 
     async def changes_since(self, ref: FolderRef, modseq: int) -> Changes:
         """Messages changed and UIDs expunged after `modseq` (RFC 7162 CONDSTORE/QRESYNC)."""
-        db = await self._db(ref.partition)
-        async with db.read() as conn:
-            hm = (await conn.execute(select(t.folders.c.highestmodseq)
-                                     .where(identity.names_folder(ref)))).scalar()
-            if hm is None:
-                raise NotFound("folder no longer exists")
-            if hm <= modseq:
-                return Changes(hm)
-            rows = (await conn.execute(select(*self._meta_cols).where(and_(
-                t.messages.c.folder_id == ref.id, t.messages.c.modseq > modseq)).order_by(t.messages.c.uid))).all()
-            gone = (await conn.execute(select(t.expunged.c.uid).where(and_(
-                t.expunged.c.folder_id == ref.id, t.expunged.c.modseq > modseq)).order_by(t.expunged.c.uid))).scalars().all()
-        return Changes(hm, [_meta(r) for r in rows], list(gone))
+        return (await self.folder_changes(ref, modseq)).changes
 
     async def search_text(self, ref: FolderRef, column: str | None, query: str) -> set[int] | None:
         """UIDs in a folder whose indexed `column` (subject, addrs, body; None: any) matches.

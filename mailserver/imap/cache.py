@@ -7,9 +7,11 @@ every session of the server.
 
 from __future__ import annotations
 
+import bisect
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from mailboxes.mime import BodyPart, ParsedHead, ParsedMessage, head_from_json, header_fields
 from mailboxes.model import Changes, Folder, FolderRef, MessageMeta
@@ -196,56 +198,92 @@ class RenderCache:
 SNAPSHOT_MESSAGES = 500_000  # MessageMeta rows kept for quick SELECTs, all folders together
 
 
+class Snapshot(NamedTuple):
+    """A folder as a SELECT needs it; ``metas``, ``uids`` and ``keywords`` are shared: copy before changing."""
+
+    folder: Folder
+    recent_uid: int  # folders.recent_uid as read with the rows (RFC 3501 §2.3.2)
+    modseq: int  # the MODSEQ the list is current to
+    metas: list[MessageMeta]  # in UID order
+    uids: list[int]
+    keywords: frozenset[str]  # every keyword in use (the FLAGS response)
+
+
 class FolderSnapshots:
     """The last known message list of recently selected folders, brought up to date with changes_since.
 
     A SELECT of a folder someone selected recently reads only what changed since (RFC 7162
     MODSEQ) instead of every row, and sessions on one folder share the MessageMeta tuples.
     Keyed by FolderRef, whose id is never reused (mailboxes.identity); an entry is used only
-    while the folder's UIDVALIDITY, its generation, is the one it was read under.
+    while the folder's UIDVALIDITY, its generation, is the one it was read under, and every
+    load reads the folder row again (with the changes, in one transaction) before using it.
     """
 
     def __init__(self, store: Store, max_messages: int = SNAPSHOT_MESSAGES) -> None:
         self.store = store
         self.max_messages = max_messages
-        self._entries: OrderedDict[FolderRef, tuple[int, int, list[MessageMeta]]] = OrderedDict()
+        self._entries: OrderedDict[FolderRef, Snapshot] = OrderedDict()
         self._count = 0
 
-    async def load(self, ref: FolderRef) -> tuple[Folder, int, list[MessageMeta]]:
-        """(folder, MODSEQ the list is current to, messages in UID order); the list is shared: copy it."""
-        folder = await self.store.folder_by_ref(ref)
+    async def load(self, ref: FolderRef) -> Snapshot:
+        """The folder now: one read of what changed since the cached entry, or of every message."""
         entry = self._entries.get(ref)
-        if entry is not None and entry[0] == folder.uidvalidity:
-            _, modseq, metas = entry
-            if modseq < folder.highestmodseq:
-                changes = await self.store.changes_since(ref, modseq)
-                metas = _patched(metas, changes)
-                modseq = changes.highestmodseq
-        else:
-            modseq = folder.highestmodseq  # read before the rows: later changes show up in changes_since
-            metas = await self.store.messages(ref)
-        self._put(ref, (folder.uidvalidity, modseq, metas))
-        return folder, modseq, metas
+        if entry is not None:
+            fc = await self.store.folder_changes(ref, entry.modseq)
+            if fc.folder.uidvalidity == entry.folder.uidvalidity:
+                metas, uids, keywords = entry.metas, entry.uids, entry.keywords
+                if fc.changes.changed or fc.changes.vanished:
+                    metas, uids = _patched(metas, uids, fc.changes)
+                    keywords = _keywords(metas)
+                snap = Snapshot(fc.folder, fc.recent_uid, max(entry.modseq, fc.changes.highestmodseq),
+                                metas, uids, keywords)
+                self._put(ref, snap)
+                return snap
+        listing = await self.store.listing(ref)
+        metas = listing.metas
+        snap = Snapshot(listing.folder, listing.recent_uid, listing.folder.highestmodseq, metas,
+                        [m.uid for m in metas], _keywords(metas))
+        self._put(ref, snap)
+        return snap
 
-    def _put(self, ref: FolderRef, entry: tuple[int, int, list[MessageMeta]]) -> None:
+    def _put(self, ref: FolderRef, entry: Snapshot) -> None:
         old = self._entries.pop(ref, None)
         if old is not None:
-            self._count -= len(old[2])
-        if len(entry[2]) > self.max_messages:
+            self._count -= len(old.metas)
+        if len(entry.metas) > self.max_messages:
             return
         self._entries[ref] = entry
-        self._count += len(entry[2])
+        self._count += len(entry.metas)
         while self._count > self.max_messages and self._entries:
             _, dropped = self._entries.popitem(last=False)
-            self._count -= len(dropped[2])
+            self._count -= len(dropped.metas)
 
 
-def _patched(metas: list[MessageMeta], changes: Changes) -> list[MessageMeta]:
-    if not changes.changed and not changes.vanished:
-        return metas
-    by_uid = {m.uid: m for m in metas}
+def _keywords(metas: list[MessageMeta]) -> frozenset[str]:
+    out: set[str] = set()
+    for m in metas:
+        if m.keywords:
+            out.update(m.keywords)
+    return frozenset(out)
+
+
+def _patched(metas: list[MessageMeta], uids: list[int], changes: Changes) -> tuple[list[MessageMeta], list[int]]:
+    """``metas`` (and their UIDs) with ``changes`` folded in; new copies, the shared lists stay as they were."""
+    out, added = list(metas), []
+    n = len(uids)
+    for m in changes.changed:
+        i = bisect.bisect_left(uids, m.uid)
+        if i < n and uids[i] == m.uid:
+            out[i] = m
+        else:
+            added.append(m)
+    if not changes.vanished and all(m.uid > (uids[-1] if uids else 0) for m in added):
+        added.sort(key=lambda m: m.uid)  # the usual case: new mail after the last known UID
+        return out + added, uids + [m.uid for m in added]
+    by_uid = {m.uid: m for m in out}
     for uid in changes.vanished:
         by_uid.pop(uid, None)
-    for m in changes.changed:
+    for m in added:
         by_uid[m.uid] = m
-    return [by_uid[u] for u in sorted(by_uid)]
+    merged = [by_uid[u] for u in sorted(by_uid)]
+    return merged, [m.uid for m in merged]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -76,18 +77,20 @@ async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 
     listener = store.bus.listen(ref)  # before reading, so nothing committed after the read is missed
     read_only = isinstance(cmd, c.Examine) or not mb.writable
     try:
-        folder, modseq, metas = await s.services.snapshots.load(ref)
+        snap = await s.services.snapshots.load(ref)
         # RFC 3501 §2.3.2: recent for the first read-write session to see them, in any process.
         # IMAP4rev2 has no \Recent (RFC 9051 Appendix E): a rev2 session takes none.
-        top = max((m.uid for m in metas), default=0)
-        start = top if s.rev2 else await store.claim_recent(ref, top, read_only=read_only)
+        uids = snap.uids
+        top = uids[-1] if uids else 0
+        start = top if s.rev2 else await store.claim_recent(ref, top, read_only=read_only, mark=snap.recent_uid)
         listing = await _list_line(s, mb) if s.rev2 else b""
     except BaseException:
         listener.close()
         raise
-    recent = {m.uid for m in metas if m.uid > start}
-    view = SelectedMailbox(metas, modseq=modseq, uidvalidity=folder.uidvalidity,
-                           uidnext=folder.uidnext, read_only=read_only, recent=recent)
+    recent = set(uids[bisect.bisect_right(uids, start):])
+    view = SelectedMailbox(snap.metas, modseq=snap.modseq, uidvalidity=snap.folder.uidvalidity,
+                           uidnext=snap.folder.uidnext, read_only=read_only, recent=recent, uids=uids,
+                           keywords=snap.keywords)
     w = s.wire
     w.write(view.flags_response())
     w.write(bytes(r.Untagged("OK", "Flags permitted", r.Code.permanentflags(permanent_flags(mb, read_only)))))

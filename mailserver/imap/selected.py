@@ -50,9 +50,11 @@ class SelectedMailbox:
     """One session's view of its selected folder (pymap's "selected mailbox" idea, our own code)."""
 
     def __init__(self, metas: list[MessageMeta], *, modseq: int, uidvalidity: int, uidnext: int,
-                 read_only: bool, recent: set[int] | None = None) -> None:
+                 read_only: bool, recent: set[int] | None = None, uids: list[int] | None = None,
+                 keywords: Iterable[str] | None = None) -> None:
+        """``uids`` and ``keywords``: the metas' UIDs and keywords when the caller has them already (copied)."""
         self.metas = list(metas)
-        self.uids = [m.uid for m in self.metas]
+        self.uids = list(uids) if uids is not None else [m.uid for m in self.metas]
         self.modseq = modseq  # highest MODSEQ the view has caught up with
         self.uidvalidity = uidvalidity
         self.uidnext = max(uidnext, (self.uids[-1] + 1) if self.uids else 1)
@@ -60,9 +62,12 @@ class SelectedMailbox:
         self.recent: set[int] = recent or set()
         self.ghosts: set[int] = set()  # expunged elsewhere, not yet announced
         self.keywords: set[str] = set()
-        for m in self.metas:
-            if m.keywords:
-                self.keywords.update(m.keywords)
+        if keywords is not None:
+            self.keywords.update(keywords)
+        else:
+            for m in self.metas:
+                if m.keywords:
+                    self.keywords.update(m.keywords)
 
     # --- lookups -------------------------------------------------------------------------
 

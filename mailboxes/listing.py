@@ -1,0 +1,103 @@
+"""A folder's message list as SELECT reads it: the folder row and every message's metadata in one read transaction.
+
+Implementation notes
+- This is the hot read of a SELECT: a 10,000-message folder is 10,000 rows. It is one read
+  transaction (the folder row, then the messages), and the message rows are fetched with one
+  plain SQL string through the driver (aiosqlite's execute_fetchall is one hop to its thread
+  for execute and fetch together; asyncpg's fetch is native), then turned into MessageMeta
+  tuples in one tight loop. Through SQLAlchemy's compiled select and Row objects the same read
+  took about 60% more CPU (measured on SQLite, 10,000 rows: 16.5 ms against 10.5 ms).
+- The SQL text has no input from a client: the only parameters are the folder id and a MODSEQ.
+- The folder row is read first, in the same transaction, so its HIGHESTMODSEQ is never
+  ahead of the rows read after it (a change committed in between shows up in the rows and
+  again in the next changes_since, which is harmless; the other order could miss it).
+- The folder row also carries ``recent_uid`` (RFC 3501 §2.3.2), so a SELECT learns whether
+  there is anything to claim as \\Recent without another read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import identity
+from . import schema as t
+from .model import Changes, Folder, FolderRef, MessageMeta
+
+_COLUMNS = "uid, modseq, flags, keywords, internal_date, size, blob_id"  # MessageMeta's field order
+_ALL = {"sqlite": f"SELECT {_COLUMNS} FROM messages WHERE folder_id = ? ORDER BY uid",
+        "postgresql": f"SELECT {_COLUMNS} FROM messages WHERE folder_id = $1 ORDER BY uid"}
+_SINCE = {"sqlite": f"SELECT {_COLUMNS} FROM messages WHERE folder_id = ? AND modseq > ? ORDER BY uid",
+          "postgresql": f"SELECT {_COLUMNS} FROM messages WHERE folder_id = $1 AND modseq > $2 ORDER BY uid"}
+_NO_KEYWORDS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A folder as read at one moment: its row, the \\Recent mark, and its messages in UID order."""
+
+    folder: Folder
+    recent_uid: int  # folders.recent_uid: the highest UID some session was already told is \Recent
+    metas: list[MessageMeta]
+
+
+@dataclass(frozen=True)
+class FolderChanges:
+    """A folder's row and \\Recent mark with what changed in it after a MODSEQ (RFC 7162)."""
+
+    folder: Folder
+    recent_uid: int
+    changes: Changes
+
+
+def metas_from_rows(rows: Iterable) -> list[MessageMeta]:
+    """Rows in MessageMeta's column order to MessageMeta; stored times are UTC (SQLite gives them as naive text)."""
+    out: list[MessageMeta] = []
+    append, new, meta = out.append, tuple.__new__, MessageMeta
+    fromiso, utc, empty = datetime.fromisoformat, timezone.utc, _NO_KEYWORDS
+    for uid, modseq, flags, kw, when, size, blob_id in rows:
+        if type(when) is str:
+            when = fromiso(when + "+00:00")
+        elif when.tzinfo is None:
+            when = when.replace(tzinfo=utc)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: a third of the cost per row.
+        append(new(meta, (uid, modseq, flags, frozenset(kw.split()) if kw else empty, when, size, blob_id)))
+    return out
+
+
+async def _folder_row(conn: AsyncConnection, ref: FolderRef):
+    row = (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first()
+    identity.check(ref, row)  # NotFound when the folder was deleted or re-created meanwhile
+    return row
+
+
+async def _rows(conn: AsyncConnection, dialect: str, folder_id: int, since: int | None) -> list:
+    sql = (_ALL if since is None else _SINCE)[dialect]  # the store runs on these two (db.open_database)
+    args = (folder_id,) if since is None else (folder_id, since)
+    driver = (await conn.get_raw_connection()).driver_connection
+    if dialect == "sqlite":
+        return await driver.execute_fetchall(sql, args)
+    return await driver.fetch(sql, *args)  # asyncpg, inside the transaction the folder read began
+
+
+async def read_listing(conn: AsyncConnection, dialect: str, ref: FolderRef, to_folder) -> Listing:
+    """Every message of the folder ``ref`` names (NotFound if it no longer does), in one transaction ``conn``."""
+    row = await _folder_row(conn, ref)
+    rows = await _rows(conn, dialect, ref.id, None)
+    return Listing(to_folder(row), int(row.recent_uid), metas_from_rows(rows))
+
+
+async def read_changes(conn: AsyncConnection, dialect: str, ref: FolderRef, modseq: int, to_folder) -> FolderChanges:
+    """The folder row and the messages changed after ``modseq`` with the UIDs expunged after it."""
+    row = await _folder_row(conn, ref)
+    hm = int(row.highestmodseq)
+    if hm <= modseq:
+        return FolderChanges(to_folder(row), int(row.recent_uid), Changes(hm))
+    changed = metas_from_rows(await _rows(conn, dialect, ref.id, modseq))
+    gone = (await conn.execute(select(t.expunged.c.uid).where(
+        t.expunged.c.folder_id == ref.id, t.expunged.c.modseq > modseq).order_by(t.expunged.c.uid))).scalars().all()
+    return FolderChanges(to_folder(row), int(row.recent_uid), Changes(hm, changed, list(gone)))

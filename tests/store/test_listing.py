@@ -1,0 +1,70 @@
+"""The SELECT read (mailboxes.listing) on SQLite and PostgreSQL: the same messages as the portable reads, folder row and \\Recent mark with them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from mailboxes import errors
+from mailboxes.ingest import prepare
+from mailboxes.model import Flag
+from tests.store.test_store import make_message
+
+
+async def _folder_with_three(mb):
+    acct = await mb.add_account("a@city.test", password="pw")
+    when = datetime(2026, 11, 2, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    for k in range(3):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"m{k}")), flags=int(Flag.SEEN) if k == 0 else 0,
+                              keywords=("$Label1", "Work") if k == 1 else (), internal_date=when)
+    return acct, await mb.store.folder(acct, "INBOX"), when
+
+
+async def test_listing_reads_folder_mark_and_messages_together(mb):
+    acct, inbox, when = await _folder_with_three(mb)
+    got = await mb.store.listing(inbox.ref)
+    assert got.folder == inbox and got.recent_uid == 0
+    assert [m.uid for m in got.metas] == [1, 2, 3]
+    assert [m.flags for m in got.metas] == [int(Flag.SEEN), 0, 0]
+    assert got.metas[1].keywords == frozenset({"$Label1", "Work"}) and got.metas[0].keywords == frozenset()
+    assert all(m.internal_date == when and m.internal_date.tzinfo is not None for m in got.metas)
+    assert all(type(m.uid) is int and m.size > 0 and m.blob_id > 0 for m in got.metas)
+    assert await mb.store.messages(inbox.ref) == got.metas
+    await mb.store.claim_recent(inbox.ref, 3)
+    assert (await mb.store.listing(inbox.ref)).recent_uid == 3
+
+
+async def test_folder_changes_after_a_modseq(mb):
+    acct, inbox, _ = await _folder_with_three(mb)
+    base = (await mb.store.listing(inbox.ref)).folder.highestmodseq
+    same = await mb.store.folder_changes(inbox.ref, base)
+    assert same.changes.highestmodseq == base and not same.changes.changed and not same.changes.vanished
+    await mb.store.store_flags(inbox.ref, [2], "add", int(Flag.FLAGGED))
+    await mb.store.store_flags(inbox.ref, [3], "add", int(Flag.DELETED))
+    await mb.store.expunge(inbox.ref)
+    fc = await mb.store.folder_changes(inbox.ref, base)
+    assert [m.uid for m in fc.changes.changed] == [2] and fc.changes.changed[0].flags & Flag.FLAGGED
+    assert fc.changes.vanished == [3]
+    assert fc.folder.highestmodseq == fc.changes.highestmodseq > base
+    assert await mb.store.changes_since(inbox.ref, base) == fc.changes
+
+
+async def test_listing_of_a_deleted_folder_is_not_found(mb):
+    acct = await mb.add_account("a@city.test", password="pw")
+    f = await mb.store.create_folder(acct, "Gone")
+    await mb.store.delete_folder(acct, "Gone")
+    with pytest.raises(errors.NotFound):
+        await mb.store.listing(f.ref)
+    with pytest.raises(errors.NotFound):
+        await mb.store.folder_changes(f.ref, 0)
+
+
+async def test_claim_recent_with_a_stale_mark_still_claims_each_uid_once(mb):
+    acct, inbox, _ = await _folder_with_three(mb)
+    mark = (await mb.store.listing(inbox.ref)).recent_uid
+    assert await mb.store.claim_recent(inbox.ref, 2, mark=mark) == 0  # UIDs 1..2
+    # Another session read the same (now stale) mark: it loses the compare-and-set and gets only UID 3.
+    assert await mb.store.claim_recent(inbox.ref, 3, mark=mark) == 2
+    assert await mb.store.claim_recent(inbox.ref, 3, mark=3) == 3
+    assert await mb.store.claim_recent(inbox.ref, 3, read_only=True, mark=0) == 0  # EXAMINE takes nothing

@@ -167,6 +167,21 @@ audit_log = Table(
     **NEVER_REUSED,
 )
 
+# Webmail sign-ins (issue 10), in the central database so that every node sees them. Only the
+# SHA-256 of the 256-bit session secret is stored: a copy of the table signs nobody in.
+web_sessions = Table(
+    "web_sessions",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("user_agent", String(255), nullable=False, default=""),
+    **NEVER_REUSED,
+)
+
 # Which partitions hold an account's folders besides its home partition
 # (year archives); the router consults it when listing folders.
 mail_locations = Table(

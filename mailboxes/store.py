@@ -454,6 +454,29 @@ class Store:
                                        .order_by(t.messages.c.uid))).all()
         return _metas(rows)
 
+    async def message_page(self, ref: FolderRef, *, offset: int, limit: int, newest_first: bool = True
+                           ) -> list[MessageMeta]:
+        """One page of a folder by arrival date (then UID), for the webmail's message list."""
+        db = await self._db(ref.partition)
+        c = t.messages.c
+        order = (c.internal_date.desc(), c.uid.desc()) if newest_first else (c.internal_date, c.uid)
+        async with db.read() as conn:
+            identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())
+            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
+            rows = (await conn.execute(select(*cols).where(c.folder_id == ref.id).order_by(*order)
+                                       .offset(max(0, offset)).limit(max(0, limit)))).all()
+        return _metas(rows)
+
+    async def message(self, ref: FolderRef, uid: int) -> MessageMeta | None:
+        """One message of a folder by UID (None: no such message there)."""
+        db = await self._db(ref.partition)
+        async with db.read() as conn:
+            identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())
+            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
+            rows = (await conn.execute(select(*cols).where(and_(t.messages.c.folder_id == ref.id,
+                                                                 t.messages.c.uid == uid)))).all()
+        return _metas(rows)[0] if rows else None
+
     async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
         """The stored parse (mime.ParsedMessage JSON) of each blob.
 

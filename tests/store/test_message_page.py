@@ -1,0 +1,40 @@
+"""The webmail's reads: one page of a folder by arrival date, one message by UID, never another account's."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mailboxes.errors import NotFound
+from mailboxes.ingest import prepare
+from mailboxes.model import FolderRef
+from tests.store.test_store import make_message
+
+
+async def test_pages_by_arrival_date_both_ways_and_single_messages(mb):
+    acct = await mb.add_account("a@city.test", password="pw")
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    # Appended out of date order: UID order is not date order.
+    for i, day in enumerate([3, 1, 4, 2, 5]):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"m{i}")), internal_date=t0 + timedelta(days=day))
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    newest = await mb.store.message_page(ref, offset=0, limit=2)
+    assert [m.uid for m in newest] == [5, 3]
+    rest = await mb.store.message_page(ref, offset=2, limit=10)
+    assert [m.uid for m in rest] == [1, 4, 2]
+    assert [m.uid for m in await mb.store.message_page(ref, offset=0, limit=5, newest_first=False)] == [2, 4, 1, 3, 5]
+    assert (await mb.store.message(ref, 3)).internal_date == t0 + timedelta(days=4)
+    assert await mb.store.message(ref, 99) is None
+
+
+async def test_a_ref_to_another_accounts_folder_is_refused(mb):
+    a = await mb.add_account("a@city.test", password="pw")
+    b = await mb.add_account("b@city.test", password="pw")
+    await mb.store.append(b, "INBOX", prepare(make_message("secret")))
+    theirs = (await mb.store.folder(b, "INBOX")).ref
+    forged = FolderRef(theirs.partition, theirs.id, theirs.generation, a.id)  # right id, wrong owner
+    with pytest.raises(NotFound):
+        await mb.store.message(forged, 1)
+    with pytest.raises(NotFound):
+        await mb.store.message_page(forged, offset=0, limit=10)

@@ -37,6 +37,8 @@ KEYS: tuple[Key, ...] = (
     Key("listen", "imap", "127.0.0.1:2143", "IMAP with STARTTLS (port 143 role)."),
     Key("listen", "imaps", "127.0.0.1:2993", "IMAP over implicit TLS (port 993 role)."),
     Key("listen", "http", "127.0.0.1:8025", "Webmail, admin console and JSON API."),
+    Key("listen", "https", "",
+        "Webmail over TLS with the server's certificate ([tls] cert); cookies are then Secure and __Host- prefixed."),
     Key("tls", "cert", "", "PEM certificate chain; empty: <data_dir>/tls/cert.pem made by `postroom init`."),
     Key("tls", "key", "", "PEM private key; empty: <data_dir>/tls/key.pem."),
     Key("tls", "allow_plaintext_auth_on_loopback", False,

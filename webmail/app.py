@@ -51,6 +51,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                                    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    for name in templates.list_templates():  # compiled at start-up, not on the loop under the first request
+        templates.get_template(name)
     wm = Webmail(mailboxes, login, WebSessions(mailboxes.router.central, clock=clock), templates,
                  submit=submit, bus=bus, clock=clock, hostname=hostname)
     app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,

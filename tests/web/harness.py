@@ -68,11 +68,15 @@ class Browser:
 
     async def get(self, path: str, **kw: Any) -> tuple[aiohttp.ClientResponse, str]:
         async with self.session.get(self.base + path, **kw) as r:
-            return r, await r.text()
+            return r, await r.text(errors="replace")
+
+    async def download(self, path: str, **kw: Any) -> tuple[aiohttp.ClientResponse, bytes]:
+        async with self.session.get(self.base + path, **kw) as r:
+            return r, await r.read()
 
     async def post(self, path: str, data: dict, **kw: Any) -> tuple[aiohttp.ClientResponse, str]:
         async with self.session.post(self.base + path, data=data, **kw) as r:
-            return r, await r.text()
+            return r, await r.text(errors="replace")
 
     async def sign_in(self, address: str = "alice@city.test", password: str = PASSWORD
                       ) -> tuple[aiohttp.ClientResponse, str]:

@@ -105,7 +105,7 @@ async def folder_page(request: web.Request) -> web.Response:
     for m in metas:
         env = head_from_json(parsed[m.blob_id]).envelope
         sender = next((a.name_decoded or a.addr_spec for a in env.from_ if a.addr_spec), "") or ""
-        rows.append(Row(m.uid, sender, env.subject_decoded.strip(), env.date_parsed or m.internal_date,
+        rows.append(Row(m.uid, sender, env.subject_decoded.strip(), m.internal_date,
                         not m.flags & Flag.SEEN, bool(m.flags & Flag.FLAGGED), message_href(folder.name, m.uid)))
     order = "desc" if newest_first else "asc"
     return wm.render(request, "folder.html", folders=tree, folder=folder, folder_label=folder_label(folder.name, _),

@@ -14,7 +14,7 @@ ATTACHMENT_DATA = b"%PDF-1.4\n" + bytes(range(256)) * 4
 def gbk_mail(to: str = "alice@city.test") -> bytes:
     """Subject, sender name and body in GBK; the attachment name in RFC 2231 GBK (as Outlook and Foxmail send)."""
     m = MIMEMultipart()
-    m["From"] = f"{Header('王芳', 'gbk').encode()} <wang@city.test>"
+    m["From"] = f"{Header('王芳', 'gbk').encode()} <wang@district.test>"
     m["To"] = to
     m["Subject"] = Header("关于第三季度报告的通知", "gbk").encode()
     m["Date"] = "Mon, 02 Nov 2026 10:00:00 +0800"
@@ -35,7 +35,7 @@ def html_mail(html: str, *, subject: str = "HTML newsletter", to: str = "alice@c
         m = MIMEMultipart("alternative")
         m.attach(MIMEText(text, "plain", "utf-8"))
         m.attach(MIMEText(html, "html", "utf-8"))
-    m["From"] = "news@city.test"
+    m["From"] = "news@outside.test"
     m["To"] = to
     m["Subject"] = subject
     m["Date"] = "Tue, 03 Nov 2026 09:00:00 +0800"

@@ -22,11 +22,11 @@ from mailboxes.websessions import WebSessions
 from . import security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .views import auth as auth_views
+from .views import compose as compose_views
 from .views import mail as mail_views
 from .views import message as message_views
 
 HERE = Path(__file__).resolve().parent
-MAX_REQUEST_BYTES = 1 << 20  # forms only for now (uploads come with compose)
 
 
 ROUTES: tuple[tuple[str, str, Callable], ...] = (
@@ -41,6 +41,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/message/body", message_views.body_frame),
     ("GET", "/message/part", message_views.download_part),
     ("POST", "/message/action", message_views.action),
+    ("GET", "/compose", compose_views.form),
+    ("POST", "/compose", compose_views.send),
 )
 
 
@@ -56,7 +58,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     wm = Webmail(mailboxes, login, WebSessions(mailboxes.router.central, clock=clock), templates,
                  submit=submit, bus=bus, clock=clock, hostname=hostname)
     app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
-                                       sessions.csrf_middleware], client_max_size=MAX_REQUEST_BYTES)
+                                       sessions.csrf_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import nh3
 
-from mailboxes.charsets import decode_text, decode_transfer, html_charset
+from mailboxes.charsets import decode_text, decode_transfer, html_charset, html_to_text
 from mailboxes.mime import BodyPart, ParsedMessage, find_part, iter_parts
 
 MAX_RENDER_OCTETS = 4 << 20  # encoded octets of one text or HTML part shown at most
@@ -83,6 +83,11 @@ def content(raw: bytes, parsed: ParsedMessage) -> Content:
         elif part.subtype == "plain" and text is None:
             text = _decoded(raw, part)
     return Content(html, text)
+
+
+def html_text(markup: str) -> str:
+    """The text of an HTML body, for quoting it in a reply."""
+    return html_to_text(markup)
 
 
 def part_bytes(raw: bytes, parsed: ParsedMessage, path: tuple[int, ...]) -> tuple[BodyPart, bytes] | None:

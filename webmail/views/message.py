@@ -42,7 +42,7 @@ class Opened:
     parsed: ParsedMessage
 
 
-async def _open(request: web.Request, account: Account, folder_name: str | None = None,
+async def open_message(request: web.Request, account: Account, folder_name: str | None = None,
                 uid_text: str | None = None) -> Opened:
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request["locale"])
@@ -76,7 +76,7 @@ async def read(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request["locale"])
-    m = await _open(request, account)
+    m = await open_message(request, account)
     if not m.meta.flags & Flag.SEEN:  # opening marks it read, through the store: IMAP sessions see it
         await wm.mailboxes.store.store_flags(m.folder.ref, [m.meta.uid], "add", int(Flag.SEEN))
     body = render.content(m.raw, m.parsed)
@@ -97,7 +97,8 @@ async def read(request: web.Request) -> web.Response:
         attachments=[(".".join(map(str, a.path)), a.filename or f"part-{'.'.join(map(str, a.path))}",
                       a.content_type, a.size) for a in m.parsed.attachments],
         part_href=lambda path: "/message/part?" + _query({**base, "part": path}),
-        back_href=folder_href(m.folder.name), targets=[e for e in tree if e.name != m.folder.name])
+        back_href=folder_href(m.folder.name),
+        compose_href=lambda mode: "/compose?" + _query({**base, "mode": mode}), targets=[e for e in tree if e.name != m.folder.name])
 
 
 def _query(values: dict) -> str:
@@ -107,7 +108,7 @@ def _query(values: dict) -> str:
 async def body_frame(request: web.Request) -> web.Response:
     """The sanitised HTML of a message, for the sandboxed frame only; its CSP blocks remote loads unless allowed."""
     account = require_account(request)
-    m = await _open(request, account)
+    m = await open_message(request, account)
     body = render.content(m.raw, m.parsed)
     img = IMAGES_ALLOWED if request.query.get("images") == "1" else IMAGES_BLOCKED
     response = web.Response(text=render.frame_document(body.html or ""), content_type="text/html", charset="utf-8")
@@ -119,7 +120,7 @@ async def body_frame(request: web.Request) -> web.Response:
 async def download_part(request: web.Request) -> web.Response:
     account = require_account(request)
     _ = i18n.translator(request["locale"])
-    m = await _open(request, account)
+    m = await open_message(request, account)
     path = render.parse_path(request.query.get("part", ""))
     got = render.part_bytes(m.raw, m.parsed, path) if path else None
     if got is None:
@@ -139,7 +140,7 @@ async def action(request: web.Request) -> web.Response:
     store = wm.mailboxes.store
     _ = i18n.translator(request["locale"])
     form = await request.post()
-    m = await _open(request, account, str(form.get("folder", "")), str(form.get("uid", "")))
+    m = await open_message(request, account, str(form.get("folder", "")), str(form.get("uid", "")))
     do = str(form.get("do", ""))
     flag_ops = {"read": ("add", Flag.SEEN), "unread": ("remove", Flag.SEEN),
                 "flag": ("add", Flag.FLAGGED), "unflag": ("remove", Flag.FLAGGED)}

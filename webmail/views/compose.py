@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from delivery.submit import Client, Submission
 from mailboxes.errors import StoreError
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag
+from mailboxes.offload import offload_if_large
 
 from .. import compose, i18n, render
 from ..context import WEBMAIL
@@ -29,7 +32,7 @@ async def form(request: web.Request) -> web.Response:
     source = None
     if mode != "new":
         m = await open_message(request, account)
-        body = render.content(m.raw, m.parsed)
+        body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)
         text = body.text if body.text is not None else render.html_text(body.html or "")
         who = next((a.name_decoded or a.addr_spec for a in m.parsed.envelope.from_ if a.addr_spec), "")
         intro = _("quote_intro", who=who)
@@ -69,12 +72,13 @@ async def send(request: web.Request) -> web.Response:
     original = await open_message(request, account, src_folder, src_uid) if source else None
     if wm.submit is None:
         raise web.HTTPServiceUnavailable(text=_("error"))
-    try:
-        message, rcpts = compose.build(
-            account, draft, hostname=wm.hostname, now=wm.clock(), uploads=uploads,
-            forwarded=original.raw if original is not None and mode == "forward" else None,
-            forwarded_name=(original.parsed.envelope.subject_decoded.strip() or "message") + ".eml"
-            if original is not None else "message.eml")
+    forwarded = original.raw if original is not None and mode == "forward" else None
+    name = (original.parsed.envelope.subject_decoded.strip() or "message") + ".eml" if original else "message.eml"
+    size = sum(len(u.data) for u in uploads) + len(forwarded or b"") + len(draft.body)
+    try:  # base64 of large uploads off the loop
+        message, rcpts = await offload_if_large(size, functools.partial(
+            compose.build, account, draft, hostname=wm.hostname, now=wm.clock(), uploads=uploads,
+            forwarded=forwarded, forwarded_name=name))
     except compose.ComposeError as exc:
         return await _page(request, account, draft, mode, source, status=400,
                            error=_(exc.key, detail=exc.detail) if exc.detail else _(exc.key, detail=""))
@@ -87,7 +91,8 @@ async def send(request: web.Request) -> web.Response:
     sent = next((f for f in await store.folders(account) if f.special_use == "\\Sent"), None)
     if sent is not None:
         try:
-            await store.append(account, sent.name, prepare(message), flags=int(Flag.SEEN))
+            prepared = await offload_if_large(len(message), prepare, message)
+            await store.append(account, sent.name, prepared, flags=int(Flag.SEEN))
         except StoreError:  # sent, but no room for the copy: the mail is gone out all the same
             pass
     if original is not None and mode in ("reply", "replyall"):

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from mailboxes.errors import NotFound
 from mailboxes.mime import ParsedMessage
+from mailboxes.offload import offload_if_large
 from mailboxes.model import Account, Flag, Folder, MessageMeta
 
 from .. import i18n, render
@@ -79,7 +80,7 @@ async def read(request: web.Request) -> web.Response:
     m = await open_message(request, account)
     if not m.meta.flags & Flag.SEEN:  # opening marks it read, through the store: IMAP sessions see it
         await wm.mailboxes.store.store_flags(m.folder.ref, [m.meta.uid], "add", int(Flag.SEEN))
-    body = render.content(m.raw, m.parsed)
+    body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)
     view = "text" if request.query.get("view") == "text" or body.html is None else "html"
     images = request.query.get("images") == "1"
     env = m.parsed.envelope
@@ -109,7 +110,7 @@ async def body_frame(request: web.Request) -> web.Response:
     """The sanitised HTML of a message, for the sandboxed frame only; its CSP blocks remote loads unless allowed."""
     account = require_account(request)
     m = await open_message(request, account)
-    body = render.content(m.raw, m.parsed)
+    body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)  # decode and nh3 off the loop
     img = IMAGES_ALLOWED if request.query.get("images") == "1" else IMAGES_BLOCKED
     response = web.Response(text=render.frame_document(body.html or ""), content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = FRAME_CSP.format(img=img)
@@ -122,7 +123,7 @@ async def download_part(request: web.Request) -> web.Response:
     _ = i18n.translator(request["locale"])
     m = await open_message(request, account)
     path = render.parse_path(request.query.get("part", ""))
-    got = render.part_bytes(m.raw, m.parsed, path) if path else None
+    got = await offload_if_large(len(m.raw), render.part_bytes, m.raw, m.parsed, path) if path else None
     if got is None:
         raise web.HTTPNotFound(text=_("not_found"))
     part, data = got

@@ -9,6 +9,7 @@ var/screenshots/ as test artefacts.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import imaplib
 import shutil
@@ -25,6 +26,7 @@ from .mails import gbk_mail, html_mail
 pytestmark = [pytest.mark.web, pytest.mark.asyncio(loop_scope="module")]
 
 CHROMIUM = "/usr/bin/chromium"
+TABS = 5  # the corpus is read in this many tabs at once
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 
@@ -180,3 +182,53 @@ async def test_gbk_mail_and_chinese_attachment_download_on_a_phone(tmp_path, chr
 def _shot(name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     return SHOTS / name
+
+
+async def test_xss_corpus_in_html_mail_runs_no_script_and_fetches_nothing(tmp_path, chromium, tracker):
+    """Every vector in its own mail, each opened in Chromium: nothing reaches the remote host, no dialog opens.
+
+    The control first renders the same vectors unsanitised in a plain page, to show that the
+    oracle (the tracker's request log) does see them when nothing stops them.
+    """
+    from .xss_corpus import VECTORS
+
+    assert len(VECTORS) >= 30
+    bodies = [v.replace("{R}", tracker.url).replace("{{", "{").replace("}}", "}") for v in VECTORS]
+    ctx = await chromium.new_context(locale="zh-CN")
+    control = await ctx.new_page()
+    await control.set_content("".join(bodies), wait_until="load")
+    await control.wait_for_load_state("networkidle")
+    fired = {p.split("/")[1].split(".")[0].rstrip("i") for p in tracker.seen}
+    assert len(fired) >= 15, fired  # the vectors are live when nothing stops them
+    await control.close()
+    tracker.seen.clear()
+    web = WebServer(tmp_path).start()
+    try:
+        from .mails import html_mail
+
+        await web.loop_run(web.deliver_many("alice", [html_mail(f"<p>vector {i}</p>{body}", subject=f"vector {i}",
+                                                                 text=None) for i, body in enumerate(bodies, 1)]))
+        page = await ctx.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: dialogs.append(("dialog", d.message)))
+        await page.goto(web.url + "/login")
+        await page.get_by_label("邮箱地址").fill("alice@city.test")
+        await page.get_by_label("密码").fill(PASSWORD)
+        await page.get_by_role("button", name="登录").click()
+        await page.wait_for_url("**/mail")
+        tabs = [page] + [await ctx.new_page() for _ in range(TABS - 1)]
+        for tab in tabs[1:]:
+            tab.on("dialog", lambda d: dialogs.append(("dialog", d.message)))
+        ctx.on("page", lambda p: dialogs.append(("popup", p.url)))  # a window opened by a mail
+
+        async def read(tab, uids):
+            for uid in uids:
+                await tab.goto(f"{web.url}/message?folder=INBOX&uid={uid}", wait_until="load")
+                await tab.frame_locator("#mail-body").get_by_text(f"vector {uid}", exact=True).wait_for()
+        uids = list(range(1, len(bodies) + 1))
+        await asyncio.gather(*(read(tab, uids[k::TABS]) for k, tab in enumerate(tabs)))
+        await page.wait_for_load_state("networkidle")
+        assert tracker.seen == [] and dialogs == []
+    finally:
+        await ctx.close()
+        web.stop()

@@ -10,6 +10,8 @@ var/screenshots/ as test artefacts.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import http.server
 import imaplib
 import shutil
@@ -231,4 +233,41 @@ async def test_xss_corpus_in_html_mail_runs_no_script_and_fetches_nothing(tmp_pa
         assert tracker.seen == [] and dialogs == []
     finally:
         await ctx.close()
+        web.stop()
+
+
+async def test_compose_with_an_attachment_in_chromium_reaches_a_colleague_over_imap(tmp_path, chromium):
+    web = WebServer(tmp_path).start()
+    upload = tmp_path / "预算表.csv"
+    upload.write_text("项目,金额\n办公,1200\n", encoding="utf-8")
+    try:
+        ctx = await chromium.new_context(locale="zh-CN")
+        page = await ctx.new_page()
+        await page.goto(web.url + "/login")
+        await page.get_by_label("邮箱地址").fill("alice@city.test")
+        await page.get_by_label("密码").fill(PASSWORD)
+        await page.get_by_role("button", name="登录").click()
+        await page.wait_for_url("**/mail")
+        await page.click("#compose")
+        await page.get_by_label("收件人").fill("bob@city.test")
+        await page.get_by_label("主题").fill("预算表")
+        await page.get_by_label("正文").fill("请审阅。")
+        await page.get_by_label("添加附件").set_input_files(str(upload))
+        await page.screenshot(path=str(_shot("compose-zh.png")), full_page=True)
+        await page.click("#send")
+        await page.wait_for_url("**folder=Sent**")
+        assert await page.locator("tr", has_text="预算表").count() == 1
+        await ctx.close()
+        imap = imaplib.IMAP4("127.0.0.1", web.port, timeout=30)
+        try:
+            imap.login("bob@city.test", PASSWORD)
+            imap.select("INBOX")
+            typ, data = imap.fetch("1", "(BODY.PEEK[])")
+            msg = email.message_from_bytes(data[0][1], policy=email.policy.default)
+            assert msg["Subject"] == "预算表" and "请审阅" in msg.get_body(("plain",)).get_content()
+            [att] = list(msg.iter_attachments())
+            assert att.get_filename() == "预算表.csv" and att.get_content().startswith("项目,金额")
+        finally:
+            imap.logout()
+    finally:
         web.stop()

@@ -454,16 +454,22 @@ class Store:
                                        .order_by(t.messages.c.uid))).all()
         return _metas(rows)
 
-    async def message_page(self, ref: FolderRef, *, offset: int, limit: int, newest_first: bool = True
-                           ) -> list[MessageMeta]:
-        """One page of a folder by arrival date (then UID), for the webmail's message list."""
+    async def message_page(self, ref: FolderRef, *, offset: int, limit: int, newest_first: bool = True,
+                           uids: Iterable[int] | None = None) -> list[MessageMeta]:
+        """One page of a folder by arrival date (then UID), for the webmail's message list (among `uids` if given)."""
         db = await self._db(ref.partition)
         c = t.messages.c
         order = (c.internal_date.desc(), c.uid.desc()) if newest_first else (c.internal_date, c.uid)
+        where = c.folder_id == ref.id
+        if uids is not None:
+            uids = sorted(set(uids))
+            if not uids:
+                return []
+            where = and_(where, uid_condition(uids))
         async with db.read() as conn:
             identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())
             cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
-            rows = (await conn.execute(select(*cols).where(c.folder_id == ref.id).order_by(*order)
+            rows = (await conn.execute(select(*cols).where(where).order_by(*order)
                                        .offset(max(0, offset)).limit(max(0, limit)))).all()
         return _metas(rows)
 

@@ -87,6 +87,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "send_refused": "邮件未能发送：{detail}",
         "refused_some": "以下收件人未能送达：{detail}",
         "forwarded_original": "原邮件将作为附件一并转发。",
+        "search": "搜索",
+        "clear_search": "清除搜索",
+        "search_results": "“{query}”的搜索结果：{count} 封",
+        "no_matches": "没有找到匹配的邮件。",
     },
     "en": {
         "app_name": "Mail",
@@ -159,6 +163,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "send_refused": "The message was not sent: {detail}",
         "refused_some": "Not delivered to: {detail}",
         "forwarded_original": "The original message goes along as an attachment.",
+        "search": "Search",
+        "clear_search": "Clear search",
+        "search_results": "{count} messages match “{query}”",
+        "no_matches": "No messages match.",
     },
 }
 

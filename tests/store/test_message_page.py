@@ -24,6 +24,8 @@ async def test_pages_by_arrival_date_both_ways_and_single_messages(mb):
     rest = await mb.store.message_page(ref, offset=2, limit=10)
     assert [m.uid for m in rest] == [1, 4, 2]
     assert [m.uid for m in await mb.store.message_page(ref, offset=0, limit=5, newest_first=False)] == [2, 4, 1, 3, 5]
+    assert [m.uid for m in await mb.store.message_page(ref, offset=0, limit=10, uids=[1, 2, 5, 99])] == [5, 1, 2]
+    assert await mb.store.message_page(ref, offset=0, limit=10, uids=[]) == []
     assert (await mb.store.message(ref, 3)).internal_date == t0 + timedelta(days=4)
     assert await mb.store.message(ref, 99) is None
 

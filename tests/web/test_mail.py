@@ -174,3 +174,20 @@ async def test_pages_need_a_session(web, client):
                  "/message/part?folder=INBOX&uid=1&part=1", "/"):
         r, _ = await client.get(path, allow_redirects=False)
         assert r.status == 303 and r.headers["Location"] == "/login", path
+
+
+async def test_search_finds_chinese_substrings_and_english_words(web, client):
+    web.deliver("alice", gbk_mail())  # 关于第三季度报告的通知, body 各位同事
+    web.deliver("alice", plain_mail("Quarterly budget review"))
+    web.deliver("alice", plain_mail("Lunch on Friday"))
+    await client.sign_in()
+    for q, subjects in (("季度报告", ["关于第三季度报告的通知"]), ("各位同事", ["关于第三季度报告的通知"]),
+                        ("BUDGET", ["Quarterly budget review"]), ("carol", ["Lunch on Friday", "Quarterly budget review"]),
+                        ("nothing-like-this", [])):
+        r, page = await client.get("/mail", params={"folder": "INBOX", "q": q})
+        assert r.status == 200
+        found = re.findall(r'<td class="subject"><a [^>]*>([^<]*)</a>', page)
+        assert sorted(found) == sorted(subjects), (q, found)
+        assert f"{len(subjects)} 封" in page
+    r, page = await client.get("/mail", params={"folder": "INBOX", "q": "报告 " * 300})  # cut to 200 characters
+    assert r.status == 200 and "没有找到匹配的邮件" in page

@@ -19,6 +19,7 @@ from ..context import WEBMAIL
 from ..sessions import require_account
 
 PAGE_SIZE = 50  # messages per list page
+MAX_QUERY_CHARS = 200  # of a search, after collapsing white space
 MAX_PAGE = 1_000_000
 DELIMITER = "/"  # the folder hierarchy separator (as IMAP shows it)
 SPECIAL_NAMES = ("INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive")
@@ -94,12 +95,18 @@ async def folder_page(request: web.Request) -> web.Response:
     except NotFound:
         raise web.HTTPNotFound(text=_("not_found"))
     tree = await folder_tree(request, account, _)
-    count = next((e.messages for e in tree if e.name == folder.name), 0)
+    query = " ".join(request.query.get("q", "").split())[:MAX_QUERY_CHARS]
+    hits = None
+    if query:  # the store's substring search (RFC 3501 §6.4.4 TEXT): Chinese runs and English words alike
+        hits = await wm.mailboxes.store.search_substring(folder.ref, "text", query)
+        count = len(hits)
+    else:
+        count = next((e.messages for e in tree if e.name == folder.name), 0)
     pages = max(1, -(-count // PAGE_SIZE))
     page = max(1, min(_int_arg(request, "page", 1, MAX_PAGE), pages))
     newest_first = request.query.get("order", "desc") != "asc"
     metas = await wm.mailboxes.store.message_page(folder.ref, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-                                                  newest_first=newest_first)
+                                                  newest_first=newest_first, uids=hits)
     parsed = await wm.mailboxes.store.parsed(folder.ref.partition, [m.blob_id for m in metas])
     rows = []
     for m in metas:
@@ -108,9 +115,10 @@ async def folder_page(request: web.Request) -> web.Response:
         rows.append(Row(m.uid, sender, env.subject_decoded.strip(), m.internal_date,
                         not m.flags & Flag.SEEN, bool(m.flags & Flag.FLAGGED), message_href(folder.name, m.uid)))
     order = "desc" if newest_first else "asc"
+    keep = {"q": query} if query else {}
     return wm.render(request, "folder.html", folders=tree, folder=folder, folder_label=folder_label(folder.name, _),
-                     rows=rows, page=page, pages=pages, count=count, order=order,
-                     prev_href=folder_href(folder.name, page=page - 1, order=order) if page > 1 else None,
-                     next_href=folder_href(folder.name, page=page + 1, order=order) if page < pages else None,
-                     sort_href=folder_href(folder.name, order="asc" if newest_first else "desc"),
+                     rows=rows, page=page, pages=pages, count=count, order=order, query=query,
+                     prev_href=folder_href(folder.name, page=page - 1, order=order, **keep) if page > 1 else None,
+                     next_href=folder_href(folder.name, page=page + 1, order=order, **keep) if page < pages else None,
+                     sort_href=folder_href(folder.name, order="asc" if newest_first else "desc", **keep),
                      folder_href=folder_href)

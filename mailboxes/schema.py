@@ -282,6 +282,8 @@ messages = Table(
     Column("blob_id", ID, ForeignKey("blobs.id"), nullable=False, index=True),
     UniqueConstraint("folder_id", "uid", name="uq_message_uid"),
     Index("ix_messages_modseq", "folder_id", "modseq"),
+    # The webmail's list is by arrival date: a page is an index range, not a sort of the folder.
+    Index("ix_messages_date", "folder_id", "internal_date", "uid"),
     **NEVER_REUSED,
 )
 

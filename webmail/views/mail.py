@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -63,15 +62,16 @@ async def folder_tree(request: web.Request, account: Account, _) -> list[FolderE
     """Every folder of the account with its unread count; INBOX and the special folders first, then by name."""
     store = request.app[WEBMAIL].mailboxes.store
     folders = await store.folders(account)
-    statuses = await asyncio.gather(*(store.status(f.ref) for f in folders))
+    counts = await store.counts(folders)
 
     def order(f: Folder):
         top = f.name.split(DELIMITER, 1)[0]
         rank = SPECIAL_NAMES.index(top) if top in SPECIAL_NAMES else len(SPECIAL_NAMES)
         return rank, f.name.lower()
     out = []
-    for f, st in sorted(zip(folders, statuses), key=lambda p: order(p[0])):
-        out.append(FolderEntry(f.name, folder_label(f.name, _), f.name.count(DELIMITER), st.unseen, st.messages,
+    for f in sorted(folders, key=order):
+        messages, unseen = counts[f.ref]
+        out.append(FolderEntry(f.name, folder_label(f.name, _), f.name.count(DELIMITER), unseen, messages,
                                f.special_use))
     return out
 

@@ -7,6 +7,7 @@ signed in), CSRF (every state-changing request), locale.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from . import security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .views import auth as auth_views
 from .views import compose as compose_views
+from .views import live as live_views
 from .views import mail as mail_views
 from .views import message as message_views
 
@@ -43,6 +45,7 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("POST", "/message/action", message_views.action),
     ("GET", "/compose", compose_views.form),
     ("POST", "/compose", compose_views.send),
+    ("GET", "/events", live_views.events),
 )
 
 
@@ -60,6 +63,9 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
                                        sessions.csrf_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
+    app[live_views.STREAMS] = Counter()
+    app[live_views.TASKS] = set()
+    app.on_shutdown.append(live_views.end_streams)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_static("/static/", HERE / "static", name="static", append_version=True)

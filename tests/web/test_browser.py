@@ -271,3 +271,26 @@ async def test_compose_with_an_attachment_in_chromium_reaches_a_colleague_over_i
             imap.logout()
     finally:
         web.stop()
+
+
+async def test_new_mail_appears_without_reloading(tmp_path, chromium):
+    web = WebServer(tmp_path).start()
+    try:
+        ctx = await chromium.new_context(locale="zh-CN")
+        page = await ctx.new_page()
+        await page.goto(web.url + "/login")
+        await page.get_by_label("邮箱地址").fill("alice@city.test")
+        await page.get_by_label("密码").fill(PASSWORD)
+        await page.get_by_role("button", name="登录").click()
+        await page.wait_for_url("**/mail")
+        assert await page.locator(".empty").count() == 1
+        async with page.expect_response("**/events"):  # the page is listening before the mail arrives
+            await page.reload()
+        await page.evaluate("window.__sameDocument = true")
+        send_over_smtp(web, html_mail("<p>hi</p>", subject="Arrived while looking"))
+        await page.locator("tr.unread", has_text="Arrived while looking").wait_for()
+        assert await page.evaluate("window.__sameDocument === true")  # no navigation happened
+        assert await page.locator('.folders li.current .count').inner_text() == "1"
+        await ctx.close()
+    finally:
+        web.stop()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import re
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
+
+import aiohttp
 
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag
@@ -191,3 +194,21 @@ async def test_search_finds_chinese_substrings_and_english_words(web, client):
         assert f"{len(subjects)} 封" in page
     r, page = await client.get("/mail", params={"folder": "INBOX", "q": "报告 " * 300})  # cut to 200 characters
     assert r.status == 200 and "没有找到匹配的邮件" in page
+
+
+async def test_new_mail_is_announced_on_the_event_stream(web, client):
+    await client.sign_in()
+    async with client.session.get(web.url + "/events", timeout=aiohttp.ClientTimeout(total=60)) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        assert (await r.content.readline()).startswith(b"retry:")
+        web.deliver("alice", plain_mail("live one"))
+        lines = []
+        while b"data:" not in b"".join(lines):
+            lines.append(await asyncio.wait_for(r.content.readline(), 30))
+        assert b"event: changed\n" in lines and b'data: {"folder": "INBOX"}\n' in lines
+    other = Browser(web.url)  # no session, no stream
+    try:
+        r, _ = await other.get("/events", allow_redirects=False)
+        assert r.status == 303
+    finally:
+        await other.close()

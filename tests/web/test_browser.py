@@ -87,6 +87,15 @@ def hostile_html(remote: str) -> str:
             f'<a href="javascript:fetch(\'{remote}/js-link\')">link</a>')
 
 
+async def sign_in(page, web: WebServer) -> None:
+    """Through the sign-in form by its labels (Chinese, the default), as alice."""
+    await page.goto(web.url + "/login")
+    await page.get_by_label("邮箱地址").fill("alice@city.test")
+    await page.get_by_label("密码").fill(PASSWORD)
+    await page.get_by_role("button", name="登录").click()
+    await page.wait_for_url("**/mail")
+
+
 def send_over_smtp(web: WebServer, raw: bytes, to: str = "alice@city.test") -> None:
     with smtplib.SMTP("127.0.0.1", web.smtp_port, timeout=30) as s:
         s.sendmail("news@outside.test", [to], raw)
@@ -159,11 +168,7 @@ async def test_gbk_mail_and_chinese_attachment_download_on_a_phone(tmp_path, chr
         ctx = await chromium.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", is_mobile=True, has_touch=True,
                                          accept_downloads=True)
         page = await ctx.new_page()
-        await page.goto(web.url + "/login")
-        await page.get_by_label("邮箱地址").fill("alice@city.test")
-        await page.get_by_label("密码").fill(PASSWORD)
-        await page.get_by_role("button", name="登录").click()
-        await page.wait_for_url("**/mail")
+        await sign_in(page, web)
         # Usable on a phone: nothing wider than the screen.
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
         await page.get_by_role("link", name="关于第三季度报告的通知").click()
@@ -213,11 +218,7 @@ async def test_xss_corpus_in_html_mail_runs_no_script_and_fetches_nothing(tmp_pa
         page = await ctx.new_page()
         dialogs = []
         page.on("dialog", lambda d: dialogs.append(("dialog", d.message)))
-        await page.goto(web.url + "/login")
-        await page.get_by_label("邮箱地址").fill("alice@city.test")
-        await page.get_by_label("密码").fill(PASSWORD)
-        await page.get_by_role("button", name="登录").click()
-        await page.wait_for_url("**/mail")
+        await sign_in(page, web)
         tabs = [page] + [await ctx.new_page() for _ in range(TABS - 1)]
         for tab in tabs[1:]:
             tab.on("dialog", lambda d: dialogs.append(("dialog", d.message)))
@@ -243,11 +244,7 @@ async def test_compose_with_an_attachment_in_chromium_reaches_a_colleague_over_i
     try:
         ctx = await chromium.new_context(locale="zh-CN")
         page = await ctx.new_page()
-        await page.goto(web.url + "/login")
-        await page.get_by_label("邮箱地址").fill("alice@city.test")
-        await page.get_by_label("密码").fill(PASSWORD)
-        await page.get_by_role("button", name="登录").click()
-        await page.wait_for_url("**/mail")
+        await sign_in(page, web)
         await page.click("#compose")
         await page.get_by_label("收件人").fill("bob@city.test")
         await page.get_by_label("主题").fill("预算表")
@@ -278,11 +275,7 @@ async def test_new_mail_appears_without_reloading(tmp_path, chromium):
     try:
         ctx = await chromium.new_context(locale="zh-CN")
         page = await ctx.new_page()
-        await page.goto(web.url + "/login")
-        await page.get_by_label("邮箱地址").fill("alice@city.test")
-        await page.get_by_label("密码").fill(PASSWORD)
-        await page.get_by_role("button", name="登录").click()
-        await page.wait_for_url("**/mail")
+        await sign_in(page, web)
         assert await page.locator(".empty").count() == 1
         async with page.expect_response("**/events"):  # the page is listening before the mail arrives
             await page.reload()

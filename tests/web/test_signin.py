@@ -170,3 +170,12 @@ async def test_failed_web_sign_ins_count_for_imap_too(tmp_path):
     finally:
         await b.close()
         srv.stop()
+
+
+async def test_disabling_the_account_ends_its_web_sessions_at_once(web, client):
+    await client.sign_in()
+    r, _ = await client.get("/mail", allow_redirects=False)
+    assert r.status == 200
+    await web.loop_run(web.mb.directory.set_enabled("alice@city.test", False))
+    r, _ = await client.get("/mail", allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/login"

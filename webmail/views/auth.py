@@ -39,6 +39,7 @@ async def login_submit(request: web.Request) -> web.Response:
         await wm.sessions.end(old.id)
     token, _sess = await wm.sessions.create(acct.id, lifetime=wm.session_idle,
                                             user_agent=request.headers.get("User-Agent", ""))
+    await wm.sessions.purge_expired()  # sign-ins sweep what has expired (one indexed DELETE)
     response = web.HTTPSeeOther("/mail")
     security.set_cookie(response, request, SESSION_COOKIE, token)
     raise response

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -55,7 +55,6 @@ class Webmail:
     hostname: str = "localhost"
     session_idle: timedelta = IDLE
     session_max_age: timedelta = MAX_AGE
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def render(self, request: web.Request, template: str, *, status: int = 200, **values: Any) -> web.Response:
         locale = request.get("locale", i18n.DEFAULT)

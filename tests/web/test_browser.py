@@ -14,6 +14,7 @@ import email
 import email.policy
 import http.server
 import imaplib
+import os
 import shutil
 import smtplib
 import threading
@@ -62,6 +63,8 @@ class Tracker:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chromium():
     if not shutil.which(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed; `make test` installs it")
         pytest.skip("Debian's chromium is not installed (`make test` installs it)")
     from playwright.async_api import async_playwright
 

@@ -61,7 +61,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     wm = Webmail(mailboxes, login, WebSessions(mailboxes.router.central, clock=clock), templates,
                  submit=submit, bus=bus, clock=clock, hostname=hostname)
     app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
-                                       sessions.csrf_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
+                                       sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
     app[live_views.STREAMS] = Counter()
     app[live_views.TASKS] = set()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mailboxes.errors import NotFound
+from mailboxes.errors import InvalidInput, NotFound, OverQuota, PermissionDenied, ReadOnly, StoreError
 
 from . import i18n, security
 from .context import TOUCH_EVERY, WEBMAIL
@@ -40,6 +40,26 @@ async def session_middleware(request: web.Request, handler):
                     sess = await wm.sessions.touch(sess, idle=wm.session_idle, max_age=wm.session_max_age)
                 request["session"], request["account"], request["session_token"] = sess, acct, token
     return await handler(request)
+
+
+# The store's typed errors as HTTP statuses, in this one place (style.md rule 5).
+STORE_ERRORS: tuple[tuple[type[StoreError], type[web.HTTPException], str], ...] = (
+    (NotFound, web.HTTPNotFound, "not_found"),
+    (InvalidInput, web.HTTPBadRequest, "not_found"),
+    (OverQuota, web.HTTPInsufficientStorage, "error"),
+    (PermissionDenied, web.HTTPForbidden, "forbidden"),
+    (ReadOnly, web.HTTPForbidden, "forbidden"),
+    (StoreError, web.HTTPConflict, "error"),
+)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except StoreError as exc:
+        http, key = next((h, k) for cls, h, k in STORE_ERRORS if isinstance(exc, cls))
+        raise http(text=i18n.translator(request.get("locale", i18n.DEFAULT))(key), content_type="text/plain") from None
 
 
 @web.middleware

@@ -212,3 +212,16 @@ async def test_new_mail_is_announced_on_the_event_stream(web, client):
         assert r.status == 303
     finally:
         await other.close()
+
+
+async def test_malformed_folder_names_are_a_client_error_not_a_crash(web, client):
+    web.deliver("alice", plain_mail("one"))
+    _, page = await client.sign_in()
+    for path in ("/mail?folder=*", "/mail?folder=a//b", "/message?folder=%25&uid=1", "/mail?folder=" + "x" * 2000):
+        r, _ = await client.get(path)
+        assert r.status in (400, 404), (path, r.status)
+    r, _ = await client.post("/message/action", {"csrf": csrf_of(page), "folder": "INBOX", "uid": "1", "do": "move",
+                                                 "to": "bad*name"}, allow_redirects=False)
+    assert r.status in (400, 404)
+    r, _ = await client.get("/mail?folder=INBOX")
+    assert r.status == 200 and "one" in _

@@ -90,6 +90,18 @@ def hostile_html(remote: str) -> str:
             f'<a href="javascript:fetch(\'{remote}/js-link\')">link</a>')
 
 
+UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, textarea, button'))
+    .filter(el => el.type !== 'hidden')
+    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+    .map(el => el.outerHTML)"""
+
+
+async def assert_labelled(page) -> None:
+    """Accessibility basics: every form control has a label (or is a button with text)."""
+    assert await page.evaluate(UNLABELLED) == []
+
+
 async def sign_in(page, web: WebServer) -> None:
     """Through the sign-in form by its labels (Chinese, the default), as alice."""
     await page.goto(web.url + "/login")
@@ -113,6 +125,7 @@ async def test_read_hostile_html_mail_in_chromium(tmp_path, chromium, tracker):
         ran = []
         page.on("dialog", lambda d: ran.append(d.message))
         await page.goto(web.url + "/")
+        await assert_labelled(page)
         # Sign in by keyboard only: the address field has focus, Tab to the password, Enter submits.
         await page.wait_for_function("document.activeElement && document.activeElement.id === 'address'")
         await page.keyboard.type("alice@city.test")
@@ -127,6 +140,7 @@ async def test_read_hostile_html_mail_in_chromium(tmp_path, chromium, tracker):
         row = page.locator("tr.unread", has_text="Newsletter with a tracker")
         assert await row.count() == 1
         await page.screenshot(path=str(_shot("inbox-zh.png")))
+        await assert_labelled(page)
         await row.locator("a").click()
         await page.wait_for_url("**/message?**")
         frame = page.frame_locator("#mail-body")
@@ -136,6 +150,7 @@ async def test_read_hostile_html_mail_in_chromium(tmp_path, chromium, tracker):
         assert tracker.seen == []  # no script, no remote image, no CSS image, nothing
         assert await page.locator("#images-blocked").is_visible()
         await page.screenshot(path=str(_shot("message-zh.png")), full_page=True)
+        await assert_labelled(page)
         # IMAP sees the message as read.
         imap = imaplib.IMAP4("127.0.0.1", web.port, timeout=30)
         try:
@@ -254,6 +269,7 @@ async def test_compose_with_an_attachment_in_chromium_reaches_a_colleague_over_i
         await page.get_by_label("正文").fill("请审阅。")
         await page.get_by_label("添加附件").set_input_files(str(upload))
         await page.screenshot(path=str(_shot("compose-zh.png")), full_page=True)
+        await assert_labelled(page)
         await page.click("#send")
         await page.wait_for_url("**folder=Sent**")
         assert await page.locator("tr", has_text="预算表").count() == 1

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from mailboxes.changes import ChangeBus
 from mailboxes.service import Mailboxes
-from mailboxes.websessions import WebSessions
+from mailboxes.websessions import WebSession, WebSessions
 
 from mailboxes.model import Account
 
@@ -57,14 +57,28 @@ class Webmail:
     session_max_age: timedelta = MAX_AGE
 
     def render(self, request: web.Request, template: str, *, status: int = 200, **values: Any) -> web.Response:
-        locale = request.get("locale", i18n.DEFAULT)
+        locale = request.get(LOCALE, i18n.DEFAULT)
         page = self.templates.get_template(template).render(
             _=i18n.translator(locale), locale=locale, html_lang=i18n.HTML_LANG[locale],
-            languages=i18n.LANGUAGE_NAMES, csrf=request.get("csrf", ""), account=request.get("account"),
+            languages=i18n.LANGUAGE_NAMES, csrf=request.get(CSRF, ""), account=request.get(ACCOUNT),
             request=request, static=lambda name: str(request.app.router["static"].url_for(filename=name)),
             **values)
         return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")
 
 
 WEBMAIL = web.AppKey("webmail", Webmail)
+
+
+def _request_key(name: str, kind: type):
+    """A typed request key where aiohttp has them (3.14+), else the plain name."""
+    make = getattr(web, "RequestKey", None)
+    return make(name, kind) if make is not None else name
+
+
+# What the middlewares put on a request for the handlers.
+LOCALE = _request_key("locale", str)
+SESSION = _request_key("session", WebSession)
+ACCOUNT = _request_key("account", Account)
+SESSION_TOKEN = _request_key("session_token", str)
+CSRF = _request_key("csrf", str)
 

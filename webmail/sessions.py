@@ -16,7 +16,7 @@ from aiohttp import web
 from mailboxes.errors import InvalidInput, NotFound, OverQuota, PermissionDenied, ReadOnly, StoreError
 
 from . import i18n, security
-from .context import TOUCH_EVERY, WEBMAIL
+from .context import ACCOUNT, CSRF, LOCALE, SESSION, SESSION_TOKEN, TOUCH_EVERY, WEBMAIL
 
 SESSION_COOKIE = "postroom-session"
 PRE_COOKIE = "postroom-pre"  # the CSRF token before sign-in (double-submit)
@@ -25,7 +25,7 @@ PRE_COOKIE = "postroom-pre"  # the CSRF token before sign-in (double-submit)
 @web.middleware
 async def session_middleware(request: web.Request, handler):
     wm = request.app[WEBMAIL]
-    request["locale"] = i18n.negotiate(request.cookies.get(security.cookie_name(request, i18n.LANG_COOKIE)),
+    request[LOCALE] = i18n.negotiate(request.cookies.get(security.cookie_name(request, i18n.LANG_COOKIE)),
                                        request.headers.get("Accept-Language"))
     token = request.cookies.get(security.cookie_name(request, SESSION_COOKIE))
     if token:
@@ -38,7 +38,7 @@ async def session_middleware(request: web.Request, handler):
             if acct is not None and acct.enabled:
                 if wm.clock() - sess.last_seen_at >= TOUCH_EVERY:
                     sess = await wm.sessions.touch(sess, idle=wm.session_idle, max_age=wm.session_max_age)
-                request["session"], request["account"], request["session_token"] = sess, acct, token
+                request[SESSION], request[ACCOUNT], request[SESSION_TOKEN] = sess, acct, token
     return await handler(request)
 
 
@@ -59,26 +59,26 @@ async def errors_middleware(request: web.Request, handler):
         return await handler(request)
     except StoreError as exc:
         http, key = next((h, k) for cls, h, k in STORE_ERRORS if isinstance(exc, cls))
-        raise http(text=i18n.translator(request.get("locale", i18n.DEFAULT))(key), content_type="text/plain") from None
+        raise http(text=i18n.translator(request.get(LOCALE, i18n.DEFAULT))(key), content_type="text/plain") from None
 
 
 @web.middleware
 async def csrf_middleware(request: web.Request, handler):
     """403 for a state-changing request without the token of this session (or of this browser before sign-in)."""
     new_pre = None
-    if "session" in request:
-        expected = security.session_csrf(request["session_token"])
+    if SESSION in request:
+        expected = security.session_csrf(request[SESSION_TOKEN])
     else:
         expected = request.cookies.get(security.cookie_name(request, PRE_COOKIE))
         if not expected and request.method in security.SAFE_METHODS:
             expected = new_pre = security.new_pre_token()
-    request["csrf"] = expected or ""
+    request[CSRF] = expected or ""
     if request.method not in security.SAFE_METHODS:
         given = request.headers.get(security.CSRF_HEADER)
         if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             given = (await request.post()).get(security.CSRF_FIELD)
         if not security.tokens_match(expected, given if isinstance(given, str) else None):
-            raise web.HTTPForbidden(text=i18n.translator(request["locale"])("forbidden"), content_type="text/plain")
+            raise web.HTTPForbidden(text=i18n.translator(request[LOCALE])("forbidden"), content_type="text/plain")
     response = await handler(request)
     if new_pre is not None:
         security.set_cookie(response, request, PRE_COOKIE, new_pre, samesite="Strict")
@@ -87,7 +87,7 @@ async def csrf_middleware(request: web.Request, handler):
 
 def require_account(request: web.Request):
     """The signed-in account, or a redirect to the sign-in page."""
-    acct = request.get("account")
+    acct = request.get(ACCOUNT)
     if acct is None:
         raise web.HTTPSeeOther("/login")
     return acct

@@ -7,7 +7,7 @@ import math
 from aiohttp import web
 
 from .. import i18n, security
-from ..context import WEBMAIL, SignInRefused
+from ..context import ACCOUNT, LOCALE, SESSION, SignInRefused, WEBMAIL
 from ..sessions import SESSION_COOKIE
 
 MAX_ADDRESS_CHARS = 320  # RFC 5321 §4.5.3.1 path limit, generously
@@ -16,7 +16,7 @@ LANG_COOKIE_SECONDS = 365 * 24 * 3600
 
 
 async def login_form(request: web.Request) -> web.Response:
-    if request.get("account") is not None:
+    if request.get(ACCOUNT) is not None:
         raise web.HTTPSeeOther("/mail")
     return request.app[WEBMAIL].render(request, "login.html", error=None, address="")
 
@@ -26,7 +26,7 @@ async def login_submit(request: web.Request) -> web.Response:
     form = await request.post()
     address = str(form.get("address", ""))[:MAX_ADDRESS_CHARS].strip()
     password = str(form.get("password", ""))[:MAX_PASSWORD_CHARS]
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     try:
         acct = await wm.login(address, password, request.remote)
     except SignInRefused as exc:
@@ -34,7 +34,7 @@ async def login_submit(request: web.Request) -> web.Response:
             return wm.render(request, "login.html", status=429, address=address,
                              error=_("sign_in_throttled", seconds=math.ceil(exc.retry_after)))
         return wm.render(request, "login.html", status=401, address=address, error=_("sign_in_failed"))
-    old = request.get("session")
+    old = request.get(SESSION)
     if old is not None:  # a new secret at every sign-in: no session fixation
         await wm.sessions.end(old.id)
     token, _sess = await wm.sessions.create(acct.id, lifetime=wm.session_idle,
@@ -46,14 +46,14 @@ async def login_submit(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    sess = request.get("session")
+    sess = request.get(SESSION)
     if sess is not None:
         await request.app[WEBMAIL].sessions.end(sess.id)
     raise _signed_out(request)
 
 
 async def logout_everywhere(request: web.Request) -> web.Response:
-    acct = request.get("account")
+    acct = request.get(ACCOUNT)
     if acct is not None:
         await request.app[WEBMAIL].sessions.end_all(acct.id)
     raise _signed_out(request)

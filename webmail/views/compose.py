@@ -13,7 +13,7 @@ from mailboxes.model import Flag
 from mailboxes.offload import offload_if_large
 
 from .. import compose, i18n, render
-from ..context import WEBMAIL
+from ..context import LOCALE, WEBMAIL
 from ..sessions import require_account
 from .mail import folder_href, folder_tree
 from .message import open_message
@@ -25,7 +25,7 @@ MODES = ("new", "reply", "replyall", "forward")
 
 async def form(request: web.Request) -> web.Response:
     account = require_account(request)
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     mode = request.query.get("mode", "new")
     mode = mode if mode in MODES else "new"
     draft = compose.Draft(to=request.query.get("to", "")[:compose.MAX_SUBJECT_CHARS])
@@ -45,7 +45,7 @@ async def form(request: web.Request) -> web.Response:
 async def _page(request, account, draft: compose.Draft, mode: str, source, *, error: str | None = None,
                 status: int = 200) -> web.Response:
     wm = request.app[WEBMAIL]
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     tree = await folder_tree(request, account, _)
     inbox = next(e for e in tree if e.name == "INBOX")
     return wm.render(request, "compose.html", status=status, folders=tree, folder=inbox, folder_href=folder_href,
@@ -55,7 +55,7 @@ async def _page(request, account, draft: compose.Draft, mode: str, source, *, er
 async def send(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     data = await request.post()
 
     def field(name: str, limit: int = compose.MAX_BODY_CHARS) -> str:

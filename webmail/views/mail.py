@@ -14,7 +14,7 @@ from mailboxes.model import Account, Flag, Folder
 from mailboxes.store import INBOX
 
 from .. import i18n
-from ..context import WEBMAIL
+from ..context import ACCOUNT, LOCALE, WEBMAIL
 from ..sessions import require_account
 
 PAGE_SIZE = 50  # messages per list page
@@ -82,13 +82,13 @@ def _int_arg(request: web.Request, name: str, default: int, top: int) -> int:
 
 
 async def home(request: web.Request) -> web.Response:
-    raise web.HTTPSeeOther("/mail" if request.get("account") else "/login")
+    raise web.HTTPSeeOther("/mail" if request.get(ACCOUNT) else "/login")
 
 
 async def folder_page(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     name = request.query.get("folder", INBOX)
     try:
         folder = await wm.mailboxes.store.folder(account, name)

@@ -18,7 +18,7 @@ from mailboxes.offload import offload_if_large
 from mailboxes.model import Account, Flag, Folder, MessageMeta
 
 from .. import i18n, render
-from ..context import WEBMAIL
+from ..context import LOCALE, WEBMAIL
 from ..sessions import require_account
 from .mail import folder_href, folder_label, folder_tree, message_href
 
@@ -46,7 +46,7 @@ class Opened:
 async def open_message(request: web.Request, account: Account, folder_name: str | None = None,
                 uid_text: str | None = None) -> Opened:
     wm = request.app[WEBMAIL]
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     name = folder_name if folder_name is not None else request.query.get("folder", "")
     uid_text = uid_text if uid_text is not None else request.query.get("uid", "")
     if not name or not uid_text.isdigit() or len(uid_text) > 10 or not 0 < int(uid_text) <= MAX_UID:
@@ -76,7 +76,7 @@ def _addresses(addrs) -> str:
 async def read(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     m = await open_message(request, account)
     if not m.meta.flags & Flag.SEEN:  # opening marks it read, through the store: IMAP sessions see it
         await wm.mailboxes.store.store_flags(m.folder.ref, [m.meta.uid], "add", int(Flag.SEEN))
@@ -120,7 +120,7 @@ async def body_frame(request: web.Request) -> web.Response:
 
 async def download_part(request: web.Request) -> web.Response:
     account = require_account(request)
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     m = await open_message(request, account)
     path = render.parse_path(request.query.get("part", ""))
     got = await offload_if_large(len(m.raw), render.part_bytes, m.raw, m.parsed, path) if path else None
@@ -139,7 +139,7 @@ async def action(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
     store = wm.mailboxes.store
-    _ = i18n.translator(request["locale"])
+    _ = i18n.translator(request[LOCALE])
     form = await request.post()
     m = await open_message(request, account, str(form.get("folder", "")), str(form.get("uid", "")))
     do = str(form.get("do", ""))

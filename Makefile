@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages the tests drive: a real PostgreSQL, real mail clients.
+# Debian packages the tests drive: a real PostgreSQL, real mail clients, Chromium for the webmail (Playwright
+# drives /usr/bin/chromium; `playwright install` is never run).
 # swaks needs the Perl TLS modules for STARTTLS (recommended, not pulled in with --no-install-recommends).
-DEB_PACKAGES := postgresql swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl mutt isync fetchmail
+DEB_PACKAGES := postgresql swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl mutt isync fetchmail chromium
 PYTEST_ARGS ?=
 # `make fuzz`: seconds per atheris target (tests/fuzz); what it finds lands in var/fuzz.
 FUZZ_SECONDS ?= 60
@@ -44,7 +45,7 @@ test: deps $(STAMP)
 
 # The fast layers on both cores (pytest-xdist); the hostile suites and interop need `make test`.
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow and not interop and not pg" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 -m "not slow and not interop and not pg and not web" $(PYTEST_ARGS)
 
 # Coverage-guided fuzzing of the parsers; a crash leaves var/fuzz/<target>-crash-*: add it to
 # tests/fuzz/corpus/<target>/ with the fix (make test replays the corpus).

@@ -181,6 +181,21 @@ login_attempts = Table(
     Column("failed", Boolean, nullable=False),  # false: in flight
 )
 
+# Webmail sign-ins (issue 10), in the central database so that every node sees them. Only the
+# SHA-256 of the 256-bit session secret is stored: a copy of the table signs nobody in.
+web_sessions = Table(
+    "web_sessions",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("user_agent", String(255), nullable=False, default=""),
+    **NEVER_REUSED,
+)
+
 # Which partitions hold an account's folders besides its home partition
 # (year archives); the router consults it when listing folders.
 mail_locations = Table(
@@ -281,6 +296,8 @@ messages = Table(
     Column("blob_id", ID, ForeignKey("blobs.id"), nullable=False, index=True),
     UniqueConstraint("folder_id", "uid", name="uq_message_uid"),
     Index("ix_messages_modseq", "folder_id", "modseq"),
+    # The webmail's list is by arrival date: a page is an index range, not a sort of the folder.
+    Index("ix_messages_date", "folder_id", "internal_date", "uid"),
     **NEVER_REUSED,
 )
 

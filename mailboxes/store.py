@@ -99,6 +99,10 @@ def _uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
+PAGE_UID_RANGES = 200  # a message_page UID set in more ranges than this is filtered while reading instead of in SQL
+# (SQLite refuses expressions deeper than 1000; a search hit in every other message is 5,000 ranges)
+
+
 def uid_condition(uids: Iterable[int]):
     """A WHERE clause for a UID set, as ranges (a STORE on 1:* is one BETWEEN, not 10,000 values)."""
     ranges = _uid_ranges(uids)
@@ -427,6 +431,25 @@ class Store:
             ).where(t.messages.c.folder_id == ref.id))).first()
         return FolderStatus(_folder(ref.partition, f), int(r[0]), int(r[2]), int(r[1]), int(r[3]), int(r[4]))
 
+    async def counts(self, folders: Iterable[Folder]) -> dict[FolderRef, tuple[int, int]]:
+        """(messages, unseen) of each folder: one grouped query per partition (the webmail's folder tree)."""
+        by_part: dict[str, list[Folder]] = {}
+        for f in folders:
+            by_part.setdefault(f.ref.partition, []).append(f)
+        seen = int(Flag.SEEN)
+        out: dict[FolderRef, tuple[int, int]] = {}
+        for part, fs in by_part.items():
+            db = await self._db(part)
+            c = t.messages.c
+            async with db.read() as conn:
+                rows = (await conn.execute(select(
+                    c.folder_id, func.count(),
+                    func.coalesce(func.sum(case((c.flags.op("&")(seen) == 0, 1), else_=0)), 0))
+                    .where(c.folder_id.in_([f.ref.id for f in fs])).group_by(c.folder_id))).all()
+            got = {r[0]: (int(r[1]), int(r[2])) for r in rows}
+            out.update({f.ref: got.get(f.ref.id, (0, 0)) for f in fs})
+        return out
+
     # --- reading -------------------------------------------------------------------------
 
     # The hot read (a SELECT of 10,000 messages): on SQLite the date comes back as text
@@ -449,6 +472,41 @@ class Store:
         db = await self._db(ref.partition)
         async with db.read() as conn:
             return await read_changes(conn, db.dialect, ref, modseq, lambda r: _folder(ref.partition, r))
+
+    async def message_page(self, ref: FolderRef, *, offset: int, limit: int, newest_first: bool = True,
+                           uids: Iterable[int] | None = None) -> list[MessageMeta]:
+        """One page of a folder by arrival date (then UID), for the webmail's message list (among `uids` if given)."""
+        db = await self._db(ref.partition)
+        c = t.messages.c
+        order = (c.internal_date.desc(), c.uid.desc()) if newest_first else (c.internal_date, c.uid)
+        where = c.folder_id == ref.id
+        wanted: set[int] | None = None
+        if uids is not None:
+            wanted = set(uids)
+            if not wanted:
+                return []
+            if len(_uid_ranges(wanted)) <= PAGE_UID_RANGES:
+                where, wanted = and_(where, uid_condition(wanted)), None
+        async with db.read() as conn:
+            identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())
+            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
+            q = select(*cols).where(where).order_by(*order)
+            if wanted is None:
+                return _metas((await conn.execute(q.offset(max(0, offset)).limit(max(0, limit)))).all())
+            # A scattered UID set: walk the folder in date order (the index) and keep the wanted ones.
+            rows = [r for r in (await conn.execute(select(*cols).where(where).order_by(*order))).all()
+                    if r[0] in wanted]
+        return _metas(rows[max(0, offset):max(0, offset) + max(0, limit)])
+
+    async def message(self, ref: FolderRef, uid: int) -> MessageMeta | None:
+        """One message of a folder by UID (None: no such message there)."""
+        db = await self._db(ref.partition)
+        async with db.read() as conn:
+            identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())
+            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
+            rows = (await conn.execute(select(*cols).where(and_(t.messages.c.folder_id == ref.id,
+                                                                 t.messages.c.uid == uid)))).all()
+        return _metas(rows)[0] if rows else None
 
     async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
         """The stored parse (mime.ParsedMessage JSON) of each blob.

@@ -66,7 +66,24 @@ def starters() -> list[Starter]:
     from .imap.server import start as start_imap
     from .smtp.server import start as start_smtp
     from .watchdog import start as start_watchdog
-    return [start_watchdog, start_delivery, start_smtp, start_imap]  # the watchdog first: it sees every stall
+    return [start_watchdog, start_delivery, start_smtp, start_imap, start_webmail]  # the watchdog first: it sees every stall
+
+
+async def start_webmail(ctx: Context) -> list[Service]:
+    """The webmail signs in through the same Authenticator (hashes, cache, throttle) as IMAP and SMTP."""
+    from webmail.context import SignInRefused
+    from webmail.service import start
+
+    from .auth import AuthFailed, AuthThrottled
+
+    async def login(address: str, password: str, ip: str | None):
+        try:
+            return await ctx.auth.login(address, password, ip=ip, protocol="webmail")
+        except AuthThrottled as exc:
+            raise SignInRefused(exc.retry_after) from None
+        except AuthFailed:
+            raise SignInRefused() from None
+    return await start(ctx, login=login)
 
 
 async def build_context(config: Config, worker: WorkerSpec | None = None) -> Context:

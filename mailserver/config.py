@@ -48,6 +48,8 @@ KEYS: tuple[Key, ...] = (
         "per-address caps and Received headers then use the client's address. A connection from these "
         "networks without a valid header within 5 s is dropped (and logged); from anywhere else a PROXY "
         "header is a protocol error. Empty: no PROXY protocol."),
+    Key("listen", "https", "",
+        "Webmail over TLS with the server's certificate ([tls] cert); cookies are then Secure and __Host- prefixed."),
     Key("tls", "cert", "", "PEM certificate chain; empty: <data_dir>/tls/cert.pem made by `postroom init`."),
     Key("tls", "key", "", "PEM private key; empty: <data_dir>/tls/key.pem."),
     Key("tls", "allow_plaintext_auth_on_loopback", False,

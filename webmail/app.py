@@ -1,0 +1,72 @@
+"""Builds the webmail's aiohttp application from the parts passed in (store, sign-in, submit, bus, clock): no globals.
+
+The routes are one visible table (ROUTES); every handler is a small function in
+webmail/views/. Middlewares, outermost first: security headers, the session (who is
+signed in), CSRF (every state-changing request), locale.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from mailboxes.changes import ChangeBus
+from mailboxes.service import Mailboxes
+from mailboxes.websessions import WebSessions
+
+from . import security, sessions
+from .context import WEBMAIL, Login, Webmail, utcnow
+from .views import auth as auth_views
+from .views import compose as compose_views
+from .views import live as live_views
+from .views import mail as mail_views
+from .views import message as message_views
+
+HERE = Path(__file__).resolve().parent
+
+
+ROUTES: tuple[tuple[str, str, Callable], ...] = (
+    ("GET", "/", mail_views.home),
+    ("GET", "/login", auth_views.login_form),
+    ("POST", "/login", auth_views.login_submit),
+    ("POST", "/logout", auth_views.logout),
+    ("POST", "/logout-everywhere", auth_views.logout_everywhere),
+    ("POST", "/lang", auth_views.set_language),
+    ("GET", "/mail", mail_views.folder_page),
+    ("GET", "/message", message_views.read),
+    ("GET", "/message/body", message_views.body_frame),
+    ("GET", "/message/part", message_views.download_part),
+    ("POST", "/message/action", message_views.action),
+    ("GET", "/compose", compose_views.form),
+    ("POST", "/compose", compose_views.send),
+    ("GET", "/events", live_views.events),
+)
+
+
+def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
+             bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
+             hostname: str = "localhost") -> web.Application:
+    """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted."""
+    templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                   autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+                                   undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    for name in templates.list_templates():  # compiled at start-up, not on the loop under the first request
+        templates.get_template(name)
+    wm = Webmail(mailboxes, login, WebSessions(mailboxes.router.central, clock=clock), templates,
+                 submit=submit, bus=bus, clock=clock, hostname=hostname)
+    app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
+                                       sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
+    app[WEBMAIL] = wm
+    app[live_views.STREAMS] = Counter()
+    app[live_views.TASKS] = set()
+    app.on_shutdown.append(live_views.end_streams)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    app.router.add_static("/static/", HERE / "static", name="static", append_version=True)
+    return app

@@ -1,0 +1,148 @@
+"""Building outgoing mail for compose, reply, reply-all and forward: the RFC 5322 message and the form's prefilled values.
+
+Pure functions (no I/O): the view hands in the account, the form and the original message;
+what comes out is handed to delivery's one submit() like any SMTP submission.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mimetypes
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from mailboxes.headers import parse_addresses
+from mailboxes.mime import Envelope, ParsedMessage
+from mailboxes.model import Account
+
+MAX_RECIPIENTS = 100  # To and Cc together, per message from the webmail
+MAX_SUBJECT_CHARS = 998  # RFC 5322 §2.1.1 line limit
+MAX_BODY_CHARS = 1 << 20
+QUOTE_CHARS = 64 << 10  # of the original text quoted in a reply or forward
+
+
+class ComposeError(ValueError):
+    """The form cannot be sent as it is; `key` names the message for the user, `detail` what was wrong."""
+
+    def __init__(self, key: str, detail: str = "") -> None:
+        super().__init__(key)
+        self.key = key
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The compose form's values."""
+
+    to: str = ""
+    cc: str = ""
+    subject: str = ""
+    body: str = ""
+    in_reply_to: str = ""
+    references: str = ""
+
+
+def recipients(field: str) -> list[str]:
+    """The addresses of a To or Cc field (one parser: mailboxes.headers); ComposeError when one is not an address."""
+    out = []
+    text = field.replace(";", ",").replace("\n", ",").replace("\r", ",")
+    if not text.strip():
+        return out
+    for a in parse_addresses(text):
+        if a.is_group_start or a.is_group_end:
+            continue
+        spec = a.addr_spec
+        if spec is None or not a.mailbox or not a.host or "." not in a.host or spec.startswith("MISSING"):
+            raise ComposeError("bad_address", a.mailbox or "")
+        if "MISSING_" in spec:
+            raise ComposeError("bad_address", spec)
+        out.append(spec)
+    return out
+
+
+def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploads: list[Upload] = (),
+          forwarded: bytes | None = None, forwarded_name: str = "message.eml") -> tuple[bytes, list[str]]:
+    """The message to submit and its envelope recipients (To and Cc; nothing is Bcc here yet)."""
+    to, cc = recipients(draft.to), recipients(draft.cc)
+    rcpts = list(dict.fromkeys(to + cc))
+    if not rcpts:
+        raise ComposeError("no_recipients")
+    if len(rcpts) > MAX_RECIPIENTS:
+        raise ComposeError("too_many_recipients", str(MAX_RECIPIENTS))
+    # Headers as RFC 2047/2231 encoded words unless an address needs SMTPUTF8 (RFC 6532) anyway.
+    policy = email.policy.SMTP if all(a.isascii() for a in rcpts + [account.address]) else email.policy.SMTPUTF8
+    m = EmailMessage(policy=policy)
+    local, _, domain = account.address.rpartition("@")
+    m["From"] = HeaderAddress(account.display_name or "", local, domain)
+    m["To"] = ", ".join(to) if to else "undisclosed-recipients:;"
+    if cc:
+        m["Cc"] = ", ".join(cc)
+    m["Subject"] = " ".join(draft.subject[:MAX_SUBJECT_CHARS].split())
+    m["Date"] = format_datetime(now)
+    m["Message-ID"] = f"<{secrets.token_hex(12)}@{hostname}>"
+    if draft.in_reply_to:
+        m["In-Reply-To"] = draft.in_reply_to
+        m["References"] = " ".join((draft.references + " " + draft.in_reply_to).split()[-20:])
+    m["MIME-Version"] = "1.0"
+    m.set_content(draft.body[:MAX_BODY_CHARS].replace("\r\n", "\n"), subtype="plain", charset="utf-8")
+    for up in uploads:
+        ctype = up.content_type if "/" in up.content_type else (
+            mimetypes.guess_type(up.filename)[0] or "application/octet-stream")
+        maintype, _, subtype = ctype.partition("/")
+        params = {}
+        if maintype == "text":  # an uploaded text file says no charset: name it when it is UTF-8
+            try:
+                up.data.decode("utf-8")
+                params["charset"] = "utf-8"
+            except UnicodeDecodeError:
+                pass
+        m.add_attachment(up.data, maintype=maintype, subtype=subtype, filename=up.filename, params=params)
+    if forwarded is not None:  # the original goes along whole (its attachments too), as message/rfc822
+        m.add_attachment(email.message_from_bytes(forwarded, policy=email.policy.default), filename=forwarded_name)
+    data = m.as_bytes(policy=policy.clone(linesep="\r\n"))
+    return data, rcpts
+
+
+def _addr_list(addrs) -> list[str]:
+    return [a.addr_spec for a in addrs if a.addr_spec and "MISSING_" not in a.addr_spec]
+
+
+def _prefixed(prefix: str, subject: str) -> str:
+    s = subject.strip()
+    return s if s.lower().startswith(prefix.lower()) else f"{prefix} {s}"
+
+
+def _quoted(env: Envelope, text: str, intro: str) -> str:
+    lines = text[:QUOTE_CHARS].splitlines()
+    return f"\n\n{intro}\n" + "\n".join("> " + line for line in lines) + "\n"
+
+
+def reply_draft(account: Account, parsed: ParsedMessage, text: str, *, mode: str, intro: str) -> Draft:
+    """RFC 5322 §3.6.4: reply to Reply-To (else From); reply-all adds the other To and Cc, never ourselves."""
+    env = parsed.envelope
+    first = _addr_list(env.reply_to) or _addr_list(env.from_)
+    to = list(first)
+    cc: list[str] = []
+    if mode == "replyall":
+        me = account.address.lower()
+        to = [a for a in dict.fromkeys(first + _addr_list(env.to)) if a.lower() != me] or first
+        cc = [a for a in dict.fromkeys(_addr_list(env.cc)) if a.lower() != me and a not in to]
+    refs = next((v for k, v in parsed.headers_decoded if k.lower() == "references"), "")
+    return Draft(to=", ".join(to), cc=", ".join(cc), subject=_prefixed("Re:", env.subject_decoded),
+                 body=_quoted(env, text, intro), in_reply_to=env.message_id or "", references=refs)
+
+
+def forward_draft(parsed: ParsedMessage, text: str, *, intro: str) -> Draft:
+    return Draft(subject=_prefixed("Fwd:", parsed.envelope.subject_decoded), body=_quoted(parsed.envelope, text, intro))

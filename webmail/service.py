@@ -1,0 +1,54 @@
+"""The webmail's starter: serves make_app() on `[listen] http`, and on `[listen] https` with the server's certificate."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from .app import make_app
+from .context import Login
+
+log = logging.getLogger("postroom.webmail")
+
+SHUTDOWN_SECONDS = 10.0  # requests in flight get this long at stop
+
+
+class WebmailService:
+    name = "webmail"
+
+    def __init__(self, runner: web.AppRunner, app: web.Application) -> None:
+        self.runner = runner
+        self.app = app
+        self.addresses: dict[str, tuple[str, int]] = {}
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(ctx, *, login: Login) -> list:
+    """`ctx` is the composition root's Context (read through its attributes, never imported here)."""
+    cfg = ctx.config
+    plain, secure = cfg.listen("http"), cfg.listen("https")
+    if plain is None and secure is None:
+        return []
+    app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
+                   hostname=cfg.hostname, **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
+    await runner.setup()
+    svc = WebmailService(runner, app)
+    try:
+        for key, where, tls in (("http", plain, None), ("https", secure, ctx.tls_context)):
+            if where is None:
+                continue
+            if key == "https" and tls is None:
+                log.warning("[listen] https: no TLS certificate, so the webmail is not served over TLS")
+                continue
+            site = web.TCPSite(runner, where[0], where[1], ssl_context=tls)
+            await site.start()
+            svc.addresses[key] = tuple(runner.addresses[-1][:2])  # the bound port when 0 was asked for
+            log.info("webmail listening on %s %s:%d", key, *svc.addresses[key])
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return [svc]

@@ -489,24 +489,24 @@ class Store:
                 where, wanted = and_(where, uid_condition(wanted)), None
         async with db.read() as conn:
             identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())
-            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
+            cols = self._meta_cols
             q = select(*cols).where(where).order_by(*order)
             if wanted is None:
-                return _metas((await conn.execute(q.offset(max(0, offset)).limit(max(0, limit)))).all())
+                return [_meta(r) for r in (await conn.execute(q.offset(max(0, offset)).limit(max(0, limit)))).all()]
             # A scattered UID set: walk the folder in date order (the index) and keep the wanted ones.
             rows = [r for r in (await conn.execute(select(*cols).where(where).order_by(*order))).all()
                     if r[0] in wanted]
-        return _metas(rows[max(0, offset):max(0, offset) + max(0, limit)])
+        return [_meta(r) for r in rows[max(0, offset):max(0, offset) + max(0, limit)]]
 
     async def message(self, ref: FolderRef, uid: int) -> MessageMeta | None:
         """One message of a folder by UID (None: no such message there)."""
         db = await self._db(ref.partition)
         async with db.read() as conn:
             identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())
-            cols = self._fast_cols if db.dialect == "sqlite" else self._meta_cols
+            cols = self._meta_cols
             rows = (await conn.execute(select(*cols).where(and_(t.messages.c.folder_id == ref.id,
                                                                  t.messages.c.uid == uid)))).all()
-        return _metas(rows)[0] if rows else None
+        return _meta(rows[0]) if rows else None
 
     async def parsed(self, partition: str, blob_ids: Iterable[int]) -> dict[int, str]:
         """The stored parse (mime.ParsedMessage JSON) of each blob.

@@ -89,7 +89,7 @@ def write_config(path: Path, url: str, ports: dict[str, int]) -> Path:
     cfg = path / "postroom.toml"
     path.mkdir(parents=True, exist_ok=True)
     cfg.write_text(
-        f'[server]\nhostname = "{path.name}.city.test"\ndata_dir = "{path / "data"}"\n'
+        f'[server]\nhostname = "{path.name}.city.test"\ndata_dir = "{path / "data"}"\nworkers = 1\n'
         f'[listen]\nsmtp = "127.0.0.1:{ports["smtp"]}"\nsubmission = "127.0.0.1:{ports["submission"]}"\n'
         f'imap = "127.0.0.1:{ports["imap"]}"\nsubmissions = ""\nimaps = ""\nhttp = ""\n'
         f'[storage]\nurl = "{url}"\n'

@@ -196,6 +196,41 @@ web_sessions = Table(
     **NEVER_REUSED,
 )
 
+# TOTP second factor (RFC 6238) for webmail sign-in: one secret per account, pending until the
+# first code confirms it; `last_step` is the last time step accepted (no code is accepted twice).
+totp_secrets = Table(
+    "totp_secrets",
+    directory_metadata,
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("secret", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("last_step", BigInteger),
+)
+
+# One-time recovery codes: only their SHA-256 is kept (they are 80 random bits each).
+recovery_codes = Table(
+    "recovery_codes",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("code_hash", LargeBinary(32), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    **NEVER_REUSED,
+)
+
+# A webmail sign-in whose password was right and which waits for the second factor.
+second_factor_challenges = Table(
+    "second_factor_challenges",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    **NEVER_REUSED,
+)
+
 # Which partitions hold an account's folders besides its home partition
 # (year archives); the router consults it when listing folders.
 mail_locations = Table(

@@ -95,6 +95,9 @@ LOCAL_SENDER_REQUIRES_AUTH = Reply(553, "5.7.1", "Authentication required to sen
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_THROTTLED = Reply(454, "4.7.0", "Too many failed logins, try again later")
+# The account has a second factor: its own password is refused to mail clients (RFC 4954 §6).
+APP_PASSWORD_REQUIRED = Reply(535, "5.7.8", "Two-step sign-in is on: log in with an app password "
+                                            "(create one in the webmail under App passwords)")
 
 # RFC 3463 §3.4 X.3.4: message too big for system (RFC 1870 §6 uses 552).
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big for system")

@@ -13,6 +13,12 @@ Implementation notes
   the rest are refused once those fail; a storm of right passwords from one
   address (a NAT, an office) flows through the same slots without failing.
 - Log lines carry client-controlled values through `logfield` only.
+- Accounts with a second factor (mailboxes.secondfactor): mail clients (IMAP, SMTP) cannot
+  type a code, so they must use an app password; the account's own password is refused
+  there with a reply that says so (AppPasswordRequired), as the large providers do. The
+  webmail accepts the password and then asks for the code (`second_factor`), whose
+  guesses count in the same throttle under their own account key (a right password does
+  not clear them).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from argon2 import PasswordHasher
 from mailboxes.attempts import LoginAttempts
 from mailboxes.directory import Directory
 from mailboxes.model import Account, Credential, Verified
+from mailboxes.secondfactor import SecondFactors
 
 from .config import Config
 from .credcache import CredentialCache
@@ -40,6 +47,10 @@ log = logging.getLogger("postroom.auth")
 
 class AuthFailed(Exception):
     """Wrong credentials or a disabled account (never says which)."""
+
+
+class AppPasswordRequired(AuthFailed):
+    """The account's own password from a mail client while the account has a second factor."""
 
 
 class AuthThrottled(Exception):
@@ -64,6 +75,8 @@ def password_hasher(config: Config) -> PasswordHasher:
                           parallelism=config.get("auth", "argon2_parallelism"))
 
 
+MAIL_CLIENT_PROTOCOLS = frozenset({"imap", "smtp"})  # they cannot ask for a second factor
+SECOND_FACTOR_KEY = "2fa:"  # the throttle's account key for code guesses: "2fa:<address>"
 ADMIT_POLL_S = 0.25  # a waiter for a slot looks again this often (a settle on another node wakes nobody here)
 _NO_ANSWER = object()  # a shared check ended without an answer (its client left): check again
 
@@ -75,6 +88,11 @@ class Authenticator:
     cache: CredentialCache
     _waiters: dict[tuple[str, str], deque[asyncio.Future]] = field(default_factory=dict, repr=False)
     _checks: dict[bytes, asyncio.Future] = field(default_factory=dict, repr=False)  # by cache key
+    second_factors: SecondFactors | None = None  # default: in the directory's database
+
+    def __post_init__(self) -> None:
+        if self.second_factors is None:
+            self.second_factors = SecondFactors(self.directory.db)
 
     @classmethod
     def create(cls, directory: Directory, *, max_failures: int = 5, window_s: int = 300,
@@ -92,22 +110,55 @@ class Authenticator:
                           cache_ttl=config.get("auth", "credential_cache_ttl"),
                           cache_size=config.get("auth", "credential_cache_size"))
 
-    async def login(self, username: str, password: str, *, ip: str | None, protocol: str) -> Account:
-        """The account, or AuthThrottled / AuthFailed. Logs one line per attempt, never the password."""
+    async def login(self, username: str, password: str, *, ip: str | None, protocol: str,
+                    app_passwords: bool = True) -> Account:
+        """The account, or AuthThrottled / AuthFailed. Logs one line per attempt, never the password.
+
+        ``app_passwords=False``: only the account's own password (to confirm a password change).
+        """
         user = (username or "").strip().lower()
         try:
-            acct = await self._attempt(user, password or "", ip or "-")
+            got = await self._attempt(user, password or "", ip or "-")
         except AuthThrottled as exc:
             log.warning("auth throttled protocol=%s user=%s ip=%s retry_after=%.0f", protocol, logfield(user),
                         logfield(ip), exc.retry_after)
             raise
-        if acct is None:
+        if got is None or (got[1] is not None and not app_passwords):
             log.warning("auth failed protocol=%s user=%s ip=%s", protocol, logfield(user), logfield(ip))
             raise AuthFailed("authentication failed")
+        acct, app_id = got
+        if app_id is None and protocol in MAIL_CLIENT_PROTOCOLS and await self.second_factors.enrolled(acct.id):
+            log.warning("auth refused protocol=%s user=%s ip=%s: second factor on, app password required",
+                        protocol, logfield(acct.address), logfield(ip))
+            raise AppPasswordRequired("app password required")
         log.info("auth ok protocol=%s user=%s ip=%s", protocol, logfield(acct.address), logfield(ip))
         return acct
 
-    async def _attempt(self, user: str, password: str, where: str) -> Account | None:
+    async def second_factor(self, account: Account, code: str, *, ip: str | None) -> bool:
+        """Whether `code` is the account's current TOTP code or an unused recovery code; AuthThrottled.
+
+        Throttled like a password: a slot per guess, failures counted per client network and
+        per account (under their own key).
+        """
+        where, key = ip or "-", SECOND_FACTOR_KEY + account.address
+        seen = await self.throttle.verdict(where, key)
+        if seen.wait is not None:
+            raise AuthThrottled(seen.wait)
+        slot = await self._admit(where, key)  # waits while guesses in flight fill the limit
+        ok: bool | None = None
+        try:
+            ok = await self.second_factors.verify(account.id, code)
+        except asyncio.CancelledError:
+            ok = False
+            raise
+        finally:
+            await asyncio.shield(self._end(slot, where, key, ok))
+        log.log(logging.INFO if ok else logging.WARNING, "second factor %s user=%s ip=%s",
+                "ok" if ok else "failed", logfield(account.address), logfield(ip))
+        return ok
+
+    async def _attempt(self, user: str, password: str, where: str) -> tuple[Account, int | None] | None:
+        """(the account, the app password's id or None for its own password), or None."""
         while True:
             key = self.cache.key(user, password)
             cred = self.cache.get(key)
@@ -123,7 +174,7 @@ class Authenticator:
                 if acct is not None:
                     if seen.account_failures:  # a write only when there is something to clear
                         await self.throttle.record_success(user)
-                    return acct
+                    return acct, cred.app_id
                 self.cache.drop(key)  # changed password, disabled, removed or revoked
             running = self._checks.get(key)
             if running is None:
@@ -136,12 +187,12 @@ class Authenticator:
                 await self.throttle.record_failure(where, user)
                 self._wake(where, user)
                 return None
-            return answer.account  # the check's success already cleared the account's failures
+            return answer.account, answer.credential.app_id  # its success already cleared the failures
 
     async def _still_valid(self, cred: Credential | None) -> Account | None:
         return None if cred is None else await self.directory.credential_account(cred)
 
-    async def _check(self, key: bytes, user: str, password: str, where: str) -> Account | None:
+    async def _check(self, key: bytes, user: str, password: str, where: str) -> tuple[Account, int | None] | None:
         done = asyncio.get_running_loop().create_future()
         self._checks[key] = done  # before waiting for a slot: the same credentials queue once
         answer: object = _NO_ANSWER  # what clients waiting on the same credentials get
@@ -164,7 +215,7 @@ class Authenticator:
             if slot is not None:
                 # Shielded: a client hanging up must not leave its slot counted as in flight.
                 await asyncio.shield(self._end(slot, where, user, ok))
-        return None if verified is None else verified.account
+        return None if verified is None else (verified.account, verified.credential.app_id)
 
     async def _end(self, slot: int, where: str, user: str, ok: bool | None) -> None:
         try:

@@ -7,7 +7,7 @@ import binascii
 import re
 from typing import TYPE_CHECKING
 
-from mailserver.auth import AuthFailed, AuthThrottled
+from mailserver.auth import AppPasswordRequired, AuthFailed, AuthThrottled
 
 from . import commands as c
 from . import responses as r
@@ -103,11 +103,17 @@ async def authenticate(s: Session, tag: str, cmd: c.Authenticate) -> Ok:  # RFC 
     return Ok("AUTHENTICATE completed", r.Code.capability(s.capabilities()))
 
 
+APP_PASSWORD_REQUIRED = ("Two-step sign-in is on for this account: mail clients log in with an app password "
+                         "(create one in the webmail under App passwords)")
+
+
 async def _login(s: Session, username: str, password: str) -> None:
     try:
         account = await s.services.auth.login(username, password, ip=s.wire.peer_ip, protocol="imap")
     except AuthThrottled:
         raise No("Too many failed logins; try again later", r.UNAVAILABLE) from None
+    except AppPasswordRequired:
+        raise No(APP_PASSWORD_REQUIRED, r.AUTHENTICATIONFAILED) from None
     except AuthFailed:
         raise No("Authentication failed", r.AUTHENTICATIONFAILED) from None
     s.logged_in(account)

@@ -40,8 +40,8 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from delivery.accept import Acceptor, Inbound
 from delivery.envelope import (
-    AUTH_FAILED, AUTH_OK, AUTH_REQUIRED, AUTH_THROTTLED, BAD_ARGUMENTS, BAD_SEQUENCE, DATA_TIMEOUT,
-    ENCRYPTION_REQUIRED, MESSAGE_TOO_BIG, OK, RECIPIENT_OK, SENDER_OK, SHUTTING_DOWN, SYNTAX_ERROR,
+    APP_PASSWORD_REQUIRED, AUTH_FAILED, AUTH_OK, AUTH_REQUIRED, AUTH_THROTTLED, BAD_ARGUMENTS, BAD_SEQUENCE,
+    DATA_TIMEOUT, ENCRYPTION_REQUIRED, MESSAGE_TOO_BIG, OK, RECIPIENT_OK, SENDER_OK, SHUTTING_DOWN, SYNTAX_ERROR,
     TEMPORARY_FAILURE, TOO_MANY_CONNECTIONS, TOO_MANY_RECIPIENTS, UNKNOWN_MECHANISM, Reply,
 )
 from delivery.policy import Route, check_forward_path, check_sender, check_unauthenticated_sender
@@ -51,7 +51,7 @@ from delivery.submit import Client, Outcome, Submission, Submitter
 from mailboxes.model import Account
 from mailboxes.offload import offload
 
-from ..auth import AuthFailed, Authenticator, AuthThrottled, is_loopback
+from ..auth import AppPasswordRequired, AuthFailed, Authenticator, AuthThrottled, is_loopback
 from ..logsafe import logfield
 from .commands import (
     ALREADY_AUTH, ALREADY_TLS, NO_VALID_RECIPIENTS, NOT_IMPLEMENTED, VRFY_REPLY, Transaction, parse_mail, parse_rcpt,
@@ -345,6 +345,9 @@ class PostroomSMTP(SMTP):
             acct = await self.doors.auth.login(user, password, ip=self.peer_ip, protocol="smtp")
         except AuthThrottled:
             await self.reply(AUTH_THROTTLED)
+            return
+        except AppPasswordRequired:
+            await self.reply(APP_PASSWORD_REQUIRED)
             return
         except AuthFailed:
             await self.reply(AUTH_FAILED)

@@ -62,6 +62,12 @@ def _normal_recovery(code: str) -> str | None:
     return s
 
 
+def looks_like_code(text: str) -> bool:
+    """Whether `text` has the shape of a TOTP code or a recovery code (else it may be a password)."""
+    s = text.replace(" ", "")
+    return (len(s) == 6 and s.isascii() and s.isdigit()) or _normal_recovery(s) is not None
+
+
 def _new_recovery_code() -> str:
     s = base64.b32encode(secrets.token_bytes(RECOVERY_CODE_BYTES)).decode("ascii").lower()
     return "-".join(s[i:i + 4] for i in range(0, len(s), 4))

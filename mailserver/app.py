@@ -72,18 +72,36 @@ def starters() -> list[Starter]:
 async def start_webmail(ctx: Context) -> list[Service]:
     """The webmail signs in through the same Authenticator (hashes, cache, throttle) as IMAP and SMTP."""
     from webmail.context import SignInRefused
+    from webmail.selfservice import SelfService, listeners_from
     from webmail.service import start
 
     from .auth import AuthFailed, AuthThrottled
 
-    async def login(address: str, password: str, ip: str | None):
+    async def login(address: str, password: str, ip: str | None, *, app_passwords: bool = True):
         try:
-            return await ctx.auth.login(address, password, ip=ip, protocol="webmail")
+            return await ctx.auth.login(address, password, ip=ip, protocol="webmail", app_passwords=app_passwords)
         except AuthThrottled as exc:
             raise SignInRefused(exc.retry_after) from None
         except AuthFailed:
             raise SignInRefused() from None
-    return await start(ctx, login=login)
+
+    async def reauth(address: str, password: str, ip: str | None):
+        return await login(address, password, ip, app_passwords=False)
+
+    async def check_code(account, code: str, ip: str | None) -> bool:
+        try:
+            return await ctx.auth.second_factor(account, code, ip=ip)
+        except AuthThrottled as exc:
+            raise SignInRefused(exc.retry_after) from None
+
+    bound: dict[str, tuple[str, int]] = {}
+    for family in ("imap", "smtp"):  # started before the webmail (starters())
+        svc = ctx.extras.get(family)
+        if svc is not None:
+            bound.update(svc.addresses)
+    listeners = listeners_from(ctx.config.hostname, bound, tls=ctx.tls_context is not None)
+    return await start(ctx, login=login, selfservice=SelfService(
+        factors=ctx.auth.second_factors, check_code=check_code, reauth=reauth, listeners=listeners))
 
 
 async def build_context(config: Config, worker: WorkerSpec | None = None) -> Context:

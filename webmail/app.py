@@ -17,15 +17,20 @@ import jinja2
 from aiohttp import web
 
 from mailboxes.changes import ChangeBus
+from mailboxes.secondfactor import SecondFactors
 from mailboxes.service import Mailboxes
 from mailboxes.websessions import WebSessions
 
 from . import security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
+from .selfservice import SelfService
+from .views import account as account_views
 from .views import auth as auth_views
+from .views import autoconfig as autoconfig_views
 from .views import compose as compose_views
 from .views import live as live_views
 from .views import mail as mail_views
+from .views import twofactor as twofactor_views
 from .views import message as message_views
 
 HERE = Path(__file__).resolve().parent
@@ -46,12 +51,30 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/compose", compose_views.form),
     ("POST", "/compose", compose_views.send),
     ("GET", "/events", live_views.events),
+    # --- sign-in second factor, self-service account pages, client autoconfiguration (issue 10 auth) ---
+    ("GET", "/login/code", twofactor_views.code_form),
+    ("POST", "/login/code", twofactor_views.code_submit),
+    ("GET", "/settings/two-factor", twofactor_views.settings),
+    ("POST", "/settings/two-factor/begin", twofactor_views.begin),
+    ("GET", "/settings/two-factor/qr.svg", twofactor_views.qr_code),
+    ("POST", "/settings/two-factor/confirm", twofactor_views.confirm),
+    ("POST", "/settings/two-factor/disable", twofactor_views.disable),
+    ("GET", "/settings/password", account_views.password_form),
+    ("POST", "/settings/password", account_views.password_change),
+    ("GET", "/settings/app-passwords", account_views.app_passwords),
+    ("POST", "/settings/app-passwords", account_views.app_password_create),
+    ("POST", "/settings/app-passwords/revoke", account_views.app_password_revoke),
+    ("GET", "/settings/mail-client", account_views.mail_client),
+    ("GET", "/settings/mail-client/postroom.mobileconfig", account_views.mobileconfig),
+    ("GET", "/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig_views.thunderbird),
+    ("GET", "/mail/config-v1.1.xml", autoconfig_views.thunderbird),
+    *(("POST", path, autoconfig_views.autodiscover) for path in autoconfig_views.AUTODISCOVER_PATHS),
 )
 
 
 def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
-             hostname: str = "localhost") -> web.Application:
+             hostname: str = "localhost", selfservice: SelfService | None = None) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted."""
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -59,7 +82,9 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     for name in templates.list_templates():  # compiled at start-up, not on the loop under the first request
         templates.get_template(name)
     wm = Webmail(mailboxes, login, WebSessions(mailboxes.router.central, clock=clock), templates,
-                 submit=submit, bus=bus, clock=clock, hostname=hostname)
+                 submit=submit, bus=bus, clock=clock, hostname=hostname, selfservice=selfservice or SelfService())
+    if wm.selfservice.factors is None:
+        wm.selfservice.factors = SecondFactors(mailboxes.router.central, clock=clock)
     app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
                                        sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
@@ -17,6 +17,9 @@ from mailboxes.websessions import WebSession, WebSessions
 from mailboxes.model import Account
 
 from . import i18n
+
+if TYPE_CHECKING:
+    from .selfservice import SelfService
 
 # Session lifetimes: a session ends after IDLE without a request, and MAX_AGE after sign-in in any case.
 IDLE = timedelta(hours=8)
@@ -55,6 +58,7 @@ class Webmail:
     hostname: str = "localhost"
     session_idle: timedelta = IDLE
     session_max_age: timedelta = MAX_AGE
+    selfservice: SelfService | None = None  # second factor, re-authentication, mail listeners
 
     def render(self, request: web.Request, template: str, *, status: int = 200, **values: Any) -> web.Response:
         locale = request.get(LOCALE, i18n.DEFAULT)

@@ -27,6 +27,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 PRE_TOKEN_BYTES = 32
+# Outlook Autodiscover POSTs its question from a mail client (views/autoconfig.py, in the several
+# spellings Outlook uses): it changes nothing and reads no session, so it carries no CSRF token.
+AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml",
+                      "/AutoDiscover/AutoDiscover.xml", "/autodiscover/Autodiscover.xml")
+CSRF_EXEMPT_PATHS = frozenset(AUTODISCOVER_PATHS)
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

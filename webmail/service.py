@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .app import make_app
 from .context import Login
+from .selfservice import SelfService
 
 log = logging.getLogger("postroom.webmail")
 
@@ -26,14 +27,14 @@ class WebmailService:
         await self.runner.cleanup()
 
 
-async def start(ctx, *, login: Login) -> list:
+async def start(ctx, *, login: Login, selfservice: SelfService | None = None) -> list:
     """`ctx` is the composition root's Context (read through its attributes, never imported here)."""
     cfg = ctx.config
     plain, secure = cfg.listen("http"), cfg.listen("https")
     if plain is None and secure is None:
         return []
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
-                   hostname=cfg.hostname, **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
+                   hostname=cfg.hostname, selfservice=selfservice, **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     svc = WebmailService(runner, app)

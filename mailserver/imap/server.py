@@ -482,4 +482,5 @@ async def start(ctx) -> list[ImapService]:
     except BaseException:
         await service.close()
         raise
+    ctx.extras["imap"] = service  # the webmail's client set-up pages name its bound ports
     return [service]

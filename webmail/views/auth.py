@@ -9,6 +9,7 @@ from aiohttp import web
 from .. import i18n, security
 from ..context import ACCOUNT, LOCALE, SESSION, SignInRefused, WEBMAIL
 from ..sessions import SESSION_COOKIE
+from . import twofactor as twofactor_views
 
 MAX_ADDRESS_CHARS = 320  # RFC 5321 §4.5.3.1 path limit, generously
 MAX_PASSWORD_CHARS = 1024
@@ -34,15 +35,23 @@ async def login_submit(request: web.Request) -> web.Response:
             return wm.render(request, "login.html", status=429, address=address,
                              error=_("sign_in_throttled", seconds=math.ceil(exc.retry_after)))
         return wm.render(request, "login.html", status=401, address=address, error=_("sign_in_failed"))
+    if await wm.selfservice.factors.enrolled(acct.id):
+        raise await twofactor_views.ask_for_code(request, acct)  # the session starts after the code
+    raise await start_session(request, acct)
+
+
+async def start_session(request: web.Request, acct, *, to: str = "/mail") -> web.HTTPSeeOther:
+    """A new session for `acct` in this browser (ending the one it had) and the redirect to `to`."""
+    wm = request.app[WEBMAIL]
     old = request.get(SESSION)
     if old is not None:  # a new secret at every sign-in: no session fixation
         await wm.sessions.end(old.id)
     token, _sess = await wm.sessions.create(acct.id, lifetime=wm.session_idle,
                                             user_agent=request.headers.get("User-Agent", ""))
     await wm.sessions.purge_expired()  # sign-ins sweep what has expired (one indexed DELETE)
-    response = web.HTTPSeeOther("/mail")
+    response = web.HTTPSeeOther(to)
     security.set_cookie(response, request, SESSION_COOKIE, token)
-    raise response
+    return response
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import io
 import math
 from datetime import timedelta
 
@@ -110,8 +111,9 @@ async def qr_code(request: web.Request) -> web.Response:
     if state is None or state.confirmed:  # the secret is shown only while enrolment is pending
         raise web.HTTPNotFound()
     uri = provisioning_uri(state.secret, acct.address, wm.selfservice.listeners.hostname)
-    svg = segno.make(uri, error="m").svg_inline(scale=QR_SCALE, xmldecl=False)
-    return web.Response(body=svg.encode("utf-8"), content_type="image/svg+xml",
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(out, kind="svg", scale=QR_SCALE, title=acct.address)
+    return web.Response(body=out.getvalue(), content_type="image/svg+xml",
                         headers={"Cache-Control": "no-store"})
 
 

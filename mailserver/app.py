@@ -101,7 +101,7 @@ async def start_webmail(ctx: Context) -> list[Service]:
             bound.update(svc.addresses)
     listeners = listeners_from(ctx.config.hostname, bound, tls=ctx.tls_context is not None)
     return await start(ctx, login=login, selfservice=SelfService(
-        factors=ctx.auth.second_factors, check_code=check_code, reauth=reauth, listeners=listeners))
+        factors=ctx.auth.factors, check_code=check_code, reauth=reauth, listeners=listeners))
 
 
 async def build_context(config: Config, worker: WorkerSpec | None = None) -> Context:

@@ -88,11 +88,13 @@ class Authenticator:
     cache: CredentialCache
     _waiters: dict[tuple[str, str], deque[asyncio.Future]] = field(default_factory=dict, repr=False)
     _checks: dict[bytes, asyncio.Future] = field(default_factory=dict, repr=False)  # by cache key
-    second_factors: SecondFactors | None = None  # default: in the directory's database
+    second_factors: SecondFactors | None = None  # default (made when first needed): the directory's database
 
-    def __post_init__(self) -> None:
+    @property
+    def factors(self) -> SecondFactors:
         if self.second_factors is None:
             self.second_factors = SecondFactors(self.directory.db)
+        return self.second_factors
 
     @classmethod
     def create(cls, directory: Directory, *, max_failures: int = 5, window_s: int = 300,
@@ -127,7 +129,7 @@ class Authenticator:
             log.warning("auth failed protocol=%s user=%s ip=%s", protocol, logfield(user), logfield(ip))
             raise AuthFailed("authentication failed")
         acct, app_id = got
-        if app_id is None and protocol in MAIL_CLIENT_PROTOCOLS and await self.second_factors.enrolled(acct.id):
+        if app_id is None and protocol in MAIL_CLIENT_PROTOCOLS and await self.factors.enrolled(acct.id):
             log.warning("auth refused protocol=%s user=%s ip=%s: second factor on, app password required",
                         protocol, logfield(acct.address), logfield(ip))
             raise AppPasswordRequired("app password required")
@@ -147,7 +149,7 @@ class Authenticator:
         slot = await self._admit(where, key)  # waits while guesses in flight fill the limit
         ok: bool | None = None
         try:
-            ok = await self.second_factors.verify(account.id, code)
+            ok = await self.factors.verify(account.id, code)
         except asyncio.CancelledError:
             ok = False
             raise

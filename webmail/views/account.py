@@ -59,6 +59,7 @@ async def password_change(request: web.Request) -> web.Response:
     if error is not None:
         return wm.render(request, "account_password.html", status=400, error=error, done=False)
     await wm.mailboxes.directory.set_password(acct.address, new)
+    await wm.mailboxes.directory.audit(acct.address, "password.change", acct.address)
     await wm.sessions.end_all(acct.id)  # every other browser is signed out; this one gets a new session
     raise await auth_views.start_session(request, acct, to="/settings/password?done=1")
 

@@ -128,6 +128,7 @@ async def confirm(request: web.Request) -> web.Response:
     if codes is None:
         return wm.render(request, "twofactor.html", status=400, state=state, left=0, codes=None,
                          error=_("tf_code_wrong"), secret_groups=_groups(state.secret) if state else "")
+    await wm.mailboxes.directory.audit(acct.address, "second_factor.on", acct.address)
     return wm.render(request, "twofactor.html", state=state, left=len(codes), codes=codes, error=None,
                      secret_groups="")
 
@@ -156,6 +157,7 @@ async def disable(request: web.Request) -> web.Response:
         return wm.render(request, "twofactor.html", status=403, state=state, left=left, codes=None,
                          error=error, secret_groups="")
     await factors.disable(acct.id)
+    await wm.mailboxes.directory.audit(acct.address, "second_factor.off", acct.address)
     raise web.HTTPSeeOther("/settings/two-factor")
 
 

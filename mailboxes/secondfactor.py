@@ -208,6 +208,12 @@ class SecondFactors:
         expires = r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=timezone.utc)
         return r.account_id if expires > self.clock() else None
 
+    async def end_challenges(self, account_id: int) -> None:
+        """End every pending sign-in of the account (its password changed)."""
+        async with self.db.write() as conn:
+            await conn.execute(delete(t.second_factor_challenges)
+                               .where(t.second_factor_challenges.c.account_id == account_id))
+
     async def end_challenge(self, token: str) -> None:
         h = token_hash(token or "")
         if h is not None:

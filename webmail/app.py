@@ -59,6 +59,7 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/settings/two-factor/qr.svg", twofactor_views.qr_code),
     ("POST", "/settings/two-factor/confirm", twofactor_views.confirm),
     ("POST", "/settings/two-factor/disable", twofactor_views.disable),
+    ("POST", "/settings/two-factor/recovery", twofactor_views.new_recovery_codes),
     ("GET", "/settings/password", account_views.password_form),
     ("POST", "/settings/password", account_views.password_change),
     ("GET", "/settings/app-passwords", account_views.app_passwords),

@@ -92,3 +92,6 @@ async def test_pending_sign_ins_expire_and_end(mb):
     clock.now -= timedelta(minutes=6)
     await sf.end_challenge(token)
     assert await sf.challenged(token) is None
+    tokens = [await sf.challenge(acct.id, lifetime=timedelta(minutes=5)) for _ in range(2)]
+    await sf.end_challenges(acct.id)
+    assert [await sf.challenged(x) for x in tokens] == [None, None]

@@ -113,6 +113,7 @@ async def test_every_new_post_is_refused_without_the_csrf_token(web, client):
         "/settings/two-factor/begin": {},
         "/settings/two-factor/confirm": {"code": "123456"},
         "/settings/two-factor/disable": {"proof": PASSWORD},
+        "/settings/two-factor/recovery": {"code": "123456"},
         "/login/code": {"code": "123456"},
     }
     for path, data in posts.items():

@@ -70,12 +70,21 @@ async def test_app_passwords_at_the_web_still_need_the_code_and_turning_off_need
     assert 'id="tf-secret"' not in page
     r, _ = await client.get("/settings/two-factor/qr.svg")
     assert r.status == 404
+    # New recovery codes need a current code; the old ones then stop working.
+    _, page = await client.get("/settings/two-factor")
+    r, _ = await client.post("/settings/two-factor/recovery", {"csrf": csrf_of(page), "code": _wrong(totp)[0]})
+    assert r.status == 403
+    r, page = await client.post("/settings/two-factor/recovery", {"csrf": csrf_of(page),
+                                                                  "code": totp.at(time.time() + 30)})
+    assert r.status == 200
+    fresh = re.findall(r"<li><code>([a-z2-7-]+)</code></li>", page)
+    assert len(fresh) == 10
     for proof in ("wrong-password", app, _wrong(totp)[0]):
         _, page = await client.get("/settings/two-factor")
         r, _ = await client.post("/settings/two-factor/disable", {"csrf": csrf_of(page), "proof": proof})
         assert r.status == 403
     _, page = await client.get("/settings/two-factor")
-    r, page = await client.post("/settings/two-factor/disable", {"csrf": csrf_of(page), "proof": PASSWORD})
+    r, page = await client.post("/settings/two-factor/disable", {"csrf": csrf_of(page), "proof": fresh[0]})
     assert r.status == 200 and re.search(r'id="tf-begin"', page)
     # Off again: the password alone signs in, and mail clients may use it again.
     other = Browser(web.url)

@@ -61,6 +61,7 @@ async def password_change(request: web.Request) -> web.Response:
     await wm.mailboxes.directory.set_password(acct.address, new)
     await wm.mailboxes.directory.audit(acct.address, "password.change", acct.address)
     await wm.sessions.end_all(acct.id)  # every other browser is signed out; this one gets a new session
+    await wm.selfservice.factors.end_challenges(acct.id)  # half sign-ins made with the old password too
     raise await auth_views.start_session(request, acct, to="/settings/password?done=1")
 
 

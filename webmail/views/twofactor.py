@@ -133,6 +133,28 @@ async def confirm(request: web.Request) -> web.Response:
                      secret_groups="")
 
 
+async def new_recovery_codes(request: web.Request) -> web.Response:
+    """A fresh set of recovery codes (the old ones stop working); needs a current code."""
+    acct = require_account(request)
+    wm = request.app[WEBMAIL]
+    _ = i18n.translator(request[LOCALE])
+    code = str((await request.post()).get("code", ""))[:MAX_CODE_CHARS]
+    factors = wm.selfservice.factors
+    error = _("tf_code_wrong")
+    try:
+        ok = await factors.enrolled(acct.id) and await wm.selfservice.check_code(acct, code, request.remote)
+    except SignInRefused as exc:
+        ok, error = False, _("sign_in_throttled", seconds=math.ceil(exc.retry_after or 1))
+    state = await factors.state(acct.id)
+    if not ok:
+        return wm.render(request, "twofactor.html", status=403, state=state,
+                         left=await factors.recovery_codes_left(acct.id), codes=None, error=error, secret_groups="")
+    codes = await factors.new_recovery_codes(acct.id)
+    await wm.mailboxes.directory.audit(acct.address, "second_factor.recovery_codes", acct.address)
+    return wm.render(request, "twofactor.html", state=state, left=len(codes), codes=codes, error=None,
+                     secret_groups="")
+
+
 async def disable(request: web.Request) -> web.Response:
     """Turning the second factor off needs a current code (or recovery code) or the account's password."""
     acct = require_account(request)

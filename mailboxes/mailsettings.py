@@ -21,6 +21,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ DEFAULT_DAYS = 7
 MAX_DAYS = 365
 RULE_FIELDS = ("from", "to", "subject", "list-id")
 RULE_ACTIONS = ("folder", "flag", "seen", "stop")
+_KEYWORD = re.compile(r"[A-Za-z0-9_$.-]{1,64}")  # an IMAP keyword atom (RFC 3501 §9 flag-keyword), kept simple
 
 
 def utcnow() -> datetime:
@@ -108,6 +110,8 @@ def check_rule(field: str, value: str, action: str, argument: str) -> None:
         raise InvalidInput("a rule needs a value to look for")
     if action in ("folder", "flag") and (not argument.strip() or len(argument) > MAX_RULE_VALUE):
         raise InvalidInput("a rule that files or flags needs a folder or a flag")
+    if action == "flag" and argument.lower() != "\\flagged" and not _KEYWORD.fullmatch(argument):
+        raise InvalidInput("a flag is \\Flagged or a keyword of letters, digits and _ $ . -")
 
 
 class MailSettings:

@@ -26,6 +26,7 @@ from .views import auth as auth_views
 from .views import compose as compose_views
 from .views import live as live_views
 from .views import mail as mail_views
+from .views import mailsettings as mailsettings_views
 from .views import message as message_views
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +47,12 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/compose", compose_views.form),
     ("POST", "/compose", compose_views.send),
     ("GET", "/events", live_views.events),
+    # mail settings: out-of-office, rules, signature (issue 10 point 4)
+    ("GET", "/settings/mail", mailsettings_views.settings_page),
+    ("POST", "/settings/out-of-office", mailsettings_views.save_out_of_office),
+    ("POST", "/settings/rules", mailsettings_views.add_rule),
+    ("POST", "/settings/rules/change", mailsettings_views.change_rule),
+    ("POST", "/settings/signature", mailsettings_views.save_signature),
 )
 
 

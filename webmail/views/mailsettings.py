@@ -41,9 +41,14 @@ async def page(request: web.Request, *, error: str | None = None, status: int = 
     start = ooo.start.astimezone(OOO_ZONE).date().isoformat() if ooo.start else ""
     end = (ooo.end.astimezone(OOO_ZONE) - timedelta(days=1)).date().isoformat() if ooo.end else ""
     folders = [f.name for f in await wm.mailboxes.store.folders(account) if not f.read_only]
+    _ = i18n.translator(request[LOCALE])
+    labels = {"from": _("ms_field_from"), "to": _("ms_field_to"), "subject": _("ms_field_subject"),
+              "list-id": _("ms_field_list_id"), "folder": _("ms_action_folder"), "flag": _("ms_action_flag"),
+              "seen": _("ms_action_seen"), "stop": _("ms_action_stop"), "up": _("ms_rule_up"),
+              "down": _("ms_rule_down"), "delete": _("ms_rule_delete")}
     return wm.render(request, "mailsettings.html", status=status, ooo=ooo, ooo_start=start, ooo_end=end,
                      signature=await settings.signature(account.id), rules=await settings.rules(account.id),
-                     folders=folders, rule_fields=RULE_FIELDS, rule_actions=RULE_ACTIONS, error=error,
+                     folders=folders, labels=labels, rule_fields=RULE_FIELDS, rule_actions=RULE_ACTIONS, error=error,
                      saved=request.query.get("saved", "") in ("ooo", "signature", "rules"),
                      max_days=MAX_DAYS, max_text=MAX_TEXT_CHARS, max_subject=MAX_SUBJECT_CHARS,
                      max_value=MAX_RULE_VALUE)

@@ -205,6 +205,8 @@ class MailSettings:
     async def set_out_of_office(self, account_id: int, ooo: OutOfOffice) -> None:
         if len(ooo.subject) > MAX_SUBJECT_CHARS or len(ooo.body) > MAX_TEXT_CHARS:
             raise InvalidInput("out-of-office text too long")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in ooo.subject):  # it becomes a header field (RFC 5322 §2.2)
+            raise InvalidInput("the subject must be one line")
         if not 1 <= ooo.days <= MAX_DAYS:
             raise InvalidInput(f"days between replies must be 1 to {MAX_DAYS}")
         if ooo.start is not None and ooo.end is not None and ooo.end <= ooo.start:

@@ -69,6 +69,7 @@ async def test_the_active_set_follows_changes_and_delivery_reads_settings_and_al
     assert await s.active() == {wang.id}
     assert await s.signature(li.id) == "Li"
     for bad in (OutOfOffice(True, None, None, "", "", 7), OutOfOffice(True, None, None, "", "x", 0),
-                OutOfOffice(True, T0, T0, "", "x", 7), OutOfOffice(False, None, None, "s" * 256, "x", 7)):
+                OutOfOffice(True, T0, T0, "", "x", 7), OutOfOffice(False, None, None, "s" * 256, "x", 7),
+                OutOfOffice(True, None, None, "Away\r\nBcc: all@city.test", "x", 7)):
         with pytest.raises(InvalidInput):
             await s.set_out_of_office(li.id, bad)

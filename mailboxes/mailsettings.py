@@ -52,6 +52,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _utc(d: datetime | None) -> datetime | None:
+    """Stored in UTC: SQLite keeps the wall time and drops the offset."""
+    return d.astimezone(timezone.utc) if d is not None else None
+
+
 def _aware(d: datetime | None) -> datetime | None:
     return d if d is None or d.tzinfo is not None else d.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
 
@@ -160,6 +165,7 @@ class MailSettings:
     async def claim_reply(self, account_id: int, sender: str, days: int, now: datetime) -> bool:
         """True if `sender` was not auto-replied to by this account in the `days` days before `now` (and now is)."""
         c = t.autoreply_sent.c
+        now = now.astimezone(timezone.utc)  # compared as stored (see _utc)
         sender = sender.lower()[:320]
         key = and_(c.account_id == account_id, c.sender == sender)
         try:
@@ -213,7 +219,7 @@ class MailSettings:
             raise InvalidInput("the out-of-office period ends before it starts")
         if ooo.enabled and not ooo.body.strip():
             raise InvalidInput("an out-of-office reply needs a text")
-        await self._upsert(account_id, ooo_enabled=ooo.enabled, ooo_start=ooo.start, ooo_end=ooo.end,
+        await self._upsert(account_id, ooo_enabled=ooo.enabled, ooo_start=_utc(ooo.start), ooo_end=_utc(ooo.end),
                            ooo_subject=ooo.subject, ooo_body=ooo.body, ooo_days=ooo.days)
 
     async def set_signature(self, account_id: int, text: str) -> None:

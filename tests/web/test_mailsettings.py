@@ -153,6 +153,8 @@ async def test_rule_ids_of_another_account_are_404_and_forms_need_csrf(web, clie
     bob_rule = web.run(web.mb.settings.rules(web.accounts["bob"].id))[0].id
     alice = Browser(web.url)
     try:
+        r, _ = await alice.get("/settings/mail")
+        assert r.url.path == "/login"  # signed out: nothing shown
         await alice.sign_in()
         _, page = await alice.get("/settings/mail")
         token = csrf_of(page)

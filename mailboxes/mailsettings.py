@@ -8,7 +8,9 @@ Implementation notes
   no statement. A change made by another process or node is seen within
   ACTIVE_CACHE_SECONDS.
 - Only for accounts in that set does delivery read their settings, rules and
-  aliases (`for_delivery`: one read, three SELECTs in one connection).
+  aliases (`for_delivery`: one read, three SELECTs in one connection), and
+  keeps them as long as the active set (so aliases added in the directory
+  are seen within ACTIVE_CACHE_SECONDS too).
 - `claim_reply` is the RFC 3834 §2 "once per sender per period" decision, made
   in one write transaction on the durable autoreply_sent rows: a concurrent
   claim for the same (account, sender) loses on the primary key.
@@ -127,12 +129,14 @@ class MailSettings:
         self.clock = clock
         self._active: frozenset[int] | None = None
         self._loaded = 0.0
+        self._known: dict[int, DeliverySettings] = {}  # of active accounts; emptied with the active set
 
     # --- the delivery side -------------------------------------------------------------
 
     def forget(self) -> None:
         """A setting changed here: the next delivery reloads the set of active accounts."""
         self._active = None
+        self._known = {}
 
     async def active(self) -> frozenset[int]:
         """Ids of accounts with an out-of-office switched on or a rule (cached, see the notes)."""
@@ -141,11 +145,17 @@ class MailSettings:
             q = union(select(s.account_id).where(s.ooo_enabled.is_(True)), select(r.account_id))
             async with self.db.read() as conn:
                 ids = (await conn.execute(q)).scalars().all()
-            self._active, self._loaded = frozenset(ids), time.monotonic()
+            self._active, self._loaded, self._known = frozenset(ids), time.monotonic(), {}
         return self._active
 
     async def for_delivery(self, accounts: list[Account]) -> dict[int, DeliverySettings]:
-        """Settings, rules and own addresses of these accounts: one read."""
+        """Settings, rules and own addresses of these accounts (cached with the active set; else one read)."""
+        missing = [a for a in accounts if a.id not in self._known]
+        if missing:
+            self._known.update(await self._load(missing))
+        return {a.id: self._known[a.id] for a in accounts}
+
+    async def _load(self, accounts: list[Account]) -> dict[int, DeliverySettings]:
         ids = [a.id for a in accounts]
         s, r = t.mail_settings.c, t.mail_rules.c
         async with self.db.read() as conn:
@@ -274,6 +284,7 @@ class MailSettings:
             for pos, rid in enumerate(order, 1):
                 await conn.execute(update(t.mail_rules).where(and_(r.id == rid, r.account_id == account_id))
                                    .values(position=pos))
+        self.forget()
 
 
 async def signature_for(settings: MailSettings, account: Account) -> str:

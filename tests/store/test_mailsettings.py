@@ -34,8 +34,10 @@ async def test_rules_belong_to_their_account_and_keep_their_order(mb):
     r1 = await s.add_rule(li.id, "from", "boss@", "folder", "Work")
     r2 = await s.add_rule(li.id, "subject", "紧急", "flag", "\\Flagged")
     r3 = await s.add_rule(li.id, "list-id", "news.example", "stop")
+    assert [r.id for r in (await s.for_delivery([li]))[li.id].rules] == [r1.id, r2.id, r3.id]  # now cached
     await s.move_rule(li.id, r3.id, up=True)
     assert [r.id for r in await s.rules(li.id)] == [r1.id, r3.id, r2.id]
+    assert [r.id for r in (await s.for_delivery([li]))[li.id].rules] == [r1.id, r3.id, r2.id]  # the cache follows
     await s.move_rule(li.id, r1.id, up=True)  # already first: nothing moves
     assert [r.id for r in await s.rules(li.id)] == [r1.id, r3.id, r2.id]
     with pytest.raises(NotFound):

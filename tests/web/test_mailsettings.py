@@ -166,6 +166,13 @@ async def test_rule_ids_of_another_account_are_404_and_forms_need_csrf(web, clie
         r, page = await alice.post("/settings/rules", {"csrf": token, "field": "from", "value": "a",
                                                        "action": "folder", "folder": "Nope"})
         assert r.status == 400 and 'id="settings-error"' in page
+        for fields, says in (({"enabled": "on", "start": "2026-12-10", "end": "2026-12-09", "body": "x"}, "结束日期早于"),
+                             ({"enabled": "on", "body": "  "}, "请填写回复内容"),
+                             ({"days": "0", "body": "x"}, "天数格式不正确"),
+                             ({"start": "12/10/2026", "body": "x"}, "日期或天数")):
+            r, page = await alice.post("/settings/out-of-office", {"csrf": token, "days": "7", **fields})
+            assert r.status == 400 and says in page, fields
+        assert not web.run(web.mb.settings.out_of_office(web.accounts["alice"].id)).enabled
         for path in ("/settings/out-of-office", "/settings/rules", "/settings/rules/change", "/settings/signature"):
             r, _ = await alice.post(path, {"signature": "x", "enabled": "on", "body": "x"})
             assert r.status == 403, path

@@ -66,6 +66,13 @@ async def save_out_of_office(request: web.Request) -> web.Response:
     ooo = OutOfOffice(form.get("enabled") == "on", day_start(first) if first else None,
                       day_after(last) if last else None, _field(form, "subject", MAX_SUBJECT_CHARS + 1),
                       _field(form, "body", MAX_TEXT_CHARS + 1).replace("\r\n", "\n"), days)
+    # The usual mistakes in the reader's language (the store checks everything again).
+    if first and last and last < first:
+        return await page(request, error=_("ms_ooo_dates_order"), status=400)
+    if ooo.enabled and not ooo.body.strip():
+        return await page(request, error=_("ms_ooo_needs_text"), status=400)
+    if not 1 <= days <= MAX_DAYS:
+        return await page(request, error=_("ms_bad_input"), status=400)
     return await _saved(request, "ooo", request.app[WEBMAIL].mailboxes.settings.set_out_of_office(
         account.id, ooo))
 

@@ -5,6 +5,9 @@ Implementation notes (invariants):
   queue worker: local copies are written with Store.deliver (group commit)
   and remote recipients are queued (group commit); it returns only when both
   are durable, so a 250 sent after it is a promise kept.
+- Local copies are written through delivery.personal: each account's rules
+  place and flag its copy, out-of-office replies follow the commit; accounts
+  with nothing set are written as one Delivery into INBOX, at no extra cost.
 - Recipients are expanded through aliases and groups, duplicates removed:
   each account gets one copy however many of the envelope recipients lead to it.
 - Local refusals found at write time (a quota reached since RCPT) do not

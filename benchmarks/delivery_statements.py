@@ -4,7 +4,10 @@
 The server is started in-process (as the SMTP tests start it) on SQLite or
 PostgreSQL; the first messages warm the caches and are not counted.
 
-    .venv/bin/python benchmarks/delivery_statements.py [--messages 50] [--backend sqlite|pg]
+    .venv/bin/python benchmarks/delivery_statements.py [--messages 50] [--backend sqlite|pg] [--settings]
+
+--settings gives the recipient a rule (that matches nothing): the cost of the
+per-account settings hook for an account that has some.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def shape(sql: str) -> str:
     return _IN_LIST.sub("(…)", one)[:160]
 
 
-async def measure(url: str, tmp: Path, n: int) -> tuple[collections.Counter, collections.Counter]:
+async def measure(url: str, tmp: Path, n: int, settings: bool = False) -> tuple[collections.Counter, collections.Counter]:
     """(count, seconds) of each statement shape over n messages."""
     seen: collections.Counter = collections.Counter()
     spent: collections.Counter = collections.Counter()
@@ -60,6 +63,9 @@ async def measure(url: str, tmp: Path, n: int) -> tuple[collections.Counter, col
     event.listen(Engine, "after_cursor_execute", on_done)
     try:
         async with running(make_config(tmp / "data", url)) as inst:
+            if settings:
+                li = await inst.mb.directory.account("li.na@city.test")
+                await inst.mb.settings.add_rule(li.id, "subject", "no such subject", "seen")
             c = await RawClient.connect(inst.port())
             await c.cmd("EHLO load.example")
             body = (b"From: a@load.example\r\nTo: li.na@city.test\r\nSubject: s\r\n\r\n" +
@@ -85,6 +91,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=50)
     ap.add_argument("--backend", choices=["sqlite", "pg"], default="sqlite")
+    ap.add_argument("--settings", action="store_true", help="the recipient has a rule")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="postroom-stmts-"))
     pg = None
@@ -100,7 +107,7 @@ def main() -> int:
         url = pg.url(name)
     try:
         n = args.messages
-        seen, spent = asyncio.run(measure(url, tmp, n))
+        seen, spent = asyncio.run(measure(url, tmp, n, args.settings))
     finally:
         if pg is not None:
             pg.stop()

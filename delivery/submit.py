@@ -5,6 +5,9 @@ Implementation notes (invariants):
   queue worker: local copies are written with Store.deliver (group commit)
   and remote recipients are queued (group commit); it returns only when both
   are durable, so a 250 sent after it is a promise kept.
+- Local copies are written through delivery.personal: each account's rules
+  place and flag its copy, out-of-office replies follow the commit; accounts
+  with nothing set are written as one Delivery into INBOX, at no extra cost.
 - Recipients are expanded through aliases and groups, duplicates removed:
   each account gets one copy however many of the envelope recipients lead to it.
 - Local refusals found at write time (a quota reached since RCPT) do not
@@ -41,7 +44,6 @@ from mailboxes.ingest import prepare
 from mailboxes.offload import offload, offload_if_large
 from mailboxes.model import Account, Group
 from mailboxes.service import Mailboxes
-from mailboxes.store import INBOX, Delivery
 
 from . import dkim, dsn
 from .envelope import (
@@ -49,6 +51,7 @@ from .envelope import (
     Reply, ok_queued,
 )
 from .keys import DkimKeys
+from .personal import PersonalDelivery
 from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, header_reply, parse_path
 from .queue import NewEntry, Queue, new_queue_id
 from .received import received_header, too_many_hops
@@ -243,6 +246,11 @@ class Submitter:
         self.hostname = hostname
         self.clock = clock
         self.directory = DirectoryCache(mb, cache_ttl)
+        self.personal = PersonalDelivery(mb, clock=clock, hostname=hostname, send=self._auto_reply)
+
+    async def _auto_reply(self, to: str, data: bytes) -> Outcome:
+        """An out-of-office reply: from the null reverse-path (RFC 3834 §3.3), through submit() as all mail."""
+        return await self.submit(Submission("", (to,), data, origin="autoreply"))
 
     # --- door checks (the SMTP front calls these at MAIL / RCPT) ----------------------
 
@@ -386,8 +394,8 @@ class Submitter:
             accounts = list(local.values())
             final = with_return_path(data, mail_from)
             prepared = await offload_if_large(len(final), prepare, final)
-            result = await self.mb.store.deliver(Delivery(prepared, tuple((a, INBOX) for a in accounts)))
-            for acct, r in zip(accounts, result.results):
+            results = await self.personal.write(prepared, accounts, mail_from=mail_from, queue_id=queue_id)
+            for acct, r in zip(accounts, results):
                 if not isinstance(r, Exception):
                     delivered += 1
                     self.directory.add_usage([acct.id], len(data))
@@ -420,8 +428,7 @@ class Submitter:
             return UNKNOWN_USER
         final = with_return_path(data, mail_from)
         prepared = await offload_if_large(len(final), prepare, final)
-        result = await self.mb.store.deliver(Delivery(prepared, ((acct, INBOX),)))
-        r = result.results[0]
+        [r] = await self.personal.write(prepared, [acct], mail_from=mail_from, queue_id="retry")
         if not isinstance(r, Exception):
             self.directory.add_usage([acct.id], len(data))
             return None

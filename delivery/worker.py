@@ -77,6 +77,7 @@ class Worker:
         self._task = asyncio.create_task(self._run(), name="queue-worker")
 
     async def close(self) -> None:
+        await self.submitter.personal.settle()  # out-of-office replies in flight are queued before the queue closes
         self._stopping = True
         self.poke()
         if self._task is not None:

@@ -231,6 +231,44 @@ second_factor_challenges = Table(
     **NEVER_REUSED,
 )
 
+# Per-account mail settings (issue 10 point 4): out-of-office auto-reply and signature, one row
+# per account that has set any; rules in order; and who was auto-replied to when (RFC 3834 §2:
+# at most once per sender per period), durable so that a restart does not reply again.
+mail_settings = Table(
+    "mail_settings",
+    directory_metadata,
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("ooo_enabled", Boolean, nullable=False, default=False),
+    Column("ooo_start", DateTime(timezone=True), nullable=True),
+    Column("ooo_end", DateTime(timezone=True), nullable=True),
+    Column("ooo_subject", String(255), nullable=False, default=""),
+    Column("ooo_body", Text, nullable=False, default=""),
+    Column("ooo_days", Integer, nullable=False, default=7),
+    Column("signature", Text, nullable=False, default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+mail_rules = Table(
+    "mail_rules",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("field", String(16), nullable=False),  # from | to | subject | list-id
+    Column("value", String(255), nullable=False),
+    Column("action", String(16), nullable=False),  # folder | flag | seen | stop
+    Column("argument", String(255), nullable=False, default=""),
+    **NEVER_REUSED,
+)
+
+autoreply_sent = Table(
+    "autoreply_sent",
+    directory_metadata,
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("sender", String(320), primary_key=True),
+    Column("replied_at", DateTime(timezone=True), nullable=False),
+)
+
 # Which partitions hold an account's folders besides its home partition
 # (year archives); the router consults it when listing folders.
 mail_locations = Table(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 
 from .blobs import BlobDirectory
 from .changes import ChangeBus
 from .directory import Directory
+from .mailsettings import MailSettings
 from .model import Account, Role
 from .partitions import Router, StorageConfig, create_central_schema
 from .store import Store
@@ -19,6 +20,10 @@ class Mailboxes:
     router: Router
     directory: Directory
     store: Store
+    settings: MailSettings = field(init=False)  # out-of-office, rules, signature (in the central database)
+
+    def __post_init__(self) -> None:
+        self.settings = MailSettings(self.router.central)
 
     async def add_account(self, address: str, *, password: str | None, display_name: str = "",
                           department: str | None = None, role: Role = Role.USER,

@@ -15,7 +15,7 @@ from mailboxes import errors
 from mailboxes.cleanup import sweep_all
 from mailboxes.model import Role
 
-from . import cli_delivery
+from . import cli_delivery, cli_mailsettings
 from . import config as config_mod
 from .admin import Admin, AdminError
 from .workers import SupervisorError
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = us.add_parser("app-password", help="create an app password for a mail client")
     a.add_argument("address")
     a.add_argument("label")
+    cli_mailsettings.register(us)
 
     s = sub.add_parser("group", help="distribution lists")
     gs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -208,6 +209,8 @@ async def _department(admin: Admin, args: argparse.Namespace) -> int:
 async def _user(admin: Admin, args: argparse.Namespace) -> int:
     d = admin.mb.directory
     act = args.action
+    if act in cli_mailsettings.ACTIONS:
+        return await cli_mailsettings.run(admin, args)
     if act == "add":
         pw = _password(args, required=False)
         generated = pw is None

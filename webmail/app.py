@@ -31,6 +31,7 @@ from .views import compose as compose_views
 from .views import live as live_views
 from .views import mail as mail_views
 from .views import twofactor as twofactor_views
+from .views import mailsettings as mailsettings_views
 from .views import message as message_views
 
 HERE = Path(__file__).resolve().parent
@@ -70,6 +71,12 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig_views.thunderbird),
     ("GET", "/mail/config-v1.1.xml", autoconfig_views.thunderbird),
     *(("POST", path, autoconfig_views.autodiscover) for path in autoconfig_views.AUTODISCOVER_PATHS),
+    # mail settings: out-of-office, rules, signature (issue 10 point 4)
+    ("GET", "/settings/mail", mailsettings_views.settings_page),
+    ("POST", "/settings/out-of-office", mailsettings_views.save_out_of_office),
+    ("POST", "/settings/rules", mailsettings_views.add_rule),
+    ("POST", "/settings/rules/change", mailsettings_views.change_rule),
+    ("POST", "/settings/signature", mailsettings_views.save_signature),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from aiohttp import web
@@ -9,6 +10,7 @@ from aiohttp import web
 from delivery.submit import Client, Submission
 from mailboxes.errors import StoreError
 from mailboxes.ingest import prepare
+from mailboxes.mailsettings import signature_for
 from mailboxes.model import Flag
 from mailboxes.offload import offload_if_large
 
@@ -39,6 +41,9 @@ async def form(request: web.Request) -> web.Response:
         draft = (compose.forward_draft(m.parsed, text, intro=intro) if mode == "forward"
                  else compose.reply_draft(account, m.parsed, text, mode=mode, intro=intro))
         source = (m.folder.name, m.meta.uid)
+    signature = await signature_for(request.app[WEBMAIL].mailboxes.settings, account)
+    if signature:  # RFC 3676 §4.3 delimiter; above the quote in a reply or forward
+        draft = dataclasses.replace(draft, body="\n\n-- \n" + signature + draft.body)
     return await _page(request, account, draft, mode, source)
 
 

@@ -1,0 +1,125 @@
+"""The local-delivery hook for per-account settings: each copy filed by its account's rules, then out-of-office replies.
+
+Implementation notes
+- Accounts with nothing set cost nothing: `MailSettings.active()` is a cached
+  set of ids, and when no recipient is in it the message is written exactly as
+  before (one Store.deliver, every copy into INBOX).
+- Copies with the same flags share one Delivery; several are written
+  concurrently, so the group committer still batches them.
+- A rule's folder that is gone (deleted, or never valid) does not lose the
+  copy: it is written to INBOX and the fall-back is logged.
+- Auto-replies are decided after the copies are committed, and sent from
+  tasks of their own through the one submit() path: a slow or failing reply
+  never delays or fails the delivery (failures are logged). At most
+  MAX_PENDING_REPLIES are in flight; beyond that a reply is skipped and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from mailboxes.blobs import PreparedMessage
+from mailboxes.errors import OverQuota
+from mailboxes.mailsettings import DeliverySettings
+from mailboxes.model import Account, AppendResult
+from mailboxes.service import Mailboxes
+from mailboxes.store import INBOX, Delivery
+
+from .autoreply import Head, Placement, build_reply, no_reply_reason, place, read_head
+
+log = logging.getLogger("postroom.personal")
+
+MAX_PENDING_REPLIES = 100  # auto-replies being sent at once (each is one submit())
+
+Send = Callable[[str, bytes], Awaitable[object]]  # (recipient, message) through submit() from <>
+
+
+class PersonalDelivery:
+    def __init__(self, mb: Mailboxes, *, clock: Callable[[], datetime], hostname: str, send: Send) -> None:
+        self.mb = mb
+        self.clock = clock
+        self.hostname = hostname
+        self.send = send
+        self._replies: set[asyncio.Task] = set()
+
+    async def write(self, prepared: PreparedMessage, accounts: list[Account], *, mail_from: str,
+                    queue_id: str) -> list[AppendResult | Exception]:
+        """Write each account's copy (durable when this returns): per account its AppendResult or the refusal."""
+        active = await self.mb.settings.active()
+        special = [a for a in accounts if a.id in active]
+        if not special:
+            result = await self.mb.store.deliver(Delivery(prepared, tuple((a, INBOX) for a in accounts)))
+            return list(result.results)
+        settings = await self.mb.settings.for_delivery(special)
+        head = read_head(prepared.raw)
+        placements = [place(settings[a.id].rules, head) if a.id in settings else Placement() for a in accounts]
+        results = await self._write(prepared, accounts, placements)
+        fallback = [i for i, (r, p) in enumerate(zip(results, placements))
+                    if isinstance(r, Exception) and not isinstance(r, OverQuota) and p.folder != INBOX]
+        for i in fallback:
+            log.warning("rule folder queue_id=%s account=%s folder=%r unusable (%s): delivered to INBOX",
+                        queue_id, accounts[i].address, placements[i].folder, results[i])
+        if fallback:
+            again = await self._write(prepared, [accounts[i] for i in fallback],
+                                      [Placement(INBOX, placements[i].flags, placements[i].keywords) for i in fallback])
+            for i, r in zip(fallback, again):
+                results[i] = r
+        for a, r in zip(accounts, results):
+            if a.id in settings and not isinstance(r, Exception):
+                self._answer(a, settings[a.id], head, mail_from, queue_id)
+        return results
+
+    async def _write(self, prepared: PreparedMessage, accounts: list[Account],
+                     placements: list[Placement]) -> list[AppendResult | Exception]:
+        groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+        for i, p in enumerate(placements):
+            groups.setdefault((p.flags, p.keywords), []).append(i)
+        jobs = [self.mb.store.deliver(Delivery(prepared, tuple((accounts[i], placements[i].folder) for i in idxs),
+                                               flags, keywords))
+                for (flags, keywords), idxs in groups.items()]
+        results: list[AppendResult | Exception] = [None] * len(accounts)  # type: ignore[list-item]
+        for idxs, out in zip(groups.values(), await asyncio.gather(*jobs)):
+            for i, r in zip(idxs, out.results):
+                results[i] = r
+        return results
+
+    # --- out of office (RFC 3834) ----------------------------------------------------------
+
+    def _answer(self, account: Account, ds: DeliverySettings, head: Head, mail_from: str, queue_id: str) -> None:
+        now = self.clock()
+        if not ds.ooo.active_at(now):
+            return
+        why = no_reply_reason(mail_from, head, ds)
+        if why is not None:
+            log.info("autoreply queue_id=%s account=%s to=<%s> skipped: %s", queue_id, account.address, mail_from, why)
+            return
+        if len(self._replies) >= MAX_PENDING_REPLIES:
+            log.warning("autoreply queue_id=%s account=%s skipped: %d replies in flight", queue_id,
+                        account.address, len(self._replies))
+            return
+        task = asyncio.get_running_loop().create_task(self._reply(account, ds, head, mail_from, queue_id, now))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def _reply(self, account: Account, ds: DeliverySettings, head: Head, to: str, queue_id: str,
+                     now: datetime) -> None:
+        try:
+            if not await self.mb.settings.claim_reply(account.id, to, ds.ooo.days, now):
+                log.info("autoreply queue_id=%s account=%s to=<%s> skipped: replied within %d days", queue_id,
+                         account.address, to, ds.ooo.days)
+                return
+            data = build_reply(account_address=account.address, display_name=account.display_name, to=to,
+                               subject=ds.ooo.subject, body=ds.ooo.body, head=head, hostname=self.hostname, now=now)
+            out = await self.send(to, data)
+            log.info("autoreply queue_id=%s account=%s to=<%s> sent: %s", queue_id, account.address, to,
+                     getattr(out, "queue_id", "-"))
+        except Exception:  # never the delivery's failure: it is committed already
+            log.exception("autoreply queue_id=%s account=%s to=<%s> failed", queue_id, account.address, to)
+
+    async def settle(self) -> None:
+        """Wait for the auto-replies in flight (tests, shutdown)."""
+        while self._replies:
+            await asyncio.gather(*list(self._replies), return_exceptions=True)

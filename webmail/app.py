@@ -27,6 +27,7 @@ from .views import compose as compose_views
 from .views import live as live_views
 from .views import mail as mail_views
 from .views import message as message_views
+from .views import readstatus as readstatus_views
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,6 +47,9 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/compose", compose_views.form),
     ("POST", "/compose", compose_views.send),
     ("GET", "/events", live_views.events),
+    # read status and recall (issue 10 point 5)
+    ("GET", "/readstatus/{id}", readstatus_views.status_json),
+    ("POST", "/readstatus/{id}/recall", readstatus_views.recall),
 )
 
 

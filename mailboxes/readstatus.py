@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, case, insert, select, update
 
 from . import schema as t
 from .db import Database
@@ -125,8 +125,9 @@ class ReadStatus:
         """After the delivery committed: the copies written get their time, the others are not tracked."""
         c = t.sent_copies.c
         async with self.db.write() as conn:
-            if written:
-                await conn.execute(update(t.sent_copies).where(c.id.in_(written)).values(delivered_at=when))
+            if written:  # a read may have been recorded already (the copy was readable at commit): not after it
+                await conn.execute(update(t.sent_copies).where(c.id.in_(written)).values(delivered_at=case(
+                    (and_(c.first_read_at.is_not(None), c.first_read_at < when), c.first_read_at), else_=when)))
             if not_written:
                 await conn.execute(t.sent_copies.delete().where(c.id.in_(not_written)))
 

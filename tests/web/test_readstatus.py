@@ -142,9 +142,15 @@ async def test_other_accounts_get_404_for_status_and_recall(web, client):
         assert r.status == 404
         r, _ = await other.post(f"/readstatus/{sent_id}/recall", {})  # and no CSRF token: refused first
         assert r.status == 403
+        # Opening it in the webmail is a read too (the store sets \Seen).
+        r, _ = await other.get("/message?folder=INBOX&uid=1")
+        assert r.status == 200
     finally:
         await other.close()
     assert _count(web, "carol") == 1
+    async with client.session.get(f"{client.base}/readstatus/{sent_id}") as resp:
+        [carol] = (await resp.json())["recipients"]
+    assert carol["address"] == "carol@city.test" and carol["read"]
 
 
 async def test_recall_of_an_unread_message_expunges_every_copy_and_idle_sees_it(web, client):

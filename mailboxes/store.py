@@ -13,11 +13,13 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import cleanup, identity, pgbus
 from . import schema as t
@@ -35,6 +37,8 @@ from .model import (
 )
 from .partitions import Router
 from .readstatus import ReadStatus
+
+log = logging.getLogger("postroom.store")
 
 INBOX = "INBOX"
 DELIMITER = "/"
@@ -785,7 +789,10 @@ class Store:
         if changed_metas:
             self.bus.publish(ref, FolderChanged(ref, hm, "flags"))
         if read_now:  # committed: the first read of a colleague's copy (none read for untracked mail)
-            await self.readstatus.mark_read(read_now, self.clock())
+            try:
+                await self.readstatus.mark_read(read_now, self.clock())
+            except (SQLAlchemyError, OSError) as exc:  # the flags are stored; the client must hear so
+                log.warning("read status of %d copies not recorded: %s", len(read_now), exc)
         return changed_metas, sorted(failed)
 
     async def expunge(self, ref: FolderRef, uids: Iterable[int] | None = None, *,

@@ -46,17 +46,24 @@ class PersonalDelivery:
         self._replies: set[asyncio.Task] = set()
 
     async def write(self, prepared: PreparedMessage, accounts: list[Account], *, mail_from: str,
-                    queue_id: str) -> list[AppendResult | Exception]:
-        """Write each account's copy (durable when this returns): per account its AppendResult or the refusal."""
+                    queue_id: str, tracks: dict[int, int] | None = None) -> list[AppendResult | Exception]:
+        """Write each account's copy (durable when this returns): per account its AppendResult or the refusal.
+
+        ``tracks``: account id -> its read-status copy id (mailboxes/readstatus.py), carried by the
+        copy into whatever folder a rule chooses.
+        """
+        tracks = tracks or {}
         active = await self.mb.settings.active()
         special = [a for a in accounts if a.id in active]
         if not special:
-            result = await self.mb.store.deliver(Delivery(prepared, tuple((a, INBOX) for a in accounts)))
+            result = await self.mb.store.deliver(Delivery(
+                prepared, tuple((a, INBOX) for a in accounts),
+                tracks=tuple(tracks.get(a.id) for a in accounts) if tracks else ()))
             return list(result.results)
         settings = await self.mb.settings.for_delivery(special)
         head = read_head(prepared.raw)
         placements = [place(settings[a.id].rules, head) if a.id in settings else Placement() for a in accounts]
-        results = await self._write(prepared, accounts, placements)
+        results = await self._write(prepared, accounts, placements, tracks)
         fallback = [i for i, (r, p) in enumerate(zip(results, placements))
                     if isinstance(r, Exception) and not isinstance(r, OverQuota) and p.folder != INBOX]
         for i in fallback:
@@ -64,7 +71,8 @@ class PersonalDelivery:
                         queue_id, accounts[i].address, placements[i].folder, results[i])
         if fallback:
             again = await self._write(prepared, [accounts[i] for i in fallback],
-                                      [Placement(INBOX, placements[i].flags, placements[i].keywords) for i in fallback])
+                                      [Placement(INBOX, placements[i].flags, placements[i].keywords) for i in fallback],
+                                      tracks)
             for i, r in zip(fallback, again):
                 results[i] = r
         for a, r in zip(accounts, results):
@@ -73,12 +81,13 @@ class PersonalDelivery:
         return results
 
     async def _write(self, prepared: PreparedMessage, accounts: list[Account],
-                     placements: list[Placement]) -> list[AppendResult | Exception]:
+                     placements: list[Placement], tracks: dict[int, int]) -> list[AppendResult | Exception]:
         groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for i, p in enumerate(placements):
             groups.setdefault((p.flags, p.keywords), []).append(i)
         jobs = [self.mb.store.deliver(Delivery(prepared, tuple((accounts[i], placements[i].folder) for i in idxs),
-                                               flags, keywords))
+                                               flags, keywords,
+                                               tracks=tuple(tracks.get(accounts[i].id) for i in idxs) if tracks else ()))
                 for (flags, keywords), idxs in groups.items()]
         results: list[AppendResult | Exception] = [None] * len(accounts)  # type: ignore[list-item]
         for idxs, out in zip(groups.values(), await asyncio.gather(*jobs)):

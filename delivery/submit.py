@@ -41,6 +41,8 @@ from mailboxes.directory import Resolution
 from mailboxes.errors import InvalidInput, NotFound, OverQuota, StoreError
 from mailboxes.headers import header_problem, originator, without_fields
 from mailboxes.ingest import prepare
+from mailboxes.mime import ParsedMessage
+from mailboxes.readstatus import normalise_message_id
 from mailboxes.offload import offload, offload_if_large
 from mailboxes.model import Account, Group
 from mailboxes.service import Mailboxes
@@ -344,7 +346,7 @@ class Submitter:
         out = await self.deliver(queue_id=qid, mail_from=sub.mail_from, recipients=tuple(rcpts),
                                  data=stamp + sub.data, origin=sub.origin,
                                  submitter=sub.account.address if sub.account else None,
-                                 sign_domain=header_from_domain(sub.data))
+                                 sign_domain=header_from_domain(sub.data), tracked_by=sub.account)
         if refused:
             out = Outcome(out.queue_id, out.reply, out.delivered, out.queued, tuple(refused) + out.refused)
         return self._logged(sub, out)
@@ -373,8 +375,13 @@ class Submitter:
     # --- the commit point -------------------------------------------------------------
 
     async def deliver(self, *, queue_id: str, mail_from: str, recipients: tuple[str, ...], data: bytes,
-                      origin: str, submitter: str | None = None, sign_domain: str | None = None) -> Outcome:
-        """Expand, write local copies, queue the rest; durable when it returns (see module notes)."""
+                      origin: str, submitter: str | None = None, sign_domain: str | None = None,
+                      tracked_by: Account | None = None) -> Outcome:
+        """Expand, write local copies, queue the rest; durable when it returns (see module notes).
+
+        ``tracked_by``: the local account that submitted it; its colleagues' copies get a read
+        status (mailboxes.readstatus), recorded in the store only, never in the message.
+        """
         domains = await self.directory.local_domains()
         local: dict[int, Account] = {}
         remote: dict[str, str] = {}
@@ -394,7 +401,15 @@ class Submitter:
             accounts = list(local.values())
             final = with_return_path(data, mail_from)
             prepared = await offload_if_large(len(final), prepare, final)
-            results = await self.personal.write(prepared, accounts, mail_from=mail_from, queue_id=queue_id)
+            tracks = await self._start_tracking(tracked_by, accounts, prepared, queue_id)
+            results = await self.personal.write(prepared, accounts, mail_from=mail_from, queue_id=queue_id,
+                                                tracks=tracks)
+            if tracks:
+                await self.mb.store.readstatus.delivered(
+                    [tracks[a.id] for a, r in zip(accounts, results) if a.id in tracks
+                     and not isinstance(r, Exception)],
+                    [tracks[a.id] for a, r in zip(accounts, results) if a.id in tracks
+                     and isinstance(r, Exception)], self.clock())
             for acct, r in zip(accounts, results):
                 if not isinstance(r, Exception):
                     delivered += 1
@@ -419,6 +434,19 @@ class Submitter:
         if failed:
             await self.bounce(queue_id, mail_from, data, failed)
         return Outcome(queue_id, ok_queued(queue_id), delivered, len(queued), tuple(failed))
+
+    async def _start_tracking(self, sender: Account | None, accounts: list[Account], prepared,
+                              queue_id: str) -> dict[int, int]:
+        """Read-status rows for the sender's colleagues (not the sender's own copy); account id -> track id."""
+        colleagues = [a for a in accounts if sender is not None and a.id != sender.id]
+        if not colleagues:
+            return {}
+        env = ParsedMessage.from_json(prepared.parsed_json).envelope
+        message_id = normalise_message_id(env.message_id)
+        if message_id is None:
+            return {}
+        return await self.mb.store.readstatus.start(sender, message_id, queue_id, env.subject_decoded.strip(),
+                                                    colleagues, self.clock())
 
     async def deliver_local(self, address: str, data: bytes, mail_from: str = "") -> Reply | None:
         """The worker's local retry of one account: None when written, else why not."""

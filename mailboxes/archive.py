@@ -140,7 +140,8 @@ async def _copy_batch(store: Store, target, target_name: str, home: str, acct: A
         first = f.uidnext - n
         await conn.execute(insert(t.messages), [
             {"folder_id": fid, "uid": first + i, "modseq": f.highestmodseq, "flags": r.flags,
-             "keywords": r.keywords, "internal_date": to_utc(_aware(r.internal_date)), "size": r.size, "blob_id": bid}
+             "keywords": r.keywords, "internal_date": to_utc(_aware(r.internal_date)), "size": r.size, "blob_id": bid,
+             "track_id": r.track_id}  # recall still finds an archived copy (readstatus.py)
             for i, (r, bid) in enumerate(zip(todo, blob_ids))])
         await conn.execute(insert(t.archive_imports), [
             {"source": home, "source_message_id": r.id, "folder_id": fid, "uid": first + i}

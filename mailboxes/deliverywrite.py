@@ -54,6 +54,7 @@ class Delivery:
     flags: int = 0
     keywords: tuple[str, ...] = ()
     internal_date: datetime | None = None
+    tracks: tuple[int | None, ...] = ()  # per target: its read-status copy id (readstatus.py); empty: none
 
 
 class StaleCache(Exception):
@@ -126,7 +127,7 @@ def write_batch(conn: Connection, blocking: Blocking, b: Batch, files: BlobDirec
     for d, bid, prow, when in zip(b.deliveries, blob_ids, plan, b.internal_dates):
         res_row: list[AppendResult | Exception] = []
         keywords = " ".join(d.keywords)
-        for item in prow:
+        for j, item in enumerate(prow):
             if isinstance(item, Exception):
                 res_row.append(item)
                 continue
@@ -134,7 +135,8 @@ def write_batch(conn: Connection, blocking: Blocking, b: Batch, files: BlobDirec
             uid = alloc[fid][0]
             alloc[fid][0] += 1
             rows_in.append({"folder_id": fid, "uid": uid, "modseq": alloc[fid][1], "flags": d.flags,
-                            "keywords": keywords, "internal_date": when, "size": d.message.size, "blob_id": bid})
+                            "keywords": keywords, "internal_date": when, "size": d.message.size, "blob_id": bid,
+                            "track_id": d.tracks[j] if d.tracks else None})
             res_row.append(AppendResult(uidv, uid, FolderRef(b.partition, fid, uidv)))
         out.append(res_row)
     if rows_in:

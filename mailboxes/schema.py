@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # Two metadata objects: the central database carries both, a department or
@@ -269,6 +270,37 @@ autoreply_sent = Table(
     Column("replied_at", DateTime(timezone=True), nullable=False),
 )
 
+# Read status inside the organisation (issue 10 point 5, mailboxes/readstatus.py): a message a local
+# account submitted, and one row per colleague's copy delivered on this server. Central, so the
+# sender's side finds them whichever partitions the recipients' mail lives in; the copies carry
+# the row's id in messages.track_id, so a STORE that sets \Seen knows what to record.
+sent_messages = Table(
+    "sent_messages",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("sender_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", String(998), nullable=False),  # the Message-ID field, as the Sent copy has it
+    Column("queue_id", String(32), nullable=False),
+    Column("subject", String(255), nullable=False, default=""),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("recalled_at", DateTime(timezone=True), nullable=True),
+    Index("ix_sent_messages_sender", "sender_id", "message_id"),
+    **NEVER_REUSED,
+)
+
+sent_copies = Table(
+    "sent_copies",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("sent_id", ID, ForeignKey("sent_messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("first_read_at", DateTime(timezone=True), nullable=True),
+    Column("recalled_at", DateTime(timezone=True), nullable=True),
+    **NEVER_REUSED,
+)
+
 # Which partitions hold an account's folders besides its home partition
 # (year archives); the router consults it when listing folders.
 mail_locations = Table(
@@ -367,10 +399,16 @@ messages = Table(
     Column("internal_date", DateTime(timezone=True), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("blob_id", ID, ForeignKey("blobs.id"), nullable=False, index=True),
+    # A colleague's copy whose reading is tracked: the sent_copies row id (central database), read
+    # with the flags so that a STORE on untracked messages costs nothing more (readstatus.py).
+    Column("track_id", BigInteger, nullable=True),
     UniqueConstraint("folder_id", "uid", name="uq_message_uid"),
     Index("ix_messages_modseq", "folder_id", "modseq"),
     # The webmail's list is by arrival date: a page is an index range, not a sort of the folder.
     Index("ix_messages_date", "folder_id", "internal_date", "uid"),
+    # Recall finds every copy of a tracked message, in whatever folder it was moved to.
+    Index("ix_messages_track", "track_id", sqlite_where=text("track_id IS NOT NULL"),
+          postgresql_where=text("track_id IS NOT NULL")),
     **NEVER_REUSED,
 )
 

@@ -13,11 +13,13 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import cleanup, identity, pgbus
 from . import schema as t
@@ -34,6 +36,9 @@ from .model import (
     MessageMeta, Quota,
 )
 from .partitions import Router
+from .readstatus import ReadStatus
+
+log = logging.getLogger("postroom.store")
 
 INBOX = "INBOX"
 DELIMITER = "/"
@@ -130,6 +135,7 @@ class Store:
         self._committers: dict[str, GroupCommitter] = {}
         self._folder_cache = FolderCache()
         self.node = pgbus.new_node_id()
+        self.readstatus = ReadStatus(router.central)
         self._relays: dict[str, pgbus.Relay] = {}
         for name, db in router.opened().items():
             self._watch(name, db)
@@ -641,7 +647,8 @@ class Store:
         for part, idxs in by_part.items():
             db = await self._db(part)
             sub = Delivery(delivery.message, tuple(delivery.targets[i] for i in idxs), delivery.flags,
-                           delivery.keywords, delivery.internal_date)
+                           delivery.keywords, delivery.internal_date,
+                           tuple(delivery.tracks[i] for i in idxs) if delivery.tracks else ())
             jobs.append((idxs, self._committer(part, db).submit(sub)))
         for idxs, job in jobs:
             part_results = await job
@@ -651,13 +658,17 @@ class Store:
 
     async def append(self, account: Account, folder: str | FolderRef, message: PreparedMessage, *,
                      flags: int = 0, keywords: Iterable[str] = (),
-                     internal_date: datetime | None = None) -> AppendResult:
-        """IMAP APPEND / import: one message into one folder; raises the StoreError on refusal."""
+                     internal_date: datetime | None = None, track: int | None = None) -> AppendResult:
+        """IMAP APPEND / import: one message into one folder; raises the StoreError on refusal.
+
+        ``track``: a copy of a tracked message (readstatus.py) keeps its id (COPY across partitions).
+        """
         if isinstance(folder, FolderRef):
             name = (await self.folder_by_ref(folder)).name
         else:
             name = folder
-        res = await self.deliver(Delivery(message, ((account, name),), flags, tuple(keywords), internal_date))
+        res = await self.deliver(Delivery(message, ((account, name),), flags, tuple(keywords), internal_date,
+                                          (track,) if track is not None else ()))
         r = res.results[0]
         if isinstance(r, Exception):
             raise r
@@ -733,6 +744,7 @@ class Store:
                 raise NotFound("folder no longer exists")
             where = and_(c.folder_id == ref.id, uid_condition(uids))
             failed: list[int] = []
+            read_now: list[int] = []  # tracked copies (readstatus.py) this STORE makes \Seen
             if unchanged_since is not None:
                 failed = list((await conn.execute(select(c.uid).where(and_(where, c.modseq > unchanged_since))))
                               .scalars().all())
@@ -744,11 +756,14 @@ class Store:
                 else:
                     new, changed = c.flags.op("&")(~flags & 0xFF), (c.flags.op("&")(flags)) != 0
                 rows = (await conn.execute(update(t.messages).where(and_(where, changed))
-                                           .values(flags=new, modseq=hm).returning(*self._meta_cols))).all()
-                changed_metas = [_meta(r) for r in rows]
+                                           .values(flags=new, modseq=hm)
+                                           .returning(*self._meta_cols, c.track_id))).all()
+                changed_metas = [_meta(r[:7]) for r in rows]
+                if mode == "add" and flags & Flag.SEEN:  # rows that changed and may just have become \Seen
+                    read_now = [r.track_id for r in rows if r.track_id is not None]
             else:
                 changed_metas = []
-                current = (await conn.execute(select(c.id, *self._meta_cols).where(where))).all()
+                current = (await conn.execute(select(c.id, c.track_id, *self._meta_cols).where(where))).all()
                 updates = []
                 for r in current:
                     kw = frozenset(r.keywords.split()) if r.keywords else frozenset()
@@ -758,6 +773,8 @@ class Store:
                         nf, nk = r.flags & ~flags, kw - keywords
                     else:
                         nf, nk = flags, keywords
+                    if nf & Flag.SEEN and not r.flags & Flag.SEEN and r.track_id is not None:
+                        read_now.append(r.track_id)
                     if nf != r.flags or nk != kw:
                         updates.append({"b_id": r.id, "flags": nf, "keywords": " ".join(sorted(nk)), "modseq": hm})
                         changed_metas.append(MessageMeta(r.uid, hm, nf, nk, _aware(r.internal_date), r.size,
@@ -771,6 +788,11 @@ class Store:
         changed_metas.sort(key=lambda m: m.uid)
         if changed_metas:
             self.bus.publish(ref, FolderChanged(ref, hm, "flags"))
+        if read_now:  # committed: the first read of a colleague's copy (none read for untracked mail)
+            try:
+                await self.readstatus.mark_read(read_now, self.clock())
+            except (SQLAlchemyError, OSError) as exc:  # the flags are stored; the client must hear so
+                log.warning("read status of %d copies not recorded: %s", len(read_now), exc)
         return changed_metas, sorted(failed)
 
     async def expunge(self, ref: FolderRef, uids: Iterable[int] | None = None, *,
@@ -779,17 +801,38 @@ class Store:
 
         ``deleted_only=False`` removes the `uids` whatever their flags (MOVE's second half).
         """
+        c = t.messages.c
+        where = c.folder_id == ref.id
+        if deleted_only or uids is None:
+            where = and_(where, c.flags.op("&")(int(Flag.DELETED)) != 0)
+        if uids is not None:
+            uids = list(uids)
+            if not uids:
+                return []
+            where = and_(where, uid_condition(uids))
+        return sorted(g.uid for g in await self._remove(ref, where))
+
+    async def expunge_tracked(self, account: Account, track: int) -> tuple[int, bool]:
+        """Remove every copy of a tracked message (readstatus.py) from the account's folders, in all its
+        partitions; returns (copies removed, whether any had \\Seen when it was removed)."""
+        c = t.messages.c
+        removed, seen = 0, False
+        for part in await self.partitions_of(account):
+            db = await self._db(part)
+            async with db.read() as conn:
+                fids = (await conn.execute(select(c.folder_id).where(c.track_id == track).distinct()
+                                           .order_by(c.folder_id))).scalars().all()
+            for fid in fids:
+                gone = await self._remove(FolderRef(part, fid), and_(c.folder_id == fid, c.track_id == track))
+                removed += len(gone)
+                seen = seen or any(g.flags & Flag.SEEN for g in gone)
+        return removed, seen
+
+    async def _remove(self, ref: FolderRef, where) -> list:
+        """Delete the messages `where` names from one folder: tombstones, usage, bodies, the EXPUNGE event."""
         db = await self._db(ref.partition)
         c = t.messages.c
         async with db.write() as conn:
-            where = c.folder_id == ref.id
-            if deleted_only or uids is None:
-                where = and_(where, c.flags.op("&")(int(Flag.DELETED)) != 0)
-            if uids is not None:
-                uids = list(uids)
-                if not uids:
-                    return []
-                where = and_(where, uid_condition(uids))
             if (await conn.execute(select(c.uid).where(where).limit(1))).first() is None:
                 return []
             hm = (await conn.execute(update(t.folders).where(identity.names_folder(ref))
@@ -800,7 +843,7 @@ class Store:
             # The rows actually deleted (after the folder lock) are what the tombstones,
             # the usage and the blob check follow, not an earlier read.
             gone = (await conn.execute(delete(t.messages).where(where)
-                                       .returning(c.uid, c.size, c.blob_id))).all()
+                                       .returning(c.uid, c.size, c.blob_id, c.flags))).all()
             if gone:
                 await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid,
                                                          "modseq": hm.highestmodseq} for g in gone])
@@ -809,7 +852,7 @@ class Store:
             ev = await self._announce(conn, FolderChanged(ref, hm.highestmodseq, "expunge"))
         self.bus.publish(ref, ev)
         await cleanup.finish(db, self.files(ref.partition), released)
-        return sorted(g.uid for g in gone)
+        return gone
 
     async def copy(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
                    ) -> tuple[int, list[tuple[int, int]]]:
@@ -825,6 +868,8 @@ class Store:
             return await self._copy_same(account, src, metas, dest)
         raws = await self.raw_many(src.partition, [m.blob_id for m in metas])
         parsed = await self.parsed(src.partition, [m.blob_id for m in metas])
+        async with (await self._db(src.partition)).read() as conn:
+            tracks = await self._tracks(conn, src, metas)
         from .ingest import prepare_stored
         pairs = []
         uidv = 0
@@ -832,10 +877,18 @@ class Store:
         for m in metas:
             pm = prepare_stored(raws[m.blob_id], parsed[m.blob_id])
             r = await self.append(account, dest_folder.name, pm, flags=m.flags, keywords=m.keywords,
-                                  internal_date=m.internal_date)
+                                  internal_date=m.internal_date, track=tracks.get(m.uid))
             uidv = r.uidvalidity
             pairs.append((m.uid, r.uid))
         return uidv, pairs
+
+    @staticmethod
+    async def _tracks(conn, src: FolderRef, metas: list[MessageMeta]) -> dict[int, int]:
+        """UID -> read-status copy id of the tracked messages among `metas` (a copy keeps it: readstatus.py)."""
+        c = t.messages.c
+        rows = await conn.execute(select(c.uid, c.track_id).where(and_(
+            c.folder_id == src.id, c.track_id.is_not(None), uid_condition(m.uid for m in metas))))
+        return {r.uid: r.track_id for r in rows}
 
     async def _copy_same(self, account: Account, src: FolderRef, metas: list[MessageMeta], dest: FolderRef
                          ) -> tuple[int, list[tuple[int, int]]]:
@@ -852,6 +905,7 @@ class Store:
                 return (await conn.execute(select(t.folders.c.uidvalidity)
                                            .where(identity.names_folder(dest)))).scalar() or 0, []
             size = sum(m.size for m in metas)
+            tracks = await self._tracks(conn, src, metas)
             owner = (await conn.execute(select(t.folders.c.account_id).where(identity.names_folder(dest)))).scalar()
             if owner is None:
                 raise NotFound("destination folder no longer exists")
@@ -872,7 +926,7 @@ class Store:
                 await conn.execute(insert(t.messages), [
                     {"folder_id": dest.id, "uid": first + i, "modseq": r.highestmodseq, "flags": m.flags,
                      "keywords": " ".join(sorted(m.keywords)), "internal_date": to_utc(m.internal_date),
-                     "size": m.size, "blob_id": m.blob_id}
+                     "size": m.size, "blob_id": m.blob_id, "track_id": tracks.get(m.uid)}
                     for i, m in enumerate(metas[k:k + COPY_CHUNK], k)])
             await self._add_usage(conn, owner, size, len(metas))
             ev = await self._announce(conn, FolderChanged(dest, r.highestmodseq, "append"))

@@ -21,6 +21,7 @@ from .. import i18n, render
 from ..context import LOCALE, WEBMAIL
 from ..sessions import require_account
 from .mail import folder_href, folder_label, folder_tree, message_href
+from .readstatus import panel as readstatus_panel
 
 MAX_UID = 0xFFFFFFFF  # RFC 3501 §2.3.1.1: UIDs are 32-bit
 
@@ -99,7 +100,8 @@ async def read(request: web.Request) -> web.Response:
                       a.content_type, a.size) for a in m.parsed.attachments],
         part_href=lambda path: "/message/part?" + _query({**base, "part": path}),
         back_href=folder_href(m.folder.name),
-        compose_href=lambda mode: "/compose?" + _query({**base, "mode": mode}), targets=[e for e in tree if e.name != m.folder.name])
+        compose_href=lambda mode: "/compose?" + _query({**base, "mode": mode}), targets=[e for e in tree if e.name != m.folder.name],
+        readstatus=await readstatus_panel(request, account, m.folder.special_use, env.message_id))
 
 
 def _query(values: dict) -> str:

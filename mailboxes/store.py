@@ -377,9 +377,8 @@ class Store:
                 raise NotFound("folder deleted")
             if read_only or last >= top:
                 return min(int(last), top)
-            async with db.write() as conn:
-                done = (await conn.execute(update(t.folders).where(and_(
-                    t.folders.c.id == ref.id, col == last)).values(recent_uid=top))).rowcount
+            claim = update(t.folders).where(and_(t.folders.c.id == ref.id, col == last)).values(recent_uid=top)
+            done = await db.write_sync(lambda conn, _blocking: conn.execute(claim).rowcount)  # one thread hop
             if done == 1:
                 return int(last)
         return top  # lost every round: others took them
@@ -430,15 +429,11 @@ class Store:
 
     async def listing(self, ref: FolderRef) -> Listing:
         """The folder row, its \\Recent mark and all its messages in UID order, read together (SELECT)."""
-        db = await self._db(ref.partition)
-        async with db.read() as conn:
-            return await read_listing(conn, db.dialect, ref, lambda r: _folder(ref.partition, r))
+        return await read_listing(await self._db(ref.partition), ref, lambda r: _folder(ref.partition, r))
 
     async def folder_changes(self, ref: FolderRef, modseq: int) -> FolderChanges:
         """The folder row and \\Recent mark with changes_since(modseq), read together (a SELECT of a known folder)."""
-        db = await self._db(ref.partition)
-        async with db.read() as conn:
-            return await read_changes(conn, db.dialect, ref, modseq, lambda r: _folder(ref.partition, r))
+        return await read_changes(await self._db(ref.partition), ref, modseq, lambda r: _folder(ref.partition, r))
 
     async def message_page(self, ref: FolderRef, *, offset: int, limit: int, newest_first: bool = True,
                            uids: Iterable[int] | None = None) -> list[MessageMeta]:

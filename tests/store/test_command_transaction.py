@@ -1,4 +1,4 @@
-"""IMAP STORE and EXPUNGE each write in one transaction: one hand-off to SQLite's writer thread, the event after the commit."""
+"""IMAP STORE, EXPUNGE and SELECT's reads and \\Recent claim: one transaction each, one hand-off to SQLite's thread, events after the commit."""
 
 from __future__ import annotations
 
@@ -81,3 +81,23 @@ async def test_expunge_frees_the_blobs_no_message_refers_to(mb):
     await mb.store.store_flags(ref, [1, 2, 3, 4], "add", int(Flag.DELETED))
     assert await mb.store.expunge(ref) == [1, 2, 3, 4]
     assert await mb.store.raw_many(ref.partition, [m.blob_id for m in metas]) == {}
+
+
+async def test_a_select_reads_its_folder_in_one_hand_off_and_claims_recent_in_another(mb, hops):
+    if mb.store.router.central.dialect != "sqlite":
+        pytest.skip("asyncpg has no driver thread")
+    _, ref = await _inbox_of_four(mb)
+    await mb.store.listing(ref)  # the reader pool's connection is opened (its pragmas are hops of their own)
+    hops[0] = 0
+    listing = await mb.store.listing(ref)
+    assert [m.uid for m in listing.metas] == [1, 2, 3, 4] and listing.recent_uid == 0
+    assert hops[0] <= 2  # the read in the connection's thread, and the pool's reset when it goes back
+    hops[0] = 0
+    assert await mb.store.claim_recent(ref, 4, mark=listing.recent_uid) == 0
+    assert hops[0] == 1
+    assert await mb.store.claim_recent(ref, 4) == 4  # another session: nothing left to claim
+    await mb.store.store_flags(ref, [3], "add", int(Flag.SEEN))
+    hops[0] = 0
+    changes = await mb.store.folder_changes(ref, listing.folder.highestmodseq)
+    assert [m.uid for m in changes.changes.changed] == [3] and changes.recent_uid == 4
+    assert hops[0] <= 2

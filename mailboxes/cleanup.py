@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, exists, func, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
@@ -74,7 +75,7 @@ def empty_parse() -> str:
     return prepare(b"").parsed_json
 
 
-async def _delete_rows(conn: AsyncConnection, ids: list[int]) -> int:
+def _delete_rows(conn: Connection, ids: list[int]) -> int:
     """Delete blob rows (and their search rows); returns how many contents were removed.
 
     Caches key on (partition, blob id) and take ids never to be reused: PostgreSQL's
@@ -83,8 +84,8 @@ async def _delete_rows(conn: AsyncConnection, ids: list[int]) -> int:
     if conn.dialect.name == "sqlite":  # FTS5 has no foreign key; PostgreSQL's search tables cascade
         listed = ",".join(map(str, ids))
         for table in ("blob_fts", substring.TABLE):  # the word index and the substring index
-            await conn.execute(text(f"DELETE FROM {table} WHERE rowid IN ({listed})"))
-    await conn.execute(t.blobs.delete().where(t.blobs.c.id.in_(ids)))
+            conn.execute(text(f"DELETE FROM {table} WHERE rowid IN ({listed})"))
+    conn.execute(t.blobs.delete().where(t.blobs.c.id.in_(ids)))
     return len(ids)
 
 
@@ -94,6 +95,11 @@ def _unreferenced():
 
 async def collect(conn: AsyncConnection, blob_ids, *, wait: bool = False) -> Released:
     """Delete the blobs among `blob_ids` that no message refers to (call inside the writing transaction)."""
+    return await conn.run_sync(collect_sync, blob_ids, wait=wait)
+
+
+def collect_sync(conn: Connection, blob_ids, *, wait: bool = False) -> Released:
+    """`collect` on a synchronous connection (a Database.write_sync function)."""
     out = Released()
     ids = sorted(set(blob_ids))
     pg = conn.dialect.name == "postgresql"
@@ -102,16 +108,16 @@ async def collect(conn: AsyncConnection, blob_ids, *, wait: bool = False) -> Rel
         if pg:
             q = select(t.blobs.c.id).where(t.blobs.c.id.in_(chunk)).order_by(t.blobs.c.id)
             q = q.with_for_update() if wait else q.with_for_update(skip_locked=True)
-            locked = set((await conn.execute(q)).scalars().all())
+            locked = set(conn.execute(q).scalars().all())
             out.skipped += [b for b in chunk if b not in locked]
             chunk = sorted(locked)
             if not chunk:
                 continue
-        rows = (await conn.execute(select(t.blobs.c.id, t.blobs.c.sha256, t.blobs.c.data.is_(None).label("in_dir"))
-                                   .where(and_(t.blobs.c.id.in_(chunk), _unreferenced())))).all()
+        rows = conn.execute(select(t.blobs.c.id, t.blobs.c.sha256, t.blobs.c.data.is_(None).label("in_dir"))
+                            .where(and_(t.blobs.c.id.in_(chunk), _unreferenced()))).all()
         if not rows:
             continue
-        out.deleted += await _delete_rows(conn, [r.id for r in rows])
+        out.deleted += _delete_rows(conn, [r.id for r in rows])
         out.files += [bytes(r.sha256) for r in rows if r.in_dir]
     return out
 

@@ -90,8 +90,8 @@ class Database:
     url: str
     writer: AsyncEngine
     reader: AsyncEngine
-    # SQLite: the sync engine over the writer's own sqlite3 connection (write_sync), with that connection.
-    _bound: tuple[sqlite3.Connection, Engine] | None = field(default=None, repr=False)
+    # SQLite: a sync engine over each pooled sqlite3 connection that write_sync or read_sync used, by id().
+    _bound: dict[int, tuple[sqlite3.Connection, Engine]] = field(default_factory=dict, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -113,20 +113,38 @@ class Database:
         if self.dialect != "sqlite":
             async with self.write() as conn:
                 return await conn.run_sync(fn, run_off_loop)
-        async with self.writer.connect() as aconn:
+        return await self._in_thread(self.writer, lambda conn: fn(conn, run_here), immediate=True)
+
+    async def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` as one read transaction, on SQLite whole in a reader connection's thread.
+
+        A read of several statements (a folder row, then its messages) is then one thread
+        hop instead of several per statement; on PostgreSQL it runs under ``run_sync``
+        (``fn`` may use ``sqlalchemy.util.await_only`` on the driver there).
+        """
+        if self.dialect != "sqlite":
+            async with self.read() as conn:
+                return await conn.run_sync(fn)
+        return await self._in_thread(self.reader, fn, immediate=False)
+
+    async def _in_thread(self, engine: AsyncEngine, fn: Callable[[Connection], T], *, immediate: bool) -> T:
+        async with engine.connect() as aconn:
             raw = await aconn.get_raw_connection()
             driver = raw.driver_connection  # aiosqlite.Connection; its thread owns the sqlite3 connection
             # aiosqlite has no public "run this in your thread"; _execute is what its own methods use.
-            return await driver._execute(self._in_writer_thread, driver._conn, fn)
+            return await driver._execute(self._run_bound, driver._conn, fn, immediate)
 
-    def _in_writer_thread(self, raw: sqlite3.Connection, fn: Callable[[Connection, Blocking], T]) -> T:
-        if self._bound is None or self._bound[0] is not raw:
-            # The pragmas were set when the async engine opened `raw`; only BEGIN IMMEDIATE is ours to add.
+    def _run_bound(self, raw: sqlite3.Connection, fn: Callable[[Connection], T], immediate: bool) -> T:
+        bound = self._bound.get(id(raw))
+        if bound is None or bound[0] is not raw:
+            # The pragmas were set when the async engine opened `raw`; only the BEGIN is ours to add.
+            if len(self._bound) > SQLITE_READ_POOL + 1:
+                self._bound.clear()  # connections the pools replaced: made again on their next use
             engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
-            _begin_with(engine, immediate=True)
-            self._bound = (raw, engine)
-        with self._bound[1].begin() as conn:
-            return fn(conn, run_here)
+            _begin_with(engine, immediate=immediate)
+            bound = self._bound[id(raw)] = (raw, engine)
+        with bound[1].begin() as conn:
+            return fn(conn)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

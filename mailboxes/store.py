@@ -31,6 +31,9 @@ from .directory import Directory
 from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota
 from .groupcommit import GroupCommitter
 from .listing import FolderChanges, Listing, read_changes, read_listing
+from .messagewrite import META_COLS, meta as _meta, remove_sync, store_flags_sync, uid_condition
+from .messagewrite import aware as _aware
+from .messagewrite import uid_ranges as _uid_ranges
 from .model import (
     SPECIAL_USE_FOLDERS, Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
     MessageMeta, Quota,
@@ -53,19 +56,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(d: datetime | str) -> datetime:
-    """Stored times are UTC; SQLite hands them back naive (or as text on the fast path)."""
-    if isinstance(d, str):
-        d = datetime.fromisoformat(d)
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
-
-
 def to_utc(d: datetime) -> datetime:
     """Normalise before storing: SQLite's DateTime keeps no offset, so store UTC everywhere."""
     return d.astimezone(timezone.utc) if d.tzinfo else d.replace(tzinfo=timezone.utc)
-
-
-_NO_KEYWORDS: frozenset[str] = frozenset()
 
 
 def normalise_folder_name(name: str) -> str:
@@ -83,38 +76,13 @@ def normalise_folder_name(name: str) -> str:
     return DELIMITER.join(parts)
 
 
-def _meta(r) -> MessageMeta:
-    uid, modseq, flags, kw, when, size, blob_id = r
-    return MessageMeta(uid, modseq, flags, frozenset(kw.split()) if kw else _NO_KEYWORDS, _aware(when), size,
-                       blob_id)
-
-
 def _folder(partition: str, r, read_only: bool = False) -> Folder:
     return Folder(FolderRef(partition, r.id, r.uidvalidity, r.account_id), r.account_id, r.name, r.uidvalidity, r.uidnext,
                   r.highestmodseq, r.special_use, read_only)
 
 
-def _uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for u in sorted(set(uids)):
-        if out and u == out[-1][1] + 1:
-            out[-1] = (out[-1][0], u)
-        else:
-            out.append((u, u))
-    return out
-
-
 PAGE_UID_RANGES = 200  # a message_page UID set in more ranges than this is filtered while reading instead of in SQL
 # (SQLite refuses expressions deeper than 1000; a search hit in every other message is 5,000 ranges)
-
-
-def uid_condition(uids: Iterable[int]):
-    """A WHERE clause for a UID set, as ranges (a STORE on 1:* is one BETWEEN, not 10,000 values)."""
-    ranges = _uid_ranges(uids)
-    singles = [a for a, b in ranges if a == b]
-    spans = [t.messages.c.uid.between(a, b) for a, b in ranges if a != b]
-    conds = spans + ([t.messages.c.uid.in_(singles)] if singles else [])
-    return or_(*conds) if conds else text("1 = 0")
 
 
 @dataclass(frozen=True)
@@ -415,9 +383,8 @@ class Store:
                 raise NotFound("folder deleted")
             if read_only or last >= top:
                 return min(int(last), top)
-            async with db.write() as conn:
-                done = (await conn.execute(update(t.folders).where(and_(
-                    t.folders.c.id == ref.id, col == last)).values(recent_uid=top))).rowcount
+            claim = update(t.folders).where(and_(t.folders.c.id == ref.id, col == last)).values(recent_uid=top)
+            done = await db.write_sync(lambda conn, _blocking: conn.execute(claim).rowcount)  # one thread hop
             if done == 1:
                 return int(last)
         return top  # lost every round: others took them
@@ -460,8 +427,7 @@ class Store:
 
     # The hot read (a SELECT of 10,000 messages): on SQLite the date comes back as text
     # and is parsed by datetime.fromisoformat, 5x faster than the DateTime type's regex.
-    _meta_cols = (t.messages.c.uid, t.messages.c.modseq, t.messages.c.flags, t.messages.c.keywords,
-                  t.messages.c.internal_date, t.messages.c.size, t.messages.c.blob_id)
+    _meta_cols = META_COLS
 
     async def messages(self, ref: FolderRef) -> list[MessageMeta]:
         """All messages of a folder in UID order."""
@@ -469,15 +435,11 @@ class Store:
 
     async def listing(self, ref: FolderRef) -> Listing:
         """The folder row, its \\Recent mark and all its messages in UID order, read together (SELECT)."""
-        db = await self._db(ref.partition)
-        async with db.read() as conn:
-            return await read_listing(conn, db.dialect, ref, lambda r: _folder(ref.partition, r))
+        return await read_listing(await self._db(ref.partition), ref, lambda r: _folder(ref.partition, r))
 
     async def folder_changes(self, ref: FolderRef, modseq: int) -> FolderChanges:
         """The folder row and \\Recent mark with changes_since(modseq), read together (a SELECT of a known folder)."""
-        db = await self._db(ref.partition)
-        async with db.read() as conn:
-            return await read_changes(conn, db.dialect, ref, modseq, lambda r: _folder(ref.partition, r))
+        return await read_changes(await self._db(ref.partition), ref, modseq, lambda r: _folder(ref.partition, r))
 
     async def message_page(self, ref: FolderRef, *, offset: int, limit: int, newest_first: bool = True,
                            uids: Iterable[int] | None = None) -> list[MessageMeta]:
@@ -735,59 +697,11 @@ class Store:
         if not uids:
             return [], []
         db = await self._db(ref.partition)
-        c = t.messages.c
-        async with db.write() as conn:
-            hm = (await conn.execute(update(t.folders).where(identity.names_folder(ref))
-                                     .values(highestmodseq=t.folders.c.highestmodseq + 1)
-                                     .returning(t.folders.c.highestmodseq))).scalar()
-            if hm is None:
-                raise NotFound("folder no longer exists")
-            where = and_(c.folder_id == ref.id, uid_condition(uids))
-            failed: list[int] = []
-            read_now: list[int] = []  # tracked copies (readstatus.py) this STORE makes \Seen
-            if unchanged_since is not None:
-                failed = list((await conn.execute(select(c.uid).where(and_(where, c.modseq > unchanged_since))))
-                              .scalars().all())
-                where = and_(where, c.modseq <= unchanged_since)
-            if not keywords and mode != "replace":
-                # Fast path, system flags only: one UPDATE, rows that change only.
-                if mode == "add":
-                    new, changed = c.flags.op("|")(flags), (c.flags.op("&")(flags)) != flags
-                else:
-                    new, changed = c.flags.op("&")(~flags & 0xFF), (c.flags.op("&")(flags)) != 0
-                rows = (await conn.execute(update(t.messages).where(and_(where, changed))
-                                           .values(flags=new, modseq=hm)
-                                           .returning(*self._meta_cols, c.track_id))).all()
-                changed_metas = [_meta(r[:7]) for r in rows]
-                if mode == "add" and flags & Flag.SEEN:  # rows that changed and may just have become \Seen
-                    read_now = [r.track_id for r in rows if r.track_id is not None]
-            else:
-                changed_metas = []
-                current = (await conn.execute(select(c.id, c.track_id, *self._meta_cols).where(where))).all()
-                updates = []
-                for r in current:
-                    kw = frozenset(r.keywords.split()) if r.keywords else frozenset()
-                    if mode == "add":
-                        nf, nk = r.flags | flags, kw | keywords
-                    elif mode == "remove":
-                        nf, nk = r.flags & ~flags, kw - keywords
-                    else:
-                        nf, nk = flags, keywords
-                    if nf & Flag.SEEN and not r.flags & Flag.SEEN and r.track_id is not None:
-                        read_now.append(r.track_id)
-                    if nf != r.flags or nk != kw:
-                        updates.append({"b_id": r.id, "flags": nf, "keywords": " ".join(sorted(nk)), "modseq": hm})
-                        changed_metas.append(MessageMeta(r.uid, hm, nf, nk, _aware(r.internal_date), r.size,
-                                                         r.blob_id))
-                if updates:
-                    await conn.execute(update(t.messages).where(c.id == bindparam("b_id")).values(
-                        flags=bindparam("flags"), keywords=bindparam("keywords"), modseq=bindparam("modseq")),
-                        updates)
-            if changed_metas:
-                await self._announce(conn, FolderChanged(ref, hm, "flags"))
+        changed_metas, failed, event, read_now = await db.write_sync(lambda conn, _blocking: store_flags_sync(
+            conn, self.node, ref, uids, mode, flags, keywords, unchanged_since))
         changed_metas.sort(key=lambda m: m.uid)
-        if changed_metas:
-            self.bus.publish(ref, FolderChanged(ref, hm, "flags"))
+        if event is not None:  # committed: now tell this process's sessions
+            self.bus.publish(ref, event)
         if read_now:  # committed: the first read of a colleague's copy (none read for untracked mail)
             try:
                 await self.readstatus.mark_read(read_now, self.clock())
@@ -829,28 +743,14 @@ class Store:
         return removed, seen
 
     async def _remove(self, ref: FolderRef, where) -> list:
-        """Delete the messages `where` names from one folder: tombstones, usage, bodies, the EXPUNGE event."""
+        """Delete the messages `where` names from one folder in one write transaction (messagewrite.remove_sync),
+        then the EXPUNGE event and the blob files."""
         db = await self._db(ref.partition)
-        c = t.messages.c
-        async with db.write() as conn:
-            if (await conn.execute(select(c.uid).where(where).limit(1))).first() is None:
-                return []
-            hm = (await conn.execute(update(t.folders).where(identity.names_folder(ref))
-                                     .values(highestmodseq=t.folders.c.highestmodseq + 1)
-                                     .returning(t.folders.c.highestmodseq, t.folders.c.account_id))).first()
-            if hm is None:
-                raise NotFound("folder no longer exists")
-            # The rows actually deleted (after the folder lock) are what the tombstones,
-            # the usage and the blob check follow, not an earlier read.
-            gone = (await conn.execute(delete(t.messages).where(where)
-                                       .returning(c.uid, c.size, c.blob_id, c.flags))).all()
-            if gone:
-                await conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid,
-                                                         "modseq": hm.highestmodseq} for g in gone])
-            released = await cleanup.collect(conn, [g.blob_id for g in gone])
-            await self._add_usage(conn, hm.account_id, -sum(g.size for g in gone), -len(gone))
-            ev = await self._announce(conn, FolderChanged(ref, hm.highestmodseq, "expunge"))
-        self.bus.publish(ref, ev)
+        gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
+            conn, self.node, ref, where))
+        if event is None:
+            return []
+        self.bus.publish(ref, event)
         await cleanup.finish(db, self.files(ref.partition), released)
         return gone
 

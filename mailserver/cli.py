@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the server until SIGTERM")
     s.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes (default: [server] workers; 0: one per CPU core; 1: this process only)")
+                   help="worker processes (default: [server] workers; 0: 1 on SQLite, one per CPU core on "
+                        "PostgreSQL; 1: this process only)")
 
     s = sub.add_parser("config", help="configuration")
     cs = s.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -33,9 +33,10 @@ KEYS: tuple[Key, ...] = (
     Key("server", "data_dir", "var", "Directory for the embedded database, blobs, TLS files and logs."),
     Key("server", "log_level", "info", "Logging level: debug, info, warning, error."),
     Key("server", "workers", 0,
-        "Worker processes `postroom serve` runs (0: one per CPU core; `--workers N` overrides). Each accepts on "
-        "every listener (SO_REUSEPORT) and they share the store; 1 serves in one process. The connection limits "
-        "and the queue's `workers` apply per process."),
+        "Worker processes `postroom serve` runs (`--workers N` overrides). 0: automatic, 1 when the store is "
+        "SQLite (one writer at a time: a second process only takes turns on its lock, and delivered less) and "
+        "one per CPU core on PostgreSQL. Each accepts on every listener (SO_REUSEPORT) and they share the store; "
+        "1 serves in one process. The connection limits and the queue's `workers` apply per process."),
     Key("listen", "smtp", "127.0.0.1:2525", "Server-to-server SMTP (port 25 role). Empty disables."),
     Key("listen", "submission", "127.0.0.1:2587", "SMTP submission with STARTTLS and AUTH (port 587 role)."),
     Key("listen", "submissions", "127.0.0.1:2465", "SMTP submission over implicit TLS (port 465 role)."),

@@ -32,5 +32,8 @@ def logfield(value: object, limit: int = LOG_FIELD_LIMIT) -> str:
     if not text:
         return '""'
     cut = text[:limit]
+    # The usual value (an address, a host name) needs no escaping: printable ASCII, no space or backslash.
+    if cut.isascii() and cut.isprintable() and " " not in cut and "\\" not in cut:
+        return cut + "..." if len(text) > limit else cut
     out = "".join(_escape(c) for c in cut)
     return out + "..." if len(text) > limit else out

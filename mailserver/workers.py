@@ -53,6 +53,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+
+from mailboxes.db import normalise_url
 from mailboxes.service import open_mailboxes
 
 from .config import Config
@@ -77,12 +80,27 @@ class SupervisorError(Exception):
     """Something that stops the server from starting or keeps it from running; one readable line."""
 
 
+def on_sqlite(config: Config) -> bool:
+    """Whether the store (the central database or a partition's) is an SQLite file."""
+    storage = config.storage()
+    urls = [storage.url] + ([storage.partition_url] if storage.partition_url else [])
+    return any(make_url(normalise_url(u)).get_backend_name() == "sqlite" for u in urls)
+
+
 def worker_count(cli_value: int | None, config: Config) -> int:
-    """--workers, else [server] workers, where 0 means one per CPU core this process may use."""
+    """--workers, else [server] workers, where 0 means automatic: 1 on SQLite, one per CPU core on PostgreSQL.
+
+    SQLite lets one transaction write at a time: worker processes take turns on
+    its lock (each with its own group commit, so fewer messages per sync, and
+    a waiter sleeps in SQLite's busy handler instead of being woken), and two
+    delivered fewer messages per second than one (benchmarks/sqlite_writers_bench.py).
+    """
     n = cli_value if cli_value is not None else config.get("server", "workers")
     if n < 0:
-        raise SupervisorError("--workers must be 0 (one per core) or more")
-    return n or len(os.sched_getaffinity(0))
+        raise SupervisorError("--workers must be 0 (automatic) or more")
+    if n:
+        return n
+    return 1 if on_sqlite(config) else len(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True)

@@ -529,6 +529,8 @@ class PostroomSMTP(SMTP):
 
     def _log_txn(self, txn: Transaction, result: str, *, size: int | None = None,
                  outcome: Outcome | None = None) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # the fields below are escaped for the line; not worth doing for nothing
         shown = ",".join(f"<{logfield(r)}>" for r in txn.rcpts[:10]) + (",..." if len(txn.rcpts) > 10 else "")
         log.info("smtp queue_id=%s listener=%s client=%s helo=%s tls=%s user=%s from=<%s> to=%s refused=%d "
                  "size=%s delivered=%s queued=%s result=%s ms=%.1f",

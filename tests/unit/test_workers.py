@@ -31,10 +31,18 @@ def test_a_worker_that_ran_a_while_is_restarted_soon_and_failed_starts_back_off_
     assert p.after_exit(0.5) == BACKOFF_FIRST
 
 
-def test_worker_count_defaults_to_the_cores_and_the_flag_wins():
-    cfg = config_mod.build({})
-    assert workers.worker_count(None, cfg) == len(os.sched_getaffinity(0))
+def test_worker_count_defaults_to_one_on_sqlite_and_the_cores_on_postgresql_and_the_flag_wins():
+    cfg = config_mod.build({})  # the embedded SQLite store
+    assert workers.worker_count(None, cfg) == 1
+    pg = config_mod.build({"storage": {"url": "postgresql://mail@db.example/postroom"}})
+    assert workers.worker_count(None, pg) == len(os.sched_getaffinity(0))
+    # A PostgreSQL directory with SQLite partitions still has one SQLite writer lock.
+    mixed = config_mod.build({"storage": {"url": "postgresql://mail@db.example/postroom", "mode": "department",
+                                          "partition_url": "sqlite:////var/lib/postroom/{name}.db"}})
+    assert workers.worker_count(None, mixed) == 1
     assert workers.worker_count(3, cfg) == 3
+    assert workers.worker_count(2, pg) == 2
+    assert workers.worker_count(None, config_mod.build({"server": {"workers": 4}})) == 4
     assert workers.worker_count(None, config_mod.build({"server": {"workers": 1}})) == 1
     with pytest.raises(SupervisorError):
         workers.worker_count(-1, cfg)

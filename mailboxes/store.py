@@ -34,6 +34,7 @@ from .model import (
     MessageMeta, Quota,
 )
 from .partitions import Router
+from .subscriptions import move_with_rename as move_subscriptions
 
 INBOX = "INBOX"
 DELIMITER = "/"
@@ -335,6 +336,8 @@ class Store:
                 await self.move(account, src.ref, uids, dest.ref)
             return
         db = await self._db(src.ref.partition)
+        home = self.home(account)
+        renamed: dict[str, str] = {}
         async with db.write() as conn:
             rows = (await conn.execute(select(t.folders.c.id, t.folders.c.name).where(and_(
                 t.folders.c.account_id == account.id,
@@ -344,11 +347,17 @@ class Store:
                 if r.name != src.name and not r.name.startswith(src.name + DELIMITER):
                     continue  # LIKE treats _ and % as wildcards
                 # RFC 3501 §2.3.1.1: the new name may have been used before; a greater UIDVALIDITY.
+                renamed[r.name] = new + r.name[len(src.name):]
                 await conn.execute(update(t.folders).where(t.folders.c.id == r.id).values(
-                    name=new + r.name[len(src.name):], uidvalidity=await identity.next_uidvalidity(conn)))
+                    name=renamed[r.name], uidvalidity=await identity.next_uidvalidity(conn)))
                 # Every folder renamed has a new generation: sessions on a child are told too.
                 events.append(await self._announce(conn, FolderChanged(FolderRef(src.ref.partition, r.id), 0,
                                                                        "folder")))
+            if home == src.ref.partition:  # the usual case: names and folders change in one transaction
+                await move_subscriptions(conn, account.id, renamed)
+        if home != src.ref.partition:  # the list lives in the home partition, the folder elsewhere
+            async with (await self._db(home)).write() as conn:
+                await move_subscriptions(conn, account.id, renamed)
         for ev in events:
             self.bus.publish(ev.folder, ev)
 
@@ -364,9 +373,10 @@ class Store:
     async def subscribe(self, account: Account, name: str, subscribed: bool = True) -> None:
         """Add ``name`` to (or take it off) the account's list; idempotent, existence not checked here.
 
-        DELETE and RENAME of a folder leave the list alone: the server MUST NOT remove a name
-        unilaterally, even when no folder has it any more (RFC 3501 §6.3.6; SHOULD NOT in
-        RFC 9051 §6.3.7), and neither RFC asks RENAME to move subscriptions.
+        DELETE of a folder leaves the list alone: the server MUST NOT remove a name unilaterally,
+        even when no folder has it any more (RFC 3501 §6.3.6; SHOULD NOT in RFC 9051 §6.3.7).
+        RENAME moves the renamed folders' subscriptions to their new names, as Dovecot does
+        (mailboxes/subscriptions.py).
         """
         name = normalise_folder_name(name)
         db = await self._db(self.home(account))

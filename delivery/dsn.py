@@ -186,6 +186,8 @@ _REASONS: dict[str, tuple[str, str]] = {
     "5.4.4": ("找不到收件人域名的邮件服务器。", "No mail server could be found for the recipient's domain."),
     "4.4.7": ("邮件在规定时间内未能送达。", "The message could not be delivered in the time allowed."),
     "5.4.7": ("邮件在规定时间内未能送达。", "The message could not be delivered in the time allowed."),
+    "4.7.4": ("对方邮件服务器不支持加密传输（TLS），而本路由要求加密。",
+              "The receiving mail server does not offer TLS, which this route requires."),
     "5.7.1": ("对方系统出于安全策略拒收了这封邮件。", "The receiving system refused the message for policy reasons."),
 }
 _CLASS_REASONS = {

@@ -108,6 +108,10 @@ def _unverified_context() -> ssl.SSLContext:
 class _NotAnswered(Exception):
     """This host did not get as far as answering MAIL: try the next one."""
 
+    def __init__(self, why: str, status: str = "4.4.1") -> None:  # RFC 3463 X.4.1: no answer from host
+        super().__init__(why)
+        self.status = status
+
 
 class Outbound:
     def __init__(self, routes: Routes, *, hostname: str, dialer: Dialer = tcp_dialer,
@@ -126,13 +130,13 @@ class Outbound:
             status = "5.1.2" if exc.permanent else "4.4.3"  # RFC 3463 X.1.2 / X.4.3 (routing)
             outcome: Outcome = "perm" if exc.permanent else "temp"
             return [RcptResult(r, outcome, status, str(exc)) for r in rcpts], "-"
-        last = "no host to try"
+        last, status = "no host to try", "4.4.1"
         for target in targets:
             try:
                 return await self._via(target, mail_from, rcpts, data), f"{target.via}:{target.host}:{target.port}"
             except _NotAnswered as exc:
-                last = str(exc)
-        return [RcptResult(r, "temp", "4.4.1", last) for r in rcpts], targets[-1].via if targets else "-"
+                last, status = str(exc), exc.status
+        return [RcptResult(r, "temp", status, last) for r in rcpts], targets[-1].via if targets else "-"
 
     async def _connect(self, target: Target) -> aiosmtplib.SMTP:
         where = f"{target.host}:{target.port}"
@@ -150,7 +154,9 @@ class Outbound:
                 # SIZE, 8BITMIME and SMTPUTF8 would look unsupported for the whole session.
                 await client.ehlo()
             elif target.tls == "required":
-                raise _NotAnswered(f"{where} does not offer STARTTLS and the route requires TLS")
+                # RFC 3463 X.7.4 "Security features not supported" (Postfix: "TLS is required, but was
+                # not offered by host"), not X.4.1: the host answered, it lacks what the route demands.
+                raise _NotAnswered(f"{where} does not offer STARTTLS and the route requires TLS", "4.7.4")
             if target.auth_user:
                 await client.login(target.auth_user, target.auth_secret or "")
         except _NotAnswered:

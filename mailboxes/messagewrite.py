@@ -56,13 +56,44 @@ def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
-def uid_condition(uids: Iterable[int]):
-    """A WHERE clause for a UID set, as ranges (a STORE on 1:* is one BETWEEN, not 10,000 values)."""
-    ranges = uid_ranges(uids)
-    singles = [a for a, b in ranges if a == b]
-    spans = [t.messages.c.uid.between(a, b) for a, b in ranges if a != b]
+UID_RANGES_PER_STATEMENT = 250  # ranges one STORE/EXPUNGE statement names; a larger set takes several statements
+# in one transaction. Each BETWEEN is a level of SQLite's expression tree (at most 1000 deep) and each UID a bind
+# parameter (asyncpg takes at most 32,767). Measured (STORE on 20,000 messages, SQLite / PostgreSQL): 1:* takes
+# 150 / 330 ms; 6,667 two-UID ranges 100 / 340 ms; 1,111 ranges of 17 UIDs 195 / 450 ms (500 per statement: 260 ms).
+SHORT_RANGE = 16  # ranges of fewer UIDs go into the IN list as values: at most 250 x 16 = 4,000 parameters
+
+
+def _range_condition(ranges: list[tuple[int, int]]):
+    # A short range is cheaper as values of the IN list (a lookup) than as a BETWEEN each row is tested against.
+    singles = [u for a, b in ranges if b - a < SHORT_RANGE for u in range(a, b + 1)]
+    spans = [t.messages.c.uid.between(a, b) for a, b in ranges if b - a >= SHORT_RANGE]
     conds = spans + ([t.messages.c.uid.in_(singles)] if singles else [])
+    if len(conds) > 1:
+        # The outer bound lets the (folder_id, uid) index narrow the scan to this chunk's stretch
+        # of the folder; without it every row of the folder is tested against every range.
+        return and_(t.messages.c.uid.between(ranges[0][0], ranges[-1][1]), or_(*conds))
     return or_(*conds) if conds else text("1 = 0")
+
+
+def uid_condition(uids: Iterable[int]):
+    """A WHERE clause for a UID set, as ranges (a STORE on 1:* is one BETWEEN, not 10,000 values).
+
+    Only for sets of a bounded number of ranges (PAGE_UID_RANGES); any set goes through uid_conditions.
+    """
+    return _range_condition(uid_ranges(uids))
+
+
+def uid_conditions(uids: Iterable[int]) -> list:
+    """WHERE clauses that together name a UID set, each of at most UID_RANGES_PER_STATEMENT ranges.
+
+    A client may name thousands of separate ranges (``UID STORE 1:2,4:5,7:8,...``; the command line
+    bounds them, see session.max_line); one OR of them all is deeper than SQLite allows. Each clause
+    is a statement of its own in the caller's transaction: the work stays set-based, memory and
+    statement size stay bounded.
+    """
+    ranges = uid_ranges(uids)
+    return [_range_condition(ranges[i:i + UID_RANGES_PER_STATEMENT])
+            for i in range(0, len(ranges), UID_RANGES_PER_STATEMENT)]
 
 
 def store_flags_sync(conn: Connection, node: str, ref: FolderRef, uids: list[int], mode: str, flags: int,
@@ -76,27 +107,29 @@ def store_flags_sync(conn: Connection, node: str, ref: FolderRef, uids: list[int
                       .returning(t.folders.c.highestmodseq)).scalar()
     if hm is None:
         raise NotFound("folder no longer exists")
-    where = and_(c.folder_id == ref.id, uid_condition(uids))
+    wheres = [and_(c.folder_id == ref.id, cond) for cond in uid_conditions(uids)]
     failed: list[int] = []
     read_now: list[int] = []
     if unchanged_since is not None:  # RFC 7162 §3.1.3
-        failed = list(conn.execute(select(c.uid).where(and_(where, c.modseq > unchanged_since))).scalars().all())
-        where = and_(where, c.modseq <= unchanged_since)
+        for where in wheres:
+            failed += conn.execute(select(c.uid).where(and_(where, c.modseq > unchanged_since))).scalars().all()
+        wheres = [and_(where, c.modseq <= unchanged_since) for where in wheres]
     if not keywords and mode != "replace":
         # Fast path, system flags only: one UPDATE, rows that change only.
         if mode == "add":
             new, changed = c.flags.op("|")(flags), (c.flags.op("&")(flags)) != flags
         else:
             new, changed = c.flags.op("&")(~flags & 0xFF), (c.flags.op("&")(flags)) != 0
-        rows = conn.execute(update(t.messages).where(and_(where, changed))
-                            .values(flags=new, modseq=hm).returning(*META_COLS, c.track_id)).all()
+        rows = [r for where in wheres  # one UPDATE per chunk of ranges, rows that change only
+                for r in conn.execute(update(t.messages).where(and_(where, changed))
+                                      .values(flags=new, modseq=hm).returning(*META_COLS, c.track_id)).all()]
         changed_metas = [meta(r[:7]) for r in rows]
         if mode == "add" and flags & Flag.SEEN:  # rows that changed and so just became \Seen
             read_now = [r.track_id for r in rows if r.track_id is not None]
     else:
         changed_metas = []
         updates = []
-        for r in conn.execute(select(c.id, c.track_id, *META_COLS).where(where)).all():
+        for r in [r for where in wheres for r in conn.execute(select(c.id, c.track_id, *META_COLS).where(where))]:
             kw = frozenset(r.keywords.split()) if r.keywords else frozenset()
             if mode == "add":
                 nf, nk = r.flags | flags, kw | keywords
@@ -125,19 +158,18 @@ def expunge_sync(conn: Connection, node: str, ref: FolderRef, uids: list[int] | 
     where = c.folder_id == ref.id
     if deleted_only or uids is None:
         where = and_(where, c.flags.op("&")(int(Flag.DELETED)) != 0)
-    if uids is not None:
-        where = and_(where, uid_condition(uids))
-    gone, event, released = remove_sync(conn, node, ref, where)
+    wheres = [where] if uids is None else [and_(where, cond) for cond in uid_conditions(uids)]
+    gone, event, released = remove_sync(conn, node, ref, wheres)
     return sorted(g.uid for g in gone), event, released
 
 
-def remove_sync(conn: Connection, node: str, ref: FolderRef, where) -> tuple[list, FolderChanged | None,
-                                                                             cleanup.Released]:
-    """Delete the messages `where` names from one folder: (rows gone with uid, size, blob_id, flags; the event
-    or None; blobs released). Tombstones, usage and the blob check follow the rows actually deleted."""
+def remove_sync(conn: Connection, node: str, ref: FolderRef, wheres: list) -> tuple[list, FolderChanged | None,
+                                                                                   cleanup.Released]:
+    """Delete the messages the `wheres` name (together) from one folder: (rows gone with uid, size, blob_id,
+    flags; the event or None; blobs released). Tombstones, usage and the blob check follow the rows deleted."""
     c = t.messages.c
-    if conn.execute(select(c.uid).where(where).limit(1)).first() is None:
-        return [], None, cleanup.Released()
+    if not any(conn.execute(select(c.uid).where(where).limit(1)).first() is not None for where in wheres):
+        return [], None, cleanup.Released()  # nothing to remove: no MODSEQ spent, nothing announced
     hm = conn.execute(update(t.folders).where(identity.names_folder(ref))
                       .values(highestmodseq=t.folders.c.highestmodseq + 1)
                       .returning(t.folders.c.highestmodseq, t.folders.c.account_id)).first()
@@ -145,7 +177,8 @@ def remove_sync(conn: Connection, node: str, ref: FolderRef, where) -> tuple[lis
         raise NotFound("folder no longer exists")
     # The rows actually deleted (after the folder lock) are what the tombstones,
     # the usage and the blob check follow, not an earlier read.
-    gone = conn.execute(delete(t.messages).where(where).returning(c.uid, c.size, c.blob_id, c.flags)).all()
+    gone = [g for where in wheres
+            for g in conn.execute(delete(t.messages).where(where).returning(c.uid, c.size, c.blob_id, c.flags)).all()]
     if gone:
         conn.execute(insert(t.expunged), [{"folder_id": ref.id, "uid": g.uid, "modseq": hm.highestmodseq}
                                           for g in gone])

@@ -378,8 +378,8 @@ folders = Table(
 )
 
 # The names an account subscribed to (RFC 3501 §6.3.6), kept in its home partition. A list of
-# names, not a flag on a folder: a name stays subscribed when its folder is deleted or renamed,
-# may name a shared folder (Shared/<owner>/...) or an archive folder in another partition.
+# names, not a flag on a folder: a name stays subscribed when its folder is deleted (a RENAME
+# moves the renamed folders' names, mailboxes/subscriptions.py), may name a shared folder (Shared/<owner>/...) or an archive folder in another partition.
 subscriptions = Table(
     "subscriptions",
     mail_metadata,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import cleanup, identity, pgbus
@@ -31,8 +31,8 @@ from .directory import Directory
 from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota
 from .groupcommit import GroupCommitter
 from .listing import FolderChanges, Listing, read_changes, read_listing
-from .messagewrite import META_COLS, meta as _meta, remove_sync, store_flags_sync, uid_condition
-from .messagewrite import aware as _aware
+from .messagewrite import META_COLS, meta as _meta, remove_sync, store_flags_sync, uid_condition, uid_conditions
+from .messagewrite import aware as _aware  # noqa: F401 - archive.py imports it from here
 from .messagewrite import uid_ranges as _uid_ranges
 from .model import (
     SPECIAL_USE_FOLDERS, Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
@@ -40,6 +40,7 @@ from .model import (
 )
 from .partitions import Router
 from .readstatus import ReadStatus
+from .subscriptions import move_with_rename as move_subscriptions
 
 log = logging.getLogger("postroom.store")
 
@@ -48,6 +49,7 @@ DELIMITER = "/"
 MAX_FOLDER_NAME = 1000
 MAX_FOLDER_DEPTH = 32
 COPY_CHUNK = 2000  # message rows inserted per statement by COPY/MOVE
+COPY_BLOB_IDS = 5000  # blob ids a COPY checks (and on PostgreSQL share-locks) per statement
 MAX_SUBSCRIPTIONS = 10_000  # names per account (RFC 3501 §6.3.6): LIST/LSUB read them all
 RECENT_CLAIM_TRIES = 16  # compare-and-set rounds lost to other sessions before claiming nothing
 
@@ -83,8 +85,6 @@ def _folder(partition: str, r, read_only: bool = False) -> Folder:
 
 PAGE_UID_RANGES = 200  # a message_page UID set in more ranges than this is filtered while reading instead of in SQL
 # (SQLite refuses expressions deeper than 1000; a search hit in every other message is 5,000 ranges)
-
-
 @dataclass(frozen=True)
 class DeliveryResult:
     """Per target: an AppendResult, or the StoreError that refused it (over quota, no folder)."""
@@ -309,6 +309,8 @@ class Store:
                 await self.move(account, src.ref, uids, dest.ref)
             return
         db = await self._db(src.ref.partition)
+        home = self.home(account)
+        renamed: dict[str, str] = {}
         async with db.write() as conn:
             rows = (await conn.execute(select(t.folders.c.id, t.folders.c.name).where(and_(
                 t.folders.c.account_id == account.id,
@@ -318,11 +320,17 @@ class Store:
                 if r.name != src.name and not r.name.startswith(src.name + DELIMITER):
                     continue  # LIKE treats _ and % as wildcards
                 # RFC 3501 §2.3.1.1: the new name may have been used before; a greater UIDVALIDITY.
+                renamed[r.name] = new + r.name[len(src.name):]
                 await conn.execute(update(t.folders).where(t.folders.c.id == r.id).values(
-                    name=new + r.name[len(src.name):], uidvalidity=await identity.next_uidvalidity(conn)))
+                    name=renamed[r.name], uidvalidity=await identity.next_uidvalidity(conn)))
                 # Every folder renamed has a new generation: sessions on a child are told too.
                 events.append(await self._announce(conn, FolderChanged(FolderRef(src.ref.partition, r.id), 0,
                                                                        "folder")))
+            if home == src.ref.partition:  # the usual case: names and folders change in one transaction
+                await move_subscriptions(conn, account.id, renamed)
+        if home != src.ref.partition:  # the list lives in the home partition, the folder elsewhere
+            async with (await self._db(home)).write() as conn:
+                await move_subscriptions(conn, account.id, renamed)
         for ev in events:
             self.bus.publish(ev.folder, ev)
 
@@ -338,9 +346,10 @@ class Store:
     async def subscribe(self, account: Account, name: str, subscribed: bool = True) -> None:
         """Add ``name`` to (or take it off) the account's list; idempotent, existence not checked here.
 
-        DELETE and RENAME of a folder leave the list alone: the server MUST NOT remove a name
-        unilaterally, even when no folder has it any more (RFC 3501 §6.3.6; SHOULD NOT in
-        RFC 9051 §6.3.7), and neither RFC asks RENAME to move subscriptions.
+        DELETE of a folder leaves the list alone: the server MUST NOT remove a name unilaterally,
+        even when no folder has it any more (RFC 3501 §6.3.6; SHOULD NOT in RFC 9051 §6.3.7).
+        RENAME moves the renamed folders' subscriptions to their new names, as Dovecot does
+        (mailboxes/subscriptions.py).
         """
         name = normalise_folder_name(name)
         db = await self._db(self.home(account))
@@ -723,8 +732,8 @@ class Store:
             uids = list(uids)
             if not uids:
                 return []
-            where = and_(where, uid_condition(uids))
-        return sorted(g.uid for g in await self._remove(ref, where))
+            return sorted(g.uid for g in await self._remove(ref, [and_(where, cond) for cond in uid_conditions(uids)]))
+        return sorted(g.uid for g in await self._remove(ref, [where]))
 
     async def expunge_tracked(self, account: Account, track: int) -> tuple[int, bool]:
         """Remove every copy of a tracked message (readstatus.py) from the account's folders, in all its
@@ -737,17 +746,17 @@ class Store:
                 fids = (await conn.execute(select(c.folder_id).where(c.track_id == track).distinct()
                                            .order_by(c.folder_id))).scalars().all()
             for fid in fids:
-                gone = await self._remove(FolderRef(part, fid), and_(c.folder_id == fid, c.track_id == track))
+                gone = await self._remove(FolderRef(part, fid), [and_(c.folder_id == fid, c.track_id == track)])
                 removed += len(gone)
                 seen = seen or any(g.flags & Flag.SEEN for g in gone)
         return removed, seen
 
-    async def _remove(self, ref: FolderRef, where) -> list:
-        """Delete the messages `where` names from one folder in one write transaction (messagewrite.remove_sync),
-        then the EXPUNGE event and the blob files."""
+    async def _remove(self, ref: FolderRef, wheres: list) -> list:
+        """Delete the messages the `wheres` name from one folder in one write transaction
+        (messagewrite.remove_sync), then the EXPUNGE event and the blob files."""
         db = await self._db(ref.partition)
         gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
-            conn, self.node, ref, where))
+            conn, self.node, ref, wheres))
         if event is None:
             return []
         self.bus.publish(ref, event)
@@ -786,9 +795,12 @@ class Store:
     async def _tracks(conn, src: FolderRef, metas: list[MessageMeta]) -> dict[int, int]:
         """UID -> read-status copy id of the tracked messages among `metas` (a copy keeps it: readstatus.py)."""
         c = t.messages.c
-        rows = await conn.execute(select(c.uid, c.track_id).where(and_(
-            c.folder_id == src.id, c.track_id.is_not(None), uid_condition(m.uid for m in metas))))
-        return {r.uid: r.track_id for r in rows}
+        out: dict[int, int] = {}
+        for cond in uid_conditions(m.uid for m in metas):  # a scattered set is several bounded statements
+            rows = await conn.execute(select(c.uid, c.track_id).where(and_(
+                c.folder_id == src.id, c.track_id.is_not(None), cond)))
+            out.update((r.uid, r.track_id) for r in rows)
+        return out
 
     async def _copy_same(self, account: Account, src: FolderRef, metas: list[MessageMeta], dest: FolderRef
                          ) -> tuple[int, list[tuple[int, int]]]:
@@ -796,10 +808,13 @@ class Store:
         async with db.write() as conn:
             # The sources were read before this transaction: keep only those whose body still
             # exists, and hold it (cleanup.py) until the copies are committed.
-            bq = select(t.blobs.c.id).where(t.blobs.c.id.in_({m.blob_id for m in metas}))
-            if conn.dialect.name == "postgresql":
-                bq = bq.order_by(t.blobs.c.id).with_for_update(read=True, key_share=True)
-            alive = set((await conn.execute(bq)).scalars().all())
+            blob_ids = sorted({m.blob_id for m in metas})
+            alive: set[int] = set()
+            for i in range(0, len(blob_ids), COPY_BLOB_IDS):  # bounded IN lists (asyncpg: 32,767 parameters)
+                bq = select(t.blobs.c.id).where(t.blobs.c.id.in_(blob_ids[i:i + COPY_BLOB_IDS]))
+                if conn.dialect.name == "postgresql":
+                    bq = bq.order_by(t.blobs.c.id).with_for_update(read=True, key_share=True)
+                alive.update((await conn.execute(bq)).scalars().all())
             metas = [m for m in metas if m.blob_id in alive]
             if not metas:
                 return (await conn.execute(select(t.folders.c.uidvalidity)

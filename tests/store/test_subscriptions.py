@@ -29,7 +29,7 @@ async def test_provisioned_folders_are_subscribed_create_subscribes_nothing(mb):
     assert await mb.store.subscriptions(a) == PROVISIONED
 
 
-async def test_subscriptions_are_names_that_outlive_delete_and_rename(mb):
+async def test_subscriptions_are_names_that_outlive_delete_and_move_with_rename(mb):
     a = await mb.add_account("a@city.test", password="pw")
     b = await mb.add_account("b@city.test", password="pw")
     await mb.store.create_folder(a, "Old/Sub")
@@ -37,14 +37,15 @@ async def test_subscriptions_are_names_that_outlive_delete_and_rename(mb):
     await mb.store.subscribe(a, "Old/Sub")  # idempotent
     await mb.store.subscribe(a, "Shared/b@city.test/Docs")  # a shared folder is a name too
     await mb.store.subscribe(a, "inbox/x")  # INBOX (any case) is INBOX
-    await mb.store.rename_folder(a, "Old", "New")
+    await mb.store.rename_folder(a, "Old", "New")  # the subscription goes along, as Dovecot moves it
+    assert "New/Sub" in await mb.store.subscriptions(a) and "Old/Sub" not in await mb.store.subscriptions(a)
     await mb.store.delete_folder(a, "New/Sub")
-    assert "Old/Sub" in await mb.store.subscriptions(a)  # RFC 3501 §6.3.6: never removed by the server
+    assert "New/Sub" in await mb.store.subscriptions(a)  # RFC 3501 §6.3.6: never removed by the server
     assert {"Shared/b@city.test/Docs", "INBOX/x"} <= set(await mb.store.subscriptions(a))
     assert await mb.store.subscriptions(b) == PROVISIONED  # per account
-    await mb.store.subscribe(a, "Old/Sub", False)
+    await mb.store.subscribe(a, "New/Sub", False)
     await mb.store.subscribe(a, "Never", False)  # not subscribed: nothing to do
-    assert "Old/Sub" not in await mb.store.subscriptions(a)
+    assert "New/Sub" not in await mb.store.subscriptions(a)
 
 
 async def test_the_list_has_a_bound(mb, monkeypatch):

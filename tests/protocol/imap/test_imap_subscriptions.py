@@ -70,16 +70,15 @@ def test_delete_keeps_the_subscription_and_unsubscribe_removes_it(raw):
     assert ok(raw, b'l LSUB "" "*ject*"') == [] and ok(raw, b'm LIST (SUBSCRIBED) "" "*ject*"') == []
 
 
-def test_rename_leaves_subscriptions_alone(raw):
+def test_rename_moves_the_subscriptions_of_the_renamed_folders(raw):
     ok(raw, b"a CREATE Old/Sub")
     ok(raw, b"b SUBSCRIBE Old")
     ok(raw, b"c SUBSCRIBE Old/Sub")
     ok(raw, b"d RENAME Old New")
-    # RFC 3501 §6.3.6: no subscription is removed (or moved) by the server: the client
-    # that wants New subscribed says so, as Thunderbird does after a RENAME.
-    assert ok(raw, b'e LIST (SUBSCRIBED) "" "Old*"') == [
-        b'* LIST (\\NonExistent \\Subscribed) "/" Old\r\n', b'* LIST (\\NonExistent \\Subscribed) "/" Old/Sub\r\n']
-    assert ok(raw, b'f LSUB "" "New*"') == []
+    # As Dovecot: the subscriptions go with the folders (RFC 3501 §6.3.6 only forbids removing
+    # one unilaterally; the names are still subscribed, under the folders' new names).
+    assert ok(raw, b'e LIST (SUBSCRIBED) "" "Old*"') == []
+    assert ok(raw, b'f LSUB "" "New*"') == [b'* LSUB () "/" New\r\n', b'* LSUB () "/" New/Sub\r\n']
 
 
 def test_lsub_percent_returns_an_unsubscribed_parent_noselect(raw):

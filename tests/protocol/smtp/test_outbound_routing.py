@@ -169,10 +169,18 @@ async def test_tls_required_route_to_a_peer_without_starttls_never_sends_in_the_
     [(_, _, _, why)] = await queue_rows(city)
     assert why == f"{plain.ip}:{plain.port} does not offer STARTTLS and the route requires TLS"
     assert plain.mail_commands == [] and plain.received == []  # not a byte of the envelope in the clear
-    city.clock.advance(7201)  # past expire_after: the sender learns why
+    city.clock.advance(1000)  # past warn_after: the "delayed" DSN carries the deferral's own code
     city.parts.worker.poke()
-    [report] = await dsns(city, 1)
-    text = status_part(report)
+    [warning] = await dsns(city, 1)
+    text = status_part(warning)
+    # RFC 3463 X.7.4 "Security features not supported" (what Postfix defers with), not X.4.1 "no answer"
+    assert "Action: delayed" in text and "Status: 4.7.4" in text, text
+    assert "does not offer STARTTLS and the route requires TLS" in text
+    assert plain.mail_commands == [] and plain.received == []
+    city.clock.advance(6201)  # past expire_after: the sender learns why
+    city.parts.worker.poke()
+    reports = await dsns(city, 2)
+    [text] = [t for t in map(status_part, reports) if "Action: failed" in t]
     assert "Final-Recipient: rfc822; ann@secure.test" in text and "Status: 5.4.7" in text
     assert "does not offer STARTTLS and the route requires TLS" in text
     assert plain.mail_commands == []

@@ -65,8 +65,8 @@ log = logging.getLogger("postroom.workers")
 
 ENV_VAR = "POSTROOM_WORKER"
 BACKLOG = 1024  # per worker socket (as the one-process IMAP listener)
-IMPLICIT_TLS = {name for name, kind in SMTP_KINDS.items() if kind.implicit_tls} | {"imaps"}
-LISTENERS = (*SMTP_KINDS, "imap", "imaps")  # what the workers serve ([listen] http has no server yet)
+IMPLICIT_TLS = {name for name, kind in SMTP_KINDS.items() if kind.implicit_tls} | {"imaps", "https"}
+LISTENERS = (*SMTP_KINDS, "imap", "imaps", "http", "https")  # what the workers serve
 START_WINDOW = 10.0  # seconds: a worker that exits sooner failed to start
 MAX_START_FAILURES = 4  # in a row, for one slot; then the supervisor gives up
 BACKOFF_FIRST = 1.0  # seconds before a restart, doubled per failed start

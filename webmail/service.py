@@ -38,14 +38,16 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     svc = WebmailService(runner, app)
+    sockets = ctx.extras.get("sockets")  # a supervisor's worker serves the sockets it was given, only those
     try:
         for key, where, tls in (("http", plain, None), ("https", secure, ctx.tls_context)):
-            if where is None:
+            if where is None or (sockets is not None and key not in sockets):
                 continue
             if key == "https" and tls is None:
                 log.warning("[listen] https: no TLS certificate, so the webmail is not served over TLS")
                 continue
-            site = web.TCPSite(runner, where[0], where[1], ssl_context=tls)
+            site = (web.SockSite(runner, sockets[key], ssl_context=tls) if sockets is not None
+                    else web.TCPSite(runner, where[0], where[1], ssl_context=tls))
             await site.start()
             svc.addresses[key] = tuple(runner.addresses[-1][:2])  # the bound port when 0 was asked for
             log.info("webmail listening on %s %s:%d", key, *svc.addresses[key])

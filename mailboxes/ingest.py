@@ -20,21 +20,21 @@ def _addr_text(env) -> str:
     return " ".join(parts)
 
 
-def _from_parsed(raw: bytes, parsed: mime.ParsedMessage, parsed_json: str) -> PreparedMessage:
+def _from_parsed(raw: bytes, parsed: mime.ParsedMessage, parsed_json: str, head: list[str]) -> PreparedMessage:
     env = parsed.envelope
     sent = env.date_parsed
     if sent is not None and sent.tzinfo is None:
         sent = sent.replace(tzinfo=timezone.utc)
     return PreparedMessage(raw=raw, sha256=sha256(raw), parsed_json=parsed_json, sent_at=sent,
                            subject=env.subject_decoded or "", addrs=_addr_text(env), body_text=parsed.text or "",
-                           head_text="\n".join(mime.header_lines(raw[:parsed.header_end])))
+                           head_text="\n".join(head))
 
 
 def prepare(raw: bytes) -> PreparedMessage:
     """Parse a message once; never raises on broken MIME (it is stored byte for byte)."""
-    parsed = mime.parse_message(raw)
+    parsed, head = mime.parse_with_head(raw)
     # The text extract lives in the search index, not in the stored parse.
-    return _from_parsed(raw, parsed, parsed.to_json(include_text=False))
+    return _from_parsed(raw, parsed, parsed.to_json(include_text=False), head)
 
 
 def prepare_stored(raw: bytes, parsed_json: str) -> PreparedMessage:

@@ -188,7 +188,10 @@ def _first_fields(raw: bytes, fields: list[list]) -> dict:
 def header_lines(raw: bytes) -> list[str]:
     """Every field of the top-level header as "name: decoded value" (RFC 3501 §6.4.4 TEXT reads them all)."""
     fields, _ = scan_header(raw, 0, len(raw))
-    hint = _charset_hint(raw)
+    return _lines(raw, fields, _charset_hint(raw))
+
+
+def _lines(raw: bytes, fields: list[list], hint: str | None) -> list[str]:
     return [f"{f[0]}: {decode_header_value(field_value(raw, f), hint)}" for f in fields]
 
 
@@ -536,9 +539,12 @@ def _is_text_body(part: BodyPart) -> bool:
 _CHARSET_PARAM = re.compile(rb'charset\s*=\s*"?([A-Za-z0-9_.:-]{1,40})', re.I)
 
 
-def _charset_hint(raw: bytes) -> str | None:
-    """First declared charset that is not ASCII/UTF-8: how this sender's raw 8-bit headers are encoded."""
-    for m in _CHARSET_PARAM.finditer(raw, 0, HINT_SCAN_OCTETS):
+def _charset_hint(raw: bytes, end: int = HINT_SCAN_OCTETS) -> str | None:
+    """First declared charset that is not ASCII/UTF-8: how this sender's raw 8-bit headers are encoded.
+
+    Reads raw[:end] (at most HINT_SCAN_OCTETS), as if the message ended there.
+    """
+    for m in _CHARSET_PARAM.finditer(raw, 0, min(end, HINT_SCAN_OCTETS)):
         codec = codec_for(m.group(1).decode("ascii"))
         if codec not in (None, "utf-8"):
             return codec
@@ -547,16 +553,25 @@ def _charset_hint(raw: bytes) -> str | None:
 
 def parse_message(raw: bytes) -> ParsedMessage:
     """Parse a raw message once; never raises on broken MIME (stores byte-for-byte, indexes what it can)."""
+    return parse_with_head(raw)[0]
+
+
+def parse_with_head(raw: bytes) -> tuple[ParsedMessage, list[str]]:
+    """`parse_message` and `header_lines` of the top-level header (raw[:header_end]) from the same one scan."""
     raw = bytes(raw)
     try:
-        return _parse(raw)
+        return _parse_with_head(raw)
     except Exception:   # a bug here must not lose mail: fall back to a single opaque part
         log.exception("parse_message failed on a %d-octet message", len(raw))
         body = BodyPart("text", "plain", size=len(raw), lines=raw.count(b"\n"), body_end=len(raw))
-        return ParsedMessage(len(raw), 0, Envelope(), body, (), "", ())
+        return ParsedMessage(len(raw), 0, Envelope(), body, (), "", ()), []
 
 
 def _parse(raw: bytes) -> ParsedMessage:
+    return _parse_with_head(raw)[0]
+
+
+def _parse_with_head(raw: bytes) -> tuple[ParsedMessage, list[str]]:
     hint = _charset_hint(raw)
     builder = _TreeBuilder(raw, hint)
     body, values = builder.entity(0, len(raw), 0, ("text", "plain"))
@@ -565,8 +580,9 @@ def _parse(raw: bytes) -> ParsedMessage:
                     for f in builder.top_fields if f[0] in SEARCH_HEADERS)
     extractor = _Extractor(raw, hint)   # the body only: SEARCH BODY must not see the header
     extractor.body(body, (), False)
+    head = _lines(raw, builder.top_fields, _charset_hint(raw, body.body_start))  # as header_lines(raw[:header_end])
     return ParsedMessage(len(raw), body.body_start, envelope, body, headers,
-                         "\n".join(extractor.chunks), tuple(extractor.attachments))
+                         "\n".join(extractor.chunks), tuple(extractor.attachments)), head
 
 
 # --- JSON: positional lists, small and quick to load -------------------------------------

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import schema as t
 from .db import Database
+from .directory import utcnow
 from .errors import InvalidInput, NotFound
 from .model import Account
 
@@ -48,10 +49,6 @@ MAX_DAYS = 365
 RULE_FIELDS = ("from", "to", "subject", "list-id")
 RULE_ACTIONS = ("folder", "flag", "seen", "stop")
 _KEYWORD = re.compile(r"[A-Za-z0-9_$.-]{1,64}")  # an IMAP keyword atom (RFC 3501 §9 flag-keyword), kept simple
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _utc(d: datetime | None) -> datetime | None:

@@ -30,6 +30,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 
 from . import schema as t
 from .db import Database
+from .directory import utcnow
 from .errors import AlreadyExists
 from .websessions import token_hash
 
@@ -38,10 +39,6 @@ RECOVERY_CODE_BYTES = 10  # 80 bits: 16 base32 characters
 MAX_CODE_CHARS = 64  # a longer "code" is refused without work
 SKEW_STEPS = 1  # RFC 6238 §5.2: one time step either side
 CHALLENGE_BYTES = 32
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

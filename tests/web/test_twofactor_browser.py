@@ -54,8 +54,9 @@ async def test_totp_enrolment_and_sign_in_in_chromium(tmp_path, chromium):
         await page.wait_for_selector("#tf-secret")
         await assert_labelled(page)
         # The QR code is an SVG from our own origin and renders under the strict CSP.
-        assert await page.evaluate("document.getElementById('tf-qr').complete "
-                                   "&& document.getElementById('tf-qr').naturalWidth > 0")
+        # (waited for: the page is shown before the image has loaded; a blocked image never gets a width)
+        await page.wait_for_function("document.getElementById('tf-qr').complete "
+                                     "&& document.getElementById('tf-qr').naturalWidth > 0", timeout=30_000)
         SHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SHOTS / "two-factor-enrol.png"), full_page=True)
         totp = pyotp.TOTP((await page.locator("#tf-secret").inner_text()).replace(" ", ""))

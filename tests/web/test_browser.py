@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from playwright.async_api import expect
 
 from .harness import PASSWORD, WebServer
 from .mails import gbk_mail, html_mail
@@ -127,7 +128,7 @@ async def test_read_hostile_html_mail_in_chromium(tmp_path, chromium, tracker):
         await page.goto(web.url + "/")
         await assert_labelled(page)
         # Sign in by keyboard only: the address field has focus, Tab to the password, Enter submits.
-        await page.wait_for_function("document.activeElement && document.activeElement.id === 'address'")
+        await expect(page.locator("#address")).to_be_focused()
         await page.keyboard.type("alice@city.test")
         await page.keyboard.press("Tab")
         await page.keyboard.type(PASSWORD)

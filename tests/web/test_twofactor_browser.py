@@ -55,8 +55,10 @@ async def test_totp_enrolment_and_sign_in_in_chromium(tmp_path, chromium):
         await assert_labelled(page)
         # The QR code is an SVG from our own origin and renders under the strict CSP.
         # (waited for: the page is shown before the image has loaded; a blocked image never gets a width)
-        await page.wait_for_function("document.getElementById('tf-qr').complete "
-                                     "&& document.getElementById('tf-qr').naturalWidth > 0", timeout=30_000)
+        # img.decode() settles once the image is decoded (and rejects for a blocked or broken one).
+        # Not wait_for_function: its polling evaluates a string in the page, which our CSP forbids.
+        width = await page.locator("#tf-qr").evaluate("img => img.decode().then(() => img.naturalWidth)")
+        assert width > 0
         SHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SHOTS / "two-factor-enrol.png"), full_page=True)
         totp = pyotp.TOTP((await page.locator("#tf-secret").inner_text()).replace(" ", ""))

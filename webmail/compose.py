@@ -73,11 +73,15 @@ def recipients(field: str) -> list[str]:
 
 
 def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploads: list[Upload] = (),
-          forwarded: bytes | None = None, forwarded_name: str = "message.eml") -> tuple[bytes, list[str]]:
-    """The message to submit and its envelope recipients (To and Cc; nothing is Bcc here yet)."""
+          forwarded: bytes | None = None, forwarded_name: str = "message.eml",
+          unsent: bool = False) -> tuple[bytes, list[str]]:
+    """The message to submit and its envelope recipients (To and Cc; nothing is Bcc here yet).
+
+    ``unsent``: a draft for the Drafts folder, which may have no recipients yet.
+    """
     to, cc = recipients(draft.to), recipients(draft.cc)
     rcpts = list(dict.fromkeys(to + cc))
-    if not rcpts:
+    if not rcpts and not unsent:
         raise ComposeError("no_recipients")
     if len(rcpts) > MAX_RECIPIENTS:
         raise ComposeError("too_many_recipients", str(MAX_RECIPIENTS))
@@ -86,7 +90,8 @@ def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploa
     m = EmailMessage(policy=policy)
     local, _, domain = account.address.rpartition("@")
     m["From"] = HeaderAddress(account.display_name or "", local, domain)
-    m["To"] = ", ".join(to) if to else "undisclosed-recipients:;"
+    if to or not unsent:
+        m["To"] = ", ".join(to) if to else "undisclosed-recipients:;"
     if cc:
         m["Cc"] = ", ".join(cc)
     m["Subject"] = " ".join(draft.subject[:MAX_SUBJECT_CHARS].split())
@@ -95,6 +100,8 @@ def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploa
     if draft.in_reply_to:
         m["In-Reply-To"] = draft.in_reply_to
         m["References"] = " ".join((draft.references + " " + draft.in_reply_to).split()[-20:])
+    elif draft.references:  # a forward keeps the thread (RFC 5322 §3.6.4) without replying to anyone
+        m["References"] = " ".join(draft.references.split()[-20:])
     m["MIME-Version"] = "1.0"
     m.set_content(draft.body[:MAX_BODY_CHARS].replace("\r\n", "\n"), subtype="plain", charset="utf-8")
     for up in uploads:
@@ -145,4 +152,30 @@ def reply_draft(account: Account, parsed: ParsedMessage, text: str, *, mode: str
 
 
 def forward_draft(parsed: ParsedMessage, text: str, *, intro: str) -> Draft:
-    return Draft(subject=_prefixed("Fwd:", parsed.envelope.subject_decoded), body=_quoted(parsed.envelope, text, intro))
+    refs = next((v for k, v in parsed.headers_decoded if k.lower() == "references"), "")
+    refs = " ".join((refs + " " + (parsed.envelope.message_id or "")).split())
+    return Draft(subject=_prefixed("Fwd:", parsed.envelope.subject_decoded), body=_quoted(parsed.envelope, text, intro),
+                 references=refs)
+
+
+def continue_draft(raw: bytes) -> tuple[Draft, list[Upload]]:
+    """A message saved in Drafts back as the form's values and its attachments (to go along when it is sent)."""
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+
+    def header(name: str, limit: int) -> str:
+        try:
+            return " ".join(str(m.get(name, "")).split())[:limit]
+        except (ValueError, TypeError, IndexError):  # a header the parser cannot read is left empty
+            return ""
+    part = m.get_body(("plain",))
+    try:
+        body = part.get_content() if part is not None else ""
+    except (LookupError, ValueError):
+        body = ""
+    uploads = []
+    for att in m.iter_attachments():
+        data = att.get_payload(decode=True)
+        if isinstance(data, bytes):
+            uploads.append(Upload(att.get_filename() or "attachment", att.get_content_type(), data))
+    return Draft(header("To", 8192), header("Cc", 8192), header("Subject", MAX_SUBJECT_CHARS),
+                 body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192)), uploads

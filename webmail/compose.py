@@ -20,6 +20,8 @@ from mailboxes.headers import parse_addresses
 from mailboxes.mime import Envelope, ParsedMessage
 from mailboxes.model import Account
 
+from . import richtext
+
 MAX_RECIPIENTS = 100  # To and Cc together, per message from the webmail
 MAX_SUBJECT_CHARS = 998  # RFC 5322 §2.1.1 line limit
 MAX_BODY_CHARS = 1 << 20
@@ -52,6 +54,7 @@ class Draft:
     body: str = ""
     in_reply_to: str = ""
     references: str = ""
+    body_html: str = ""  # from the rich-text editor; cleaned (richtext.clean) before it is used
 
 
 def recipients(field: str) -> list[str]:
@@ -103,7 +106,12 @@ def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploa
     elif draft.references:  # a forward keeps the thread (RFC 5322 §3.6.4) without replying to anyone
         m["References"] = " ".join(draft.references.split()[-20:])
     m["MIME-Version"] = "1.0"
-    m.set_content(draft.body[:MAX_BODY_CHARS].replace("\r\n", "\n"), subtype="plain", charset="utf-8")
+    markup = richtext.clean(draft.body_html) if draft.body_html else ""
+    if markup:  # RFC 2046 §5.1.4: text/plain first, the richer text/html last
+        m.set_content(richtext.as_text(markup), subtype="plain", charset="utf-8")
+        m.add_alternative(richtext.document(markup), subtype="html", charset="utf-8")
+    else:
+        m.set_content(draft.body[:MAX_BODY_CHARS].replace("\r\n", "\n"), subtype="plain", charset="utf-8")
     for up in uploads:
         ctype = up.content_type if "/" in up.content_type else (
             mimetypes.guess_type(up.filename)[0] or "application/octet-stream")
@@ -172,10 +180,15 @@ def continue_draft(raw: bytes) -> tuple[Draft, list[Upload]]:
         body = part.get_content() if part is not None else ""
     except (LookupError, ValueError):
         body = ""
+    html_part = m.get_body(("html",))
+    try:
+        markup = richtext.body_of(html_part.get_content()) if html_part is not None else ""
+    except (LookupError, ValueError):
+        markup = ""
     uploads = []
     for att in m.iter_attachments():
         data = att.get_payload(decode=True)
         if isinstance(data, bytes):
             uploads.append(Upload(att.get_filename() or "attachment", att.get_content_type(), data))
     return Draft(header("To", 8192), header("Cc", 8192), header("Subject", MAX_SUBJECT_CHARS),
-                 body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192)), uploads
+                 body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192), markup), uploads

@@ -149,6 +149,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "draft_saved": "草稿已保存。",
         "draft_not_saved": "草稿未能保存（邮箱空间不足？）。",
         "draft_attachments": "草稿中的附件",
+        # compose: rich text
+        "rt_toolbar": "格式",
+        "rt_bold": "加粗",
+        "rt_italic": "斜体",
+        "rt_underline": "下划线",
+        "rt_bullets": "项目符号列表",
+        "rt_numbers": "编号列表",
+        "rt_link": "插入链接",
+        "rt_link_prompt": "链接地址（http、https 或 mailto）：",
     },
     "en": {
         "app_name": "Mail",
@@ -283,6 +292,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "draft_saved": "Draft saved.",
         "draft_not_saved": "The draft could not be saved (mailbox full?).",
         "draft_attachments": "Attachments in the draft",
+        # compose: rich text
+        "rt_toolbar": "Formatting",
+        "rt_bold": "Bold",
+        "rt_italic": "Italic",
+        "rt_underline": "Underline",
+        "rt_bullets": "Bulleted list",
+        "rt_numbers": "Numbered list",
+        "rt_link": "Insert link",
+        "rt_link_prompt": "Link address (http, https or mailto):",
     },
 }
 

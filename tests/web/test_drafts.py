@@ -122,3 +122,14 @@ async def test_forward_keeps_the_thread_in_references(web, client):
     [(_, raw)] = _mails(web, "bob", "INBOX")
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg["References"] == "<p1@city.test>" and msg["In-Reply-To"] is None
+
+
+async def test_an_empty_file_input_as_browsers_post_it_is_no_attachment(web, client):
+    """Chromium posts an unused <input type=file> as a part with filename="" (aiohttp reads it as bytes, not a file)."""
+    _, page = await client.sign_in()
+    form = _form(csrf_of(page), mode="new", to="bob@city.test", cc="", subject="no file", body="just text")
+    form.add_field("attachments", b"", filename="", content_type="application/octet-stream")
+    r, _ = await client.post("/compose", form)
+    assert r.status == 200 and "folder=Sent" in str(r.url)
+    [(_, raw)] = _mails(web, "bob", "INBOX")
+    assert list(email.message_from_bytes(raw, policy=email.policy.default).iter_attachments()) == []

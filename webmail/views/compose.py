@@ -15,7 +15,7 @@ from mailboxes.mailsettings import signature_for
 from mailboxes.model import Flag
 from mailboxes.offload import offload_if_large
 
-from .. import compose, i18n, render
+from .. import compose, i18n, render, richtext
 from ..context import LOCALE, WEBMAIL
 from ..sessions import require_account
 from .mail import folder_href, folder_tree
@@ -59,6 +59,8 @@ async def _page(request, account, draft: compose.Draft, mode: str, source, *, er
     _ = i18n.translator(request[LOCALE])
     tree = await folder_tree(request, account, _)
     inbox = next(e for e in tree if e.name == "INBOX")
+    if draft.body_html:  # only cleaned markup goes back into the editor
+        draft = dataclasses.replace(draft, body_html=richtext.clean(draft.body_html))
     return wm.render(request, "compose.html", status=status, folders=tree, folder=inbox, folder_href=folder_href,
                      draft=draft, mode=mode, source=source, error=error, max_upload=MAX_UPLOAD_BYTES,
                      draft_uid=draft_uid, kept=kept, complete_js=_COMPLETE_JS.exists(),
@@ -85,9 +87,10 @@ async def read_form(request: web.Request) -> Posted:
     mode = field("mode", 16)
     mode = mode if mode in MODES else "new"
     draft = compose.Draft(field("to", 8192), field("cc", 8192), field("subject", compose.MAX_SUBJECT_CHARS),
-                          field("body"), field("in_reply_to", 998), field("references", 8192))
+                          field("body"), field("in_reply_to", 998), field("references", 8192),
+                          field("body_html", richtext.MAX_HTML_CHARS))
     uploads = [compose.Upload(f.filename or "attachment", f.content_type or "application/octet-stream", f.file.read())
-               for f in data.getall("attachments", []) if not isinstance(f, str) and f.filename][:MAX_UPLOADS]
+               for f in data.getall("attachments", []) if isinstance(f, web.FileField) and f.filename][:MAX_UPLOADS]
     src_folder, src_uid = field("source_folder", 1024), field("source_uid", 12)
     source = (src_folder, src_uid) if src_folder and src_uid else None
     return Posted(mode, draft, uploads, source, field("draft_uid", 12))
@@ -126,7 +129,7 @@ async def send(request: web.Request) -> web.Response:
         raise web.HTTPServiceUnavailable(text=_("error"))
     forwarded = original.raw if original is not None and mode == "forward" else None
     name = (original.parsed.envelope.subject_decoded.strip() or "message") + ".eml" if original else "message.eml"
-    size = sum(len(u.data) for u in uploads) + len(forwarded or b"") + len(draft.body)
+    size = sum(len(u.data) for u in uploads) + len(forwarded or b"") + len(draft.body) + len(draft.body_html)
     try:  # base64 of large uploads off the loop
         message, rcpts = await offload_if_large(size, functools.partial(
             compose.build, account, draft, hostname=wm.hostname, now=wm.clock(), uploads=uploads,

@@ -28,7 +28,7 @@ async def save(request: web.Request) -> web.Response:
     if posted.draft_uid:
         old, _values, kept = await open_draft(request, account, posted.draft_uid)
         uploads = kept + uploads
-    size = sum(len(u.data) for u in uploads) + len(posted.draft.body)
+    size = sum(len(u.data) for u in uploads) + len(posted.draft.body) + len(posted.draft.body_html)
     try:
         message, _rcpts = await offload_if_large(size, functools.partial(
             compose.build, account, posted.draft, hostname=wm.hostname, now=wm.clock(), uploads=uploads, unsent=True))

@@ -22,7 +22,7 @@ from mailboxes.model import Account
 
 from . import richtext
 
-MAX_RECIPIENTS = 100  # To and Cc together, per message from the webmail
+MAX_RECIPIENTS = 100  # To, Cc and Bcc together, per message from the webmail
 MAX_SUBJECT_CHARS = 998  # RFC 5322 §2.1.1 line limit
 MAX_BODY_CHARS = 1 << 20
 QUOTE_CHARS = 64 << 10  # of the original text quoted in a reply or forward
@@ -55,6 +55,7 @@ class Draft:
     in_reply_to: str = ""
     references: str = ""
     body_html: str = ""  # from the rich-text editor; cleaned (richtext.clean) before it is used
+    bcc: str = ""
 
 
 def recipients(field: str) -> list[str]:
@@ -78,12 +79,13 @@ def recipients(field: str) -> list[str]:
 def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploads: list[Upload] = (),
           forwarded: bytes | None = None, forwarded_name: str = "message.eml",
           unsent: bool = False) -> tuple[bytes, list[str]]:
-    """The message to submit and its envelope recipients (To and Cc; nothing is Bcc here yet).
+    """The message to submit and its envelope recipients (To, Cc and Bcc).
 
-    ``unsent``: a draft for the Drafts folder, which may have no recipients yet.
+    ``unsent``: a draft for the Drafts folder, which may have no recipients yet and keeps its Bcc line;
+    a message to send has none (RFC 5322 §3.6.3: Bcc recipients are in the envelope only).
     """
-    to, cc = recipients(draft.to), recipients(draft.cc)
-    rcpts = list(dict.fromkeys(to + cc))
+    to, cc, bcc = recipients(draft.to), recipients(draft.cc), recipients(draft.bcc)
+    rcpts = list(dict.fromkeys(to + cc + bcc))
     if not rcpts and not unsent:
         raise ComposeError("no_recipients")
     if len(rcpts) > MAX_RECIPIENTS:
@@ -97,6 +99,8 @@ def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploa
         m["To"] = ", ".join(to) if to else "undisclosed-recipients:;"
     if cc:
         m["Cc"] = ", ".join(cc)
+    if bcc and unsent:
+        m["Bcc"] = ", ".join(bcc)
     m["Subject"] = " ".join(draft.subject[:MAX_SUBJECT_CHARS].split())
     m["Date"] = format_datetime(now)
     m["Message-ID"] = f"<{secrets.token_hex(12)}@{hostname}>"
@@ -191,4 +195,4 @@ def continue_draft(raw: bytes) -> tuple[Draft, list[Upload]]:
         if isinstance(data, bytes):
             uploads.append(Upload(att.get_filename() or "attachment", att.get_content_type(), data))
     return Draft(header("To", 8192), header("Cc", 8192), header("Subject", MAX_SUBJECT_CHARS),
-                 body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192), markup), uploads
+                 body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192), markup, header("Bcc", 8192)), uploads

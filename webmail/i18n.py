@@ -149,6 +149,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "draft_saved": "草稿已保存。",
         "draft_not_saved": "草稿未能保存（邮箱空间不足？）。",
         "draft_attachments": "草稿中的附件",
+        "bcc": "密送",
         # compose: rich text
         "rt_toolbar": "格式",
         "rt_bold": "加粗",
@@ -292,6 +293,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "draft_saved": "Draft saved.",
         "draft_not_saved": "The draft could not be saved (mailbox full?).",
         "draft_attachments": "Attachments in the draft",
+        "bcc": "Bcc",
         # compose: rich text
         "rt_toolbar": "Formatting",
         "rt_bold": "Bold",

@@ -133,3 +133,42 @@ async def test_an_empty_file_input_as_browsers_post_it_is_no_attachment(web, cli
     assert r.status == 200 and "folder=Sent" in str(r.url)
     [(_, raw)] = _mails(web, "bob", "INBOX")
     assert list(email.message_from_bytes(raw, policy=email.policy.default).iter_attachments()) == []
+
+
+async def test_bcc_is_delivered_kept_in_the_draft_and_absent_from_the_sent_message(web, client):
+    await web.loop_run(web.add_account("carol"))
+    await client.sign_in()
+    _, page = await client.get("/compose")
+    assert 'id="bcc" name="bcc"' in page and page.count('data-complete="addresses"') == 3
+    r, page = await client.post("/compose/draft", _form(csrf_of(page), mode="new", to="bob@city.test", cc="",
+                                                        bcc="carol@city.test", subject="hidden", body="b"))
+    assert r.status == 200 and 'id="bcc" name="bcc" type="text" autocomplete="off" data-complete="addresses" ' \
+        'value="carol@city.test"' in page
+    r, page = await client.post("/compose", _form(csrf_of(page), mode="new", to="bob@city.test", cc="",
+                                                  bcc="carol@city.test", subject="hidden", body="b",
+                                                  draft_uid=_draft_uid(r.url)))
+    assert r.status == 200 and "folder=Sent" in str(r.url)
+    [(_, to_bob)] = _mails(web, "bob")
+    [(_, to_carol)] = _mails(web, "carol")
+    assert b"carol@city.test" not in to_bob and b"Bcc" not in to_bob and b"Subject: hidden" in to_carol
+
+
+async def test_reply_all_addresses_everyone_but_me_and_threads(web, client):
+    web.deliver("alice", plain_mail("Team", to="alice@city.test, bob@city.test").replace(
+        b"From: carol@city.test",
+        b"From: carol@city.test\r\nCc: Dave <dave@city.test>, ALICE@city.test"
+        b"\r\nMessage-ID: <t1@city.test>\r\nReferences: <t0@city.test>"))
+    await client.sign_in()
+    r, page = await client.get("/compose?mode=replyall&folder=INBOX&uid=1")
+    assert r.status == 200
+    assert re.search(r'id="to" [^>]*value="carol@city.test, bob@city.test"', page), page
+    assert re.search(r'id="cc" [^>]*value="dave@city.test"', page)
+    assert 'name="in_reply_to" value="&lt;t1@city.test&gt;"' in page
+    assert 'name="references" value="&lt;t0@city.test&gt;"' in page
+    r, page = await client.post("/compose", _form(
+        csrf_of(page), mode="replyall", to="bob@city.test", cc="", subject="Re: Team", body="ok",
+        in_reply_to="<t1@city.test>", references="<t0@city.test>", source_folder="INBOX", source_uid="1"))
+    assert r.status == 200
+    [(_, raw)] = _mails(web, "bob")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["In-Reply-To"] == "<t1@city.test>" and msg["References"] == "<t0@city.test> <t1@city.test>"

@@ -88,7 +88,7 @@ async def read_form(request: web.Request) -> Posted:
     mode = mode if mode in MODES else "new"
     draft = compose.Draft(field("to", 8192), field("cc", 8192), field("subject", compose.MAX_SUBJECT_CHARS),
                           field("body"), field("in_reply_to", 998), field("references", 8192),
-                          field("body_html", richtext.MAX_HTML_CHARS))
+                          field("body_html", richtext.MAX_HTML_CHARS), field("bcc", 8192))
     uploads = [compose.Upload(f.filename or "attachment", f.content_type or "application/octet-stream", f.file.read())
                for f in data.getall("attachments", []) if isinstance(f, web.FileField) and f.filename][:MAX_UPLOADS]
     src_folder, src_uid = field("source_folder", 1024), field("source_uid", 12)

@@ -28,6 +28,7 @@ from .views import account as account_views
 from .views import auth as auth_views
 from .views import autoconfig as autoconfig_views
 from .views import compose as compose_views
+from .views import drafts as drafts_views
 from .views import live as live_views
 from .views import mail as mail_views
 from .views import twofactor as twofactor_views
@@ -81,6 +82,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     # read status and recall (issue 10 point 5)
     ("GET", "/readstatus/{id}", readstatus_views.status_json),
     ("POST", "/readstatus/{id}/recall", readstatus_views.recall),
+    # compose: drafts (issue 10 point 2)
+    ("POST", "/compose/draft", drafts_views.save),
 )
 
 

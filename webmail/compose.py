@@ -20,7 +20,9 @@ from mailboxes.headers import parse_addresses
 from mailboxes.mime import Envelope, ParsedMessage
 from mailboxes.model import Account
 
-MAX_RECIPIENTS = 100  # To and Cc together, per message from the webmail
+from . import richtext
+
+MAX_RECIPIENTS = 100  # To, Cc and Bcc together, per message from the webmail
 MAX_SUBJECT_CHARS = 998  # RFC 5322 §2.1.1 line limit
 MAX_BODY_CHARS = 1 << 20
 QUOTE_CHARS = 64 << 10  # of the original text quoted in a reply or forward
@@ -52,6 +54,8 @@ class Draft:
     body: str = ""
     in_reply_to: str = ""
     references: str = ""
+    body_html: str = ""  # from the rich-text editor; cleaned (richtext.clean) before it is used
+    bcc: str = ""
 
 
 def recipients(field: str) -> list[str]:
@@ -73,11 +77,16 @@ def recipients(field: str) -> list[str]:
 
 
 def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploads: list[Upload] = (),
-          forwarded: bytes | None = None, forwarded_name: str = "message.eml") -> tuple[bytes, list[str]]:
-    """The message to submit and its envelope recipients (To and Cc; nothing is Bcc here yet)."""
-    to, cc = recipients(draft.to), recipients(draft.cc)
-    rcpts = list(dict.fromkeys(to + cc))
-    if not rcpts:
+          forwarded: bytes | None = None, forwarded_name: str = "message.eml",
+          unsent: bool = False) -> tuple[bytes, list[str]]:
+    """The message to submit and its envelope recipients (To, Cc and Bcc).
+
+    ``unsent``: a draft for the Drafts folder, which may have no recipients yet and keeps its Bcc line;
+    a message to send has none (RFC 5322 §3.6.3: Bcc recipients are in the envelope only).
+    """
+    to, cc, bcc = recipients(draft.to), recipients(draft.cc), recipients(draft.bcc)
+    rcpts = list(dict.fromkeys(to + cc + bcc))
+    if not rcpts and not unsent:
         raise ComposeError("no_recipients")
     if len(rcpts) > MAX_RECIPIENTS:
         raise ComposeError("too_many_recipients", str(MAX_RECIPIENTS))
@@ -86,17 +95,27 @@ def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploa
     m = EmailMessage(policy=policy)
     local, _, domain = account.address.rpartition("@")
     m["From"] = HeaderAddress(account.display_name or "", local, domain)
-    m["To"] = ", ".join(to) if to else "undisclosed-recipients:;"
+    if to or not unsent:
+        m["To"] = ", ".join(to) if to else "undisclosed-recipients:;"
     if cc:
         m["Cc"] = ", ".join(cc)
+    if bcc and unsent:
+        m["Bcc"] = ", ".join(bcc)
     m["Subject"] = " ".join(draft.subject[:MAX_SUBJECT_CHARS].split())
     m["Date"] = format_datetime(now)
     m["Message-ID"] = f"<{secrets.token_hex(12)}@{hostname}>"
     if draft.in_reply_to:
         m["In-Reply-To"] = draft.in_reply_to
         m["References"] = " ".join((draft.references + " " + draft.in_reply_to).split()[-20:])
+    elif draft.references:  # a forward keeps the thread (RFC 5322 §3.6.4) without replying to anyone
+        m["References"] = " ".join(draft.references.split()[-20:])
     m["MIME-Version"] = "1.0"
-    m.set_content(draft.body[:MAX_BODY_CHARS].replace("\r\n", "\n"), subtype="plain", charset="utf-8")
+    markup = richtext.clean(draft.body_html) if draft.body_html else ""
+    if markup:  # RFC 2046 §5.1.4: text/plain first, the richer text/html last
+        m.set_content(richtext.as_text(markup), subtype="plain", charset="utf-8")
+        m.add_alternative(richtext.document(markup), subtype="html", charset="utf-8")
+    else:
+        m.set_content(draft.body[:MAX_BODY_CHARS].replace("\r\n", "\n"), subtype="plain", charset="utf-8")
     for up in uploads:
         ctype = up.content_type if "/" in up.content_type else (
             mimetypes.guess_type(up.filename)[0] or "application/octet-stream")
@@ -145,4 +164,35 @@ def reply_draft(account: Account, parsed: ParsedMessage, text: str, *, mode: str
 
 
 def forward_draft(parsed: ParsedMessage, text: str, *, intro: str) -> Draft:
-    return Draft(subject=_prefixed("Fwd:", parsed.envelope.subject_decoded), body=_quoted(parsed.envelope, text, intro))
+    refs = next((v for k, v in parsed.headers_decoded if k.lower() == "references"), "")
+    refs = " ".join((refs + " " + (parsed.envelope.message_id or "")).split())
+    return Draft(subject=_prefixed("Fwd:", parsed.envelope.subject_decoded), body=_quoted(parsed.envelope, text, intro),
+                 references=refs)
+
+
+def continue_draft(raw: bytes) -> tuple[Draft, list[Upload]]:
+    """A message saved in Drafts back as the form's values and its attachments (to go along when it is sent)."""
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+
+    def header(name: str, limit: int) -> str:
+        try:
+            return " ".join(str(m.get(name, "")).split())[:limit]
+        except (ValueError, TypeError, IndexError):  # a header the parser cannot read is left empty
+            return ""
+    part = m.get_body(("plain",))
+    try:
+        body = part.get_content() if part is not None else ""
+    except (LookupError, ValueError):
+        body = ""
+    html_part = m.get_body(("html",))
+    try:
+        markup = richtext.body_of(html_part.get_content()) if html_part is not None else ""
+    except (LookupError, ValueError):
+        markup = ""
+    uploads = []
+    for att in m.iter_attachments():
+        data = att.get_payload(decode=True)
+        if isinstance(data, bytes):
+            uploads.append(Upload(att.get_filename() or "attachment", att.get_content_type(), data))
+    return Draft(header("To", 8192), header("Cc", 8192), header("Subject", MAX_SUBJECT_CHARS),
+                 body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192), markup, header("Bcc", 8192)), uploads

@@ -144,6 +144,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rs_recall_done": "邮件已撤回，收件人的副本已全部删除。",
         "rs_recall_refused": "无法撤回：已有收件人阅读了这封邮件。没有删除任何副本。",
         "rs_recall_read_meanwhile": "邮件已撤回，但有收件人在撤回的同时打开了它（见下表的阅读时间）。",
+        # compose: drafts
+        "save_draft": "存草稿",
+        "draft_saved": "草稿已保存。",
+        "draft_not_saved": "草稿未能保存（邮箱空间不足？）。",
+        "draft_attachments": "草稿中的附件",
+        "bcc": "密送",
+        # compose: rich text
+        "rt_toolbar": "格式",
+        "rt_bold": "加粗",
+        "rt_italic": "斜体",
+        "rt_underline": "下划线",
+        "rt_bullets": "项目符号列表",
+        "rt_numbers": "编号列表",
+        "rt_link": "插入链接",
+        "rt_link_prompt": "链接地址（http、https 或 mailto）：",
     },
     "en": {
         "app_name": "Mail",
@@ -273,6 +288,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rs_recall_done": "The message was recalled: every recipient's copy was removed.",
         "rs_recall_refused": "Cannot recall: a recipient has already read this message. No copy was removed.",
         "rs_recall_read_meanwhile": "The message was recalled, but a recipient opened it at the same moment (see the read time below).",
+        # compose: drafts
+        "save_draft": "Save draft",
+        "draft_saved": "Draft saved.",
+        "draft_not_saved": "The draft could not be saved (mailbox full?).",
+        "draft_attachments": "Attachments in the draft",
+        "bcc": "Bcc",
+        # compose: rich text
+        "rt_toolbar": "Formatting",
+        "rt_bold": "Bold",
+        "rt_italic": "Italic",
+        "rt_underline": "Underline",
+        "rt_bullets": "Bulleted list",
+        "rt_numbers": "Numbered list",
+        "rt_link": "Insert link",
+        "rt_link_prompt": "Link address (http, https or mailto):",
     },
 }
 

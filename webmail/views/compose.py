@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 
 from aiohttp import web
 
 from delivery.submit import Client, Submission
-from mailboxes.errors import StoreError
+from mailboxes.errors import AlreadyExists, StoreError
 from mailboxes.ingest import prepare
 from mailboxes.mailsettings import signature_for
 from mailboxes.model import Flag
 from mailboxes.offload import offload_if_large
 
-from .. import compose, i18n, render
+from .. import compose, i18n, render, richtext
 from ..context import LOCALE, WEBMAIL
 from ..sessions import require_account
 from .mail import folder_href, folder_tree
@@ -23,6 +24,7 @@ from .message import open_message
 MAX_UPLOAD_BYTES = 25 << 20  # a whole compose request with its attachments
 MAX_UPLOADS = 20
 MODES = ("new", "reply", "replyall", "forward")
+_COMPLETE_JS = pathlib.Path(__file__).parent.parent / "static" / "complete.js"  # the address book's, when present
 
 
 async def form(request: web.Request) -> web.Response:
@@ -30,6 +32,10 @@ async def form(request: web.Request) -> web.Response:
     _ = i18n.translator(request[LOCALE])
     mode = request.query.get("mode", "new")
     mode = mode if mode in MODES else "new"
+    if request.query.get("draft"):  # continue a saved draft as it was left (no second signature)
+        uid = request.query["draft"]
+        _opened, draft, kept = await open_draft(request, account, uid)
+        return await _page(request, account, draft, mode, None, draft_uid=uid, kept=kept)
     draft = compose.Draft(to=request.query.get("to", "")[:compose.MAX_SUBJECT_CHARS])
     source = None
     if mode != "new":
@@ -48,19 +54,31 @@ async def form(request: web.Request) -> web.Response:
 
 
 async def _page(request, account, draft: compose.Draft, mode: str, source, *, error: str | None = None,
-                status: int = 200) -> web.Response:
+                status: int = 200, draft_uid: str = "", kept: list[compose.Upload] = ()) -> web.Response:
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request[LOCALE])
     tree = await folder_tree(request, account, _)
     inbox = next(e for e in tree if e.name == "INBOX")
+    if draft.body_html:  # only cleaned markup goes back into the editor
+        draft = dataclasses.replace(draft, body_html=richtext.clean(draft.body_html))
     return wm.render(request, "compose.html", status=status, folders=tree, folder=inbox, folder_href=folder_href,
-                     draft=draft, mode=mode, source=source, error=error, max_upload=MAX_UPLOAD_BYTES)
+                     draft=draft, mode=mode, source=source, error=error, max_upload=MAX_UPLOAD_BYTES,
+                     draft_uid=draft_uid, kept=kept, complete_js=_COMPLETE_JS.exists(),
+                     saved=bool(request.query.get("saved")))
 
 
-async def send(request: web.Request) -> web.Response:
-    account = require_account(request)
-    wm = request.app[WEBMAIL]
-    _ = i18n.translator(request[LOCALE])
+@dataclasses.dataclass
+class Posted:
+    """The compose form as posted: values, new uploads, the message replied to and the draft it continues."""
+
+    mode: str
+    draft: compose.Draft
+    uploads: list[compose.Upload]
+    source: tuple[str, str] | None
+    draft_uid: str
+
+
+async def read_form(request: web.Request) -> Posted:
     data = await request.post()
 
     def field(name: str, limit: int = compose.MAX_BODY_CHARS) -> str:
@@ -69,28 +87,60 @@ async def send(request: web.Request) -> web.Response:
     mode = field("mode", 16)
     mode = mode if mode in MODES else "new"
     draft = compose.Draft(field("to", 8192), field("cc", 8192), field("subject", compose.MAX_SUBJECT_CHARS),
-                          field("body"), field("in_reply_to", 998), field("references", 8192))
+                          field("body"), field("in_reply_to", 998), field("references", 8192),
+                          field("body_html", richtext.MAX_HTML_CHARS), field("bcc", 8192))
     uploads = [compose.Upload(f.filename or "attachment", f.content_type or "application/octet-stream", f.file.read())
-               for f in data.getall("attachments", []) if not isinstance(f, str) and f.filename][:MAX_UPLOADS]
+               for f in data.getall("attachments", []) if isinstance(f, web.FileField) and f.filename][:MAX_UPLOADS]
     src_folder, src_uid = field("source_folder", 1024), field("source_uid", 12)
     source = (src_folder, src_uid) if src_folder and src_uid else None
-    original = await open_message(request, account, src_folder, src_uid) if source else None
+    return Posted(mode, draft, uploads, source, field("draft_uid", 12))
+
+
+async def drafts_folder(store, account):
+    """The account's Drafts (RFC 6154 \\Drafts), created when missing as the store provisions it."""
+    found = next((f for f in await store.folders(account) if f.special_use == "\\Drafts"), None)
+    if found is not None:
+        return found
+    try:
+        return await store.create_folder(account, "Drafts", special_use="\\Drafts")
+    except AlreadyExists:
+        return await store.folder(account, "Drafts")
+
+
+async def open_draft(request: web.Request, account, uid: str):
+    """The stored draft `uid` of this account (404 when it is not one of its drafts) and its values."""
+    folder = await drafts_folder(request.app[WEBMAIL].mailboxes.store, account)
+    opened = await open_message(request, account, folder.name, uid)
+    draft, kept = compose.continue_draft(opened.raw)
+    return opened, draft, kept
+
+
+async def send(request: web.Request) -> web.Response:
+    account = require_account(request)
+    wm = request.app[WEBMAIL]
+    _ = i18n.translator(request[LOCALE])
+    posted = await read_form(request)
+    mode, draft, uploads, source = posted.mode, posted.draft, posted.uploads, posted.source
+    if posted.draft_uid:  # the draft's attachments go along; the draft goes once sent
+        stored, _values, kept = await open_draft(request, account, posted.draft_uid)
+        uploads = kept + uploads
+    original = await open_message(request, account, *source) if source else None
     if wm.submit is None:
         raise web.HTTPServiceUnavailable(text=_("error"))
     forwarded = original.raw if original is not None and mode == "forward" else None
     name = (original.parsed.envelope.subject_decoded.strip() or "message") + ".eml" if original else "message.eml"
-    size = sum(len(u.data) for u in uploads) + len(forwarded or b"") + len(draft.body)
+    size = sum(len(u.data) for u in uploads) + len(forwarded or b"") + len(draft.body) + len(draft.body_html)
     try:  # base64 of large uploads off the loop
         message, rcpts = await offload_if_large(size, functools.partial(
             compose.build, account, draft, hostname=wm.hostname, now=wm.clock(), uploads=uploads,
             forwarded=forwarded, forwarded_name=name))
     except compose.ComposeError as exc:
-        return await _page(request, account, draft, mode, source, status=400,
+        return await _page(request, account, draft, mode, source, status=400, draft_uid=posted.draft_uid,
                            error=_(exc.key, detail=exc.detail) if exc.detail else _(exc.key, detail=""))
     client = Client(request.remote or "-", "webmail", "HTTPS" if request.secure else "HTTP")
     outcome = await wm.submit(Submission(account.address, tuple(rcpts), message, account, client, origin="webmail"))
     if not outcome.accepted:
-        return await _page(request, account, draft, mode, source, status=400,
+        return await _page(request, account, draft, mode, source, status=400, draft_uid=posted.draft_uid,
                            error=_("send_refused", detail=outcome.reply.text))
     store = wm.mailboxes.store
     sent = next((f for f in await store.folders(account) if f.special_use == "\\Sent"), None)
@@ -100,6 +150,8 @@ async def send(request: web.Request) -> web.Response:
             await store.append(account, sent.name, prepared, flags=int(Flag.SEEN))
         except StoreError:  # sent, but no room for the copy: the mail is gone out all the same
             pass
+    if posted.draft_uid:
+        await store.expunge(stored.folder.ref, [stored.meta.uid], deleted_only=False)
     if original is not None and mode in ("reply", "replyall"):
         await store.store_flags(original.folder.ref, [original.meta.uid], "add", int(Flag.ANSWERED))
     refused = ", ".join(r for r, _reply in outcome.refused)

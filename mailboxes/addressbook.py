@@ -54,6 +54,14 @@ def clean_query(query: str) -> str:
     return query.strip()[:MAX_QUERY_CHARS].lower()
 
 
+def _matching(name_col, address_col, query: str):
+    """The condition "name contains the query or address starts with it", None for an empty query."""
+    q = clean_query(query)
+    if not q:
+        return None
+    return or_(func.lower(name_col).contains(q, autoescape=True), address_col.startswith(q, autoescape=True))
+
+
 def _bounded(limit: int) -> int:
     return max(1, min(limit, MAX_RESULTS))
 
@@ -77,11 +85,9 @@ class AddressBook:
 
     async def search_people(self, query: str, *, limit: int = MAX_RESULTS) -> list[Person]:
         """People whose display name contains `query` or whose address starts with it."""
-        q = clean_query(query)
-        if not q:
+        cond = _matching(t.accounts.c.display_name, t.accounts.c.address, query)
+        if cond is None:
             return []
-        cond = or_(func.lower(t.accounts.c.display_name).contains(q, autoescape=True),
-                   t.accounts.c.address.startswith(q, autoescape=True))
         async with self.db.read() as conn:
             rows = (await conn.execute(self._people().where(cond).limit(_bounded(limit)))).all()
         return [self._person(r) for r in rows]
@@ -105,11 +111,9 @@ class AddressBook:
 
     async def search_groups(self, query: str, *, limit: int = MAX_RESULTS) -> list[GroupEntry]:
         """Groups whose name contains `query` or whose address starts with it (without members)."""
-        q = clean_query(query)
-        if not q:
+        cond = _matching(t.groups.c.name, t.groups.c.address, query)
+        if cond is None:
             return []
-        cond = or_(func.lower(t.groups.c.name).contains(q, autoescape=True),
-                   t.groups.c.address.startswith(q, autoescape=True))
         async with self.db.read() as conn:
             rows = (await conn.execute(select(t.groups.c.address, t.groups.c.name, t.groups.c.post_policy)
                                        .where(cond).order_by(t.groups.c.name, t.groups.c.address)

@@ -25,6 +25,7 @@ from . import security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .views import account as account_views
+from .views import addressbook as addressbook_views
 from .views import auth as auth_views
 from .views import autoconfig as autoconfig_views
 from .views import compose as compose_views
@@ -81,6 +82,9 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     # read status and recall (issue 10 point 5)
     ("GET", "/readstatus/{id}", readstatus_views.status_json),
     ("POST", "/readstatus/{id}/recall", readstatus_views.recall),
+    # organisation address book and recipient completion (issue 10 point 3)
+    ("GET", "/addressbook", addressbook_views.page),
+    ("GET", "/addressbook/complete", addressbook_views.complete),
 )
 
 

@@ -110,3 +110,23 @@ async def test_compose_to_field_offers_completion(web, client):
     assert 'data-complete="addresses"' in page and "complete.js" in page
     r, script = await client.get("/static/complete.js")
     assert r.status == 200 and 'role", "listbox"' in script
+
+
+async def test_compose_with_the_file_input_left_empty_sends(web, client):
+    """A browser sends an unused file input as an empty part with filename="" (HTML §4.10.21.8): not an upload."""
+    import aiohttp
+
+    from .harness import csrf_of
+    from .test_compose import _mails
+
+    await client.sign_in()
+    _, page = await client.get("/compose")
+    form = aiohttp.FormData()
+    for k, v in {"csrf": csrf_of(page), "mode": "new", "to": "bob@city.test", "cc": "", "subject": "无附件",
+                 "body": "你好"}.items():
+        form.add_field(k, v)
+    form.add_field("attachments", b"", filename="", content_type="application/octet-stream")
+    r, _ = await client.post("/compose", form)
+    assert r.status == 200 and "folder=Sent" in str(r.url)
+    [(_, raw)] = _mails(web, "bob")
+    assert b"multipart" not in raw.split(b"\r\n\r\n", 1)[0].lower()

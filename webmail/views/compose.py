@@ -71,7 +71,7 @@ async def send(request: web.Request) -> web.Response:
     draft = compose.Draft(field("to", 8192), field("cc", 8192), field("subject", compose.MAX_SUBJECT_CHARS),
                           field("body"), field("in_reply_to", 998), field("references", 8192))
     uploads = [compose.Upload(f.filename or "attachment", f.content_type or "application/octet-stream", f.file.read())
-               for f in data.getall("attachments", []) if not isinstance(f, str) and f.filename][:MAX_UPLOADS]
+               for f in data.getall("attachments", []) if isinstance(f, web.FileField) and f.filename][:MAX_UPLOADS]
     src_folder, src_uid = field("source_folder", 1024), field("source_uid", 12)
     source = (src_folder, src_uid) if src_folder and src_uid else None
     original = await open_message(request, account, src_folder, src_uid) if source else None

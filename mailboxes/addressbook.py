@@ -27,6 +27,7 @@ MAX_RESULTS = 50  # people or groups returned by one search or page at most
 MAX_DEPARTMENTS = 2000  # departments listed at most (the tree)
 MAX_GROUPS = 200  # groups listed at most
 MAX_GROUP_LIST = 200  # members or posters listed per group at most
+MAX_CARDS = 10_000  # people served as one CardDAV address book at most
 
 
 @dataclass(frozen=True)
@@ -137,3 +138,18 @@ class AddressBook:
                         .order_by(table.c.address).limit(MAX_GROUP_LIST))).scalars().all()))
                 out.append(GroupEntry(g.address, g.name, g.post_policy, *lists))
         return out
+
+    async def everyone(self, *, limit: int = MAX_CARDS) -> list[Person]:
+        """Every enabled person (at most MAX_CARDS), by address: the CardDAV address book."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(self._people().order_by(None).order_by(t.accounts.c.address)
+                                       .limit(max(1, min(limit, MAX_CARDS))))).all()
+        return [self._person(r) for r in rows]
+
+    async def people(self, addresses: list[str]) -> list[Person]:
+        """The enabled people among `addresses` (at most MAX_RESULTS of them are looked up)."""
+        wanted = [a.lower() for a in addresses[:MAX_RESULTS]]
+        async with self.db.read() as conn:
+            rows = (await conn.execute(self._people().where(t.accounts.c.address.in_(wanted))
+                                       .limit(MAX_RESULTS))).all()
+        return [self._person(r) for r in rows]

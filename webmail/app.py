@@ -28,6 +28,7 @@ from .views import account as account_views
 from .views import addressbook as addressbook_views
 from .views import auth as auth_views
 from .views import autoconfig as autoconfig_views
+from .views import carddav as carddav_views
 from .views import compose as compose_views
 from .views import live as live_views
 from .views import mail as mail_views
@@ -85,6 +86,9 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     # organisation address book and recipient completion (issue 10 point 3)
     ("GET", "/addressbook", addressbook_views.page),
     ("GET", "/addressbook/complete", addressbook_views.complete),
+    ("*", "/.well-known/carddav", carddav_views.well_known),
+    ("*", "/carddav", carddav_views.dav),
+    ("*", "/carddav/{tail:.*}", carddav_views.dav),
 )
 
 

@@ -69,3 +69,12 @@ async def test_groups_show_members_and_who_may_post_without_disabled(mb):
     assert g.post_policy == "posters" and groups["news@city.test"].post_policy == "anyone"
     assert [x.address for x in await mb.addressbook.search_groups("全体")] == ["office-all@city.test"]
     assert [x.address for x in await mb.addressbook.search_groups("NEWS")] == ["news@city.test"]
+
+
+async def test_everyone_and_people_by_address_for_carddav(mb):
+    await _org(mb)
+    assert [p.address for p in await mb.addressbook.everyone()] == [
+        "li@city.test", "wangfang@city.test", "wangwei@city.test"]
+    assert len(await mb.addressbook.everyone(limit=2)) == 2
+    found = await mb.addressbook.people(["WANGFANG@city.test", "gone@city.test", "nobody@city.test"])
+    assert [p.address for p in found] == ["wangfang@city.test"]

@@ -33,6 +33,8 @@ async def test_compose_to_a_colleague_picked_by_keyboard_from_part_of_a_chinese_
         await to.press_sequentially("王")
         listbox = page.locator("#" + await to.get_attribute("aria-controls"))
         assert await listbox.get_attribute("role") == "listbox"
+        assert await listbox.get_attribute("aria-label") == "地址建议"  # a name of its own:
+        assert await page.get_by_label("收件人").count() == 1  # the To label still names one control
         options = listbox.get_by_role("option")
         await options.first.wait_for()
         assert await to.get_attribute("aria-expanded") == "true"

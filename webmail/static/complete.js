@@ -7,6 +7,7 @@
   var DELAY_MS = 150; // typing pause before asking the server
   var MIN_CHARS = 1;
   var counter = 0;
+  var LIST_NAMES = { zh: "地址建议", en: "Address suggestions" };
 
   function lastPart(value) {
     var i = value.lastIndexOf(",");
@@ -19,11 +20,8 @@
     list.id = id;
     list.className = "complete-list";
     list.setAttribute("role", "listbox");
-    var label = input.id && document.querySelector("label[for='" + input.id + "']");
-    if (label) {
-      if (!label.id) { label.id = id + "-label"; }
-      list.setAttribute("aria-labelledby", label.id);
-    }
+    // Its own name (not the input's label, which names the input alone).
+    list.setAttribute("aria-label", LIST_NAMES[document.documentElement.lang.slice(0, 2)] || LIST_NAMES.en);
     list.hidden = true;
     input.insertAdjacentElement("afterend", list);
     input.setAttribute("role", "combobox");

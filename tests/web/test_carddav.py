@@ -119,3 +119,15 @@ async def test_failed_carddav_logins_share_the_sign_in_throttle(tmp_path):
     finally:
         await b.close()
         srv.stop()
+
+
+async def test_with_two_step_sign_in_only_an_app_password_opens_the_book(web, client):
+    """CardDAV cannot ask for a code: as over IMAP, the account's own password is refused, an app password works."""
+    from .test_twofactor import _enrol
+
+    await _enrol(web)
+    r, _ = await dav(client, "PROPFIND", BOOK, PROPS)
+    assert r.status == 401
+    app = await web.loop_run(web.mb.directory.add_app_password("alice@city.test", "phone"))
+    r, _ = await dav(client, "PROPFIND", BOOK, PROPS, user_auth=auth(password=app))
+    assert r.status == 207

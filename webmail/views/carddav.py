@@ -7,7 +7,8 @@ Implementation notes
 - Authentication is HTTP Basic (RFC 7617) through the server's one authenticator
   (the same hashes, cache and throttle as IMAP and the sign-in page); cookies are
   never used here, so the CSRF middleware lets these paths through (nothing here
-  changes state: every write method gets 403).
+  changes state: every write method gets 403). A client cannot type a second-factor
+  code, so accounts with two-step sign-in must use an app password here, as over IMAP.
 - Client XML is parsed with defusedxml (no entities, no external DTDs) from a body
   of at most MAX_BODY_BYTES; a multiget names at most MAX_MULTIGET hrefs.
 """
@@ -68,7 +69,8 @@ async def _account(request: web.Request):
     if not sep:
         raise web.HTTPUnauthorized(headers=challenge)
     try:
-        return await request.app[WEBMAIL].login(address, password, request.remote)
+        # As IMAP: with two-step sign-in on, only an app password (mailserver/auth.py).
+        return await request.app[WEBMAIL].login(address, password, request.remote, protocol="carddav")
     except SignInRefused as exc:
         if exc.retry_after is not None:
             raise web.HTTPTooManyRequests(headers={"Retry-After": str(math.ceil(exc.retry_after))}) from None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 
+from .addressbook import AddressBook
 from .blobs import BlobDirectory
 from .changes import ChangeBus
 from .directory import Directory
@@ -21,9 +22,11 @@ class Mailboxes:
     directory: Directory
     store: Store
     settings: MailSettings = field(init=False)  # out-of-office, rules, signature (in the central database)
+    addressbook: AddressBook = field(init=False)  # bounded reads of people, departments and groups
 
     def __post_init__(self) -> None:
         self.settings = MailSettings(self.router.central)
+        self.addressbook = AddressBook(self.router.central)
 
     async def add_account(self, address: str, *, password: str | None, display_name: str = "",
                           department: str | None = None, role: Role = Role.USER,

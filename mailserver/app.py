@@ -81,9 +81,10 @@ async def start_webmail(ctx: Context) -> list[Service]:
 
     from .auth import AuthFailed, AuthThrottled
 
-    async def login(address: str, password: str, ip: str | None, *, app_passwords: bool = True):
+    async def login(address: str, password: str, ip: str | None, *, app_passwords: bool = True,
+                    protocol: str = "webmail"):
         try:
-            return await ctx.auth.login(address, password, ip=ip, protocol="webmail", app_passwords=app_passwords)
+            return await ctx.auth.login(address, password, ip=ip, protocol=protocol, app_passwords=app_passwords)
         except AuthThrottled as exc:
             raise SignInRefused(exc.retry_after) from None
         except AuthFailed:

@@ -75,7 +75,7 @@ def password_hasher(config: Config) -> PasswordHasher:
                           parallelism=config.get("auth", "argon2_parallelism"))
 
 
-MAIL_CLIENT_PROTOCOLS = frozenset({"imap", "smtp"})  # they cannot ask for a second factor
+MAIL_CLIENT_PROTOCOLS = frozenset({"imap", "smtp", "carddav"})  # they cannot ask for a second factor
 SECOND_FACTOR_KEY = "2fa:"  # the throttle's account key for code guesses: "2fa:<address>"
 ADMIT_POLL_S = 0.25  # a waiter for a slot looks again this often (a settle on another node wakes nobody here)
 _NO_ANSWER = object()  # a shared check ended without an answer (its client left): check again

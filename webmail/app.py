@@ -25,8 +25,10 @@ from . import security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .views import account as account_views
+from .views import addressbook as addressbook_views
 from .views import auth as auth_views
 from .views import autoconfig as autoconfig_views
+from .views import carddav as carddav_views
 from .views import compose as compose_views
 from .views import drafts as drafts_views
 from .views import live as live_views
@@ -84,6 +86,12 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("POST", "/readstatus/{id}/recall", readstatus_views.recall),
     # compose: drafts (issue 10 point 2)
     ("POST", "/compose/draft", drafts_views.save),
+    # organisation address book and recipient completion (issue 10 point 3)
+    ("GET", "/addressbook", addressbook_views.page),
+    ("GET", "/addressbook/complete", addressbook_views.complete),
+    ("*", "/.well-known/carddav", carddav_views.well_known),
+    ("*", "/carddav", carddav_views.dav),
+    ("*", "/carddav/{tail:.*}", carddav_views.dav),
 )
 
 

@@ -468,3 +468,63 @@ _ACCOUNT_MESSAGES: dict[str, dict[str, str]] = {
 }
 for _locale, _table in _ACCOUNT_MESSAGES.items():
     MESSAGES[_locale].update(_table)
+
+# --- organisation address book (issue 10 point 3) ---
+_ADDRESSBOOK_MESSAGES = {
+    "zh": {
+        "ab_nav": "通讯录",
+        "ab_title": "单位通讯录",
+        "ab_back_to_mail": "返回邮件",
+        "ab_search_label": "按姓名或地址查找",
+        "ab_search": "查找",
+        "ab_departments": "部门",
+        "ab_people": "人员",
+        "ab_results": "“{query}”的查找结果",
+        "ab_name": "姓名",
+        "ab_address": "地址",
+        "ab_department": "部门",
+        "ab_none": "没有找到。",
+        "ab_pick": "请选择部门或输入姓名查找。",
+        "ab_paging": "翻页",
+        "ab_previous": "上一页",
+        "ab_next": "下一页",
+        "ab_groups": "群组",
+        "ab_members": "成员",
+        "ab_posters": "可发信的人",
+        "ab_nobody": "（无）",
+        "ab_no_groups": "还没有群组。",
+        "ab_policy_anyone": "任何人都可以发信给本群组。",
+        "ab_policy_domain": "本单位的人都可以发信给本群组。",
+        "ab_policy_members": "只有成员（和指定的人）可以发信给本群组。",
+        "ab_policy_posters": "只有指定的人可以发信给本群组。",
+    },
+    "en": {
+        "ab_nav": "Address book",
+        "ab_title": "Organisation address book",
+        "ab_back_to_mail": "Back to mail",
+        "ab_search_label": "Find by name or address",
+        "ab_search": "Find",
+        "ab_departments": "Departments",
+        "ab_people": "People",
+        "ab_results": "Results for “{query}”",
+        "ab_name": "Name",
+        "ab_address": "Address",
+        "ab_department": "Department",
+        "ab_none": "Nobody found.",
+        "ab_pick": "Choose a department or search by name.",
+        "ab_paging": "Pages",
+        "ab_previous": "Previous page",
+        "ab_next": "Next page",
+        "ab_groups": "Groups",
+        "ab_members": "Members",
+        "ab_posters": "May post",
+        "ab_nobody": "(nobody)",
+        "ab_no_groups": "No groups yet.",
+        "ab_policy_anyone": "Anyone may post to this group.",
+        "ab_policy_domain": "Anyone in the organisation may post to this group.",
+        "ab_policy_members": "Only members (and the listed posters) may post to this group.",
+        "ab_policy_posters": "Only the listed posters may post to this group.",
+    },
+}
+for _locale, _table in _ADDRESSBOOK_MESSAGES.items():
+    MESSAGES[_locale].update(_table)

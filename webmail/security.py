@@ -31,7 +31,8 @@ PRE_TOKEN_BYTES = 32
 # spellings Outlook uses): it changes nothing and reads no session, so it carries no CSRF token.
 AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml",
                       "/AutoDiscover/AutoDiscover.xml", "/autodiscover/Autodiscover.xml")
-CSRF_EXEMPT_PATHS = frozenset(AUTODISCOVER_PATHS)
+CSRF_EXEMPT_PATHS = frozenset(AUTODISCOVER_PATHS) | {"/.well-known/carddav"}  # RFC 6764 §5 (PROPFIND)
+CSRF_EXEMPT_PREFIX = "/carddav"  # read-only CardDAV, HTTP Basic only: no cookie session to ride on
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

@@ -73,7 +73,8 @@ async def csrf_middleware(request: web.Request, handler):
         if not expected and request.method in security.SAFE_METHODS:
             expected = new_pre = security.new_pre_token()
     request[CSRF] = expected or ""
-    if request.method not in security.SAFE_METHODS and request.path not in security.CSRF_EXEMPT_PATHS:
+    if (request.method not in security.SAFE_METHODS and request.path not in security.CSRF_EXEMPT_PATHS
+            and not request.path.startswith(security.CSRF_EXEMPT_PREFIX)):
         given = request.headers.get(security.CSRF_HEADER)
         if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             given = (await request.post()).get(security.CSRF_FIELD)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import pathlib
 
 from aiohttp import web
 
@@ -24,7 +23,6 @@ from .message import open_message
 MAX_UPLOAD_BYTES = 25 << 20  # a whole compose request with its attachments
 MAX_UPLOADS = 20
 MODES = ("new", "reply", "replyall", "forward")
-_COMPLETE_JS = pathlib.Path(__file__).parent.parent / "static" / "complete.js"  # the address book's, when present
 
 
 async def form(request: web.Request) -> web.Response:
@@ -63,7 +61,7 @@ async def _page(request, account, draft: compose.Draft, mode: str, source, *, er
         draft = dataclasses.replace(draft, body_html=richtext.clean(draft.body_html))
     return wm.render(request, "compose.html", status=status, folders=tree, folder=inbox, folder_href=folder_href,
                      draft=draft, mode=mode, source=source, error=error, max_upload=MAX_UPLOAD_BYTES,
-                     draft_uid=draft_uid, kept=kept, complete_js=_COMPLETE_JS.exists(),
+                     draft_uid=draft_uid, kept=kept,
                      saved=bool(request.query.get("saved")))
 
 

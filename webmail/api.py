@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict
 
 from aiohttp import web
@@ -29,6 +30,25 @@ PROBLEM_TYPE = "application/problem+json"
 MAILBOXES: web.AppKey[Mailboxes] = web.AppKey("mailboxes", Mailboxes)
 TOKENS: web.AppKey[ApiTokens] = web.AppKey("tokens", ApiTokens)
 ACTOR = "api_actor"
+BAD_TOKENS: web.AppKey[dict] = web.AppKey("bad_tokens", dict)
+MAX_BAD_TOKENS = 20  # refused bearer tokens per client address per window before 429
+BAD_TOKEN_WINDOW = 300.0  # seconds
+MAX_TRACKED_CLIENTS = 10_000  # addresses remembered at most (oldest forgotten first)
+
+
+def _throttled(request: web.Request) -> bool:
+    seen = request.app[BAD_TOKENS].get(request.remote or "")
+    return seen is not None and seen[0] >= MAX_BAD_TOKENS and time.monotonic() - seen[1] < BAD_TOKEN_WINDOW
+
+
+def _note_bad_token(request: web.Request) -> None:
+    bad, ip, now = request.app[BAD_TOKENS], request.remote or "", time.monotonic()
+    count, start = bad.pop(ip, (0, now))
+    if now - start >= BAD_TOKEN_WINDOW:
+        count, start = 0, now
+    bad[ip] = (count + 1, start)
+    while len(bad) > MAX_TRACKED_CLIENTS:
+        del bad[next(iter(bad))]
 
 
 def problem(status: int, title: str, detail: str = "", **extra) -> web.Response:
@@ -42,9 +62,12 @@ def problem(status: int, title: str, detail: str = "", **extra) -> web.Response:
 @web.middleware
 async def bearer_middleware(request: web.Request, handler):
     """401 without a live bearer token; every HTTP error of the API as problem details."""
+    if _throttled(request):
+        return problem(429, "Too Many Requests", "too many refused tokens from this address; try later")
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     tok = await request.app[TOKENS].find(secret.strip()) if scheme.lower() == "bearer" else None
     if tok is None or tok.kind != "admin":
+        _note_bad_token(request)
         return problem(401, "Unauthorized", "a valid bearer token is required")
     try:
         acct = await request.app[MAILBOXES].directory.account_by_id(tok.owner_id)
@@ -112,6 +135,7 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens) -> web.Application:
     app = web.Application(middlewares=[bearer_middleware], client_max_size=MAX_BODY_BYTES)
     app[MAILBOXES] = mailboxes
     app[TOKENS] = tokens
+    app[BAD_TOKENS] = {}
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -59,3 +59,13 @@ async def test_a_non_admin_token_is_forbidden(web):
     secret, _ = _token(web, "bob@city.test", admin=False)
     status, ctype, body = await _get(web, "/api/v1/accounts", **_bearer(secret))
     assert (status, ctype, body["status"]) == (403, "application/problem+json", 403)
+
+
+async def test_bad_tokens_are_throttled_per_client_address(web):
+    from webmail.api import MAX_BAD_TOKENS
+
+    secret, _ = _token(web, "alice@city.test", admin=True)
+    for _ in range(MAX_BAD_TOKENS):
+        assert (await _get(web, "/api/v1/accounts", **_bearer("pr_guess")))[0] == 401
+    status, ctype, body = await _get(web, "/api/v1/accounts", **_bearer(secret))
+    assert (status, ctype, body["status"]) == (429, "application/problem+json", 429)

@@ -22,6 +22,8 @@ from mailboxes.errors import NotFound
 from mailboxes.model import Account, Role
 from mailboxes.service import Mailboxes
 
+from .context import _request_key
+
 log = logging.getLogger("postroom.api")
 
 MAX_BODY_BYTES = 64 * 1024  # every API request body; account operations are small JSON objects
@@ -29,7 +31,7 @@ MAX_PAGE = 200  # accounts per page at most
 PROBLEM_TYPE = "application/problem+json"
 MAILBOXES: web.AppKey[Mailboxes] = web.AppKey("mailboxes", Mailboxes)
 TOKENS: web.AppKey[ApiTokens] = web.AppKey("tokens", ApiTokens)
-ACTOR = "api_actor"
+ACTOR = _request_key("api_actor", Account)
 BAD_TOKENS: web.AppKey[dict] = web.AppKey("bad_tokens", dict)
 MAX_BAD_TOKENS = 20  # refused bearer tokens per client address per window before 429
 BAD_TOKEN_WINDOW = 300.0  # seconds

@@ -197,6 +197,25 @@ web_sessions = Table(
     **NEVER_REUSED,
 )
 
+# JSON API bearer tokens (issue 10): 256 random bits shown once; only their SHA-256 is kept. A
+# fast hash is right here (unlike passwords): the secret is high-entropy, so nothing is gained
+# by a slow one and every API request looks it up. kind "admin" is a person's token acting as
+# its owner account; "source" is reserved for workflow systems. department_id NULL: whole server.
+api_tokens = Table(
+    "api_tokens",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("owner_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("department_id", ID, ForeignKey("departments.id", ondelete="CASCADE")),
+    Column("label", String(128), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    **NEVER_REUSED,
+)
+
 # TOTP second factor (RFC 6238) for webmail sign-in: one secret per account, pending until the
 # first code confirms it; `last_step` is the last time step accepted (no code is accepted twice).
 totp_secrets = Table(

@@ -16,12 +16,13 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from mailboxes.apitokens import ApiTokens
 from mailboxes.changes import ChangeBus
 from mailboxes.secondfactor import SecondFactors
 from mailboxes.service import Mailboxes
 from mailboxes.websessions import WebSessions
 
-from . import security, sessions
+from . import api, security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .views import account as account_views
@@ -116,5 +117,6 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app.on_shutdown.append(live_views.end_streams)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    app.add_subapp("/api/v1", api.make_api(mailboxes, ApiTokens(mailboxes.router.central, clock=clock)))  # JSON API (issue 10 point 8)
     app.router.add_static("/static/", HERE / "static", name="static", append_version=True)
     return app

@@ -1,0 +1,127 @@
+"""Bearer tokens for the JSON API: created with their secret shown once, found by its SHA-256, listed and revoked.
+
+Implementation notes
+- The secret is 256 random bits (`secrets.token_bytes`) in unpadded URL-safe base64 behind a
+  `pr_` prefix (so a leaked token is recognisable in logs and by secret scanners). The table
+  keeps only SHA-256 of the raw bytes. A fast hash is right for these, unlike passwords: the
+  secret is high-entropy, so a slow hash would add no protection against guessing, and every
+  API request looks a token up.
+- kind "admin": a person's token acting as its owner account (with that account's role);
+  kind "source": reserved for workflow systems (a later issue). `department_id` None means the
+  whole server; otherwise the token is limited to that department.
+- A revoked token is never found again; `find` records `last_used_at`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+
+from . import schema as t
+from .db import Database
+from .errors import InvalidInput, NotFound
+from .websessions import TOKEN_BYTES, _aware, utcnow
+from .websessions import token_hash as session_token_hash
+
+TOKEN_PREFIX = "pr_"
+MAX_TOKEN_CHARS = 64  # longer Authorization values are not looked up at all
+MAX_LABEL = 128  # the column's width
+KINDS = ("admin", "source")
+
+
+def _aware_or_none(d: datetime | None) -> datetime | None:
+    return None if d is None else _aware(d)
+
+
+def token_hash(token: str) -> bytes | None:
+    """The stored form of a token, or None when `token` cannot be one (same encoding as a session secret)."""
+    if not token or len(token) > MAX_TOKEN_CHARS or not token.startswith(TOKEN_PREFIX):
+        return None
+    return session_token_hash(token[len(TOKEN_PREFIX):])
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: int
+    kind: str
+    owner_id: int
+    department_id: int | None
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+_COLS = (t.api_tokens.c.id, t.api_tokens.c.kind, t.api_tokens.c.owner_id, t.api_tokens.c.department_id,
+         t.api_tokens.c.label, t.api_tokens.c.created_at, t.api_tokens.c.last_used_at, t.api_tokens.c.revoked_at)
+
+
+def _token(r) -> ApiToken:
+    return ApiToken(r.id, r.kind, r.owner_id, r.department_id, r.label, _aware(r.created_at),
+                    _aware_or_none(r.last_used_at), _aware_or_none(r.revoked_at))
+
+
+class ApiTokens:
+    """The api_tokens table behind a small API; `clock` is passed in (tests move time)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def create(self, owner_id: int, *, kind: str = "admin", department_id: int | None = None,
+                     label: str = "") -> tuple[str, ApiToken]:
+        """A new token: (the secret, shown once; the token)."""
+        if kind not in KINDS:
+            raise InvalidInput(f"token kind must be one of {', '.join(KINDS)}")
+        if len(label) > MAX_LABEL:
+            raise InvalidInput(f"token label longer than {MAX_LABEL} characters")
+        raw = secrets.token_bytes(TOKEN_BYTES)
+        secret = TOKEN_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        now = self.clock()
+        async with self.db.write() as conn:
+            res = await conn.execute(insert(t.api_tokens).values(
+                token_hash=hashlib.sha256(raw).digest(), kind=kind, owner_id=owner_id,
+                department_id=department_id, label=label, created_at=now))
+            tid = res.inserted_primary_key[0]
+        return secret, ApiToken(tid, kind, owner_id, department_id, label, now, None, None)
+
+    async def find(self, secret: str) -> ApiToken | None:
+        """The live token with this secret (recording its use now), or None (unknown, malformed, revoked)."""
+        h = token_hash(secret)
+        if h is None:
+            return None
+        c = t.api_tokens.c
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(*_COLS).where(c.token_hash == h))).first()
+        if r is None or r.revoked_at is not None:
+            return None
+        now = self.clock()
+        async with self.db.write() as conn:
+            await conn.execute(update(t.api_tokens).where(c.id == r.id).values(last_used_at=now))
+        tok = _token(r)
+        return ApiToken(tok.id, tok.kind, tok.owner_id, tok.department_id, tok.label, tok.created_at, now, None)
+
+    async def list(self, *, owner_id: int | None = None) -> list[ApiToken]:
+        c = t.api_tokens.c
+        q = select(*_COLS).order_by(c.id)
+        if owner_id is not None:
+            q = q.where(c.owner_id == owner_id)
+        async with self.db.read() as conn:
+            return [_token(r) for r in (await conn.execute(q)).all()]
+
+    async def revoke(self, token_id: int) -> ApiToken:
+        """Revoke a token (idempotent); NotFound when there is no such token."""
+        c = t.api_tokens.c
+        async with self.db.write() as conn:
+            await conn.execute(update(t.api_tokens).where(c.id == token_id, c.revoked_at.is_(None))
+                               .values(revoked_at=self.clock()))
+            r = (await conn.execute(select(*_COLS).where(c.id == token_id))).first()
+        if r is None:
+            raise NotFound(f"no API token {token_id}")
+        return _token(r)

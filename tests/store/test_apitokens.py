@@ -1,0 +1,69 @@
+"""JSON API bearer tokens in the central database, on SQLite and PostgreSQL: hashed secrets, scope, revocation."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from mailboxes import schema as t
+from mailboxes.apitokens import ApiTokens, token_hash
+from mailboxes.errors import InvalidInput, NotFound
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 4, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_the_secret_is_stored_as_sha256_only_and_finds_its_token(mb):
+    acct = await mb.add_account("admin@city.test", password="pw")
+    clock = Clock()
+    tokens = ApiTokens(mb.router.central, clock=clock)
+    secret, tok = await tokens.create(acct.id, label="ops")
+    assert secret.startswith("pr_") and len(secret) == 3 + 43  # 256 bits, unpadded URL-safe base64
+    async with mb.router.central.read() as conn:
+        stored = (await conn.execute(select(t.api_tokens.c.token_hash))).scalars().all()
+    assert stored == [token_hash(secret)] and secret[3:].encode() not in stored[0]
+    assert (await tokens.list())[0].last_used_at is None
+    clock.now += timedelta(minutes=5)
+    found = await tokens.find(secret)
+    assert found is not None and found.id == tok.id and found.owner_id == acct.id and found.kind == "admin"
+    assert found.department_id is None and found.label == "ops"
+    assert (await tokens.list())[0].last_used_at == clock.now
+    for bad in ("", "pr_", secret[:-1], secret[3:], "pr_" + "A" * 100, "pr_!!!!", secret + "A"):
+        assert await tokens.find(bad) is None
+
+
+async def test_a_revoked_token_is_never_found_again(mb):
+    acct = await mb.add_account("admin@city.test", password="pw")
+    tokens = ApiTokens(mb.router.central)
+    secret, tok = await tokens.create(acct.id)
+    other, _ = await tokens.create(acct.id)
+    revoked = await tokens.revoke(tok.id)
+    assert revoked.revoked_at is not None
+    assert await tokens.find(secret) is None
+    assert await tokens.find(other) is not None  # only that one
+    assert (await tokens.revoke(tok.id)).revoked_at == revoked.revoked_at  # idempotent
+    with pytest.raises(NotFound):
+        await tokens.revoke(9999)
+
+
+async def test_kind_scope_and_owner_filter(mb):
+    dept = await mb.directory.add_department("tax", "税务处")
+    a = await mb.add_account("a@city.test", password="pw", department="tax")
+    b = await mb.add_account("b@city.test", password="pw")
+    tokens = ApiTokens(mb.router.central)
+    secret, _ = await tokens.create(a.id, department_id=dept.id)
+    await tokens.create(b.id, kind="source")
+    assert (await tokens.find(secret)).department_id == dept.id
+    assert [x.owner_id for x in await tokens.list(owner_id=b.id)] == [b.id]
+    assert [x.kind for x in await tokens.list()] == ["admin", "source"]
+    with pytest.raises(InvalidInput):
+        await tokens.create(a.id, kind="root")
+    with pytest.raises(InvalidInput):
+        await tokens.create(a.id, label="x" * 129)

@@ -19,7 +19,6 @@ Implementation notes
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re

@@ -104,7 +104,10 @@ async def start_webmail(ctx: Context) -> list[Service]:
         svc = ctx.extras.get(family)
         if svc is not None:
             bound.update(svc.addresses)
-    listeners = listeners_from(ctx.config.hostname, bound, tls=ctx.tls_context is not None)
+    cfg = ctx.config
+    public_ports = {name: cfg.get("clients", f"{name}_port") for name in ("imaps", "imap", "submissions", "submission")}
+    listeners = listeners_from(cfg.get("clients", "hostname") or cfg.hostname, bound,
+                               tls=ctx.tls_context is not None, public_ports=public_ports)
     return await start(ctx, login=login, selfservice=SelfService(
         factors=ctx.auth.factors, check_code=check_code, reauth=reauth, listeners=listeners))
 

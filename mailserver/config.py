@@ -51,6 +51,16 @@ KEYS: tuple[Key, ...] = (
         "header is a protocol error. Empty: no PROXY protocol."),
     Key("listen", "https", "",
         "Webmail over TLS with the server's certificate ([tls] cert); cookies are then Secure and __Host- prefixed."),
+    # --- [clients]: what client set-up (autoconfig, Autodiscover, .mobileconfig, the set-up page) tells clients ---
+    Key("clients", "hostname", "",
+        "Host name mail clients connect to (the name on the certificate, behind NAT or a load balancer the public "
+        "one); empty: [server] hostname."),
+    Key("clients", "imaps_port", 0, "Port clients use for IMAP over TLS; 0: the port [listen] imaps is bound to."),
+    Key("clients", "imap_port", 0, "Port clients use for IMAP with STARTTLS; 0: the port [listen] imap is bound to."),
+    Key("clients", "submissions_port", 0,
+        "Port clients use for submission over TLS; 0: the port [listen] submissions is bound to."),
+    Key("clients", "submission_port", 0,
+        "Port clients use for submission with STARTTLS; 0: the port [listen] submission is bound to."),
     Key("tls", "cert", "", "PEM certificate chain; empty: <data_dir>/tls/cert.pem made by `postroom init`."),
     Key("tls", "key", "", "PEM private key; empty: <data_dir>/tls/key.pem."),
     Key("tls", "allow_plaintext_auth_on_loopback", False,
@@ -196,6 +206,8 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: expected a string, got {value!r}"
     if want is list and not isinstance(value, list):
         return f"{where}: expected a list, got {value!r}"
+    if key.section == "clients" and key.name.endswith("_port") and value > 65535:
+        return f"{where}: {value} is not a TCP port"
     if (key.section, key.name) == ("listen", "proxy_trusted"):
         return _check_networks(where, value)
     if key.section == "listen" and value:

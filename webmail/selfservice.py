@@ -38,14 +38,20 @@ class MailListeners:
         return [e for e in self.endpoints if e.protocol == protocol]
 
 
-def listeners_from(hostname: str, bound: dict[str, tuple[str, int]], *, tls: bool) -> MailListeners:
-    """From the bound listener addresses (`imap`, `imaps`, `submission`, `submissions`); implicit TLS first (RFC 8314 §3)."""
+def listeners_from(hostname: str, bound: dict[str, tuple[str, int]], *, tls: bool,
+                   public_ports: dict[str, int] | None = None) -> MailListeners:
+    """From the bound listener addresses (`imap`, `imaps`, `submission`, `submissions`); implicit TLS first (RFC 8314 §3).
+
+    `public_ports` names the port clients must use for a listener when it differs from the bound
+    one (NAT, a load balancer: the [clients] keys); 0 or absent keeps the bound port.
+    """
     order = (("imaps", "imap", "tls"), ("imap", "imap", "starttls"),
              ("submissions", "smtp", "tls"), ("submission", "smtp", "starttls"))
+    public_ports = public_ports or {}
     out = []
     for name, protocol, security in order:
         if name in bound:
-            out.append(Endpoint(protocol, bound[name][1], security if tls else "none"))
+            out.append(Endpoint(protocol, public_ports.get(name) or bound[name][1], security if tls else "none"))
     return MailListeners(hostname, tuple(out))
 
 

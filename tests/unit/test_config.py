@@ -84,3 +84,9 @@ def test_queue_lease_reaches_the_queue_and_must_be_a_second_or_more(tmp_path):
             await mb.close()
 
     asyncio.run(go())
+
+
+def test_client_ports_must_be_tcp_ports():
+    with pytest.raises(config.ConfigError, match=r"\[clients\] imaps_port: 99999 is not a TCP port"):
+        config.build({"clients": {"imaps_port": 99999}})
+    assert config.build({"clients": {"imaps_port": 993}}).get("clients", "imaps_port") == 993

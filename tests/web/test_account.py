@@ -212,3 +212,31 @@ async def test_the_apple_profile_is_a_plist_with_the_listeners(web, client):
     assert (mail["OutgoingMailServerPortNumber"], mail["OutgoingMailServerUseSSL"]) == (
         web.smtp.addresses["submission"][1], True)
     assert not {"IncomingPassword", "OutgoingPassword"} & set(mail)  # no password inside: the device asks
+
+
+async def test_behind_nat_client_setup_names_the_public_host_and_ports_of_the_clients_section(tmp_path):
+    """[clients] hostname/*_port: what autoconfig, the profile and the set-up page tell clients, not the bound ports."""
+    from .harness import WebServer
+
+    srv = WebServer(tmp_path)
+    srv.config.values["clients"].update(hostname="mail.city.test", imaps_port=993, imap_port=143,
+                                        submission_port=587)
+    srv.start()
+    client = Browser(srv.url)
+    try:
+        _, body = await client.get("/mail/config-v1.1.xml?emailaddress=alice%40city.test")
+        provider = ET.fromstring(body.encode()).find("emailProvider")
+        got = {(s.get("type"), s.findtext("socketType")): (s.findtext("hostname"), int(s.findtext("port")))
+               for s in provider.findall("incomingServer") + provider.findall("outgoingServer")}
+        assert got == {("imap", "SSL"): ("mail.city.test", 993), ("imap", "STARTTLS"): ("mail.city.test", 143),
+                       ("smtp", "STARTTLS"): ("mail.city.test", 587)}
+        await client.sign_in()
+        _, page = await client.get("/settings/mail-client")
+        assert ">993<" in page and "mail.city.test" in page and f">{srv.tls_port}<" not in page
+        _, raw = await client.download("/settings/mail-client/postroom.mobileconfig")
+        [mail] = plistlib.loads(raw)["PayloadContent"]
+        assert (mail["IncomingMailServerHostName"], mail["IncomingMailServerPortNumber"]) == ("mail.city.test", 993)
+        assert mail["OutgoingMailServerPortNumber"] == 587
+    finally:
+        await client.close()
+        srv.stop()

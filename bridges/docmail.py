@@ -1,0 +1,128 @@
+"""Official documents and receipts as mail: building the message a district receives, and reading one back (pure, no I/O).
+
+Implementation notes
+- A document message is multipart/mixed: a readable text/plain body (manifest.readable), the
+  manifest part (manifest.MEDIA_TYPE, base64 so that no relay rewraps or re-encodes its bytes),
+  then the files with RFC 2231 names. DKIM signs the whole body without `l=`, so the manifest and
+  every file are covered; the receiving side verifies DKIM before it calls `read_document`.
+- `read_document` is strict: exactly one manifest part, files exactly as the manifest lists them
+  (by SHA-256), and the Subject/From are never trusted over the manifest.
+- Urgency travels as `Priority:` (RFC 2156 §5.3.6: urgent for 特急 and 加急) for clients, and as the
+  manifest's `urgency`, which is what queues and registration use.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from .manifest import (MEDIA_TYPE, RECEIPT_MEDIA_TYPE, Attachment, Document, ManifestError, Receipt, check_files,
+                       readable)
+
+MAX_PARTS = 200  # MIME parts looked at in a received document message
+RECEIPT_TEXT = {"delivered": "已送达", "registered": "已登记", "signed": "已签收"}
+
+
+@dataclass(frozen=True)
+class Received:
+    """A document read from a message: its manifest and its files (checked against the manifest)."""
+
+    document: Document
+    files: dict[str, bytes]
+    message_id: str
+
+
+def document_message(doc: Document, files: dict[str, bytes], *, sender: str, to: str, now: datetime,
+                     hostname: str, names: dict[str, str] | None = None) -> bytes:
+    """The message for one recipient organisation (`to`: its document address)."""
+    check_files(doc, files)
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = sender
+    msg["To"] = to
+    tag = f"[{doc.urgency}] " if doc.urgency else ""
+    msg["Subject"] = f"{tag}{doc.title}（{doc.document_number}）"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=hostname)
+    if doc.urgency:
+        msg["Priority"] = "urgent"  # RFC 2156 §5.3.6
+    msg.set_content(readable(doc, names))
+    msg.add_attachment(doc.to_json(), maintype="application", subtype=MEDIA_TYPE.split("/", 1)[1],
+                       cte="base64", disposition="inline", filename="manifest.json")
+    for a in doc.attachments:
+        main, sub = a.media_type.split("/", 1)
+        msg.add_attachment(files[a.name], maintype=main, subtype=sub, filename=a.name)
+    return msg.as_bytes()
+
+
+def _parts(raw: bytes):
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    parts = list(msg.walk())[:MAX_PARTS + 1]
+    if len(parts) > MAX_PARTS:
+        raise ManifestError("message", f"more than {MAX_PARTS} MIME parts")
+    return msg, parts
+
+
+def _one_manifest(parts, media_type: str) -> bytes:
+    found = [p for p in parts if p.get_content_type() == media_type]
+    if len(found) != 1:
+        raise ManifestError("manifest", f"expected exactly one {media_type} part, found {len(found)}")
+    data = found[0].get_payload(decode=True)
+    if not isinstance(data, bytes):
+        raise ManifestError("manifest", "the manifest part has no content")
+    return data
+
+
+def read_document(raw: bytes) -> Received:
+    """The document in a received message; ManifestError when it is not a well-formed document message."""
+    msg, parts = _parts(raw)
+    doc = Document.from_json(_one_manifest(parts, MEDIA_TYPE))
+    wanted = {a.name for a in doc.attachments}
+    files: dict[str, bytes] = {}
+    for p in parts:
+        name = p.get_filename()
+        if p.is_multipart() or name is None or p.get_content_type() == MEDIA_TYPE:
+            continue
+        if name in files:
+            raise ManifestError(f"files.{name}", "appears twice in the message")
+        if name in wanted:
+            files[name] = p.get_payload(decode=True) or b""
+        else:
+            raise ManifestError(f"files.{name}", "not listed in the manifest")
+    check_files(doc, files)
+    return Received(doc, files, str(msg.get("Message-ID", "")).strip())
+
+
+def receipt_message(receipt: Receipt, *, sender: str, to: str, now: datetime, hostname: str,
+                    in_reply_to: str = "") -> bytes:
+    """A machine-readable receipt with a one-line readable body, threaded under the document message."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = f"回执：{receipt.document_number} {RECEIPT_TEXT[receipt.kind]}（{receipt.recipient}）"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=hostname)
+    msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5: never answered by an out-of-office
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    line = f"{receipt.recipient} {RECEIPT_TEXT[receipt.kind]} {receipt.document_number}"
+    if receipt.registration_number:
+        line += f"，收文编号 {receipt.registration_number}"
+    if receipt.by:
+        line += f"，签收人 {receipt.by}"
+    msg.set_content(f"{line}。\n{receipt.at.isoformat()}\n")
+    msg.add_attachment(receipt.to_json(), maintype="application", subtype=RECEIPT_MEDIA_TYPE.split("/", 1)[1],
+                       cte="base64", disposition="inline", filename="receipt.json")
+    return msg.as_bytes()
+
+
+def read_receipt(raw: bytes) -> Receipt:
+    _, parts = _parts(raw)
+    return Receipt.from_json(_one_manifest(parts, RECEIPT_MEDIA_TYPE))
+
+
+__all__ = ["Attachment", "Received", "document_message", "read_document", "receipt_message", "read_receipt"]

@@ -363,6 +363,89 @@ queue_recipients = Table(
     **NEVER_REUSED,
 )
 
+# --- official documents (issue 12) -----------------------------------------------
+# Partner organisations whose signed document messages this site registers, and where its own go.
+partners = Table(
+    "partners",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("org", String(64), nullable=False, unique=True),  # the organisation code used in manifests
+    Column("name", String(200), nullable=False, default=""),
+    Column("domain", String(255), nullable=False, index=True),  # its DKIM signing domain
+    Column("address", String(320), nullable=False),  # its document mailbox (documents are sent there)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    **NEVER_REUSED,
+)
+
+# Documents this site dispatched (发文): a document number once per issuing organ and year.
+documents_out = Table(
+    "documents_out",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("issuing_organ", String(100), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("number", String(64), nullable=False),  # 发文字号 as printed (深地税发〔2012〕12号)
+    Column("title", String(200), nullable=False),
+    Column("urgency", String(8), nullable=False, default=""),
+    Column("manifest", Text, nullable=False),  # canonical JSON (bridges.manifest)
+    Column("sender", String(320), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("issuing_organ", "year", "number"),
+    **NEVER_REUSED,
+)
+
+# Tracking per dispatched document and recipient organisation; each time is set once, by its receipt.
+document_recipients = Table(
+    "document_recipients",
+    directory_metadata,
+    Column("document_id", ID, ForeignKey("documents_out.id", ondelete="CASCADE"), primary_key=True),
+    Column("org", String(64), primary_key=True),
+    Column("message_id", String(255), nullable=False, default=""),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("registered_at", DateTime(timezone=True)),
+    Column("signed_at", DateTime(timezone=True)),
+    Column("registration_number", String(100), nullable=False, default=""),
+    Column("signed_by", String(100), nullable=False, default=""),
+    Column("reminded_at", DateTime(timezone=True)),
+)
+
+# Documents received from partners and registered here (收文): each once, numbered per year.
+documents_in = Table(
+    "documents_in",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("partner_org", String(64), nullable=False),
+    Column("issuing_organ", String(100), nullable=False),
+    Column("number", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("urgency", String(8), nullable=False, default=""),
+    Column("reg_year", Integer, nullable=False),
+    Column("reg_seq", Integer, nullable=False),
+    Column("registration_number", String(100), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("message_id", String(255), nullable=False, default=""),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("signed_at", DateTime(timezone=True)),
+    Column("signed_by", String(100), nullable=False, default=""),
+    UniqueConstraint("partner_org", "issuing_organ", "number"),
+    UniqueConstraint("reg_year", "reg_seq"),
+    **NEVER_REUSED,
+)
+
+# Document messages not registered (bad or missing signature, not a partner, bad manifest), for an administrator.
+document_quarantine = Table(
+    "document_quarantine",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("sender", String(320), nullable=False, default=""),
+    Column("reason", String(300), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    **NEVER_REUSED,
+)
+
 # --- mail (every partition) --------------------------------------------------
 
 blobs = Table(

@@ -1,0 +1,299 @@
+"""Official documents in the store: partner organisations, dispatched documents and their tracking, registration of received ones, quarantine.
+
+Implementation notes
+- The bridge (bridges/) parses and verifies manifests; this module keeps rows and their rules:
+  a document number once per issuing organ and year (documents_out's unique key, so two
+  dispatches racing on two nodes cannot both pass); a received document registered once per
+  (partner, issuing organ, number), however often it arrives; registration numbers per year
+  without gaps or duplicates (the highest + 1 inside the registering transaction, the unique
+  key on (year, seq) turning a race on PostgreSQL into a retry).
+- Tracking times are set once (the first receipt wins; a repeated receipt changes nothing),
+  so receipts may arrive twice or out of order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import schema as t
+from .db import Database
+from .directory import utcnow
+from .errors import AlreadyExists, InvalidInput, NotFound
+from .mailsettings import OOO_ZONE as LOCAL_ZONE  # China Standard Time: the bureau's calendar year
+from .websessions import _aware
+
+TRACK_EVENTS = ("sent", "delivered", "registered", "signed")
+DEFAULT_REGISTRATION_PATTERN = "收〔{year}〕{seq}号"
+MAX_QUARANTINE_BYTES = 60 << 20  # a quarantined message is kept whole up to this size, else cut (and said so)
+REGISTER_RETRIES = 5  # concurrent registrations racing for one number (PostgreSQL, several nodes)
+
+
+def _opt(d: datetime | None) -> datetime | None:
+    return None if d is None else _aware(d)
+
+
+@dataclass(frozen=True)
+class Partner:
+    org: str
+    name: str
+    domain: str
+    address: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """One recipient organisation of a dispatched document, with the time of each step (None: not yet)."""
+
+    document_id: int
+    number: str
+    issuing_organ: str
+    title: str
+    urgency: str
+    org: str
+    message_id: str
+    queued_at: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    registered_at: datetime | None
+    signed_at: datetime | None
+    registration_number: str
+    signed_by: str
+
+    @property
+    def state(self) -> str:
+        for name in ("signed", "registered", "delivered", "sent"):
+            if getattr(self, f"{name}_at") is not None:
+                return name
+        return "queued"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A received document as registered here (收文)."""
+
+    id: int
+    partner_org: str
+    issuing_organ: str
+    number: str
+    title: str
+    urgency: str
+    registration_number: str
+    manifest: str
+    message_id: str
+    received_at: datetime
+    signed_at: datetime | None
+    signed_by: str
+
+
+def _registration(r) -> Registration:
+    return Registration(r.id, r.partner_org, r.issuing_organ, r.number, r.title, r.urgency, r.registration_number,
+                        r.manifest, r.message_id, _aware(r.received_at), _opt(r.signed_at), r.signed_by)
+
+
+class Documents:
+    """The documents tables behind a small API; `clock` is passed in (tests move time)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow,
+                 registration_pattern: str = DEFAULT_REGISTRATION_PATTERN) -> None:
+        check_pattern(registration_pattern)
+        self.db = db
+        self.clock = clock
+        self.pattern = registration_pattern
+
+    # --- partners -------------------------------------------------------------------------------
+    async def add_partner(self, org: str, domain: str, *, name: str = "", address: str = "") -> Partner:
+        domain = domain.strip().lower().rstrip(".")
+        if not org or len(org) > 64 or not all(c.isalnum() or c in "._-" for c in org) or not org.isascii():
+            raise InvalidInput("an organisation code is letters, digits, '.', '_' or '-' (at most 64)")
+        if not domain or "." not in domain or "@" in domain or len(domain) > 255:
+            raise InvalidInput(f"{domain!r} is not a domain name")
+        address = address or f"documents@{domain}"
+        now = self.clock()
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(insert(t.partners).values(org=org, name=name, domain=domain, address=address,
+                                                             created_at=now))
+        except IntegrityError:
+            raise AlreadyExists(f"partner {org} exists") from None
+        return Partner(org, name, domain, address, now)
+
+    async def partners(self) -> list[Partner]:
+        c = t.partners.c
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(c.org, c.name, c.domain, c.address, c.created_at).order_by(c.org))).all()
+        return [Partner(r.org, r.name, r.domain, r.address, _aware(r.created_at)) for r in rows]
+
+    async def partner(self, org: str | None = None, *, domain: str | None = None) -> Partner:
+        """The partner with this code, or the one whose signing domain this is; NotFound otherwise."""
+        c = t.partners.c
+        q = select(c.org, c.name, c.domain, c.address, c.created_at)
+        q = q.where(c.org == org) if org is not None else q.where(c.domain == (domain or "").lower().rstrip("."))
+        async with self.db.read() as conn:
+            r = (await conn.execute(q.order_by(c.id).limit(1))).first()
+        if r is None:
+            raise NotFound(f"no partner organisation {org or domain}")
+        return Partner(r.org, r.name, r.domain, r.address, _aware(r.created_at))
+
+    async def remove_partner(self, org: str) -> None:
+        async with self.db.write() as conn:
+            n = (await conn.execute(delete(t.partners).where(t.partners.c.org == org))).rowcount
+        if not n:
+            raise NotFound(f"no partner organisation {org}")
+
+    # --- dispatch (city side) -------------------------------------------------------------------
+    async def record_dispatch(self, *, issuing_organ: str, year: int, number: str, title: str, urgency: str,
+                              manifest: str, sender: str, recipients: dict[str, str]) -> int:
+        """Record a dispatched document and its recipients ({org: Message-ID}); AlreadyExists for a used number."""
+        now = self.clock()
+        try:
+            async with self.db.write() as conn:
+                res = await conn.execute(insert(t.documents_out).values(
+                    issuing_organ=issuing_organ, year=year, number=number, title=title, urgency=urgency,
+                    manifest=manifest, sender=sender, created_at=now))
+                doc_id = res.inserted_primary_key[0]
+                if recipients:
+                    await conn.execute(insert(t.document_recipients), [
+                        {"document_id": doc_id, "org": org, "message_id": mid, "queued_at": now}
+                        for org, mid in recipients.items()])
+        except IntegrityError:
+            raise AlreadyExists(f"{issuing_organ} has already dispatched {number}") from None
+        return doc_id
+
+    async def dispatched(self, issuing_organ: str, year: int, number: str) -> bool:
+        c = t.documents_out.c
+        async with self.db.read() as conn:
+            return (await conn.execute(select(c.id).where(c.issuing_organ == issuing_organ, c.year == year,
+                                                          c.number == number))).first() is not None
+
+    async def track(self, number: str, org: str, event: str, *, at: datetime | None = None,
+                    registration_number: str = "", signed_by: str = "", issuing_organ: str | None = None) -> bool:
+        """Record a step for (document, recipient organisation); True when it was new (a repeat changes nothing)."""
+        if event not in TRACK_EVENTS:
+            raise InvalidInput(f"unknown tracking event {event!r}")
+        d, r = t.documents_out.c, t.document_recipients.c
+        col = getattr(r, f"{event}_at")
+        values: dict = {f"{event}_at": at or self.clock()}
+        if event == "registered" and registration_number:
+            values["registration_number"] = registration_number
+        if event == "signed" and signed_by:
+            values["signed_by"] = signed_by
+        doc_q = select(d.id).where(d.number == number)
+        if issuing_organ is not None:
+            doc_q = doc_q.where(d.issuing_organ == issuing_organ)
+        async with self.db.write() as conn:
+            ids = [row.id for row in (await conn.execute(doc_q)).all()]
+            if not ids:
+                raise NotFound(f"no dispatched document {number}")
+            n = (await conn.execute(update(t.document_recipients).where(
+                r.document_id.in_(ids), r.org == org, col.is_(None)).values(**values))).rowcount
+        return bool(n)
+
+    async def tracking(self, *, number: str | None = None, limit: int = 200) -> list[Tracking]:
+        d, r = t.documents_out.c, t.document_recipients.c
+        q = (select(d.id, d.number, d.issuing_organ, d.title, d.urgency, r.org, r.message_id, r.queued_at, r.sent_at,
+                    r.delivered_at, r.registered_at, r.signed_at, r.registration_number, r.signed_by)
+             .join_from(t.documents_out, t.document_recipients, d.id == r.document_id)
+             .order_by(d.id.desc(), r.org).limit(limit))
+        if number is not None:
+            q = q.where(d.number == number)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return [Tracking(x.id, x.number, x.issuing_organ, x.title, x.urgency, x.org, x.message_id,
+                         _aware(x.queued_at), _opt(x.sent_at), _opt(x.delivered_at), _opt(x.registered_at),
+                         _opt(x.signed_at), x.registration_number, x.signed_by) for x in rows]
+
+    # --- registration (district side) -----------------------------------------------------------
+    async def register(self, *, partner_org: str, issuing_organ: str, number: str, title: str, urgency: str,
+                       manifest: str, message_id: str) -> tuple[Registration, bool]:
+        """Register a received document; (its registration, True when new). A repeat returns the first one."""
+        c = t.documents_in.c
+        for _ in range(REGISTER_RETRIES):
+            existing = await self._registered(partner_org, issuing_organ, number)
+            if existing is not None:
+                return existing, False
+            now = self.clock()
+            year = now.astimezone(LOCAL_ZONE).year  # registration numbers follow the local calendar year
+            try:
+                async with self.db.write() as conn:
+                    top = (await conn.execute(select(func.max(c.reg_seq)).where(c.reg_year == year))).scalar()
+                    seq = (top or 0) + 1
+                    await conn.execute(insert(t.documents_in).values(
+                        partner_org=partner_org, issuing_organ=issuing_organ, number=number, title=title,
+                        urgency=urgency, reg_year=year, reg_seq=seq,
+                        registration_number=self.pattern.format(year=year, seq=seq),
+                        manifest=manifest, message_id=message_id, received_at=now))
+            except IntegrityError:
+                continue  # the same document or the same number registered at the same moment: look again
+            got = await self._registered(partner_org, issuing_organ, number)
+            assert got is not None
+            return got, True
+        raise AlreadyExists(f"could not number {number} after {REGISTER_RETRIES} tries (too many at once)")
+
+    async def _registered(self, partner_org: str, issuing_organ: str, number: str) -> Registration | None:
+        c = t.documents_in.c
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.documents_in).where(
+                c.partner_org == partner_org, c.issuing_organ == issuing_organ, c.number == number))).first()
+        return None if r is None else _registration(r)
+
+    async def registrations(self, *, unsigned_only: bool = False, limit: int = 200) -> list[Registration]:
+        c = t.documents_in.c
+        q = select(t.documents_in).order_by(c.id.desc()).limit(limit)
+        if unsigned_only:
+            q = q.where(c.signed_at.is_(None))
+        async with self.db.read() as conn:
+            return [_registration(r) for r in (await conn.execute(q)).all()]
+
+    async def registration(self, registration_number: str) -> Registration:
+        c = t.documents_in.c
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.documents_in).where(c.registration_number == registration_number))).first()
+        if r is None:
+            raise NotFound(f"no registered document {registration_number}")
+        return _registration(r)
+
+    async def sign(self, registration_number: str, by: str) -> tuple[Registration, bool]:
+        """Sign for (签收) a registered document; (it, True when this call signed it, False when already signed)."""
+        by = by.strip()
+        if not by or len(by) > 100:
+            raise InvalidInput("who signs for the document is required (at most 100 characters)")
+        c = t.documents_in.c
+        async with self.db.write() as conn:
+            n = (await conn.execute(update(t.documents_in).where(
+                c.registration_number == registration_number, c.signed_at.is_(None)).values(
+                signed_at=self.clock(), signed_by=by))).rowcount
+        return await self.registration(registration_number), bool(n)
+
+    # --- quarantine -----------------------------------------------------------------------------
+    async def quarantine(self, *, sender: str, reason: str, raw: bytes) -> int:
+        if len(raw) > MAX_QUARANTINE_BYTES:
+            raw = raw[:MAX_QUARANTINE_BYTES]
+            reason += f" (cut to {MAX_QUARANTINE_BYTES} bytes)"
+        async with self.db.write() as conn:
+            res = await conn.execute(insert(t.document_quarantine).values(
+                received_at=self.clock(), sender=sender[:320], reason=reason[:300], raw=raw))
+            return res.inserted_primary_key[0]
+
+    async def quarantined(self, *, limit: int = 200) -> list[tuple[int, datetime, str, str, int]]:
+        """(id, received_at, sender, reason, size) of held document messages, newest first."""
+        c = t.document_quarantine.c
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(c.id, c.received_at, c.sender, c.reason, func.length(c.raw))
+                                       .order_by(c.id.desc()).limit(limit))).all()
+        return [(r[0], _aware(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
+def check_pattern(pattern: str) -> None:
+    """A registration pattern must use {seq} and may use {year}, nothing else (福收〔{year}〕{seq}号)."""
+    try:
+        sample = pattern.format(year=2026, seq=1)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise InvalidInput(f"registration pattern {pattern!r}: only {{year}} and {{seq}} ({exc})") from None
+    if "{seq" not in pattern or len(sample) > 90:
+        raise InvalidInput(f"registration pattern {pattern!r} must contain {{seq}} and stay short")

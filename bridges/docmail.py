@@ -37,7 +37,7 @@ class Received:
 
 
 def document_message(doc: Document, files: dict[str, bytes], *, sender: str, to: str, now: datetime,
-                     hostname: str, names: dict[str, str] | None = None) -> bytes:
+                     hostname: str, names: dict[str, str] | None = None, message_id: str = "") -> bytes:
     """The message for one recipient organisation (`to`: its document address)."""
     check_files(doc, files)
     msg = EmailMessage(policy=email.policy.SMTP)
@@ -46,7 +46,7 @@ def document_message(doc: Document, files: dict[str, bytes], *, sender: str, to:
     tag = f"[{doc.urgency}] " if doc.urgency else ""
     msg["Subject"] = f"{tag}{doc.title}（{doc.document_number}）"
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = make_msgid(domain=hostname)
+    msg["Message-ID"] = message_id or make_msgid(domain=hostname)
     if doc.urgency:
         msg["Priority"] = "urgent"  # RFC 2156 §5.3.6
     msg.set_content(readable(doc, names))

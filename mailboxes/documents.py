@@ -165,6 +165,12 @@ class Documents:
             raise AlreadyExists(f"{issuing_organ} has already dispatched {number}") from None
         return doc_id
 
+    async def release(self, document_id: int) -> None:
+        """Forget a dispatch none of whose messages was accepted, so that its number may be used again."""
+        async with self.db.write() as conn:
+            await conn.execute(delete(t.document_recipients).where(t.document_recipients.c.document_id == document_id))
+            await conn.execute(delete(t.documents_out).where(t.documents_out.c.id == document_id))
+
     async def dispatched(self, issuing_organ: str, year: int, number: str) -> bool:
         c = t.documents_out.c
         async with self.db.read() as conn:

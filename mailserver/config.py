@@ -111,6 +111,18 @@ KEYS: tuple[Key, ...] = (
     Key("dkim", "selector", "postroom", "Selector used by `postroom dkim generate` when none is given."),
     Key("dkim", "dns_lookup", True,
         "Fetch other domains' DKIM keys from DNS when they are not trusted locally (`postroom dkim trust`)."),
+    # --- [documents]: official document exchange with partner organisations (issue 12) ---------------
+    Key("documents", "org", "",
+        "This site's organisation code, as partners name it in manifests (e.g. \"futian\"). Empty: no document "
+        "intake runs (documents can still be dispatched)."),
+    Key("documents", "address", "",
+        "The documents account: where partners send documents and receipts (its INBOX is the intake; "
+        "registered documents are filed in its folder 收文). Required when [documents] org is set."),
+    Key("documents", "registrars", [],
+        "Accounts that read and sign for incoming documents: they get rights on the 收文 folder and a notice "
+        "per new document."),
+    Key("documents", "registration_pattern", "收〔{year}〕{seq}号",
+        "Registration number of an incoming document: {year} (local calendar year) and {seq} (from 1 each year)."),
     # --- [auth]: password hashing and the login cache (issue 7, "Logins") -------------------------------
     Key("auth", "argon2_time_cost", 2,
         "Argon2id passes per password hash. Default: OWASP's recommended floor (2 passes over 19 MiB, 1 lane), "
@@ -208,6 +220,14 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: expected a list, got {value!r}"
     if key.section == "clients" and key.name.endswith("_port") and value > 65535:
         return f"{where}: {value} is not a TCP port"
+    if (key.section, key.name) == ("documents", "registration_pattern"):
+        from mailboxes.documents import check_pattern
+        from mailboxes.errors import InvalidInput
+
+        try:
+            check_pattern(value)
+        except InvalidInput as exc:
+            return f"{where}: {exc}"
     if (key.section, key.name) == ("listen", "proxy_trusted"):
         return _check_networks(where, value)
     if key.section == "listen" and value:
@@ -273,6 +293,9 @@ def build(raw: dict[str, Any], path: Path | None = None) -> Config:
     auth = values["auth"]
     if not problems and auth["argon2_memory_cost"] < 8 * auth["argon2_parallelism"]:
         problems.append("[auth] argon2_memory_cost: must be at least 8 KiB per lane (argon2_parallelism)")
+    documents = values["documents"]
+    if not problems and documents["org"] and "@" not in documents["address"]:
+        problems.append("[documents] address: the documents account is required when [documents] org is set")
     if problems:
         raise ConfigError(problems)
     return Config(path, values)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import make_msgid
 
+from delivery.queue import new_queue_id
 from delivery.submit import Outcome, Submission
 from mailboxes.documents import Documents
 from mailboxes.errors import AlreadyExists, NotFound
@@ -70,25 +71,25 @@ class Dispatcher:
         names = {p.org: p.name for p in partners.values() if p.name}
         now = self.clock()
         size = sum(len(d) for d in files.values())
-        messages: dict[str, tuple[str, bytes]] = {}
+        messages: dict[str, tuple[str, str, bytes]] = {}
         for org, partner in partners.items():
             mid = make_msgid(domain=self.hostname)
             data = await offload_if_large(size, _build, doc, files, sender, partner.address, now, self.hostname,
                                           names, mid)
-            messages[org] = (mid, data)
+            messages[org] = (mid, new_queue_id(), data)
         number = str(doc.document_number)
         try:
             doc_id = await self.documents.record_dispatch(
                 issuing_organ=doc.issuing_organ[0], year=doc.document_number.year, number=number, title=doc.title,
                 urgency=doc.urgency, manifest=doc.to_json().decode(), sender=sender,
-                recipients={org: mid for org, (mid, _) in messages.items()})
+                recipients={org: (mid, qid) for org, (mid, qid, _) in messages.items()})
         except AlreadyExists:
             raise ManifestError("document_number", f"{doc.issuing_organ[0]} has already dispatched {number} "
                                                    f"(已发过此文号)") from None
         replies, refused = {}, []
-        for org, (_, data) in messages.items():
+        for org, (_, qid, data) in messages.items():
             out = await self.submit(Submission(mail_from=sender, recipients=(partners[org].address,), data=data,
-                                               account=account, origin="bridge"))
+                                               account=account, origin="bridge", queue_id=qid))
             replies[org] = f"{out.reply.code} {out.reply.enhanced} {out.reply.text}"
             if not out.accepted:
                 refused.append(org)

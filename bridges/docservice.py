@@ -8,6 +8,7 @@ from mailboxes.documents import Documents
 
 from .dispatch import Dispatcher
 from .intake import Intake, IntakeConfig
+from .manifest import MEDIA_TYPE
 
 log = logging.getLogger("postroom.documents")
 
@@ -31,9 +32,24 @@ def intake(mb, config, delivery) -> Intake | None:
     return Intake(mb, documents(mb, config), delivery.acceptor.verify, delivery.submitter.submit, cfg)
 
 
+def track_queue(docs: Documents):
+    """A queue worker hook: a document message's recipient row sent, or given up on, is noted in the tracker."""
+    marker = MEDIA_TYPE.encode()
+
+    async def hook(rows, states, results, data: bytes) -> None:
+        if marker not in data:  # not a document message: nothing to look up (most mail)
+            return
+        for row, state, res in zip(rows, states, results):
+            if state in ("sent", "failed"):
+                await docs.queue_outcome(row.queue_id, sent=state == "sent", failure=res.reply)
+    return hook
+
+
 async def start(ctx) -> list:
-    """Started after delivery by `postroom serve`: the intake, when this site receives documents."""
-    svc = intake(ctx.mailboxes, ctx.config, ctx.extras["delivery"])
+    """Started after delivery by `postroom serve`: the tracker's queue hook, and the intake when this site receives documents."""
+    parts = ctx.extras["delivery"]
+    parts.worker.settled_hooks.append(track_queue(documents(ctx.mailboxes, ctx.config)))
+    svc = intake(ctx.mailboxes, ctx.config, parts)
     if svc is None:
         return []
     await svc.start()

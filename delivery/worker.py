@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from mailboxes.errors import NotFound
@@ -37,6 +37,8 @@ from .schedule import RetryPolicy, expires_at, next_attempt, should_warn_delay
 from .submit import Submitter
 
 log = logging.getLogger("postroom.queue")
+
+SettledHook = Callable[[list[Claimed], list[str], list[RcptResult], bytes], Awaitable[None]]
 
 IDLE_POLL_SECONDS = 30.0
 CLAIM_BATCH = 64
@@ -65,6 +67,10 @@ class Worker:
         self._task: asyncio.Task | None = None
         self.attempts = 0  # recipient attempts made (tests and the benchmark watch it)
         self.settled = asyncio.Event()  # set after every round that settled something
+        # Called after each settle with (rows, their new states, results, message bytes): the document
+        # tracker (bridges) learns there when a document message was sent or failed. A hook's error is
+        # logged and never undoes the settle.
+        self.settled_hooks: list[SettledHook] = []
 
     def poke(self) -> None:
         """Run due rows now (and re-read the next due time)."""
@@ -208,3 +214,8 @@ class Worker:
             await self.submitter.bounce(first.queue_id, first.mail_from, data, delayed, delayed=True,
                                         arrival=first.created_at)
         await self.queue.settle(settles)
+        for hook in self.settled_hooks:
+            try:
+                await hook(rows, [x.state for x in settles], results, data)
+            except Exception:
+                log.exception("settled hook failed queue_id=%s", first.queue_id)

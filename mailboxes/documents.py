@@ -27,7 +27,7 @@ from .errors import AlreadyExists, InvalidInput, NotFound
 from .mailsettings import OOO_ZONE as LOCAL_ZONE  # China Standard Time: the bureau's calendar year
 from .websessions import _aware
 
-TRACK_EVENTS = ("sent", "delivered", "registered", "signed")
+TRACK_EVENTS = ("delivered", "registered", "signed")  # from receipts; sent/failed come from the queue
 DEFAULT_REGISTRATION_PATTERN = "收〔{year}〕{seq}号"
 MAX_QUARANTINE_BYTES = 60 << 20  # a quarantined message is kept whole up to this size, else cut (and said so)
 REGISTER_RETRIES = 5  # concurrent registrations racing for one number (PostgreSQL, several nodes)
@@ -59,6 +59,8 @@ class Tracking:
     message_id: str
     queued_at: datetime
     sent_at: datetime | None
+    failed_at: datetime | None
+    failure: str
     delivered_at: datetime | None
     registered_at: datetime | None
     signed_at: datetime | None
@@ -67,10 +69,12 @@ class Tracking:
 
     @property
     def state(self) -> str:
-        for name in ("signed", "registered", "delivered", "sent"):
+        for name in ("signed", "registered", "delivered"):
             if getattr(self, f"{name}_at") is not None:
                 return name
-        return "queued"
+        if self.failed_at is not None:
+            return "failed"
+        return "sent" if self.sent_at is not None else "queued"
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,8 @@ class Documents:
 
     # --- dispatch (city side) -------------------------------------------------------------------
     async def record_dispatch(self, *, issuing_organ: str, year: int, number: str, title: str, urgency: str,
-                              manifest: str, sender: str, recipients: dict[str, str]) -> int:
-        """Record a dispatched document and its recipients ({org: Message-ID}); AlreadyExists for a used number."""
+                              manifest: str, sender: str, recipients: dict[str, tuple[str, str]]) -> int:
+        """Record a dispatched document and its recipients ({org: (Message-ID, queue id)}); AlreadyExists for a used number."""
         now = self.clock()
         try:
             async with self.db.write() as conn:
@@ -159,8 +163,8 @@ class Documents:
                 doc_id = res.inserted_primary_key[0]
                 if recipients:
                     await conn.execute(insert(t.document_recipients), [
-                        {"document_id": doc_id, "org": org, "message_id": mid, "queued_at": now}
-                        for org, mid in recipients.items()])
+                        {"document_id": doc_id, "org": org, "message_id": mid, "queue_id": qid, "queued_at": now}
+                        for org, (mid, qid) in recipients.items()])
         except IntegrityError:
             raise AlreadyExists(f"{issuing_organ} has already dispatched {number}") from None
         return doc_id
@@ -200,10 +204,21 @@ class Documents:
                 r.document_id.in_(ids), r.org == org, col.is_(None)).values(**values))).rowcount
         return bool(n)
 
+    async def queue_outcome(self, queue_id: str, *, sent: bool, failure: str = "") -> bool:
+        """The queue sent (or gave up on) the message of this queue id; True when it was a document's."""
+        r = t.document_recipients.c
+        values = {"sent_at": self.clock()} if sent else {"failed_at": self.clock(), "failure": failure[:300]}
+        col = r.sent_at if sent else r.failed_at
+        async with self.db.write() as conn:
+            n = (await conn.execute(update(t.document_recipients).where(r.queue_id == queue_id, col.is_(None))
+                                    .values(**values))).rowcount
+        return bool(n)
+
     async def tracking(self, *, number: str | None = None, limit: int = 200) -> list[Tracking]:
         d, r = t.documents_out.c, t.document_recipients.c
         q = (select(d.id, d.number, d.issuing_organ, d.title, d.urgency, r.org, r.message_id, r.queued_at, r.sent_at,
-                    r.delivered_at, r.registered_at, r.signed_at, r.registration_number, r.signed_by)
+                    r.failed_at, r.failure, r.delivered_at, r.registered_at, r.signed_at, r.registration_number,
+                    r.signed_by)
              .join_from(t.documents_out, t.document_recipients, d.id == r.document_id)
              .order_by(d.id.desc(), r.org).limit(limit))
         if number is not None:
@@ -211,7 +226,8 @@ class Documents:
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
         return [Tracking(x.id, x.number, x.issuing_organ, x.title, x.urgency, x.org, x.message_id,
-                         _aware(x.queued_at), _opt(x.sent_at), _opt(x.delivered_at), _opt(x.registered_at),
+                         _aware(x.queued_at), _opt(x.sent_at), _opt(x.failed_at), x.failure, _opt(x.delivered_at),
+                         _opt(x.registered_at),
                          _opt(x.signed_at), x.registration_number, x.signed_by) for x in rows]
 
     # --- registration (district side) -----------------------------------------------------------

@@ -401,8 +401,11 @@ document_recipients = Table(
     Column("document_id", ID, ForeignKey("documents_out.id", ondelete="CASCADE"), primary_key=True),
     Column("org", String(64), primary_key=True),
     Column("message_id", String(255), nullable=False, default=""),
+    Column("queue_id", String(32), nullable=False, default="", index=True),  # its submission's, for the queue's outcome
     Column("queued_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
+    Column("sent_at", DateTime(timezone=True)),  # accepted by the partner's server
+    Column("failed_at", DateTime(timezone=True)),  # bounced by the queue (expired, refused)
+    Column("failure", String(300), nullable=False, default=""),
     Column("delivered_at", DateTime(timezone=True)),
     Column("registered_at", DateTime(timezone=True)),
     Column("signed_at", DateTime(timezone=True)),

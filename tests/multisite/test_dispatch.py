@@ -8,6 +8,7 @@ import email.policy
 import pytest
 
 from bridges.dispatch import Dispatcher
+from bridges.docservice import track_queue
 from bridges.docmail import read_document
 from bridges.manifest import Document, ManifestError, describe_file
 from mailboxes.documents import Documents
@@ -41,6 +42,7 @@ async def sites(tmp_path):
     for d in districts.values():
         await d.parts.keys.trust("city.test", "s2026", txt)
     docs = Documents(city.mb.router.central)
+    city.parts.worker.settled_hooks.append(track_queue(docs))  # as `postroom serve` wires it (docservice.start)
     await docs.add_partner("futian", "futian.test", name="福田区税务局")
     await docs.add_partner("luohu", "luohu.test", name="罗湖区税务局")
     try:
@@ -64,9 +66,14 @@ async def test_a_document_reaches_each_district_once_signed_and_readable_and_its
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert msg["Subject"] == "[加急] 关于做好汇算清缴工作的通知（深地税发〔2026〕7号）"
         assert "主送：福田区税务局" in msg.get_body(("plain",)).get_content()
+
+    async def all_sent():
+        return [(t.org, t.state) for t in await docs.tracking(number="深地税发〔2026〕7号")] == [
+            ("futian", "sent"), ("luohu", "sent")]
+
+    await wait_for(all_sent, what="both messages tracked as sent by the queue")
     tracking = await docs.tracking(number="深地税发〔2026〕7号")
-    assert [(t.org, t.state) for t in tracking] == [("futian", "queued"), ("luohu", "queued")]
-    assert all(t.message_id.startswith("<") for t in tracking)
+    assert all(t.message_id.startswith("<") and t.sent_at for t in tracking)
     # The same number again is refused, and nothing more is sent.
     with pytest.raises(ManifestError, match="已发过") as ei:
         await dispatcher.send(manifest(title="另一个标题"), {"通知.pdf": PDF}, sender=SENDER, account=sender)

@@ -162,6 +162,7 @@ async def test_forged_unsigned_foreign_and_altered_documents_are_quarantined_and
     for name, data in cases.items():
         await _smtp(futian, data, "documents@futian.test")
     await wait_for(lambda: _quarantined(futian, len(cases)), timeout=30, what="every forgery quarantined")
+    await wait_for(lambda: _count(futian, "INBOX", 0), what="the intake done")  # the row is written before the expunge
     assert await futian.docs.registrations() == []
     assert await _folder(futian, INCOMING) == [] and await _folder(futian, "INBOX") == []
     reasons = [r for _, _, _, r, _ in await futian.docs.quarantined()]

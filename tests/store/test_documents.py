@@ -48,8 +48,9 @@ async def test_a_document_number_is_dispatched_once_per_organ_and_year_even_from
     a, b, _ = docs
     kw = dict(issuing_organ="深圳市地方税务局", year=2026, number="深地税发〔2026〕7号", title="通知", urgency="特急",
               manifest="{}", sender="dispatch@city.test")
-    results = await asyncio.gather(a.record_dispatch(**kw, recipients={"futian": "<1@c>"}),
-                                   b.record_dispatch(**kw, recipients={"luohu": "<2@c>"}), return_exceptions=True)
+    results = await asyncio.gather(a.record_dispatch(**kw, recipients={"futian": ("<1@c>", "q1")}),
+                                   b.record_dispatch(**kw, recipients={"luohu": ("<2@c>", "q2")}),
+                                   return_exceptions=True)
     assert sorted(type(r).__name__ for r in results) == ["AlreadyExists", "int"]
     assert await a.dispatched("深圳市地方税务局", 2026, "深地税发〔2026〕7号")
     # Another organ may use the same number; the next year's counter starts again.
@@ -60,16 +61,23 @@ async def test_a_document_number_is_dispatched_once_per_organ_and_year_even_from
 async def test_tracking_times_are_set_once_whatever_order_receipts_arrive_in(docs):
     d, _, clock = docs
     await d.record_dispatch(issuing_organ="市局", year=2026, number="深地税发〔2026〕8号", title="通知", urgency="",
-                            manifest="{}", sender="s@city.test", recipients={"futian": "<a@c>", "luohu": "<b@c>"})
+                            manifest="{}", sender="s@city.test",
+                            recipients={"futian": ("<a@c>", "qa"), "luohu": ("<b@c>", "qb")})
     [t1, t2] = await d.tracking(number="深地税发〔2026〕8号")
     assert (t1.org, t1.state, t2.state) == ("futian", "queued", "queued")
+    # The queue's outcome by queue id: sent once; a message that is no document's changes nothing.
+    assert await d.queue_outcome("qa", sent=True) and not await d.queue_outcome("qa", sent=True)
+    assert not await d.queue_outcome("not-a-document", sent=True)
+    assert await d.queue_outcome("qb", sent=False, failure="550 5.1.1 no such mailbox")
+    [t1, t2] = await d.tracking(number="深地税发〔2026〕8号")
+    assert (t1.state, t2.state, t2.failure) == ("sent", "failed", "550 5.1.1 no such mailbox")
     first = clock.now + timedelta(minutes=1)
     assert await d.track("深地税发〔2026〕8号", "futian", "signed", at=first, signed_by="李四")
     assert await d.track("深地税发〔2026〕8号", "futian", "registered", at=first, registration_number="福收〔2026〕1号")
     assert not await d.track("深地税发〔2026〕8号", "futian", "signed", at=first + timedelta(hours=1), signed_by="王五")
     [t1, t2] = await d.tracking(number="深地税发〔2026〕8号")
     assert (t1.state, t1.signed_at, t1.signed_by, t1.registration_number) == ("signed", first, "李四", "福收〔2026〕1号")
-    assert t2.state == "queued"
+    assert t2.state == "failed"
     with pytest.raises(NotFound):
         await d.track("深地税发〔2026〕99号", "futian", "delivered")
     with pytest.raises(InvalidInput):

@@ -79,8 +79,11 @@ def upgrade() -> None:
     sa.Column('document_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('org', sa.String(length=64), nullable=False),
     sa.Column('message_id', sa.String(length=255), nullable=False),
+    sa.Column('queue_id', sa.String(length=32), nullable=False),
     sa.Column('queued_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('failed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('failure', sa.String(length=300), nullable=False),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('registered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('signed_at', sa.DateTime(timezone=True), nullable=True),
@@ -90,9 +93,13 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['document_id'], ['documents_out.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('document_id', 'org')
     )
+    with op.batch_alter_table('document_recipients', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_document_recipients_queue_id'), ['queue_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('document_recipients', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_document_recipients_queue_id'))
     op.drop_table('document_recipients')
     with op.batch_alter_table('partners', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_partners_domain'))

@@ -33,6 +33,7 @@ AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodisco
                       "/AutoDiscover/AutoDiscover.xml", "/autodiscover/Autodiscover.xml")
 CSRF_EXEMPT_PATHS = frozenset(AUTODISCOVER_PATHS) | {"/.well-known/carddav"}  # RFC 6764 §5 (PROPFIND)
 CSRF_EXEMPT_PREFIX = "/carddav"  # read-only CardDAV, HTTP Basic only: no cookie session to ride on
+CSRF_HEADER_ONLY_PATHS = frozenset({"/compose/upload"})  # streamed bodies: never read whole to find a form field
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ MAX_FILE_BYTES = 25 << 20  # one uploaded attachment
 MAX_COMPOSE_BYTES = 25 << 20  # all spooled attachments of one message together
 MAX_ACCOUNT_BYTES = 2 * MAX_COMPOSE_BYTES  # everything one account has in the spool at once
 MAX_ACCOUNT_ENTRIES = 50  # files one account has in the spool at once
+MAX_IN_FLIGHT = 3  # uploads of one account being received at once (static/uploads.js sends two at a time)
 MAX_NAME_CHARS = 255  # of a file name as kept (RFC 2231 encodes it when sent)
 TTL = timedelta(hours=24)  # an upload not sent or saved in a draft by then is removed
 SWEEP_EVERY = timedelta(minutes=10)
@@ -78,6 +80,7 @@ class UploadSpool:
         self.max_account_bytes = max_account_bytes
         self.max_account_entries = max_account_entries
         self.last_sweep: datetime | None = None
+        self.in_flight: Counter[int] = Counter()
 
     def _dir(self, account_id: int) -> Path:
         return self.root / str(int(account_id))
@@ -86,7 +89,7 @@ class UploadSpool:
                     chunks: AsyncIterator[bytes]) -> Spooled:
         """Write `chunks` to a new entry; UploadTooLarge (nothing left behind) past the per-file limit."""
         entries = self.entries(account_id)
-        if len(entries) >= self.max_account_entries:
+        if len(entries) >= self.max_account_entries or self.in_flight[account_id] >= MAX_IN_FLIGHT:
             raise SpoolFull()
         room = min(self.max_file_bytes, self.max_account_bytes - sum(e.size for e in entries))
         if room <= 0:
@@ -96,6 +99,7 @@ class UploadSpool:
         uid = secrets.token_urlsafe(16)
         part = d / f"{uid}.part"
         size = 0
+        self.in_flight[account_id] += 1
         try:
             with open(part, "wb") as out:
                 async for chunk in chunks:
@@ -106,6 +110,10 @@ class UploadSpool:
         except BaseException:
             part.unlink(missing_ok=True)
             raise
+        finally:
+            self.in_flight[account_id] -= 1
+            if not self.in_flight[account_id]:
+                del self.in_flight[account_id]
         now = self.clock()
         meta = {"filename": _clean_name(filename), "content_type": _clean_type(content_type), "size": size,
                 "created": now.isoformat()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -72,3 +73,26 @@ def test_the_draft_link_survives_a_draft_and_never_goes_out():
     assert compose.continue_draft(saved)[2] == link
     sent, _ = compose.build(acct, draft, hostname="h", now=NOW, link=link)
     assert compose.DRAFT_LINK_HEADER.encode() not in sent
+
+
+async def test_an_account_has_at_most_a_few_uploads_in_flight(tmp_path):
+    from webmail.uploads import MAX_IN_FLIGHT
+
+    spool = _spool(tmp_path)
+    gate, all_started, started = asyncio.Event(), asyncio.Event(), []
+
+    async def slow():
+        yield b"x"
+        started.append(1)
+        if len(started) == MAX_IN_FLIGHT:
+            all_started.set()
+        await gate.wait()
+        yield b"y"
+    running = [asyncio.create_task(spool.store(1, f"{i}", "", slow())) for i in range(MAX_IN_FLIGHT)]
+    await all_started.wait()
+    with pytest.raises(SpoolFull):
+        await spool.store(1, "one more", "", _chunks(b"z"))
+    assert (await spool.store(2, "another account", "", _chunks(b"z"))).size == 1
+    gate.set()
+    assert [e.size for e in await asyncio.gather(*running)] == [2] * MAX_IN_FLIGHT
+    assert (await spool.store(1, "now", "", _chunks(b"z"))).size == 1 and not spool.in_flight

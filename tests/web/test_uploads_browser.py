@@ -50,6 +50,9 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
     good.write_bytes(content)
     big.write_bytes(b"\0" * (6 << 20))
     other.write_text("不要了", encoding="utf-8")
+    small = [tmp_path / f"附表{i}.csv" for i in (1, 2)]  # four files to send: they queue two at a time
+    for i, p in enumerate(small):
+        p.write_bytes(f"附表,{i}\n".encode())
     try:
         ctx = await chromium.new_context(locale="zh-CN")
         page = await ctx.new_page()
@@ -61,7 +64,7 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
         await page.get_by_label("收件人").fill("bob@city.test")
         await page.get_by_label("主题").fill("财务报表")
         await page.get_by_label("正文").fill("附件是报表。")
-        await page.get_by_label("添加附件").set_input_files([str(good), str(big), str(other)])
+        await page.get_by_label("添加附件").set_input_files([str(good), str(big), str(other), *map(str, small)])
 
         bar = page.get_by_label(f"“{NAME}”的上传进度")
         await expect(bar).to_have_attribute("value", "100", timeout=30_000)
@@ -69,15 +72,16 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
         await expect(row).to_contain_text("已上传")
         too_big = page.locator("#uploads li", has_text="录像.mp4").get_by_role("alert")
         await expect(too_big).to_have_text("“录像.mp4”太大，无法添加：每个文件最大 5 MB。")
-        await expect(page.get_by_label("“临时.txt”的上传进度")).to_have_attribute("value", "100")
+        for name in ("临时.txt", "附表1.csv", "附表2.csv"):
+            await expect(page.get_by_label(f"“{name}”的上传进度")).to_have_attribute("value", "100")
         seen = await page.evaluate("() => window.__progress")
         assert seen and seen[-1] == 100 and all(0 <= v <= 100 for v in seen)
-        assert len(spool.entries(web.accounts["alice"].id)) == 2  # the big one never left the browser
+        assert len(spool.entries(web.accounts["alice"].id)) == 4  # the big one never left the browser
 
         await page.get_by_role("button", name="移除附件“临时.txt”").click()  # keyboard-reachable, labelled
         await expect(page.locator("#uploads li", has_text="临时.txt")).to_have_count(0)
         await page.get_by_role("button", name="移除附件“录像.mp4”").click()
-        await expect(page.locator("#uploads li")).to_have_count(1)
+        await expect(page.locator("#uploads li")).to_have_count(3)
         await expect(page.get_by_label("添加附件")).to_be_focused()
         await assert_labelled(page)
         await page.screenshot(path=str(_shot("compose-upload-zh.png")), full_page=True)
@@ -89,8 +93,8 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
         [raw] = _inbox(web, "bob")
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert msg["Subject"] == "财务报表"
-        [att] = list(msg.iter_attachments())  # the removed file did not go
-        assert att.get_filename() == NAME and att.get_payload(decode=True) == content
+        sent = {a.get_filename(): a.get_payload(decode=True) for a in msg.iter_attachments()}
+        assert sent == {NAME: content, "附表1.csv": "附表,0\n".encode(), "附表2.csv": "附表,1\n".encode()}  # not the removed one
         assert spool.entries(web.accounts["alice"].id) == []
     finally:
         web.stop()

@@ -11,6 +11,9 @@
   var maxFile = Number(input.getAttribute("data-max-file")) || Infinity;
   var submits = form.querySelectorAll("button[type=submit]");
   var pending = 0;
+  var PARALLEL = 2;  // files sent at once (the server takes three per account at a time)
+  var waiting = [];
+  var active = 0;
 
   function busy(delta) {  // the form is not sent while an upload is still running
     pending += delta;
@@ -73,8 +76,17 @@
     list.appendChild(li);
     var xhr = new XMLHttpRequest();
     var running = true;
-    function finished() { if (running) { running = false; busy(-1); } }
-    removable(li, file.name, function () { if (running) { xhr.abort(); } });
+    var started = false;
+    function finished() {
+      if (!running) { return; }
+      running = false;
+      busy(-1);
+      if (started) { active -= 1; next(); }
+    }
+    removable(li, file.name, function () {
+      if (!started) { waiting = waiting.filter(function (go) { return go !== start; }); finished(); }
+      else if (running) { xhr.abort(); }
+    });
     xhr.upload.addEventListener("progress", function (ev) {
       if (ev.lengthComputable && ev.total > 0) { progress.value = Math.floor(ev.loaded * 100 / ev.total); }
     });
@@ -97,12 +109,21 @@
     });
     xhr.addEventListener("error", function () { finished(); fail(li, status, progress, text("failed")); });
     xhr.addEventListener("abort", finished);
-    var data = new FormData();
-    data.append("file", file, file.name);
+    function start() {
+      started = true;
+      active += 1;
+      var data = new FormData();
+      data.append("file", file, file.name);
+      xhr.open("POST", "/compose/upload");
+      xhr.setRequestHeader("X-CSRF-Token", csrf);
+      xhr.send(data);
+    }
     busy(1);
-    xhr.open("POST", "/compose/upload");
-    xhr.setRequestHeader("X-CSRF-Token", csrf);
-    xhr.send(data);
+    waiting.push(start);
+    next();
+  }
+  function next() {
+    while (active < PARALLEL && waiting.length) { waiting.shift()(); }
   }
 
   input.addEventListener("change", function () {

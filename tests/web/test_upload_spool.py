@@ -96,3 +96,14 @@ async def test_an_account_has_at_most_a_few_uploads_in_flight(tmp_path):
     gate.set()
     assert [e.size for e in await asyncio.gather(*running)] == [2] * MAX_IN_FLIGHT
     assert (await spool.store(1, "now", "", _chunks(b"z"))).size == 1 and not spool.in_flight
+
+
+async def test_an_upload_cut_off_midway_leaves_nothing(tmp_path):
+    spool = _spool(tmp_path)
+
+    async def cut():
+        yield b"x" * 1000
+        raise ConnectionResetError("client went away")
+    with pytest.raises(ConnectionResetError):
+        await spool.store(1, "a", "", cut())
+    assert [p for p in spool.root.rglob("*") if p.is_file()] == [] and not spool.in_flight

@@ -185,3 +185,12 @@ async def test_a_draft_keeps_an_upload_and_the_spool_lets_it_go(web, client):
     [(_, raw)] = _mails(web, "alice", "Drafts")
     [att] = email.message_from_bytes(raw, policy=email.policy.default).iter_attachments()
     assert att.get_filename() == "说明.txt" and att.get_content() == "草稿附件"
+
+
+async def test_the_compose_page_states_the_limit_and_the_too_big_message_in_both_languages(web, client):
+    await client.sign_in()
+    for lang, limit, too_big in (("zh-CN", "每个文件最大 25 MB。", "“{name}”太大，无法添加：每个文件最大 25 MB。"),
+                                 ("en", "Up to 25 MB per file.", "“{name}” is too large to attach: at most 25 MB per file.")):
+        r, page = await client.get("/compose", headers={"Accept-Language": lang})
+        assert r.status == 200 and limit in page and f'data-text-too-big="{too_big}"' in page, lang
+        assert 'data-max-file="26214400"' in page and 'id="attachments" name="attachments" type="file"' in page

@@ -7,6 +7,8 @@ signed in), CSRF (every state-changing request), locale.
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -25,6 +27,7 @@ from mailboxes.websessions import WebSessions
 from . import api, security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
+from .uploads import UploadSpool
 from .views import account as account_views
 from .views import addressbook as addressbook_views
 from .views import auth as auth_views
@@ -35,6 +38,7 @@ from .views import drafts as drafts_views
 from .views import live as live_views
 from .views import mail as mail_views
 from .views import twofactor as twofactor_views
+from .views import uploads as upload_views
 from .views import mailsettings as mailsettings_views
 from .views import message as message_views
 from .views import readstatus as readstatus_views
@@ -93,13 +97,20 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("*", "/.well-known/carddav", carddav_views.well_known),
     ("*", "/carddav", carddav_views.dav),
     ("*", "/carddav/{tail:.*}", carddav_views.dav),
+    # compose: attachments uploaded as they are chosen (issue 10 point 2)
+    ("POST", "/compose/upload", upload_views.upload),
+    ("POST", "/compose/upload/remove", upload_views.remove),
 )
 
 
 def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
-             hostname: str = "localhost", selfservice: SelfService | None = None) -> web.Application:
-    """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted."""
+             hostname: str = "localhost", selfservice: SelfService | None = None,
+             upload_dir: Path | None = None) -> web.Application:
+    """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
+
+    `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
+    """
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                                    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -112,6 +123,11 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
                                        sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
+    app[upload_views.UPLOADS] = UploadSpool(upload_dir or Path(tempfile.mkdtemp(prefix="postroom-uploads-")),
+                                            clock=clock)
+    if upload_dir is None:
+        app.on_cleanup.append(lambda app: asyncio.to_thread(app[upload_views.UPLOADS].clear))
+    app.cleanup_ctx.append(upload_views.sweeper)
     app[live_views.STREAMS] = Counter()
     app[live_views.TASKS] = set()
     app.on_shutdown.append(live_views.end_streams)

@@ -15,6 +15,7 @@ from datetime import datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
+from urllib.parse import parse_qs, urlencode
 
 from mailboxes.headers import parse_addresses
 from mailboxes.mime import Envelope, ParsedMessage
@@ -31,10 +32,11 @@ QUOTE_CHARS = 64 << 10  # of the original text quoted in a reply or forward
 class ComposeError(ValueError):
     """The form cannot be sent as it is; `key` names the message for the user, `detail` what was wrong."""
 
-    def __init__(self, key: str, detail: str = "") -> None:
+    def __init__(self, key: str, detail: str = "", *, status: int = 400) -> None:
         super().__init__(key)
         self.key = key
         self.detail = detail
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,29 @@ class Upload:
     filename: str
     content_type: str
     data: bytes
+
+
+# A saved draft remembers what it answers or forwards (only in Drafts: a sent message never carries it).
+DRAFT_LINK_HEADER = "X-Postroom-Draft-Source"
+MAX_LINK_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class DraftLink:
+    """The compose mode of a draft and, for a reply, the original it answers (folder name, uid) to flag \\Answered."""
+
+    mode: str = "new"
+    folder: str = ""
+    uid: str = ""
+
+    def header(self) -> str:
+        return urlencode({"mode": self.mode, "folder": self.folder, "uid": self.uid})
+
+    @classmethod
+    def parse(cls, value: str) -> DraftLink:
+        q = parse_qs(value[:MAX_LINK_CHARS])
+        mode, folder, uid = (q.get(k, [""])[0] for k in ("mode", "folder", "uid"))
+        return cls(mode or "new", folder, uid if uid.isdigit() else "")
 
 
 @dataclass(frozen=True)
@@ -78,11 +103,12 @@ def recipients(field: str) -> list[str]:
 
 def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploads: list[Upload] = (),
           forwarded: bytes | None = None, forwarded_name: str = "message.eml",
-          unsent: bool = False) -> tuple[bytes, list[str]]:
+          unsent: bool = False, link: DraftLink | None = None) -> tuple[bytes, list[str]]:
     """The message to submit and its envelope recipients (To, Cc and Bcc).
 
     ``unsent``: a draft for the Drafts folder, which may have no recipients yet and keeps its Bcc line;
     a message to send has none (RFC 5322 §3.6.3: Bcc recipients are in the envelope only).
+    ``link``: with ``unsent``, what the draft answers or forwards (DRAFT_LINK_HEADER).
     """
     to, cc, bcc = recipients(draft.to), recipients(draft.cc), recipients(draft.bcc)
     rcpts = list(dict.fromkeys(to + cc + bcc))
@@ -109,6 +135,8 @@ def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploa
         m["References"] = " ".join((draft.references + " " + draft.in_reply_to).split()[-20:])
     elif draft.references:  # a forward keeps the thread (RFC 5322 §3.6.4) without replying to anyone
         m["References"] = " ".join(draft.references.split()[-20:])
+    if unsent and link is not None and link.mode != "new":
+        m[DRAFT_LINK_HEADER] = link.header()
     m["MIME-Version"] = "1.0"
     markup = richtext.clean(draft.body_html) if draft.body_html else ""
     if markup:  # RFC 2046 §5.1.4: text/plain first, the richer text/html last
@@ -117,6 +145,9 @@ def build(account: Account, draft: Draft, *, hostname: str, now: datetime, uploa
     else:
         m.set_content(draft.body[:MAX_BODY_CHARS].replace("\r\n", "\n"), subtype="plain", charset="utf-8")
     for up in uploads:
+        if up.content_type == "message/rfc822":  # a forwarded original kept in a draft goes on as one
+            m.add_attachment(email.message_from_bytes(up.data, policy=email.policy.default), filename=up.filename)
+            continue
         ctype = up.content_type if "/" in up.content_type else (
             mimetypes.guess_type(up.filename)[0] or "application/octet-stream")
         maintype, _, subtype = ctype.partition("/")
@@ -170,8 +201,9 @@ def forward_draft(parsed: ParsedMessage, text: str, *, intro: str) -> Draft:
                  references=refs)
 
 
-def continue_draft(raw: bytes) -> tuple[Draft, list[Upload]]:
-    """A message saved in Drafts back as the form's values and its attachments (to go along when it is sent)."""
+def continue_draft(raw: bytes) -> tuple[Draft, list[Upload], DraftLink]:
+    """A message saved in Drafts back as the form's values, its attachments (to go along when it is sent)
+    and what it answers or forwards."""
     m = email.message_from_bytes(raw, policy=email.policy.default)
 
     def header(name: str, limit: int) -> str:
@@ -191,8 +223,15 @@ def continue_draft(raw: bytes) -> tuple[Draft, list[Upload]]:
         markup = ""
     uploads = []
     for att in m.iter_attachments():
+        if att.get_content_type() == "message/rfc822" and att.is_multipart():  # RFC 2046 §5.2.1: a forward
+            inner = att.get_payload(0)
+            uploads.append(Upload(att.get_filename() or "message.eml", "message/rfc822",
+                                  inner.as_bytes(policy=inner.policy.clone(linesep="\r\n"))))
+            continue
         data = att.get_payload(decode=True)
         if isinstance(data, bytes):
             uploads.append(Upload(att.get_filename() or "attachment", att.get_content_type(), data))
-    return Draft(header("To", 8192), header("Cc", 8192), header("Subject", MAX_SUBJECT_CHARS),
-                 body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192), markup, header("Bcc", 8192)), uploads
+    draft = Draft(header("To", 8192), header("Cc", 8192), header("Subject", MAX_SUBJECT_CHARS),
+                  body[:MAX_BODY_CHARS], header("In-Reply-To", 998), header("References", 8192), markup,
+                  header("Bcc", 8192))
+    return draft, uploads, DraftLink.parse(header(DRAFT_LINK_HEADER, MAX_LINK_CHARS))

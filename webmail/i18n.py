@@ -528,3 +528,39 @@ _ADDRESSBOOK_MESSAGES = {
 }
 for _locale, _table in _ADDRESSBOOK_MESSAGES.items():
     MESSAGES[_locale].update(_table)
+
+# --- compose uploads with progress, sent-copy failure (issue 10 point 2, uploads) ---
+_UPLOAD_MESSAGES = {
+    "zh": {
+        "uploads": "已添加的附件",
+        "upload_limit": "每个文件最大 {limit}。",
+        "upload_progress": "“{name}”的上传进度",
+        "upload_done": "已上传",
+        "upload_remove": "移除",
+        "upload_remove_name": "移除附件“{name}”",
+        "upload_too_large": "文件太大：每个文件最大 {limit}。",
+        "upload_too_big_named": "“{name}”太大，无法添加：每个文件最大 {limit}。",
+        "upload_spool_full": "待发送的附件太多或太大（合计最大 {limit}），请先移除一些。",
+        "upload_failed": "上传失败，请重试。",
+        "upload_gone": "有附件已失效（已过期或已发送），请重新添加。",
+        "compose_too_large": "附件合计太大：一封邮件最多 {detail}。",
+        "sent_copy_failed": "邮件已发出，但未能在“已发送”中保存副本。",
+    },
+    "en": {
+        "uploads": "Attached files",
+        "upload_limit": "Up to {limit} per file.",
+        "upload_progress": "Upload progress of “{name}”",
+        "upload_done": "Uploaded",
+        "upload_remove": "Remove",
+        "upload_remove_name": "Remove attachment “{name}”",
+        "upload_too_large": "The file is too large: at most {limit} per file.",
+        "upload_too_big_named": "“{name}” is too large to attach: at most {limit} per file.",
+        "upload_spool_full": "Too many or too large attachments waiting (at most {limit} together); remove some first.",
+        "upload_failed": "The upload failed; please try again.",
+        "upload_gone": "An attachment is no longer available (expired or already sent); please attach it again.",
+        "compose_too_large": "The attachments are too large together: at most {detail} per message.",
+        "sent_copy_failed": "The mail was sent, but its copy could not be saved in Sent.",
+    },
+}
+for _locale, _table in _UPLOAD_MESSAGES.items():
+    MESSAGES[_locale].update(_table)

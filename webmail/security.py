@@ -12,7 +12,8 @@ Implementation notes
   session's secret (HMAC-SHA256), so it is bound to that session, changes with it and needs
   no storage; before sign-in a random token is kept in its own cookie (sign-in and the
   language switch are then double-submit). Every request that is not GET/HEAD/OPTIONS
-  must carry the token in the form field `csrf` or the `X-CSRF-Token` header, else 403.
+  must carry the token in the form field `csrf` or the `X-CSRF-Token` header, else 403; a streamed
+  upload (CSRF_HEADER_ONLY_PATHS) only in the header, so that its body is never read whole as a form.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodisco
                       "/AutoDiscover/AutoDiscover.xml", "/autodiscover/Autodiscover.xml")
 CSRF_EXEMPT_PATHS = frozenset(AUTODISCOVER_PATHS) | {"/.well-known/carddav"}  # RFC 6764 §5 (PROPFIND)
 CSRF_EXEMPT_PREFIX = "/carddav"  # read-only CardDAV, HTTP Basic only: no cookie session to ride on
+CSRF_HEADER_ONLY_PATHS = frozenset({"/compose/upload"})  # streamed bodies: never read whole to find a form field
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

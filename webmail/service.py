@@ -9,6 +9,7 @@ from aiohttp import web
 from .app import make_app
 from .context import Login
 from .selfservice import SelfService
+from .uploads import spool_root
 
 log = logging.getLogger("postroom.webmail")
 
@@ -34,7 +35,7 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     if plain is None and secure is None:
         return []
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
-                   hostname=cfg.hostname, selfservice=selfservice, **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
+                   hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir), **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     svc = WebmailService(runner, app)

@@ -76,7 +76,8 @@ async def csrf_middleware(request: web.Request, handler):
     if (request.method not in security.SAFE_METHODS and request.path not in security.CSRF_EXEMPT_PATHS
             and not request.path.startswith(security.CSRF_EXEMPT_PREFIX)):
         given = request.headers.get(security.CSRF_HEADER)
-        if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if (given is None and request.path not in security.CSRF_HEADER_ONLY_PATHS
+                and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")):
             given = (await request.post()).get(security.CSRF_FIELD)
         if not security.tokens_match(expected, given if isinstance(given, str) else None):
             raise web.HTTPForbidden(text=i18n.translator(request[LOCALE])("forbidden"), content_type="text/plain")

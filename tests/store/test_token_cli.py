@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .test_admin_cli import cfg, run  # noqa: F401 (cfg is a fixture)
+from .cli_support import cfg, run  # noqa: F401 (cfg is a fixture)
 
 pytestmark = pytest.mark.slow
 

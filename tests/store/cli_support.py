@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mailboxes.model import Role
 from mailboxes.service import open_mailboxes
 from mailserver import cli
 from mailserver import config as config_mod
@@ -36,16 +37,21 @@ def cfg(tmp_path, storage_url):
     return c
 
 
-def ready_with_user(cfg: Path, address: str = "wang@city.test", password: str = "pw") -> None:
-    """`postroom init`, the domain and one account, made in this process: the set-up of tests about other
-    commands (test_admin_cli.py runs init, `domain add` and `user add` themselves in a subprocess)."""
+def ready_with_user(cfg: Path, address: str = "wang@city.test", password: str = "pw", *,
+                    role: Role = Role.USER, department: tuple[str, str] | None = None) -> None:
+    """`postroom init`, the domain, a department (code, name) if given and one account, made in this process:
+    the set-up of tests about other commands (test_admin_cli.py and test_admin_cli_directory.py run init,
+    `domain add`, `department add` and `user add` themselves in a subprocess)."""
     assert cli.main(["--config", str(cfg), "init"]) == 0
 
     async def add() -> None:
         mb = await open_mailboxes(config_mod.load(cfg).storage(), hasher=FAST_HASHER)
         try:
             await mb.directory.add_domain(address.rsplit("@", 1)[1])
-            await mb.add_account(address, password=password)
+            if department:
+                await mb.directory.add_department(*department)
+            await mb.add_account(address, password=password, role=role,
+                                 department=department[0] if department else None)
         finally:
             await mb.close()
 

@@ -15,7 +15,7 @@ from collections import Counter
 import aiosmtplib
 import pytest
 
-from .test_workers import TXN_LINE, Server, inbox_subjects, message
+from .test_workers import CONNECTIONS_FOR_BOTH, TXN_LINE, Server, inbox_subjects, message
 
 pytestmark = pytest.mark.slow
 

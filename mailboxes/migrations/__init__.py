@@ -40,6 +40,7 @@ def upgrade(connection: Connection, schema: str, *, chain: bool = False) -> None
         _metadata(schema).create_all(connection)
         for stmt in _extra_ddl(schema, connection.dialect.name):
             connection.exec_driver_sql(stmt)
+        _seed(schema, connection)
         command.stamp(cfg, "head")
         return
     command.upgrade(cfg, "head")
@@ -58,6 +59,16 @@ def _extra_ddl(schema: str, dialect: str) -> list[str]:
     from mailboxes import search, substring
 
     return search.index_ddl(dialect) + substring.ddl(dialect)
+
+
+def _seed(schema: str, connection: Connection) -> None:
+    """The rows the revisions insert: the UIDVALIDITY counter (mai0002), so that the first concurrent
+    folder creations update one row instead of each inserting it (on PostgreSQL all but one failed)."""
+    if schema == "mail":
+        from mailboxes.identity import UIDVALIDITY
+        from mailboxes.schema import mail_counters
+
+        connection.execute(mail_counters.insert().values(name=UIDVALIDITY, value=0))
 
 
 def _empty(connection: Connection, schema: str) -> bool:

@@ -75,6 +75,15 @@ async def test_uidvalidity_is_unique_across_concurrent_creators_and_processes(tw
     assert (await m1.store.create_folder(a, "F0")).uidvalidity > before
 
 
+async def test_concurrent_first_accounts_on_a_fresh_database(mb):
+    """A fresh database's first accounts made side by side each get their folders. On PostgreSQL all but one
+    failed with a duplicate key: the fresh build lacked the UIDVALIDITY counter row, and each provision inserted it
+    (found by the 2,000-recipient test in test_store.py when it made its accounts concurrently)."""
+    accts = await asyncio.gather(*(mb.add_account(f"u{i}@city.test", password=None) for i in range(8)))
+    values = [f.uidvalidity for a in accts for f in await mb.store.folders(a)]
+    assert len(values) == 8 * 6 and len(set(values)) == len(values)
+
+
 async def test_uidvalidity_counter_outruns_a_clock_that_stands_still_or_goes_back(mb):
     db = await mb.router.database("main")
     async with db.write() as conn:

@@ -6,16 +6,15 @@ import re
 
 import pytest
 
-from .test_admin_cli import cfg, run  # noqa: F401 (cfg is a fixture)
+from mailboxes.model import Role
+
+from .cli_support import cfg, ready_with_user, run  # noqa: F401 (cfg is a fixture)
 
 pytestmark = pytest.mark.slow
 
 
 def test_token_add_list_revoke(cfg):  # noqa: F811
-    run(cfg, "init", "--domain", "city.test")
-    run(cfg, "domain", "add", "city.test")
-    run(cfg, "department", "add", "tax", "税务处")
-    run(cfg, "user", "add", "boss@city.test", "--role", "admin", "--password-stdin", stdin="pw-boss-1\n")
+    ready_with_user(cfg, "boss@city.test", "pw-boss-1", role=Role.ADMIN, department=("tax", "税务处"))
     out = run(cfg, "token", "add", "boss@city.test", "--department", "tax", "--label", "ops").stdout
     m = re.search(r"token (\d+) for boss@city.test: (pr_[A-Za-z0-9_-]{43})\n", out)
     assert m, out

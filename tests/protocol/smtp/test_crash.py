@@ -23,7 +23,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from delivery.queue import DEFAULT_LEASE, Queue
+from delivery.queue import Queue
 from delivery.routes import Routes
 from mailboxes.service import open_mailboxes
 from mailserver import config as config_mod
@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.interop]
 ROOT = Path(__file__).resolve().parents[3]
 CLIENTS = 20
 ACKED_BEFORE_KILL = 150
+LEASE_S = 5  # [queue] lease: short, so the killed process's claims lapse soon (the default 30 s only waits)
 
 
 def free_port() -> int:
@@ -104,7 +105,7 @@ def write_config(tmp_path: Path, storage_url: str) -> tuple[Path, dict[str, int]
         f'submissions = "127.0.0.1:{ports["submissions"]}"\nimap = ""\nimaps = ""\nhttp = ""\n'
         f'[storage]\nurl = "{storage_url}"\n'
         '[tls]\nallow_plaintext_auth_on_loopback = true\n'
-        '[queue]\nretry_delays = [1]\nmx_lookup = false\n[dkim]\ndns_lookup = false\n', encoding="utf-8")
+        f'[queue]\nretry_delays = [1]\nmx_lookup = false\nlease = {LEASE_S}\n[dkim]\ndns_lookup = false\n', encoding="utf-8")
     return cfg, ports
 
 
@@ -179,7 +180,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path, storag
         remote = {s for s, r in acked.items() if len(r) == 2}
         assert remote, "some acknowledged messages had a remote recipient"
         # Claims of the killed process are due again when their lease runs out (no node name match).
-        await wait_for(lambda: remote <= set(sink.subjects), timeout=DEFAULT_LEASE.total_seconds() + 60,
+        await wait_for(lambda: remote <= set(sink.subjects), timeout=LEASE_S + 60,
                        what="the queue to resume")
         queue = Queue(mb.router.central, node="test")
         await wait_for(lambda: _empty(queue), timeout=30, what="an empty queue")

@@ -1,0 +1,92 @@
+"""`postroom serve --workers 2` as a real subprocess: a port in use, workers failing at start, a killed worker replaced.
+
+The Server helper and the log format are test_workers.py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+from collections import Counter
+
+import aiosmtplib
+import pytest
+
+from .test_workers import CONNECTIONS_FOR_BOTH, TXN_LINE, Server, inbox_subjects, message
+
+pytestmark = pytest.mark.slow
+
+
+async def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path):
+    srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", srv.ports["imap"]))
+        taken.listen()
+        proc = await srv.command("serve", "--workers", "2")
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{srv.ports['imap']} ([listen] imap)" in err.decode(), err
+    assert b"worker 1 started" not in err  # nothing was started
+
+
+async def test_workers_that_keep_failing_at_start_stop_the_server_with_exit_1(tmp_path):
+    srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
+    await srv.init([])
+    (tmp_path / "data" / "tls" / "cert.pem").write_text("not a certificate\n")  # only a worker loads it
+    proc = await srv.command("serve", "--workers", "2")
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 1
+    last = err.decode().strip().splitlines()[-1]
+    assert re.fullmatch(r"postroom: error: worker [12] exited \(exit code 1\) within 10 s of starting, "
+                        r"4 times in a row; giving up \(see its log\)", last), last
+
+
+async def test_a_killed_worker_is_replaced_and_connections_waiting_on_its_socket_are_served(tmp_path):
+    reader = "li.na@city.test"
+    srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
+    mb = await srv.init([reader])
+    await srv.start()
+    started = re.compile(r"worker 1 started \(pid (\d+)\)")
+    [first] = started.findall(srv.log.read_text())
+    os.kill(int(first), signal.SIGKILL)
+
+    async def send(i: int) -> None:  # connected while worker 1 is dead: some wait in its socket's backlog
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=srv.ports["smtp"], start_tls=False, timeout=60,
+                                   local_hostname=f"k{i}.outside.example") as smtp:
+            await smtp.sendmail("sender@outside.example", [reader], message(f"k{i}", reader))
+
+    try:
+        await asyncio.gather(*(send(i) for i in range(16)))
+        [_, second] = started.findall(srv.log.read_text())
+        assert "worker 1 (pid %s) exited unexpectedly (signal SIGKILL)" % first in srv.log.read_text()
+        served = Counter((int(m[1]), m[2]) for m in TXN_LINE.finditer(srv.log.read_text()))  # (slot, pid)
+        assert served[(1, second)] > 0, served  # the replacement took over the dead worker's socket
+        assert sum(served.values()) == 16
+        assert sum((await inbox_subjects(mb, reader)).values()) == 16
+    finally:
+        code = await srv.stop()
+        await mb.close()
+    assert code == 0, srv.log.read_text(errors="replace")[-3000:]
+
+
+async def test_two_workers_both_serve_the_webmail(tmp_path):
+    """[listen] http under --workers 2: the supervisor binds it once per worker (SO_REUSEPORT) like the mail
+    listeners, so the second worker neither fails on "address in use" nor leaves a socket nobody accepts on."""
+    srv = Server(tmp_path, f"sqlite:///{tmp_path / 'data' / 'postroom.db'}", http=True)
+    mb = await srv.init([])
+    await srv.start()
+    try:
+        for _ in range(CONNECTIONS_FOR_BOTH):  # each a new connection, spread by the kernel over both sockets
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.ports["http"])
+            writer.write(b"GET /login HTTP/1.1\r\nHost: mail.city.test\r\nConnection: close\r\n\r\n")
+            status = await asyncio.wait_for(reader.readline(), 30)
+            assert status.startswith(b"HTTP/1.1 200"), status
+            writer.close()
+        assert srv.log_since(0).count("webmail listening on http") == 2
+    finally:
+        code = await srv.stop()
+        await mb.close()
+    assert code == 0, srv.log.read_text(errors="replace")[-3000:]

@@ -46,6 +46,8 @@ class Listing:
     folder: Folder
     recent_uid: int  # folders.recent_uid: the highest UID some session was already told is \Recent
     metas: list[MessageMeta]
+    uids: list[int]  # the metas' UIDs
+    keywords: frozenset[str]  # every keyword the metas carry (SELECT's FLAGS response)
 
 
 @dataclass(frozen=True)
@@ -57,18 +59,36 @@ class FolderChanges:
     changes: Changes
 
 
-def metas_from_rows(rows: Iterable) -> list[MessageMeta]:
-    """Rows in MessageMeta's column order to MessageMeta; stored times are UTC (SQLite gives them as naive text)."""
+def metas_from_rows(rows: Iterable, uids: list[int] | None = None,
+                    keywords: set[str] | None = None) -> list[MessageMeta]:
+    """Rows in MessageMeta's column order to MessageMeta; stored times are UTC (SQLite gives them as naive text).
+
+    ``uids`` and ``keywords``, when given, receive each row's UID and keywords in the same pass
+    (on SQLite inside the reader's thread, not on the event loop).
+    """
     out: list[MessageMeta] = []
     append, new, meta = out.append, tuple.__new__, MessageMeta
     fromiso, utc, empty = datetime.fromisoformat, timezone.utc, _NO_KEYWORDS
+    add_uid = uids.append if uids is not None else None
+    seen: dict[str, frozenset[str]] = {}  # one frozenset per distinct keywords text
     for uid, modseq, flags, kw, when, size, blob_id in rows:
         if type(when) is str:
             when = fromiso(when + "+00:00")
         elif when.tzinfo is None:
             when = when.replace(tzinfo=utc)
+        if kw:
+            kws = seen.get(kw)
+            if kws is None:
+                kws = seen[kw] = frozenset(kw.split())
+        else:
+            kws = empty
         # tuple.__new__ skips the NamedTuple's Python-level __new__: a third of the cost per row.
-        append(new(meta, (uid, modseq, flags, frozenset(kw.split()) if kw else empty, when, size, blob_id)))
+        append(new(meta, (uid, modseq, flags, kws, when, size, blob_id)))
+        if add_uid is not None:
+            add_uid(uid)
+    if keywords is not None:
+        for kws in seen.values():
+            keywords.update(kws)
     return out
 
 
@@ -90,7 +110,10 @@ def _rows(conn: Connection, folder_id: int, since: int | None) -> list:
 
 def _listing(conn: Connection, ref: FolderRef, to_folder) -> Listing:
     row = _folder_row(conn, ref)
-    return Listing(to_folder(row), int(row.recent_uid), metas_from_rows(_rows(conn, ref.id, None)))
+    uids: list[int] = []
+    keywords: set[str] = set()
+    metas = metas_from_rows(_rows(conn, ref.id, None), uids, keywords)
+    return Listing(to_folder(row), int(row.recent_uid), metas, uids, frozenset(keywords))
 
 
 def _changes(conn: Connection, ref: FolderRef, modseq: int, to_folder) -> FolderChanges:

@@ -141,11 +141,15 @@ class Store:
         return self.blob_dir.for_partition(partition) if self.blob_dir is not None else None
 
     async def partitions_of(self, account: Account) -> list[str]:
+        """The account's home partition, then any other partition holding folders of it.
+
+        This and the folder reads below run on every SELECT, STATUS and APPEND: each is one
+        read_sync (on SQLite one hand-off to the reader's thread instead of nine).
+        """
         out = [self.home(account)]
-        async with self.router.central.read() as conn:
-            extra = (await conn.execute(select(t.mail_locations.c.partition)
-                                        .where(t.mail_locations.c.account_id == account.id)
-                                        .order_by(t.mail_locations.c.partition))).scalars().all()
+        query = (select(t.mail_locations.c.partition).where(t.mail_locations.c.account_id == account.id)
+                 .order_by(t.mail_locations.c.partition))
+        extra = await self.router.central.read_sync(lambda conn: conn.execute(query).scalars().all())
         out.extend(p for p in extra if p not in out)
         return out
 
@@ -187,19 +191,18 @@ class Store:
 
     async def folder(self, account: Account, name: str) -> Folder:
         name = normalise_folder_name(name)
+        query = select(t.folders).where(and_(t.folders.c.account_id == account.id, t.folders.c.name == name))
         for part in await self.partitions_of(account):
             db = await self._db(part)
-            async with db.read() as conn:
-                r = (await conn.execute(select(t.folders).where(and_(
-                    t.folders.c.account_id == account.id, t.folders.c.name == name)))).first()
+            r = await db.read_sync(lambda conn: conn.execute(query).first())
             if r is not None:
                 return _folder(part, r)
         raise NotFound(f"no folder {name}")
 
     async def folder_by_ref(self, ref: FolderRef) -> Folder:
         db = await self._db(ref.partition)
-        async with db.read() as conn:
-            r = (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first()
+        query = select(t.folders).where(t.folders.c.id == ref.id)
+        r = await db.read_sync(lambda conn: conn.execute(query).first())
         identity.check(ref, r)
         return _folder(ref.partition, r)
 

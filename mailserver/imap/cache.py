@@ -241,8 +241,8 @@ class FolderSnapshots:
                 return snap
         listing = await self.store.listing(ref)
         metas = listing.metas
-        snap = Snapshot(listing.folder, listing.recent_uid, listing.folder.highestmodseq, metas,
-                        [m.uid for m in metas], _keywords(metas))
+        snap = Snapshot(listing.folder, listing.recent_uid, listing.folder.highestmodseq, metas, listing.uids,
+                        listing.keywords)
         self._put(ref, snap)
         return snap
 

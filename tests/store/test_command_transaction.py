@@ -6,6 +6,7 @@ import aiosqlite
 import pytest
 
 from mailboxes.ingest import prepare
+from mailboxes.errors import NotFound
 from mailboxes.model import Flag
 from tests.store.test_store import make_message
 
@@ -101,3 +102,32 @@ async def test_a_select_reads_its_folder_in_one_hand_off_and_claims_recent_in_an
     changes = await mb.store.folder_changes(ref, listing.folder.highestmodseq)
     assert [m.uid for m in changes.changes.changed] == [3] and changes.recent_uid == 4
     assert hops[0] <= 2
+
+
+async def test_a_folder_is_found_by_name_or_ref_in_a_hand_off_per_database(mb, hops):
+    """SELECT, STATUS and APPEND look the folder up first: the partitions, then the folder row, each one read."""
+    if mb.store.router.central.dialect != "sqlite":
+        pytest.skip("asyncpg has no driver thread")
+    acct, ref = await _inbox_of_four(mb)
+    await mb.store.folder(acct, "INBOX")  # the reader pool's connection is opened
+    hops[0] = 0
+    assert await mb.store.partitions_of(acct) == [mb.store.home(acct)]
+    assert hops[0] <= 2  # the read in the connection's thread, and the pool's reset when it goes back
+    hops[0] = 0
+    assert (await mb.store.folder(acct, "INBOX")).ref == ref
+    assert hops[0] <= 4  # partitions, then the folder row: 18 hand-offs through the async connection
+    hops[0] = 0
+    assert (await mb.store.folder_by_ref(ref)).name == "INBOX"
+    assert hops[0] <= 2
+    with pytest.raises(NotFound):
+        await mb.store.folder(acct, "Nowhere")
+
+
+async def test_a_listing_carries_its_uids_and_the_keywords_in_use(mb):
+    _, ref = await _inbox_of_four(mb)
+    await mb.store.store_flags(ref, [2], "add", 0, ["$Label1", "Work"])
+    await mb.store.store_flags(ref, [4], "add", 0, ["Work"])
+    listing = await mb.store.listing(ref)
+    assert listing.uids == [m.uid for m in listing.metas] == [1, 2, 3, 4]
+    assert listing.keywords == {"$Label1", "Work"}
+    assert [m.keywords for m in listing.metas] == [set(), {"$Label1", "Work"}, set(), {"Work"}]

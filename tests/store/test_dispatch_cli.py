@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .test_admin_cli import run
+from .cli_support import run
 
 pytestmark = pytest.mark.slow
 

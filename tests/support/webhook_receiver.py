@@ -1,6 +1,7 @@
 """A webhook receiver on 127.0.0.1 for tests: verifies signatures with the Standard Webhooks reference library.
 
-It can refuse the first N callbacks (503), hang (until released), or redirect; it counts what
+It can refuse the first N callbacks (503), hang (until released; a request whose sender
+hung up meanwhile is not acknowledged), or redirect; it counts what
 it acknowledged per delivery id. `verify_window=True` checks the timestamp against real time
 too (the library's 5-minute window); tests that move the sender's clock compare the signature only.
 """
@@ -62,6 +63,9 @@ class Receiver:
         self.arrived.set()
         if self.hang:
             await self.release.wait()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return web.Response(status=503)  # the sender is gone (timed out, killed): nothing acknowledged
         if not ok:
             return web.Response(status=401)
         if self.fail_first > 0:

@@ -22,6 +22,7 @@ from bridges.webhooks import Backoff, Sender, next_attempt, signature
 from mailboxes import schema as t
 from mailboxes.errors import InvalidInput, NotFound
 from mailboxes.webhookendpoints import WebhookEndpoints, check_url, new_secret
+from tests.protocol.smtp.support import wait_for
 from tests.support.webhook_receiver import Receiver
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=timezone.utc)
@@ -310,3 +311,52 @@ def test_next_attempt_doubles_with_jitter_caps_and_stops_at_max_age():
         assert timedelta(seconds=step / 2) == low and high <= timedelta(seconds=step)
     assert next_attempt(T0, 3, T0 + timedelta(minutes=59, seconds=50), p, 0.5) == T0 + timedelta(hours=1)
     assert next_attempt(T0, 3, T0 + timedelta(hours=1), p, 0.5) is None
+
+
+async def test_the_running_sender_keeps_at_most_concurrency_requests_in_flight(mb, receiver):
+    """`start()`'s loop (as `postroom serve` runs it): 3 slots, 10 callbacks, a receiver that holds requests."""
+    db = mb.router.central
+    await set_endpoint(db, "oa", receiver)
+    receiver.hang = True
+    ids = [await enqueue(db, "oa", "delivered", {"n": i}) for i in range(10)]
+    sender = sender_for(db, ob.utcnow, concurrency=3)
+    await sender.start()
+    try:
+        sender.poke()
+        await wait_for(lambda: len(receiver.requests) == 3, timeout=30, what="three requests in flight")
+        held = await sender.outbox.callbacks(state=SENDING)
+        assert len(held) == 3 and len(receiver.requests) == 3  # the other seven are not claimed meanwhile
+        receiver.hang = False
+        receiver.release.set()
+        await wait_for(lambda: len(receiver.acked) == 10, timeout=30, what="every callback acknowledged")
+    finally:
+        await sender.close()
+    assert receiver.acked == {i: 1 for i in ids}
+
+
+async def test_an_administrators_retry_and_pruning_of_settled_callbacks(mb, receiver):
+    db = mb.router.central
+    clock = Clock()
+    await set_endpoint(db, "oa", receiver)
+    receiver.status = 500
+    did = await enqueue(db, "oa", "failed", {"n": 1}, clock=clock)
+    sender = sender_for(db, clock, backoff=Backoff(max_age=timedelta(seconds=1)))
+    try:
+        clock.move(seconds=2)
+        await sender.run_once()
+        assert (await sender.outbox.callback(did)).state == DEAD
+        receiver.status = 200
+        await sender.outbox.retry(did)  # due now, with a fresh max age
+        assert await sender.run_once() == 1
+        assert (await sender.outbox.callback(did)).state == DELIVERED
+        with pytest.raises(NotFound):
+            await sender.outbox.retry(did)  # delivered: nothing to retry
+        waiting = await enqueue(db, "oa", "failed", {"n": 2}, clock=clock)
+        clock.move(days=6)
+        assert await sender.outbox.prune(timedelta(days=7)) == 0
+        clock.move(days=2)
+        assert await sender.outbox.prune(timedelta(days=7)) == 1
+    finally:
+        await sender.close()
+    assert [c.delivery_id for c in await sender.outbox.callbacks()] == [waiting]
+    assert receiver.acked == {did: 1}

@@ -51,6 +51,25 @@ def retry_policy(delays_s: list[int], expire_after_s: int, warn_after_s: int) ->
                        warn_after=timedelta(seconds=warn_after_s))
 
 
+async def nap(wake: asyncio.Event, cap: float, next_due: Callable[[], Awaitable[datetime | None]] | None,
+              clock: Callable[[], datetime]) -> None:
+    """A runner's idle wait: until `wake` is set, the next due time comes, or `cap` seconds pass."""
+    delay = cap
+    if next_due is not None:
+        try:
+            due = await next_due()
+        except Exception:  # noqa: BLE001 - the database may be away for a moment; wake at the cap
+            due = None
+        if due is not None:
+            delay = min(delay, max(0.0, (due - clock()).total_seconds()))
+    if delay <= 0:
+        return
+    try:
+        await asyncio.wait_for(wake.wait(), delay)
+    except asyncio.TimeoutError:
+        pass
+
+
 class Worker:
     name = "queue"
 
@@ -102,19 +121,8 @@ class Worker:
             await self._sleep()
 
     async def _sleep(self) -> None:
-        delay = min(IDLE_POLL_SECONDS, self.queue.lease.total_seconds())
-        try:
-            due = await self.queue.next_due()
-        except Exception:  # noqa: BLE001
-            due = None
-        if due is not None:
-            delay = min(delay, max(0.0, (due - self.clock()).total_seconds()))
-        if delay <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+        await nap(self._wake, min(IDLE_POLL_SECONDS, self.queue.lease.total_seconds()), self.queue.next_due,
+                  self.clock)
         self._wake.clear()
 
     async def run_once(self) -> int:

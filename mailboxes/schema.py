@@ -446,6 +446,37 @@ document_quarantine = Table(
     Column("sender", String(320), nullable=False, default=""),
     Column("reason", String(300), nullable=False),
     Column("raw", LargeBinary, nullable=False),
+# Webhooks out (issue 11 point 5): per source system a callback URL and its HMAC secret (kept as
+# given: signing needs it, so it cannot be hashed), and the durable outbox of signed JSON callbacks.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    directory_metadata,
+    Column("source", String(64), primary_key=True),
+    Column("url", String(2048), nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("delivery_id", String(40), nullable=False, unique=True),
+    Column("source", String(64), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),  # the exact JSON bytes that are signed and sent
+    # pending | sending (claimed, with a lease) | delivered | dead
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
     **NEVER_REUSED,
 )
 

@@ -138,6 +138,23 @@ KEYS: tuple[Key, ...] = (
         "Argon2; a password change, disable or app-password revocation ends it at once. 0 disables."),
     Key("auth", "credential_cache_size", 10000, "Most verified logins remembered at once."),
     # --- end [auth] -----------------------------------------------------------------------------------
+    # --- [webhooks]: signed callbacks to the workflow systems (issue 11 point 5; docs/webhooks.md) ------
+    Key("webhooks", "timeout", 10,
+        "Seconds one callback request may take, connecting included; no 2xx answer by then is a failed attempt."),
+    Key("webhooks", "concurrency", 8, "Callback requests in flight at once per node."),
+    Key("webhooks", "retry_base", 10,
+        "Seconds before the first retry of a failed callback; each further retry waits twice as long (with "
+        "jitter: a delay is drawn from the upper half of its step), up to `retry_max_delay`."),
+    Key("webhooks", "retry_max_delay", 3600, "Longest wait between two attempts of one callback, in seconds."),
+    Key("webhooks", "max_age", 259200,
+        "Seconds after which a callback no receiver acknowledged is given up (dead, and logged); default 3 days."),
+    Key("webhooks", "lease", 60,
+        "Seconds a node's claim on a callback lasts; longer than `timeout`. A node that dies mid-request loses "
+        "its claims after this and they are sent again (receivers dedupe on the webhook-id header)."),
+    Key("webhooks", "allow_plain_http", False,
+        "Allow http:// callback URLs to hosts other than loopback (default: https only, except to loopback)."),
+    Key("webhooks", "keep_days", 7, "Days delivered and dead callbacks stay in the outbox before they are removed."),
+    # --- end [webhooks] -------------------------------------------------------------------------------
 )
 
 _BY_SECTION: dict[str, dict[str, Key]] = {}
@@ -241,6 +258,8 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: must be debug, info, warning or error"
     if key.section == "auth" and (err := _check_auth(key, value)):
         return f"{where}: {err}"
+    if key.section == "webhooks" and key.name not in ("allow_plain_http", "keep_days") and value < 1:
+        return f"{where}: must be at least 1"
     if (key.section, key.name) == ("queue", "lease") and value < 1:
         return f"{where}: must be at least 1 second"
     if (key.section, key.name) == ("queue", "retry_delays") and (
@@ -296,6 +315,9 @@ def build(raw: dict[str, Any], path: Path | None = None) -> Config:
     documents = values["documents"]
     if not problems and documents["org"] and "@" not in documents["address"]:
         problems.append("[documents] address: the documents account is required when [documents] org is set")
+    hooks = values["webhooks"]
+    if not problems and hooks["lease"] <= hooks["timeout"]:
+        problems.append("[webhooks] lease: must be longer than [webhooks] timeout")
     if problems:
         raise ConfigError(problems)
     return Config(path, values)

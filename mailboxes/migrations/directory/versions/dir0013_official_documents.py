@@ -1,7 +1,7 @@
 """official documents
 
 Revision ID: dir0013
-Revises: dir0008
+Revises: dir0010
 Create Date: 2026-12-04 16:23:33
 
 Issue 12: partner organisations, documents dispatched with their tracking per recipient,
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'dir0013'
-down_revision = 'dir0008'
+down_revision = 'dir0010'
 branch_labels = None
 depends_on = None
 

@@ -61,6 +61,7 @@ Starter = Callable[[Context], Awaitable[list[Service]]]
 
 def starters() -> list[Starter]:
     """The services, in start order (delivery before the listeners: they submit through it)."""
+    from bridges.service import start as start_bridges
     from delivery.service import start as start_delivery
 
     from .imap.server import start as start_imap
@@ -70,7 +71,7 @@ def starters() -> list[Starter]:
     # 150-250 ms of CPU, which the watchdog logged as a stall of every start-up when it ran inside start_webmail.
     import webmail.context  # noqa: F401
     import webmail.service  # noqa: F401
-    return [start_watchdog, start_delivery, start_smtp, start_imap, start_webmail]  # the watchdog first: it sees every stall
+    return [start_watchdog, start_delivery, start_bridges, start_smtp, start_imap, start_webmail]  # the watchdog first: it sees every stall
 
 
 async def start_webmail(ctx: Context) -> list[Service]:

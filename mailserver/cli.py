@@ -15,7 +15,7 @@ from mailboxes import errors
 from mailboxes.cleanup import sweep_all
 from mailboxes.model import Role
 
-from . import cli_delivery, cli_mailsettings, cli_tokens
+from . import cli_delivery, cli_events, cli_mailsettings, cli_tokens
 from . import config as config_mod
 from .admin import Admin, AdminError
 from .workers import SupervisorError
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='partition name (repeatable; default "main"), e.g. dept-tax or archive-2025')
     cli_delivery.register(sub)  # route, dkim, queue
     cli_tokens.register(sub)  # API tokens (issue 10)
+    cli_events.register(sub)  # workflow sources and events (issue 11)
     return p
 
 
@@ -319,6 +320,7 @@ HANDLERS: dict[str, Handler] = {
     "init": _init, "serve": _serve, "config": _config, "domain": _domain, "department": _department,
     "user": _user, "group": _group, "alias": _alias, "import": _import, "export": _export, "archive": _archive,
     "reindex": _reindex, "token": cli_tokens.run, **cli_delivery.HANDLERS,
+    **cli_events.HANDLERS,
 }
 # Commands that must not open the store first (it may not exist yet, or they check the config only).
 NO_STORE = {"init", "serve", "config"}

@@ -98,7 +98,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
 
 def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
-             hostname: str = "localhost", selfservice: SelfService | None = None) -> web.Application:
+             hostname: str = "localhost", selfservice: SelfService | None = None,
+             api_routes: tuple[api.ExtraRoute, ...] = ()) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted."""
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -117,6 +118,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app.on_shutdown.append(live_views.end_streams)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
-    app.add_subapp("/api/v1", api.make_api(mailboxes, ApiTokens(mailboxes.router.central, clock=clock)))  # JSON API (issue 10 point 8)
+    # JSON API (issue 10 point 8); the workflow events' routes come from the composition root (issue 11)
+    app.add_subapp("/api/v1", api.make_api(mailboxes, ApiTokens(mailboxes.router.central, clock=clock), api_routes))
     app.router.add_static("/static/", HERE / "static", name="static", append_version=True)
     return app

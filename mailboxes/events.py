@@ -355,7 +355,7 @@ class EventStore:
                     .on_conflict_do_nothing(index_elements=[c.event_id, c.account_id]))
 
     async def due_digests(self, limit_people: int, per_person: int) -> dict[int, list[DigestItem]]:
-        """Per account whose digest is due now: its held items (oldest first, at most `per_person`)."""
+        """Per account whose digest is due now: its items due by now, by type (at most `per_person`)."""
         now = self._now()
         d, e = t.event_digest_items.c, t.events.c
         async with self.db.read() as conn:
@@ -366,8 +366,8 @@ class EventStore:
                 rows = (await conn.execute(
                     select(d.id.label("item_id"), t.events).select_from(
                         t.event_digest_items.join(t.events, e.id == d.event_id))
-                    .where(d.account_id == pid, d.sent_at.is_(None))
-                    .order_by(e.type, d.id).limit(per_person))).all()
+                    .where(d.account_id == pid, d.sent_at.is_(None), d.due_at <= now)
+                    .order_by(e.type, e.id).limit(per_person))).all()
                 out[pid] = [DigestItem(r.item_id, pid, _event(r)) for r in rows]
         return out
 

@@ -272,3 +272,41 @@ async def test_no_out_of_office_answers_a_notification(web):
     worker = next(s for s in web.services if isinstance(s, Worker))
     web.run(worker.submitter.personal.settle())  # out-of-office replies in flight are queued by now
     assert web.run(worker.queue.entries()) == []  # none was: nothing goes back to the source
+
+
+async def test_preferences_through_the_api_for_oneself_or_by_an_administrator(web):
+    from sqlalchemy import update
+
+    from mailboxes import schema as t
+
+    async def tokens():
+        d, toks = web.mb.directory, ApiTokens(web.mb.router.central)
+        alice, bob = await d.account("alice@city.test"), await d.account("bob@city.test")
+        async with web.mb.router.central.write() as conn:
+            await conn.execute(update(t.accounts).where(t.accounts.c.id == bob.id).values(role="admin"))
+        return (await toks.create(alice.id))[0], (await toks.create(bob.id))[0]
+    alice, admin = web.run(tokens())
+    source = source_token(web)
+    url = web.url + "/api/v1/events/preferences"
+    async with aiohttp.ClientSession() as s:
+        async with s.put(url, json={"modes": {"reminder": "daily", "approval_request": "immediate"}},
+                         headers=bearer(alice)) as r:
+            assert r.status == 200 and await r.json() == {"account": "alice@city.test", "modes": {"reminder": "daily"}}
+        async with s.get(url, headers=bearer(alice)) as r:
+            assert (await r.json())["modes"] == {"reminder": "daily"}
+        for body, field in (({"modes": {"reminder": "weekly"}}, "modes.reminder"), ({"modes": {"Bad": "daily"}},
+                            "modes.Bad"), ({"modes": []}, "modes"), ({}, "modes")):
+            async with s.put(url, json=body, headers=bearer(alice)) as r:
+                assert (r.status, (await r.json())["field"]) == (400, field)
+        async with s.get(url + "/bob@city.test", headers=bearer(alice)) as r:
+            assert r.status == 403  # not another's
+        async with s.put(url + "/alice@city.test", json={"modes": {"reminder": "hourly"}}, headers=bearer(admin)) as r:
+            assert r.status == 200 and (await r.json())["modes"] == {"reminder": "hourly"}  # an administrator may
+        async with s.get(url + "/nobody@city.test", headers=bearer(admin)) as r:
+            assert r.status == 404
+        async with s.get(url, headers=bearer(source)) as r:
+            assert r.status == 401  # a source's token is no person's
+    # the choice acts: alice's reminder waits for her hourly digest, an urgent one does not
+    assert (await post(web, source, event(1, type="reminder")))[0] == 202
+    assert (await post(web, source, event(2, type="reminder", urgency="urgent")))[0] == 202
+    assert [str(m["Subject"]) for m in delivered(web, 2)] == ["【紧急】请审批：采购申请 2"]

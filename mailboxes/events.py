@@ -176,6 +176,7 @@ class EventStore:
         self.clock = clock
         self.lease = lease
         self._committer: GroupCommitter[NewEvent, tuple[Event, bool]] = GroupCommitter(self._insert_batch)
+        self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
         self.listeners: list[Callable[[], None]] = []  # told after new rows are committed (the worker's poke)
 
     def _now(self) -> datetime:
@@ -183,6 +184,7 @@ class EventStore:
 
     async def close(self) -> None:
         await self._committer.close()
+        await self._settler.close()
 
     # --- accept ------------------------------------------------------------------------
 
@@ -240,18 +242,27 @@ class EventStore:
 
     async def settle(self, event_id: int, state: str, *, error: str | None = None,
                      retry_at: datetime | None = None) -> None:
-        """The outcome of a claim: sent, failed, or pending again at `retry_at`."""
+        """The outcome of a claim: sent, failed, or pending again at `retry_at` (durable when this returns).
+
+        Concurrent settles share one transaction (group commit): with synchronous commits a
+        transaction per event would bound the worker at the disk's syncs per second.
+        """
         if state not in (SENT, FAILED, PENDING):
             raise InvalidInput(f"cannot settle an event as {state}")
+        await self._settler.submit((event_id, state, error, retry_at))
+
+    async def _settle_batch(self, batch: list[tuple[int, str, str | None, datetime | None]]) -> list[None]:
         now = self._now()
-        values = {"state": state, "claimed_until": None,
-                  "last_error": error[:MAX_ERROR_TEXT] if error else None}
-        if state == SENT:
-            values["sent_at"] = now
-        if state == PENDING:
-            values["next_attempt_at"] = retry_at or now
         async with self.db.write() as conn:
-            await conn.execute(update(t.events).where(t.events.c.id == event_id).values(**values))
+            for event_id, state, error, retry_at in batch:
+                values = {"state": state, "claimed_until": None,
+                          "last_error": error[:MAX_ERROR_TEXT] if error else None}
+                if state == SENT:
+                    values["sent_at"] = now
+                if state == PENDING:
+                    values["next_attempt_at"] = retry_at or now
+                await conn.execute(update(t.events).where(t.events.c.id == event_id).values(**values))
+        return [None] * len(batch)
 
     async def next_due(self) -> datetime | None:
         c = t.events.c

@@ -36,6 +36,7 @@ from .views import live as live_views
 from .views import mail as mail_views
 from .views import twofactor as twofactor_views
 from .views import mailsettings as mailsettings_views
+from .views import notifications as notifications_views
 from .views import message as message_views
 from .views import readstatus as readstatus_views
 
@@ -82,6 +83,9 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("POST", "/settings/rules", mailsettings_views.add_rule),
     ("POST", "/settings/rules/change", mailsettings_views.change_rule),
     ("POST", "/settings/signature", mailsettings_views.save_signature),
+    # workflow notifications: immediate or digest per event type (issue 11 point 3)
+    ("GET", "/settings/notifications", notifications_views.page),
+    ("POST", "/settings/notifications", notifications_views.save),
     # read status and recall (issue 10 point 5)
     ("GET", "/readstatus/{id}", readstatus_views.status_json),
     ("POST", "/readstatus/{id}/recall", readstatus_views.recall),

@@ -310,3 +310,22 @@ async def test_preferences_through_the_api_for_oneself_or_by_an_administrator(we
     assert (await post(web, source, event(1, type="reminder")))[0] == 202
     assert (await post(web, source, event(2, type="reminder", urgency="urgent")))[0] == 202
     assert [str(m["Subject"]) for m in delivered(web, 2)] == ["【紧急】请审批：采购申请 2"]
+
+
+async def test_the_preference_page_list_unsubscribe_points_at(web, client):
+    from .harness import csrf_of
+
+    await client.sign_in()
+    r, page = await client.get("/settings/notifications")
+    assert r.status == 200 and 'for="nt-reminder"' in page and "提醒" in page and "每小时汇总" in page
+    r, page = await client.post("/settings/notifications", {"csrf": csrf_of(page), "mode-reminder": "daily",
+                                                             "mode-approval_request": "immediate"})
+    assert r.status == 200 and 'id="nt-done"' in page
+    assert '<option value="daily" selected>' in page
+    alice = web.run(web.mb.directory.account("alice@city.test"))
+    assert web.run(EventStore(web.mb.router.central).preferences(alice.id)) == {"reminder": "daily"}
+    r, _ = await client.post("/settings/notifications", {"mode-reminder": "hourly"})
+    assert r.status == 403  # CSRF as every form
+    r, page = await client.get("/settings/notifications")
+    r, _ = await client.post("/settings/notifications", {"csrf": csrf_of(page), "mode-reminder": "weekly"})
+    assert r.status == 400

@@ -35,6 +35,7 @@ from .recipients import Expander, TooMany
 MAX_EVENT_BYTES = 128 * 1024  # one event's JSON
 MAX_BATCH = 1000  # events per batch request
 MAX_BATCH_BYTES = 8 * 1024 * 1024  # a batch's JSON
+MAX_BATCH_REACH = 100_000  # people a batch reaches in all (its events' expansions held in memory at once)
 PROBLEM_TYPE = "application/problem+json"
 
 
@@ -134,7 +135,13 @@ class EventsApi:
         except Problem as p:
             return p.response()
         expander = Expander(self.directory)
-        prepared = [await self._prepare(p, token.source_id, expander) for p in posted]
+        prepared, reach = [], 0
+        for p in posted:
+            prepared.append(await self._prepare(p, token.source_id, expander))
+            reach += len(prepared[-1].recipients) if isinstance(prepared[-1], NewEvent) else 0
+            if reach > MAX_BATCH_REACH:
+                return Problem(413, "Content Too Large", f"the batch reaches more than {MAX_BATCH_REACH} people "
+                                                         "in all; send it in smaller batches", field="events").response()
         stored = iter(await self.store.accept([n for n in prepared if isinstance(n, NewEvent)]))
         results = []
         for p, n in zip(posted, prepared):

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
+from delivery.runner import PolledLoop
 from delivery.submit import Submission, Submitter
 from mailboxes.errors import NotFound
 from mailboxes.events import FAILED, PENDING, SENT, Event, EventStore
@@ -56,8 +57,9 @@ def digest_due(mode: str, now: datetime) -> datetime:
     return day if day > now else day + timedelta(days=1)
 
 
-class EventWorker:
+class EventWorker(PolledLoop):
     name = "events"
+    log = log
 
     def __init__(self, store: EventStore, submitter: Submitter, *, sources: Callable[[int], Awaitable[str]],
                  templates: notify.Templates, hostname: str, clock: Callable[[], datetime]) -> None:
@@ -88,31 +90,12 @@ class EventWorker:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.store.close()
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                done = await self.run_once()
-            except Exception:  # noqa: BLE001 - the database may be away for a moment; keep the runner alive
-                log.exception("events round failed")
-                done = 0
-            if done or self._stopping:
-                continue
-            await self._sleep()
+    async def _next_due(self) -> datetime | None:
+        dues = [d for d in (await self.store.next_due(), await self.store.next_digest()) if d is not None]
+        return min(dues) if dues else None
 
-    async def _sleep(self) -> None:
-        delay = IDLE_POLL_SECONDS
-        try:
-            dues = [d for d in (await self.store.next_due(), await self.store.next_digest()) if d is not None]
-        except Exception:  # noqa: BLE001
-            dues = []
-        if dues:
-            delay = min(delay, max(0.0, (min(dues) - self.clock()).total_seconds()))
-        if delay > 0:
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-        self._wake.clear()
+    def _max_sleep(self) -> float:
+        return IDLE_POLL_SECONDS
 
     async def run_once(self) -> int:
         """One round: due events, then due digests; returns how many were handled."""

@@ -329,3 +329,14 @@ async def test_the_preference_page_list_unsubscribe_points_at(web, client):
     r, page = await client.get("/settings/notifications")
     r, _ = await client.post("/settings/notifications", {"csrf": csrf_of(page), "mode-reminder": "weekly"})
     assert r.status == 400
+
+
+async def test_a_batch_that_reaches_too_many_people_in_all_is_refused(web, monkeypatch):
+    monkeypatch.setattr(events_api, "MAX_BATCH_REACH", 5)
+    secret = source_token(web)
+    batch = [event(i, recipients=["alice@city.test", "bob@city.test"]) for i in range(3)]
+    status, body, _ = await post(web, secret, {"events": batch}, "/api/v1/events/batch")
+    assert (status, body["field"]) == (413, "events")
+    assert web.run(EventStore(web.mb.router.central).counts()) == {}  # nothing of it stored
+    status, body, _ = await post(web, secret, {"events": batch[:2]}, "/api/v1/events/batch")
+    assert status == 202

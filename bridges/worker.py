@@ -101,7 +101,7 @@ class EventWorker(PolledLoop):
         """One round: due events, then due digests; returns how many were handled."""
         self._wake.clear()
         claimed = await self.store.claim(CLAIM_BATCH)
-        await asyncio.gather(*(self._one(ev) for ev in claimed))
+        await asyncio.gather(*(self._one(ev) for ev in claimed), return_exceptions=True)
         digests = await self._digests()
         if claimed or digests:
             self.settled.set()
@@ -113,15 +113,17 @@ class EventWorker(PolledLoop):
         async with self._slots:
             try:
                 state, error = await self._deliver(ev)
-            except Exception:  # noqa: BLE001 - left claimed: the lease lapses and it is tried again
+            except Exception as exc:  # noqa: BLE001 - e.g. a broken template override: retried, then failed
                 log.exception("event %d (%s) failed before it was settled", ev.id, ev.ext_id)
-                return
+                state, error = PENDING, f"{type(exc).__name__}: {exc}"
             retry_at = None
             if state == PENDING:
                 if ev.attempts >= len(RETRY_DELAYS):
                     state = FAILED
                 else:
                     retry_at = self.clock() + RETRY_DELAYS[ev.attempts]
+            # If this settle is lost (the database away), the lease lapses and the next claim, with
+            # attempts > 0, first looks for copies already delivered (see the module notes).
             await self.store.settle(ev.id, state, error=error, retry_at=retry_at)
             log.info("event id=%d source=%d ext_id=%s type=%s result=%s%s", ev.id, ev.source_id, ev.ext_id,
                      ev.type, state, f" error={error}" if error else "")

@@ -15,6 +15,7 @@ Implementation notes (invariants)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -190,7 +191,6 @@ class EventStore:
 
     async def accept(self, events: Iterable[NewEvent]) -> list[tuple[Event, bool]]:
         """Store the events (durable when this returns): per event (the stored row, whether this call made it)."""
-        import asyncio
         out = await asyncio.gather(*(self._committer.submit(e) for e in events))
         if any(created for _, created in out):
             for notify in self.listeners:  # commit first, then broadcast

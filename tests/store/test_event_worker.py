@@ -102,3 +102,32 @@ async def test_an_interrupted_delivery_is_finished_without_a_second_copy(tmp_pat
     finally:
         await parts.worker.close()
         await inst.stop()
+
+
+async def test_a_broken_template_override_is_retried_then_failed_not_looped(tmp_path, storage_url):
+    from bridges.worker import RETRY_DELAYS
+    from mailboxes.events import FAILED
+
+    clock = FakeClock(datetime(2026, 12, 4, 10, 20, tzinfo=timezone.utc))
+    inst, parts, src = await _setup(tmp_path, storage_url, clock)
+    override = inst.ctx.config.data_dir / "templates" / "events"
+    override.mkdir(parents=True)
+    (override / "reminder.zh.txt").write_text("{{ broken(", encoding="utf-8")
+    try:
+        row = await _post(parts, src, id="e1", title="Broken")
+        assert await parts.worker.run_once() == 1
+        ev = await parts.store.get(row.id)
+        assert ev.state == "pending" and "TemplateSyntaxError" in ev.last_error
+        for delay in RETRY_DELAYS:
+            clock.now += delay
+            assert await parts.worker.run_once() == 1
+        ev = await parts.store.get(row.id)
+        assert ev.state == FAILED and await inst.inbox("alice@city.test") == []
+        (override / "reminder.zh.txt").unlink()  # mended: an administrator resends it
+        from delivery.queue import new_queue_id
+        await parts.store.resend(row.id, new_queue_id())
+        assert await parts.worker.run_once() == 1
+        assert _subjects(await inst.inbox("alice@city.test")) == ["Broken"]
+    finally:
+        await parts.worker.close()
+        await inst.stop()

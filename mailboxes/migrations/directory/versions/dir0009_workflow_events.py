@@ -17,6 +17,7 @@ branch_labels = None
 depends_on = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+NEVER_REUSED = {'sqlite_autoincrement': True}
 
 
 def upgrade() -> None:
@@ -29,7 +30,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('name'),
     sqlite_autoincrement=True,
     )
-    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+    # table_kwargs: SQLite rebuilds the table, which must keep AUTOINCREMENT (ids never reused, dir0002)
+    with op.batch_alter_table('api_tokens', schema=None, table_kwargs=NEVER_REUSED) as batch_op:
         batch_op.alter_column('owner_id', existing_type=ID, nullable=True)
         batch_op.add_column(sa.Column('source_id', ID, nullable=True))
         batch_op.create_foreign_key('fk_api_tokens_source_id', 'event_sources', ['source_id'], ['id'],
@@ -89,7 +91,7 @@ def downgrade() -> None:
     op.drop_table('event_preferences')
     op.drop_index('ix_events_due', table_name='events')
     op.drop_table('events')
-    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+    with op.batch_alter_table('api_tokens', schema=None, table_kwargs=NEVER_REUSED) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_source_id'))
         batch_op.drop_constraint('fk_api_tokens_source_id', type_='foreignkey')
         batch_op.drop_column('source_id')

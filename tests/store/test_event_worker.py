@@ -9,7 +9,7 @@ from email import policy
 from bridges import service as bridges_service
 from bridges import validate
 from bridges.recipients import Expander
-from mailboxes.events import SENT, Sources
+from mailboxes.events import SENT
 from tests.protocol.smtp.support import FakeClock, make_config, start_instance
 
 

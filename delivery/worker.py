@@ -33,6 +33,7 @@ from .envelope import MAIL_LOOP, Reply
 from .outbound import Outbound, RcptResult
 from .queue import FAILED, QUEUED, SENT, Claimed, Queue, Settle
 from .received import MAX_RECEIVED, hop_count
+from .runner import PolledLoop
 from .schedule import RetryPolicy, expires_at, next_attempt, should_warn_delay
 from .submit import Submitter
 
@@ -70,8 +71,9 @@ async def nap(wake: asyncio.Event, cap: float, next_due: Callable[[], Awaitable[
         pass
 
 
-class Worker:
+class Worker(PolledLoop):
     name = "queue"
+    log = log
 
     def __init__(self, queue: Queue, submitter: Submitter, outbound: Outbound, *, policy: RetryPolicy,
                  clock: Callable[[], datetime], concurrency: int = 4) -> None:
@@ -109,21 +111,11 @@ class Worker:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.queue.close()
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                done = await self.run_once()
-            except Exception:  # noqa: BLE001 - the database may be away for a moment; keep the runner alive
-                log.exception("queue round failed")
-                done = 0
-            if done or self._stopping:
-                continue
-            await self._sleep()
+    async def _next_due(self) -> datetime | None:
+        return await self.queue.next_due()
 
-    async def _sleep(self) -> None:
-        await nap(self._wake, min(IDLE_POLL_SECONDS, self.queue.lease.total_seconds()), self.queue.next_due,
-                  self.clock)
-        self._wake.clear()
+    def _max_sleep(self) -> float:
+        return min(IDLE_POLL_SECONDS, self.queue.lease.total_seconds())
 
     async def run_once(self) -> int:
         """One round: claim what is due and deliver it all; returns how many recipient rows were handled."""

@@ -7,9 +7,9 @@ Implementation notes
   secret is high-entropy, so a slow hash would add no protection against guessing, and every
   API request looks a token up.
 - kind "admin": a person's token acting as its owner account (with that account's role);
-  kind "source": reserved for workflow systems (a later issue). `department_id` None means the
+  kind "source": a workflow system's token (`source_id`, no owner; mailboxes.events). `department_id` None means the
   whole server; otherwise the token is limited to that department.
-- A revoked token is never found again; `find` records `last_used_at`.
+- A revoked token is never found again; `find` records `last_used_at` (to LAST_USED_STEP).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 
@@ -33,6 +33,7 @@ TOKEN_PREFIX = "pr_"
 MAX_TOKEN_CHARS = 64  # longer Authorization values are not looked up at all
 MAX_LABEL = 128  # the column's width
 KINDS = ("admin", "source")
+LAST_USED_STEP = timedelta(seconds=60)  # `last_used_at` is written at most this often per token
 
 
 def _aware_or_none(d: datetime | None) -> datetime | None:
@@ -50,21 +51,22 @@ def token_hash(token: str) -> bytes | None:
 class ApiToken:
     id: int
     kind: str
-    owner_id: int
+    owner_id: int | None
     department_id: int | None
     label: str
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    source_id: int | None = None
 
 
 _COLS = (t.api_tokens.c.id, t.api_tokens.c.kind, t.api_tokens.c.owner_id, t.api_tokens.c.department_id,
-         t.api_tokens.c.label, t.api_tokens.c.created_at, t.api_tokens.c.last_used_at, t.api_tokens.c.revoked_at)
+         t.api_tokens.c.label, t.api_tokens.c.created_at, t.api_tokens.c.last_used_at, t.api_tokens.c.revoked_at, t.api_tokens.c.source_id)
 
 
 def _token(r) -> ApiToken:
     return ApiToken(r.id, r.kind, r.owner_id, r.department_id, r.label, _aware(r.created_at),
-                    _aware_or_none(r.last_used_at), _aware_or_none(r.revoked_at))
+                    _aware_or_none(r.last_used_at), _aware_or_none(r.revoked_at), r.source_id)
 
 
 class ApiTokens:
@@ -74,11 +76,13 @@ class ApiTokens:
         self.db = db
         self.clock = clock
 
-    async def create(self, owner_id: int, *, kind: str = "admin", department_id: int | None = None,
-                     label: str = "") -> tuple[str, ApiToken]:
-        """A new token: (the secret, shown once; the token)."""
+    async def create(self, owner_id: int | None, *, kind: str = "admin", department_id: int | None = None,
+                     label: str = "", source_id: int | None = None) -> tuple[str, ApiToken]:
+        """A new token: (the secret, shown once; the token). An admin token has an owner, a source token a source."""
         if kind not in KINDS:
             raise InvalidInput(f"token kind must be one of {', '.join(KINDS)}")
+        if (kind == "source") != (source_id is not None) or (kind == "admin") != (owner_id is not None):
+            raise InvalidInput("an admin token needs an owner account, a source token a source")
         if len(label) > MAX_LABEL:
             raise InvalidInput(f"token label longer than {MAX_LABEL} characters")
         raw = secrets.token_bytes(TOKEN_BYTES)
@@ -87,9 +91,9 @@ class ApiTokens:
         async with self.db.write() as conn:
             res = await conn.execute(insert(t.api_tokens).values(
                 token_hash=hashlib.sha256(raw).digest(), kind=kind, owner_id=owner_id,
-                department_id=department_id, label=label, created_at=now))
+                department_id=department_id, label=label, created_at=now, source_id=source_id))
             tid = res.inserted_primary_key[0]
-        return secret, ApiToken(tid, kind, owner_id, department_id, label, now, None, None)
+        return secret, ApiToken(tid, kind, owner_id, department_id, label, now, None, None, source_id)
 
     async def find(self, secret: str) -> ApiToken | None:
         """The live token with this secret (recording its use now), or None (unknown, malformed, revoked)."""
@@ -101,11 +105,13 @@ class ApiTokens:
             r = (await conn.execute(select(*_COLS).where(c.token_hash == h))).first()
         if r is None or r.revoked_at is not None:
             return None
+        tok = _token(r)
         now = self.clock()
+        if tok.last_used_at is not None and now - tok.last_used_at < LAST_USED_STEP:
+            return tok  # a busy source posts many times a second: one write per step, not per request
         async with self.db.write() as conn:
             await conn.execute(update(t.api_tokens).where(c.id == r.id).values(last_used_at=now))
-        tok = _token(r)
-        return ApiToken(tok.id, tok.kind, tok.owner_id, tok.department_id, tok.label, tok.created_at, now, None)
+        return replace(tok, last_used_at=now)
 
     async def list(self, *, owner_id: int | None = None) -> list[ApiToken]:
         c = t.api_tokens.c

@@ -207,12 +207,78 @@ api_tokens = Table(
     Column("id", ID, primary_key=True),
     Column("token_hash", LargeBinary(32), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),
-    Column("owner_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    # kind "admin": a person's token (owner_id); kind "source": a workflow system's (source_id)
+    Column("owner_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True, index=True),
     Column("department_id", ID, ForeignKey("departments.id", ondelete="CASCADE")),
+    Column("source_id", ID, ForeignKey("event_sources.id", ondelete="CASCADE"), nullable=True, index=True),
     Column("label", String(128), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    **NEVER_REUSED,
+)
+
+# Workflow systems that notify people by mail (issue 11): one row per source, its tokens in api_tokens.
+event_sources = Table(
+    "event_sources",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    **NEVER_REUSED,
+)
+
+# One row per accepted event, committed before the API answers 202; (source, its id) is unique,
+# so a retried or concurrent post finds the first row. The worker claims pending rows with a lease.
+events = Table(
+    "events",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("source_id", ID, ForeignKey("event_sources.id", ondelete="CASCADE"), nullable=False),
+    Column("ext_id", String(128), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("item", String(128), nullable=False),  # the workflow item: its events thread together
+    Column("urgency", String(8), nullable=False),
+    Column("locale", String(8), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON: title, body, data, link, recipients as posted
+    Column("fingerprint", LargeBinary(32), nullable=False),  # SHA-256 of the posted event (a reuse of an id differs)
+    Column("recipients", Text, nullable=False),  # JSON: the accounts' addresses it expanded to
+    Column("unknown", Text, nullable=False),  # JSON: the recipients that named nobody
+    # pending | delivering | sent | failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("queue_id", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("source_id", "ext_id", name="uq_events_source_ext"),
+    Index("ix_events_due", "state", "next_attempt_at"),
+    **NEVER_REUSED,
+)
+
+# Per person and event type: "immediate" (no row), "hourly" or "daily" digest.
+event_preferences = Table(
+    "event_preferences",
+    directory_metadata,
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("type", String(64), primary_key=True),
+    Column("mode", String(8), nullable=False),
+)
+
+# Events waiting for a person's digest: one row per (event, person), sent together per period.
+event_digest_items = Table(
+    "event_digest_items",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("event_id", ID, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("event_id", "account_id", name="uq_event_digest_items"),
+    Index("ix_event_digest_due", "sent_at", "due_at"),
     **NEVER_REUSED,
 )
 

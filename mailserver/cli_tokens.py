@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from mailboxes.apitokens import KINDS, ApiTokens
+from mailboxes.apitokens import ApiTokens
 from mailboxes.errors import NotFound
 
 from .admin import Admin
@@ -17,10 +17,9 @@ from .admin import Admin
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("token", help="bearer tokens for the JSON API (/api/v1/)")
     ts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = ts.add_parser("add", help="create a token acting as an account; prints the secret once")
+    a = ts.add_parser("add", help="create a token acting as an account; prints the secret once "
+                                  "(a workflow system's: `postroom source add`)")
     a.add_argument("address", help="the owner account")
-    a.add_argument("--kind", default="admin", choices=list(KINDS),
-                   help="admin: a person's token; source: a workflow system (later issue)")
     a.add_argument("--department", help="limit the token to this department (default: whole server)")
     a.add_argument("--label", default="", help="what the token is for")
     a = ts.add_parser("list")
@@ -40,7 +39,7 @@ async def run(admin: Admin, args: argparse.Namespace) -> int:
             if dep is None:
                 raise NotFound(f"no department {args.department}")
             dept_id = dep.id
-        secret, tok = await tokens.create(owner.id, kind=args.kind, department_id=dept_id, label=args.label)
+        secret, tok = await tokens.create(owner.id, department_id=dept_id, label=args.label)
         await admin.audited("token.add", owner.address, token_id=tok.id, kind=tok.kind,
                             department=args.department or "")
         print(f"token {tok.id} for {owner.address}: {secret}")
@@ -53,7 +52,8 @@ async def run(admin: Admin, args: argparse.Namespace) -> int:
             state = f"revoked {tok.revoked_at:%Y-%m-%d %H:%M}" if tok.revoked_at else "active"
             used = f"{tok.last_used_at:%Y-%m-%d %H:%M}" if tok.last_used_at else "never"
             scope = depts.get(tok.department_id, "?") if tok.department_id is not None else "server"
-            print(f"{tok.id}\t{tok.kind}\t{accounts.get(tok.owner_id, tok.owner_id)}\t{scope}\t"
+            owner = accounts.get(tok.owner_id, tok.owner_id) if tok.owner_id is not None else f"source {tok.label}"
+            print(f"{tok.id}\t{tok.kind}\t{owner}\t{scope}\t"
                   f"created {tok.created_at:%Y-%m-%d %H:%M}\tlast used {used}\t{state}\t{tok.label}")
     else:
         tok = await tokens.revoke(args.id)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
 from aiohttp import web
 
-from mailboxes.apitokens import ApiTokens
+from mailboxes.apitokens import ApiToken, ApiTokens
 from mailboxes.errors import NotFound
 from mailboxes.model import Account, Role
 from mailboxes.service import Mailboxes
@@ -32,6 +33,10 @@ PROBLEM_TYPE = "application/problem+json"
 MAILBOXES: web.AppKey[Mailboxes] = web.AppKey("mailboxes", Mailboxes)
 TOKENS: web.AppKey[ApiTokens] = web.AppKey("tokens", ApiTokens)
 ACTOR = _request_key("api_actor", Account)
+SOURCE_TOKEN = _request_key("api_source_token", ApiToken)
+# Routes other packages contribute (the composition root passes them in): (method, path, kind, handler), where
+# kind "source" hands the handler the source's token and kind "person" the account an admin-kind token acts as.
+ExtraRoute = tuple[str, str, str, Callable[..., Awaitable[web.StreamResponse]]]
 BAD_TOKENS: web.AppKey[dict] = web.AppKey("bad_tokens", dict)
 MAX_BAD_TOKENS = 20  # refused bearer tokens per client address per window before 429
 BAD_TOKEN_WINDOW = 300.0  # seconds
@@ -63,14 +68,18 @@ def problem(status: int, title: str, detail: str = "", **extra) -> web.Response:
 
 @web.middleware
 async def bearer_middleware(request: web.Request, handler):
-    """401 without a live bearer token; every HTTP error of the API as problem details."""
+    """401 without a live bearer token of the route's kind; every HTTP error of the API as problem details."""
     if _throttled(request):
         return problem(429, "Too Many Requests", "too many refused tokens from this address; try later")
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     tok = await request.app[TOKENS].find(secret.strip()) if scheme.lower() == "bearer" else None
-    if tok is None or tok.kind != "admin":
+    kind = getattr(request.match_info.handler, "token_kind", "admin")  # "source": a workflow system's routes
+    if tok is None or tok.kind != kind:
         _note_bad_token(request)
         return problem(401, "Unauthorized", "a valid bearer token is required")
+    if kind == "source":
+        request[SOURCE_TOKEN] = tok
+        return await _handled(request, handler)
     try:
         acct = await request.app[MAILBOXES].directory.account_by_id(tok.owner_id)
     except NotFound:
@@ -78,6 +87,10 @@ async def bearer_middleware(request: web.Request, handler):
     if not acct.enabled:
         return problem(401, "Unauthorized", "the token's owner is disabled")
     request[ACTOR] = acct
+    return await _handled(request, handler)
+
+
+async def _handled(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as e:
@@ -133,11 +146,20 @@ ROUTES = (
 )
 
 
-def make_api(mailboxes: Mailboxes, tokens: ApiTokens) -> web.Application:
+def _bound(kind: str, handler: Callable[..., Awaitable[web.StreamResponse]]):
+    async def route(request: web.Request) -> web.StreamResponse:
+        return await handler(request, request[SOURCE_TOKEN] if kind == "source" else request[ACTOR])
+    route.token_kind = "source" if kind == "source" else "admin"  # type: ignore[attr-defined]
+    return route
+
+
+def make_api(mailboxes: Mailboxes, tokens: ApiTokens, extra: tuple[ExtraRoute, ...] = ()) -> web.Application:
     app = web.Application(middlewares=[bearer_middleware], client_max_size=MAX_BODY_BYTES)
     app[MAILBOXES] = mailboxes
     app[TOKENS] = tokens
     app[BAD_TOKENS] = {}
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    for method, path, kind, bound in extra:
+        app.router.add_route(method, path, _bound(kind, bound))
     return app

@@ -40,6 +40,7 @@ from .views import mail as mail_views
 from .views import twofactor as twofactor_views
 from .views import uploads as upload_views
 from .views import mailsettings as mailsettings_views
+from .views import notifications as notifications_views
 from .views import message as message_views
 from .views import readstatus as readstatus_views
 
@@ -86,6 +87,9 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("POST", "/settings/rules", mailsettings_views.add_rule),
     ("POST", "/settings/rules/change", mailsettings_views.change_rule),
     ("POST", "/settings/signature", mailsettings_views.save_signature),
+    # workflow notifications: immediate or digest per event type (issue 11 point 3)
+    ("GET", "/settings/notifications", notifications_views.page),
+    ("POST", "/settings/notifications", notifications_views.save),
     # read status and recall (issue 10 point 5)
     ("GET", "/readstatus/{id}", readstatus_views.status_json),
     ("POST", "/readstatus/{id}/recall", readstatus_views.recall),
@@ -106,7 +110,7 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
 def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
              hostname: str = "localhost", selfservice: SelfService | None = None,
-             upload_dir: Path | None = None) -> web.Application:
+             upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = ()) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
 
     `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
@@ -133,6 +137,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app.on_shutdown.append(live_views.end_streams)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
-    app.add_subapp("/api/v1", api.make_api(mailboxes, ApiTokens(mailboxes.router.central, clock=clock)))  # JSON API (issue 10 point 8)
+    # JSON API (issue 10 point 8); the workflow events' routes come from the composition root (issue 11)
+    app.add_subapp("/api/v1", api.make_api(mailboxes, ApiTokens(mailboxes.router.central, clock=clock), api_routes))
     app.router.add_static("/static/", HERE / "static", name="static", append_version=True)
     return app

@@ -33,7 +33,8 @@ PRE_TOKEN_BYTES = 32
 AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml",
                       "/AutoDiscover/AutoDiscover.xml", "/autodiscover/Autodiscover.xml")
 CSRF_EXEMPT_PATHS = frozenset(AUTODISCOVER_PATHS) | {"/.well-known/carddav"}  # RFC 6764 §5 (PROPFIND)
-CSRF_EXEMPT_PREFIX = "/carddav"  # read-only CardDAV, HTTP Basic only: no cookie session to ride on
+# read-only CardDAV, HTTP Basic only; the JSON API, bearer tokens only (webmail/api.py): no cookie session to ride on
+CSRF_EXEMPT_PREFIX = ("/carddav", "/api/v1/")
 CSRF_HEADER_ONLY_PATHS = frozenset({"/compose/upload"})  # streamed bodies: never read whole to find a form field
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-src 'self'; "

@@ -35,7 +35,9 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     if plain is None and secure is None:
         return []
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
-                   hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir), **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
+                   hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir),
+                   api_routes=tuple(ctx.extras.get("api_routes", ())),
+                   **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     svc = WebmailService(runner, app)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from mailboxes import schema as t
 from mailboxes.apitokens import ApiTokens, token_hash
+from mailboxes.events import Sources
 from mailboxes.errors import InvalidInput, NotFound
 
 
@@ -56,14 +57,18 @@ async def test_a_revoked_token_is_never_found_again(mb):
 async def test_kind_scope_and_owner_filter(mb):
     dept = await mb.directory.add_department("tax", "税务处")
     a = await mb.add_account("a@city.test", password="pw", department="tax")
-    b = await mb.add_account("b@city.test", password="pw")
     tokens = ApiTokens(mb.router.central)
     secret, _ = await tokens.create(a.id, department_id=dept.id)
-    await tokens.create(b.id, kind="source")
+    src, _, _ = await Sources(mb.router.central).add("oa")  # a workflow system's token: a source, no owner
     assert (await tokens.find(secret)).department_id == dept.id
-    assert [x.owner_id for x in await tokens.list(owner_id=b.id)] == [b.id]
+    assert [x.owner_id for x in await tokens.list(owner_id=a.id)] == [a.id]
+    assert [x.source_id for x in await tokens.list() if x.kind == "source"] == [src.id]
     assert [x.kind for x in await tokens.list()] == ["admin", "source"]
     with pytest.raises(InvalidInput):
         await tokens.create(a.id, kind="root")
+    with pytest.raises(InvalidInput):
+        await tokens.create(a.id, kind="source")  # a source token belongs to a source
+    with pytest.raises(InvalidInput):
+        await tokens.create(None, source_id=src.id)  # an admin token to an account
     with pytest.raises(InvalidInput):
         await tokens.create(a.id, label="x" * 129)

@@ -1,7 +1,7 @@
 """webhook outbox
 
 Revision ID: dir0010
-Revises: dir0008
+Revises: dir0009
 Create Date: 2026-12-04 16:40:00
 
 Issue 11 point 5: webhooks out. Per source system a callback URL and HMAC secret
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'dir0010'
-down_revision = 'dir0008'
+down_revision = 'dir0009'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,126 @@
+"""Turns a stored event into a notification message: Jinja2 templates (text and HTML, zh and en) and the headers of a robot.
+
+Headers (what makes clients and responders treat it as a notification)
+- `Auto-Submitted: auto-generated` (RFC 3834 §5): no out-of-office answers it (ours checks it,
+  delivery/autoreply.py), and the envelope sender is the null reverse-path (RFC 5321 §4.5.5), so
+  no bounce or reply goes back to the source.
+- `List-Id` per source (RFC 2919), `List-Unsubscribe` pointing at the preference page (RFC 2369 §3.2).
+- `Message-ID` names the event and its sending (queue id), so a resend is a new message; every
+  event of one workflow item carries `In-Reply-To` and `References` to one id derived from
+  (source, item), so clients thread an item's updates together (RFC 5322 §3.6.4), as GitHub's
+  notifications do.
+
+Templates are looked up as `{type}.{locale}.txt|html` in the override directory
+(`<data_dir>/templates/events`), then among the shipped ones, then `default.{locale}.*`; the
+override directory is re-read when a file changes (no restart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formataddr
+from pathlib import Path
+
+import jinja2
+
+from mailboxes.events import Event
+
+SHIPPED = Path(__file__).parent / "templates"
+MAX_TO_LISTED = 20  # more recipients than this: "undisclosed-recipients:;" in To (their addresses stay private)
+SENDER_LOCALPART = "notifications"
+PREFERENCES_PATH = "/settings/notifications"
+URGENT_PREFIX = {"zh": "【紧急】", "en": "[Urgent] "}
+DIGEST_TITLE = {"zh": "通知汇总：{n} 条", "en": "Digest: {n} notifications"}
+
+
+class Templates:
+    """The Jinja2 environment: the override directory first, then the shipped templates."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if override_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+        loaders.append(jinja2.FileSystemLoader(str(SHIPPED)))
+        self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), auto_reload=True,
+                                      autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
+                                                                          default_for_string=False),
+                                      trim_blocks=True, keep_trailing_newline=True)
+
+    def render(self, type_: str, locale: str, ext: str, context: dict) -> str:
+        tpl = self.env.select_template([f"{type_}.{locale}.{ext}", f"default.{locale}.{ext}"])
+        return tpl.render(**context)
+
+
+def thread_id(source_id: int, item: str, hostname: str) -> str:
+    """The Message-ID every event of one workflow item refers to."""
+    h = hashlib.sha256(f"{source_id}\x00{item}".encode()).hexdigest()[:24]
+    return f"<item-{h}.s{source_id}@{hostname}>"
+
+
+def message_id(event_id: int, queue_id: str, hostname: str) -> str:
+    return f"<event-{event_id}-{queue_id.lower()}@{hostname}>"
+
+
+def list_id(source: str, hostname: str) -> str:
+    return f"{source} <{source}.events.{hostname}>"
+
+
+def preferences_url(hostname: str) -> str:
+    return f"https://{hostname}{PREFERENCES_PATH}"
+
+
+def _headers(msg: EmailMessage, *, source: str, hostname: str, to: Sequence[str], subject: str,
+             msgid: str, refs: str | None) -> None:
+    msg["From"] = formataddr((source, f"{SENDER_LOCALPART}@{hostname}"))
+    msg["To"] = ", ".join(to) if 0 < len(to) <= MAX_TO_LISTED else "undisclosed-recipients:;"
+    msg["Subject"] = subject
+    msg["Message-ID"] = msgid
+    if refs:
+        msg["In-Reply-To"] = refs
+        msg["References"] = refs
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5
+    msg["List-Id"] = list_id(source, hostname)  # RFC 2919
+    msg["List-Unsubscribe"] = f"<{preferences_url(hostname)}>"  # RFC 2369 §3.2
+
+
+def _context(ev: Event, source: str, hostname: str) -> dict:
+    p = ev.payload
+    return {"title": p["title"], "body": p.get("body", ""), "data": p.get("data") or {}, "link": p.get("link", ""),
+            "type": ev.type, "urgency": ev.urgency, "item": ev.item, "id": ev.ext_id, "source": source,
+            "preferences_url": preferences_url(hostname)}
+
+
+def build(ev: Event, source: str, *, hostname: str, to: Sequence[str], templates: Templates) -> bytes:
+    """The notification for one event (multipart/alternative: text, then HTML)."""
+    ctx = _context(ev, source, hostname)
+    subject = (URGENT_PREFIX[ev.locale] if ev.urgency == "urgent" else "") + ctx["title"]
+    msg = EmailMessage(policy=SMTP)
+    _headers(msg, source=source, hostname=hostname, to=to, subject=subject,
+             msgid=message_id(ev.id, ev.queue_id, hostname), refs=thread_id(ev.source_id, ev.item, hostname))
+    msg.set_content(templates.render(ev.type, ev.locale, "txt", ctx))
+    msg.add_alternative(templates.render(ev.type, ev.locale, "html", ctx), subtype="html")
+    return msg.as_bytes()
+
+
+def digest_id(first_item: int, account_id: int, hostname: str) -> str:
+    return f"<digest-{first_item}-{account_id}@{hostname}>"
+
+
+def build_digest(events: Sequence[Event], sources: dict[int, str], *, hostname: str, to: str, locale: str,
+                 first_item: int, account_id: int, templates: Templates) -> bytes:
+    """One message with every held event, grouped by type (a text and an HTML part)."""
+    groups: dict[str, list[dict]] = {}
+    for ev in events:
+        groups.setdefault(ev.type, []).append(_context(ev, sources.get(ev.source_id, "?"), hostname))
+    ctx = {"groups": groups, "count": len(events), "preferences_url": preferences_url(hostname)}
+    names = sorted({sources.get(ev.source_id, "?") for ev in events})
+    source = names[0] if len(names) == 1 else "postroom"
+    msg = EmailMessage(policy=SMTP)
+    _headers(msg, source=source, hostname=hostname, to=[to], subject=DIGEST_TITLE[locale].format(n=len(events)),
+             msgid=digest_id(first_item, account_id, hostname), refs=None)
+    msg.set_content(templates.render("digest", locale, "txt", ctx))
+    msg.add_alternative(templates.render("digest", locale, "html", ctx), subtype="html")
+    return msg.as_bytes()

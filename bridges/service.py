@@ -1,0 +1,57 @@
+"""The bridges' starter: the workflow events store, its worker and its API routes, wired from the composition root's context.
+
+Puts the API routes into `ctx.extras["api_routes"]` (the webmail's /api/v1 sub-application mounts
+them) and the parts into `ctx.extras["events"]`. Needs `ctx.extras["delivery"]` (start after it).
+Event claims use the delivery queue's lease (`[queue] lease`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from delivery.submit import utcnow
+from mailboxes.events import EventStore, Sources
+
+from .api import EventsApi
+from .notify import Templates
+from .worker import EventWorker
+
+OVERRIDE_DIR = ("templates", "events")  # under [server] data_dir: an administrator's templates
+
+
+@dataclass
+class EventParts:
+    store: EventStore
+    sources: Sources
+    worker: EventWorker
+    api: EventsApi
+
+
+def build(ctx) -> EventParts:
+    cfg = ctx.config
+    clock = ctx.extras.get("clock", utcnow)
+    central = ctx.mailboxes.router.central
+    delivery = ctx.extras["delivery"]
+    store = EventStore(central, clock=clock, lease=timedelta(seconds=cfg.get("queue", "lease")))
+    sources = Sources(central, clock=clock)
+    names: dict[int, str] = {}
+
+    async def source_name(source_id: int) -> str:
+        if source_id not in names:
+            names[source_id] = (await sources.by_id(source_id)).name
+        return names[source_id]
+
+    templates = Templates(cfg.data_dir.joinpath(*OVERRIDE_DIR))
+    worker = EventWorker(store, delivery.submitter, sources=source_name, templates=templates,
+                         hostname=cfg.hostname, clock=clock)
+    store.listeners.append(worker.poke)
+    return EventParts(store, sources, worker, EventsApi(store, delivery.submitter.directory))
+
+
+async def start(ctx) -> list:
+    parts = build(ctx)
+    ctx.extras["events"] = parts
+    ctx.extras["api_routes"] = tuple(parts.api.routes())
+    await parts.worker.start()
+    return [parts.worker]

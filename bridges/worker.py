@@ -1,0 +1,195 @@
+"""The events runner: claims accepted events, sends each through submit() (or holds it for digests), settles it; sends due digests.
+
+Implementation notes (invariants)
+- Claim (commit) → build and submit (no transaction open) → settle (commit), as the delivery
+  queue's worker does. The row was committed before the API answered 202, so an event that
+  was acknowledged is delivered after any crash.
+- Exactly once: a claim whose `attempts` was already above 0 was interrupted (the process died
+  between claim and settle, perhaps after submit() wrote some copies). Before sending again,
+  each recipient's folders are searched (the substring index over header fields) for the
+  event's Message-ID; those who have it are left out. The Message-ID names the event and its
+  queue id, so only this sending matches (a resend has a new queue id).
+- Recipients who chose a digest for the event's type get a digest item instead (urgent events
+  are always sent at once); digests are one message per person per period, grouped by type,
+  searched for in the same way before they are sent, so a crash does not send one twice.
+- Temporary refusals (nothing could be written) are retried on RETRY_DELAYS; after the last
+  the event is failed. `on_settled` callbacks run after a settle is committed: the seam for the
+  webhook outbox (bridges/outbox.py), which records delivered/failed callbacks per source.
+- Woken by `poke()` (new events, resend), else at the next due time, else every IDLE_POLL_SECONDS.
+  Time comes from the injected clock, so tests move it by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+
+from delivery.runner import PolledLoop
+from delivery.submit import Submission, Submitter
+from mailboxes.errors import NotFound
+from mailboxes.events import FAILED, PENDING, SENT, Event, EventStore
+from mailboxes.model import Account
+
+from . import notify
+
+log = logging.getLogger("postroom.events")
+
+CLAIM_BATCH = 64  # events per round
+CONCURRENCY = 8  # events submitted at once
+IDLE_POLL_SECONDS = 30.0
+RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
+                timedelta(hours=6))  # after the last, the event is failed
+DIGEST_PEOPLE = 100  # digests sent per round
+DIGEST_MAX_ITEMS = 500  # events in one digest at most (the rest go in the next one)
+DAILY_AT_UTC_HOUR = 0  # daily digests are due at 00:00 UTC (08:00 in China)
+
+Settled = Callable[[Event, str], Awaitable[None]]
+
+
+def digest_due(mode: str, now: datetime) -> datetime:
+    """When a digest of this mode that starts collecting now is due: the next full hour, or the next day."""
+    now = now.astimezone(timezone.utc)
+    if mode == "hourly":
+        return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    day = now.replace(hour=DAILY_AT_UTC_HOUR, minute=0, second=0, microsecond=0)
+    return day if day > now else day + timedelta(days=1)
+
+
+class EventWorker(PolledLoop):
+    name = "events"
+    log = log
+
+    def __init__(self, store: EventStore, submitter: Submitter, *, sources: Callable[[int], Awaitable[str]],
+                 templates: notify.Templates, hostname: str, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.submitter = submitter
+        self.mb = submitter.mb
+        self.source_name = sources
+        self.templates = templates
+        self.hostname = hostname
+        self.clock = clock
+        self.on_settled: list[Settled] = []
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self.settled = asyncio.Event()  # set after every round that settled something (tests watch it)
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="events-worker")
+
+    async def close(self) -> None:
+        self._stopping = True
+        self.poke()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.store.close()
+
+    async def _next_due(self) -> datetime | None:
+        dues = [d for d in (await self.store.next_due(), await self.store.next_digest()) if d is not None]
+        return min(dues) if dues else None
+
+    def _max_sleep(self) -> float:
+        return IDLE_POLL_SECONDS
+
+    async def run_once(self) -> int:
+        """One round: due events, then due digests; returns how many were handled."""
+        self._wake.clear()
+        claimed = await self.store.claim(CLAIM_BATCH)
+        await asyncio.gather(*(self._one(ev) for ev in claimed), return_exceptions=True)
+        digests = await self._digests()
+        if claimed or digests:
+            self.settled.set()
+        return len(claimed) + digests
+
+    # --- one event ---------------------------------------------------------------------
+
+    async def _one(self, ev: Event) -> None:
+        async with self._slots:
+            try:
+                state, error = await self._deliver(ev)
+            except Exception as exc:  # noqa: BLE001 - e.g. a broken template override: retried, then failed
+                log.exception("event %d (%s) failed before it was settled", ev.id, ev.ext_id)
+                state, error = PENDING, f"{type(exc).__name__}: {exc}"
+            retry_at = None
+            if state == PENDING:
+                if ev.attempts >= len(RETRY_DELAYS):
+                    state = FAILED
+                else:
+                    retry_at = self.clock() + RETRY_DELAYS[ev.attempts]
+            # If this settle is lost (the database away), the lease lapses and the next claim, with
+            # attempts > 0, first looks for copies already delivered (see the module notes).
+            await self.store.settle(ev.id, state, error=error, retry_at=retry_at)
+            log.info("event id=%d source=%d ext_id=%s type=%s result=%s%s", ev.id, ev.source_id, ev.ext_id,
+                     ev.type, state, f" error={error}" if error else "")
+            if state in (SENT, FAILED):
+                for hook in self.on_settled:
+                    try:
+                        await hook(ev, state)
+                    except Exception:  # noqa: BLE001 - a hook's failure is its own (it keeps a durable outbox)
+                        log.exception("on_settled hook for event %d failed", ev.id)
+
+    async def _deliver(self, ev: Event) -> tuple[str, str | None]:
+        """(sent | pending (retry) | failed, error text)."""
+        people = list(ev.recipients)
+        if ev.attempts > 0:  # an interrupted claim: leave out who has it already
+            msgid = notify.message_id(ev.id, ev.queue_id, self.hostname)
+            people = [p for p in people if not await self._has(p[0], msgid)]
+        if ev.urgency != "urgent" and people:
+            modes = await self.store.modes([i for i, _ in people], ev.type)
+            if modes:
+                now = self.clock()
+                await self.store.add_digest_items(ev.id, {i: digest_due(m, now) for i, m in modes.items()})
+                people = [p for p in people if p[0] not in modes]
+        if not people:
+            return SENT, None
+        addresses = [a for _, a in people]
+        data = notify.build(ev, await self.source_name(ev.source_id), hostname=self.hostname, to=addresses,
+                            templates=self.templates)
+        out = await self.submitter.submit(Submission("", tuple(addresses), data, origin="bridge",
+                                                     queue_id=ev.queue_id))
+        if out.accepted:
+            return SENT, None
+        text = str(out.reply).replace("\r\n", " ")
+        return (PENDING if out.reply.is_transient else FAILED), text
+
+    async def _has(self, account_id: int, msgid: str) -> bool:
+        """Whether this account holds a message with this Message-ID in any of its folders."""
+        try:
+            acct: Account = await self.mb.directory.account_by_id(account_id)
+        except NotFound:
+            return True  # gone: nothing to deliver to
+        needle = msgid.strip("<>")
+        for folder in await self.mb.store.folders(acct):
+            if await self.mb.store.search_substring(folder.ref, "text", needle):
+                return True
+        return False
+
+    # --- digests -------------------------------------------------------------------------
+
+    async def _digests(self) -> int:
+        due = await self.store.due_digests(DIGEST_PEOPLE, DIGEST_MAX_ITEMS)
+        sent = 0
+        for account_id, items in due.items():
+            try:
+                acct = await self.mb.directory.account_by_id(account_id)
+            except NotFound:
+                continue
+            msgid = notify.digest_id(items[0].id, account_id, self.hostname)
+            if not await self._has(account_id, msgid):
+                sources = {sid: await self.source_name(sid) for sid in {i.event.source_id for i in items}}
+                data = notify.build_digest([i.event for i in items], sources, hostname=self.hostname,
+                                           to=acct.address, locale=items[0].event.locale, first_item=items[0].id,
+                                           account_id=account_id, templates=self.templates)
+                out = await self.submitter.submit(Submission("", (acct.address,), data, origin="bridge"))
+                if not out.accepted and out.reply.is_transient:
+                    log.warning("digest for %s not written now: %s", acct.address, out.reply)
+                    continue  # due still: the next round tries again
+            await self.store.digest_sent([i.id for i in items])
+            sent += 1
+        return sent

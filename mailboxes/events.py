@@ -1,0 +1,396 @@
+"""Workflow events in the central database: sources and their tokens, accepted events, claims, preferences, digests.
+
+Implementation notes (invariants)
+- `accept` commits the event rows before it returns (the API answers 202 after it): concurrent
+  accepts share one transaction (mailboxes.groupcommit). A row is inserted with ON CONFLICT DO
+  NOTHING on (source, id); a post that finds a row gets that row back, so a retried or concurrent
+  post of one id is stored once and answered with the first result.
+- Rows are claimed as the delivery queue's are (delivery/queue.py): due rows (pending, or
+  delivering with a lapsed lease) are marked delivering with a lease; `FOR UPDATE SKIP LOCKED`
+  on PostgreSQL, the exclusive write transaction on SQLite. A claim with `attempts > 0` was
+  interrupted (the process died while delivering): the worker checks what already arrived.
+- No network I/O while a transaction is open: claim, commit, deliver, settle.
+- Datetimes are stored in UTC and made aware again when read (SQLite keeps digits only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from . import schema as t
+from .apitokens import ApiToken, ApiTokens
+from .db import Database
+from .errors import AlreadyExists, InvalidInput, NotFound
+from .groupcommit import GroupCommitter
+from .websessions import _aware, utcnow
+
+PENDING, DELIVERING, SENT, FAILED = "pending", "delivering", "sent", "failed"
+STATES = (PENDING, DELIVERING, SENT, FAILED)
+MODES = ("immediate", "hourly", "daily")
+MAX_SOURCE_NAME = 64  # the column's width
+EVENT_LEASE = timedelta(seconds=30)  # a claim not settled for this long was orphaned (its node died)
+MAX_ERROR_TEXT = 1000
+
+
+def _maybe(d: datetime | None) -> datetime | None:
+    return None if d is None else _aware(d)
+
+
+@dataclass(frozen=True)
+class Source:
+    id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A validated event to store (bridges.validate builds it; recipients already expanded)."""
+
+    source_id: int
+    ext_id: str
+    type: str
+    item: str
+    urgency: str
+    locale: str
+    payload: dict
+    fingerprint: bytes
+    recipients: tuple[tuple[int, str], ...]  # (account id, address) of everyone it reaches
+    unknown: tuple[dict, ...]
+    queue_id: str
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    source_id: int
+    ext_id: str
+    type: str
+    item: str
+    urgency: str
+    locale: str
+    payload: dict
+    fingerprint: bytes
+    recipients: tuple[tuple[int, str], ...]  # (account id, address)
+    unknown: tuple[dict, ...]
+    state: str
+    attempts: int
+    queue_id: str
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    id: int
+    account_id: int
+    event: Event
+
+
+def _event(r) -> Event:
+    return Event(r.id, r.source_id, r.ext_id, r.type, r.item, r.urgency, r.locale, json.loads(r.payload),
+                 r.fingerprint, tuple((i, a) for i, a in json.loads(r.recipients)), tuple(json.loads(r.unknown)), r.state,
+                 r.attempts, r.queue_id, _aware(r.created_at), _maybe(r.sent_at), r.last_error)
+
+
+def _source(r) -> Source:
+    return Source(r.id, r.name, _aware(r.created_at), _maybe(r.revoked_at))
+
+
+_INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+
+class Sources:
+    """Workflow systems: a name each, bearer tokens of kind "source" (the secret shown once)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.clock = clock
+        self.tokens = ApiTokens(db, clock=clock)
+
+    async def add(self, name: str) -> tuple[Source, str, ApiToken]:
+        """A new source and its first token: (source, secret shown once, token)."""
+        name = name.strip().lower()
+        if not name or len(name) > MAX_SOURCE_NAME or not name.replace("-", "").replace(".", "").isalnum() \
+                or not name.isascii():
+            raise InvalidInput(f"invalid source name {name!r} (ASCII letters, digits, '-' and '.', "
+                               f"at most {MAX_SOURCE_NAME})")
+        now = self.clock()
+        async with self.db.write() as conn:
+            if (await conn.execute(select(t.event_sources.c.id).where(t.event_sources.c.name == name))).first():
+                raise AlreadyExists(f"source {name} already exists")
+            res = await conn.execute(t.event_sources.insert().values(name=name, created_at=now))
+            src = Source(res.inserted_primary_key[0], name, now, None)
+        secret, tok = await self.tokens.create(None, kind="source", source_id=src.id, label=name)
+        return src, secret, tok
+
+    async def list(self) -> list[Source]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(t.event_sources).order_by(t.event_sources.c.name))).all()
+        return [_source(r) for r in rows]
+
+    async def get(self, name: str) -> Source:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.event_sources)
+                                    .where(t.event_sources.c.name == name.strip().lower()))).first()
+        if r is None:
+            raise NotFound(f"no source {name}")
+        return _source(r)
+
+    async def by_id(self, source_id: int) -> Source:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.event_sources).where(t.event_sources.c.id == source_id))).first()
+        if r is None:
+            raise NotFound(f"no source with id {source_id}")
+        return _source(r)
+
+    async def revoke(self, name: str) -> Source:
+        """Revoke the source and every token of it (idempotent): its posts are refused from now on."""
+        src = await self.get(name)
+        now = self.clock()
+        async with self.db.write() as conn:
+            await conn.execute(update(t.event_sources).where(t.event_sources.c.id == src.id,
+                                                             t.event_sources.c.revoked_at.is_(None))
+                               .values(revoked_at=now))
+            await conn.execute(update(t.api_tokens).where(t.api_tokens.c.source_id == src.id,
+                                                          t.api_tokens.c.revoked_at.is_(None))
+                               .values(revoked_at=now))
+        return await self.get(name)
+
+
+class EventStore:
+    """The events table behind a small API; `clock` is passed in (tests move time)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow,
+                 lease: timedelta = EVENT_LEASE) -> None:
+        self.db = db
+        self.clock = clock
+        self.lease = lease
+        self._committer: GroupCommitter[NewEvent, tuple[Event, bool]] = GroupCommitter(self._insert_batch)
+        self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
+        self.listeners: list[Callable[[], None]] = []  # told after new rows are committed (the worker's poke)
+
+    def _now(self) -> datetime:
+        return self.clock().astimezone(timezone.utc)
+
+    async def close(self) -> None:
+        await self._committer.close()
+        await self._settler.close()
+
+    # --- accept ------------------------------------------------------------------------
+
+    async def accept(self, events: Iterable[NewEvent]) -> list[tuple[Event, bool]]:
+        """Store the events (durable when this returns): per event (the stored row, whether this call made it)."""
+        out = await asyncio.gather(*(self._committer.submit(e) for e in events))
+        if any(created for _, created in out):
+            for notify in self.listeners:  # commit first, then broadcast
+                notify()
+        return list(out)
+
+    async def _insert_batch(self, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
+        now = self._now()
+        c = t.events.c
+        ins = _INSERTS[self.db.dialect]
+        made: list[bool] = []
+        async with self.db.write() as conn:
+            for e in batch:
+                res = await conn.execute(ins(t.events).values(
+                    source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency,
+                    locale=e.locale, payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
+                    recipients=json.dumps([list(p) for p in e.recipients]), unknown=json.dumps(list(e.unknown), ensure_ascii=False),
+                    state=PENDING, attempts=0, next_attempt_at=now, queue_id=e.queue_id, created_at=now,
+                ).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id]))
+                made.append(res.rowcount == 1)
+            keys = {(e.source_id, e.ext_id) for e in batch}
+            rows = (await conn.execute(select(t.events).where(
+                or_(*(and_(c.source_id == s, c.ext_id == x) for s, x in keys))))).all()
+        found = {(r.source_id, r.ext_id): _event(r) for r in rows}
+        return [(found[(e.source_id, e.ext_id)], m) for e, m in zip(batch, made)]
+
+    # --- the worker ----------------------------------------------------------------------
+
+    def _due(self, now: datetime):
+        c = t.events.c
+        return or_(and_(c.state == PENDING, c.next_attempt_at <= now),
+                   and_(c.state == DELIVERING, c.claimed_until < now))
+
+    async def claim(self, limit: int) -> list[Event]:
+        """Take the lease on up to `limit` due events (oldest first); `attempts` counts claims so far."""
+        now = self._now()
+        c = t.events.c
+        async with self.db.write() as conn:
+            q = select(c.id).where(self._due(now)).order_by(c.next_attempt_at, c.id).limit(limit)
+            if self.db.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            ids = (await conn.execute(q)).scalars().all()
+            if not ids:
+                return []
+            rows = (await conn.execute(select(t.events).where(c.id.in_(ids)).order_by(c.id))).all()
+            await conn.execute(update(t.events).where(c.id.in_(ids)).values(
+                state=DELIVERING, claimed_until=now + self.lease, attempts=c.attempts + 1))
+        return [_event(r) for r in rows]
+
+    async def settle(self, event_id: int, state: str, *, error: str | None = None,
+                     retry_at: datetime | None = None) -> None:
+        """The outcome of a claim: sent, failed, or pending again at `retry_at` (durable when this returns).
+
+        Concurrent settles share one transaction (group commit): with synchronous commits a
+        transaction per event would bound the worker at the disk's syncs per second.
+        """
+        if state not in (SENT, FAILED, PENDING):
+            raise InvalidInput(f"cannot settle an event as {state}")
+        await self._settler.submit((event_id, state, error, retry_at))
+
+    async def _settle_batch(self, batch: list[tuple[int, str, str | None, datetime | None]]) -> list[None]:
+        now = self._now()
+        async with self.db.write() as conn:
+            for event_id, state, error, retry_at in batch:
+                values = {"state": state, "claimed_until": None,
+                          "last_error": error[:MAX_ERROR_TEXT] if error else None}
+                if state == SENT:
+                    values["sent_at"] = now
+                if state == PENDING:
+                    values["next_attempt_at"] = retry_at or now
+                await conn.execute(update(t.events).where(t.events.c.id == event_id).values(**values))
+        return [None] * len(batch)
+
+    async def next_due(self) -> datetime | None:
+        c = t.events.c
+        async with self.db.read() as conn:
+            a = (await conn.execute(select(func.min(c.next_attempt_at)).where(c.state == PENDING))).scalar()
+            b = (await conn.execute(select(func.min(c.claimed_until)).where(c.state == DELIVERING))).scalar()
+        due = [_aware(d) for d in (a, b) if d is not None]
+        return min(due) if due else None
+
+    # --- administrators ------------------------------------------------------------------
+
+    async def get(self, event_id: int) -> Event:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.events).where(t.events.c.id == event_id))).first()
+        if r is None:
+            raise NotFound(f"no event {event_id}")
+        return _event(r)
+
+    async def find(self, source_id: int, ext_id: str) -> Event | None:
+        c = t.events.c
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.events).where(c.source_id == source_id, c.ext_id == ext_id))).first()
+        return None if r is None else _event(r)
+
+    async def list(self, *, source_id: int | None = None, state: str | None = None,
+                   limit: int = 100) -> list[Event]:
+        """The newest events first, at most `limit`."""
+        c = t.events.c
+        q = select(t.events).order_by(c.id.desc()).limit(limit)
+        if source_id is not None:
+            q = q.where(c.source_id == source_id)
+        if state is not None:
+            q = q.where(c.state == state)
+        async with self.db.read() as conn:
+            return [_event(r) for r in (await conn.execute(q)).all()]
+
+    async def resend(self, event_id: int, queue_id: str) -> Event:
+        """Deliver a settled event again under a new queue id (a new message to everyone it reached)."""
+        now = self._now()
+        async with self.db.write() as conn:
+            res = await conn.execute(update(t.events).where(t.events.c.id == event_id,
+                                                            t.events.c.state.in_((SENT, FAILED)))
+                                     .values(state=PENDING, next_attempt_at=now, attempts=0, claimed_until=None,
+                                             queue_id=queue_id, sent_at=None, last_error=None))
+        if res.rowcount != 1:
+            ev = await self.get(event_id)
+            raise InvalidInput(f"event {event_id} is {ev.state}: only a sent or failed event is resent")
+        for notify in self.listeners:
+            notify()
+        return await self.get(event_id)
+
+    async def counts(self) -> dict[str, int]:
+        c = t.events.c
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(c.state, func.count()).group_by(c.state))).all()
+        return {s: n for s, n in rows}
+
+    # --- per-person preferences and digests ----------------------------------------------
+
+    async def preferences(self, account_id: int) -> dict[str, str]:
+        c = t.event_preferences.c
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(c.type, c.mode).where(c.account_id == account_id))).all()
+        return {r.type: r.mode for r in rows}
+
+    async def modes(self, account_ids: Iterable[int], type_: str) -> dict[int, str]:
+        """The digest mode ("hourly"/"daily") of those of these accounts that chose one for this type."""
+        ids = list(account_ids)
+        if not ids:
+            return {}
+        c = t.event_preferences.c
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(c.account_id, c.mode).where(c.type == type_,
+                                                                        c.account_id.in_(ids)))).all()
+        return {r.account_id: r.mode for r in rows}
+
+    async def set_preferences(self, account_id: int, prefs: dict[str, str]) -> dict[str, str]:
+        """Set the mode per event type ("immediate" removes the row)."""
+        for type_, mode in prefs.items():
+            if mode not in MODES:
+                raise InvalidInput(f"mode must be one of {', '.join(MODES)}")
+        c = t.event_preferences.c
+        async with self.db.write() as conn:
+            for type_, mode in prefs.items():
+                await conn.execute(delete(t.event_preferences).where(c.account_id == account_id, c.type == type_))
+                if mode != "immediate":
+                    await conn.execute(t.event_preferences.insert().values(account_id=account_id, type=type_,
+                                                                           mode=mode))
+        return await self.preferences(account_id)
+
+    async def add_digest_items(self, event_id: int, due: dict[int, datetime]) -> None:
+        """Hold the event for these accounts' digests (account id -> when its digest is due); idempotent."""
+        if not due:
+            return
+        c = t.event_digest_items.c
+        ins = _INSERTS[self.db.dialect]
+        async with self.db.write() as conn:
+            for account_id, when in due.items():
+                await conn.execute(ins(t.event_digest_items).values(
+                    event_id=event_id, account_id=account_id, due_at=when.astimezone(timezone.utc))
+                    .on_conflict_do_nothing(index_elements=[c.event_id, c.account_id]))
+
+    async def due_digests(self, limit_people: int, per_person: int) -> dict[int, list[DigestItem]]:
+        """Per account whose digest is due now: its items due by now, by type (at most `per_person`)."""
+        now = self._now()
+        d, e = t.event_digest_items.c, t.events.c
+        async with self.db.read() as conn:
+            people = (await conn.execute(select(d.account_id).where(d.sent_at.is_(None), d.due_at <= now)
+                                         .group_by(d.account_id).limit(limit_people))).scalars().all()
+            out: dict[int, list[DigestItem]] = {}
+            for pid in people:
+                rows = (await conn.execute(
+                    select(d.id.label("item_id"), t.events).select_from(
+                        t.event_digest_items.join(t.events, e.id == d.event_id))
+                    .where(d.account_id == pid, d.sent_at.is_(None), d.due_at <= now)
+                    .order_by(e.type, e.id).limit(per_person))).all()
+                out[pid] = [DigestItem(r.item_id, pid, _event(r)) for r in rows]
+        return out
+
+    async def next_digest(self) -> datetime | None:
+        d = t.event_digest_items.c
+        async with self.db.read() as conn:
+            when = (await conn.execute(select(func.min(d.due_at)).where(d.sent_at.is_(None)))).scalar()
+        return _maybe(when)
+
+    async def digest_sent(self, item_ids: Iterable[int]) -> None:
+        ids = list(item_ids)
+        if ids:
+            async with self.db.write() as conn:
+                await conn.execute(update(t.event_digest_items).where(t.event_digest_items.c.id.in_(ids))
+                                   .values(sent_at=self._now()))

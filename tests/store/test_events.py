@@ -1,0 +1,112 @@
+"""Workflow events in the central database, on SQLite and PostgreSQL: one row per (source, id) across nodes, claims, resend, preferences."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mailboxes.errors import AlreadyExists, InvalidInput
+from mailboxes.events import DELIVERING, PENDING, SENT, EventStore, NewEvent, Sources
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 4, 10, 20, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def new(source_id: int, ext_id: str, account_id: int, *, title: str = "t", queue_id: str = "Q1") -> NewEvent:
+    return NewEvent(source_id, ext_id, "reminder", ext_id, "normal", "zh", {"title": title, "body": "b"},
+                    title.encode().ljust(32, b"\0"), ((account_id, "a@city.test"),), (), queue_id)
+
+
+async def test_one_row_per_source_and_id_across_two_nodes(two_stores):
+    m1, m2, a = two_stores
+    src, secret, tok = await Sources(m1.router.central).add("OA")
+    assert src.name == "oa" and tok.kind == "source" and tok.source_id == src.id and tok.owner_id is None
+    with pytest.raises(AlreadyExists):
+        await Sources(m2.router.central).add("oa")
+    with pytest.raises(InvalidInput):
+        await Sources(m2.router.central).add("no spaces")
+    s1, s2 = EventStore(m1.router.central), EventStore(m2.router.central)
+    try:
+        results = await asyncio.gather(*(s.accept([new(src.id, "e1", a.id, queue_id=f"Q{i}")])
+                                         for i, s in enumerate((s1, s2, s1, s2))))
+        rows = [r for [r] in results]
+        assert len({ev.id for ev, _ in rows}) == 1 and sum(created for _, created in rows) == 1
+        assert len({ev.queue_id for ev, _ in rows}) == 1  # every answer is the first row's
+        assert await s1.counts() == {PENDING: 1}
+        # another source may use the same id
+        other, _, _ = await Sources(m1.router.central).add("docs")
+        [(ev, created)] = await s2.accept([new(other.id, "e1", a.id)])
+        assert created and await s1.counts() == {PENDING: 2}
+        assert (await s1.find(src.id, "e1")).id == rows[0][0].id and await s1.find(src.id, "nope") is None
+    finally:
+        await s1.close()
+        await s2.close()
+
+
+async def test_claims_lease_settle_and_resend(two_stores):
+    m1, m2, a = two_stores
+    clock = Clock()
+    src, _, _ = await Sources(m1.router.central).add("oa")
+    s1 = EventStore(m1.router.central, clock=clock, lease=timedelta(seconds=30))
+    s2 = EventStore(m2.router.central, clock=clock, lease=timedelta(seconds=30))
+    try:
+        await s1.accept([new(src.id, f"e{i}", a.id) for i in range(3)])
+        got = await s1.claim(10)
+        assert [e.attempts for e in got] == [0, 0, 0] and await s2.claim(10) == []  # held by node 1
+        assert await s1.counts() == {DELIVERING: 3}
+        await s1.settle(got[0].id, SENT)
+        await s1.settle(got[1].id, PENDING, error="451 later", retry_at=clock.now + timedelta(minutes=5))
+        clock.now += timedelta(seconds=31)  # node 1 died holding the third: its lease lapses
+        [again] = await s2.claim(10)
+        assert again.id == got[2].id and again.attempts == 1  # the worker knows it was interrupted
+        assert await s2.next_due() == clock.now + timedelta(seconds=30)  # its lease, before the retry
+        with pytest.raises(InvalidInput):
+            await s1.resend(got[2].id, "NEW")  # still delivering
+        await s2.settle(again.id, SENT)
+        clock.now += timedelta(minutes=5)
+        [retry] = await s2.claim(10)
+        assert retry.id == got[1].id and retry.attempts == 1
+        assert await s2.next_due() == clock.now + timedelta(seconds=30)
+        sent = await s1.get(got[0].id)
+        assert sent.state == SENT and sent.sent_at == clock.now - timedelta(minutes=5, seconds=31)
+        resent = await s1.resend(sent.id, "NEW")
+        assert (resent.state, resent.queue_id, resent.attempts, resent.sent_at) == (PENDING, "NEW", 0, None)
+        assert [e.id for e in await s1.list(state=PENDING)] == [sent.id]
+    finally:
+        await s1.close()
+        await s2.close()
+
+
+async def test_preferences_and_digest_items(mb):
+    a = await mb.add_account("a@city.test", password="pw")
+    b = await mb.add_account("b@city.test", password="pw")
+    src, _, _ = await Sources(mb.router.central).add("oa")
+    clock = Clock()
+    store = EventStore(mb.router.central, clock=clock)
+    try:
+        assert await store.set_preferences(a.id, {"reminder": "hourly", "document_arrived": "daily"}) == {
+            "reminder": "hourly", "document_arrived": "daily"}
+        assert await store.set_preferences(a.id, {"document_arrived": "immediate"}) == {"reminder": "hourly"}
+        with pytest.raises(InvalidInput):
+            await store.set_preferences(a.id, {"reminder": "weekly"})
+        assert await store.modes([a.id, b.id], "reminder") == {a.id: "hourly"}
+        [(ev, _)] = await store.accept([new(src.id, "e1", a.id)])
+        due = datetime(2026, 12, 4, 11, tzinfo=timezone.utc)
+        await store.add_digest_items(ev.id, {a.id: due})
+        await store.add_digest_items(ev.id, {a.id: due})  # idempotent: a retried delivery holds it once
+        assert await store.next_digest() == due
+        assert await store.due_digests(10, 10) == {}  # not yet
+        clock.now = due
+        [(who, [item])] = (await store.due_digests(10, 10)).items()
+        assert who == a.id and item.event.id == ev.id
+        await store.digest_sent([item.id])
+        assert await store.due_digests(10, 10) == {} and await store.next_digest() is None
+    finally:
+        await store.close()

@@ -1,0 +1,82 @@
+"""Notification messages built from events: the headers that keep responders quiet, threading ids, templates and overrides."""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime, timezone
+from email import policy
+
+from bridges import notify
+from delivery.autoreply import no_reply_reason, read_head
+from mailboxes.events import Event
+from mailboxes.mailsettings import DeliverySettings, OutOfOffice
+
+
+def _event(**over) -> Event:
+    values = dict(id=7, source_id=2, ext_id="ev-7", type="meeting_invitation", item="MTG-1", urgency="normal",
+                  locale="en", payload={"title": "Budget meeting", "body": "Room 301", "data": {"when": "Mon 9:00"},
+                                        "link": "https://oa.city.test/m/1", "recipients": ["alice@city.test"]},
+                  fingerprint=b"x" * 32, recipients=((1, "alice@city.test"),), unknown=(), state="pending",
+                  attempts=0, queue_id="ABCDEF", created_at=datetime.now(timezone.utc), sent_at=None, last_error=None)
+    values.update(over)
+    return Event(**values)
+
+
+def _build(ev: Event, templates: notify.Templates | None = None) -> email.message.EmailMessage:
+    raw = notify.build(ev, "oa", hostname="mail.city.test", to=["alice@city.test"],
+                       templates=templates or notify.Templates())
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def test_our_out_of_office_never_answers_a_notification_even_from_a_real_sender():
+    raw = notify.build(_event(), "oa", hostname="mail.city.test", to=["alice@city.test"], templates=notify.Templates())
+    on = DeliverySettings(OutOfOffice(enabled=True), (), frozenset({"alice@city.test"}))
+    assert no_reply_reason("oa@city.test", read_head(raw), on) == "auto-submitted"
+    # the same message without the notification's fields would be answered: the fields are what stops it
+    plain = b"\r\n".join(line for line in raw.split(b"\r\n") if not line.startswith((b"Auto-Submitted", b"List-")))
+    assert no_reply_reason("oa@city.test", read_head(plain), on) is None
+
+
+def test_threading_and_list_headers():
+    m = _build(_event())
+    again = _build(_event(id=8, ext_id="ev-8", queue_id="GHIJ"))
+    other_item = _build(_event(id=9, item="MTG-2"))
+    other_source = _build(_event(id=10, source_id=3))
+    assert m["References"] == again["References"] == m["In-Reply-To"]
+    assert m["Message-ID"] != again["Message-ID"]
+    assert len({m["References"], other_item["References"], other_source["References"]}) == 3
+    assert m["List-Id"] == "oa <oa.events.mail.city.test>"
+    assert m["List-Unsubscribe"] == "<https://mail.city.test/settings/notifications>"
+    assert m["Subject"] == "Budget meeting"
+    assert _build(_event(urgency="urgent", locale="zh"))["Subject"] == "【紧急】Budget meeting"
+
+
+def test_shipped_templates_for_each_type_and_locale():
+    intros = {("approval_request", "zh"): "待审批", ("approval_request", "en"): "approval",
+              ("document_arrived", "zh"): "新到公文", ("document_arrived", "en"): "document has arrived",
+              ("meeting_invitation", "zh"): "邀请参加会议", ("meeting_invitation", "en"): "invited to a meeting",
+              ("reminder", "zh"): "提醒", ("reminder", "en"): "Reminder",
+              ("unknown_type", "en"): "A notice from oa"}
+    for (type_, locale), intro in intros.items():
+        m = _build(_event(type=type_, locale=locale))
+        text, html = m.get_body(("plain",)).get_content(), m.get_body(("html",)).get_content()
+        assert intro in text and intro in html, (type_, locale)
+        assert "https://oa.city.test/m/1" in text and 'href="https://oa.city.test/m/1"' in html
+        assert "Mon 9:00" in text and "Room 301" in html
+
+
+def test_html_part_escapes_what_the_source_sent():
+    ev = _event(payload={"title": "<script>x</script>", "body": "<b>hi</b>", "data": None, "link": "",
+                         "recipients": []})
+    html = _build(ev).get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;hi" in html
+
+
+def test_an_administrator_overrides_a_template_in_the_data_directory(tmp_path):
+    (tmp_path / "reminder.en.txt").write_text("OVERRIDDEN {{ title }} -> {{ link }}\n", encoding="utf-8")
+    t = notify.Templates(tmp_path)
+    m = _build(_event(type="reminder"), t)
+    assert m.get_body(("plain",)).get_content().splitlines() == ["OVERRIDDEN Budget meeting -> https://oa.city.test/m/1"]
+    assert "Reminder:" in m.get_body(("html",)).get_content()  # the HTML part still the shipped one
+    (tmp_path / "reminder.en.txt").write_text("CHANGED {{ title }}\n", encoding="utf-8")
+    assert "CHANGED" in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()  # no restart

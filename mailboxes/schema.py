@@ -512,6 +512,9 @@ document_quarantine = Table(
     Column("sender", String(320), nullable=False, default=""),
     Column("reason", String(300), nullable=False),
     Column("raw", LargeBinary, nullable=False),
+    **NEVER_REUSED,
+)
+
 # Webhooks out (issue 11 point 5): per source system a callback URL and its HMAC secret (kept as
 # given: signing needs it, so it cannot be hashed), and the durable outbox of signed JSON callbacks.
 webhook_endpoints = Table(

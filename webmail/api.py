@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1/: bearer-token authentication only, RFC 9457 problem details, admin account reads.
+"""The JSON API under /api/v1/: bearer-token authentication only, RFC 9457 problem details; the routes live in api_*.py modules.
 
 Implementation notes
 - A sub-application mounted at /api/v1/ with its own middleware: only `Authorization: Bearer`
@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
 
 from aiohttp import web
 
 from mailboxes.apitokens import ApiTokens
 from mailboxes.errors import NotFound
-from mailboxes.model import Account, Role
+from mailboxes.model import Account
 from mailboxes.service import Mailboxes
 
 from .context import _request_key
@@ -27,7 +26,6 @@ from .context import _request_key
 log = logging.getLogger("postroom.api")
 
 MAX_BODY_BYTES = 64 * 1024  # every API request body; account operations are small JSON objects
-MAX_PAGE = 200  # accounts per page at most
 PROBLEM_TYPE = "application/problem+json"
 MAILBOXES: web.AppKey[Mailboxes] = web.AppKey("mailboxes", Mailboxes)
 TOKENS: web.AppKey[ApiTokens] = web.AppKey("tokens", ApiTokens)
@@ -86,51 +84,7 @@ async def bearer_middleware(request: web.Request, handler):
         return problem(e.status, e.reason)
 
 
-def _require_admin(request: web.Request) -> Account:
-    acct: Account = request[ACTOR]
-    if acct.role != Role.ADMIN:
-        raise web.HTTPForbidden()
-    return acct
-
-
-def account_json(a: Account) -> dict:
-    d = asdict(a)
-    d["role"] = a.role.value
-    return d
-
-
-async def list_accounts(request: web.Request) -> web.Response:
-    """GET /api/v1/accounts?q=&offset=&limit=: accounts by address, filtered by a substring of address or name."""
-    _require_admin(request)
-    try:
-        offset = int(request.query.get("offset", "0"))
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        return problem(400, "Bad Request", "offset and limit must be integers", field="offset")
-    if offset < 0 or not 1 <= limit <= MAX_PAGE:
-        return problem(400, "Bad Request", f"offset >= 0 and 1 <= limit <= {MAX_PAGE}", field="limit")
-    q = request.query.get("q", "").lower()
-    accts = await request.app[MAILBOXES].directory.list_accounts()
-    if q:
-        accts = [a for a in accts if q in a.address or q in a.display_name.lower()]
-    page = accts[offset:offset + limit]
-    return web.json_response({"total": len(accts), "offset": offset, "items": [account_json(a) for a in page]})
-
-
-async def get_account(request: web.Request) -> web.Response:
-    """GET /api/v1/accounts/{address}."""
-    _require_admin(request)
-    try:
-        acct = await request.app[MAILBOXES].directory.account(request.match_info["address"])
-    except NotFound:
-        return problem(404, "Not Found", "no such account")
-    return web.json_response(account_json(acct))
-
-
-ROUTES = (
-    ("GET", "/accounts", list_accounts),
-    ("GET", "/accounts/{address}", get_account),
-)
+ROUTES: tuple = ()  # each feature's routes are registered in make_api, one line per module
 
 
 def make_api(mailboxes: Mailboxes, tokens: ApiTokens) -> web.Application:
@@ -138,6 +92,8 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens) -> web.Application:
     app[MAILBOXES] = mailboxes
     app[TOKENS] = tokens
     app[BAD_TOKENS] = {}
-    for method, path, handler in ROUTES:
+    from . import api_people  # imports this module (ACTOR, problem), so it is imported here
+
+    for method, path, handler in (*ROUTES, *api_people.ROUTES):  # directory: accounts, departments, groups, aliases
         app.router.add_route(method, path, handler)
     return app

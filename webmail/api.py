@@ -21,6 +21,7 @@ from mailboxes.errors import NotFound
 from mailboxes.model import Account
 from mailboxes.service import Mailboxes
 
+from . import openapi
 from .context import _request_key
 
 log = logging.getLogger("postroom.api")
@@ -31,6 +32,8 @@ MAILBOXES: web.AppKey[Mailboxes] = web.AppKey("mailboxes", Mailboxes)
 TOKENS: web.AppKey[ApiTokens] = web.AppKey("tokens", ApiTokens)
 ACTOR = _request_key("api_actor", Account)
 BAD_TOKENS: web.AppKey[dict] = web.AppKey("bad_tokens", dict)
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
+PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})  # answered without a token
 MAX_BAD_TOKENS = 20  # refused bearer tokens per client address per window before 429
 BAD_TOKEN_WINDOW = 300.0  # seconds
 MAX_TRACKED_CLIENTS = 10_000  # addresses remembered at most (oldest forgotten first)
@@ -62,6 +65,8 @@ def problem(status: int, title: str, detail: str = "", **extra) -> web.Response:
 @web.middleware
 async def bearer_middleware(request: web.Request, handler):
     """401 without a live bearer token; every HTTP error of the API as problem details."""
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
     if _throttled(request):
         return problem(429, "Too Many Requests", "too many refused tokens from this address; try later")
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
@@ -84,7 +89,12 @@ async def bearer_middleware(request: web.Request, handler):
         return problem(e.status, e.reason)
 
 
-ROUTES: tuple = ()  # each feature's routes are registered in make_api, one line per module
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json: the document assembled from webmail/openapi/*.yaml at start-up."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json", charset="utf-8")
+
+
+ROUTES = (("GET", "/openapi.json", openapi_document),)  # each feature's routes come from its api_*.py module
 
 
 def make_api(mailboxes: Mailboxes, tokens: ApiTokens) -> web.Application:
@@ -92,6 +102,7 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens) -> web.Application:
     app[MAILBOXES] = mailboxes
     app[TOKENS] = tokens
     app[BAD_TOKENS] = {}
+    app[OPENAPI] = openapi.as_json(openapi.load())
     from . import api_people  # imports this module (ACTOR, problem), so it is imported here
 
     for method, path, handler in (*ROUTES, *api_people.ROUTES):  # directory: accounts, departments, groups, aliases

@@ -27,6 +27,7 @@ from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .views import account as account_views
 from .views import addressbook as addressbook_views
+from .views import admin_people as admin_people_views
 from .views import auth as auth_views
 from .views import autoconfig as autoconfig_views
 from .views import carddav as carddav_views
@@ -93,6 +94,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("*", "/.well-known/carddav", carddav_views.well_known),
     ("*", "/carddav", carddav_views.dav),
     ("*", "/carddav/{tail:.*}", carddav_views.dav),
+    # admin console: accounts, departments, groups, aliases (issue 10 point 7)
+    *admin_people_views.ROUTES,
 )
 
 

@@ -185,13 +185,17 @@ class AdminOps:
         self.dir = DirectoryAdmin(mailboxes.directory)
 
     @classmethod
-    async def open(cls, mailboxes: Mailboxes, actor: Account) -> AdminOps:
+    async def open(cls, mailboxes: Mailboxes, actor: Account, *, within: int | None = None) -> AdminOps:
+        """`within`: a department id the caller is further limited to (an API token's department)."""
         if not actor.enabled or actor.role not in (Role.ADMIN, Role.DEPARTMENT_ADMIN):
             raise Forbidden("this needs an administrator")
-        if actor.role == Role.ADMIN:
-            return cls(mailboxes, actor, None)
         admin = DirectoryAdmin(mailboxes.directory)
-        scope = frozenset() if actor.department_id is None else await admin.subtree(actor.department_id)
+        scope = None
+        if actor.role != Role.ADMIN:
+            scope = frozenset() if actor.department_id is None else await admin.subtree(actor.department_id)
+        if within is not None:
+            limit = await admin.subtree(within)
+            scope = limit if scope is None else scope & limit
         return cls(mailboxes, actor, scope)
 
     @property

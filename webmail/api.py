@@ -16,7 +16,7 @@ import time
 
 from aiohttp import web
 
-from mailboxes.apitokens import ApiTokens
+from mailboxes.apitokens import ApiToken, ApiTokens
 from mailboxes.errors import NotFound
 from mailboxes.model import Account
 from mailboxes.service import Mailboxes
@@ -31,6 +31,7 @@ PROBLEM_TYPE = "application/problem+json"
 MAILBOXES: web.AppKey[Mailboxes] = web.AppKey("mailboxes", Mailboxes)
 TOKENS: web.AppKey[ApiTokens] = web.AppKey("tokens", ApiTokens)
 ACTOR = _request_key("api_actor", Account)
+TOKEN = _request_key("api_token", ApiToken)  # its department_id, when set, limits what the actor reaches
 BAD_TOKENS: web.AppKey[dict] = web.AppKey("bad_tokens", dict)
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})  # answered without a token
@@ -80,7 +81,7 @@ async def bearer_middleware(request: web.Request, handler):
         return problem(401, "Unauthorized", "the token's owner no longer exists")
     if not acct.enabled:
         return problem(401, "Unauthorized", "the token's owner is disabled")
-    request[ACTOR] = acct
+    request[ACTOR], request[TOKEN] = acct, tok
     try:
         return await handler(request)
     except web.HTTPException as e:

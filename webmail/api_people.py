@@ -13,7 +13,7 @@ import json
 from aiohttp import web
 
 from .adminops import (AdminError, AdminOps, Invalid, account_json, alias_json, department_json, group_json)
-from .api import ACTOR, MAILBOXES, problem
+from .api import ACTOR, MAILBOXES, TOKEN, problem
 
 DEFAULT_PAGE = 50
 NO_STORE = {"Cache-Control": "no-store"}  # answers that carry a password
@@ -24,7 +24,7 @@ def _ops_handler(fn):
     @functools.wraps(fn)
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
-            ops = await AdminOps.open(request.app[MAILBOXES], request[ACTOR])
+            ops = await AdminOps.open(request.app[MAILBOXES], request[ACTOR], within=request[TOKEN].department_id)
             return await fn(request, ops)
         except AdminError as e:
             return problem(e.status, e.title, e.detail, **({"field": e.field} if e.field else {}))

@@ -213,3 +213,22 @@ async def test_api_posts_need_no_csrf_token_but_a_cookie_alone_gets_nothing(web,
     assert r.status == 401 and r.content_type == "application/problem+json"  # not a CSRF 403: bearer only
     with pytest.raises(Exception):
         web.run(web.mb.directory.account("x@city.test"))
+
+
+async def test_a_token_limited_to_a_department_reaches_only_that_subtree(web, org):
+    from mailboxes.apitokens import ApiTokens
+
+    async def limited():
+        alice = await web.mb.directory.account("alice@city.test")
+        fin = [d for d in await web.mb.directory.list_departments() if d.code == "fin"][0]
+        secret, _ = await ApiTokens(web.mb.router.central).create(alice.id, department_id=fin.id, label="fin only")
+        return secret
+    from .openapi_check import validate_response
+
+    api = Api(web, web.run(limited()), check=validate_response)
+    status, body, _ = await api("GET", "/accounts")
+    assert {a["address"] for a in body["items"]} == {"fa@city.test", "f1@city.test", "a1@city.test",
+                                                       "boss@city.test"}
+    assert (await api("GET", "/accounts/h1@city.test"))[0] == 404
+    status, problem, _ = await api("PATCH", "/accounts/f1@city.test", {"role": "admin"})
+    assert (status, problem["field"]) == (403, "role")  # an admin's token limited to fin acts as fin's admin

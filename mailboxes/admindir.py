@@ -22,6 +22,7 @@ from .errors import InvalidInput, NotFound
 from .model import Account, Department, Role
 
 MAX_PAGE = 200  # rows per page at most
+MAX_OFFSET = 1_000_000_000  # paging offsets beyond this are refused (kept inside a 64-bit OFFSET)
 MAX_QUERY_CHARS = 100  # search text used at most
 MAX_DEPARTMENTS = 5000  # departments read at most when computing a subtree
 
@@ -46,8 +47,8 @@ class GroupRow:
 
 
 def _bounded(offset: int, limit: int) -> tuple[int, int]:
-    if offset < 0 or not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"offset >= 0 and 1 <= limit <= {MAX_PAGE}")
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"0 <= offset <= {MAX_OFFSET} and 1 <= limit <= {MAX_PAGE}")
     return offset, limit
 
 

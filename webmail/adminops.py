@@ -209,7 +209,7 @@ class AdminOps:
         """One audit entry and one log line per change (never a secret in `detail`)."""
         await self.mb.directory.audit(self.actor.address, action, target, **detail)
         log.info("admin %s %s %s %s", self.actor.address, action, target,
-                 " ".join(f"{k}={v}" for k, v in detail.items()))
+                 " ".join(f"{k}={v!r}" for k, v in detail.items()))  # repr: a name cannot forge a log line
 
     async def _department_in_scope(self, code: str | None, field: str) -> int | None:
         """The id of department `code` (None for none) if the actor may put things there."""

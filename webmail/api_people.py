@@ -12,6 +12,8 @@ import json
 
 from aiohttp import web
 
+from mailboxes.admindir import MAX_OFFSET
+
 from .adminops import (AdminError, AdminOps, Invalid, account_json, alias_json, department_json, group_json)
 from .api import ACTOR, MAILBOXES, TOKEN, problem
 
@@ -48,8 +50,8 @@ def _paging(request: web.Request) -> tuple[str, int, int]:
         limit = int(q.get("limit", str(DEFAULT_PAGE)))
     except ValueError:
         raise Invalid("limit must be an integer", "limit") from None
-    if offset < 0:
-        raise Invalid("offset must be >= 0", "offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise Invalid(f"offset must be between 0 and {MAX_OFFSET}", "offset")
     return q.get("q", ""), offset, limit
 
 

@@ -16,6 +16,7 @@ import yaml
 
 FRAGMENTS = Path(__file__).resolve().parent / "openapi"
 SERVER_URL = "/api/v1"
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: ~10x faster at start-up
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 BASE: dict = {
@@ -52,7 +53,7 @@ def load(folder: Path = FRAGMENTS) -> dict:
     """The whole document: BASE plus every fragment in `folder`, in name order."""
     doc = json.loads(json.dumps(BASE))  # a deep copy
     for path in sorted(folder.glob("*.yaml")):
-        merge(doc, yaml.safe_load(path.read_text(encoding="utf-8")) or {}, path.name)
+        merge(doc, yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}, path.name)
     return doc
 
 

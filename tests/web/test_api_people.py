@@ -98,7 +98,8 @@ async def test_bad_bodies_and_paging(web, org):
     status, problem, _ = await api("POST", "/accounts", ["a list"])
     assert status == 400
     for query, field in (("limit=0", "limit"), ("limit=201", "limit"), ("offset=-1", "offset"),
-                         ("limit=x", "limit"), ("offset=y", "offset")):
+                         ("limit=x", "limit"), ("offset=y", "offset"),
+                         ("offset=" + "9" * 30, "offset")):
         status, problem, _ = await api("GET", f"/accounts?{query}")
         assert (status, problem["field"]) == (400, field)
     status, body, _ = await api("GET", "/accounts?limit=3&offset=2")

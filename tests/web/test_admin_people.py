@@ -208,8 +208,8 @@ def test_every_label_the_console_builds_from_a_value_exists_in_both_locales():
     from webmail import i18n
     from webmail.adminops import ROLES, AdminError
 
-    keys = ([f"ap_role_{r}" for r in ROLES] + [f"ap_kind_{k}" for k in DEPARTMENT_KINDS]
-            + [f"ap_policy_{p}" for p in POST_POLICIES]
-            + [f"ap_error_{cls.status}" for cls in (AdminError, *AdminError.__subclasses__())])
+    keys = ([f"adm_role_{r}" for r in ROLES] + [f"adm_kind_{k}" for k in DEPARTMENT_KINDS]
+            + [f"adm_policy_{p}" for p in POST_POLICIES]
+            + [f"adm_error_{cls.status}" for cls in (AdminError, *AdminError.__subclasses__())])
     for locale in i18n.LOCALES:
         assert set(keys) <= set(i18n.MESSAGES[locale])

@@ -76,7 +76,7 @@ def _field_label(request: web.Request, error: AdminError | None) -> str:
     if error is None or not error.field:
         return ""
     table = i18n.MESSAGES[request.get(LOCALE, i18n.DEFAULT)]
-    return table.get(f"ap_field_{error.field}", error.field)
+    return table.get(f"adm_field_{error.field}", error.field)
 
 
 async def index(request: web.Request) -> web.Response:

@@ -276,6 +276,11 @@ class AdminOps:
     async def update_account(self, address: str, data: Any) -> Account:
         acct = await self._changeable(address)
         v = validated(data, ACCOUNT_UPDATE)
+        if acct.id == self.actor.id:  # no locking oneself out by a slip of the mouse
+            if v.get("enabled") is False:
+                raise Forbidden("you cannot disable your own account", "enabled")
+            if v.get("role", acct.role.value) != acct.role.value:
+                raise Forbidden("you cannot change your own role", "role")
         if "department" in v:
             await self._department_in_scope(v["department"], "department")
         self._check_role(v.get("role"))

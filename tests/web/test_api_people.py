@@ -45,6 +45,9 @@ async def test_an_admin_creates_changes_and_resets_an_account(web, org, caplog):
     assert (body["enabled"], body["quota_bytes"], body["quota_messages"], body["department_code"],
             body["role"], body["display_name"]) == (False, 5, 7, "fin", "department_admin", "新同事")
     assert web.run(web.mb.directory.authenticate("new@city.test", password)) is None  # disabled
+    for change, field in (({"enabled": False}, "enabled"), ({"role": "user"}, "role")):
+        status, problem, _ = await api("PATCH", "/accounts/alice@city.test", change)
+        assert (status, problem["field"]) == (403, field)  # an admin cannot lock itself out
     status, body, _ = await api("PATCH", "/accounts/new@city.test", {"enabled": True, "department": None})
     assert status == 200 and body["department_id"] is None and body["enabled"] is True
     # A reset gives a new password once and ends the account's web sessions.
@@ -166,6 +169,8 @@ async def test_a_department_admin_sees_and_changes_only_its_subtree(web, org):
             ("PATCH", "/accounts/f1@city.test", {"department": "hr"}, "department"),
             ("PATCH", "/accounts/f1@city.test", {"department": None}, "department"),
             ("PATCH", "/accounts/fa@city.test", {"role": "admin"}, "role"),
+            ("PATCH", "/accounts/fa@city.test", {"role": "user"}, "role"),
+            ("PATCH", "/accounts/fa@city.test", {"enabled": False}, "enabled"),
             ("POST", "/accounts", {"address": "n@city.test", "department": "hr"}, "department"),
             ("POST", "/accounts", {"address": "n@city.test", "role": "admin"}, "role"),
             ("POST", "/departments", {"code": "x", "name": "x", "parent": "hr"}, "parent"),

@@ -122,21 +122,31 @@ class DirectoryAdmin:
             rows = (await conn.execute(q.order_by(t.accounts.c.address).offset(offset).limit(limit))).all()
         return Page(total, offset, [self.directory._account(r) for r in rows])
 
-    async def update_account(self, address: str, *, display_name=UNSET, department=UNSET,
-                             role=UNSET) -> Account:
-        """Change an account's name, department (a code or None) or role."""
+    async def update_account(self, address: str, *, display_name=UNSET, department=UNSET, role=UNSET,
+                             enabled=UNSET, quota_bytes=UNSET, quota_messages=UNSET) -> Account:
+        """Change any of an account's name, department (a code or None), role, enabled, quotas: one UPDATE."""
         acct = await self.directory.account(address)
-        values: dict = {}
-        if display_name is not UNSET:
-            values["display_name"] = display_name
+        values = {k: v for k, v in (("display_name", display_name), ("enabled", enabled),
+                                    ("quota_bytes", quota_bytes), ("quota_messages", quota_messages))
+                  if v is not UNSET}
+        if any(values.get(k, 0) < 0 for k in ("quota_bytes", "quota_messages")):
+            raise InvalidInput("quota cannot be negative")
         if role is not UNSET:
             values["role"] = Role(role).value
-        if department is not UNSET:
-            values["department_id"] = None if department is None else (await self.department(department)).id
-        if values:
-            async with self.db.write() as conn:
+        async with self.db.write() as conn:
+            if department is not UNSET:
+                values["department_id"] = None if department is None else await self._department_id(conn, department)
+            if values:
                 await conn.execute(update(t.accounts).where(t.accounts.c.id == acct.id).values(**values))
         return await self.directory.account_by_id(acct.id)
+
+    @staticmethod
+    async def _department_id(conn, code: str) -> int:
+        row = (await conn.execute(select(t.departments.c.id)
+                                  .where(t.departments.c.code == code.strip().lower()[:64]))).first()
+        if row is None:
+            raise NotFound(f"no department {code}")
+        return row.id
 
     # --- groups -----------------------------------------------------------------------
 

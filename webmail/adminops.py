@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from mailboxes.admindir import UNSET, DirectoryAdmin, GroupRow, Page
+from mailboxes.admindir import DirectoryAdmin, GroupRow, Page
 from mailboxes.addresses import normalise_address
 from mailboxes.directory import DEPARTMENT_KINDS, POST_POLICIES
 from mailboxes.errors import AlreadyExists, InvalidInput, NotFound
@@ -284,14 +284,10 @@ class AdminOps:
         if "department" in v:
             await self._department_in_scope(v["department"], "department")
         self._check_role(v.get("role"))
-        d = self.mb.directory
-        if "enabled" in v:
-            await d.set_enabled(acct.address, v["enabled"])
-        if "quota_bytes" in v or "quota_messages" in v:
-            await d.set_quota(acct.address, quota_bytes=v.get("quota_bytes", acct.quota_bytes),
-                              quota_messages=v.get("quota_messages", acct.quota_messages))
-        new = await self.dir.update_account(acct.address, display_name=v.get("display_name", UNSET),
-                                            department=v.get("department", UNSET), role=v.get("role", UNSET))
+        try:
+            new = await self.dir.update_account(acct.address, **v)
+        except NotFound as e:  # the department went away since it was checked
+            raise Invalid(str(e), "department") from None
         if v:
             await self._record("account.update", acct.address, **v)
         return new

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailboxes.admindir import MAX_PAGE, DirectoryAdmin, subtree
-from mailboxes.errors import InvalidInput
+from mailboxes.errors import InvalidInput, NotFound
 from mailboxes.model import Department, Role
 
 
@@ -62,8 +62,15 @@ async def test_subtrees_groups_aliases_and_edits(mb):
     acct = await admin.update_account("zhang@city.test", display_name="张伟伟", department="hr",
                                       role="department_admin")
     assert (acct.display_name, acct.department_code, acct.role) == ("张伟伟", "hr", Role.DEPARTMENT_ADMIN)
-    acct = await admin.update_account("zhang@city.test", department=None)
-    assert acct.department_id is None and acct.display_name == "张伟伟"
+    acct = await admin.update_account("zhang@city.test", department=None, enabled=False, quota_bytes=7,
+                                      quota_messages=3)
+    assert (acct.department_id, acct.display_name, acct.enabled, acct.quota_bytes, acct.quota_messages) == \
+        (None, "张伟伟", False, 7, 3)
+    with pytest.raises(InvalidInput):
+        await admin.update_account("zhang@city.test", quota_bytes=-1)
+    with pytest.raises(NotFound):
+        await admin.update_account("zhang@city.test", enabled=True, department="nowhere")
+    assert not (await mb.directory.account("zhang@city.test")).enabled  # nothing of a refused change is written
     await admin.remove_group("fin-all@city.test")
     assert (await admin.groups()).total == 1
     assert (await admin.rename_department("FIN", "财务与资产处")).name == "财务与资产处"

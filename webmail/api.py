@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1/: bearer-token authentication only, RFC 9457 problem details, admin account reads.
+"""The JSON API under /api/v1/: bearer-token authentication only, RFC 9457 problem details; the routes live in api_*.py modules.
 
 Implementation notes
 - A sub-application mounted at /api/v1/ with its own middleware: only `Authorization: Bearer`
@@ -14,21 +14,20 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 
 from aiohttp import web
 
 from mailboxes.apitokens import ApiToken, ApiTokens
 from mailboxes.errors import NotFound
-from mailboxes.model import Account, Role
+from mailboxes.model import Account
 from mailboxes.service import Mailboxes
 
+from . import openapi
 from .context import _request_key
 
 log = logging.getLogger("postroom.api")
 
 MAX_BODY_BYTES = 64 * 1024  # every API request body; account operations are small JSON objects
-MAX_PAGE = 200  # accounts per page at most
 PROBLEM_TYPE = "application/problem+json"
 MAILBOXES: web.AppKey[Mailboxes] = web.AppKey("mailboxes", Mailboxes)
 TOKENS: web.AppKey[ApiTokens] = web.AppKey("tokens", ApiTokens)
@@ -37,7 +36,10 @@ SOURCE_TOKEN = _request_key("api_source_token", ApiToken)
 # Routes other packages contribute (the composition root passes them in): (method, path, kind, handler), where
 # kind "source" hands the handler the source's token and kind "person" the account an admin-kind token acts as.
 ExtraRoute = tuple[str, str, str, Callable[..., Awaitable[web.StreamResponse]]]
+TOKEN = _request_key("api_token", ApiToken)  # its department_id, when set, limits what the actor reaches
 BAD_TOKENS: web.AppKey[dict] = web.AppKey("bad_tokens", dict)
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
+PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})  # answered without a token
 MAX_BAD_TOKENS = 20  # refused bearer tokens per client address per window before 429
 BAD_TOKEN_WINDOW = 300.0  # seconds
 MAX_TRACKED_CLIENTS = 10_000  # addresses remembered at most (oldest forgotten first)
@@ -69,6 +71,8 @@ def problem(status: int, title: str, detail: str = "", **extra) -> web.Response:
 @web.middleware
 async def bearer_middleware(request: web.Request, handler):
     """401 without a live bearer token of the route's kind; every HTTP error of the API as problem details."""
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
     if _throttled(request):
         return problem(429, "Too Many Requests", "too many refused tokens from this address; try later")
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
@@ -86,7 +90,7 @@ async def bearer_middleware(request: web.Request, handler):
         return problem(401, "Unauthorized", "the token's owner no longer exists")
     if not acct.enabled:
         return problem(401, "Unauthorized", "the token's owner is disabled")
-    request[ACTOR] = acct
+    request[ACTOR], request[TOKEN] = acct, tok
     return await _handled(request, handler)
 
 
@@ -99,51 +103,12 @@ async def _handled(request: web.Request, handler) -> web.StreamResponse:
         return problem(e.status, e.reason)
 
 
-def _require_admin(request: web.Request) -> Account:
-    acct: Account = request[ACTOR]
-    if acct.role != Role.ADMIN:
-        raise web.HTTPForbidden()
-    return acct
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json: the document assembled from webmail/openapi/*.yaml at start-up."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json", charset="utf-8")
 
 
-def account_json(a: Account) -> dict:
-    d = asdict(a)
-    d["role"] = a.role.value
-    return d
-
-
-async def list_accounts(request: web.Request) -> web.Response:
-    """GET /api/v1/accounts?q=&offset=&limit=: accounts by address, filtered by a substring of address or name."""
-    _require_admin(request)
-    try:
-        offset = int(request.query.get("offset", "0"))
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        return problem(400, "Bad Request", "offset and limit must be integers", field="offset")
-    if offset < 0 or not 1 <= limit <= MAX_PAGE:
-        return problem(400, "Bad Request", f"offset >= 0 and 1 <= limit <= {MAX_PAGE}", field="limit")
-    q = request.query.get("q", "").lower()
-    accts = await request.app[MAILBOXES].directory.list_accounts()
-    if q:
-        accts = [a for a in accts if q in a.address or q in a.display_name.lower()]
-    page = accts[offset:offset + limit]
-    return web.json_response({"total": len(accts), "offset": offset, "items": [account_json(a) for a in page]})
-
-
-async def get_account(request: web.Request) -> web.Response:
-    """GET /api/v1/accounts/{address}."""
-    _require_admin(request)
-    try:
-        acct = await request.app[MAILBOXES].directory.account(request.match_info["address"])
-    except NotFound:
-        return problem(404, "Not Found", "no such account")
-    return web.json_response(account_json(acct))
-
-
-ROUTES = (
-    ("GET", "/accounts", list_accounts),
-    ("GET", "/accounts/{address}", get_account),
-)
+ROUTES = (("GET", "/openapi.json", openapi_document),)  # each feature's routes come from its api_*.py module
 
 
 def _bound(kind: str, handler: Callable[..., Awaitable[web.StreamResponse]]):
@@ -158,8 +123,14 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens, extra: tuple[ExtraRoute, .
     app[MAILBOXES] = mailboxes
     app[TOKENS] = tokens
     app[BAD_TOKENS] = {}
-    for method, path, handler in ROUTES:
+    app[OPENAPI] = openapi.as_json(openapi.load())
+    for method, path, handler in (*ROUTES, *api_people.ROUTES):  # directory: accounts, departments, groups, aliases
         app.router.add_route(method, path, handler)
     for method, path, kind, bound in extra:
         app.router.add_route(method, path, _bound(kind, bound))
     return app
+
+
+# The feature modules import this one's keys and `problem`, so they are imported after it is defined
+# (at import time, never on the serving loop). One line per module.
+from . import api_people  # noqa: E402

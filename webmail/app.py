@@ -30,6 +30,7 @@ from .selfservice import SelfService
 from .uploads import UploadSpool
 from .views import account as account_views
 from .views import addressbook as addressbook_views
+from .views import admin_people as admin_people_views
 from .views import auth as auth_views
 from .views import autoconfig as autoconfig_views
 from .views import carddav as carddav_views
@@ -104,6 +105,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     # compose: attachments uploaded as they are chosen (issue 10 point 2)
     ("POST", "/compose/upload", upload_views.upload),
     ("POST", "/compose/upload/remove", upload_views.remove),
+    # admin console: accounts, departments, groups, aliases (issue 10 point 7)
+    *admin_people_views.ROUTES,
 )
 
 

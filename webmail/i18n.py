@@ -585,6 +585,7 @@ _UPLOAD_MESSAGES = {
     },
 }
 for _locale, _table in _UPLOAD_MESSAGES.items():
+    MESSAGES[_locale].update(_table)
 # --- admin console: accounts, departments, groups, aliases (issue 10 point 7) ---
 _ADMIN_PEOPLE_MESSAGES = {
     "zh": {

@@ -114,7 +114,7 @@ class EventsApi:
             return p.response()
         [(row, created)] = await self.store.accept([new])
         status, body, replayed = self._result(row, created, posted)
-        return web.json_response(body, status=status, content_type=PROBLEM_TYPE if status >= 400 else None,
+        return web.json_response(body, status=status, content_type=PROBLEM_TYPE if status >= 400 else "application/json",
                                  headers={"Idempotent-Replayed": "true"} if replayed else None)
 
     async def post_batch(self, request: web.Request, token: ApiToken) -> web.Response:

@@ -10,6 +10,8 @@ import pytest
 
 from webmail import openapi
 
+from mailboxes.events import Sources
+
 from . import openapi_check
 from .people import Api, make_org
 
@@ -97,9 +99,22 @@ async def test_every_documented_operation_answers_as_documented(web):
         ("GET", "/aliases/wa@city.test", None, 404),
         ("POST", "/accounts", {"address": "w@city.test"}, 409),
     ]
+    # The workflow events routes (issue 11): a source system's token, and a person's own preferences.
+    source = Api(web, await _source_token(web), check=openapi_check.validate_response)
+    ev = {"id": "oa-1", "type": "approval_request", "recipients": ["alice@city.test"], "title": "请审批", "body": "采购",
+          "link": "https://oa.city.test/items/1", "urgency": "normal", "locale": "zh"}
+    walk_events = [
+        (source, "POST", "/events", ev, 202),
+        (source, "POST", "/events/batch", {"events": [{**ev, "id": "oa-2"}]}, 202),
+        (source, "GET", "/events/oa-1", None, 200),
+        (api, "GET", "/events/preferences", None, 200),
+        (api, "PUT", "/events/preferences", {"modes": {"reminder": "daily"}}, 200),
+        (api, "GET", "/events/preferences/alice@city.test", None, 200),
+        (api, "PUT", "/events/preferences/alice@city.test", {"modes": {"reminder": "hourly"}}, 200),
+    ]
     doc = openapi.load()
-    for method, path, body, want in walk:
-        status, _, _ = await api(method, path, body)
+    for caller, method, path, body, want in [(api, *w) for w in walk] + walk_events:
+        status, _, _ = await caller(method, path, body)
         assert (method, path, status) == (method, path, want)
         if body is not None and status < 400:  # what the server accepted is what the document allows
             op = doc["paths"][openapi_check.documented_path(path)][method.lower()]
@@ -109,3 +124,8 @@ async def test_every_documented_operation_answers_as_documented(web):
     seen_ok = {(m, url) for m, url, key in openapi_check.SEEN if key != "default"}
     assert documented - seen_ok == set(), "documented operations never answered successfully"
     assert any(key == "default" for *_, key in openapi_check.SEEN)
+
+
+async def _source_token(web) -> str:
+    _, secret, _ = await Sources(web.mb.router.central).add("oa")
+    return secret

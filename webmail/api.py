@@ -22,6 +22,7 @@ from mailboxes.errors import NotFound
 from mailboxes.model import Account, Role
 from mailboxes.service import Mailboxes
 
+from . import api_queue  # operations routes (issue 10 points 7-8: queue, DKIM, dashboard)
 from .context import _request_key
 
 log = logging.getLogger("postroom.api")
@@ -138,6 +139,6 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens) -> web.Application:
     app[MAILBOXES] = mailboxes
     app[TOKENS] = tokens
     app[BAD_TOKENS] = {}
-    for method, path, handler in ROUTES:
+    for method, path, handler in ROUTES + api_queue.ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -23,6 +23,8 @@ from mailboxes.service import Mailboxes
 from mailboxes.websessions import WebSessions
 
 from . import api, security, sessions
+from .adminqueue import Operations
+from .api_queue import OPERATIONS
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .views import account as account_views
@@ -98,7 +100,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
 
 def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
-             hostname: str = "localhost", selfservice: SelfService | None = None) -> web.Application:
+             hostname: str = "localhost", selfservice: SelfService | None = None,
+             operations: Operations | None = None) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted."""
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -112,6 +115,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
                                        sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
+    app[OPERATIONS] = operations or Operations(mailboxes, clock=clock)  # queue, DKIM, dashboard (admin)
     app[live_views.STREAMS] = Counter()
     app[live_views.TASKS] = set()
     app.on_shutdown.append(live_views.end_streams)

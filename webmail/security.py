@@ -32,7 +32,8 @@ PRE_TOKEN_BYTES = 32
 AUTODISCOVER_PATHS = ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml",
                       "/AutoDiscover/AutoDiscover.xml", "/autodiscover/Autodiscover.xml")
 CSRF_EXEMPT_PATHS = frozenset(AUTODISCOVER_PATHS) | {"/.well-known/carddav"}  # RFC 6764 §5 (PROPFIND)
-CSRF_EXEMPT_PREFIX = "/carddav"  # read-only CardDAV, HTTP Basic only: no cookie session to ride on
+# Read-only CardDAV (HTTP Basic only) and the JSON API (bearer tokens only): no cookie session to ride on.
+CSRF_EXEMPT_PREFIX = ("/carddav", "/api/v1/")
 
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

@@ -28,6 +28,7 @@ from .api_queue import OPERATIONS
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .views import account as account_views
+from .views import admin_queue as admin_queue_views
 from .views import addressbook as addressbook_views
 from .views import auth as auth_views
 from .views import autoconfig as autoconfig_views
@@ -95,6 +96,12 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("*", "/.well-known/carddav", carddav_views.well_known),
     ("*", "/carddav", carddav_views.dav),
     ("*", "/carddav/{tail:.*}", carddav_views.dav),
+    # admin console, operations: queue, DKIM keys, dashboard (issue 10 point 7)
+    ("GET", "/admin/queue", admin_queue_views.queue_page),
+    ("POST", "/admin/queue/action", admin_queue_views.queue_action),
+    ("GET", "/admin/dkim", admin_queue_views.dkim_page),
+    ("POST", "/admin/dkim/generate", admin_queue_views.dkim_generate),
+    ("GET", "/admin/dashboard", admin_queue_views.dashboard),
 )
 
 

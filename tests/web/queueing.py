@@ -38,12 +38,22 @@ def deferred_message(web, rcpt: str = "someone@far.test") -> str:
     return web.run(go())
 
 
+async def _set_role(web, address: str, role: str):
+    acct = await web.mb.directory.account(address)
+    async with web.mb.router.central.write() as conn:
+        await conn.execute(update(t.accounts).where(t.accounts.c.id == acct.id).values(role=role))
+    return acct
+
+
+def set_role(web, address: str, role: str) -> None:
+    """Give `address` the role `role` (admin, department_admin, user)."""
+    web.run(_set_role(web, address, role))
+
+
 def token(web, address: str, role: str) -> str:
-    """An API token owned by `address`, whose role is set to `role` (admin, department_admin, user)."""
+    """An API token owned by `address`, whose role is set to `role`."""
     async def go() -> str:
-        acct = await web.mb.directory.account(address)
-        async with web.mb.router.central.write() as conn:
-            await conn.execute(update(t.accounts).where(t.accounts.c.id == acct.id).values(role=role))
+        acct = await _set_role(web, address, role)
         secret, _ = await ApiTokens(web.mb.router.central).create(acct.id, label="test")
         return secret
     return web.run(go())

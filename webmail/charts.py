@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-WIDTH = 640  # viewBox units; the SVG scales to the screen's width
-COLUMN_HEIGHT = 200
+WIDTH = 420  # viewBox units; the SVG scales to the screen's width (text stays legible on a phone)
+COLUMN_HEIGHT = 160
 AXIS = 24  # room under the columns for the day labels
-LABEL_WIDTH = 180  # room left of horizontal bars for their labels
-ROW = 26
+LABEL_WIDTH = 130  # room left of horizontal bars for their labels
+ROW = 24
 MAX_BARS = 20  # horizontal bars drawn at most (the table lists every row)
 
 
@@ -60,7 +60,10 @@ def stacked_columns(labels: list[str], series: list[tuple[str, str, list[int]]])
                 rects.append(Rect(round(x, 1), round(base - h, 1), round(bar, 1), round(h, 1), css,
                                   f"{label} {name}: {values[i]}"))
             base -= h
-        texts.append(Label(round(i * step + step / 2, 1), COLUMN_HEIGHT + 16, label))
+        if i == len(labels) - 1:  # the last label ends at the right edge (centred, it would be cut off)
+            texts.append(Label(WIDTH - 1, COLUMN_HEIGHT + 16, label, "end"))
+        elif (len(labels) - 1 - i) % 2 == 0:  # every other day, so that the labels do not overlap
+            texts.append(Label(round(i * step + step / 2, 1), COLUMN_HEIGHT + 16, label))
     return Chart(WIDTH, COLUMN_HEIGHT + AXIS, tuple(rects), tuple(texts), max(totals, default=0))
 
 
@@ -68,7 +71,7 @@ def horizontal_bars(rows: list[tuple[str, int, str]], css: str = "bar") -> Chart
     """One bar per (label, value, value text), longest first as given, at most MAX_BARS."""
     rows = rows[:MAX_BARS]
     peak = max((v for _, v, _ in rows), default=0) or 1
-    span = WIDTH - LABEL_WIDTH - 90  # room right of the bar for its value text
+    span = WIDTH - LABEL_WIDTH - 70  # room right of the bar for its value text
     rects, texts = [], []
     for i, (label, value, shown) in enumerate(rows):
         y = i * ROW + 4

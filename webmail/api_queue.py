@@ -14,11 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
+from delivery.queueview import DEFAULT_PAGE, FILTER_STATES, MAX_PAGE, Health, QueueItem, Recipient, RouteFigures
 from mailboxes.errors import InvalidInput, NotFound
 
 from . import api as core
-from .adminqueue import (DEFAULT_PAGE, FILTER_STATES, MAX_PAGE, DepartmentStorage, DkimDomain, Health,
-                         Operations, QueueItem, Recipient, RouteFigures)
+from .adminqueue import DepartmentStorage, DkimDomain, Operations
 
 OPERATIONS: web.AppKey[Operations] = web.AppKey("operations", Operations)  # set on the webmail app (config_dict)
 ACTIONS = ("retry", "hold", "release", "delete")
@@ -90,7 +90,7 @@ async def list_queue(request: web.Request) -> web.Response:
         return core.problem(400, "Bad Request", "after and limit must be integers", field="limit")
     if after < 0 or not 1 <= limit <= MAX_PAGE:
         return core.problem(400, "Bad Request", f"after >= 0 and 1 <= limit <= {MAX_PAGE}", field="limit")
-    page = await ops_of(request).queue_page(route=request.query.get("route") or None, state=state, after=after,
+    page = await ops_of(request).view.page(route=request.query.get("route") or None, state=state, after=after,
                                             limit=limit)
     return web.json_response({"total": page.total, "next_after": page.next_cursor,
                               "items": [item_json(i) for i in page.items]})
@@ -101,14 +101,14 @@ async def queue_routes(request: web.Request) -> web.Response:
     core._require_admin(request)
     ops = ops_of(request)
     now = ops.clock()
-    return web.json_response({"items": [route_json(r, now) for r in await ops.route_figures()]})
+    return web.json_response({"items": [route_json(r, now) for r in await ops.view.route_figures()]})
 
 
 async def get_queued(request: web.Request) -> web.Response:
     """GET /api/v1/queue/{id}: one message with its recipients."""
     core._require_admin(request)
     try:
-        d = await ops_of(request).queue_detail(_queue_id(request))
+        d = await ops_of(request).view.detail(_queue_id(request))
     except NotFound:
         return core.problem(404, "Not Found", "no such queued message")
     return web.json_response({**item_json(d.item), "recipient_list": [recipient_json(r) for r in d.recipients]})
@@ -178,7 +178,7 @@ async def stats(request: web.Request) -> web.Response:
     now = ops.clock()
     return web.json_response({
         "volume": [{"day": d.day, "delivered": d.delivered, "sent": d.sent} for d in await ops.volume()],
-        "queue": health_json(await ops.health(), now),
+        "queue": health_json(await ops.view.health(), now),
         "storage": [storage_json(d) for d in await ops.storage()]})
 
 

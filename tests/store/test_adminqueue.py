@@ -35,26 +35,26 @@ async def test_pages_filters_and_route_figures(mb):
             await conn.execute(t.routes.insert().values(domain="far1.test", host="127.0.0.1", port=1, tls="none",
                                                         created_at=NOW))
         ops = Operations(mb, queue=q, clock=_clock)
-        first = await ops.queue_page(limit=3)
+        first = await ops.view.page(limit=3)
         assert [i.queue_id for i in first.items] == ["Q000", "Q001", "Q002"] and first.total == 7
-        second = await ops.queue_page(limit=3, after=first.next_cursor)
+        second = await ops.view.page(limit=3, after=first.next_cursor)
         assert [i.queue_id for i in second.items] == ["Q003", "Q004", "Q005"]
-        last = await ops.queue_page(limit=3, after=second.next_cursor)
+        last = await ops.view.page(limit=3, after=second.next_cursor)
         assert [i.queue_id for i in last.items] == ["Q006"] and last.next_cursor is None
-        routed = await ops.queue_page(route="far1.test")
+        routed = await ops.view.page(route="far1.test")
         assert [i.queue_id for i in routed.items] == ["Q001", "Q004"] and routed.total == 2
-        default = await ops.queue_page(route="*")
+        default = await ops.view.page(route="*")
         assert default.total == 5
         # One attempt failed for Q002: it is deferred, with its error.
         [c] = [c for c in await q.claim(10) if c.queue_id == "Q002"]  # the others stay "delivering"
         await q.settle([Settle(c.recipient_id, "queued", 1, NOW + timedelta(hours=1), "451 4.4.1 no answer")])
-        deferred = await ops.queue_page(state="deferred")
+        deferred = await ops.view.page(state="deferred")
         assert [i.queue_id for i in deferred.items] == ["Q002"]
         assert deferred.items[0].last_error == "451 4.4.1 no answer" and deferred.items[0].deferred
-        figures = {f.route: f for f in await ops.route_figures()}
+        figures = {f.route: f for f in await ops.view.route_figures()}
         assert figures["far1.test"].messages == 2 and figures["far1.test"].via == "127.0.0.1:1"
         assert figures["*"].messages == 5 and figures["*"].via == "MX" and figures["*"].oldest == NOW
-        health = await ops.health()
+        health = await ops.view.health()
         assert health.messages == 7 and health.deferred == 1 and health.oldest == NOW
         assert [i.queue_id for i in health.deferred_items] == ["Q002"]
         assert sum(health.by_state.values()) == 7
@@ -68,11 +68,11 @@ async def test_actions_are_audited_and_unknown_ids_are_not_found(mb):
         admin = await mb.add_account("root@city.test", password="pw")
         ops = Operations(mb, queue=q, clock=_clock)
         assert await ops.queue_action(admin, "api", "hold", "Q000") == 1
-        assert (await ops.queue_page(state="held")).total == 1
+        assert (await ops.view.page(state="held")).total == 1
         assert await ops.queue_action(admin, "api", "release", "Q000") == 1
         assert await ops.queue_action(admin, "web", "retry", "Q001") == 1
         assert await ops.queue_action(admin, "web", "delete", "Q001") == 1
-        assert [i.queue_id for i in (await ops.queue_page()).items] == ["Q000"]
+        assert [i.queue_id for i in (await ops.view.page()).items] == ["Q000"]
         for action in ("retry", "hold", "release", "delete"):
             with pytest.raises(NotFound):
                 await ops.queue_action(admin, "api", action, "NOPE")

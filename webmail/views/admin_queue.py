@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from delivery.queueview import DEFAULT_PAGE, FILTER_STATES, STATES
 from mailboxes.errors import InvalidInput
 from mailboxes.model import Account, Role
 
 from .. import charts, i18n
-from ..adminqueue import DEFAULT_PAGE, FILTER_STATES, STATES
 from ..api_queue import ACTIONS, MAX_ID_CHARS, ops_of
 from ..context import LOCALE, WEBMAIL
 from ..sessions import require_account
@@ -71,8 +71,8 @@ async def queue_page(request: web.Request) -> web.Response:
     filters = _filters(request.query)
     after = request.query.get("after", "0")
     after_id = int(after) if after.isdigit() and len(after) <= 18 else 0
-    page = await ops.queue_page(**filters, after=after_id, limit=DEFAULT_PAGE)
-    health = await ops.health()
+    page = await ops.view.page(**filters, after=after_id, limit=DEFAULT_PAGE)
+    health = await ops.view.health()
     now = ops.clock()
     done = request.query.get("done", "")
     return request.app[WEBMAIL].render(
@@ -125,7 +125,7 @@ async def dashboard(request: web.Request) -> web.Response:
     ops = ops_of(request)
     _ = i18n.translator(request[LOCALE])
     volume = await ops.volume()
-    health = await ops.health()
+    health = await ops.view.health()
     storage = await ops.storage()
     now = ops.clock()
     days = [d.day[5:] for d in volume]

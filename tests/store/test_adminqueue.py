@@ -122,3 +122,47 @@ async def test_volume_per_day_and_storage_per_department(mb):
     async with mb.router.central.write() as conn:  # usage is read, not recounted
         await conn.execute(update(t.mailbox_usage).where(t.mailbox_usage.c.account_id == b.id).values(bytes=7))
     assert {d.code: d.bytes for d in await ops.storage()}[""] == 7
+
+
+async def test_volume_and_storage_over_a_department_database(storage_url):
+    """Department mode: mail in dept-finance and main both counted; usage mapped to departments across databases."""
+    from mailboxes.partitions import StorageConfig
+    from mailboxes.service import open_mailboxes
+    from tests.conftest import FAST_HASHER
+
+    mb = await open_mailboxes(StorageConfig(url=storage_url, mode="department", departments=("finance",)),
+                              hasher=FAST_HASHER)
+    try:
+        await mb.directory.add_domain("city.test")
+        await mb.directory.add_department("finance", "财务处")
+        await mb.directory.add_department("office", "办公室")
+        fin = await mb.add_account("cai@city.test", password="pw", department="finance")
+        off = await mb.add_account("ban@city.test", password="pw", department="office")
+        assert mb.store.home(fin) == "dept-finance"
+        raw = b"Subject: x\r\n\r\nbody\r\n"
+        for acct, n in ((fin, 3), (off, 1)):
+            for _ in range(n):
+                await mb.store.append(acct, "INBOX", prepare(raw), internal_date=NOW)
+        ops = Operations(mb, clock=_clock)
+        assert (await ops.volume())[-1].delivered == 4
+        by_code = {d.code: d for d in await ops.storage()}
+        assert (by_code["finance"].messages, by_code["finance"].bytes) == (3, 3 * len(raw))
+        assert (by_code["office"].messages, by_code["office"].name) == (1, "办公室")
+    finally:
+        await mb.close()
+
+
+async def test_every_action_logs_one_admin_line(mb, caplog):
+    q = await _fill(mb, 1)
+    try:
+        admin = await mb.add_account("root@city.test", password="pw")
+        ops = Operations(mb, queue=q, clock=_clock)
+        with caplog.at_level("INFO", logger="postroom.admin"):
+            await ops.queue_action(admin, "api", "hold", "Q000")
+            await ops.dkim_generate(admin, "web", "city.test", "s1")
+        lines = [r.getMessage() for r in caplog.records if r.name == "postroom.admin"]
+        assert lines[0] == "queue.hold by root@city.test via api: Q000 recipients=1"
+        assert lines[1].startswith("dkim.generate by root@city.test via web: city.test selector=s1")
+        assert len(lines) == 2 and "PRIVATE" not in "".join(lines)
+    finally:
+        await q.close()

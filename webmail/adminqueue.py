@@ -10,10 +10,10 @@ Implementation notes
   messages themselves: their internal date (the time of delivery for delivered mail; an IMAP
   APPEND or an import may set another date), in folders other than Drafts, mail since
   expunged not counted, copies counted once per folder. The days are SUM(CASE ...) columns of
-  one query (the same SQL on SQLite and PostgreSQL) per non-archive partition. SQLite answers
-  it from the covering index ix_messages_date (folder_id, internal_date, uid) without reading
-  table rows, but scans all of that index: the cost grows with the messages stored. A daily
-  counter written at delivery would make it constant (a schema change, left for later).
+  two queries (mailboxes, Sent) per non-archive partition, the same SQL on SQLite and PostgreSQL;
+  `folder_id IN (folders)` with the date range makes SQLite seek ix_messages_date (folder_id,
+  internal_date) per folder and read only the last VOLUME_DAYS of index entries (measured: 300,000
+  messages over 200 days, 100 accounts: 26-68 ms; a join plan scanned the whole index, 630-870 ms).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Select, and_, case, func, select
 
 from delivery import dkim
 from delivery.keys import DkimKeys, public_txt
@@ -169,19 +169,20 @@ class Operations:
         starts = [today - timedelta(days=days - 1 - i) for i in range(days)]
         ends = starts[1:] + [today + timedelta(days=1)]
         f, msg = t.folders.c, t.messages.c
-        cols = []
-        for s, e in zip(starts, ends):
-            in_day = and_(msg.internal_date >= s, msg.internal_date < e)
-            cols.append(func.sum(case((and_(in_day, f.special_use.is_distinct_from("\\Sent")), 1), else_=0)))
-            cols.append(func.sum(case((and_(in_day, f.special_use == "\\Sent"), 1), else_=0)))
-        q = (select(*cols).select_from(t.folders.join(t.messages, and_(
-            msg.folder_id == f.id, msg.internal_date >= starts[0])))
-            .where(f.special_use.is_distinct_from("\\Drafts")))
+        days_of = [func.sum(case((and_(msg.internal_date >= s, msg.internal_date < e), 1), else_=0))
+                   for s, e in zip(starts, ends)]
+
+        def counted(folders) -> Select:  # messages of those folders since the first day, one sum per day
+            return select(*days_of).where(msg.folder_id.in_(select(f.id).where(folders)),
+                                          msg.internal_date >= starts[0])
+        delivered = counted(and_(f.special_use.is_distinct_from("\\Sent"), f.special_use.is_distinct_from("\\Drafts")))
+        sent = counted(f.special_use == "\\Sent")
         totals = [0] * (2 * days)
         for db in await self._mail_databases():
             async with db.read() as conn:
-                row = (await conn.execute(q)).one()
+                row = (*(await conn.execute(delivered)).one(), *(await conn.execute(sent)).one())
             totals = [a + int(b or 0) for a, b in zip(totals, row)]
+        return [DayCount(s.strftime("%Y-%m-%d"), totals[i], totals[days + i]) for i, s in enumerate(starts)]
         return [DayCount(s.strftime("%Y-%m-%d"), totals[2 * i], totals[2 * i + 1]) for i, s in enumerate(starts)]
 
     async def _mail_databases(self) -> list:

@@ -11,6 +11,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -81,7 +82,8 @@ class DkimKeys:
         """Make and store the active signing key of `domain`; returns (record name, TXT value)."""
         domain = normalise_domain(domain)
         name = dkim.dns_record_name(domain, selector)
-        pem, txt = dkim.generate_key(domain, selector, bits)
+        # RSA key generation is tens to hundreds of milliseconds of CPU: in a thread, off the event loop.
+        pem, txt = await asyncio.to_thread(dkim.generate_key, domain, selector, bits)
         k = t.dkim_keys.c
         async with self.db.write() as conn:
             await conn.execute(update(t.dkim_keys).where(k.domain == domain).values(active=False))

@@ -11,12 +11,13 @@ import argparse
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from delivery import dkim
 from delivery.keys import DkimKeys
 from delivery.queue import Queue, node_id
+from delivery.queueview import FILTER_STATES, MAX_PAGE, QueueView
 from delivery.routes import TLS_MODES, Routes
 
 from .admin import Admin, AdminError
@@ -48,7 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("queue", help="the outbound queue")
     qs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
-    qs.add_parser("list")
+    a = qs.add_parser("list", help="queued messages, oldest first (read a page at a time)")
+    a.add_argument("--state", choices=FILTER_STATES, help="only messages with a recipient in this state")
+    a.add_argument("--route", help='only messages with a recipient on this route (a routed domain, or "*")')
+    qs.add_parser("routes", help="waiting messages per route and the age of the oldest")
     qs.add_parser("show").add_argument("id")
     qs.add_parser("retry", help="try now (one message, or all)").add_argument("id", nargs="?")
     for name in ("hold", "release", "delete"):
@@ -109,11 +113,19 @@ async def _queue(admin: Admin, args: argparse.Namespace) -> int:
     queue = Queue(admin.mb.router.central, node=node_id(admin.config.hostname))
     act = args.action
     if act == "list":
-        entries = await queue.entries()
-        for e in entries:
-            states = ",".join(sorted({r.state for r in e.recipients}))
-            print(f"{e.queue_id}\t{_when(e.created_at)}\t{e.size}\t<{e.mail_from}>\t{len(e.recipients)} rcpt\t{states}")
-        print(f"{len(entries)} messages queued", file=sys.stderr)
+        view, after, total = QueueView(admin.mb.router.central), 0, 0
+        while after is not None:  # a page at a time: the queue may hold 100,000 messages
+            page = await view.page(state=args.state, route=args.route, after=after, limit=MAX_PAGE)
+            for e in page.items:
+                states = ",".join(sorted(e.states))
+                print(f"{e.queue_id}\t{_when(e.created_at)}\t{e.size}\t<{e.mail_from}>\t{e.recipients} rcpt\t{states}")
+            after, total = page.next_cursor, page.total
+        print(f"{total} messages queued" + (" (filtered)" if args.state or args.route else ""), file=sys.stderr)
+    elif act == "routes":
+        now = datetime.now(timezone.utc)
+        for r in await QueueView(admin.mb.router.central).route_figures():
+            age = f"{int((now - r.oldest).total_seconds())}s" if r.oldest else "-"
+            print(f"{r.route}\t{r.via}\t{r.messages} messages\t{r.recipients} rcpt\toldest {age}")
     elif act == "show":
         e = await queue.entry(args.id)
         print(f"queue id:  {e.queue_id}\narrived:   {_when(e.created_at)}\nfrom:      <{e.mail_from}>\n"

@@ -23,6 +23,7 @@ from mailboxes.model import Account
 from mailboxes.service import Mailboxes
 
 from . import openapi
+from . import api_queue  # operations routes (issue 10 points 7-8: queue, DKIM, dashboard)
 from .context import _request_key
 
 log = logging.getLogger("postroom.api")
@@ -124,7 +125,8 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens, extra: tuple[ExtraRoute, .
     app[TOKENS] = tokens
     app[BAD_TOKENS] = {}
     app[OPENAPI] = openapi.as_json(openapi.load())
-    for method, path, handler in (*ROUTES, *api_people.ROUTES):  # directory: accounts, departments, groups, aliases
+    # directory (accounts, departments, groups, aliases); operations (queue, DKIM, dashboard)
+    for method, path, handler in (*ROUTES, *api_people.ROUTES, *api_queue.ROUTES):
         app.router.add_route(method, path, handler)
     for method, path, kind, bound in extra:
         app.router.add_route(method, path, _bound(kind, bound))

@@ -25,10 +25,13 @@ from mailboxes.service import Mailboxes
 from mailboxes.websessions import WebSessions
 
 from . import api, security, sessions
+from .adminqueue import Operations
+from .api_queue import OPERATIONS
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .uploads import UploadSpool
 from .views import account as account_views
+from .views import admin_queue as admin_queue_views
 from .views import addressbook as addressbook_views
 from .views import admin_people as admin_people_views
 from .views import auth as auth_views
@@ -107,13 +110,20 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("POST", "/compose/upload/remove", upload_views.remove),
     # admin console: accounts, departments, groups, aliases (issue 10 point 7)
     *admin_people_views.ROUTES,
+    # admin console, operations: queue, DKIM keys, dashboard (issue 10 point 7)
+    ("GET", "/admin/queue", admin_queue_views.queue_page),
+    ("POST", "/admin/queue/action", admin_queue_views.queue_action),
+    ("GET", "/admin/dkim", admin_queue_views.dkim_page),
+    ("POST", "/admin/dkim/generate", admin_queue_views.dkim_generate),
+    ("GET", "/admin/dashboard", admin_queue_views.dashboard),
 )
 
 
 def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
              hostname: str = "localhost", selfservice: SelfService | None = None,
-             upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = ()) -> web.Application:
+             upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = (),
+             operations: Operations | None = None) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
 
     `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
@@ -135,6 +145,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     if upload_dir is None:
         app.on_cleanup.append(lambda app: asyncio.to_thread(app[upload_views.UPLOADS].clear))
     app.cleanup_ctx.append(upload_views.sweeper)
+    app[OPERATIONS] = operations or Operations(mailboxes, clock=clock)  # queue, DKIM, dashboard (admin)
     app[live_views.STREAMS] = Counter()
     app[live_views.TASKS] = set()
     app.on_shutdown.append(live_views.end_streams)

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from .adminqueue import Operations
 from .app import make_app
 from .context import Login
 from .selfservice import SelfService
@@ -28,6 +29,16 @@ class WebmailService:
         await self.runner.cleanup()
 
 
+def _operations(ctx) -> Operations:
+    """The admin console's queue and keys are the running server's (a retry wakes its worker)."""
+    parts = ctx.extras.get("delivery")
+    extra = {"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}
+    if parts is None:
+        return Operations(ctx.mailboxes, selector=ctx.config.get("dkim", "selector"), **extra)
+    return Operations(ctx.mailboxes, queue=parts.queue, keys=parts.keys, poke=parts.worker.poke,
+                      selector=ctx.config.get("dkim", "selector"), **extra)
+
+
 async def start(ctx, *, login: Login, selfservice: SelfService | None = None) -> list:
     """`ctx` is the composition root's Context (read through its attributes, never imported here)."""
     cfg = ctx.config
@@ -37,6 +48,7 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
                    hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir),
                    api_routes=tuple(ctx.extras.get("api_routes", ())),
+                   operations=_operations(ctx),
                    **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()

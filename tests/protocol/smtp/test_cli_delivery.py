@@ -69,7 +69,11 @@ async def test_queue_commands(admin, capsys):
     await q.enqueue(NewEntry(qid, "a@city.test", ("x@remote.example", "y@remote.example"),
                              b"Subject: queued\r\n\r\nbody\r\n", origin="submission", submitter="a@city.test"))
     await run(admin, "queue", "list")
-    assert qid in capsys.readouterr().out
+    assert f"\t<a@city.test>\t2 rcpt\tqueued" in capsys.readouterr().out
+    await run(admin, "queue", "list", "--state", "held")
+    assert qid not in capsys.readouterr().out
+    await run(admin, "queue", "routes")
+    assert capsys.readouterr().out.startswith("*\tMX\t1 messages\t2 rcpt\toldest ")
     await run(admin, "queue", "hold", qid)
     assert {r.state for r in (await q.entry(qid)).recipients} == {"held"}
     assert await q.claim(10) == []  # held rows are not delivered

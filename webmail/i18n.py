@@ -649,6 +649,7 @@ _ADMIN_PEOPLE_MESSAGES = {
 for _locale, _table in _ADMIN_PEOPLE_MESSAGES.items():
     if _table.keys() & MESSAGES[_locale].keys():  # a block must not silently replace another's messages
         raise RuntimeError(f"admin console messages reuse keys: {sorted(_table.keys() & MESSAGES[_locale].keys())}")
+    MESSAGES[_locale].update(_table)
 # --- admin console: queue, DKIM keys, dashboard (issue 10 points 7-8, operations) ---
 _ADMIN_OPS_MESSAGES = {
     "zh": {

@@ -19,11 +19,10 @@ from aiohttp import web
 
 from mailboxes.apitokens import ApiToken, ApiTokens
 from mailboxes.errors import NotFound
-from mailboxes.model import Account
+from mailboxes.model import Account, Role
 from mailboxes.service import Mailboxes
 
 from . import openapi
-from . import api_queue  # operations routes (issue 10 points 7-8: queue, DKIM, dashboard)
 from .context import _request_key
 
 log = logging.getLogger("postroom.api")
@@ -104,6 +103,14 @@ async def _handled(request: web.Request, handler) -> web.StreamResponse:
         return problem(e.status, e.reason)
 
 
+def _require_admin(request: web.Request) -> Account:
+    """The acting account when it is a whole-server administrator (the operations routes); else 403."""
+    acct: Account = request[ACTOR]
+    if acct.role != Role.ADMIN:
+        raise web.HTTPForbidden()
+    return acct
+
+
 async def openapi_document(request: web.Request) -> web.Response:
     """GET /api/v1/openapi.json: the document assembled from webmail/openapi/*.yaml at start-up."""
     return web.Response(body=request.app[OPENAPI], content_type="application/json", charset="utf-8")
@@ -135,4 +142,5 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens, extra: tuple[ExtraRoute, .
 
 # The feature modules import this one's keys and `problem`, so they are imported after it is defined
 # (at import time, never on the serving loop). One line per module.
-from . import api_people  # noqa: E402
+from . import api_people  # noqa: E402  (directory: accounts, departments, groups, aliases)
+from . import api_queue  # noqa: E402  (operations: queue, DKIM, dashboard; issue 10 points 7-8)

@@ -13,6 +13,7 @@ from webmail import openapi
 from mailboxes.events import Sources
 
 from . import openapi_check
+from .queueing import deferred_message
 from .people import Api, make_org
 
 
@@ -112,8 +113,17 @@ async def test_every_documented_operation_answers_as_documented(web):
         (api, "GET", "/events/preferences/alice@city.test", None, 200),
         (api, "PUT", "/events/preferences/alice@city.test", {"modes": {"reminder": "hourly"}}, 200),
     ]
+    # The operations routes (queue, DKIM, dashboard): a message deferred on a closed port to act on.
+    qid = deferred_message(web)
+    walk_ops = [
+        (api, "GET", "/queue?state=deferred", None, 200), (api, "GET", "/queue/routes", None, 200),
+        (api, "GET", f"/queue/{qid}", None, 200), (api, "POST", f"/queue/{qid}/hold", None, 200),
+        (api, "POST", f"/queue/{qid}/release", None, 200), (api, "POST", f"/queue/{qid}/retry", None, 200),
+        (api, "GET", "/dkim", None, 200), (api, "POST", "/dkim/city.test/generate", {"selector": "s1"}, 201),
+        (api, "GET", "/stats", None, 200), (api, "DELETE", f"/queue/{qid}", None, 200),
+    ]
     doc = openapi.load()
-    for caller, method, path, body, want in [(api, *w) for w in walk] + walk_events:
+    for caller, method, path, body, want in [(api, *w) for w in walk] + walk_events + walk_ops:
         status, _, _ = await caller(method, path, body)
         assert (method, path, status) == (method, path, want)
         if body is not None and status < 400:  # what the server accepted is what the document allows

@@ -22,7 +22,7 @@ from mailboxes.secondfactor import SecondFactors
 from mailboxes.service import Mailboxes
 from mailboxes.websessions import WebSessions
 
-from . import api, security, sessions
+from . import api, forwarded, security, sessions
 from .context import WEBMAIL, Login, Webmail, utcnow
 from .selfservice import SelfService
 from .views import account as account_views
@@ -98,8 +98,12 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
 
 def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaitable[Any]] | None = None,
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
-             hostname: str = "localhost", selfservice: SelfService | None = None) -> web.Application:
-    """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted."""
+             hostname: str = "localhost", selfservice: SelfService | None = None,
+             forwarded_trusted: tuple[str, ...] = ()) -> web.Application:
+    """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
+
+    `forwarded_trusted`: networks of reverse proxies whose Forwarded header is believed (webmail/forwarded.py).
+    """
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                                    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -109,7 +113,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
                  submit=submit, bus=bus, clock=clock, hostname=hostname, selfservice=selfservice or SelfService())
     if wm.selfservice.factors is None:
         wm.selfservice.factors = SecondFactors(mailboxes.router.central, clock=clock)
-    app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
+    app = web.Application(middlewares=[forwarded.middleware(forwarded.networks(forwarded_trusted)),
+                                       security.headers_middleware, sessions.session_middleware,
                                        sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
     app[live_views.STREAMS] = Counter()

@@ -34,7 +34,8 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     if plain is None and secure is None:
         return []
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
-                   hostname=cfg.hostname, selfservice=selfservice, **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
+                   hostname=cfg.hostname, selfservice=selfservice,
+                   forwarded_trusted=tuple(cfg.get("listen", "http_forwarded_trusted")), **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()
     svc = WebmailService(runner, app)

@@ -239,13 +239,12 @@ async def dav(request: web.Request) -> web.StreamResponse:
     people = await book.everyone() if path in (BOOK, HOME) else None
     wanted = _wanted(root)
     depth1 = request.headers.get("Depth", "1") != "0"  # RFC 4918 §9.1: infinity is answered as 1
-    if path == BOOK:  # the ctag hashes 10,000 etags: in a thread
-        first = await asyncio.to_thread(_response, path, _props(path, account, people), wanted)
-    else:
-        first = _response(path, _props(path, account, people), wanted)
-    head = [first]
+    def listed(where: str) -> ET.Element:
+        return _response(where, _props(where, account, people), wanted)
+    # The book's getctag hashes up to 10,000 etags: in a thread.
+    head = [await asyncio.to_thread(listed, path) if path == BOOK else listed(path)]
     if depth1 and path == HOME:
-        head.append(await asyncio.to_thread(_response, BOOK, _props(BOOK, account, people), wanted))
+        head.append(await asyncio.to_thread(listed, BOOK))
     members = people if depth1 and path == BOOK else []
     return await stream(request, wanted, head, members, _card(account, wanted, None))
 
@@ -254,7 +253,7 @@ def _get(request: web.Request, p: Person) -> web.Response:
     """GET of one card: 4.0 when Accept prefers it (RFC 6352 §6.2.2 types), else 3.0; 304 for a matching etag."""
     tag = vcards.etag(p)
     headers = {"ETag": tag, "Vary": "Accept"}
-    if tag in (t.strip() for t in request.headers.get("If-None-Match", "")[:1024].split(",")):
+    if {tag, "*"} & {t.strip() for t in request.headers.get("If-None-Match", "")[:1024].split(",")}:
         return web.Response(status=304, headers=headers)  # RFC 9110 §13.1.2
     version = vcards.version_from_accept(request.headers.get("Accept"))
     body = vcards.vcard(p, version).encode("utf-8")

@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests drive: a real PostgreSQL, real mail clients, Chromium for the webmail (Playwright
 # drives /usr/bin/chromium; `playwright install` is never run).
+# vdirsyncer: a real CardDAV client (tests/interop/test_carddav_interop.py).
 # swaks needs the Perl TLS modules for STARTTLS (recommended, not pulled in with --no-install-recommends).
-DEB_PACKAGES := postgresql swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl mutt isync fetchmail chromium
+DEB_PACKAGES := postgresql swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl mutt isync fetchmail chromium vdirsyncer
 PYTEST_ARGS ?=
 # `make fuzz`: seconds per atheris target (tests/fuzz); what it finds lands in var/fuzz.
 FUZZ_SECONDS ?= 60

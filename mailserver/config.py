@@ -49,6 +49,11 @@ KEYS: tuple[Key, ...] = (
         "per-address caps and Received headers then use the client's address. A connection from these "
         "networks without a valid header within 5 s is dropped (and logged); from anywhere else a PROXY "
         "header is a protocol error. Empty: no PROXY protocol."),
+    Key("listen", "http_forwarded_trusted", [],
+        "Networks of HTTP reverse proxies in front of the webmail (e.g. [\"10.0.0.0/24\"]): from them the last "
+        "element of the Forwarded header (RFC 7239: for=, proto=) names the client's address and scheme, which "
+        "sign-in throttles, cookie flags and CardDAV's HTTPS requirement then use. From anywhere else the "
+        "header is ignored. Empty: no proxy is trusted."),
     Key("listen", "https", "",
         "Webmail over TLS with the server's certificate ([tls] cert); cookies are then Secure and __Host- prefixed."),
     # --- [clients]: what client set-up (autoconfig, Autodiscover, .mobileconfig, the set-up page) tells clients ---
@@ -245,7 +250,7 @@ def _check_value(key: Key, value: Any) -> str | None:
             check_pattern(value)
         except InvalidInput as exc:
             return f"{where}: {exc}"
-    if (key.section, key.name) == ("listen", "proxy_trusted"):
+    if (key.section, key.name) in (("listen", "proxy_trusted"), ("listen", "http_forwarded_trusted")):
         return _check_networks(where, value)
     if key.section == "listen" and value:
         try:

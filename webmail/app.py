@@ -24,7 +24,7 @@ from mailboxes.secondfactor import SecondFactors
 from mailboxes.service import Mailboxes
 from mailboxes.websessions import WebSessions
 
-from . import api, security, sessions
+from . import api, forwarded, security, sessions
 from .adminqueue import Operations
 from .api_queue import OPERATIONS
 from .context import WEBMAIL, Login, Webmail, utcnow
@@ -123,10 +123,11 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
              hostname: str = "localhost", selfservice: SelfService | None = None,
              upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = (),
-             operations: Operations | None = None) -> web.Application:
+             operations: Operations | None = None, forwarded_trusted: tuple[str, ...] = ()) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
 
     `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
+    `forwarded_trusted`: networks of reverse proxies whose Forwarded header is believed (webmail/forwarded.py).
     """
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -137,7 +138,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
                  submit=submit, bus=bus, clock=clock, hostname=hostname, selfservice=selfservice or SelfService())
     if wm.selfservice.factors is None:
         wm.selfservice.factors = SecondFactors(mailboxes.router.central, clock=clock)
-    app = web.Application(middlewares=[security.headers_middleware, sessions.session_middleware,
+    app = web.Application(middlewares=[forwarded.middleware(forwarded.networks(forwarded_trusted)),
+                                       security.headers_middleware, sessions.session_middleware,
                                        sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
     app[upload_views.UPLOADS] = UploadSpool(upload_dir or Path(tempfile.mkdtemp(prefix="postroom-uploads-")),

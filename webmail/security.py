@@ -78,13 +78,13 @@ async def headers_middleware(request: web.Request, handler):
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
-        _add_headers(request, response)
+        add_headers(request, response)
         raise
-    _add_headers(request, response)
+    add_headers(request, response)
     return response
 
 
-def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
+def add_headers(request: web.Request, response: web.StreamResponse) -> None:
     h = response.headers
     h.setdefault("Content-Security-Policy", PAGE_CSP)
     h.setdefault("X-Frame-Options", "DENY")

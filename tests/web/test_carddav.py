@@ -25,10 +25,13 @@ def auth(user: str = "alice", password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": "Basic " + token}
 
 
-async def dav(client, method: str, path: str, body: bytes = b"", *, depth: str = "0", user_auth=None, **kw):
+async def dav(client, method: str, path: str, body: bytes = b"", *, depth: str = "0", user_auth=None,
+              headers: dict[str, str] | None = None, **kw):
+    """One WebDAV request with Basic credentials (`user_auth={}`: none); (response, body)."""
     async with client.session.request(method, client.base + path, data=body, allow_redirects=False,
                                       headers={"Depth": depth, "Content-Type": "application/xml",
-                                               **(user_auth or auth())}, **kw) as r:
+                                               **(auth() if user_auth is None else user_auth), **(headers or {})},
+                                      **kw) as r:
         return r, await r.read()
 
 

@@ -57,3 +57,18 @@ def test_the_sanitiser_removes_script_and_keeps_presentation():
     assert "iframe" not in out and "form" not in out
     assert 'bgcolor="#fff"' in out and 'style="color:red"' in out and '<font color="red">字</font>' in out
     assert 'href="https://city.test/"' in out and 'rel="noopener noreferrer"' in out
+
+
+def test_the_xss_corpus_has_at_least_30_distinct_vectors_of_every_kind_the_issue_names():
+    """The sanitiser corpus (tests/web/xss_corpus.py, rendered in Chromium by test_browser): counted here."""
+    import re
+
+    from .xss_corpus import KINDS, MIN_VECTORS, SCRIPT_RAN, VECTORS, live
+
+    assert len(set(VECTORS)) == len(VECTORS) >= MIN_VECTORS
+    paths = [re.findall(r"\{R\}/(v\d+)", v) for v in VECTORS]
+    assert all(paths) and len({p[0] for p in paths}) == len(VECTORS)  # each reaches its own path
+    for kind, marker in KINDS.items():
+        assert any(marker in v for v in VECTORS), kind
+    scripted = [v for v in VECTORS if "fetch(" in v]
+    assert len(scripted) >= 15 and all(SCRIPT_RAN in live(v, "http://r.test") for v in scripted)

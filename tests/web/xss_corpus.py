@@ -1,6 +1,12 @@
-"""Known XSS and tracking vectors for HTML mail; each tries to reach the 'remote' host {R} at its own path /vN."""
+"""Known XSS and tracking vectors for HTML mail; each tries to reach the 'remote' host {R} at its own path /vN.
+
+The browser test (tests/web/test_browser.py) renders them through `live()`, which also makes every
+script log SCRIPT_RAN first: a script that runs is seen even when the page's CSP stops its request.
+"""
 
 from __future__ import annotations
+
+import re
 
 VECTORS: tuple[str, ...] = (
     "<script>fetch('{R}/v1')</script>",
@@ -44,3 +50,16 @@ VECTORS: tuple[str, ...] = (
     "<div style=\"background-image: image-set('{R}/v39' 1x)\">set</div>",
     "<style>@font-face{{font-family:x;src:url({R}/v40)}} p{{font-family:x}}</style><p>font</p>",
 )
+
+SCRIPT_RAN = "xss-script-ran"
+MIN_VECTORS = 30  # the issue's floor for the corpus
+# The kinds the issue names, each with a marker that a vector of that kind contains.
+KINDS = {"script": "<script", "event handler": " on", "javascript: URL": "javascript:", "SVG": "<svg",
+         "CSS expression": "expression(", "meta refresh": 'http-equiv="refresh"', "form action": "<form",
+         "data: URL": "data:text/html", "CSS url()": "url(", "remote image": "<img src=\"{R}"}
+
+
+def live(vector: str, remote: str) -> str:
+    """The vector aimed at `remote`, with every script logging SCRIPT_RAN before its request."""
+    logged = re.sub(r"fetch\('\{R\}/(v\d+)", rf"console.log('{SCRIPT_RAN}:\1'),fetch('{{R}}/\1", vector)
+    return logged.replace("{R}", remote).replace("{{", "{").replace("}}", "}")

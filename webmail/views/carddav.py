@@ -9,8 +9,20 @@ Implementation notes
   never used here, so the CSRF middleware lets these paths through (nothing here
   changes state: every write method gets 403). A client cannot type a second-factor
   code, so accounts with two-step sign-in must use an app password here, as over IMAP.
+- Basic sends the password in the clear: over plain HTTP only a loopback client is
+  served (RFC 6352 §13 asks for TLS); anyone else gets 403 before any credential is
+  read. Behind a reverse proxy the client's address and scheme come from the proxy's
+  Forwarded header ([listen] http_forwarded_trusted, webmail/forwarded.py).
 - Client XML is parsed with defusedxml (no entities, no external DTDs) from a body
-  of at most MAX_BODY_BYTES; a multiget names at most MAX_MULTIGET hrefs.
+  of at most MAX_BODY_BYTES; a multiget names at most MAX_MULTIGET hrefs; a query
+  answers at most MAX_QUERY_RESULTS cards (RFC 6352 §8.6.1: then a 507 for the book).
+- Every multistatus is streamed (davxml.stream): members are written CHUNK_CARDS at a
+  time, each chunk built in a thread, so a 10,000-card listing never sits whole in
+  memory and never holds the loop. The people themselves are a list of at most
+  mailboxes.addressbook.MAX_CARDS.
+- sync-collection (RFC 6578) without history: an empty token gets every card, the
+  current token gets nothing new, any other token 403 valid-sync-token (the client
+  then syncs afresh, §3.2).
 """
 
 from __future__ import annotations
@@ -18,19 +30,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import math
 from urllib.parse import quote, unquote
 from xml.etree import ElementTree as ET
 
-import vobject
 from aiohttp import web
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from mailboxes.addressbook import MAX_RESULTS, Person
 
+from .. import vcards
 from ..context import WEBMAIL, SignInRefused
+from ..davxml import CARD, CS, DAV, error_body, q, stream
+from ..forwarded import is_loopback
 
 PREFIX = "/carddav/"
 PRINCIPAL = "/carddav/principal/"
@@ -38,21 +51,23 @@ HOME = "/carddav/books/"
 BOOK = "/carddav/books/organisation/"
 MAX_BODY_BYTES = 64 * 1024  # a PROPFIND or REPORT body larger than this gets 413
 MAX_MULTIGET = MAX_RESULTS  # hrefs answered per addressbook-multiget
+MAX_QUERY_RESULTS = 200  # cards answered per addressbook-query at most (a client's nresults may lower it)
 MAX_CREDENTIAL_CHARS = 1024  # a longer Authorization header is refused without decoding
-DAV, CARD, CS = "DAV:", "urn:ietf:params:xml:ns:carddav", "http://calendarserver.org/ns/"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
-ET.register_namespace("d", DAV)
-ET.register_namespace("card", CARD)
-ET.register_namespace("cs", CS)
-
-
-def _q(ns: str, name: str) -> str:
-    return f"{{{ns}}}{name}"
+REPORTS = (q(CARD, "addressbook-query"), q(CARD, "addressbook-multiget"), q(DAV, "sync-collection"))
+PLAIN_HTTP_REFUSED = ("CardDAV needs HTTPS: this server does not take passwords over plain HTTP from another "
+                      "host. Use the https:// address of the webmail (…/carddav/).")
 
 
 async def well_known(request: web.Request) -> web.Response:
     """RFC 6764 §5: the well-known URI redirects to the context path."""
     raise web.HTTPMovedPermanently(PREFIX)
+
+
+def require_private_channel(request: web.Request) -> None:
+    """403 for a client that is neither on TLS nor on loopback: Basic would show its password (RFC 7617 §4)."""
+    if not request.secure and not is_loopback(request.remote):
+        raise web.HTTPForbidden(text=PLAIN_HTTP_REFUSED)
 
 
 async def _account(request: web.Request):
@@ -92,36 +107,8 @@ async def _xml_body(request: web.Request):
         raise web.HTTPBadRequest(text="malformed XML") from None
 
 
-def _card_name(p: Person) -> str:
-    return quote(p.address, safe="@") + ".vcf"
-
-
-def vcard(p: Person) -> str:
-    """The person's vCard 3.0 (RFC 2426, as vobject writes it; what CardDAV clients all read, RFC 6352 §5.1)."""
-    card = vobject.vCard()
-    card.add("uid").value = "urn:postroom:" + p.address
-    card.add("fn").value = p.name or p.address
-    card.add("n").value = vobject.vcard.Name(family=p.name or p.address)
-    email = card.add("email")
-    email.value = p.address
-    email.type_param = "INTERNET"
-    if p.department_name:
-        card.add("org").value = [p.department_name]
-    return card.serialize()
-
-
-CARD_VERSION = "1"  # bump when vcard() changes what it writes, so clients fetch the cards again
-
-
-def _etag(p: Person) -> str:
-    """The card's entity tag from the fields it is made of: listing 10,000 cards builds no vCard."""
-    fields = "\0".join((CARD_VERSION, p.address, p.name, p.department_code or "", p.department_name or ""))
-    return '"' + hashlib.sha256(fields.encode()).hexdigest()[:32] + '"'
-
-
-def _ctag(people: list[Person]) -> str:
-    """The address book's version (the calendarserver.org getctag clients poll): changes when any card does."""
-    return '"' + hashlib.sha256("".join(_etag(p) for p in people).encode()).hexdigest()[:32] + '"'
+def _card_href(p: Person) -> str:
+    return BOOK + quote(p.address, safe="@") + ".vcf"
 
 
 def _props(path: str, account, people: list[Person] | None = None, person: Person | None = None) -> dict:
@@ -130,60 +117,102 @@ def _props(path: str, account, people: list[Person] | None = None, person: Perso
         return lambda el: setattr(el, "text", value)
 
     def href(value):
-        return lambda el: setattr(ET.SubElement(el, _q(DAV, "href")), "text", value)
+        return lambda el: setattr(ET.SubElement(el, q(DAV, "href")), "text", value)
 
     def kinds(*names):
         return lambda el: [ET.SubElement(el, n) for n in names]
-    props = {_q(DAV, "current-user-principal"): href(PRINCIPAL)}
-    if path == PRINCIPAL:
-        props[_q(DAV, "resourcetype")] = kinds(_q(DAV, "principal"))
-        props[_q(DAV, "displayname")] = text(account.display_name or account.address)
-    elif path == BOOK:
-        props[_q(DAV, "resourcetype")] = kinds(_q(DAV, "collection"), _q(CARD, "addressbook"))
-        props[_q(DAV, "displayname")] = text("组织通讯录 Organisation")
-        props[_q(CS, "getctag")] = text(_ctag(people or []))
-    elif path in (PREFIX, HOME):
-        props[_q(DAV, "resourcetype")] = kinds(_q(DAV, "collection"))
+
+    def read_only(el):  # RFC 3744 §5.4: clients show the book as read-only
+        ET.SubElement(ET.SubElement(el, q(DAV, "privilege")), q(DAV, "read"))
     if person is not None:
-        props = {_q(DAV, "getetag"): text(_etag(person)), _q(DAV, "getcontenttype"): text("text/vcard; charset=utf-8"),
-                 _q(DAV, "resourcetype"): kinds()}
+        return {q(DAV, "getetag"): text(vcards.etag(person)),
+                q(DAV, "getcontenttype"): text("text/vcard; charset=utf-8"),
+                q(DAV, "resourcetype"): kinds(), q(DAV, "current-user-privilege-set"): read_only}
+    props = {q(DAV, "current-user-principal"): href(PRINCIPAL)}
+    if path == PRINCIPAL:
+        props[q(DAV, "resourcetype")] = kinds(q(DAV, "principal"))
+        props[q(DAV, "displayname")] = text(account.display_name or account.address)
+    elif path == BOOK:
+        tag = vcards.ctag(people or [])
+        props[q(DAV, "resourcetype")] = kinds(q(DAV, "collection"), q(CARD, "addressbook"))
+        props[q(DAV, "displayname")] = text("组织通讯录 Organisation")
+        props[q(CS, "getctag")] = text(tag)
+        props[q(DAV, "sync-token")] = text(vcards.sync_token(tag))  # RFC 6578 §4
+        props[q(DAV, "current-user-privilege-set")] = read_only
+        props[q(CARD, "supported-address-data")] = _address_data_types  # RFC 6352 §6.2.2
+        props[q(DAV, "supported-report-set")] = _reports  # RFC 3253 §3.1.5
+    elif path in (PREFIX, HOME):
+        props[q(DAV, "resourcetype")] = kinds(q(DAV, "collection"))
     if path in (PREFIX, PRINCIPAL, HOME):
-        props[_q(CARD, "addressbook-home-set")] = href(HOME)  # RFC 6352 §7.1.1
+        props[q(CARD, "addressbook-home-set")] = href(HOME)  # RFC 6352 §7.1.1
     return props
 
 
-def _response(ms, href: str, props: dict, wanted: list[str] | None, extra: dict | None = None) -> None:
+def _address_data_types(el) -> None:
+    for version in (vcards.V3, vcards.V4):
+        ET.SubElement(el, q(CARD, "address-data-type"), {"content-type": "text/vcard", "version": version})
+
+
+def _reports(el) -> None:
+    for name in REPORTS:
+        ET.SubElement(ET.SubElement(ET.SubElement(el, q(DAV, "supported-report")), q(DAV, "report")), name)
+
+
+def _response(href: str, props: dict, wanted: list[str] | None, extra: dict | None = None) -> ET.Element:
     """One DAV:response: the wanted (or all) properties found, and a 404 propstat for the rest (RFC 4918 §9.1)."""
     props = {**props, **(extra or {})}
-    resp = ET.SubElement(ms, _q(DAV, "response"))
-    ET.SubElement(resp, _q(DAV, "href")).text = href
+    resp = ET.Element(q(DAV, "response"))
+    ET.SubElement(resp, q(DAV, "href")).text = href
     names = wanted if wanted is not None else list(props)
     for found, status in ((True, "HTTP/1.1 200 OK"), (False, "HTTP/1.1 404 Not Found")):
         chosen = [n for n in names if (n in props) == found]
         if not chosen:
             continue
-        ps = ET.SubElement(resp, _q(DAV, "propstat"))
-        prop = ET.SubElement(ps, _q(DAV, "prop"))
+        ps = ET.SubElement(resp, q(DAV, "propstat"))
+        prop = ET.SubElement(ps, q(DAV, "prop"))
         for n in chosen:
             el = ET.SubElement(prop, n)
             if found:
                 props[n](el)
-        ET.SubElement(ps, _q(DAV, "status")).text = status
+        ET.SubElement(ps, q(DAV, "status")).text = status
+    return resp
 
 
-def _multistatus(ms) -> web.Response:  # small answers (one resource, a bounded multiget): on the loop
-    return web.Response(status=207, body=ET.tostring(ms, encoding="utf-8", xml_declaration=True),
-                        content_type="application/xml", charset="utf-8")
+def _status(href: str, status: str, error: str | None = None) -> ET.Element:
+    resp = ET.Element(q(DAV, "response"))
+    ET.SubElement(resp, q(DAV, "href")).text = href
+    ET.SubElement(resp, q(DAV, "status")).text = status
+    if error:
+        ET.SubElement(ET.SubElement(resp, q(DAV, "error")), error)
+    return resp
 
 
 def _wanted(root) -> list[str] | None:
     """The property names a PROPFIND or REPORT asks for; None for allprop or an empty body (RFC 4918 §9.1)."""
-    prop = root.find(_q(DAV, "prop")) if root is not None else None
+    prop = root.find(q(DAV, "prop")) if root is not None else None
     return None if prop is None else [child.tag for child in prop][:64]
 
 
-async def dav(request: web.Request) -> web.Response:
+def _card(account, wanted: list[str] | None, version: str | None):
+    """The DAV:response of one person's card; with its address-data in `version` when that is asked for."""
+    def make(p: Person, href: str | None = None) -> ET.Element:
+        extra = None
+        if version is not None:
+            extra = {q(CARD, "address-data"): lambda el: setattr(el, "text", vcards.vcard(p, version))}
+        return _response(href or _card_href(p), _props(BOOK, account, person=p), wanted, extra)
+    return make
+
+
+def _address_data_version(root) -> str | None:
+    """The vCard version asked for in <prop><address-data/></prop>, None when address-data is not asked for."""
+    prop = root.find(q(DAV, "prop")) if root is not None else None
+    element = prop.find(q(CARD, "address-data")) if prop is not None else None
+    return None if element is None else vcards.version_from_address_data(element)
+
+
+async def dav(request: web.Request) -> web.StreamResponse:
     """Every method on /carddav/...: reads answered, writes refused (read-only, RFC 6352 §6.3.2 not offered)."""
+    require_private_channel(request)
     if request.method not in READ_METHODS:
         raise web.HTTPForbidden(text="the organisation address book is read-only")
     account = await _account(request)
@@ -196,54 +225,110 @@ async def dav(request: web.Request) -> web.Response:
         if not found:
             raise web.HTTPNotFound()
         if request.method in ("GET", "HEAD"):
-            return web.Response(text=vcard(found[0]), content_type="text/vcard", charset="utf-8",
-                                headers={"ETag": _etag(found[0])})
+            return _get(request, found[0])
         root = await _xml_body(request)
-        ms = ET.Element(_q(DAV, "multistatus"))
-        _response(ms, path, _props(path, account, person=found[0]), _wanted(root))
-        return _multistatus(ms)
+        return await stream(request, _wanted(root), [_response(path, _props(path, account, person=found[0]),
+                                                               _wanted(root))])
     if path not in (PREFIX, PRINCIPAL, HOME, BOOK):
         raise web.HTTPNotFound()
     if request.method in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, sorted(READ_METHODS - {"GET", "HEAD"}))
     root = await _xml_body(request)
     if request.method == "REPORT":
-        return await _multiget(request, account, root)
+        return await _report(request, account, path, root)
     people = await book.everyone() if path in (BOOK, HOME) else None
+    wanted = _wanted(root)
     depth1 = request.headers.get("Depth", "1") != "0"  # RFC 4918 §9.1: infinity is answered as 1
-    # Listing 10,000 cards takes ~0.4 s of Python: in a thread, so the loop keeps serving meanwhile.
-    body = await asyncio.to_thread(_listing, path, account, people, _wanted(root), depth1)
-    return web.Response(status=207, body=body, content_type="application/xml", charset="utf-8")
-
-
-def _listing(path: str, account, people: list[Person] | None, wanted: list[str] | None, depth1: bool) -> bytes:
-    """The PROPFIND multistatus of a collection (and, at Depth 1, its members), serialised."""
-    ms = ET.Element(_q(DAV, "multistatus"))
-    _response(ms, path, _props(path, account, people), wanted)
+    def listed(where: str) -> ET.Element:
+        return _response(where, _props(where, account, people), wanted)
+    # The book's getctag hashes up to 10,000 etags: in a thread.
+    head = [await asyncio.to_thread(listed, path) if path == BOOK else listed(path)]
     if depth1 and path == HOME:
-        _response(ms, BOOK, _props(BOOK, account, people), wanted)
-    elif depth1 and path == BOOK:
-        for p in people:
-            _response(ms, BOOK + _card_name(p), _props(BOOK, account, person=p), wanted)
-    return ET.tostring(ms, encoding="utf-8", xml_declaration=True)
+        head.append(await asyncio.to_thread(listed, BOOK))
+    members = people if depth1 and path == BOOK else []
+    return await stream(request, wanted, head, members, _card(account, wanted, None))
 
 
-async def _multiget(request: web.Request, account, root) -> web.Response:
+def _get(request: web.Request, p: Person) -> web.Response:
+    """GET of one card: 4.0 when Accept prefers it (RFC 6352 §6.2.2 types), else 3.0; 304 for a matching etag."""
+    tag = vcards.etag(p)
+    headers = {"ETag": tag, "Vary": "Accept"}
+    if {tag, "*"} & {t.strip() for t in request.headers.get("If-None-Match", "")[:1024].split(",")}:
+        return web.Response(status=304, headers=headers)  # RFC 9110 §13.1.2
+    version = vcards.version_from_accept(request.headers.get("Accept"))
+    body = vcards.vcard(p, version).encode("utf-8")
+    headers["Content-Type"] = f"text/vcard; charset=utf-8; version={version}"
+    return web.Response(body=body if request.method == "GET" else None, headers=headers)
+
+
+async def _report(request: web.Request, account, path: str, root) -> web.StreamResponse:
+    if path != BOOK or root is None or root.tag not in REPORTS:
+        raise web.HTTPForbidden(text="supported here: addressbook-query, addressbook-multiget, sync-collection "
+                                     "on the address book")
+    if root.tag == q(CARD, "addressbook-multiget"):
+        return await _multiget(request, account, root)
+    if root.tag == q(CARD, "addressbook-query"):
+        return await _query(request, account, root)
+    return await _sync(request, account, root)
+
+
+async def _multiget(request: web.Request, account, root) -> web.StreamResponse:
     """RFC 6352 §8.7: the named cards with their etags and address-data (at most MAX_MULTIGET)."""
-    if request.path.rstrip("/") + "/" != BOOK or root is None or root.tag != _q(CARD, "addressbook-multiget"):
-        raise web.HTTPForbidden(text="only addressbook-multiget on the address book is supported")
-    hrefs = [h.text or "" for h in root.findall(_q(DAV, "href"))][:MAX_MULTIGET]
+    hrefs = [h.text or "" for h in root.findall(q(DAV, "href"))][:MAX_MULTIGET]
     names = {h: unquote(h.rsplit("/", 1)[-1])[:-4] for h in hrefs if h.startswith(BOOK) and h.endswith(".vcf")}
     found = {p.address: p for p in await request.app[WEBMAIL].mailboxes.addressbook.people(list(names.values()))}
-    ms = ET.Element(_q(DAV, "multistatus"))
     wanted = _wanted(root)
+    card = _card(account, wanted, _address_data_version(root))
+    out = []
     for h in hrefs:
         p = found.get(names.get(h, "").lower())
-        if p is None:
-            resp = ET.SubElement(ms, _q(DAV, "response"))
-            ET.SubElement(resp, _q(DAV, "href")).text = h
-            ET.SubElement(resp, _q(DAV, "status")).text = "HTTP/1.1 404 Not Found"
-            continue
-        _response(ms, h, _props(BOOK, account, person=p), wanted,
-                  {_q(CARD, "address-data"): lambda el, c=vcard(p): setattr(el, "text", c)})
-    return _multistatus(ms)
+        out.append(_status(h, "HTTP/1.1 404 Not Found") if p is None else card(p, h))
+    return await stream(request, wanted, out)
+
+
+async def _query(request: web.Request, account, root) -> web.StreamResponse:
+    """RFC 6352 §8.6: the cards matching the filter, at most the client's nresults and MAX_QUERY_RESULTS."""
+    try:
+        flt = vcards.parse_filter(root.find(q(CARD, "filter")))
+    except vcards.FilterRefused as exc:  # §8.6 preconditions CARDDAV:supported-filter / supported-collation
+        return web.Response(status=403, body=error_body(q(CARD, exc.condition)), content_type="application/xml",
+                            charset="utf-8")
+    limit = MAX_QUERY_RESULTS
+    nresults = root.find(f"{q(CARD, 'limit')}/{q(CARD, 'nresults')}")
+    if nresults is not None:
+        try:
+            limit = max(1, min(limit, int((nresults.text or "").strip())))
+        except ValueError:
+            raise web.HTTPBadRequest(text="nresults must be a number") from None
+    people = await request.app[WEBMAIL].mailboxes.addressbook.everyone()
+    chosen = await asyncio.to_thread(_first_matches, people, flt, limit + 1)
+    wanted = _wanted(root)
+    tail = []
+    if len(chosen) > limit:  # §8.6.1: truncated, said with a 507 for the Request-URI
+        chosen = chosen[:limit]
+        tail.append(_status(BOOK, "HTTP/1.1 507 Insufficient Storage", q(DAV, "number-of-matches-within-limits")))
+    return await stream(request, wanted, [], chosen, _card(account, wanted, _address_data_version(root)), tail)
+
+
+def _first_matches(people: list[Person], flt: vcards.CardFilter, at_most: int) -> list[Person]:
+    out = []
+    for p in people:
+        if vcards.matches(p, flt):
+            out.append(p)
+            if len(out) >= at_most:
+                break
+    return out
+
+
+async def _sync(request: web.Request, account, root) -> web.StreamResponse:
+    """RFC 6578 §3.2 without history: everything for an empty token, nothing for the current one, else 403."""
+    given = (root.findtext(q(DAV, "sync-token")) or "").strip()
+    people = await request.app[WEBMAIL].mailboxes.addressbook.everyone()
+    current = vcards.sync_token(await asyncio.to_thread(vcards.ctag, people))
+    if given and given != current:
+        return web.Response(status=403, body=error_body(q(DAV, "valid-sync-token")), content_type="application/xml",
+                            charset="utf-8")
+    token = ET.Element(q(DAV, "sync-token"))
+    token.text = current
+    wanted = _wanted(root)
+    return await stream(request, wanted, [], [] if given else people, _card(account, wanted, None), [token])

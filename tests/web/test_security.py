@@ -40,6 +40,15 @@ OBJECT_ROUTES = {
         "tests.web.test_readstatus:test_other_accounts_get_404_for_status_and_recall",
     ("POST", "/settings/rules/change"):
         "tests.web.test_mailsettings:test_rule_ids_of_another_account_are_404_and_forms_need_csrf",
+    ("POST", "/compose/upload/remove"): "tests.web.test_uploads:test_another_accounts_upload_id_is_not_found",
+    # The admin console names other accounts by design; who may reach which is its role check.
+    **{(m, p): "tests.web.test_admin_people:test_a_department_admin_is_kept_to_its_subtree"
+       for m, p in (("GET", "/admin/accounts/{address}"), ("POST", "/admin/accounts/{address}"),
+                    ("POST", "/admin/accounts/{address}/enabled"), ("POST", "/admin/accounts/{address}/password"),
+                    ("POST", "/admin/departments/{code}"), ("GET", "/admin/groups/{address}"),
+                    ("POST", "/admin/groups/{address}/members"), ("POST", "/admin/groups/{address}/delete"),
+                    ("POST", "/admin/aliases/delete"))},
+    ("POST", "/admin/queue/action"): "tests.web.test_admin_queue:test_users_and_department_admins_are_forbidden",
 }
 NO_OBJECT_ID = {
     "/", "/login", "/logout", "/logout-everywhere", "/lang", "/events", "/login/code", "/settings/two-factor",
@@ -48,7 +57,12 @@ NO_OBJECT_ID = {
     "/settings/app-passwords", "/settings/mail-client", "/settings/mail-client/postroom.mobileconfig",
     "/.well-known/autoconfig/mail/config-v1.1.xml", "/mail/config-v1.1.xml", "/settings/mail",
     "/settings/out-of-office", "/settings/rules", "/settings/signature", "/addressbook", "/addressbook/complete",
-    "/compose", *security.AUTODISCOVER_PATHS, *EXEMPT_BY_DESIGN,
+    "/compose", "/settings/notifications",  # the signed-in account's own notification choices
+    "/compose/upload",  # makes a new upload of the signed-in account
+    # console pages without an object id in the path (lists, create forms); role-checked in their tests
+    "/admin", "/admin/accounts", "/admin/departments", "/admin/groups", "/admin/aliases", "/admin/queue",
+    "/admin/dkim", "/admin/dkim/generate", "/admin/dashboard",
+    *security.AUTODISCOVER_PATHS, *EXEMPT_BY_DESIGN,
 }
 
 

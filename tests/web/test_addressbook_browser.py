@@ -53,6 +53,7 @@ async def test_compose_to_a_colleague_picked_by_keyboard_from_part_of_a_chinese_
         assert await to.input_value() == "bob@city.test, wangfang@city.test"
         assert await listbox.get_by_role("option").count() == 0
         await page.get_by_label("主题").fill("通讯录测试")
+        await page.locator("#editor").wait_for()  # compose.js has put the editor in the textarea's place
         await page.get_by_label("正文").fill("你好")
         await page.click("#send")
         await page.wait_for_url("**folder=Sent**")

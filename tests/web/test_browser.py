@@ -272,6 +272,7 @@ async def test_compose_with_an_attachment_in_chromium_reaches_a_colleague_over_i
         await page.click("#compose")
         await page.get_by_label("收件人").fill("bob@city.test")
         await page.get_by_label("主题").fill("预算表")
+        await page.locator("#editor").wait_for()  # compose.js has put the editor in the textarea's place
         await page.get_by_label("正文").fill("请审阅。")
         await page.get_by_label("添加附件").set_input_files(str(upload))
         await page.screenshot(path=str(_shot("compose-zh.png")), full_page=True)

@@ -39,6 +39,7 @@ async def test_rich_text_draft_with_a_chinese_attachment_is_continued_and_sent(t
         await page.click("#compose")
         await page.get_by_label("收件人").fill("bob@city.test")
         await page.get_by_label("主题").fill("预算草案")
+        await page.locator("#editor").wait_for()  # compose.js has put the editor in the textarea's place
         editor = page.get_by_label("正文")  # the editor has taken the textarea's place and label
         assert await editor.get_attribute("id") == "editor" and await page.locator("textarea").count() == 0
         await editor.click()

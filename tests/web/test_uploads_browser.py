@@ -63,6 +63,7 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
         await page.evaluate(WATCH)
         await page.get_by_label("收件人").fill("bob@city.test")
         await page.get_by_label("主题").fill("财务报表")
+        await page.locator("#editor").wait_for()  # compose.js has put the editor in the textarea's place
         await page.get_by_label("正文").fill("附件是报表。")
         await page.get_by_label("添加附件").set_input_files([str(good), str(big), str(other), *map(str, small)])
 

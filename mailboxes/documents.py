@@ -13,6 +13,8 @@ Implementation notes
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +32,7 @@ from .websessions import _aware
 TRACK_EVENTS = ("delivered", "registered", "signed")  # from receipts; sent/failed come from the queue
 DEFAULT_REGISTRATION_PATTERN = "收〔{year}〕{seq}号"
 MAX_QUARANTINE_BYTES = 60 << 20  # a quarantined message is kept whole up to this size, else cut (and said so)
-REGISTER_RETRIES = 5  # concurrent registrations racing for one number (PostgreSQL, several nodes)
+REGISTER_RETRIES = 40  # concurrent registrations racing for one number (PostgreSQL, several nodes)
 
 
 def _opt(d: datetime | None) -> datetime | None:
@@ -235,7 +237,7 @@ class Documents:
                        manifest: str, message_id: str) -> tuple[Registration, bool]:
         """Register a received document; (its registration, True when new). A repeat returns the first one."""
         c = t.documents_in.c
-        for _ in range(REGISTER_RETRIES):
+        for attempt in range(REGISTER_RETRIES):
             existing = await self._registered(partner_org, issuing_organ, number)
             if existing is not None:
                 return existing, False
@@ -250,8 +252,9 @@ class Documents:
                         urgency=urgency, reg_year=year, reg_seq=seq,
                         registration_number=self.pattern.format(year=year, seq=seq),
                         manifest=manifest, message_id=message_id, received_at=now))
-            except IntegrityError:
-                continue  # the same document or the same number registered at the same moment: look again
+            except IntegrityError:  # the same document or the same number registered at the same moment
+                await asyncio.sleep(random.uniform(0, 0.005) * (attempt + 1))  # jittered, so racers spread out
+                continue
             got = await self._registered(partner_org, issuing_organ, number)
             assert got is not None
             return got, True

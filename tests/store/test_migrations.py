@@ -96,3 +96,29 @@ async def test_a_new_database_built_in_one_step_equals_one_built_by_every_revisi
     assert chain_versions == direct_versions and None not in direct_versions
     assert chained == direct
     assert {"blob_fts" if storage_url.startswith("sqlite") else "blob_search", "blob_text"} <= set(direct)
+
+
+async def test_a_database_built_without_the_uidvalidity_counter_row_gets_it(storage_url):
+    """One-step builds before 2c6a15d lacked the counter row mai0002 seeds (concurrent first provisions then
+    failed on PostgreSQL); mai0010 puts it back above every UIDVALIDITY handed out."""
+    from alembic import command
+
+    from mailboxes import migrations
+    from mailboxes.db import open_database
+
+    db = open_database(storage_url)
+    try:
+        async with db.migrating() as conn:
+            for schema in ("directory", "mail"):
+                await conn.run_sync(lambda c, s=schema: migrations.upgrade(c, s))
+            await conn.exec_driver_sql("DELETE FROM mail_counters")
+            await conn.exec_driver_sql(
+                "INSERT INTO folders (account_id, name, uidvalidity, uidnext, highestmodseq, created_at) "
+                "VALUES (1, 'Old', 4000000000, 1, 1, CURRENT_TIMESTAMP)")
+            await conn.run_sync(lambda c: command.stamp(migrations.alembic_config("mail", c), "mai0009"))
+            await conn.run_sync(lambda c: migrations.upgrade(c, "mail"))
+        async with db.read() as conn:
+            rows = (await conn.exec_driver_sql("SELECT name, value FROM mail_counters")).all()
+        assert [tuple(r) for r in rows] == [("uidvalidity", 4000000000)]
+    finally:
+        await db.dispose()

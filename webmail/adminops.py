@@ -44,10 +44,12 @@ class AdminError(Exception):
     status = 400
     title = "Bad Request"
 
-    def __init__(self, detail: str, field: str | None = None) -> None:
+    def __init__(self, detail: str, field: str | None = None, *, key: str | None = None, **params) -> None:
         super().__init__(detail)
-        self.detail = detail
+        self.detail = detail  # English, for the API and the logs
         self.field = field
+        self.key = key        # the console's catalogue entry adm_msg_<key>, formatted with params
+        self.params = params
 
 
 class Invalid(AdminError):
@@ -71,42 +73,43 @@ class Conflict(AdminError):
 def _text(limit: int) -> Callable[[str, Any], str]:
     def check(name: str, v: Any) -> str:
         if not isinstance(v, str) or len(v) > limit:
-            raise Invalid(f"{name} must be text of at most {limit} characters", name)
+            raise Invalid(f"{name} must be text of at most {limit} characters", name, key="text", limit=limit)
         return v.strip()
     return check
 
 
 def _count(name: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v > 2 ** 62:
-        raise Invalid(f"{name} must be a whole number >= 0", name)
+        raise Invalid(f"{name} must be a whole number >= 0", name, key="whole")
     return v
 
 
 def _flag(name: str, v: Any) -> bool:
     if not isinstance(v, bool):
-        raise Invalid(f"{name} must be true or false", name)
+        raise Invalid(f"{name} must be true or false", name, key="bool")
     return v
 
 
 def _address(name: str, v: Any) -> str:
     if not isinstance(v, str):
-        raise Invalid(f"{name} must be an e-mail address", name)
+        raise Invalid(f"{name} must be an e-mail address", name, key="email")
     try:
         return normalise_address(v)
     except InvalidInput as e:
-        raise Invalid(f"{name}: {e}", name) from None
+        raise Invalid(f"{name}: {e}", name, key="email") from None
 
 
 def _addresses(name: str, v: Any) -> list[str]:
     if not isinstance(v, list) or len(v) > MAX_MEMBER_CHANGES:
-        raise Invalid(f"{name} must be a list of at most {MAX_MEMBER_CHANGES} addresses", name)
+        raise Invalid(f"{name} must be a list of at most {MAX_MEMBER_CHANGES} addresses", name, key="list",
+                      limit=MAX_MEMBER_CHANGES)
     return [_address(name, a) for a in v]
 
 
 def _one_of(values) -> Callable[[str, Any], str]:
     def check(name: str, v: Any) -> str:
         if v not in values:
-            raise Invalid(f"{name} must be one of {', '.join(values)}", name)
+            raise Invalid(f"{name} must be one of {', '.join(values)}", name, key="choice", values=", ".join(values))
         return v
     return check
 
@@ -117,7 +120,8 @@ def _optional(check):
 
 def _password(name: str, v: Any) -> str:
     if not isinstance(v, str) or not MIN_PASSWORD <= len(v) <= MAX_PASSWORD:
-        raise Invalid(f"{name} must have {MIN_PASSWORD} to {MAX_PASSWORD} characters", name)
+        raise Invalid(f"{name} must have {MIN_PASSWORD} to {MAX_PASSWORD} characters", name, key="password",
+                      min=MIN_PASSWORD, max=MAX_PASSWORD)
     return v
 
 
@@ -147,7 +151,7 @@ def validated(data: Any, fields: dict, *, required: tuple[str, ...] = ()) -> dic
             raise Invalid(f"unknown field {name!r}", str(name))
     for name in required:
         if name not in data:
-            raise Invalid(f"{name} is required", name)
+            raise Invalid(f"{name} is required", name, key="required")
     return {name: fields[name](name, v) for name, v in data.items()}
 
 
@@ -188,7 +192,7 @@ class AdminOps:
     async def open(cls, mailboxes: Mailboxes, actor: Account, *, within: int | None = None) -> AdminOps:
         """`within`: a department id the caller is further limited to (an API token's department)."""
         if not actor.enabled or actor.role not in (Role.ADMIN, Role.DEPARTMENT_ADMIN):
-            raise Forbidden("this needs an administrator")
+            raise Forbidden("this needs an administrator", key="admin_only")
         admin = DirectoryAdmin(mailboxes.directory)
         scope = None
         if actor.role != Role.ADMIN:
@@ -215,19 +219,19 @@ class AdminOps:
         """The id of department `code` (None for none) if the actor may put things there."""
         if code is None:
             if not self.is_admin:
-                raise Forbidden("a department administrator must name one of its departments", field)
+                raise Forbidden("a department administrator must name one of its departments", field, key="own_department")
             return None
         try:
             dept = await self.dir.department(code)
         except NotFound:
-            raise Invalid(f"no department {code}", field) from None
+            raise Invalid(f"no department {code}", field, key="no_department", code=code) from None
         if not self._sees(dept.id):
-            raise Forbidden(f"department {code} is not yours to manage", field)
+            raise Forbidden(f"department {code} is not yours to manage", field, key="not_yours", code=code)
         return dept.id
 
     def _check_role(self, role: str | None) -> None:
         if role == Role.ADMIN.value and not self.is_admin:
-            raise Forbidden("only an administrator may make an administrator", "role")
+            raise Forbidden("only an administrator may make an administrator", "role", key="make_admin")
 
     # --- accounts ------------------------------------------------------------------------
 
@@ -249,7 +253,7 @@ class AdminOps:
     async def _changeable(self, address: str) -> Account:
         acct = await self.account(address)
         if acct.role == Role.ADMIN and not self.is_admin:
-            raise Forbidden("an administrator's account is managed by administrators")
+            raise Forbidden("an administrator's account is managed by administrators", key="admin_account")
         return acct
 
     async def create_account(self, data: Any) -> tuple[Account, str | None]:
@@ -278,9 +282,9 @@ class AdminOps:
         v = validated(data, ACCOUNT_UPDATE)
         if acct.id == self.actor.id:  # no locking oneself out by a slip of the mouse
             if v.get("enabled") is False:
-                raise Forbidden("you cannot disable your own account", "enabled")
+                raise Forbidden("you cannot disable your own account", "enabled", key="disable_self")
             if v.get("role", acct.role.value) != acct.role.value:
-                raise Forbidden("you cannot change your own role", "role")
+                raise Forbidden("you cannot change your own role", "role", key="own_role")
         if "department" in v:
             await self._department_in_scope(v["department"], "department")
         self._check_role(v.get("role"))
@@ -413,9 +417,9 @@ class AdminOps:
                 target = await self.mb.directory.account(v["target"])
             except NotFound:
                 raise Forbidden("a department administrator's alias must point to one of its accounts",
-                                "target") from None
+                                "target", key="alias_target") from None
             if not self._sees(target.department_id):
-                raise Forbidden("the target account is not in your departments", "target")
+                raise Forbidden("the target account is not in your departments", "target", key="target_not_yours")
         try:
             await self.mb.directory.add_alias(v["address"], v["target"])
         except AlreadyExists as e:

@@ -718,3 +718,34 @@ _ADMIN_OPS_MESSAGES = {
 }
 for _locale, _table in _ADMIN_OPS_MESSAGES.items():
     MESSAGES[_locale].update(_table)
+# --- admin console: why an operation was refused (AdminError.key; the API keeps the English detail) ---
+_ADMIN_ERROR_MESSAGES = {
+    "zh": {
+        "adm_msg_text": "须为不超过 {limit} 个字符的文本", "adm_msg_whole": "须为不小于 0 的整数",
+        "adm_msg_bool": "须为“是”或“否”", "adm_msg_email": "须为有效的电子邮件地址",
+        "adm_msg_list": "一次最多 {limit} 个地址", "adm_msg_choice": "须为以下之一：{values}",
+        "adm_msg_password": "须为 {min} 至 {max} 个字符", "adm_msg_required": "必填",
+        "adm_msg_admin_only": "此操作需要管理员权限", "adm_msg_own_department": "部门管理员须指定其管理的部门之一",
+        "adm_msg_no_department": "没有代码为 {code} 的部门", "adm_msg_not_yours": "部门 {code} 不归您管理",
+        "adm_msg_make_admin": "只有管理员可以把账号设为管理员", "adm_msg_admin_account": "管理员的账号只能由管理员管理",
+        "adm_msg_disable_self": "不能停用自己的账号", "adm_msg_own_role": "不能更改自己的角色",
+        "adm_msg_alias_target": "部门管理员建立的别名须指向其部门的账号",
+        "adm_msg_target_not_yours": "目标账号不在您管理的部门中",
+    },
+    "en": {
+        "adm_msg_text": "must be text of at most {limit} characters", "adm_msg_whole": "must be a whole number, 0 or more",
+        "adm_msg_bool": "must be yes or no", "adm_msg_email": "must be a valid e-mail address",
+        "adm_msg_list": "at most {limit} addresses at a time", "adm_msg_choice": "must be one of: {values}",
+        "adm_msg_password": "must have {min} to {max} characters", "adm_msg_required": "is required",
+        "adm_msg_admin_only": "this needs an administrator",
+        "adm_msg_own_department": "a department administrator must name one of its departments",
+        "adm_msg_no_department": "there is no department {code}", "adm_msg_not_yours": "department {code} is not yours to manage",
+        "adm_msg_make_admin": "only an administrator may make an administrator",
+        "adm_msg_admin_account": "an administrator's account is managed by administrators",
+        "adm_msg_disable_self": "you cannot disable your own account", "adm_msg_own_role": "you cannot change your own role",
+        "adm_msg_alias_target": "a department administrator's alias must point to one of its accounts",
+        "adm_msg_target_not_yours": "the target account is not in your departments",
+    },
+}
+for _locale, _table in _ADMIN_ERROR_MESSAGES.items():
+    MESSAGES[_locale].update(_table)

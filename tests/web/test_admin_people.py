@@ -97,6 +97,7 @@ async def test_an_admin_creates_searches_pages_and_changes_accounts(web, org):
         r, page = await b.post("/admin/accounts", {"csrf": csrf, "address": "new@city.test", "quota_mb": "x",
                                                    "quota_messages": "0"})
         assert r.status == 400 and 'id="admin-error"' in page and "容量配额" in page
+        assert "须为不小于 0 的整数" in page and "must be" not in page  # the reason in the page's language
         assert 'id="na-quota" name="quota_mb" min="0" value="x" aria-invalid="true"' in page
         r, page = await b.post("/admin/accounts", {"csrf": csrf, "address": "new@city.test", "quota_mb": "0",
                                                    "quota_messages": "0"})
@@ -213,3 +214,20 @@ def test_every_label_the_console_builds_from_a_value_exists_in_both_locales():
             + [f"adm_error_{cls.status}" for cls in (AdminError, *AdminError.__subclasses__())])
     for locale in i18n.LOCALES:
         assert set(keys) <= set(i18n.MESSAGES[locale])
+
+
+def test_every_refusal_the_console_can_show_has_its_reason_in_both_locales():
+    """Each AdminError key raised in adminops has a catalogue entry in zh and en, formatted with its params."""
+    import ast
+    import inspect
+
+    from webmail import adminops, i18n
+
+    calls = [n for n in ast.walk(ast.parse(inspect.getsource(adminops))) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", "") in ("Invalid", "Forbidden", "Conflict")]
+    keyed = {kw.value.value: {k.arg for k in c.keywords if k.arg != "key"}
+             for c in calls for kw in c.keywords if kw.arg == "key"}
+    assert len(keyed) >= 15
+    for locale in i18n.LOCALES:
+        for key, params in keyed.items():
+            i18n.MESSAGES[locale][f"adm_msg_{key}"].format(**{p: "x" for p in params})

@@ -43,7 +43,7 @@ def _text(form, name: str) -> str:
 def _whole(form, name: str, field: str, scale: int = 1) -> int:
     text = _text(form, name).strip()
     if not text.isdigit() or len(text) > 15:
-        raise Invalid(f"{name} must be a whole number >= 0", field)
+        raise Invalid(f"{name} must be a whole number >= 0", field, key="whole")
     return int(text) * scale
 
 
@@ -65,6 +65,7 @@ async def _render(request: web.Request, ops: AdminOps, template: str, *, error: 
         raise web.HTTPNotFound(text="404: Not Found", content_type="text/plain")
     resp = request.app[WEBMAIL].render(request, template, status=error.status if error else 200, ops=ops,
                                        error=error, field_label=_field_label(request, error),
+                                       error_text=_error_text(request, error),
                                        saved="saved" in request.query, page_size=PAGE,
                                        departments=await ops.departments(), roles=ROLES, **values)
     if headers:
@@ -77,6 +78,15 @@ def _field_label(request: web.Request, error: AdminError | None) -> str:
         return ""
     table = i18n.MESSAGES[request.get(LOCALE, i18n.DEFAULT)]
     return table.get(f"adm_field_{error.field}", error.field)
+
+
+def _error_text(request: web.Request, error: AdminError | None) -> str:
+    """Why it was refused, in the page's language (the English detail when no catalogue entry fits)."""
+    if error is None:
+        return ""
+    table = i18n.MESSAGES[request.get(LOCALE, i18n.DEFAULT)]
+    text = table.get(f"adm_msg_{error.key}") if error.key else None
+    return text.format(**error.params) if text else error.detail
 
 
 async def index(request: web.Request) -> web.Response:

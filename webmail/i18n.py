@@ -718,7 +718,7 @@ _ADMIN_OPS_MESSAGES = {
 }
 for _locale, _table in _ADMIN_OPS_MESSAGES.items():
     MESSAGES[_locale].update(_table)
-# --- admin console: why an operation was refused (AdminError.key; the API keeps the English detail) ---
+# --- admin console: why an operation was refused (AdminError.key; the API keeps the English detail); member search ---
 _ADMIN_ERROR_MESSAGES = {
     "zh": {
         "adm_msg_text": "须为不超过 {limit} 个字符的文本", "adm_msg_whole": "须为不小于 0 的整数",
@@ -731,6 +731,7 @@ _ADMIN_ERROR_MESSAGES = {
         "adm_msg_disable_self": "不能停用自己的账号", "adm_msg_own_role": "不能更改自己的角色",
         "adm_msg_alias_target": "部门管理员建立的别名须指向其部门的账号",
         "adm_msg_target_not_yours": "目标账号不在您管理的部门中",
+        "adm_find_member": "查找成员（地址）",
     },
     "en": {
         "adm_msg_text": "must be text of at most {limit} characters", "adm_msg_whole": "must be a whole number, 0 or more",
@@ -745,6 +746,7 @@ _ADMIN_ERROR_MESSAGES = {
         "adm_msg_disable_self": "you cannot disable your own account", "adm_msg_own_role": "you cannot change your own role",
         "adm_msg_alias_target": "a department administrator's alias must point to one of its accounts",
         "adm_msg_target_not_yours": "the target account is not in your departments",
+        "adm_find_member": "Find a member (address)",
     },
 }
 for _locale, _table in _ADMIN_ERROR_MESSAGES.items():

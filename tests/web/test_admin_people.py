@@ -231,3 +231,22 @@ def test_every_refusal_the_console_can_show_has_its_reason_in_both_locales():
     for locale in i18n.LOCALES:
         for key, params in keyed.items():
             i18n.MESSAGES[locale][f"adm_msg_{key}"].format(**{p: "x" for p in params})
+
+
+async def test_a_big_groups_members_are_paged_and_searchable(web, org):
+    """A group of the whole bureau is shown 50 members at a time, with a search by address."""
+    members = [f"m{i:03d}@city.test" for i in range(120)]
+    web.run(web.mb.directory.add_group("all@city.test", "全体", department="fin"))
+    web.run(web.mb.directory.set_group_members("all@city.test", add=members))
+    b, _ = await _signed_in(web, "alice@city.test")
+    try:
+        _, page = await b.get("/admin/groups/all@city.test")
+        shown = [m for m in members if f'data-address="{m}"' in page]
+        assert shown == members[:50] and 'id="admin-next"' in page and 'id="admin-prev"' not in page
+        _, page = await b.get("/admin/groups/all@city.test?offset=100")
+        assert [m for m in members if f'data-address="{m}"' in page] == members[100:]
+        assert 'id="admin-next"' not in page and 'id="admin-prev"' in page
+        _, page = await b.get("/admin/groups/all@city.test?q=m11")
+        assert [m for m in members if f'data-address="{m}"' in page] == members[110:120]
+    finally:
+        await b.close()

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from mailboxes.admindir import MAX_QUERY_CHARS
+from mailboxes.admindir import MAX_QUERY_CHARS, Page
 from mailboxes.directory import DEPARTMENT_KINDS, POST_POLICIES
 
 from ..adminops import ROLES, AdminError, AdminOps, Invalid
@@ -222,7 +222,11 @@ async def group_page(request: web.Request, *, error: AdminError | None = None) -
         row, group = await ops.group(request.match_info["address"])
     except AdminError as e:
         return await _render(request, ops, "admin_people_group.html", error=e, row=None)
-    return await _render(request, ops, "admin_people_group.html", error=error, row=row, group=group)
+    q, offset = _listing(request)
+    members = [m for m in group.members if q.lower() in m] if q else list(group.members)
+    page = Page(total=len(members), offset=offset, items=members[offset:offset + PAGE])
+    return await _render(request, ops, "admin_people_group.html", error=error, row=row, group=group, q=q,
+                         page=page)
 
 
 async def group_members(request: web.Request) -> web.Response:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from delivery.queue import node_id
 from mailboxes.documents import Documents
+from mailboxes.leases import Leases
 
 from .dispatch import Dispatcher
 from .intake import Intake, IntakeConfig
@@ -22,14 +24,15 @@ def dispatcher(mb, config, delivery) -> Dispatcher:
     return Dispatcher(documents(mb, config), delivery.submitter.submit, hostname=config.hostname)
 
 
-def intake(mb, config, delivery) -> Intake | None:
+def intake(mb, config, delivery, *, holder: str = "") -> Intake | None:
     """The intake of this site's documents account, or None when [documents] org is not set."""
     org = config.get("documents", "org")
     if not org:
         return None
     cfg = IntakeConfig(org, config.get("documents", "address").lower(),
                        tuple(a.lower() for a in config.get("documents", "registrars")), hostname=config.hostname)
-    return Intake(mb, documents(mb, config), delivery.acceptor.verify, delivery.submitter.submit, cfg)
+    return Intake(mb, documents(mb, config), delivery.acceptor.verify, delivery.submitter.submit, cfg,
+                  leases=Leases(mb.router.central), holder=holder or node_id())
 
 
 def track_queue(docs: Documents):

@@ -37,6 +37,7 @@ from mailboxes.acl import set_rights
 from mailboxes.documents import Documents, Partner, Registration
 from mailboxes.errors import NotFound
 from mailboxes.model import Account
+from mailboxes.leases import Leases
 from mailboxes.offload import offload_if_large
 from mailboxes.service import Mailboxes
 
@@ -49,6 +50,9 @@ INCOMING = "收文"  # registered documents; shared with the registrars
 RECEIPTS = "回执"  # receipts from partners, after the tracker has them
 BATCH = 20  # messages taken from the INBOX per round (then the loop yields to others)
 SWEEP_SECONDS = 60.0  # a look at the INBOX even without a change event (events of other nodes, missed ones)
+LEASE = "documents-intake"  # one intake per site: worker processes and nodes share the documents account
+LEASE_SECONDS = 30.0  # a holder that stops renewing is replaced this long after its last round
+RENEW_SECONDS = 10.0  # rounds when leased: the holder renews, the others look whether it is free
 REGISTRAR_RIGHTS = "lrsw"  # RFC 4314: see, read, mark seen, set flags (not delete: the register stays whole)
 
 Verify = Callable[[bytes], Awaitable[tuple[DkimResult, ...]]]
@@ -79,7 +83,9 @@ def _kind(raw: bytes) -> str | None:
 
 class Intake:
     def __init__(self, mb: Mailboxes, documents: Documents, verify: Verify, submit: Submit, cfg: IntakeConfig,
-                 *, clock: Callable[[], datetime] = _utcnow) -> None:
+                 *, clock: Callable[[], datetime] = _utcnow, leases: Leases | None = None, holder: str = "") -> None:
+        """`leases`/`holder`: when several processes or nodes start an intake for one site, only the lease's
+        holder handles the INBOX (without it each would send its own receipts); None: this one always does."""
         self.mb = mb
         self.documents = documents
         self.verify = verify
@@ -87,6 +93,9 @@ class Intake:
         self.cfg = cfg
         self.clock = clock
         self._task: asyncio.Task | None = None
+        self.leases = leases
+        self.holder = holder
+        self.holding = leases is None
 
     async def _account(self) -> Account:
         return await self.mb.directory.account(self.cfg.address)
@@ -233,17 +242,32 @@ class Intake:
         try:
             while True:
                 try:
-                    while await self.run_once():
-                        await asyncio.sleep(0)
+                    if await self._hold():
+                        while await self.run_once():
+                            await asyncio.sleep(0)
                 except Exception:  # a store hiccup: logged, tried again at the next event or sweep
                     log.exception("intake round failed")
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(listener.get(), SWEEP_SECONDS)
+                    await asyncio.wait_for(listener.get(), SWEEP_SECONDS if self.leases is None else RENEW_SECONDS)
         finally:
             listener.close()
+
+    async def _hold(self) -> bool:
+        """Take or renew the lease; whether this intake is the one that handles the INBOX now."""
+        if self.leases is None:
+            return True
+        holding = await self.leases.acquire(LEASE, self.holder, LEASE_SECONDS)
+        if holding != self.holding:
+            log.info("intake lease %s holder=%s", "taken" if holding else "lost", self.holder)
+        self.holding = holding
+        return holding
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.leases is not None and self.holding:
+            with contextlib.suppress(Exception):  # the store may be closing too: the lease then just expires
+                await self.leases.release(LEASE, self.holder)
+            self.holding = False

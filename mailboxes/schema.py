@@ -517,6 +517,15 @@ document_quarantine = Table(
 
 # Webhooks out (issue 11 point 5): per source system a callback URL and its HMAC secret (kept as
 # given: signing needs it, so it cannot be hashed), and the durable outbox of signed JSON callbacks.
+# One holder at a time for a job that must run on one node only (mailboxes/leases.py).
+leases = Table(
+    "leases",
+    directory_metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 webhook_endpoints = Table(
     "webhook_endpoints",
     directory_metadata,

@@ -177,3 +177,42 @@ async def test_forged_unsigned_foreign_and_altered_documents_are_quarantined_and
 
 async def _quarantined(site: Site, n: int) -> bool:
     return len(await site.docs.quarantined()) == n
+
+
+async def test_two_intakes_of_one_site_register_and_receipt_once_and_the_second_takes_over(sites):
+    """Worker processes and nodes each start an intake for the site; the lease lets one handle the INBOX, so each
+    document is receipted once (not once per process), and when that one stops the other carries on."""
+    from mailboxes.leases import Leases
+
+    city, districts = sites
+    futian = districts[0]
+    leases = Leases(futian.inst.mb.router.central)
+    first = Intake(futian.inst.mb, futian.docs, futian.inst.ctx.extras["acceptor_verify"],
+                   futian.inst.parts.submitter.submit, futian.intake.cfg, leases=leases, holder="w1")
+    second = Intake(futian.inst.mb, futian.docs, futian.inst.ctx.extras["acceptor_verify"],
+                    futian.inst.parts.submitter.submit, futian.intake.cfg, leases=leases, holder="w2")
+    await futian.intake.close()  # the fixture's unleased intake would handle everything itself
+    await first.start()
+    await wait_for(lambda: _holds(leases, "w1"), what="the first intake holding the lease")
+    await second.start()
+    try:
+        dispatcher = Dispatcher(city.docs, city.inst.parts.submitter.submit, hostname="mail.city.test")
+        sender = await city.inst.mb.directory.account(SENDER)
+        await dispatcher.send(manifest(main_recipients=["futian"], copy_recipients=[]), {"通知.pdf": PDF},
+                              sender=SENDER, account=sender)
+        await wait_for(lambda: _count(city, RECEIPTS, 2), what="delivered and registered receipts at the city")
+        assert not second.holding and len(await futian.docs.registrations()) == 1
+        await first.close()  # a clean stop hands the lease over at once
+        await dispatcher.send(manifest("深地税发〔2026〕8号", main_recipients=["futian"], copy_recipients=[]),
+                              {"通知.pdf": PDF}, sender=SENDER, account=sender)
+        await wait_for(lambda: _count(city, RECEIPTS, 4), what="the second document receipted by the other intake")
+        assert second.holding and len(await futian.docs.registrations()) == 2
+        assert len(await _folder(city, RECEIPTS)) == 4  # two per document, none twice
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _holds(leases, holder: str) -> bool:
+    got = await leases.holder("documents-intake")
+    return got is not None and got[0] == holder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,14 +11,7 @@ from mailboxes import schema as t
 from mailboxes.apitokens import ApiTokens, token_hash
 from mailboxes.events import Sources
 from mailboxes.errors import InvalidInput, NotFound
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 4, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.support.clock import Clock
 
 
 async def test_the_secret_is_stored_as_sha256_only_and_finds_its_token(mb):

@@ -11,14 +11,9 @@ from sqlalchemy import select
 from mailboxes import schema as t
 from mailboxes.errors import AlreadyExists
 from mailboxes.secondfactor import RECOVERY_CODES, SecondFactors
+from tests.support.clock import Clock
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 4, 9, 0, 10, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
+START = datetime(2026, 12, 4, 9, 0, 10, tzinfo=timezone.utc)  # 10 s into a TOTP step
 
 
 async def _enrolled(mb, clock):
@@ -31,7 +26,7 @@ async def _enrolled(mb, clock):
 
 
 async def test_a_secret_takes_effect_only_when_a_code_confirms_it(mb):
-    clock = Clock()
+    clock = Clock(START)
     acct, sf, secret = await _enrolled(mb, clock)
     totp = pyotp.TOTP(secret)
     assert await sf.confirm(acct.id, "000000" if totp.at(clock.now) != "000000" else "111111") is None
@@ -48,7 +43,7 @@ async def test_a_secret_takes_effect_only_when_a_code_confirms_it(mb):
 
 
 async def test_codes_one_step_either_side_once_each(mb):
-    clock = Clock()
+    clock = Clock(START)
     acct, sf, secret = await _enrolled(mb, clock)
     totp = pyotp.TOTP(secret)
     assert await sf.confirm(acct.id, totp.at(clock.now - timedelta(seconds=30))) is not None
@@ -66,7 +61,7 @@ async def test_codes_one_step_either_side_once_each(mb):
 
 
 async def test_recovery_codes_work_once_and_disable_removes_everything(mb):
-    clock = Clock()
+    clock = Clock(START)
     acct, sf, secret = await _enrolled(mb, clock)
     codes = await sf.confirm(acct.id, pyotp.TOTP(secret).at(clock.now))
     assert await sf.verify(acct.id, codes[0].upper())
@@ -81,7 +76,7 @@ async def test_recovery_codes_work_once_and_disable_removes_everything(mb):
 
 
 async def test_pending_sign_ins_expire_and_end(mb):
-    clock = Clock()
+    clock = Clock(START)
     acct = await mb.add_account("li@city.test", password="pw")
     sf = SecondFactors(mb.router.central, clock=clock)
     token = await sf.challenge(acct.id, lifetime=timedelta(minutes=5))

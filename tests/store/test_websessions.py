@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from mailboxes import schema as t
 from mailboxes.websessions import WebSessions, token_hash
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 4, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.support.clock import Clock
 
 
 async def test_the_secret_is_stored_hashed_and_finds_its_session(mb):

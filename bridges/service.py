@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from delivery.queue import node_id
 from delivery.submit import utcnow
 from mailboxes.events import EventStore, Sources
+from mailboxes.leases import Leases
 
 from .api import EventsApi
 from .notify import Templates
@@ -44,7 +46,7 @@ def build(ctx) -> EventParts:
 
     templates = Templates(cfg.data_dir.joinpath(*OVERRIDE_DIR))
     worker = EventWorker(store, delivery.submitter, sources=source_name, templates=templates,
-                         hostname=cfg.hostname, clock=clock)
+                         hostname=cfg.hostname, clock=clock, leases=Leases(central, clock=clock), holder=node_id())
     store.listeners.append(worker.poke)
     return EventParts(store, sources, worker, EventsApi(store, delivery.submitter.directory))
 

@@ -30,6 +30,7 @@ from delivery.runner import PolledLoop
 from delivery.submit import Submission, Submitter
 from mailboxes.errors import NotFound
 from mailboxes.events import FAILED, PENDING, SENT, Event, EventStore
+from mailboxes.leases import Leases
 from mailboxes.model import Account
 
 from . import notify
@@ -43,6 +44,8 @@ RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30
                 timedelta(hours=6))  # after the last, the event is failed
 DIGEST_PEOPLE = 100  # digests sent per round
 DIGEST_MAX_ITEMS = 500  # events in one digest at most (the rest go in the next one)
+DIGEST_LEASE = "events-digests"  # one node sends the digests at a time (each would send its own copy)
+DIGEST_LEASE_SECONDS = 120.0  # renewed every round that sends; a dead holder is replaced after this
 DAILY_AT_UTC_HOUR = 0  # daily digests are due at 00:00 UTC (08:00 in China)
 
 Settled = Callable[[Event, str], Awaitable[None]]
@@ -62,7 +65,10 @@ class EventWorker(PolledLoop):
     log = log
 
     def __init__(self, store: EventStore, submitter: Submitter, *, sources: Callable[[int], Awaitable[str]],
-                 templates: notify.Templates, hostname: str, clock: Callable[[], datetime]) -> None:
+                 templates: notify.Templates, hostname: str, clock: Callable[[], datetime],
+                 leases: Leases | None = None, holder: str = "") -> None:
+        """`leases`/`holder`: with several nodes or worker processes, only the lease's holder sends digests
+        (two rounds reading the same due items would each send one); None: this worker always does."""
         self.store = store
         self.submitter = submitter
         self.mb = submitter.mb
@@ -76,6 +82,9 @@ class EventWorker(PolledLoop):
         self._stopping = False
         self._task: asyncio.Task | None = None
         self.settled = asyncio.Event()  # set after every round that settled something (tests watch it)
+        self.leases = leases
+        self.holder = holder
+        self.sends_digests = leases is None
 
     def poke(self) -> None:
         self._wake.set()
@@ -91,7 +100,10 @@ class EventWorker(PolledLoop):
         await self.store.close()
 
     async def _next_due(self) -> datetime | None:
-        dues = [d for d in (await self.store.next_due(), await self.store.next_digest()) if d is not None]
+        digest = await self.store.next_digest()
+        if digest is not None and not self.sends_digests:  # another node's: look again when its lease may lapse
+            digest = max(digest, self.clock() + timedelta(seconds=DIGEST_LEASE_SECONDS / 2))
+        dues = [d for d in (await self.store.next_due(), digest) if d is not None]
         return min(dues) if dues else None
 
     def _max_sleep(self) -> float:
@@ -173,6 +185,8 @@ class EventWorker(PolledLoop):
     # --- digests -------------------------------------------------------------------------
 
     async def _digests(self) -> int:
+        if not await self._hold_digests():
+            return 0
         due = await self.store.due_digests(DIGEST_PEOPLE, DIGEST_MAX_ITEMS)
         sent = 0
         for account_id, items in due.items():
@@ -193,3 +207,15 @@ class EventWorker(PolledLoop):
             await self.store.digest_sent([i.id for i in items])
             sent += 1
         return sent
+
+    async def _hold_digests(self) -> bool:
+        if self.leases is None:
+            return True
+        due = await self.store.next_digest()
+        if due is None or due > self.clock():
+            return False  # nothing due: no lease taken, nothing written
+        held = await self.leases.acquire(DIGEST_LEASE, self.holder, DIGEST_LEASE_SECONDS)
+        if held != self.sends_digests:
+            log.info("digest lease %s holder=%s", "taken" if held else "lost", self.holder)
+        self.sends_digests = held
+        return held

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 from datetime import datetime, timedelta, timezone
 from email import policy
@@ -129,5 +130,37 @@ async def test_a_broken_template_override_is_retried_then_failed_not_looped(tmp_
         assert await parts.worker.run_once() == 1
         assert _subjects(await inst.inbox("alice@city.test")) == ["Broken"]
     finally:
+        await parts.worker.close()
+        await inst.stop()
+
+
+async def test_two_nodes_send_one_digest_per_person_and_period(tmp_path, storage_url):
+    """Two workers on one database (two nodes, or two worker processes) reach the digest hour together: the lease
+    lets one of them send it, so alice gets one digest, not one from each."""
+    clock = FakeClock(datetime(2026, 12, 4, 10, 20, tzinfo=timezone.utc))
+    inst, parts, src = await _setup(tmp_path, storage_url, clock)
+    other = bridges_service.build(inst.ctx)  # a second node's worker: another holder, the same database
+    try:
+        assert other.worker.holder != parts.worker.holder
+        alice = await inst.mb.directory.account("alice@city.test")
+        await parts.store.set_preferences(alice.id, {"reminder": "hourly"})
+        await _post(parts, src, id="r1", title="Reminder one")
+        await _post(parts, src, id="r2", title="Reminder two")
+        assert await parts.worker.run_once() == 2
+        clock.now = datetime(2026, 12, 4, 11, 0, 0, tzinfo=timezone.utc)
+        done = await asyncio.gather(parts.worker.run_once(), other.worker.run_once())
+        assert sorted(done) == [0, 1]
+        assert _subjects(await inst.inbox("alice@city.test")) == ["通知汇总：2 条"]
+        # The other node looks again only when the holder's lease may have lapsed, not in a busy loop.
+        await _post(parts, src, id="r3", title="Reminder three")
+        assert await parts.worker.run_once() == 1
+        clock.now = datetime(2026, 12, 4, 12, 0, 0, tzinfo=timezone.utc)
+        loser = other.worker if parts.worker.sends_digests else parts.worker
+        assert await loser._next_due() >= clock.now + timedelta(seconds=59)
+        clock.now += timedelta(minutes=3)  # the holder went quiet: its lease lapsed, the other takes over
+        assert await loser.run_once() == 1 and loser.sends_digests
+        assert _subjects(await inst.inbox("alice@city.test")) == ["通知汇总：2 条", "通知汇总：1 条"]
+    finally:
+        await other.worker.close()
         await parts.worker.close()
         await inst.stop()

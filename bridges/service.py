@@ -55,5 +55,11 @@ async def start(ctx) -> list:
     parts = build(ctx)
     ctx.extras["events"] = parts
     ctx.extras["api_routes"] = tuple(parts.api.routes())
+    sender = ctx.extras.get("webhooks")
+    if sender is not None:  # a delivered/failed callback was just committed with the outcome: send it now
+
+        async def poke_sender(ev, state) -> None:
+            sender.poke()
+        parts.worker.on_settled.append(poke_sender)
     await parts.worker.start()
     return [parts.worker]

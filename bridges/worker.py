@@ -13,8 +13,10 @@ Implementation notes (invariants)
   are always sent at once); digests are one message per person per period, grouped by type,
   searched for in the same way before they are sent, so a crash does not send one twice.
 - Temporary refusals (nothing could be written) are retried on RETRY_DELAYS; after the last
-  the event is failed. `on_settled` callbacks run after a settle is committed: the seam for the
-  webhook outbox (bridges/outbox.py), which records delivered/failed callbacks per source.
+  the event is failed. A sent or failed event's `delivered` / `failed` webhook callback (issue 11
+  point 5) is recorded in the webhook outbox inside the settle's own transaction, so an outcome
+  and its callback commit together (nothing is recorded for a source without an endpoint).
+  `on_settled` hooks run after the commit (service.py pokes the webhook sender there).
 - Woken by `poke()` (new events, resend), else at the next due time, else every IDLE_POLL_SECONDS.
   Time comes from the injected clock, so tests move it by hand.
 """
@@ -33,12 +35,13 @@ from mailboxes.events import FAILED, PENDING, SENT, Event, EventStore
 from mailboxes.leases import Leases
 from mailboxes.model import Account
 
-from . import notify
+from . import notify, outbox
 
 log = logging.getLogger("postroom.events")
 
 CLAIM_BATCH = 64  # events per round
 CONCURRENCY = 8  # events submitted at once
+MAX_CALLBACK_ERROR = 500  # characters of the refusal text in a `failed` callback
 IDLE_POLL_SECONDS = 30.0
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=6))  # after the last, the event is failed
@@ -123,8 +126,9 @@ class EventWorker(PolledLoop):
 
     async def _one(self, ev: Event) -> None:
         async with self._slots:
+            counts: dict[str, int] = {"recipients": len(ev.recipients)}
             try:
-                state, error = await self._deliver(ev)
+                state, error, counts = await self._deliver(ev)
             except Exception as exc:  # noqa: BLE001 - e.g. a broken template override: retried, then failed
                 log.exception("event %d (%s) failed before it was settled", ev.id, ev.ext_id)
                 state, error = PENDING, f"{type(exc).__name__}: {exc}"
@@ -136,7 +140,8 @@ class EventWorker(PolledLoop):
                     retry_at = self.clock() + RETRY_DELAYS[ev.attempts]
             # If this settle is lost (the database away), the lease lapses and the next claim, with
             # attempts > 0, first looks for copies already delivered (see the module notes).
-            await self.store.settle(ev.id, state, error=error, retry_at=retry_at)
+            also = await self._callback(ev, state, error, counts) if state in (SENT, FAILED) else None
+            await self.store.settle(ev.id, state, error=error, retry_at=retry_at, also=also)
             log.info("event id=%d source=%d ext_id=%s type=%s result=%s%s", ev.id, ev.source_id, ev.ext_id,
                      ev.type, state, f" error={error}" if error else "")
             if state in (SENT, FAILED):
@@ -146,29 +151,47 @@ class EventWorker(PolledLoop):
                     except Exception:  # noqa: BLE001 - a hook's failure is its own (it keeps a durable outbox)
                         log.exception("on_settled hook for event %d failed", ev.id)
 
-    async def _deliver(self, ev: Event) -> tuple[str, str | None]:
-        """(sent | pending (retry) | failed, error text)."""
+    async def _callback(self, ev: Event, state: str, error: str | None, counts: dict[str, int]):
+        """What records the `delivered` / `failed` webhook callback in the settle's transaction (issue 11 point 5)."""
+        source = await self.source_name(ev.source_id)
+        payload = {"event": ev.ext_id, "type": ev.type, **counts}
+        if ev.unknown:
+            payload["unknown_recipients"] = list(ev.unknown)
+        if error:
+            payload["error"] = error[:MAX_CALLBACK_ERROR]
+        kind = "delivered" if state == SENT else "failed"
+
+        async def record(conn) -> None:
+            await outbox.enqueue(conn, source, kind, payload, clock=self.clock)
+        return record
+
+    async def _deliver(self, ev: Event) -> tuple[str, str | None, dict[str, int]]:
+        """(sent | pending (retry) | failed, error text, how many were mailed now and how many wait for a digest)."""
         people = list(ev.recipients)
         if ev.attempts > 0:  # an interrupted claim: leave out who has it already
             msgid = notify.message_id(ev.id, ev.queue_id, self.hostname)
             people = [p for p in people if not await self._has(p[0], msgid)]
+        digest = 0
         if ev.urgency != "urgent" and people:
             modes = await self.store.modes([i for i, _ in people], ev.type)
             if modes:
                 now = self.clock()
                 await self.store.add_digest_items(ev.id, {i: digest_due(m, now) for i, m in modes.items()})
                 people = [p for p in people if p[0] not in modes]
+                digest = len(modes)
+        # Stable across an interrupted claim: digest people never hold the event's own message.
+        counts = {"recipients": len(ev.recipients), "mailed": len(ev.recipients) - digest, "digest": digest}
         if not people:
-            return SENT, None
+            return SENT, None, counts
         addresses = [a for _, a in people]
         data = notify.build(ev, await self.source_name(ev.source_id), hostname=self.hostname, to=addresses,
                             templates=self.templates)
         out = await self.submitter.submit(Submission("", tuple(addresses), data, origin="bridge",
                                                      queue_id=ev.queue_id))
         if out.accepted:
-            return SENT, None
+            return SENT, None, counts
         text = str(out.reply).replace("\r\n", " ")
-        return (PENDING if out.reply.is_transient else FAILED), text
+        return (PENDING if out.reply.is_transient else FAILED), text, counts
 
     async def _has(self, account_id: int, msgid: str) -> bool:
         """Whether this account holds a message with this Message-ID in any of its folders."""

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from .apitokens import ApiToken, ApiTokens
@@ -31,6 +32,8 @@ from .db import Database
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .groupcommit import GroupCommitter
 from .websessions import _aware, utcnow
+
+InTransaction = Callable[[AsyncConnection], Awaitable[object]]  # work done inside another's transaction
 
 PENDING, DELIVERING, SENT, FAILED = "pending", "delivering", "sent", "failed"
 STATES = (PENDING, DELIVERING, SENT, FAILED)
@@ -241,20 +244,22 @@ class EventStore:
         return [_event(r) for r in rows]
 
     async def settle(self, event_id: int, state: str, *, error: str | None = None,
-                     retry_at: datetime | None = None) -> None:
+                     retry_at: datetime | None = None, also: InTransaction | None = None) -> None:
         """The outcome of a claim: sent, failed, or pending again at `retry_at` (durable when this returns).
 
         Concurrent settles share one transaction (group commit): with synchronous commits a
-        transaction per event would bound the worker at the disk's syncs per second.
+        transaction per event would bound the worker at the disk's syncs per second. `also` runs
+        in that transaction after the event's row is updated (the webhook callback that reports
+        the outcome: it commits with it or not at all).
         """
         if state not in (SENT, FAILED, PENDING):
             raise InvalidInput(f"cannot settle an event as {state}")
-        await self._settler.submit((event_id, state, error, retry_at))
+        await self._settler.submit((event_id, state, error, retry_at, also))
 
-    async def _settle_batch(self, batch: list[tuple[int, str, str | None, datetime | None]]) -> list[None]:
+    async def _settle_batch(self, batch: list[tuple]) -> list[None]:
         now = self._now()
         async with self.db.write() as conn:
-            for event_id, state, error, retry_at in batch:
+            for event_id, state, error, retry_at, also in batch:
                 values = {"state": state, "claimed_until": None,
                           "last_error": error[:MAX_ERROR_TEXT] if error else None}
                 if state == SENT:
@@ -262,6 +267,8 @@ class EventStore:
                 if state == PENDING:
                     values["next_attempt_at"] = retry_at or now
                 await conn.execute(update(t.events).where(t.events.c.id == event_id).values(**values))
+                if also is not None:
+                    await also(conn)
         return [None] * len(batch)
 
     async def next_due(self) -> datetime | None:

@@ -87,7 +87,7 @@ async def test_an_interrupted_delivery_is_finished_without_a_second_copy(tmp_pat
         await _post(parts, src, id="e2", recipients=["alice@city.test", "bob@city.test"], title="Twice")
         # a node claims both and dies after submit() wrote e1's copy (and before anything of e2)
         first, second = await parts.store.claim(10)
-        assert await parts.worker._deliver(first) == (SENT, None)
+        assert await parts.worker._deliver(first) == (SENT, None, {"recipients": 1, "mailed": 1, "digest": 0})
         assert _subjects(await inst.inbox("alice@city.test")) == ["Once"]
         assert await parts.worker.run_once() == 0  # still leased to the dead node
         clock.advance(parts.store.lease.total_seconds() + 1)
@@ -164,3 +164,58 @@ async def test_two_nodes_send_one_digest_per_person_and_period(tmp_path, storage
         await other.worker.close()
         await parts.worker.close()
         await inst.stop()
+
+
+async def test_delivered_and_failed_callbacks_go_to_the_sources_webhook_with_the_outcome(tmp_path, storage_url):
+    """Issue 11 point 5: each sent or failed event gives its source one signed callback, recorded with the outcome
+    in one transaction; a retry in between gives none; a source without an endpoint gets none."""
+    import json
+
+    from bridges import webhooks
+    from bridges.outbox import DELIVERED, Outbox
+    from bridges.worker import RETRY_DELAYS
+    from mailboxes.webhookendpoints import WebhookEndpoints, new_secret
+    from tests.protocol.smtp.support import wait_for
+    from tests.support.webhook_receiver import Receiver
+
+    clock = FakeClock(datetime(2026, 12, 4, 10, 20, tzinfo=timezone.utc))
+    inst, parts, src = await _setup(tmp_path, storage_url, clock)
+    central = inst.mb.router.central
+    receiver = await Receiver(new_secret()).start()
+    await WebhookEndpoints(central).set("oa", receiver.url, secret=receiver.secret)
+    quiet, _, _ = await parts.sources.add("hr")  # no endpoint
+    sender = webhooks.build(central, inst.ctx.config)
+    outbox = Outbox(central, node="test")
+    override = inst.ctx.config.data_dir / "templates" / "events"
+    override.mkdir(parents=True)
+    try:
+        bob = await inst.mb.directory.account("bob@city.test")
+        await parts.store.set_preferences(bob.id, {"reminder": "daily"})
+        await _post(parts, src, id="e1", title="Fine")
+        await _post(parts, quiet, id="q1", title="Nobody listens")
+        assert await parts.worker.run_once() == 2
+        (override / "approval_request.zh.txt").write_text("{{ broken(", encoding="utf-8")
+        await _post(parts, src, id="e2", type="approval_request", title="Broken")
+        assert await parts.worker.run_once() == 1  # pending again: no callback yet
+        assert [c.kind for c in await outbox.callbacks()] == ["delivered"]
+        for delay in RETRY_DELAYS:
+            clock.now += delay
+            assert await parts.worker.run_once() == 1
+        calls = await outbox.callbacks()
+        assert sorted(c.kind for c in calls) == ["delivered", "failed"] and {c.source for c in calls} == {"oa"}
+        await sender.start()
+        await wait_for(lambda: _all(outbox, DELIVERED, 2), timeout=30, what="both callbacks acknowledged")
+        bodies = {json.loads(r.body)["type"]: json.loads(r.body)["data"] for r in receiver.requests if r.verified}
+        assert bodies["delivered"] == {"event": "e1", "type": "reminder", "recipients": 2, "mailed": 1, "digest": 1}
+        failed = bodies["failed"]
+        assert failed["event"] == "e2" and "TemplateSyntaxError" in failed["error"] and failed["recipients"] == 2
+        assert sorted(receiver.acked.values()) == [1, 1]
+    finally:
+        await sender.close()
+        await receiver.stop()
+        await parts.worker.close()
+        await inst.stop()
+
+
+async def _all(outbox, state: str, n: int) -> bool:
+    return [c.state for c in await outbox.callbacks()] == [state] * n

@@ -152,15 +152,6 @@ class Outbound:
         self._tls = _unverified_context()
         self._idle: dict[str, list[tuple[float, Session]]] = {}  # link -> idle sessions (monotonic time put back)
 
-    async def send(self, mail_from: str, rcpts: list[str], data: bytes, domain: str) -> tuple[list[RcptResult], str]:
-        """Deliver one message to the recipients of one domain; returns their results and where we tried (for the log)."""
-        try:
-            targets = await self.routes.targets(domain)
-        except RouteError as exc:
-            return route_failure(exc, rcpts), "-"
-        batch = await self.send_batch(targets, [Request(mail_from, tuple(rcpts), data)], lanes=1)
-        return batch.results[0], batch.via
-
     async def _connect(self, target: Target) -> aiosmtplib.SMTP:
         where = f"{target.host}:{target.port}"
         try:
@@ -228,13 +219,20 @@ class Outbound:
             await asyncio.gather(*(s.quit() for _, s in idle), return_exceptions=True)
         self._idle.clear()
 
-    async def probe(self, target: Target) -> str | None:
-        """Open a session to a link that was down (kept in the pool for the mail it releases); None when it answered."""
+    async def probe(self, target: Target, *, keep: bool = True) -> str | None:
+        """Open a session to a link that was down; None when it answered.
+
+        With `keep` the session stays in the pool for the mail the probe releases; without (a target
+        known only by its host and port, so without the route's TLS and AUTH settings) it is closed.
+        """
         try:
             session = await self.open(target)
         except _NotAnswered as exc:
             return str(exc)
-        self.put_back(target, session)
+        if keep:
+            self.put_back(target, session)
+        else:
+            await session.quit()
         return None
 
     async def send_batch(self, targets: list[Target], jobs: list[Request], *, lanes: int = LINK_CONNECTIONS

@@ -6,7 +6,9 @@ Implementation notes (invariants):
   recipient per attempt, with the queue id. A round's messages for one link
   go as one batch over pooled connections (delivery.outbound), 特急 first,
   then 加急, then routine: each level starts when the one above has its
-  replies, so an urgent message is never overtaken on its link.
+  replies, so an urgent message is never overtaken on its link. One queued
+  while a round is sending waits for that round (CLAIM_BATCH messages, a few
+  seconds over a WAN link), then goes first.
 - A link that fails at the connection level is marked down; its rows are
   settled as a temporary failure waiting for it (Settle.link) and later rows
   for it are settled so without a connection ("via=link-down"), each still
@@ -169,9 +171,10 @@ class Worker(PolledLoop):
 
     async def _probe(self, link: str) -> int:
         host, _, port = link.rpartition(":")
-        target = self._targets.get(link) or Target(host, int(port), "opportunistic", "probe")
+        known = self._targets.get(link)
+        target = known or Target(host, int(port), "opportunistic", "probe")
         try:
-            why = await self.outbound.probe(target)
+            why = await self.outbound.probe(target, keep=known is not None)
         except Exception as exc:  # noqa: BLE001 - a probe must not end the round
             why = f"probe failed: {exc.__class__.__name__}"
         if why is not None:

@@ -8,6 +8,7 @@ arrival order is the order of the district's inbox.
 from __future__ import annotations
 
 import email
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from delivery.outbound import LINK_CONNECTIONS
 from delivery.priority import FLASH, IMMEDIATE
 from delivery.submit import Submission
+from tests.conftest import _create_pg_database
 from tests.faultproxy import FaultProxy
 from tests.protocol.smtp.support import FakeClock, Instance, make_config, message, start_instance, wait_for
 
@@ -166,3 +168,55 @@ async def _settled(s: Link, n: int) -> bool:
     rows = await s.rows()
     return len(await s.district.inbox(RECIPIENT)) + len(rows) >= n and all(
         st == "queued" and a == 2 for st, a in rows)
+
+
+@pytest.fixture
+def city_pg_url(pg):
+    name = "wan_" + uuid.uuid4().hex[:12]
+    _create_pg_database(pg, name)
+    return pg.url(name)
+
+
+@pytest.mark.pg
+async def test_two_city_nodes_on_one_postgresql_probe_a_down_link_once_per_interval(tmp_path, city_pg_url):
+    clock = FakeClock()
+    district = await start_instance(make_config(tmp_path / "district", f"sqlite:///{tmp_path}/district.db",
+                                                hostname="mail.district.test"), domains=("district.test",))
+    proxy = FaultProxy("127.0.0.1", district.port("smtp"))
+    await proxy.start()
+    nodes = []
+    try:
+        for i in range(2):
+            nodes.append(await start_instance(
+                make_config(tmp_path / f"city{i}", city_pg_url, hostname="mail.city.test",
+                            queue={"retry_delays": [60, 300], "probe_delays": [5, 10]}),
+                domains=("city.test",), clock=clock))
+        await nodes[0].add_user(SENDER)
+        await district.add_user(RECIPIENT)
+        await nodes[0].parts.routes.add("district.test", f"127.0.0.1:{proxy.port}", tls="opportunistic")
+        s = Link(nodes[0], district, proxy, clock)
+        proxy.set_offline(True)
+        for i in range(6):
+            await s.submit(f"two-nodes-{i}")
+        await wait_for(lambda: _rows_are(s, 6, attempts=1), what="every row waiting for the link")
+        assert proxy.counters.attempts == 1
+        for n in range(1, 5):  # both nodes wake for every probe; one of them probes
+            clock.now = (await s.link_state()).next_probe_at
+            for node in nodes:
+                node.parts.worker.poke()
+            await wait_for(lambda n=n: _failures(s, n), what=f"probe {n} failed")
+        assert proxy.counters.attempts == 1 + 4
+        assert sum(node.parts.worker.probes_ok for node in nodes) == 0
+        proxy.set_offline(False)
+        clock.now = (await s.link_state()).next_probe_at
+        for node in nodes:
+            node.parts.worker.poke()
+        await wait_for(lambda: _count(s, 6), what="everything delivered after the probe")
+        assert sorted(await s.arrived()) == [f"two-nodes-{i}" for i in range(6)]
+        assert sum(node.parts.worker.probes_ok for node in nodes) == 1
+        await wait_for(lambda: _rows_gone(s), what="an empty city queue")
+    finally:
+        for node in nodes:
+            await node.stop()
+        await proxy.close()
+        await district.stop()

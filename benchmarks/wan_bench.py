@@ -129,10 +129,7 @@ async def main(args: argparse.Namespace) -> None:
                   f"all before the first routine one: {last_urgent <= min(routine)}")
     finally:
         await city.stop()
-        try:
-            await asyncio.wait_for(proxy.close(), 5)
-        except asyncio.TimeoutError:
-            print("(the proxy did not close within 5 s; left behind)", file=sys.stderr)
+        await proxy.close()
         await district.stop()
 
 

@@ -89,7 +89,8 @@ class Dispatcher:
         replies, refused = {}, []
         for org, (_, qid, data) in messages.items():
             out = await self.submit(Submission(mail_from=sender, recipients=(partners[org].address,), data=data,
-                                               account=account, origin="bridge", queue_id=qid))
+                                               account=account, origin="bridge", queue_id=qid,
+                                               priority=doc.priority))  # 特急/加急 overtake routine mail
             replies[org] = f"{out.reply.code} {out.reply.enhanced} {out.reply.text}"
             if not out.accepted:
                 refused.append(org)

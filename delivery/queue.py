@@ -38,6 +38,8 @@ from mailboxes.db import Database
 from mailboxes.errors import InvalidInput, NotFound
 from mailboxes.groupcommit import GroupCommitter
 
+from .priority import ROUTINE
+
 QUEUED, HELD, DELIVERING, SENT, FAILED = "queued", "held", "delivering", "sent", "failed"
 PENDING = (QUEUED, HELD, DELIVERING)
 DEFAULT_LEASE = timedelta(seconds=30)  # a claim not renewed for this long is taken to be orphaned (renewed every 10 s)
@@ -79,6 +81,7 @@ class NewEntry:
     data: bytes
     origin: str = "smtp"
     submitter: str | None = None
+    priority: int = ROUTINE  # delivery.priority: 0 特急, 1 加急, 2 routine
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Claimed:
     attempts: int
     warned: bool
     created_at: datetime
+    priority: int = ROUTINE
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class Settle:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     warned: bool | None = None
+    link: str | None = None  # the link ("host:port") it failed to reach, released when that is up (delivery.links)
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,8 @@ class Queue:
                 [{"queue_id": e.queue_id, "mail_from": e.mail_from, "data": e.data, "size": len(e.data),
                   "created_at": now, "submitter": e.submitter, "origin": e.origin} for e in entries])).scalars().all()
             rows = [{"message_id": mid, "rcpt": r, "domain": _domain(r), "state": QUEUED, "attempts": 0,
-                     "next_attempt_at": now, "warned": False}
+                     "next_attempt_at": now, "warned": False,
+                     "priority": e.priority}
                     for mid, e in zip(ids, entries) for r in dict.fromkeys(e.recipients)]
             await conn.execute(insert(t.queue_recipients), rows)
         return [None] * len(entries)
@@ -181,11 +187,11 @@ class Queue:
                    and_(r.state == DELIVERING, r.claimed_until < now))
 
     async def claim(self, limit: int) -> list[Claimed]:
-        """Take the lease on up to `limit` due recipient rows (oldest due first)."""
+        """Take the lease on up to `limit` due recipient rows: 特急, then 加急, then routine; oldest due first in each."""
         now = self._now()
         r, m = t.queue_recipients.c, t.queue_messages.c
         async with self.db.write() as conn:
-            q = select(r.id).where(self._due(now)).order_by(r.next_attempt_at, r.id).limit(limit)
+            q = select(r.id).where(self._due(now)).order_by(r.priority, r.next_attempt_at, r.id).limit(limit)
             if self.db.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True)  # several nodes, one queue
             ids = (await conn.execute(q)).scalars().all()
@@ -198,11 +204,11 @@ class Queue:
                 next_attempt_at=now + self.lease))
             rows = (await conn.execute(
                 select(r.id, r.message_id, m.queue_id, m.mail_from, r.rcpt, r.domain, r.attempts, r.warned,
-                       m.created_at)
+                       m.created_at, r.priority)
                 .select_from(t.queue_recipients.join(t.queue_messages, r.message_id == m.id))
-                .where(r.id.in_(ids)).order_by(r.message_id, r.id))).all()
+                .where(r.id.in_(ids)).order_by(r.priority, r.message_id, r.id))).all()
         return [Claimed(x.id, x.message_id, x.queue_id, x.mail_from, x.rcpt, x.domain, x.attempts,
-                        bool(x.warned), aware(x.created_at)) for x in rows]
+                        bool(x.warned), aware(x.created_at), x.priority) for x in rows]
 
     async def data(self, message_id: int) -> bytes:
         async with self.db.read() as conn:
@@ -211,6 +217,15 @@ class Queue:
         if d is None:
             raise NotFound("queued message no longer exists")
         return bytes(d)
+
+    async def data_many(self, message_ids: Iterable[int]) -> dict[int, bytes]:
+        """The bytes of several queued messages (those deleted meanwhile are missing)."""
+        ids = list(message_ids)
+        if not ids:
+            return {}
+        m = t.queue_messages.c
+        async with self.db.read() as conn:
+            return {i: bytes(d) for i, d in (await conn.execute(select(m.id, m.data).where(m.id.in_(ids)))).all()}
 
     async def data_of(self, queue_id: str) -> bytes:
         """The queued bytes of a message by its queue id (`postroom queue show`)."""
@@ -237,11 +252,12 @@ class Queue:
                         # A `queue retry` that came in during the attempt wins over the back-off.
                         next_attempt_at=case((r.next_attempt_at < r.claimed_until, r.next_attempt_at),
                                              else_=bindparam("b_next")), last_error=bindparam("b_error"),
-                        warned=bindparam("b_warned"), claimed_by=None, claimed_until=None),
+                        warned=bindparam("b_warned"), link=bindparam("b_link"), claimed_by=None,
+                        claimed_until=None),
                 [{"b_id": o.recipient_id, "b_state": o.state, "b_attempts": o.attempts,
                   "b_next": (o.next_attempt_at or now).astimezone(timezone.utc),
                   "b_error": (o.last_error or "")[:MAX_ERROR_TEXT] or None,
-                  "b_warned": bool(o.warned)} for o in outcomes])
+                  "b_warned": bool(o.warned), "b_link": o.link} for o in outcomes])
             await self._purge(conn, msg_ids)
 
     async def _purge(self, conn, msg_ids: Iterable[int]) -> None:

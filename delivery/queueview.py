@@ -6,6 +6,8 @@ Implementation notes
   recipient figures as a GROUP BY over that page, per-route figures as one GROUP BY over a CASE of
   the explicit routes (LIMIT MAX_ROUTES_SHOWN), at most MAX_DEFERRED_SHOWN deferred messages. The
   queue may hold 100,000 messages; nothing here loads it.
+- Per route also: waiting urgent recipients, and the link's state (up/down, since, next probe,
+  last error) from the small queue_links table (delivery.links).
 - Measured on SQLite with 100,000 queued messages over 50 domains: a page 18 ms, a page filtered by
   state 107 ms, per-route figures 158 ms, health 290 ms (in the database's thread, not on the loop).
 """
@@ -21,6 +23,7 @@ from mailboxes import schema as t
 from mailboxes.db import Database
 from mailboxes.errors import InvalidInput, NotFound
 
+from .priority import ROUTINE
 from .queue import DELIVERING, FAILED, HELD, QUEUED, aware
 from .routes import Routes
 
@@ -89,6 +92,11 @@ class RouteFigures:
     messages: int
     recipients: int
     oldest: datetime | None
+    urgent: int = 0  # waiting recipients of 特急 or 加急 mail
+    state: str = "up"  # "down" while its link (for MX: one of its hosts) is down and probed (delivery.links)
+    down_since: datetime | None = None
+    next_probe_at: datetime | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,15 +210,27 @@ class QueueView:
         key = self._route_key(explicit).label("route")
         # The oldest message of a route is its smallest row id (ids grow with arrival), so the GROUP BY reads
         # the recipients alone and only those few messages are looked up (no join over the whole queue).
+        urgent = func.sum(case((r.priority < ROUTINE, 1), else_=0))
         async with self.db.read() as conn:
             rows = (await conn.execute(
-                select(key, func.count(func.distinct(r.message_id)), func.count(), func.min(r.message_id))
+                select(key, func.count(func.distinct(r.message_id)), func.count(), func.min(r.message_id), urgent)
                 .where(r.state.in_((QUEUED, HELD, DELIVERING))).group_by(key)
                 .order_by(func.min(r.message_id)).limit(MAX_ROUTES_SHOWN))).all()
             arrived = dict((await conn.execute(select(m.id, m.created_at).where(
                 m.id.in_([x[3] for x in rows])))).all()) if rows else {}
-        return [RouteFigures(x[0], explicit.get(x[0], "MX"), int(x[1]), int(x[2]), aware(arrived.get(x[3])))
-                for x in rows]
+            down = (await conn.execute(select(t.queue_links).where(t.queue_links.c.state == "down")
+                                       .limit(MAX_ROUTES_SHOWN))).all()
+        out = []
+        for x in rows:
+            via = explicit.get(x[0], "MX")
+            # An explicit route's link is its host:port; "*" without a default route is every other (MX) host.
+            mine = [d for d in down if d.link == via or (via == "MX" and d.link not in explicit.values())]
+            first = min(mine, key=lambda d: aware(d.next_probe_at) or aware(d.changed_at)) if mine else None
+            out.append(RouteFigures(x[0], via, int(x[1]), int(x[2]), aware(arrived.get(x[3])), int(x[4] or 0),
+                                    "down" if mine else "up", aware(first.down_since) if first else None,
+                                    aware(first.next_probe_at) if first else None,
+                                    (first.last_error or "")[:MAX_ERROR_SHOWN] or None if first else None))
+        return out
 
     async def health(self) -> Health:
         r, m = t.queue_recipients.c, t.queue_messages.c

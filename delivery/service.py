@@ -16,6 +16,7 @@ from mailboxes.service import Mailboxes
 
 from .accept import Acceptor
 from .keys import DkimKeys, dns_txt_lookup
+from .links import Links
 from .outbound import Dialer, Outbound, tcp_dialer
 from .queue import Queue, node_id
 from .routes import MxResolver, Routes, dns_resolver, no_dns
@@ -56,8 +57,9 @@ def build(mb: Mailboxes, config, *, clock: Callable[[], datetime] = utcnow, reso
     outbound = Outbound(routes, hostname=hostname, dialer=dialer)
     policy = retry_policy(config.get("queue", "retry_delays"), config.get("queue", "expire_after"),
                           config.get("queue", "warn_after"))
+    links = Links(central, node=queue.node, clock=clock, delays=config.get("queue", "probe_delays"))
     worker = Worker(queue, submitter, outbound, policy=policy, clock=clock,
-                    concurrency=config.get("queue", "workers"))
+                    concurrency=config.get("queue", "workers"), links=links)
     queue.listeners.append(worker.poke)
     return DeliveryParts(queue, routes, keys, submitter, acceptor, outbound, worker)
 

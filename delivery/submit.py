@@ -55,6 +55,7 @@ from .envelope import (
 from .keys import DkimKeys
 from .personal import PersonalDelivery
 from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, header_reply, parse_path
+from .priority import ROUTINE, of_submission
 from .queue import NewEntry, Queue, new_queue_id
 from .received import received_header, too_many_hops
 
@@ -93,6 +94,7 @@ class Submission:
     origin: str = "submission"  # submission | webmail | bridge | dsn
     queue_id: str | None = None
     recipients_checked: bool = False  # the SMTP front checked each at RCPT already
+    priority: int | None = None  # queue priority asked by a trusted caller (delivery.priority), else from headers
 
 
 @dataclass(frozen=True)
@@ -346,7 +348,8 @@ class Submitter:
         out = await self.deliver(queue_id=qid, mail_from=sub.mail_from, recipients=tuple(rcpts),
                                  data=stamp + sub.data, origin=sub.origin,
                                  submitter=sub.account.address if sub.account else None,
-                                 sign_domain=header_from_domain(sub.data), tracked_by=sub.account)
+                                 sign_domain=header_from_domain(sub.data), tracked_by=sub.account,
+                                 priority=of_submission(sub.data, sub.origin, sub.priority))
         if refused:
             out = Outcome(out.queue_id, out.reply, out.delivered, out.queued, tuple(refused) + out.refused)
         return self._logged(sub, out)
@@ -376,7 +379,7 @@ class Submitter:
 
     async def deliver(self, *, queue_id: str, mail_from: str, recipients: tuple[str, ...], data: bytes,
                       origin: str, submitter: str | None = None, sign_domain: str | None = None,
-                      tracked_by: Account | None = None) -> Outcome:
+                      tracked_by: Account | None = None, priority: int = ROUTINE) -> Outcome:
         """Expand, write local copies, queue the rest; durable when it returns (see module notes).
 
         ``tracked_by``: the local account that submitted it; its colleagues' copies get a read
@@ -429,7 +432,8 @@ class Submitter:
         queued = list(remote.values()) + [a for a, _ in retry]
         if queued:
             qdata = await self._signed(data, sign_domain) if remote else data
-            await self.queue.enqueue(NewEntry(queue_id, mail_from, tuple(queued), qdata, origin, submitter))
+            await self.queue.enqueue(NewEntry(queue_id, mail_from, tuple(queued), qdata, origin, submitter,
+                                              priority))
         failed += refused
         if failed:
             await self.bounce(queue_id, mail_from, data, failed)

@@ -425,8 +425,30 @@ queue_recipients = Table(
     Column("warned", Boolean, nullable=False, default=False),
     Column("claimed_by", String(64), nullable=True),
     Column("claimed_until", DateTime(timezone=True), nullable=True),
+    # 0 特急, 1 加急, 2 routine (delivery.priority): claims take the smallest first.
+    Column("priority", Integer, nullable=False, default=2, server_default="2"),
+    # "host:port" of the link this row last failed to reach (delivery.links): released when it is back up.
+    Column("link", String(300), nullable=True),
     Index("ix_queue_due", "state", "next_attempt_at"),
+    Index("ix_queue_claim", "state", "priority", "next_attempt_at"),
+    Index("ix_queue_link", "link"),
     **NEVER_REUSED,
+)
+
+# Outbound links (a route's or MX host, "host:port") that failed at the connection level: while one is
+# down, mail for it waits and one node at a time probes it (delivery.links).
+queue_links = Table(
+    "queue_links",
+    directory_metadata,
+    Column("link", String(300), primary_key=True),
+    Column("state", String(8), nullable=False),  # up | down
+    Column("failures", Integer, nullable=False, default=0),  # probes failed since it went down
+    Column("down_since", DateTime(timezone=True), nullable=True),
+    Column("next_probe_at", DateTime(timezone=True), nullable=True),
+    Column("probe_by", String(64), nullable=True),
+    Column("probe_until", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
 # --- official documents (issue 12) -----------------------------------------------

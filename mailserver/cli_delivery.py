@@ -125,7 +125,10 @@ async def _queue(admin: Admin, args: argparse.Namespace) -> int:
         now = datetime.now(timezone.utc)
         for r in await QueueView(admin.mb.router.central).route_figures():
             age = f"{int((now - r.oldest).total_seconds())}s" if r.oldest else "-"
-            print(f"{r.route}\t{r.via}\t{r.messages} messages\t{r.recipients} rcpt\toldest {age}")
+            link = r.state if r.state == "up" else (
+                f"down since {_when(r.down_since)}, next probe {_when(r.next_probe_at)}: {r.last_error or '-'}")
+            print(f"{r.route}\t{r.via}\t{r.messages} messages\t{r.recipients} rcpt\t{r.urgent} urgent"
+                  f"\toldest {age}\t{link}")
     elif act == "show":
         e = await queue.entry(args.id)
         print(f"queue id:  {e.queue_id}\narrived:   {_when(e.created_at)}\nfrom:      <{e.mail_from}>\n"

@@ -105,7 +105,13 @@ KEYS: tuple[Key, ...] = (
         "Seconds between delivery attempts; the last repeats until expiry."),
     Key("queue", "expire_after", 432000, "Seconds after which undeliverable mail bounces (default 5 days)."),
     Key("queue", "warn_after", 14400, "Seconds after which the sender is told of a delay (default 4 hours)."),
-    Key("queue", "workers", 4, "Concurrent outbound deliveries per node."),
+    Key("queue", "workers", 4,
+        "Concurrent outbound deliveries per node: local retries, and links served at once (each over up to 8 "
+        "connections that send messages in turn, pipelined)."),
+    Key("queue", "probe_delays", [5, 10, 30, 60],
+        "Seconds between probes of a link that went down (a connection to its host failed); the last repeats. "
+        "While it is down its mail waits, without a connection per message; when a probe answers, all of it "
+        "goes at once, urgent first."),
     Key("queue", "lease", 30,
         "Seconds a node's claim on a queued delivery lasts unless renewed (every third of it while the attempt "
         "runs); a node that dies mid-delivery loses its claims after this, and another node sharing the "
@@ -267,7 +273,7 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: must be at least 1"
     if (key.section, key.name) == ("queue", "lease") and value < 1:
         return f"{where}: must be at least 1 second"
-    if (key.section, key.name) == ("queue", "retry_delays") and (
+    if (key.section, key.name) in (("queue", "retry_delays"), ("queue", "probe_delays")) and (
             not value or not all(isinstance(x, int) and x > 0 for x in value)):
         return f"{where}: must be a non-empty list of positive seconds"
     return None

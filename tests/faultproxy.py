@@ -92,9 +92,12 @@ class FaultProxy:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        # Cut the links before waiting for the server: wait_closed() waits for its open connections, and a
+        # client that keeps a half-closed one open (a pooled SMTP session) would hold it forever.
         for link in list(self._links):
             link.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -230,6 +233,8 @@ class FaultProxy:
                 return
             await pending.put((loop.time() + self.delay, b""))  # end of stream: half-close
         finally:
+            if link.cut:  # nothing more goes through; the writer may wait for data that never comes
+                writer_task.cancel()
             await asyncio.gather(writer_task, return_exceptions=True)
 
     @staticmethod

@@ -47,7 +47,9 @@ def recipient_json(r: Recipient) -> dict[str, Any]:
 
 def route_json(r: RouteFigures, now: datetime) -> dict[str, Any]:
     return {"route": r.route, "via": r.via, "messages": r.messages, "recipients": r.recipients,
-            "oldest_at": _iso(r.oldest), "oldest_age_seconds": _age(r.oldest, now)}
+            "oldest_at": _iso(r.oldest), "oldest_age_seconds": _age(r.oldest, now), "urgent": r.urgent,
+            "state": r.state, "down_since": _iso(r.down_since), "next_probe_at": _iso(r.next_probe_at),
+            "last_error": r.last_error}
 
 
 def dkim_json(d: DkimDomain) -> dict[str, Any]:

@@ -101,6 +101,10 @@ async def test_every_message_arrives_exactly_once_through_delay_cuts_and_an_outa
     assert first.count(b"Received: ") == 2  # one per hop: the city (submission), the district
 
     # Cut in the middle of DATA: the district must not keep a partial message; the city retries.
+    # The city keeps idle connections for the next messages (delivery.outbound): drop them, so these
+    # go over new connections, which the link cuts (an empty queue: every session is back in the pool).
+    await wait_for(lambda: _states(s, []), what="an empty city queue")
+    await s.city.parts.outbound.close()
     s.link.cut_after(12_000, times=2)
     for i in range(2):
         await s.send(f"cut-{i}", size=40_000)
@@ -110,8 +114,10 @@ async def test_every_message_arrives_exactly_once_through_delay_cuts_and_an_outa
     await s.retry_later(61)
     await wait_for(lambda: _count(s, 5), what="the cut messages after the retry")
 
-    # An outage: connections refused for a while, then the link returns.
+    # An outage: connections refused for a while, then the link returns (its open connections go with it).
+    await wait_for(lambda: _states(s, []), what="an empty city queue")
     await s.link.refuse()
+    await s.city.parts.outbound.close()
     for i in range(3):
         await s.send(f"outage-{i}")
     await wait_for(lambda: _states(s, [("queued", 1)] * 3), what="first attempts refused")

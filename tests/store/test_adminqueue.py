@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import update
 
+from delivery.links import Links
+from delivery.priority import FLASH
 from delivery.queue import NewEntry, Queue, Settle
 from mailboxes import schema as t
 from mailboxes.errors import NotFound
@@ -54,10 +56,23 @@ async def test_pages_filters_and_route_figures(mb):
         figures = {f.route: f for f in await ops.view.route_figures()}
         assert figures["far1.test"].messages == 2 and figures["far1.test"].via == "127.0.0.1:1"
         assert figures["*"].messages == 5 and figures["*"].via == "MX" and figures["*"].oldest == NOW
+        assert (figures["far1.test"].state, figures["far1.test"].urgent) == ("up", 0)
+        # far1.test's link and one MX host go down; an urgent message waits for far1.test.
+        links = Links(mb.router.central, node="test", clock=_clock)
+        await links.mark_down("127.0.0.1:1", "refused")
+        await links.mark_down("mx.far2.test:25", "timed out")
+        await q.enqueue(NewEntry("URGENT", "a@city.test", ("x@far1.test",), MSG, priority=FLASH))
+        figures = {f.route: f for f in await ops.view.route_figures()}
+        far1 = figures["far1.test"]
+        assert (far1.state, far1.urgent, far1.last_error, far1.down_since) == ("down", 1, "refused", NOW)
+        assert far1.next_probe_at == NOW + timedelta(seconds=5)
+        assert (figures["*"].state, figures["*"].last_error) == ("down", "timed out")  # one of its MX hosts
+        await links.mark_up("127.0.0.1:1")
+        assert {f.route: f.state for f in await ops.view.route_figures()}["far1.test"] == "up"
         health = await ops.view.health()
-        assert health.messages == 7 and health.deferred == 1 and health.oldest == NOW
+        assert health.messages == 8 and health.deferred == 1 and health.oldest == NOW
         assert [i.queue_id for i in health.deferred_items] == ["Q002"]
-        assert sum(health.by_state.values()) == 7
+        assert sum(health.by_state.values()) == 8
     finally:
         await q.close()
 

@@ -105,3 +105,20 @@ async def test_reset_when_a_pattern_would_pass_even_split_across_reads():
         await proxy.wait_resets(1)
         assert await _roundtrip(proxy.port, b"250 2.0.0 OK") == b"250 2.0.0 OK"
     server.close()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+async def test_close_returns_while_a_client_keeps_a_half_closed_connection_open(delay):
+    """A pooled SMTP session: the server said 221 and closed, the client has not closed yet."""
+    async def greet_and_hang_up(reader, writer):
+        writer.write(b"221 bye\r\n")
+        await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(greet_and_hang_up, "127.0.0.1", 0)
+    proxy = FaultProxy("127.0.0.1", server.sockets[0].getsockname()[1], delay=delay)
+    await proxy.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    assert await reader.read() == b"221 bye\r\n"  # the server's side is closed, ours stays open
+    await asyncio.wait_for(proxy.close(), 5)  # it hung here: a pump waited for its writer forever
+    writer.close()
+    server.close()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import aiohttp
 import pytest
+
+from delivery.links import Links
 
 from .queueing import deferred_message, token
 
@@ -35,6 +39,13 @@ async def test_an_admin_lists_filters_and_acts_on_a_deferred_message(web):
     status, _, routes = await _call(web, "GET", "/api/v1/queue/routes", admin)
     [far] = [r for r in routes["items"] if r["route"] == "far.test"]
     assert far["messages"] == 1 and far["via"].startswith("127.0.0.1:") and far["oldest_age_seconds"] >= 0
+    # The attempt was refused: the route's link is down (delivery.links), with the next probe and why.
+    assert (far["state"], far["urgent"]) == ("down", 0) and far["last_error"].startswith("cannot connect to")
+    assert far["next_probe_at"] > far["down_since"]
+    web.run(Links(web.mb.router.central, node="t", clock=lambda: datetime.now(timezone.utc)).mark_up(far["via"]))
+    status, _, routes = await _call(web, "GET", "/api/v1/queue/routes", admin)
+    [far] = [r for r in routes["items"] if r["route"] == "far.test"]
+    assert (far["state"], far["next_probe_at"]) == ("up", None)
     status, _, one = await _call(web, "GET", f"/api/v1/queue/{qid}", admin)
     assert status == 200 and [r["address"] for r in one["recipient_list"]] == ["someone@far.test"]
 

@@ -73,7 +73,7 @@ async def test_queue_commands(admin, capsys):
     await run(admin, "queue", "list", "--state", "held")
     assert qid not in capsys.readouterr().out
     await run(admin, "queue", "routes")
-    assert capsys.readouterr().out.startswith("*\tMX\t1 messages\t2 rcpt\toldest ")
+    assert capsys.readouterr().out.startswith("*\tMX\t1 messages\t2 rcpt\t0 urgent\toldest ")
     await run(admin, "queue", "hold", qid)
     assert {r.state for r in (await q.entry(qid)).recipients} == {"held"}
     assert await q.claim(10) == []  # held rows are not delivered

@@ -201,3 +201,21 @@ async def test_starttls_upstream(link):
     r = await fetcher.fetch()
     assert r.delivered == 1
     assert [_subject(m) for m in await link.district.inbox(RECIPIENT)] == ["over starttls"]
+
+
+async def test_the_server_fetches_at_start_and_when_the_link_comes_up(link):
+    """`postroom serve`'s starter (bridges.pull.start) from the `[pull]` config: a round at start, one per poke."""
+    await link.send("before start")
+    [svc] = await pull.start(link.district.ctx)
+    try:
+        await wait_for(lambda: link.district.inbox(RECIPIENT), what="fetched at start")
+        await link.send("after the link came up")
+        svc.poke()
+        await wait_for(lambda: _has(link, 2), what="fetched when poked")
+    finally:
+        await svc.close()
+    assert [_subject(m) for m in await link.district.inbox(RECIPIENT)] == ["before start", "after the link came up"]
+
+
+async def _has(link: Link, n: int) -> bool:
+    return len(await link.district.inbox(RECIPIENT)) == n

@@ -44,7 +44,7 @@ log = logging.getLogger("postroom.pull")
 
 PULL_BATCH_MESSAGES = 50  # messages fetched by one UID FETCH
 PULL_BATCH_BYTES = 8 << 20  # bytes fetched by one UID FETCH (a larger message is fetched alone)
-PULL_LEASE_SECONDS = 300.0  # renewed every batch; a fetcher that died frees its upstream after this
+PULL_LEASE_SECONDS = 300.0  # renewed every third of it while a round runs; a fetcher that died frees its upstream after this
 TLS_MODES = ("imaps", "starttls")
 
 
@@ -133,6 +133,7 @@ class Fetcher:
         if not await self.leases.acquire(self._lease, self._holder, PULL_LEASE_SECONDS):
             result.busy = True
             return result
+        keeper = asyncio.create_task(self._keep_lease())
         try:
             async with Upstream(self.cfg.host, self.cfg.port, tls=self.cfg.tls, ctx=self._ctx,
                                 timeout=self.cfg.timeout) as up:
@@ -150,11 +151,21 @@ class Fetcher:
                                           PULL_BATCH_MESSAGES, PULL_BATCH_BYTES):
                         if not await self._batch(up, uidvalidity, [x.uid for x in batch], result):
                             return result
-                        await self.leases.acquire(self._lease, self._holder, PULL_LEASE_SECONDS)
             await self.records.prune()
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             await self.leases.release(self._lease, self._holder)
         return result
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease while the round runs (a batch over a dial-up line may take longer than the lease)."""
+        while True:
+            await asyncio.sleep(PULL_LEASE_SECONDS / 3)
+            try:
+                await self.leases.acquire(self._lease, self._holder, PULL_LEASE_SECONDS)
+            except Exception:  # noqa: BLE001 - the database may be away for a moment; the next try may work
+                log.exception("pull: renewing the lease failed")
 
     async def _batch(self, up: Upstream, uidvalidity: int, uids: list[int], result: PullResult) -> bool:
         """Fetch, deliver, record, then remove upstream; False when a temporary refusal stops the round."""
@@ -165,7 +176,7 @@ class Fetcher:
             raw = bodies.get(uid)
             if raw is None:  # expunged meanwhile by someone else
                 continue
-            outcome = await self._one(uidvalidity, uid, raw, result)
+            outcome = await self._one(uidvalidity, uid, raw, result, up.peer_ip)
             if outcome == "temp":
                 result.held += 1
                 going = False
@@ -178,7 +189,7 @@ class Fetcher:
             result.removed += len(done)
         return going
 
-    async def _one(self, uidvalidity: int, uid: int, raw: bytes, result: PullResult) -> str:
+    async def _one(self, uidvalidity: int, uid: int, raw: bytes, result: PullResult, peer: str) -> str:
         where = f"upstream={self.cfg.upstream} uidvalidity={uidvalidity} uid={uid}"
         try:
             sealed = unseal(self.cfg.password, raw)
@@ -190,7 +201,7 @@ class Fetcher:
             result.duplicates += 1
             log.info("pull %s delivered before; removing it upstream", where)
             return "dup"
-        client = Client(ip=self.cfg.host, helo=self.cfg.host, protocol="IMAPS")
+        client = Client(ip=peer, helo=self.cfg.host, protocol="IMAPS")  # TLS always (pullclient)
         out = await self.acceptor.accept(Inbound(sealed.mail_from, sealed.rcpts, sealed.data, client))
         if not out.accepted and out.reply.is_transient:
             log.warning("pull %s queue_id=%s refused for now: %s", where, out.queue_id,

@@ -169,6 +169,13 @@ class Upstream:
         if task is not None and not task.done():
             task.cancel()
 
+    @property
+    def peer_ip(self) -> str:
+        """The address we are connected to (for the Received field of what we deliver)."""
+        transport = self.client.protocol.transport if self.client is not None else None
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return peer[0] if peer else self.host
+
     async def _call(self, aw: Awaitable, *, idle: bool = False):
         """Await one command; a dropped link or the timeout raises PullError at once.
 

@@ -209,6 +209,7 @@ async def test_the_server_fetches_at_start_and_when_the_link_comes_up(link):
     [svc] = await pull.start(link.district.ctx)
     try:
         await wait_for(lambda: link.district.inbox(RECIPIENT), what="fetched at start")
+        await wait_for(lambda: link._count(0), what="removed at the city")
         await link.send("after the link came up")
         svc.poke()
         await wait_for(lambda: _has(link, 2), what="fetched when poked")
@@ -219,3 +220,32 @@ async def test_the_server_fetches_at_start_and_when_the_link_comes_up(link):
 
 async def _has(link: Link, n: int) -> bool:
     return len(await link.district.inbox(RECIPIENT)) == n
+
+
+async def test_an_unknown_recipient_is_bounced_from_the_district_and_an_oversized_message_left_at_the_city(
+        link, monkeypatch):
+    await link.send("for nobody", to="nobody@district.test")
+    await link.send("too big", size=30_000)
+    await link.send("fine")
+    small = pull.PullConfig(**{**link.fetcher.cfg.__dict__, "max_size": 20_000})
+    fetcher = pull.Fetcher(small, link.fetcher.records, link.fetcher.leases, link.fetcher.acceptor,
+                           link.fetcher.submitter)
+    r = await fetcher.fetch()
+    assert (r.delivered, r.bounced, r.oversize, r.removed) == (1, 1, 1, 2)
+    assert [_subject(m) for m in await link.held()] == ["too big"]  # left there, logged each round
+    assert [_subject(m) for m in await link.district.inbox(RECIPIENT)] == ["fine"]
+    # The DSN goes to the city's sender from the district's queue (by SMTP push, like every reply).
+    [dsn] = [e for e in await link.district.parts.queue.entries() if e.mail_from == ""]
+    assert [x.rcpt for x in dsn.recipients] == [SENDER]
+    assert b"nobody@district.test" in await link.district.parts.queue.data_of(dsn.queue_id)
+
+
+async def test_one_fetcher_at_a_time_per_upstream(link):
+    await link.send("once")
+    other = pull.Fetcher(link.fetcher.cfg, link.fetcher.records, link.fetcher.leases, link.fetcher.acceptor,
+                         link.fetcher.submitter)  # another process (postroom pull now) or node
+    assert await link.fetcher.leases.acquire(other._lease, other._holder, 60)
+    r = await link.fetcher.fetch()
+    assert r.busy and r.delivered == 0 and len(await link.held()) == 1
+    await link.fetcher.leases.release(other._lease, other._holder)
+    assert (await link.fetcher.fetch()).delivered == 1

@@ -93,9 +93,9 @@ async def link(tmp_path):
         fetcher = pull.build(district.mb, district.ctx.config, district.parts)
         yield Link(city, district, proxy, fetcher)
     finally:
-        await proxy.close()
         await district.stop()
-        await city.stop()
+        await city.stop()  # its IMAP listener ends the sessions the proxy still carries
+        await proxy.close()
 
 
 async def test_each_message_arrives_once_and_in_order_though_the_link_resets_mid_fetch_and_before_expunge(

@@ -95,6 +95,6 @@ async def test_a_document_to_a_pull_mode_district_is_registered_once_and_its_rec
     finally:
         for s in sites:
             await s.intake.close()
-        await proxy.close()
         await d_inst.stop()
-        await city_inst.stop()
+        await city_inst.stop()  # its IMAP listener ends the sessions the proxy still carries
+        await proxy.close()

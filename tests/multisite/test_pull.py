@@ -52,7 +52,10 @@ class Link:
         await wait_for(lambda: self._count(before + 1), what=f"{subject} held at the city")
 
     async def _count(self, n: int) -> bool:
-        return len(await self.held()) == n
+        """Counted without reading bodies: the fetcher may expunge one (and its blob) meanwhile."""
+        mb = self.city.mb
+        folder = await mb.store.folder(await mb.directory.account(PULL_ACCOUNT), "INBOX")
+        return len(await mb.store.messages(folder.ref)) == n
 
     async def pull_until_empty(self) -> tuple[list[pull.PullResult], int]:
         """Rounds until the city holds nothing; returns each finished round's result and the failed rounds."""

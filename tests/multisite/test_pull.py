@@ -252,3 +252,27 @@ async def test_one_fetcher_at_a_time_per_upstream(link):
     assert r.busy and r.delivered == 0 and len(await link.held()) == 1
     await link.fetcher.leases.release(other._lease, other._holder)
     assert (await link.fetcher.fetch()).delivered == 1
+
+
+async def test_after_a_uidvalidity_change_a_message_delivered_before_is_known_by_its_digest(link):
+    """The city's mailbox re-created (new UIDVALIDITY, UIDs renumbered) after the district committed but before the EXPUNGE."""
+    from sqlalchemy import update
+
+    from mailboxes import schema as t
+    await link.send("only once")
+
+    async def cut(uids):
+        link.proxy.set_offline(True)
+        link.proxy.set_offline(False)
+
+    link.fetcher.after_commit = cut
+    with pytest.raises(PullError):
+        await link.fetcher.fetch()
+    link.fetcher.after_commit = None
+    # What the district recorded no longer matches by (UIDVALIDITY, UID): as after a new UIDVALIDITY.
+    async with link.district.mb.router.central.write() as conn:
+        await conn.execute(update(t.pull_fetched).values(uidvalidity=t.pull_fetched.c.uidvalidity + 1,
+                                                         uid=t.pull_fetched.c.uid + 100))
+    r = await link.fetcher.fetch()
+    assert (r.delivered, r.duplicates, r.removed) == (0, 1, 1)
+    assert [_subject(m) for m in await link.district.inbox(RECIPIENT)] == ["only once"]

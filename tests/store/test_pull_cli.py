@@ -48,6 +48,9 @@ def test_pull_now_says_when_pull_mode_is_off_or_the_city_cannot_be_reached(cfg, 
     down = run(cfg, "pull", "now", ok=False)
     assert down.returncode == 1
     assert down.stderr.startswith(f"postroom: error: pull from pull-d@city.test@127.0.0.1:{port} failed: "), down.stderr
+    cfg.write_text(cfg.read_text().replace('password = "x"\n', 'password_file = "pull.password"\n'))
+    bad = run(cfg, "config", "check", ok=False)
+    assert f"[pull] password_file: {tmp_path}/data/pull.password does not exist" in bad.stderr
     cfg.write_text(cfg.read_text().replace('account = "pull-d@city.test"\n', ""))
     bad = run(cfg, "config", "check", ok=False)
     assert "[pull] account: pull mode needs the account and its password (or password_file)" in bad.stderr

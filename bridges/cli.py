@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("domain")
     a.add_argument("--name", default="", help="its name, e.g. 福田区税务局")
     a.add_argument("--address", default="", help="its documents mailbox (default documents@DOMAIN)")
-    ps.add_parser("list")
-    ps.add_parser("remove").add_argument("org")
+    ps.add_parser("list", help="the partners: code, name, DKIM domain, documents address")
+    ps.add_parser("remove", help="ORG: stop accepting its documents").add_argument("org")
 
     s = sub.add_parser("dispatch", help="official documents: send, status, registered, sign, quarantine")
     ds = s.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -28,14 +28,16 @@ _IS_CJK = re.compile(rf"[{_CJK}]")
 COLUMNS = ("subject", "addrs", "body")
 
 
-_ASCII_WORD = re.compile(r"[^\W_]+")
+# ASCII words are the runs of [a-z0-9] (what `[^\W_]+` finds in ASCII): every other ASCII character
+# becomes a space and str.split() cuts there, about 5x faster than the regex on a 4 KiB body.
+_ASCII_SEPARATORS = str.maketrans({chr(i): " " for i in range(128) if not chr(i).isalnum()})
 
 
 def _terms(text_: str, unigrams: list[str] | None = None) -> list[str]:
     """Terms in order; with `unigrams`, also collect the single characters of longer CJK runs."""
     text_ = text_[:MAX_INDEXED_CHARS]
     if text_.isascii():  # fast path: ASCII is NFKC already and has no CJK runs
-        return _ASCII_WORD.findall(text_.lower())
+        return text_.lower().translate(_ASCII_SEPARATORS).split()
     text_ = unicodedata.normalize("NFKC", text_).lower()
     out: list[str] = []
     for m in _TOKEN.finditer(text_):

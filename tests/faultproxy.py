@@ -36,9 +36,10 @@ class Counters:
 
 @dataclass
 class _Fault:
-    after: int
+    after: int | None  # cut once this many bytes have passed, or
     direction: str
     times: int
+    pattern: bytes = b""  # cut just before these bytes would pass (e.g. a reply the peer must not see)
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
@@ -57,6 +58,7 @@ class _Link:
     target: asyncio.StreamWriter
     fault: _Fault | None
     sent: dict = field(default_factory=lambda: {"up": 0, "down": 0})
+    tail: bytes = b""  # the last bytes seen in the fault's direction, for a pattern split across reads
     cut: bool = False
 
     def abort(self) -> None:
@@ -113,6 +115,15 @@ class FaultProxy:
             raise ValueError(direction)
         self._faults.append(_Fault(nbytes, direction, times))
 
+    def reset_when(self, pattern: bytes, *, direction: str = "down", times: int = 1) -> None:
+        """Reset each of the next `times` connections in which `pattern` would pass in `direction`: the bytes
+        before it are delivered, the rest are not (say, a 250 after DATA, so the sender retries a message the
+        receiver already committed). When the pattern is split across two reads its first part has already
+        gone through: nothing is held back, which would stall a protocol waiting for those bytes."""
+        if direction not in ("up", "down") or not pattern:
+            raise ValueError(direction)
+        self._faults.append(_Fault(None, direction, times, pattern))
+
     def set_offline(self, offline: bool) -> None:
         """Take the link down (open connections are reset, new ones reset at once) or up."""
         self.offline = offline
@@ -145,7 +156,7 @@ class FaultProxy:
         fault.times -= 1
         if fault.times <= 0:
             self._faults.pop(0)
-        return _Fault(fault.after, fault.direction, 1)
+        return _Fault(fault.after, fault.direction, 1, fault.pattern)
 
     # -- proxying -------------------------------------------------------------------------
 
@@ -203,8 +214,8 @@ class FaultProxy:
                     break
                 fault = link.fault
                 if fault is not None and fault.direction == direction:
-                    room = fault.after - link.sent[direction]
-                    if len(data) >= room:
+                    room = self._room(link, fault, direction, data)
+                    if room is not None:
                         if room > 0:
                             await pending.put((loop.time() + self.delay, data[:room]))
                         await pending.put((loop.time() + self.delay, None))  # cut after these bytes
@@ -220,6 +231,17 @@ class FaultProxy:
             await pending.put((loop.time() + self.delay, b""))  # end of stream: half-close
         finally:
             await asyncio.gather(writer_task, return_exceptions=True)
+
+    @staticmethod
+    def _room(link: _Link, fault: _Fault, direction: str, data: bytes) -> int | None:
+        """How many bytes of `data` pass before the fault cuts the link; None when it does not cut in `data`."""
+        if fault.after is not None:
+            room = fault.after - link.sent[direction]
+            return room if len(data) >= room else None
+        seen = link.tail + data
+        at = seen.find(fault.pattern)
+        link.tail = seen[-(len(fault.pattern) - 1):] if len(fault.pattern) > 1 else b""
+        return None if at < 0 else at - (len(seen) - len(data))
 
     async def _deliver(self, link: _Link, pending: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()

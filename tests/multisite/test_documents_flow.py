@@ -41,9 +41,9 @@ class Site:
                                           hostname=f"mail.{domain}"))
 
 
-async def _site(tmp_path, org: str, domain: str) -> Site:
-    inst = await start_instance(make_config(tmp_path / org, f"sqlite:///{tmp_path}/{org}.db", hostname=f"mail.{domain}"),
-                                domains=(domain,))
+async def make_site(tmp_path, org: str, domain: str, **sections) -> Site:
+    inst = await start_instance(make_config(tmp_path / org, f"sqlite:///{tmp_path}/{org}.db", hostname=f"mail.{domain}",
+                                            **sections), domains=(domain,))
     inst.ctx.extras["acceptor_verify"] = inst.parts.acceptor.verify
     await inst.add_user(f"documents@{domain}")
     await inst.add_user(f"registrar@{domain}")
@@ -52,26 +52,37 @@ async def _site(tmp_path, org: str, domain: str) -> Site:
 
 @pytest.fixture
 async def sites(tmp_path):
-    city = await _site(tmp_path, "city", "city.test")
-    districts = [await _site(tmp_path, org, f"{org}.test") for org in ORGS]
+    city = await make_site(tmp_path, "city", "city.test")
+    districts = [await make_site(tmp_path, org, f"{org}.test") for org in ORGS]
     all_sites = [city, *districts]
     try:
-        txts = {s.domain: (await s.inst.parts.keys.generate(s.domain, "s2026", 1024))[1] for s in all_sites}
-        for d in districts:
-            await city.inst.parts.routes.add(d.domain, f"127.0.0.1:{d.inst.port('smtp')}", tls="opportunistic")
-            await d.inst.parts.routes.add("city.test", f"127.0.0.1:{city.inst.port('smtp')}", tls="opportunistic")
-            await d.inst.parts.keys.trust("city.test", "s2026", txts["city.test"])
-            await city.inst.parts.keys.trust(d.domain, "s2026", txts[d.domain])
-            await city.docs.add_partner(d.org, d.domain, name=f"{d.org}区税务局")
-            await d.docs.add_partner("city", "city.test", name="市局")
-        await city.inst.add_user(SENDER)
-        for s in all_sites:
-            await s.intake.start()
+        await join(city, districts)
         yield city, districts
     finally:
         for s in all_sites:
             await s.intake.close()
             await s.inst.stop()
+
+
+async def _direct(a: Site, b: Site) -> tuple[str, str]:
+    return f"127.0.0.1:{b.inst.port('smtp')}", "opportunistic"
+
+
+async def join(city: Site, districts: list[Site], link=_direct) -> None:
+    """Partners both ways, with DKIM keys trusted and routes; `link(a, b)` gives the host:port and TLS mode of the
+    route from a to b. Then the sender account, and every site's intake started."""
+    txts = {s.domain: (await s.inst.parts.keys.generate(s.domain, "s2026", 1024))[1] for s in (city, *districts)}
+    for d in districts:
+        for a, b in ((city, d), (d, city)):
+            hostport, tls = await link(a, b)
+            await a.inst.parts.routes.add(b.domain, hostport, tls=tls)
+        await d.inst.parts.keys.trust("city.test", "s2026", txts["city.test"])
+        await city.inst.parts.keys.trust(d.domain, "s2026", txts[d.domain])
+        await city.docs.add_partner(d.org, d.domain, name=f"{d.org}区税务局")
+        await d.docs.add_partner("city", "city.test", name="市局")
+    await city.inst.add_user(SENDER)
+    for s in (city, *districts):
+        await s.intake.start()
 
 
 async def _folder(site: Site, name: str) -> list[bytes]:

@@ -35,3 +35,12 @@ def test_match_expressions_are_always_valid_fts5(text, query):
     if expr is not None:
         db.execute("SELECT rowid FROM blob_fts WHERE blob_fts MATCH ?", (expr,)).fetchall()
         assert search.tsquery_text(query) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_ascii_text_is_cut_into_the_words_the_unicode_tokenizer_finds(text):
+    """The ASCII fast path (translate + split) gives exactly the words of the general tokenizer's `[^\\W_]+`."""
+    import re
+
+    assert search._terms(text) == re.findall(r"[^\W_]+", text.lower())

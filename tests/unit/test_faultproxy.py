@@ -86,3 +86,22 @@ async def test_offline_resets_new_and_open_connections_and_counts_attempts():
         proxy.set_offline(False)
         assert await _roundtrip(proxy.port, b"back") == b"back"
     server.close()
+
+
+async def test_reset_when_a_pattern_would_pass_even_split_across_reads():
+    server, port = await _echo_server()
+    async with FaultProxy("127.0.0.1", port) as proxy:
+        proxy.reset_when(b"250 2.0.0", direction="down")
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"354 go ahead\r\n250 2.")
+        assert await reader.readexactly(14) == b"354 go ahead\r\n"
+        writer.write(b"0.0 OK\r\n")
+        got = b""
+        with pytest.raises(ConnectionError):
+            while chunk := await reader.read(4096):
+                got += chunk
+            raise ConnectionResetError("closed without a reset")
+        assert got == b"250 2."  # the part before the split went through; the pattern never whole
+        await proxy.wait_resets(1)
+        assert await _roundtrip(proxy.port, b"250 2.0.0 OK") == b"250 2.0.0 OK"
+    server.close()

@@ -173,3 +173,13 @@ def test_any_valid_document_round_trips(organ, code, day, seq, title, main, copy
                               "urgency": urgency})
     assert Document.from_json(doc.to_json()) == doc
     assert doc.recipients == tuple(dict.fromkeys(main + [c for c in copy if c not in main]))
+
+
+def test_the_manifest_example_in_the_operators_guide_is_valid():
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "documents.md").read_text(encoding="utf-8")
+    example = json.loads(re.search(r"```json\n(.*?)```", guide, re.S).group(1))
+    doc = Document.from_json({**example, "attachments": []})
+    assert str(doc.document_number) == "深地税发〔2026〕7号" and doc.urgency == "特急"

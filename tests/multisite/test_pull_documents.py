@@ -14,6 +14,10 @@ from tests.protocol.smtp.support import make_config, start_instance, wait_for
 from .test_documents_flow import PDF, SENDER, Site, manifest
 
 PULL_ACCOUNT = "pull-futian@city.test"
+
+
+async def _filed(site: Site) -> bool:
+    return len(await site.inst.inbox("documents@futian.test", INCOMING)) == 1
 NUMBER = "深地税发〔2026〕7号"
 
 
@@ -83,7 +87,7 @@ async def test_a_document_to_a_pull_mode_district_is_registered_once_and_its_rec
 
         [reg] = await wait_for(futian.docs.registrations, timeout=30, what="the document registered at Futian")
         assert (reg.registration_number, reg.partner_org, reg.number) == ("futian收〔2026〕1号", "city", NUMBER)
-        assert len(await futian.inst.inbox("documents@futian.test", INCOMING)) == 1
+        await wait_for(lambda: _filed(futian), what="the document filed in 收文")  # filed after the registration row
 
         async def city_sees(state: str) -> bool:
             return [t.state for t in await city.docs.tracking(number=NUMBER)] == [state]

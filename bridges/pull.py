@@ -16,7 +16,9 @@ Implementation notes (docs/pull.md tells administrators the same)
 - In order: a temporary refusal here stops the round at that message (it and those after it are
   tried next round). A permanent refusal is bounced to the sender from here (RFC 3464) and the
   message removed. A message not sealed by our upstream (mail sent straight to the pull account,
-  forged envelope fields) is never delivered: it is logged and removed. A message larger than
+  forged envelope fields, sealed under a password since changed) is never delivered: it is logged
+  and moved to the pull account's UNSEALED_FOLDER at the upstream (UID COPY, then removed from
+  INBOX with its batch), so it is neither lost nor fetched again. A message larger than
   `[limits] max_message_size` is left upstream and logged every round.
 - Memory: one batch at a time (PULL_BATCH_BYTES, or one message up to the size cap).
 - One fetcher per upstream at a time across processes and nodes (mailboxes.leases, "pull:<upstream>").
@@ -46,6 +48,7 @@ PULL_BATCH_MESSAGES = 50  # messages fetched by one UID FETCH
 PULL_BATCH_BYTES = 8 << 20  # bytes fetched by one UID FETCH (a larger message is fetched alone)
 PULL_LEASE_SECONDS = 300.0  # renewed every third of it while a round runs; a fetcher that died frees its upstream after this
 TLS_MODES = ("imaps", "starttls")
+UNSEALED_FOLDER = "Unsealed"  # at the upstream: what its queue did not seal for us (never delivered, never lost)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class Fetcher:
         """Fetch, deliver, record, then remove upstream; False when a temporary refusal stops the round."""
         bodies = await up.bodies(uids)
         done: list[int] = []
+        aside: list[int] = []
         going = True
         for uid in uids:
             raw = bodies.get(uid)
@@ -182,9 +186,13 @@ class Fetcher:
                 going = False
                 break
             done.append(uid)
+            if outcome == "aside":
+                aside.append(uid)
         if done:
             if self.after_commit is not None:
                 await self.after_commit(done)
+            if aside:
+                await up.set_aside(aside, UNSEALED_FOLDER)
             await up.delete(done)
             result.removed += len(done)
         return going
@@ -195,8 +203,9 @@ class Fetcher:
             sealed = unseal(self.cfg.password, raw)
         except SealError as exc:
             result.unsealed += 1
-            log.warning("pull %s removed, not delivered: %s", where, exc)
-            return "drop"
+            log.error("pull %s not delivered, moved to %r at the upstream for an administrator: %s", where,
+                      UNSEALED_FOLDER, exc)
+            return "aside"
         if await self.records.seen(uidvalidity, uid, sealed.mac):
             result.duplicates += 1
             log.info("pull %s delivered before; removing it upstream", where)

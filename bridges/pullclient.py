@@ -236,6 +236,11 @@ class Upstream:
                                                          timeout=self.timeout), "UID FETCH", idle=True)
         return parse_bodies(resp.lines)
 
+    async def set_aside(self, uids: list[int], folder: str) -> None:
+        """Copy these messages into `folder` at the upstream (made if missing), before they are deleted from INBOX."""
+        await self._call(self.client.protocol.simple_command("CREATE", folder))  # NO when it exists: fine
+        await self._ok(self.client.protocol.copy(_uid_set(uids), folder, by_uid=True), "UID COPY")
+
     async def delete(self, uids: list[int]) -> None:
         """Remove exactly these messages (RFC 4315 §2.1 UID EXPUNGE)."""
         if "UIDPLUS" not in self.client.protocol.capabilities:

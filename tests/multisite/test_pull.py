@@ -172,6 +172,10 @@ async def test_mail_sent_straight_to_the_pull_account_with_forged_envelope_field
     r = await link.fetcher.fetch()
     assert (r.unsealed, r.delivered, r.removed) == (2, 1, 3)
     assert [_subject(m) for m in await link.district.inbox(RECIPIENT)] == ["genuine"]
+    # Kept at the city for an administrator, out of the INBOX: not fetched again, not lost.
+    assert sorted(_subject(m) for m in await link.city.inbox(PULL_ACCOUNT, pull.UNSEALED_FOLDER)) == ["forged", "plain"]
+    assert await link.held() == []
+    assert (await link.fetcher.fetch()).unsealed == 0
 
 
 async def test_a_wrong_password_or_an_unknown_certificate_fails_the_round_and_loses_nothing(link, tmp_path):

@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--by", required=True, help="who signs for it")
     ds.add_parser("quarantine", help="document messages held back (forged, unsigned, not a partner, malformed)")
 
+    s = sub.add_parser("pull", help="pull mode: fetch this site's mail from the city ([pull] in the config)")
+    ps = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ps.add_parser("now", help="fetch now (run it from the link-up script)")
+
 
 def _read_manifest(path: str, files: list[str]) -> tuple[Document, dict[str, bytes]]:
     try:
@@ -127,4 +131,25 @@ async def run_dispatch(admin, args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"partner": run_partner, "dispatch": run_dispatch}
+async def run_pull(admin, args: argparse.Namespace) -> int:
+    from delivery.service import build as build_delivery
+
+    from . import pull
+
+    fetcher = pull.build(admin.mb, admin.config, build_delivery(admin.mb, admin.config))
+    if fetcher is None:
+        raise InvalidInput("pull mode is off: set [pull] upstream, account and password")
+    try:
+        r = await fetcher.fetch()
+    except pull.PullError as exc:
+        raise InvalidInput(f"pull from {fetcher.cfg.upstream} failed: {exc}") from None
+    if r.busy:
+        print(f"another fetch from {fetcher.cfg.upstream} is running (the server's schedule); nothing done")
+        return 0
+    print(f"pulled from {fetcher.cfg.upstream}: {r.delivered} delivered, {r.bounced} bounced, "
+          f"{r.duplicates} already here, {r.unsealed} not sealed by the city (removed), {r.oversize} too large "
+          f"(left there), {r.held} held for the next round")
+    return 0
+
+
+HANDLERS = {"partner": run_partner, "dispatch": run_dispatch, "pull": run_pull}

@@ -9,6 +9,9 @@ Implementation notes
   ever reaches the internet. The routes table is cached for a few seconds
   (a route change made with the CLI is picked up within ROUTE_CACHE_SECONDS).
 - A route's AUTH secret is stored as given: it must be replayed to the smarthost.
+- A route of kind "pull" (issue 12, `postroom route add DOMAIN pull:ACCOUNT`) has no
+  host: mail for DOMAIN is held in the local account ACCOUNT for the district to fetch
+  (delivery.pullroute); `targets()` never names a host for it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from mailboxes.errors import InvalidInput, NotFound
 
 TLS_MODES = ("required", "opportunistic", "none")
 DEFAULT_ROUTE = "*"
+SMTP, PULL = "smtp", "pull"  # route kinds
+PULL_PREFIX = "pull:"
 ROUTE_CACHE_SECONDS = 5.0
 MAX_MX_HOSTS = 5
 
@@ -39,6 +44,7 @@ class Route:
     tls: str
     auth_user: str | None = None
     auth_secret: str | None = field(default=None, repr=False)
+    kind: str = SMTP  # pull: auth_user is the local account that holds the domain's mail
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,11 @@ class Routes:
         if auth_user and tls == "none":
             raise InvalidInput("AUTH over a route without TLS would send the password in the clear")
         values = dict(host=host, port=port, tls=tls, auth_user=auth_user or None,
-                      auth_secret=auth_secret if auth_user else None)
+                      auth_secret=auth_secret if auth_user else None, kind=SMTP)
+        await self._upsert(dom, values)
+        return Route(dom, host, port, tls, values["auth_user"], values["auth_secret"])
+
+    async def _upsert(self, dom: str, values: dict) -> None:
         async with self.db.write() as conn:
             found = (await conn.execute(select(t.routes.c.id).where(t.routes.c.domain == dom))).scalar()
             if found is None:
@@ -136,7 +146,24 @@ class Routes:
             else:
                 await conn.execute(update(t.routes).where(t.routes.c.id == found).values(**values))
         self._cache = None
-        return Route(dom, host, port, tls, values["auth_user"], values["auth_secret"])
+
+    async def add_pull(self, domain: str, account: str, secret: str) -> Route:
+        """Add or replace DOMAIN's route by a pull route: its mail waits in the local `account` (issue 12)."""
+        dom = route_domain(domain)
+        if not account or "@" not in account:
+            raise InvalidInput("a pull route names the local account that holds the mail: pull:ACCOUNT")
+        if not secret:
+            raise InvalidInput("a pull route needs its secret")
+        values = dict(host="", port=0, tls="none", auth_user=account.lower(), auth_secret=secret, kind=PULL)
+        await self._upsert(dom, values)
+        return Route(dom, "", 0, "none", values["auth_user"], secret, PULL)
+
+    async def pull_route(self, domain: str) -> Route | None:
+        """The pull route mail for `domain` takes (its own route, else the default), or None."""
+        table = await self._table()
+        domain = domain.lower().rstrip(".")
+        r = table.get(domain) or table.get(DEFAULT_ROUTE)
+        return r if r is not None and r.kind == PULL else None
 
     async def remove(self, domain: str) -> None:
         dom = route_domain(domain)
@@ -149,7 +176,7 @@ class Routes:
     async def list(self) -> list[Route]:
         async with self.db.read() as conn:
             rows = (await conn.execute(select(t.routes).order_by(t.routes.c.domain))).all()
-        return [Route(r.domain, r.host, r.port, r.tls, r.auth_user, r.auth_secret) for r in rows]
+        return [Route(r.domain, r.host, r.port, r.tls, r.auth_user, r.auth_secret, r.kind) for r in rows]
 
     async def _table(self) -> dict[str, Route]:
         now = time.monotonic()
@@ -163,6 +190,8 @@ class Routes:
         table = await self._table()
         for key in (domain, DEFAULT_ROUTE):
             r = table.get(key)
+            if r is not None and r.kind == PULL:  # held for the district to fetch; never sent by SMTP
+                raise RouteError(f"{domain} is fetched by its district (pull route)", permanent=False)
             if r is not None:
                 return [Target(r.host, r.port, r.tls, f"route:{key}", r.auth_user, r.auth_secret)]
         mx = await self.resolver(domain)

@@ -18,6 +18,7 @@ from .accept import Acceptor
 from .keys import DkimKeys, dns_txt_lookup
 from .links import Links
 from .outbound import Dialer, Outbound, tcp_dialer
+from .pullroute import PullRouting
 from .queue import Queue, node_id
 from .routes import MxResolver, Routes, dns_resolver, no_dns
 from .submit import Submitter
@@ -35,7 +36,7 @@ class DeliveryParts:
     keys: DkimKeys
     submitter: Submitter
     acceptor: Acceptor
-    outbound: Outbound
+    outbound: Outbound  # a PullRouting around the SMTP Outbound (same interface)
     worker: Worker
 
 
@@ -54,7 +55,8 @@ def build(mb: Mailboxes, config, *, clock: Callable[[], datetime] = utcnow, reso
     if dkim_dns is None and config.get("dkim", "dns_lookup"):
         dkim_dns = dns_txt_lookup()
     acceptor = Acceptor(submitter, keys, hostname=hostname, dns_lookup=dkim_dns)
-    outbound = Outbound(routes, hostname=hostname, dialer=dialer)
+    # Pull routes (issue 12) are held for their district; everything else goes out by SMTP.
+    outbound = PullRouting(Outbound(routes, hostname=hostname, dialer=dialer), routes, submitter)
     policy = retry_policy(config.get("queue", "retry_delays"), config.get("queue", "expire_after"),
                           config.get("queue", "warn_after"))
     links = Links(central, node=queue.node, clock=clock, delays=config.get("queue", "probe_delays"))

@@ -135,6 +135,9 @@ routes = Table(
     Column("auth_user", String(320), nullable=True),
     Column("auth_secret", String(255), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # smtp: host/port above; pull (issue 12): held in the local account auth_user for the district
+    # to fetch (delivery.pullroute), auth_secret keys the envelope's MAC (host "", port 0).
+    Column("kind", String(8), nullable=False, default="smtp", server_default="smtp"),
     **NEVER_REUSED,
 )
 
@@ -691,4 +694,23 @@ mail_counters = Table(
     mail_metadata,
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+# A district's record of messages it fetched from its upstream's pull mailbox (issue 12 point 5,
+# bridges.pull): written when the message is delivered here, before it is expunged there, so a
+# message whose EXPUNGE never reached the upstream is not delivered twice. Keyed by the upstream
+# mailbox's (UIDVALIDITY, UID) and, across a UIDVALIDITY change, by the digest of the sealed envelope.
+pull_fetched = Table(
+    "pull_fetched",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("upstream", String(400), nullable=False),  # account@host:port
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),  # SHA-256 hex of the sealed message (bridges.pull)
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("upstream", "uidvalidity", "uid", name="uq_pull_fetched_uid"),
+    Index("ix_pull_fetched_digest", "upstream", "digest"),
+    Index("ix_pull_fetched_at", "fetched_at"),
+    **NEVER_REUSED,
 )

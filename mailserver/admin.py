@@ -105,6 +105,12 @@ class Admin:
         problems: list[str] = []
         cfg = self.config
         problems += tls.check_files(cfg.tls_cert, cfg.tls_key)
+        if cfg.get("pull", "upstream"):  # pull mode (docs/pull.md): its files must be readable at start
+            for key in ("password_file", "ca_file"):
+                name = cfg.get("pull", key)
+                path = Path(name) if not name or Path(name).is_absolute() else cfg.data_dir / name
+                if name and not path.is_file():
+                    problems.append(f"[pull] {key}: {path} does not exist")
         st = cfg.storage()
         if st.mode in ("department", "hybrid") and not st.departments:
             problems.append(f"[storage] departments: mode {st.mode} needs at least one department code")

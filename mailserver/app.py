@@ -69,6 +69,7 @@ def bridge_commands():
 def starters() -> list[Starter]:
     """The services, in start order (delivery before the listeners: they submit through it)."""
     from bridges.docservice import start as start_documents
+    from bridges.pull import start as start_pull
     from bridges.webhooks import start as start_webhooks
     from bridges.service import start as start_bridges
     from delivery.service import start as start_delivery
@@ -80,8 +81,8 @@ def starters() -> list[Starter]:
     # 150-250 ms of CPU, which the watchdog logged as a stall of every start-up when it ran inside start_webmail.
     import webmail.context  # noqa: F401
     import webmail.service  # noqa: F401
-    return [start_watchdog, start_delivery, start_webhooks, start_bridges, start_documents, start_smtp, start_imap,
-            start_webmail]  # the watchdog first: it sees every stall
+    return [start_watchdog, start_delivery, start_webhooks, start_bridges, start_documents, start_pull, start_smtp,
+            start_imap, start_webmail]  # the watchdog first: it sees every stall
 
 
 async def start_webmail(ctx: Context) -> list[Service]:

@@ -18,7 +18,9 @@ from delivery import dkim
 from delivery.keys import DkimKeys
 from delivery.queue import Queue, node_id
 from delivery.queueview import FILTER_STATES, MAX_PAGE, QueueView
-from delivery.routes import TLS_MODES, Routes
+from delivery.pullroute import new_secret
+from delivery.routes import PULL, PULL_PREFIX, TLS_MODES, Routes
+from mailboxes.errors import NotFound
 
 from .admin import Admin, AdminError
 
@@ -28,9 +30,10 @@ Handler = Callable[[Admin, argparse.Namespace], Awaitable[int]]
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("route", help="where mail for other domains goes (district links, smarthosts)")
     rs = s.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = rs.add_parser("add", help='route DOMAIN ("*" for the default route) to HOST:PORT')
+    a = rs.add_parser("add", help='route DOMAIN ("*" for the default route) to HOST:PORT, or hold its mail in a '
+                                  'local account the district fetches: pull:ACCOUNT (docs/pull.md)')
     a.add_argument("domain")
-    a.add_argument("hostport", metavar="HOST:PORT")
+    a.add_argument("hostport", metavar="HOST:PORT|pull:ACCOUNT")
     a.add_argument("--tls", default="opportunistic", choices=TLS_MODES)
     a.add_argument("--auth", metavar="USER", help="log in to the next hop as USER (password from stdin or a prompt)")
     rs.add_parser("list")
@@ -71,6 +74,8 @@ def _read_secret(user: str) -> str:
 
 async def _route(admin: Admin, args: argparse.Namespace) -> int:
     routes = Routes(admin.mb.router.central)
+    if args.action == "add" and args.hostport.startswith(PULL_PREFIX):
+        return await _pull_route(admin, routes, args.domain, args.hostport[len(PULL_PREFIX):].strip())
     if args.action == "add":
         secret = _read_secret(args.auth) if args.auth else None
         r = await routes.add(args.domain, args.hostport, tls=args.tls, auth_user=args.auth, auth_secret=secret)
@@ -78,11 +83,35 @@ async def _route(admin: Admin, args: argparse.Namespace) -> int:
         print(f"route {r.domain} -> {r.host}:{r.port} tls={r.tls}" + (f" auth={r.auth_user}" if r.auth_user else ""))
     elif args.action == "list":
         for r in await routes.list():
-            print(f"{r.domain}\t{r.host}:{r.port}\ttls={r.tls}\t{r.auth_user or '-'}")
+            where = f"pull:{r.auth_user}" if r.kind == PULL else f"{r.host}:{r.port}"
+            print(f"{r.domain}\t{where}\ttls={r.tls}\t{r.auth_user or '-'}")
     else:
         await routes.remove(args.domain)
         await admin.audited("route.remove", args.domain)
         print(f"removed route {args.domain}")
+    return 0
+
+
+async def _pull_route(admin: Admin, routes: Routes, domain: str, account: str) -> int:
+    """A pull route: the account is made (or, already this route's, given a new password) and its password printed once."""
+    account = account.lower()
+    ours = {r.auth_user for r in await routes.list() if r.kind == PULL}
+    try:
+        await admin.mb.directory.account(account)
+        exists = True
+    except NotFound:
+        exists = False
+    if exists and account not in ours:
+        raise AdminError(f"{account} is an existing account, not a pull account: name a new one")
+    secret = new_secret()
+    if exists:
+        await admin.mb.directory.set_password(account, secret)
+    else:
+        await admin.mb.add_account(account, password=secret, display_name=f"pull mailbox for {domain}")
+    r = await routes.add_pull(domain, account, secret)
+    await admin.audited("route.add", r.domain, kind=PULL, account=account)
+    print(f"route {r.domain} -> pull:{account} (held here; the district fetches it over IMAP)")
+    print(f"password for {account} (give it to the district, [pull] password_file): {secret}")
     return 0
 
 

@@ -166,6 +166,24 @@ KEYS: tuple[Key, ...] = (
         "Allow http:// callback URLs to hosts other than loopback (default: https only, except to loopback)."),
     Key("webhooks", "keep_days", 7, "Days delivered and dead callbacks stay in the outbox before they are removed."),
     # --- end [webhooks] -------------------------------------------------------------------------------
+    # --- [pull]: pull mode at a district whose link takes no connections (issue 12 point 5; docs/pull.md) ---
+    Key("pull", "upstream", "",
+        "\"host:port\" of the city's IMAP listener holding this site's mail (its route there is "
+        "`pull:ACCOUNT`); empty: pull mode is off. Mail is fetched, delivered here and only then removed there."),
+    Key("pull", "tls", "imaps", "How to reach `upstream`: imaps (implicit TLS, RFC 8314) or starttls (RFC 3501)."),
+    Key("pull", "ca_file", "",
+        "PEM file of the certificate(s) to trust for `upstream` (e.g. a copy of the city's self-signed "
+        "<data_dir>/tls/cert.pem); empty: the system's CAs. The host name is always checked."),
+    Key("pull", "account", "", "The pull account at the city (printed by the city's `postroom route add ... pull:ACCOUNT`)."),
+    Key("pull", "password", "", "Its password (prefer `password_file`)."),
+    Key("pull", "password_file", "",
+        "File holding the password (relative: under [server] data_dir); read at start, overrides `password`."),
+    Key("pull", "interval", 300,
+        "Seconds between fetches by `postroom serve`; 0: only at start and by `postroom pull now` (run it from "
+        "the link-up script, e.g. /etc/ppp/ip-up.d)."),
+    Key("pull", "timeout", 60,
+        "Seconds an IMAP command to `upstream` may wait without a byte arriving before the round is given up."),
+    # --- end [pull] ---------------------------------------------------------------------------------
 )
 
 _BY_SECTION: dict[str, dict[str, Key]] = {}
@@ -271,11 +289,28 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: {err}"
     if key.section == "webhooks" and key.name not in ("allow_plain_http", "keep_days") and value < 1:
         return f"{where}: must be at least 1"
+    if key.section == "pull" and (err := _check_pull(key, value)):
+        return f"{where}: {err}"
     if (key.section, key.name) == ("queue", "lease") and value < 1:
         return f"{where}: must be at least 1 second"
     if (key.section, key.name) in (("queue", "retry_delays"), ("queue", "probe_delays")) and (
             not value or not all(isinstance(x, int) and x > 0 for x in value)):
         return f"{where}: must be a non-empty list of positive seconds"
+    return None
+
+
+def _check_pull(key: Key, value: Any) -> str | None:
+    if key.name == "upstream" and value:
+        try:
+            host, port = parse_hostport(value)
+        except ValueError:
+            return f"expected \"host:port\" or \"\", got {value!r}"
+        if not port or host == "0.0.0.0":
+            return "name the city's host and port"
+    if key.name == "tls" and value not in ("imaps", "starttls"):
+        return "must be imaps or starttls"
+    if key.name == "timeout" and value < 1:
+        return "must be at least 1 second"
     return None
 
 
@@ -326,6 +361,10 @@ def build(raw: dict[str, Any], path: Path | None = None) -> Config:
     documents = values["documents"]
     if not problems and documents["org"] and "@" not in documents["address"]:
         problems.append("[documents] address: the documents account is required when [documents] org is set")
+    pull = values["pull"]
+    if not problems and pull["upstream"] and ("@" not in pull["account"] or
+                                              not (pull["password"] or pull["password_file"])):
+        problems.append("[pull] account: pull mode needs the account and its password (or password_file)")
     hooks = values["webhooks"]
     if not problems and hooks["lease"] <= hooks["timeout"]:
         problems.append("[webhooks] lease: must be longer than [webhooks] timeout")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from mailboxes.headers import without_fields
 
 from .outbound import RcptResult
-from .routes import Routes
+from .routes import Route, Routes
 
 SEAL_FIELD = "X-Postroom-Envelope"
 FROM_FIELD = "X-Postroom-Envelope-From"
@@ -137,20 +137,19 @@ def unseal(secret: str, raw: bytes) -> Sealed:
 
 
 class PullRouting:
-    """Wraps the SMTP Outbound: a domain on a pull route is stored for its district, the rest is sent."""
+    """Mail for a domain on a pull route is stored, sealed, in the district's pull account instead of sent by SMTP.
 
-    def __init__(self, inner, routes: Routes, submitter) -> None:
-        self.inner = inner
+    The queue worker asks `route(domain)` before it looks for SMTP targets; `hold` does the storing.
+    """
+
+    def __init__(self, routes: Routes, submitter) -> None:
         self.routes = routes
         self.submitter = submitter
 
-    def __getattr__(self, name: str):  # the Outbound's other parts (dialer, hostname, ...) as they are
-        return getattr(self.inner, name)
+    async def route(self, domain: str) -> Route | None:
+        return await self.routes.pull_route(domain)
 
-    async def send(self, mail_from: str, rcpts: list[str], data: bytes, domain: str) -> tuple[list[RcptResult], str]:
-        route = await self.routes.pull_route(domain)
-        if route is None:
-            return await self.inner.send(mail_from, rcpts, data, domain)
+    async def hold(self, route: Route, mail_from: str, rcpts: list[str], data: bytes) -> tuple[list[RcptResult], str]:
         account = route.auth_user or ""
         why = await self.submitter.deliver_local(account, seal(route.auth_secret or "", mail_from, rcpts, data),
                                                  mail_from)

@@ -36,7 +36,7 @@ class DeliveryParts:
     keys: DkimKeys
     submitter: Submitter
     acceptor: Acceptor
-    outbound: Outbound  # a PullRouting around the SMTP Outbound (same interface)
+    outbound: Outbound
     worker: Worker
 
 
@@ -56,12 +56,12 @@ def build(mb: Mailboxes, config, *, clock: Callable[[], datetime] = utcnow, reso
         dkim_dns = dns_txt_lookup()
     acceptor = Acceptor(submitter, keys, hostname=hostname, dns_lookup=dkim_dns)
     # Pull routes (issue 12) are held for their district; everything else goes out by SMTP.
-    outbound = PullRouting(Outbound(routes, hostname=hostname, dialer=dialer), routes, submitter)
+    outbound = Outbound(routes, hostname=hostname, dialer=dialer)
     policy = retry_policy(config.get("queue", "retry_delays"), config.get("queue", "expire_after"),
                           config.get("queue", "warn_after"))
     links = Links(central, node=queue.node, clock=clock, delays=config.get("queue", "probe_delays"))
     worker = Worker(queue, submitter, outbound, policy=policy, clock=clock,
-                    concurrency=config.get("queue", "workers"), links=links)
+                    concurrency=config.get("queue", "workers"), links=links, pull=PullRouting(routes, submitter))
     queue.listeners.append(worker.poke)
     return DeliveryParts(queue, routes, keys, submitter, acceptor, outbound, worker)
 

@@ -44,6 +44,7 @@ from .envelope import MAIL_LOOP, Reply
 from .links import Links
 from .outbound import Outbound, RcptResult, Request, link_key, route_failure
 from .queue import FAILED, QUEUED, SENT, Claimed, Queue, Settle
+from .pullroute import PullRouting
 from .received import MAX_RECEIVED, hop_count
 from .routes import RouteError, Target
 from .runner import PolledLoop
@@ -89,8 +90,10 @@ class Worker(PolledLoop):
     log = log
 
     def __init__(self, queue: Queue, submitter: Submitter, outbound: Outbound, *, policy: RetryPolicy,
-                 clock: Callable[[], datetime], concurrency: int = 4, links: Links | None = None) -> None:
+                 clock: Callable[[], datetime], concurrency: int = 4, links: Links | None = None,
+                 pull: PullRouting | None = None) -> None:
         self.queue = queue
+        self.pull = pull  # domains on a pull route are held for their district (issue 12 point 5)
         self.links = links or Links(queue.db, node=queue.node, clock=clock)
         self._targets: dict[str, Target] = {}  # link -> the route's target last seen for it (the probe's TLS/AUTH)
         self.probes_ok = 0
@@ -211,6 +214,8 @@ class Worker(PolledLoop):
                 tasks.append(self._guarded(rows, self._settle(rows, loop, "-", d)))
             elif domain in local:
                 tasks.append(self._guarded(rows, self._attempt_local(rows, d)))
+            elif self.pull is not None and (pull := await self.pull.route(domain)) is not None:
+                tasks.append(self._guarded(rows, self._hold_for_pull(rows, d, pull)))
             else:
                 try:
                     targets = await self.outbound.routes.targets(domain)
@@ -241,6 +246,12 @@ class Worker(PolledLoop):
             results = await self._local(rows, data)
             self.attempts += len(rows)
             await self._settle(rows, results, "local", data)
+
+    async def _hold_for_pull(self, rows: list[Claimed], data: bytes, route) -> None:
+        async with self._slots:
+            results, via = await self.pull.hold(route, rows[0].mail_from, [r.rcpt for r in rows], data)
+            self.attempts += len(rows)
+            await self._settle(rows, results, via, data)
 
     async def _park(self, rows: list[Claimed], data: bytes, link: str) -> None:
         """The link is down: no connection; the rows wait for its probe (their attempt count and expiry go on)."""

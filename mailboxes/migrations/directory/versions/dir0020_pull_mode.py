@@ -1,7 +1,7 @@
 """pull mode
 
 Revision ID: dir0020
-Revises: dir0021 (written on dir0013; relinked after main's dir0021)
+Revises: dir0019 (written on dir0013; relinked at merge after dir0021 and dir0019)
 Create Date: 2026-12-04 19:45:00
 
 Issue 12 point 5: a route's kind (smtp, or pull: held in a local account for the district to
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'dir0020'
-down_revision = 'dir0021'
+down_revision = 'dir0019'
 branch_labels = None
 depends_on = None
 

@@ -70,12 +70,14 @@ async def _direct(a: Site, b: Site) -> tuple[str, str]:
 
 async def join(city: Site, districts: list[Site], link=_direct) -> None:
     """Partners both ways, with DKIM keys trusted and routes; `link(a, b)` gives the host:port and TLS mode of the
-    route from a to b. Then the sender account, and every site's intake started."""
+    route from a to b (or sets up another kind of route itself and gives None). Then the sender account, and every
+    site's intake started."""
     txts = {s.domain: (await s.inst.parts.keys.generate(s.domain, "s2026", 1024))[1] for s in (city, *districts)}
     for d in districts:
         for a, b in ((city, d), (d, city)):
-            hostport, tls = await link(a, b)
-            await a.inst.parts.routes.add(b.domain, hostport, tls=tls)
+            route = await link(a, b)
+            if route is not None:
+                await a.inst.parts.routes.add(b.domain, route[0], tls=route[1])
         await d.inst.parts.keys.trust("city.test", "s2026", txts["city.test"])
         await city.inst.parts.keys.trust(d.domain, "s2026", txts[d.domain])
         await city.docs.add_partner(d.org, d.domain, name=f"{d.org}区税务局")

@@ -1,7 +1,7 @@
 """A city and a district Postroom (own domains, own databases) exchange mail through a faulty link.
 
-The link is a TCP proxy in this test that delays, cuts connections in the
-middle of DATA and refuses connections for a while. The queue runs on an
+The link is the fault-injecting TCP proxy (tests/faultproxy.py): it delays, cuts connections
+in the middle of DATA and is offline for a while. The queue runs on an
 injected clock, so retries happen when the test moves the clock and pokes
 the worker; waiting is polling for a condition with a deadline.
 """
@@ -17,9 +17,8 @@ import aiosmtplib
 import pytest
 
 from tests.conftest import _create_pg_database
+from tests.faultproxy import FaultProxy
 from tests.protocol.smtp.support import PASSWORD, FakeClock, Instance, make_config, message, start_instance, wait_for
-
-from .proxy import FaultyLink
 
 SENDER = "zhang.wei@city.test"
 RECIPIENT = "wang@district.test"
@@ -29,7 +28,7 @@ RECIPIENT = "wang@district.test"
 class Sites:
     city: Instance
     district: Instance
-    link: FaultyLink
+    link: FaultProxy
     clock: FakeClock
 
     async def send(self, subject: str, *, to: str = RECIPIENT, size: int = 0) -> str:
@@ -73,7 +72,7 @@ async def sites(tmp_path, storage_url, district_url):
         domains=("city.test",), clock=clock)
     district = await start_instance(make_config(tmp_path / "district", district_url, hostname="mail.district.test"),
                                     domains=("district.test",), clock=clock)
-    link = FaultyLink(district.port("smtp"))
+    link = FaultProxy("127.0.0.1", district.port("smtp"))
     await link.start()
     try:
         await city.add_user(SENDER)
@@ -105,10 +104,10 @@ async def test_every_message_arrives_exactly_once_through_delay_cuts_and_an_outa
     # go over new connections, which the link cuts (an empty queue: every session is back in the pool).
     await wait_for(lambda: _states(s, []), what="an empty city queue")
     await s.city.parts.outbound.close()
-    s.link.cut_after(12_000, times=2)
+    s.link.reset_after(12_000, direction="up", times=2)
     for i in range(2):
         await s.send(f"cut-{i}", size=40_000)
-    await wait_for(lambda: s.link.cuts == 2, what="two cuts")
+    await wait_for(lambda: s.link.counters.resets == 2, what="two cuts")
     await wait_for(lambda: _states(s, [("queued", 1)] * 2), what="both back in the queue after one attempt")
     assert sum((await s.district_subjects()).values()) == 3
     await s.retry_later(61)
@@ -116,14 +115,14 @@ async def test_every_message_arrives_exactly_once_through_delay_cuts_and_an_outa
 
     # An outage: connections refused for a while, then the link returns (its open connections go with it).
     await wait_for(lambda: _states(s, []), what="an empty city queue")
-    await s.link.refuse()
+    s.link.set_offline(True)
     await s.city.parts.outbound.close()
     for i in range(3):
         await s.send(f"outage-{i}")
     await wait_for(lambda: _states(s, [("queued", 1)] * 3), what="first attempts refused")
     await s.retry_later(61)
     await wait_for(lambda: _states(s, [("queued", 2)] * 3), what="second attempts refused")
-    await s.link.restore()
+    s.link.set_offline(False)
     await s.retry_later(301)
     await wait_for(lambda: _count(s, 8), what="the outage messages after the link returned")
 
@@ -154,7 +153,7 @@ async def test_permanent_rejection_comes_back_to_the_sender_as_a_dsn(sites):
 
 async def test_delay_warning_then_expiry_bounce_while_the_link_is_down(sites):
     s = sites
-    await s.link.refuse()
+    s.link.set_offline(True)
     await s.send("never arrives")
     await wait_for(lambda: _states(s, [("queued", 1)]), what="first attempt refused")
     await s.retry_later(1000)  # past warn_after (900 s): one "delayed" notice

@@ -1,4 +1,4 @@
-"""`postroom domain/department/user/group/alias` end to end in a subprocess, with readable errors."""
+"""`postroom domain/department/user/group/alias` end to end through `cli.main`, with readable errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`postroom import` and `export` end to end in a subprocess: mbox both ways, Maildir flags, bad input."""
+"""`postroom import` and `export` end to end through `cli.main`: mbox both ways, Maildir flags, bad input."""
 
 from __future__ import annotations
 

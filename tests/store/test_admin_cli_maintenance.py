@@ -1,4 +1,4 @@
-"""`postroom archive`, `user remove`/`user sweep` and `reindex` end to end in a subprocess."""
+"""`postroom archive`, `user remove`/`user sweep` and `reindex` end to end through `cli.main`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`postroom partner` and `postroom dispatch` end to end in a subprocess: partners, a dispatch queued once per number, status, readable errors."""
+"""`postroom partner` and `postroom dispatch` end to end through `cli.main`: partners, a dispatch queued once per number, status, readable errors."""
 
 from __future__ import annotations
 

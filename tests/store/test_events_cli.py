@@ -1,4 +1,4 @@
-"""`postroom source add/list/revoke` and `postroom events list/show/resend` end to end in a subprocess."""
+"""`postroom source add/list/revoke` and `postroom events list/show/resend` end to end through `cli.main`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`postroom token add/list/revoke` end to end in a subprocess: the secret shown once, scope, revocation, audit."""
+"""`postroom token add/list/revoke` end to end through `cli.main`: the secret shown once, scope, revocation, audit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`postroom webhook set/list/remove` end to end in a subprocess: the secret shown once, kept, rotated, given; policy errors."""
+"""`postroom webhook set/list/remove` end to end through `cli.main`: the secret shown once, kept, rotated, given; policy errors."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import logging
 
 from mailboxes.documents import Documents
 
+from .docapi import DocumentsApi
 from .dispatch import Dispatcher
 from .intake import Intake, IntakeConfig
 from .manifest import MEDIA_TYPE
@@ -46,10 +47,15 @@ def track_queue(docs: Documents):
 
 
 async def start(ctx) -> list:
-    """Started after delivery by `postroom serve`: the tracker's queue hook, and the intake when this site receives documents."""
+    """Started after delivery and the bridges, before the webmail: the tracker's queue hook, the documents API routes, and the intake when this site receives documents."""
     parts = ctx.extras["delivery"]
     parts.worker.settled_hooks.append(track_queue(documents(ctx.mailboxes, ctx.config)))
     svc = intake(ctx.mailboxes, ctx.config, parts)
+    cfg = ctx.config
+    api = DocumentsApi(documents(ctx.mailboxes, cfg), dispatcher(ctx.mailboxes, cfg, parts), svc,
+                       frozenset(a.lower() for a in cfg.get("documents", "dispatchers")),
+                       frozenset(a.lower() for a in cfg.get("documents", "registrars")))
+    ctx.extras["api_routes"] = (*ctx.extras.get("api_routes", ()), *api.routes())  # the webmail mounts them
     if svc is None:
         return []
     await svc.start()

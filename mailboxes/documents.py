@@ -216,15 +216,19 @@ class Documents:
                                     .values(**values))).rowcount
         return bool(n)
 
-    async def tracking(self, *, number: str | None = None, limit: int = 200) -> list[Tracking]:
+    async def tracking(self, *, number: str | None = None, limit: int = 200, document_id: int | None = None,
+                       sender: str | None = None, issuing_organ: str | None = None) -> list[Tracking]:
+        """Recipient rows of the latest documents, newest first; each filter narrows (sender: who dispatched)."""
         d, r = t.documents_out.c, t.document_recipients.c
         q = (select(d.id, d.number, d.issuing_organ, d.title, d.urgency, r.org, r.message_id, r.queued_at, r.sent_at,
                     r.failed_at, r.failure, r.delivered_at, r.registered_at, r.signed_at, r.registration_number,
                     r.signed_by)
              .join_from(t.documents_out, t.document_recipients, d.id == r.document_id)
              .order_by(d.id.desc(), r.org).limit(limit))
-        if number is not None:
-            q = q.where(d.number == number)
+        for col, value in ((d.number, number), (d.id, document_id), (d.sender, sender),
+                           (d.issuing_organ, issuing_organ)):
+            if value is not None:
+                q = q.where(col == value)
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
         return [Tracking(x.id, x.number, x.issuing_organ, x.title, x.urgency, x.org, x.message_id,
@@ -281,6 +285,13 @@ class Documents:
             r = (await conn.execute(select(t.documents_in).where(c.registration_number == registration_number))).first()
         if r is None:
             raise NotFound(f"no registered document {registration_number}")
+        return _registration(r)
+
+    async def registration_by_id(self, registration_id: int) -> Registration:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.documents_in).where(t.documents_in.c.id == registration_id))).first()
+        if r is None:
+            raise NotFound(f"no registered document {registration_id}")
         return _registration(r)
 
     async def sign(self, registration_number: str, by: str) -> tuple[Registration, bool]:

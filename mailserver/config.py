@@ -126,6 +126,9 @@ KEYS: tuple[Key, ...] = (
     Key("documents", "registrars", [],
         "Accounts that read and sign for incoming documents: they get rights on the 收文 folder and a notice "
         "per new document."),
+    Key("documents", "dispatchers", [],
+        "Accounts that may dispatch documents and see their tracking through the JSON API (POST /api/v1/documents) "
+        "with their own API token, besides server administrators."),
     Key("documents", "registration_pattern", "收〔{year}〕{seq}号",
         "Registration number of an incoming document: {year} (local calendar year) and {seq} (from 1 each year)."),
     # --- [auth]: password hashing and the login cache (issue 7, "Logins") -------------------------------

@@ -6,6 +6,7 @@ import logging
 
 from mailboxes.documents import Documents
 
+from . import outbox
 from .docapi import DocumentsApi
 from .dispatch import Dispatcher
 from .intake import Intake, IntakeConfig
@@ -15,7 +16,16 @@ log = logging.getLogger("postroom.documents")
 
 
 def documents(mb, config) -> Documents:
-    return Documents(mb.router.central, registration_pattern=config.get("documents", "registration_pattern"))
+    source = config.get("documents", "webhook_source")
+    return Documents(mb.router.central, registration_pattern=config.get("documents", "registration_pattern"),
+                     report=webhook_report(source) if source else None)
+
+
+def webhook_report(source: str, clock=outbox.utcnow):
+    """Documents' `report`: each new step becomes a callback to `source`, in the step's own transaction."""
+    async def report(conn, kind: str, payload: dict) -> None:
+        await outbox.enqueue(conn, source, kind, payload, clock=clock)
+    return report
 
 
 def dispatcher(mb, config, delivery) -> Dispatcher:

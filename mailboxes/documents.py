@@ -9,18 +9,22 @@ Implementation notes
   key on (year, seq) turning a race on PostgreSQL into a retry).
 - Tracking times are set once (the first receipt wins; a repeated receipt changes nothing),
   so receipts may arrive twice or out of order.
+- `report(conn, kind, payload)`, when given, is called inside the transaction of each new step
+  (registered and signed here; delivered, registered and signed for a recipient at the city):
+  the webhook outbox records its callback with the change, so neither is kept without the other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from .db import Database
@@ -33,6 +37,9 @@ TRACK_EVENTS = ("delivered", "registered", "signed")  # from receipts; sent/fail
 DEFAULT_REGISTRATION_PATTERN = "收〔{year}〕{seq}号"
 MAX_QUARANTINE_BYTES = 60 << 20  # a quarantined message is kept whole up to this size, else cut (and said so)
 REGISTER_RETRIES = 40  # concurrent registrations racing for one number (PostgreSQL, several nodes)
+
+
+Report = Callable[[AsyncConnection, str, dict], Awaitable[object]]  # (conn, "document.signed", payload)
 
 
 def _opt(d: datetime | None) -> datetime | None:
@@ -106,8 +113,9 @@ class Documents:
     """The documents tables behind a small API; `clock` is passed in (tests move time)."""
 
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow,
-                 registration_pattern: str = DEFAULT_REGISTRATION_PATTERN) -> None:
+                 registration_pattern: str = DEFAULT_REGISTRATION_PATTERN, report: Report | None = None) -> None:
         check_pattern(registration_pattern)
+        self.report = report
         self.db = db
         self.clock = clock
         self.pattern = registration_pattern
@@ -204,6 +212,12 @@ class Documents:
                 raise NotFound(f"no dispatched document {number}")
             n = (await conn.execute(update(t.document_recipients).where(
                 r.document_id.in_(ids), r.org == org, col.is_(None)).values(**values))).rowcount
+            if n and self.report is not None:
+                organ = issuing_organ or (await conn.execute(select(d.issuing_organ).where(d.id == ids[0]))).scalar()
+                await self.report(conn, f"document.{event}", {
+                    "number": number, "issuing_organ": organ, "org": org, "at": _iso(values[f"{event}_at"]),
+                    **({"registration_number": registration_number} if event != "delivered" else {}),
+                    **({"signed_by": signed_by} if event == "signed" else {})})
         return bool(n)
 
     async def queue_outcome(self, queue_id: str, *, sent: bool, failure: str = "") -> bool:
@@ -256,6 +270,11 @@ class Documents:
                         urgency=urgency, reg_year=year, reg_seq=seq,
                         registration_number=self.pattern.format(year=year, seq=seq),
                         manifest=manifest, message_id=message_id, received_at=now))
+                    if self.report is not None:
+                        await self.report(conn, "document.registered", {
+                            "registration_number": self.pattern.format(year=year, seq=seq), "number": number,
+                            "issuing_organ": issuing_organ, "from_org": partner_org, "title": title,
+                            "urgency": urgency or None, "at": _iso(now)})
             except IntegrityError:  # the same document or the same number registered at the same moment
                 await asyncio.sleep(random.uniform(0, 0.005) * (attempt + 1))  # jittered, so racers spread out
                 continue
@@ -300,10 +319,17 @@ class Documents:
         if not by or len(by) > 100:
             raise InvalidInput("who signs for the document is required (at most 100 characters)")
         c = t.documents_in.c
+        now = self.clock()
         async with self.db.write() as conn:
             n = (await conn.execute(update(t.documents_in).where(
                 c.registration_number == registration_number, c.signed_at.is_(None)).values(
-                signed_at=self.clock(), signed_by=by))).rowcount
+                signed_at=now, signed_by=by))).rowcount
+            if n and self.report is not None:
+                r = (await conn.execute(select(c.number, c.issuing_organ, c.partner_org).where(
+                    c.registration_number == registration_number))).one()
+                await self.report(conn, "document.signed", {
+                    "registration_number": registration_number, "number": r.number, "issuing_organ": r.issuing_organ,
+                    "from_org": r.partner_org, "signed_by": by, "at": _iso(now)})
         return await self.registration(registration_number), bool(n)
 
     # --- quarantine -----------------------------------------------------------------------------
@@ -323,6 +349,10 @@ class Documents:
             rows = (await conn.execute(select(c.id, c.received_at, c.sender, c.reason, func.length(c.raw))
                                        .order_by(c.id.desc()).limit(limit))).all()
         return [(r[0], _aware(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
+def _iso(d: datetime) -> str:
+    return _aware(d).isoformat()
 
 
 def check_pattern(pattern: str) -> None:

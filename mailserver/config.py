@@ -129,6 +129,10 @@ KEYS: tuple[Key, ...] = (
     Key("documents", "dispatchers", [],
         "Accounts that may dispatch documents and see their tracking through the JSON API (POST /api/v1/documents) "
         "with their own API token, besides server administrators."),
+    Key("documents", "webhook_source", "",
+        "The source (workflow system) whose webhook endpoint (`postroom webhook set`) is told of documents: "
+        "document.registered and document.signed here, document.delivered/registered/signed per recipient "
+        "organisation of a dispatched one (docs/webhooks.md). Empty: no callbacks."),
     Key("documents", "registration_pattern", "收〔{year}〕{seq}号",
         "Registration number of an incoming document: {year} (local calendar year) and {seq} (from 1 each year)."),
     # --- [auth]: password hashing and the login cache (issue 7, "Logins") -------------------------------

@@ -11,6 +11,7 @@ from .docapi import DocumentsApi
 from .dispatch import Dispatcher
 from .intake import Intake, IntakeConfig
 from .manifest import MEDIA_TYPE
+from .reminders import Reminders, thresholds
 
 log = logging.getLogger("postroom.documents")
 
@@ -66,9 +67,12 @@ async def start(ctx) -> list:
                        frozenset(a.lower() for a in cfg.get("documents", "dispatchers")),
                        frozenset(a.lower() for a in cfg.get("documents", "registrars")))
     ctx.extras["api_routes"] = (*ctx.extras.get("api_routes", ()), *api.routes())  # the webmail mounts them
+    reminders = Reminders(documents(ctx.mailboxes, cfg), parts.submitter.submit, after=thresholds(cfg),
+                          hostname=cfg.hostname)
+    await reminders.start()
     if svc is None:
-        return []
+        return [reminders]
     await svc.start()
     log.info("documents intake org=%s address=%s registrars=%d", svc.cfg.org, svc.cfg.address,
              len(svc.cfg.registrars))
-    return [svc]
+    return [reminders, svc]

@@ -20,7 +20,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -102,6 +102,12 @@ class Registration:
     received_at: datetime
     signed_at: datetime | None
     signed_by: str
+
+
+def _tracking(x) -> Tracking:
+    return Tracking(x.id, x.number, x.issuing_organ, x.title, x.urgency, x.org, x.message_id, _aware(x.queued_at),
+                    _opt(x.sent_at), _opt(x.failed_at), x.failure, _opt(x.delivered_at), _opt(x.registered_at),
+                    _opt(x.signed_at), x.registration_number, x.signed_by)
 
 
 def _registration(r) -> Registration:
@@ -220,6 +226,41 @@ class Documents:
                     **({"signed_by": signed_by} if event == "signed" else {})})
         return bool(n)
 
+    async def claim_reminders(self, after: dict[str, timedelta], *, limit: int = 100) -> list[tuple[Tracking, str]]:
+        """Recipients of urgent documents not signed for within `after[urgency]`: each claimed once, ever.
+
+        (its tracking, the document's sender) for every recipient this call claimed; `reminded_at`
+        is set in the same transaction (and `report` told), so of several nodes only one claims a row.
+        """
+        d, r = t.documents_out.c, t.document_recipients.c
+        now = self.clock()
+        cols = (d.id, d.number, d.issuing_organ, d.title, d.urgency, d.sender, r.org, r.message_id, r.queued_at,
+                r.sent_at, r.failed_at, r.failure, r.delivered_at, r.registered_at, r.signed_at,
+                r.registration_number, r.signed_by)
+        out: list[tuple[Tracking, str]] = []
+        async with self.db.write() as conn:
+            for urgency, wait in after.items():
+                if wait <= timedelta(0):
+                    continue
+                rows = (await conn.execute(
+                    select(*cols).join_from(t.documents_out, t.document_recipients, d.id == r.document_id)
+                    .where(d.urgency == urgency, r.queued_at <= now - wait, r.signed_at.is_(None),
+                           r.reminded_at.is_(None)).order_by(r.queued_at).limit(limit - len(out)))).all()
+                for x in rows:
+                    n = (await conn.execute(update(t.document_recipients).where(
+                        r.document_id == x.id, r.org == x.org, r.reminded_at.is_(None)).values(reminded_at=now))
+                    ).rowcount
+                    if not n:  # another node claimed it first
+                        continue
+                    out.append((_tracking(x), x.sender))
+                    if self.report is not None:
+                        await self.report(conn, "document.overdue", {
+                            "number": x.number, "issuing_organ": x.issuing_organ, "org": x.org, "urgency": urgency,
+                            "state": out[-1][0].state, "queued_at": _iso(x.queued_at), "at": _iso(now)})
+                if len(out) >= limit:
+                    break
+        return out
+
     async def queue_outcome(self, queue_id: str, *, sent: bool, failure: str = "") -> bool:
         """The queue sent (or gave up on) the message of this queue id; True when it was a document's."""
         r = t.document_recipients.c
@@ -245,10 +286,7 @@ class Documents:
                 q = q.where(col == value)
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
-        return [Tracking(x.id, x.number, x.issuing_organ, x.title, x.urgency, x.org, x.message_id,
-                         _aware(x.queued_at), _opt(x.sent_at), _opt(x.failed_at), x.failure, _opt(x.delivered_at),
-                         _opt(x.registered_at),
-                         _opt(x.signed_at), x.registration_number, x.signed_by) for x in rows]
+        return [_tracking(x) for x in rows]
 
     # --- registration (district side) -----------------------------------------------------------
     async def register(self, *, partner_org: str, issuing_organ: str, number: str, title: str, urgency: str,

@@ -78,6 +78,8 @@ def _kind(raw: bytes) -> str | None:
 
 
 class Intake:
+    name = "documents"  # in `postroom serving: ...`
+
     def __init__(self, mb: Mailboxes, documents: Documents, verify: Verify, submit: Submit, cfg: IntakeConfig,
                  *, clock: Callable[[], datetime] = _utcnow) -> None:
         self.mb = mb

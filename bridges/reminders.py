@@ -30,6 +30,8 @@ BATCH = 100  # recipient rows claimed per round
 
 
 class Reminders:
+    name = "reminders"  # in `postroom serving: ...`
+
     def __init__(self, documents: Documents, submit: Callable[[Submission], Awaitable[Outcome]], *,
                  after: dict[str, timedelta], hostname: str) -> None:
         self.documents = documents

@@ -19,7 +19,7 @@ def documents_server(tmp) -> WebServer:
     srv = WebServer(tmp, early_accounts=("documents", "reg", "fawen", "other"))  # the intake needs them at start
     values = {section: dict(keys) for section, keys in srv.config.values.items()}
     values["documents"].update(org="city", address="documents@city.test", registrars=[REGISTRAR],
-                               dispatchers=[DISPATCHER, OTHER])
+                               dispatchers=[DISPATCHER, OTHER], webhook_source="registry")
     srv.config = Config(srv.config.path, values)
     return srv
 

@@ -14,6 +14,9 @@ from sqlalchemy import select
 from bridges import docapi
 from bridges.manifest import RECEIPT_MEDIA_TYPE, Receipt
 from mailboxes import schema as t
+from mailboxes.webhookendpoints import WebhookEndpoints, new_secret
+from tests.protocol.smtp.support import wait_for
+from tests.support.webhook_receiver import Receiver
 
 from . import openapi_check
 from .documents import PDF, documents_server, manifest, register_incoming, setup_documents
@@ -167,3 +170,22 @@ def _queued_receipts(web) -> list[Receipt]:
             if part.get_content_type() == RECEIPT_MEDIA_TYPE:
                 out.append(Receipt.from_json(part.get_payload(decode=True)))
     return out
+
+
+async def test_signing_for_is_posted_to_the_workflow_system(web):
+    """[documents] webhook_source: the running server's sender posts document.signed to a real receiver."""
+    tok = setup_documents(web)
+    receiver = await Receiver(new_secret()).start()
+    try:
+        web.run(WebhookEndpoints(web.mb.router.central).set("registry", receiver.url, secret=receiver.secret))
+        reg_id = register_incoming(web)  # registered outside the server's Documents: no callback for it
+        status, signed, _ = await _api(web, tok.registrar)("POST", f"/incoming/{reg_id}/sign")
+        assert status == 200
+        await wait_for(lambda: receiver.requests, timeout=30, what="the document.signed callback")
+        [seen] = receiver.requests
+        body = json.loads(seen.body)
+        assert seen.verified and body["type"] == "document.signed"
+        assert body["data"]["registration_number"] == signed["registration_number"]
+        assert body["data"]["signed_by"] == "王登记" and body["data"]["from_org"] == "futian"
+    finally:
+        await receiver.stop()

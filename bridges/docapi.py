@@ -184,7 +184,7 @@ class DocumentsApi:
         if len(out.refused) == len(out.replies):
             return Problem(422, "Unprocessable Content", "every message was refused: "
                            + "; ".join(out.replies.values()), field="").response()
-        rows = await self.documents.tracking(number=out.number, issuing_organ=doc.issuing_organ[0])
+        rows = await self.documents.tracking(document_id=out.document_id)
         body = {**tracking_json(rows), "replies": out.replies, "refused": list(out.refused)}
         return web.json_response(body, status=201, headers={"Location": f"/api/v1/documents/{out.document_id}"})
 

@@ -8,15 +8,27 @@ from delivery.queue import node_id
 from mailboxes.documents import Documents
 from mailboxes.leases import Leases
 
+from . import outbox
+from .docapi import DocumentsApi
 from .dispatch import Dispatcher
 from .intake import Intake, IntakeConfig
 from .manifest import MEDIA_TYPE
+from .reminders import Reminders, thresholds
 
 log = logging.getLogger("postroom.documents")
 
 
 def documents(mb, config) -> Documents:
-    return Documents(mb.router.central, registration_pattern=config.get("documents", "registration_pattern"))
+    source = config.get("documents", "webhook_source")
+    return Documents(mb.router.central, registration_pattern=config.get("documents", "registration_pattern"),
+                     report=webhook_report(source) if source else None)
+
+
+def webhook_report(source: str, clock=outbox.utcnow):
+    """Documents' `report`: each new step becomes a callback to `source`, in the step's own transaction."""
+    async def report(conn, kind: str, payload: dict) -> None:
+        await outbox.enqueue(conn, source, kind, payload, clock=clock)
+    return report
 
 
 def dispatcher(mb, config, delivery) -> Dispatcher:
@@ -49,13 +61,21 @@ def track_queue(docs: Documents):
 
 
 async def start(ctx) -> list:
-    """Started after delivery by `postroom serve`: the tracker's queue hook, and the intake when this site receives documents."""
+    """Started after delivery and the bridges, before the webmail: the tracker's queue hook, the documents API routes, and the intake when this site receives documents."""
     parts = ctx.extras["delivery"]
     parts.worker.settled_hooks.append(track_queue(documents(ctx.mailboxes, ctx.config)))
     svc = intake(ctx.mailboxes, ctx.config, parts)
+    cfg = ctx.config
+    api = DocumentsApi(documents(ctx.mailboxes, cfg), dispatcher(ctx.mailboxes, cfg, parts), svc,
+                       frozenset(a.lower() for a in cfg.get("documents", "dispatchers")),
+                       frozenset(a.lower() for a in cfg.get("documents", "registrars")))
+    ctx.extras["api_routes"] = (*ctx.extras.get("api_routes", ()), *api.routes())  # the webmail mounts them
+    reminders = Reminders(documents(ctx.mailboxes, cfg), parts.submitter.submit, after=thresholds(cfg),
+                          hostname=cfg.hostname)
+    await reminders.start()
     if svc is None:
-        return []
+        return [reminders]
     await svc.start()
     log.info("documents intake org=%s address=%s registrars=%d", svc.cfg.org, svc.cfg.address,
              len(svc.cfg.registrars))
-    return [svc]
+    return [reminders, svc]

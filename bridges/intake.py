@@ -82,6 +82,8 @@ def _kind(raw: bytes) -> str | None:
 
 
 class Intake:
+    name = "documents"  # in `postroom serving: ...`
+
     def __init__(self, mb: Mailboxes, documents: Documents, verify: Verify, submit: Submit, cfg: IntakeConfig,
                  *, clock: Callable[[], datetime] = _utcnow, leases: Leases | None = None, holder: str = "") -> None:
         """`leases`/`holder`: when several processes or nodes start an intake for one site, only the lease's

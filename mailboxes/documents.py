@@ -9,18 +9,22 @@ Implementation notes
   key on (year, seq) turning a race on PostgreSQL into a retry).
 - Tracking times are set once (the first receipt wins; a repeated receipt changes nothing),
   so receipts may arrive twice or out of order.
+- `report(conn, kind, payload)`, when given, is called inside the transaction of each new step
+  (registered and signed here; delivered, registered and signed for a recipient at the city):
+  the webhook outbox records its callback with the change, so neither is kept without the other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from .db import Database
@@ -33,6 +37,9 @@ TRACK_EVENTS = ("delivered", "registered", "signed")  # from receipts; sent/fail
 DEFAULT_REGISTRATION_PATTERN = "收〔{year}〕{seq}号"
 MAX_QUARANTINE_BYTES = 60 << 20  # a quarantined message is kept whole up to this size, else cut (and said so)
 REGISTER_RETRIES = 40  # concurrent registrations racing for one number (PostgreSQL, several nodes)
+
+
+Report = Callable[[AsyncConnection, str, dict], Awaitable[object]]  # (conn, "document.signed", payload)
 
 
 def _opt(d: datetime | None) -> datetime | None:
@@ -97,6 +104,12 @@ class Registration:
     signed_by: str
 
 
+def _tracking(x) -> Tracking:
+    return Tracking(x.id, x.number, x.issuing_organ, x.title, x.urgency, x.org, x.message_id, _aware(x.queued_at),
+                    _opt(x.sent_at), _opt(x.failed_at), x.failure, _opt(x.delivered_at), _opt(x.registered_at),
+                    _opt(x.signed_at), x.registration_number, x.signed_by)
+
+
 def _registration(r) -> Registration:
     return Registration(r.id, r.partner_org, r.issuing_organ, r.number, r.title, r.urgency, r.registration_number,
                         r.manifest, r.message_id, _aware(r.received_at), _opt(r.signed_at), r.signed_by)
@@ -106,8 +119,9 @@ class Documents:
     """The documents tables behind a small API; `clock` is passed in (tests move time)."""
 
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow,
-                 registration_pattern: str = DEFAULT_REGISTRATION_PATTERN) -> None:
+                 registration_pattern: str = DEFAULT_REGISTRATION_PATTERN, report: Report | None = None) -> None:
         check_pattern(registration_pattern)
+        self.report = report
         self.db = db
         self.clock = clock
         self.pattern = registration_pattern
@@ -204,7 +218,48 @@ class Documents:
                 raise NotFound(f"no dispatched document {number}")
             n = (await conn.execute(update(t.document_recipients).where(
                 r.document_id.in_(ids), r.org == org, col.is_(None)).values(**values))).rowcount
+            if n and self.report is not None:
+                organ = issuing_organ or (await conn.execute(select(d.issuing_organ).where(d.id == ids[0]))).scalar()
+                await self.report(conn, f"document.{event}", {
+                    "number": number, "issuing_organ": organ, "org": org, "at": _iso(values[f"{event}_at"]),
+                    **({"registration_number": registration_number} if event != "delivered" else {}),
+                    **({"signed_by": signed_by} if event == "signed" else {})})
         return bool(n)
+
+    async def claim_reminders(self, after: dict[str, timedelta], *, limit: int = 100) -> list[tuple[Tracking, str]]:
+        """Recipients of urgent documents not signed for within `after[urgency]`: each claimed once, ever.
+
+        (its tracking, the document's sender) for every recipient this call claimed; `reminded_at`
+        is set in the same transaction (and `report` told), so of several nodes only one claims a row.
+        """
+        d, r = t.documents_out.c, t.document_recipients.c
+        now = self.clock()
+        cols = (d.id, d.number, d.issuing_organ, d.title, d.urgency, d.sender, r.org, r.message_id, r.queued_at,
+                r.sent_at, r.failed_at, r.failure, r.delivered_at, r.registered_at, r.signed_at,
+                r.registration_number, r.signed_by)
+        out: list[tuple[Tracking, str]] = []
+        async with self.db.write() as conn:
+            for urgency, wait in after.items():
+                if wait <= timedelta(0):
+                    continue
+                rows = (await conn.execute(
+                    select(*cols).join_from(t.documents_out, t.document_recipients, d.id == r.document_id)
+                    .where(d.urgency == urgency, r.queued_at <= now - wait, r.signed_at.is_(None),
+                           r.reminded_at.is_(None)).order_by(r.queued_at).limit(limit - len(out)))).all()
+                for x in rows:
+                    n = (await conn.execute(update(t.document_recipients).where(
+                        r.document_id == x.id, r.org == x.org, r.reminded_at.is_(None)).values(reminded_at=now))
+                    ).rowcount
+                    if not n:  # another node claimed it first
+                        continue
+                    out.append((_tracking(x), x.sender))
+                    if self.report is not None:
+                        await self.report(conn, "document.overdue", {
+                            "number": x.number, "issuing_organ": x.issuing_organ, "org": x.org, "urgency": urgency,
+                            "state": out[-1][0].state, "queued_at": _iso(x.queued_at), "at": _iso(now)})
+                if len(out) >= limit:
+                    break
+        return out
 
     async def queue_outcome(self, queue_id: str, *, sent: bool, failure: str = "") -> bool:
         """The queue sent (or gave up on) the message of this queue id; True when it was a document's."""
@@ -216,21 +271,22 @@ class Documents:
                                     .values(**values))).rowcount
         return bool(n)
 
-    async def tracking(self, *, number: str | None = None, limit: int = 200) -> list[Tracking]:
+    async def tracking(self, *, number: str | None = None, limit: int = 200, document_id: int | None = None,
+                       sender: str | None = None, issuing_organ: str | None = None) -> list[Tracking]:
+        """Recipient rows of the latest documents, newest first; each filter narrows (sender: who dispatched)."""
         d, r = t.documents_out.c, t.document_recipients.c
         q = (select(d.id, d.number, d.issuing_organ, d.title, d.urgency, r.org, r.message_id, r.queued_at, r.sent_at,
                     r.failed_at, r.failure, r.delivered_at, r.registered_at, r.signed_at, r.registration_number,
                     r.signed_by)
              .join_from(t.documents_out, t.document_recipients, d.id == r.document_id)
              .order_by(d.id.desc(), r.org).limit(limit))
-        if number is not None:
-            q = q.where(d.number == number)
+        for col, value in ((d.number, number), (d.id, document_id), (d.sender, sender),
+                           (d.issuing_organ, issuing_organ)):
+            if value is not None:
+                q = q.where(col == value)
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
-        return [Tracking(x.id, x.number, x.issuing_organ, x.title, x.urgency, x.org, x.message_id,
-                         _aware(x.queued_at), _opt(x.sent_at), _opt(x.failed_at), x.failure, _opt(x.delivered_at),
-                         _opt(x.registered_at),
-                         _opt(x.signed_at), x.registration_number, x.signed_by) for x in rows]
+        return [_tracking(x) for x in rows]
 
     # --- registration (district side) -----------------------------------------------------------
     async def register(self, *, partner_org: str, issuing_organ: str, number: str, title: str, urgency: str,
@@ -252,6 +308,11 @@ class Documents:
                         urgency=urgency, reg_year=year, reg_seq=seq,
                         registration_number=self.pattern.format(year=year, seq=seq),
                         manifest=manifest, message_id=message_id, received_at=now))
+                    if self.report is not None:
+                        await self.report(conn, "document.registered", {
+                            "registration_number": self.pattern.format(year=year, seq=seq), "number": number,
+                            "issuing_organ": issuing_organ, "from_org": partner_org, "title": title,
+                            "urgency": urgency or None, "at": _iso(now)})
             except IntegrityError:  # the same document or the same number registered at the same moment
                 await asyncio.sleep(random.uniform(0, 0.005) * (attempt + 1))  # jittered, so racers spread out
                 continue
@@ -283,16 +344,30 @@ class Documents:
             raise NotFound(f"no registered document {registration_number}")
         return _registration(r)
 
+    async def registration_by_id(self, registration_id: int) -> Registration:
+        async with self.db.read() as conn:
+            r = (await conn.execute(select(t.documents_in).where(t.documents_in.c.id == registration_id))).first()
+        if r is None:
+            raise NotFound(f"no registered document {registration_id}")
+        return _registration(r)
+
     async def sign(self, registration_number: str, by: str) -> tuple[Registration, bool]:
         """Sign for (签收) a registered document; (it, True when this call signed it, False when already signed)."""
         by = by.strip()
         if not by or len(by) > 100:
             raise InvalidInput("who signs for the document is required (at most 100 characters)")
         c = t.documents_in.c
+        now = self.clock()
         async with self.db.write() as conn:
             n = (await conn.execute(update(t.documents_in).where(
                 c.registration_number == registration_number, c.signed_at.is_(None)).values(
-                signed_at=self.clock(), signed_by=by))).rowcount
+                signed_at=now, signed_by=by))).rowcount
+            if n and self.report is not None:
+                r = (await conn.execute(select(c.number, c.issuing_organ, c.partner_org).where(
+                    c.registration_number == registration_number))).one()
+                await self.report(conn, "document.signed", {
+                    "registration_number": registration_number, "number": r.number, "issuing_organ": r.issuing_organ,
+                    "from_org": r.partner_org, "signed_by": by, "at": _iso(now)})
         return await self.registration(registration_number), bool(n)
 
     # --- quarantine -----------------------------------------------------------------------------
@@ -312,6 +387,10 @@ class Documents:
             rows = (await conn.execute(select(c.id, c.received_at, c.sender, c.reason, func.length(c.raw))
                                        .order_by(c.id.desc()).limit(limit))).all()
         return [(r[0], _aware(r[1]), r[2], r[3], r[4]) for r in rows]
+
+
+def _iso(d: datetime) -> str:
+    return _aware(d).isoformat()
 
 
 def check_pattern(pattern: str) -> None:

@@ -132,6 +132,18 @@ KEYS: tuple[Key, ...] = (
     Key("documents", "registrars", [],
         "Accounts that read and sign for incoming documents: they get rights on the 收文 folder and a notice "
         "per new document."),
+    Key("documents", "dispatchers", [],
+        "Accounts that may dispatch documents and see their tracking through the JSON API (POST /api/v1/documents) "
+        "with their own API token, besides server administrators."),
+    Key("documents", "webhook_source", "",
+        "The source (workflow system) whose webhook endpoint (`postroom webhook set`) is told of documents: "
+        "document.registered and document.signed here, document.delivered/registered/signed per recipient "
+        "organisation of a dispatched one (docs/webhooks.md). Empty: no callbacks."),
+    Key("documents", "remind_urgent_after", 7200,
+        "Seconds after dispatch by which each recipient organisation should have signed for a 特急 (urgent) "
+        "document; then its sender gets one reminder mail (and a document.overdue callback). 0: no reminders."),
+    Key("documents", "remind_expedited_after", 86400,
+        "The same for a 加急 (expedited) document. 0: no reminders."),
     Key("documents", "registration_pattern", "收〔{year}〕{seq}号",
         "Registration number of an incoming document: {year} (local calendar year) and {seq} (from 1 each year)."),
     # --- [auth]: password hashing and the login cache (issue 7, "Logins") -------------------------------

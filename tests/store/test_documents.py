@@ -120,3 +120,21 @@ def test_registration_patterns_are_checked():
     for bad in ("收{year}", "{seq}{nope}", "{0}{seq}", "{seq}" + "x" * 100):
         with pytest.raises(InvalidInput):
             check_pattern(bad)
+
+
+async def test_tracking_is_narrowed_by_document_sender_and_organ_and_registrations_found_by_id(docs):
+    a, b, _ = docs
+    kw = dict(year=2026, title="通知", urgency="", manifest="{}")
+    one = await a.record_dispatch(**kw, issuing_organ="市局", number="市发〔2026〕1号", sender="x@city.test",
+                                  recipients={"futian": ("<1@c>", "q1"), "luohu": ("<2@c>", "q2")})
+    two = await a.record_dispatch(**kw, issuing_organ="区局", number="市发〔2026〕1号", sender="y@city.test",
+                                  recipients={"futian": ("<3@c>", "q3")})
+    assert [(r.document_id, r.org) for r in await b.tracking(document_id=one)] == [(one, "futian"), (one, "luohu")]
+    assert {r.document_id for r in await b.tracking(sender="y@city.test")} == {two}
+    assert {r.document_id for r in await b.tracking(number="市发〔2026〕1号", issuing_organ="市局")} == {one}
+    assert await b.tracking(document_id=one, sender="y@city.test") == []
+    reg, _ = await a.register(partner_org="city", issuing_organ="市局", number="市发〔2026〕1号", title="通知",
+                              urgency="", manifest="{}", message_id="<m@c>")
+    assert (await b.registration_by_id(reg.id)).registration_number == reg.registration_number
+    with pytest.raises(NotFound):
+        await b.registration_by_id(reg.id + 1)

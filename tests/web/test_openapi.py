@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import aiohttp
@@ -13,8 +14,17 @@ from webmail import openapi
 from mailboxes.events import Sources
 
 from . import openapi_check
+from .documents import PDF, documents_server, manifest, register_incoming, setup_documents
 from .queueing import deferred_message
 from .people import Api, make_org
+
+
+@pytest.fixture
+def web(tmp_path):
+    """The whole server with official documents configured (their routes answer successfully too)."""
+    srv = documents_server(tmp_path).start()
+    yield srv
+    srv.stop()
 
 
 def _live_operations(web) -> set[tuple[str, str]]:
@@ -122,8 +132,20 @@ async def test_every_documented_operation_answers_as_documented(web):
         (api, "GET", "/dkim", None, 200), (api, "POST", "/dkim/city.test/generate", {"selector": "s1"}, 201),
         (api, "GET", "/stats", None, 200), (api, "DELETE", f"/queue/{qid}", None, 200),
     ]
+    # Official documents (issue 12): a dispatcher's token, and a registrar's for the incoming side.
+    docs = setup_documents(web)
+    dispatcher, registrar = (Api(web, secret, check=openapi_check.validate_response)
+                             for secret in (docs.dispatcher, docs.registrar))
+    reg_id = register_incoming(web)
+    walk_docs = [
+        (dispatcher, "POST", "/documents", {"document": manifest(), "files": {"a.pdf": base64.b64encode(PDF).decode()}},
+         201),
+        (dispatcher, "GET", "/documents", None, 200), (dispatcher, "GET", "/documents/1", None, 200),
+        (dispatcher, "GET", "/documents/2", None, 404),
+        (registrar, "GET", "/incoming", None, 200), (registrar, "POST", f"/incoming/{reg_id}/sign", None, 200),
+    ]
     doc = openapi.load()
-    for caller, method, path, body, want in [(api, *w) for w in walk] + walk_events + walk_ops:
+    for caller, method, path, body, want in [(api, *w) for w in walk] + walk_events + walk_ops + walk_docs:
         status, _, _ = await caller(method, path, body)
         assert (method, path, status) == (method, path, want)
         if body is not None and status < 400:  # what the server accepted is what the document allows

@@ -34,13 +34,14 @@ class ImapServer:
     def __init__(self, tmp: Path, *, storage_url: str | None = None, plaintext_on_loopback: bool = True,
                  limits: dict[str, Any] | None = None, whole_server: bool = False,
                  hasher: PasswordHasher = FAST_HASHER, hash_slots: int | None = None,
-                 proxy_trusted: list[str] | None = None) -> None:
+                 proxy_trusted: list[str] | None = None, early_accounts: tuple[str, ...] = ()) -> None:
         """``whole_server``: start every listener family through the composition root (delivery, SMTP, IMAP).
 
         ``hasher`` / ``hash_slots``: the Argon2 hasher (a test may wrap one to count verifications) and how
         many hashes may run at once.
         """
         self.tmp = tmp
+        self.early_accounts = early_accounts  # made before the services start (one that needs its account at start)
         self.hasher, self.hash_slots = hasher, hash_slots
         self.storage_url = storage_url or f"sqlite:///{tmp}/postroom.db"
         self.cert, self.key = tmp / "tls" / "cert.pem", tmp / "tls" / "key.pem"
@@ -77,6 +78,8 @@ class ImapServer:
         self.mb = await open_mailboxes(StorageConfig(url=self.storage_url), hasher=self.hasher,
                                        hash_slots=self.hash_slots)
         await self.mb.directory.add_domain("city.test")
+        for name in self.early_accounts:
+            await self.add_account(name)
         auth = Authenticator.create(self.mb.directory, max_failures=self.config.get("limits", "auth_failures"),
                                     window_s=300)
         ctx = Context(self.config, self.mb, self.mb.store.bus, auth, tls.server_context(self.cert, self.key))

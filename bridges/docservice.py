@@ -19,7 +19,8 @@ def documents(mb, config) -> Documents:
 
 def dispatcher(mb, config, delivery) -> Dispatcher:
     """`delivery`: delivery.service.DeliveryParts (its submitter is the one submit())."""
-    return Dispatcher(documents(mb, config), delivery.submitter.submit, hostname=config.hostname)
+    return Dispatcher(documents(mb, config), delivery.submitter.submit, hostname=config.hostname,
+                      classified_label=config.get("labels", "classified"))
 
 
 def intake(mb, config, delivery) -> Intake | None:

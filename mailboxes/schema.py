@@ -429,6 +429,36 @@ queue_recipients = Table(
     **NEVER_REUSED,
 )
 
+# Mail held for approval (issue 13): recipients its label does not allow wait here, never in the queue.
+held_messages = Table(
+    "held_messages",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("queue_id", String(32), nullable=False),
+    Column("mail_from", String(320), nullable=False),
+    Column("submitter", String(320), nullable=True),
+    Column("label", String(64), nullable=False),
+    Column("subject", String(300), nullable=False, default=""),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # pending | approved | rejected
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("decided_by", String(320), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    Index("ix_held_state", "state", "id"),
+    **NEVER_REUSED,
+)
+
+held_recipients = Table(
+    "held_recipients",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("held_id", ID, ForeignKey("held_messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("rcpt", String(320), nullable=False),
+    **NEVER_REUSED,
+)
+
 # --- official documents (issue 12) -----------------------------------------------
 # Partner organisations whose signed document messages this site registers, and where its own go.
 partners = Table(

@@ -7,9 +7,11 @@ import re
 from email.policy import default
 import smtplib
 
+import aiohttp
 import pytest
 
 from delivery.queue import Queue
+from mailboxes.held import HeldMail
 from mailserver.config import Config
 
 from .harness import PASSWORD, Browser, WebServer, csrf_of
@@ -94,3 +96,29 @@ async def _inbox(web, address: str) -> list[bytes]:
     metas = await web.mb.store.messages(f.ref)
     raws = await web.mb.store.raw_many(f.ref.partition, [m.blob_id for m in metas])
     return [raws[m.blob_id] for m in metas]
+
+
+async def test_the_sender_chooses_the_label_in_compose(web):
+    alice = Browser(web.url)
+    try:
+        await alice.sign_in("alice@city.test")
+        for label, subject in (("公开", "press release"), ("敏感", "staff list")):
+            _, page = await alice.get("/compose")
+            assert '<select id="classification" name="classification">' in page
+            assert '<option value="内部" selected>' in page  # the default is preselected
+            form = aiohttp.FormData()
+            for k, v in {"csrf": csrf_of(page), "mode": "new", "to": "wang@example.org", "cc": "", "bcc": "",
+                         "subject": subject, "body": "正文", "classification": label}.items():
+                form.add_field(k, v)
+            r, _ = await alice.post("/compose", form)
+            assert r.status == 200
+    finally:
+        await alice.close()
+    queued = web.run(_queue_rcpts(web))
+    assert queued == [["wang@example.org"]]  # 公开 goes at once
+    held = web.run(_held_subjects(web))
+    assert held == ["staff list"]  # 敏感 waits for the office
+
+
+async def _held_subjects(web) -> list[str]:
+    return [h.subject for h in await HeldMail(web.mb.router.central).pending()]

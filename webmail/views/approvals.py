@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from delivery.labels import HEADER
 from mailboxes.errors import InvalidInput, NotFound
 
 from .. import i18n
@@ -75,3 +76,16 @@ async def decide(request: web.Request) -> web.Response:
     except InvalidInput:
         raise web.HTTPConflict(text=_("apv_decided")) from None
     raise web.HTTPSeeOther(f"/approvals?done={request.match_info['decision']}")
+
+
+def labels(request: web.Request):
+    """The configured labels for the compose form's select, or None when labels are not enforced."""
+    found = request.app.get(APPROVALS)
+    return found.submitter.labels if found is not None else None
+
+
+def with_label(request: web.Request, chosen: object, message: bytes) -> bytes:
+    """The composed message with the label the sender chose (submit() stamps it: one header, a banner)."""
+    known = labels(request)
+    label = known.find(chosen) if known is not None and isinstance(chosen, str) else None
+    return f"{HEADER}: {label.zh}\r\n".encode("utf-8") + message if label is not None else message

@@ -39,7 +39,7 @@ from email.utils import format_datetime
 
 from mailboxes.directory import Resolution
 from mailboxes.documents import Documents
-from mailboxes.held import HeldMail
+from mailboxes.held import DepartmentLabels, HeldMail
 from mailboxes.errors import InvalidInput, NotFound, OverQuota, StoreError
 from mailboxes.headers import header_problem, originator, without_fields
 from mailboxes.ingest import prepare
@@ -149,6 +149,7 @@ class DirectoryCache:
         self.mb = mb
         self._answers = _TTLCache(ttl)
         self._usage = _TTLCache(USAGE_SECONDS)
+        self.departments = DepartmentLabels(mb.router.central)
 
     async def _cached(self, key: object, load: Callable):
         found, value = self._answers.get(key)
@@ -191,6 +192,9 @@ class DirectoryCache:
         async def load():
             return frozenset(p.domain.lower() for p in await Documents(self.mb.router.central).partners())
         return await self._cached("partners", load)
+
+    async def department_label(self, department_id: int) -> str | None:
+        return await self._cached(("dlabel", department_id), lambda: self.departments.of(department_id))
 
     async def sender_addresses(self, account: Account) -> frozenset[str]:
         async def load():
@@ -362,7 +366,7 @@ class Submitter:
         stamp = self._stamp(sub, qid, rcpts)
         data = sub.data
         if self.labels is not None and sub.origin not in UNLABELLED:
-            data = stamped(data, self.labels.of(data))
+            data = stamped(data, self.labels.of(data, await self._department_label(sub.account)))
         out = await self.deliver(queue_id=qid, mail_from=sub.mail_from, recipients=tuple(rcpts),
                                  data=stamp + data, origin=sub.origin,
                                  submitter=sub.account.address if sub.account else None,
@@ -370,6 +374,13 @@ class Submitter:
         if refused:
             out = Outcome(out.queue_id, out.reply, out.delivered, out.queued, tuple(refused) + out.refused)
         return self._logged(sub, out)
+
+    async def _department_label(self, account: Account | None) -> Label | None:
+        """The sender's department's default label, if it names one the list knows."""
+        if account is None or account.department_id is None or self.labels is None:
+            return None
+        name = await self.directory.department_label(account.department_id)
+        return self.labels.find(name) if name else None
 
     def _logged(self, sub: Submission, out: Outcome) -> Outcome:
         if sub.origin not in ("submission", "smtp"):  # the SMTP front writes its own line

@@ -89,3 +89,22 @@ class HeldMail:
 def _held(row, rcpts: tuple[str, ...]) -> Held:
     return Held(row.id, row.queue_id, row.mail_from, row.submitter, row.label, row.subject,
                 _aware(row.created_at), row.state, rcpts, row.decided_by, row.reason)
+
+
+class DepartmentLabels:
+    """The default label a department gives its mail (None: the global default)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def set(self, code: str, label: str | None) -> None:
+        async with self.db.write() as conn:
+            done = (await conn.execute(update(t.departments).where(t.departments.c.code == code.strip().lower())
+                                       .values(label=label or None))).rowcount
+        if not done:
+            raise NotFound(f"no department {code}")
+
+    async def of(self, department_id: int) -> str | None:
+        async with self.db.read() as conn:
+            return (await conn.execute(select(t.departments.c.label).where(
+                t.departments.c.id == department_id))).scalar_one_or_none()

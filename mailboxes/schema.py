@@ -54,6 +54,7 @@ departments = Table(
     # bureau | department | district
     Column("kind", String(16), nullable=False, default="department"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("label", String(64), nullable=True),  # the default classification label of its mail (issue 13)
     **NEVER_REUSED,
 )
 

@@ -19,6 +19,7 @@ from delivery.approval import Approvals
 from delivery.dkim import DEFAULT_SIGNED_HEADERS
 from delivery.submit import Submission
 from mailboxes.errors import InvalidInput, NotFound
+from mailboxes.held import DepartmentLabels
 from mailboxes.mailsettings import OutOfOffice
 from tests.protocol.smtp.support import PASSWORD, make_config, message, start_instance, wait_for
 
@@ -157,3 +158,16 @@ async def test_inbound_label_header_is_not_trusted(sites):
     assert errors == {}
     [copy] = [m for m in await city.inbox(LI) if b"from outside" in m]
     assert b"X-Postroom-Classification" not in copy
+
+
+async def test_a_department_default_label_applies_when_none_is_given(sites):
+    city, _ = sites
+    await city.mb.directory.add_department("press", "新闻处")
+    await city.add_user("spokes@city.test", department="press")
+    await DepartmentLabels(city.mb.router.central).set("press", "公开")
+    await submit(city, "press default", [BOB], sender="spokes@city.test")
+    await submit(city, "press sensitive", [BOB], sender="spokes@city.test",
+                 extra="X-Postroom-Classification: sensitive\r\n")  # the sender's choice beats the default
+    await submit(city, "no department", [BOB])
+    assert sorted(h.subject for h in await city.parts.submitter.held.pending()) == ["no department",
+                                                                                    "press sensitive"]

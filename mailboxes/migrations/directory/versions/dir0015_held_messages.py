@@ -5,7 +5,8 @@ Revises: dir0013
 Create Date: 2026-12-04 20:40:00
 
 Issue 13: mail whose classification label does not allow some recipients is held
-for approval in held_messages / held_recipients, never in the queue.
+for approval in held_messages / held_recipients, never in the queue;
+a department may name the default label of its mail (departments.label).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -44,9 +45,12 @@ def upgrade() -> None:
     sqlite_autoincrement=True
     )
     op.create_index(op.f('ix_held_recipients_held_id'), 'held_recipients', ['held_id'], unique=False)
+    op.add_column('departments', sa.Column('label', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('departments') as batch:
+        batch.drop_column('label')
     op.drop_index(op.f('ix_held_recipients_held_id'), table_name='held_recipients')
     op.drop_table('held_recipients')
     op.drop_index('ix_held_state', table_name='held_messages')

@@ -28,7 +28,7 @@ def request_message(*, hostname: str, held_id: int, label: Label, sender: str, r
     text = (f"{sender} 发送的邮件（密级：{label.zh}）需审批后才能发往：\r\n"
             f"A message from {sender} labelled {label.en} needs approval before it goes to:\r\n\r\n"
             + "".join(f"  {r}\r\n" for r in recipients)
-            + f"\r\n网页邮箱 → 审批 / Webmail → Approvals, #{held_id}\r\n")
+            + f"\r\n网页邮箱 → 待审批邮件 / Webmail → Approvals: /approvals/{held_id}\r\n")
     head = (f"From: postmaster@{hostname}\r\n"
             f"Subject: =?utf-8?b?{base64.b64encode(f'待审批 Approval needed #{held_id}'.encode()).decode()}?=\r\n"
             f"Date: {format_datetime(now)}\r\n"

@@ -9,6 +9,7 @@ submit(); waiting is polling for a condition with a deadline.
 from __future__ import annotations
 
 import email
+import re
 from email.policy import default
 from email.utils import make_msgid
 
@@ -101,6 +102,8 @@ async def test_held_mail_leaves_by_no_path_until_approved(sites):
     # The office is asked, by mail, showing the message.
     requests = await city.inbox(LEADER)
     assert len(requests) == 8 and all(b"message/rfc822" in r and b"bob@outside.test" in r for r in requests)
+    assert sorted(int(m) for r in requests for m in re.findall(rb"/approvals/(\d+)", r)) == sorted(
+        h.id for h in pending)  # each names its page
 
     # Only approvers see or decide; another account's view of an id is "not found".
     approvals = Approvals(sub)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import make_msgid
 
+from delivery.labels import HEADER as LABEL_HEADER
 from delivery.queue import new_queue_id
 from delivery.submit import Outcome, Submission
 from mailboxes.documents import Documents
@@ -51,8 +52,9 @@ class Dispatched:
 
 class Dispatcher:
     def __init__(self, documents: Documents, submit: Submit, *, hostname: str,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, classified_label: str = "") -> None:
         self.documents = documents
+        self.classified_label = classified_label  # the label of a document with a 密级 (issue 13)
         self.submit = submit
         self.hostname = hostname
         self.clock = clock
@@ -76,6 +78,8 @@ class Dispatcher:
             mid = make_msgid(domain=self.hostname)
             data = await offload_if_large(size, _build, doc, files, sender, partner.address, now, self.hostname,
                                           names, mid)
+            if doc.classification and self.classified_label:  # submit() stamps it and holds what it must
+                data = f"{LABEL_HEADER}: {self.classified_label}\r\n".encode("utf-8") + data
             messages[org] = (mid, new_queue_id(), data)
         number = str(doc.document_number)
         try:

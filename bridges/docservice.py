@@ -33,7 +33,8 @@ def webhook_report(source: str, clock=outbox.utcnow):
 
 def dispatcher(mb, config, delivery) -> Dispatcher:
     """`delivery`: delivery.service.DeliveryParts (its submitter is the one submit())."""
-    return Dispatcher(documents(mb, config), delivery.submitter.submit, hostname=config.hostname)
+    return Dispatcher(documents(mb, config), delivery.submitter.submit, hostname=config.hostname,
+                      classified_label=config.get("labels", "classified"))
 
 
 def intake(mb, config, delivery, *, holder: str = "") -> Intake | None:

@@ -56,6 +56,7 @@ DEFAULT_SIGNED_HEADERS: tuple[str, ...] = (
     "to", "to", "cc",
     "in-reply-to", "references",
     "mime-version", "content-type", "content-transfer-encoding",
+    "x-postroom-classification", "x-postroom-classification",  # the label (delivery/labels.py)
 )  # fmt: skip
 
 ResultName = Literal["pass", "fail", "none", "temperror", "permerror"]

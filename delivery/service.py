@@ -17,6 +17,7 @@ from mailboxes.service import Mailboxes
 from .accept import Acceptor
 from .keys import DkimKeys, dns_txt_lookup
 from .links import Links
+from .labels import Labels
 from .outbound import Dialer, Outbound, tcp_dialer
 from .pullroute import PullRouting
 from .queue import Queue, node_id
@@ -51,7 +52,10 @@ def build(mb: Mailboxes, config, *, clock: Callable[[], datetime] = utcnow, reso
         resolver = dns_resolver() if config.get("queue", "mx_lookup") else no_dns
     routes = Routes(central, resolver=resolver, clock=clock)
     keys = DkimKeys(central, clock=clock)
-    submitter = Submitter(mb, queue, keys, hostname=hostname, clock=clock)
+    labels = Labels(config.get("labels", "list"), config.get("labels", "default")) \
+        if config.get("labels", "enabled") else None
+    submitter = Submitter(mb, queue, keys, hostname=hostname, clock=clock, labels=labels,
+                          approvers=config.get("labels", "approvers"))
     if dkim_dns is None and config.get("dkim", "dns_lookup"):
         dkim_dns = dns_txt_lookup()
     acceptor = Acceptor(submitter, keys, hostname=hostname, dns_lookup=dkim_dns)

@@ -38,10 +38,12 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 
 from mailboxes.directory import Resolution
+from mailboxes.documents import Documents
+from mailboxes.held import DepartmentLabels, HeldMail
 from mailboxes.errors import InvalidInput, NotFound, OverQuota, StoreError
 from mailboxes.headers import header_problem, originator, without_fields
 from mailboxes.ingest import prepare
-from mailboxes.mime import ParsedMessage
+from mailboxes.mime import ParsedMessage, parse_message
 from mailboxes.readstatus import normalise_message_id
 from mailboxes.offload import offload, offload_if_large
 from mailboxes.model import Account, Group
@@ -53,6 +55,7 @@ from .envelope import (
     Reply, ok_queued,
 )
 from .keys import DkimKeys
+from .labels import Label, Labels, stamped
 from .personal import PersonalDelivery
 from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, header_reply, parse_path
 from .priority import ROUTINE, of_submission
@@ -65,6 +68,10 @@ CACHE_SECONDS = 5.0
 USAGE_SECONDS = 2.0
 MAX_CACHED = 20_000  # directory answers kept at most (each side)
 MAX_HEADER_SCAN = 64 * 1024
+# Origins whose label is not the sender's choice: inbound mail (its label header is not trusted and is
+# removed), reports we make ourselves, out-of-office replies (the account's own text, never the message)
+# and mail released by an approver (already decided).
+UNLABELLED = frozenset({"smtp", "dsn", "autoreply", "released"})
 
 
 def utcnow() -> datetime:
@@ -104,6 +111,7 @@ class Outcome:
     delivered: int = 0  # local copies written
     queued: int = 0  # recipients queued (remote, or local retries)
     refused: tuple[tuple[str, Reply], ...] = field(default_factory=tuple)
+    held: int = 0  # recipients held for approval (their destination is beyond the label's reach)
 
     @property
     def accepted(self) -> bool:
@@ -143,6 +151,7 @@ class DirectoryCache:
         self.mb = mb
         self._answers = _TTLCache(ttl)
         self._usage = _TTLCache(USAGE_SECONDS)
+        self.departments = DepartmentLabels(mb.router.central)
 
     async def _cached(self, key: object, load: Callable):
         found, value = self._answers.get(key)
@@ -180,6 +189,14 @@ class DirectoryCache:
             except (InvalidInput, NotFound):
                 return False
         return await self._cached(("post", group.lower(), (sender or "").lower()), load)
+
+    async def partner_domains(self) -> frozenset[str]:
+        async def load():
+            return frozenset(p.domain.lower() for p in await Documents(self.mb.router.central).partners())
+        return await self._cached("partners", load)
+
+    async def department_label(self, department_id: int) -> str | None:
+        return await self._cached(("dlabel", department_id), lambda: self.departments.of(department_id))
 
     async def sender_addresses(self, account: Account) -> frozenset[str]:
         async def load():
@@ -243,7 +260,8 @@ def with_return_path(data: bytes, mail_from: str) -> bytes:
 
 class Submitter:
     def __init__(self, mb: Mailboxes, queue: Queue, keys: DkimKeys, *, hostname: str,
-                 clock: Callable[[], datetime] = utcnow, cache_ttl: float = CACHE_SECONDS) -> None:
+                 clock: Callable[[], datetime] = utcnow, cache_ttl: float = CACHE_SECONDS,
+                 labels: Labels | None = None, approvers: str = "") -> None:
         self.mb = mb
         self.queue = queue
         self.keys = keys
@@ -251,6 +269,9 @@ class Submitter:
         self.clock = clock
         self.directory = DirectoryCache(mb, cache_ttl)
         self.personal = PersonalDelivery(mb, clock=clock, hostname=hostname, send=self._auto_reply)
+        self.labels = labels
+        self.approvers = approvers  # the office group asked to approve held mail ("" : nobody is told)
+        self.held = HeldMail(mb.router.central, clock=clock)
 
     async def _auto_reply(self, to: str, data: bytes) -> Outcome:
         """An out-of-office reply: from the null reverse-path (RFC 3834 §3.3), through submit() as all mail."""
@@ -345,14 +366,24 @@ class Submitter:
                 return self._logged(sub, Outcome(qid, refused[0][1] if refused else UNKNOWN_USER,
                                                  refused=tuple(refused)))
         stamp = self._stamp(sub, qid, rcpts)
+        data = sub.data
+        if self.labels is not None and sub.origin not in UNLABELLED:
+            data = stamped(data, self.labels.of(data, await self._department_label(sub.account)))
         out = await self.deliver(queue_id=qid, mail_from=sub.mail_from, recipients=tuple(rcpts),
-                                 data=stamp + sub.data, origin=sub.origin,
+                                 data=stamp + data, origin=sub.origin,
                                  submitter=sub.account.address if sub.account else None,
                                  sign_domain=header_from_domain(sub.data), tracked_by=sub.account,
                                  priority=of_submission(sub.data, sub.origin, sub.priority))
         if refused:
             out = Outcome(out.queue_id, out.reply, out.delivered, out.queued, tuple(refused) + out.refused)
         return self._logged(sub, out)
+
+    async def _department_label(self, account: Account | None) -> Label | None:
+        """The sender's department's default label, if it names one the list knows."""
+        if account is None or account.department_id is None or self.labels is None:
+            return None
+        name = await self.directory.department_label(account.department_id)
+        return self.labels.find(name) if name else None
 
     def _logged(self, sub: Submission, out: Outcome) -> Outcome:
         if sub.origin not in ("submission", "smtp"):  # the SMTP front writes its own line
@@ -399,6 +430,15 @@ class Submitter:
             for r in res.remote:  # a remote local part may be case-sensitive (RFC 5321 §2.4)
                 local_part, _, domain = r.rpartition("@")
                 remote.setdefault(f"{local_part}@{domain.lower()}", r)
+        held: list[str] = []
+        if self.labels is not None and origin == "smtp":
+            data = without_fields(data, lambda name, _f: name == "x-postroom-classification")  # not trusted
+        elif self.labels is not None and remote and origin not in UNLABELLED:
+            label = self.labels.of(data)
+            partners = await self.directory.partner_domains()
+            for key in list(remote):
+                if not self.labels.allows(label, key.rpartition("@")[2], local=domains, partners=partners):
+                    held.append(remote.pop(key))
         delivered, retry, failed = 0, [], []
         if local:
             accounts = list(local.values())
@@ -424,7 +464,9 @@ class Submitter:
                 else:
                     log.warning("local delivery queue_id=%s to=%s failed: %s", queue_id, acct.address, r)
                     retry.append((acct.address, TEMPORARY_FAILURE))
-        if not delivered and not remote:
+        if held:
+            await self._hold(queue_id, mail_from, submitter, label, data, held)
+        if not delivered and not remote and not held:
             # Nothing written: refuse as a whole and let the client keep the message.
             problems = retry + failed + refused
             worst = next((rp for _, rp in problems if rp.is_transient), problems[0][1] if problems else UNKNOWN_USER)
@@ -437,7 +479,23 @@ class Submitter:
         failed += refused
         if failed:
             await self.bounce(queue_id, mail_from, data, failed)
-        return Outcome(queue_id, ok_queued(queue_id), delivered, len(queued), tuple(failed))
+        return Outcome(queue_id, ok_queued(queue_id), delivered, len(queued), tuple(failed), len(held))
+
+    async def _hold(self, queue_id: str, mail_from: str, submitter: str | None, label: Label, data: bytes,
+                    recipients: list[str]) -> None:
+        """Keep the message for these recipients until an approver decides (delivery.approval); audited."""
+        subject = parse_message(header_block(data) + b"\r\n").envelope.subject_decoded.strip()
+        held_id = await self.held.hold(queue_id=queue_id, mail_from=mail_from, submitter=submitter,
+                                       label=label.zh, subject=subject, data=data, recipients=tuple(recipients))
+        await self.mb.directory.audit(submitter or mail_from or "-", "held", queue_id, held_id=held_id,
+                                      label=label.zh, recipients=recipients)
+        log.info("held queue_id=%s held_id=%d label=%s rcpts=%d", queue_id, held_id, label.en, len(recipients))
+        approvers = await self.directory.resolve(self.approvers) if self.approvers else None
+        if approvers is not None and approvers.local:  # each member (a group may refuse the null sender)
+            from .approval import request_message  # a module of its own; it imports this one
+            await self.submit(Submission("", tuple(a.address for a in approvers.local), request_message(
+                hostname=self.hostname, held_id=held_id, label=label, sender=submitter or mail_from,
+                recipients=recipients, original=data, now=self.clock()), origin="approval"))
 
     async def _start_tracking(self, sender: Account | None, accounts: list[Account], prepared,
                               queue_id: str) -> dict[int, int]:

@@ -54,6 +54,7 @@ departments = Table(
     # bureau | department | district
     Column("kind", String(16), nullable=False, default="department"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("label", String(64), nullable=True),  # the default classification label of its mail (issue 13)
     **NEVER_REUSED,
 )
 
@@ -452,6 +453,36 @@ queue_links = Table(
     Column("probe_until", DateTime(timezone=True), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Mail held for approval (issue 13): recipients its label does not allow wait here, never in the queue.
+held_messages = Table(
+    "held_messages",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("queue_id", String(32), nullable=False),
+    Column("mail_from", String(320), nullable=False),
+    Column("submitter", String(320), nullable=True),
+    Column("label", String(64), nullable=False),
+    Column("subject", String(300), nullable=False, default=""),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # pending | approved | rejected
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("decided_by", String(320), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    Index("ix_held_state", "state", "id"),
+    **NEVER_REUSED,
+)
+
+held_recipients = Table(
+    "held_recipients",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("held_id", ID, ForeignKey("held_messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("rcpt", String(320), nullable=False),
+    **NEVER_REUSED,
 )
 
 # --- official documents (issue 12) -----------------------------------------------

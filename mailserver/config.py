@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from delivery.labels import DEFAULT_LABELS, Labels, check_labels
 from mailboxes.partitions import MODES, StorageConfig
 
 ENV_VAR = "POSTROOM_CONFIG"
@@ -123,6 +124,22 @@ KEYS: tuple[Key, ...] = (
     Key("dkim", "dns_lookup", True,
         "Fetch other domains' DKIM keys from DNS when they are not trusted locally (`postroom dkim trust`)."),
     # --- [documents]: official document exchange with partner organisations (issue 12) ---------------
+    Key("labels", "list", [dict(d) for d in DEFAULT_LABELS],
+        "Classification labels, least to most restricted: tables with `zh` and `en` names, an optional "
+        "subject `tag` (e.g. \"[内部]\") and a `reach`: `organisation` (our local domains), `partners` "
+        "(also the partner organisations' domains, `postroom partner add`) or `anyone`. A sender "
+        "sets one in the webmail, by the header `X-Postroom-Classification: <zh or en name>` or by the "
+        "subject tag; the label travels in that header (DKIM-signed) and as a first line of a plain-text "
+        "body. Recipients beyond its reach are held until an approver releases the message."),
+    Key("labels", "default", "",
+        "The label of mail that names none (zh or en name; empty: the second of the list, or the only one)."),
+    Key("labels", "approvers", "",
+        "The group (e.g. the office) whose members approve or reject held mail and are mailed each request. "
+        "Empty: nobody may approve; held mail waits until a group is set."),
+    Key("labels", "classified", "敏感",
+        "The label of an official document with a 密级 (GB/T 9704 §7.2.2) sent by the document bridge; "
+        "documents without one carry the default."),
+    Key("labels", "enabled", False, "Enforce labels (stamp, hold and approve); off: mail carries no label."),
     Key("documents", "org", "",
         "This site's organisation code, as partners name it in manifests (e.g. \"futian\"). Empty: no document "
         "intake runs (documents can still be dispatched)."),
@@ -278,6 +295,8 @@ def _check_value(key: Key, value: Any) -> str | None:
         return f"{where}: expected a list, got {value!r}"
     if key.section == "clients" and key.name.endswith("_port") and value > 65535:
         return f"{where}: {value} is not a TCP port"
+    if (key.section, key.name) == ("labels", "list") and (err := check_labels(value)):
+        return f"{where}: {err}"
     if (key.section, key.name) == ("documents", "registration_pattern"):
         from mailboxes.documents import check_pattern
         from mailboxes.errors import InvalidInput
@@ -377,6 +396,11 @@ def build(raw: dict[str, Any], path: Path | None = None) -> Config:
     if not problems and pull["upstream"] and ("@" not in pull["account"] or
                                               not (pull["password"] or pull["password_file"])):
         problems.append("[pull] account: pull mode needs the account and its password (or password_file)")
+    labels = values["labels"]
+    if not problems and labels["default"] and Labels(labels["list"]).find(labels["default"]) is None:
+        problems.append("[labels] default: must name a label of [labels] list")
+    if not problems and labels["classified"] and Labels(labels["list"]).find(labels["classified"]) is None:
+        problems.append("[labels] classified: must name a label of [labels] list")
     hooks = values["webhooks"]
     if not problems and hooks["lease"] <= hooks["timeout"]:
         problems.append("[webhooks] lease: must be longer than [webhooks] timeout")

@@ -46,6 +46,7 @@ from .views import uploads as upload_views
 from .views import mailsettings as mailsettings_views
 from .views import notifications as notifications_views
 from .views import message as message_views
+from .views import approvals as approval_views
 from .views import readstatus as readstatus_views
 
 HERE = Path(__file__).resolve().parent
@@ -116,6 +117,10 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/admin/dkim", admin_queue_views.dkim_page),
     ("POST", "/admin/dkim/generate", admin_queue_views.dkim_generate),
     ("GET", "/admin/dashboard", admin_queue_views.dashboard),
+    # approvals of held mail (issue 13)
+    ("GET", "/approvals", approval_views.page),
+    ("GET", "/approvals/{id}", approval_views.view),
+    ("POST", "/approvals/{id}/{decision:approve|reject}", approval_views.decide),
 )
 
 
@@ -123,7 +128,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
              bus: ChangeBus | None = None, clock: Callable[[], datetime] = utcnow,
              hostname: str = "localhost", selfservice: SelfService | None = None,
              upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = (),
-             operations: Operations | None = None, forwarded_trusted: tuple[str, ...] = ()) -> web.Application:
+             operations: Operations | None = None, forwarded_trusted: tuple[str, ...] = (),
+             approvals: Any = None) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
 
     `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
@@ -142,6 +148,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
                                        security.headers_middleware, sessions.session_middleware,
                                        sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
+    if approvals is not None:
+        app[approval_views.APPROVALS] = approvals
     app[upload_views.UPLOADS] = UploadSpool(upload_dir or Path(tempfile.mkdtemp(prefix="postroom-uploads-")),
                                             clock=clock)
     if upload_dir is None:

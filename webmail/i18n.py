@@ -751,3 +751,22 @@ _ADMIN_ERROR_MESSAGES = {
 }
 for _locale, _table in _ADMIN_ERROR_MESSAGES.items():
     MESSAGES[_locale].update(_table)
+
+# Approvals of held mail (issue 13, webmail/views/approvals.py)
+_APPROVAL_MESSAGES = {
+    "zh": {
+        "apv_title": "待审批邮件", "apv_sender": "发件人", "apv_subject": "主题", "apv_label": "密级",
+        "apv_recipients": "待审批收件人", "apv_none": "没有待审批的邮件。", "apv_approve": "批准发出",
+        "apv_reject": "退回", "apv_reason": "退回理由", "apv_reason_needed": "退回须写明理由。",
+        "apv_decided": "此邮件已处理。", "apv_done_approve": "已批准，邮件已发出。", "apv_done_reject": "已退回发件人。",
+    },
+    "en": {
+        "apv_title": "Approvals", "apv_sender": "Sender", "apv_subject": "Subject", "apv_label": "Label",
+        "apv_recipients": "Held recipients", "apv_none": "Nothing is waiting for approval.",
+        "apv_approve": "Approve and send", "apv_reject": "Return to sender", "apv_reason": "Reason",
+        "apv_reason_needed": "A rejection needs a reason.", "apv_decided": "This message was decided already.",
+        "apv_done_approve": "Approved: the message is on its way.", "apv_done_reject": "Returned to the sender.",
+    },
+}
+for _locale, _table in _APPROVAL_MESSAGES.items():
+    MESSAGES[_locale].update(_table)

@@ -6,6 +6,8 @@ import logging
 
 from aiohttp import web
 
+from delivery.approval import Approvals
+
 from .adminqueue import Operations
 from .app import make_app
 from .context import Login
@@ -39,6 +41,14 @@ def _operations(ctx) -> Operations:
                       selector=ctx.config.get("dkim", "selector"), **extra)
 
 
+def _approvals(ctx):
+    """Decisions on held mail by the running server's submitter (None without delivery or labels)."""
+    parts = ctx.extras.get("delivery")
+    if parts is None or parts.submitter.labels is None:
+        return None
+    return Approvals(parts.submitter)
+
+
 async def start(ctx, *, login: Login, selfservice: SelfService | None = None) -> list:
     """`ctx` is the composition root's Context (read through its attributes, never imported here)."""
     cfg = ctx.config
@@ -48,7 +58,7 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
                    hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir),
                    api_routes=tuple(ctx.extras.get("api_routes", ())),
-                   operations=_operations(ctx), forwarded_trusted=tuple(cfg.get("listen", "http_forwarded_trusted")),
+                   operations=_operations(ctx), approvals=_approvals(ctx), forwarded_trusted=tuple(cfg.get("listen", "http_forwarded_trusted")),
                    **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()

@@ -49,6 +49,9 @@ OBJECT_ROUTES = {
                     ("POST", "/admin/groups/{address}/members"), ("POST", "/admin/groups/{address}/delete"),
                     ("POST", "/admin/aliases/delete"))},
     ("POST", "/admin/queue/action"): "tests.web.test_admin_queue:test_users_and_department_admins_are_forbidden",
+    **{(m, p): "tests.web.test_approvals:test_only_approvers_decide_and_each_decision_is_taken_once"
+       for m, p in (("GET", "/approvals"), ("GET", "/approvals/{id}"),
+                    ("POST", "/approvals/{id}/{decision:approve|reject}"))},
 }
 NO_OBJECT_ID = {
     "/", "/login", "/logout", "/logout-everywhere", "/lang", "/events", "/login/code", "/settings/two-factor",

@@ -19,6 +19,7 @@ from mailboxes.offload import offload_if_large
 from .. import compose, i18n, render, richtext
 from ..context import LOCALE, WEBMAIL
 from ..sessions import require_account
+from . import approvals as approval_views
 from .mail import folder_href, folder_tree
 from .message import open_message
 from .uploads import UPLOADS, limit_text
@@ -71,7 +72,7 @@ async def _page(request, account, draft: compose.Draft, mode: str, source, *, er
     if draft.body_html:  # only cleaned markup goes back into the editor
         draft = dataclasses.replace(draft, body_html=richtext.clean(draft.body_html))
     return wm.render(request, "compose.html", status=status, folders=tree, folder=inbox, folder_href=folder_href,
-                     draft=draft, mode=mode, source=source, error=error, max_upload=MAX_UPLOAD_BYTES,
+                     labels=approval_views.labels(request), draft=draft, mode=mode, source=source, error=error, max_upload=MAX_UPLOAD_BYTES,
                      draft_uid=draft_uid, kept=kept, spooled=spooled, max_file=spool.max_file_bytes,
                      max_compose=spool.max_compose_bytes, max_file_text=limit_text(spool.max_file_bytes),
                      saved=bool(request.query.get("saved")))
@@ -191,6 +192,7 @@ async def send(request: web.Request) -> web.Response:
             forwarded=forwarded, forwarded_name=name))
     except compose.ComposeError as exc:
         return await refused_page(request, account, posted, exc, _)
+    message = approval_views.with_label(request, (await request.post()).get("classification"), message)
     client = Client(request.remote or "-", "webmail", "HTTPS" if request.secure else "HTTP")
     outcome = await wm.submit(Submission(account.address, tuple(rcpts), message, account, client, origin="webmail"))
     if not outcome.accepted:

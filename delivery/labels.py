@@ -1,0 +1,128 @@
+"""Classification labels: which label a message carries and whether it may go to a destination (issue 13)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailboxes.headers import without_fields
+
+HEADER = "X-Postroom-Classification"  # the label's name (zh), signed by DKIM (delivery/dkim.py SIGNED_HEADERS)
+ORGANISATION, PARTNERS, ANYONE = "organisation", "partners", "anyone"
+REACHES = (ORGANISATION, PARTNERS, ANYONE)
+MAX_LABELS = 32  # a configured list longer than this is refused
+MAX_SUBJECT_SCAN = 998  # RFC 5322 §2.1.1 line limit: a subject tag is looked for in this much only
+
+DEFAULT_LABELS = [
+    {"zh": "公开", "en": "public", "tag": "[公开]", "reach": ANYONE},
+    {"zh": "内部", "en": "internal", "tag": "[内部]", "reach": PARTNERS},
+    {"zh": "敏感", "en": "sensitive", "tag": "[敏感]", "reach": ORGANISATION},
+]
+
+_HEADER_LINE = re.compile(rb"(?im)^" + HEADER.encode() + rb"[ \t]*:[ \t]*([^\r\n]{0,200})")
+_SUBJECT_LINE = re.compile(rb"(?im)^subject[ \t]*:[ \t]*([^\r\n]{0,998})")
+
+
+@dataclass(frozen=True)
+class Label:
+    zh: str
+    en: str
+    tag: str  # the subject tag, e.g. "[内部]"; "" for none
+    reach: str  # organisation | partners | anyone
+
+
+def check_labels(value: list) -> str | None:
+    """Why this `[labels] list` value is unusable, or None (mailserver.config calls this)."""
+    if not value or len(value) > MAX_LABELS:
+        return f"must list 1 to {MAX_LABELS} labels"
+    names = set()
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("zh"), str) or not isinstance(item.get("en"), str):
+            return "each label is a table with zh and en names"
+        if item.get("reach") not in REACHES:
+            return f"label {item.get('zh')!r}: reach must be one of {', '.join(REACHES)}"
+        if set(item) - {"zh", "en", "tag", "reach"}:
+            return f"label {item['zh']!r}: unknown field"
+        for n in (item["zh"].lower(), item["en"].lower()):
+            if not n or n in names:
+                return f"label {item['zh']!r}: names must be unique and not empty"
+            names.add(n)
+    return None
+
+
+class Labels:
+    """The configured ordered list (least to most restricted) and its default."""
+
+    def __init__(self, items: list[dict] | None = None, default: str = "") -> None:
+        self.labels = tuple(Label(i["zh"], i["en"], i.get("tag", ""), i["reach"]) for i in (items or DEFAULT_LABELS))
+        self.default = self.find(default) if default else self.labels[min(1, len(self.labels) - 1)]
+        if self.default is None:
+            raise ValueError(f"default label {default!r} is not in the list")
+
+    def find(self, name: str) -> Label | None:
+        n = name.strip().lower()
+        return next((lb for lb in self.labels if n in (lb.zh.lower(), lb.en.lower())), None)
+
+    def of(self, data: bytes, default: Label | None = None) -> Label:
+        """The label a submitted message asks for: the header, else a subject tag, else the default."""
+        head = _head(data)
+        m = _HEADER_LINE.search(head)
+        if m:
+            found = self.find(m.group(1).decode("utf-8", "replace"))
+            if found is not None:
+                return found
+        s = _SUBJECT_LINE.search(head)
+        if s:
+            subject = s.group(1).decode("utf-8", "replace")
+            for lb in self.labels:
+                if lb.tag and lb.tag in subject:
+                    return lb
+        return default or self.default
+
+    def allows(self, label: Label, domain: str, *, local: frozenset[str], partners: frozenset[str]) -> bool:
+        """May mail with this label go to this recipient domain without approval?"""
+        d = domain.rstrip(".").lower()
+        if label.reach == ANYONE or d in local:
+            return True
+        return label.reach == PARTNERS and d in partners
+
+
+def _head(data: bytes) -> bytes:
+    end = data.find(b"\r\n\r\n", 0, 64 * 1024)
+    return data[: end + 2] if end >= 0 else data[: 64 * 1024]
+
+
+def stamped(data: bytes, label: Label) -> bytes:
+    """The message with exactly one label header, ours (any other spelling removed), and its banner.
+
+    The banner is a first line of a text/plain body; other bodies (multipart,
+    HTML) keep their MIME structure untouched and carry the header only.
+    """
+    clean = without_fields(data, lambda name, _field: name == HEADER.lower())
+    out = f"{HEADER}: {label.zh}\r\n".encode("utf-8") + clean
+    return _with_banner(out, label)
+
+
+_CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:[ \t]*([^;\r\n]*)")
+_CTE = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:[ \t]*([^;\r\n ]*)")
+
+
+def banner(label: Label) -> str:
+    return f"【{label.zh} {label.en.upper()}】"
+
+
+def _with_banner(data: bytes, label: Label) -> bytes:
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data
+    head = data[: end + 4]
+    ct = _CONTENT_TYPE.search(head)
+    cte = _CTE.search(head)
+    plain = ct is None or ct.group(1).strip().lower() == b"text/plain"
+    identity = cte is None or cte.group(1).strip().lower() in (b"7bit", b"8bit")
+    if not plain or not identity:
+        return data
+    line = banner(label)
+    if not line.isascii() and (ct is None or b"utf-8" not in head.lower()):
+        line = f"[{label.en.upper()}]"  # no UTF-8 declared: US-ASCII (RFC 2045 §5.2)
+    return head + line.encode("utf-8") + b"\r\n\r\n" + data[end + 4:]

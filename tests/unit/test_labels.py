@@ -1,0 +1,70 @@
+"""Classification labels: which label a message asks for, where it may go, how it is stamped (issue 13)."""
+
+from __future__ import annotations
+
+import pytest
+
+from delivery.labels import DEFAULT_LABELS, HEADER, Labels, check_labels, stamped
+from mailserver import config as config_mod
+
+LABELS = Labels()
+LOCAL, PARTNERS = frozenset({"city.test"}), frozenset({"district.test"})
+
+
+def msg(head: str = "", body: str = "Hello.\r\n") -> bytes:
+    return f"From: a@city.test\r\nSubject: report\r\n{head}\r\n{body}".encode()
+
+
+@pytest.mark.parametrize("head,want", [
+    ("", "内部"),  # the default: the second of the list
+    (f"{HEADER}: public\r\n", "公开"),
+    (f"{HEADER}: 敏感\r\n", "敏感"),
+    (f"{HEADER}: SENSITIVE\r\n", "敏感"),
+    (f"{HEADER}: nonsense\r\n", "内部"),  # unknown names fall back to the subject tag or the default
+])
+def test_label_from_header_or_default(head, want):
+    assert LABELS.of(msg(head)).zh == want
+
+
+def test_label_from_subject_tag():
+    assert LABELS.of("Subject: [敏感] 名单\r\n\r\nx".encode()).zh == "敏感"
+    assert LABELS.of("Subject: [公开] 通知\r\n\r\nx".encode()).zh == "公开"
+
+
+def test_reach():
+    public, internal, sensitive = LABELS.labels
+    for lb in LABELS.labels:
+        assert LABELS.allows(lb, "city.test", local=LOCAL, partners=PARTNERS)
+    assert LABELS.allows(internal, "district.test", local=LOCAL, partners=PARTNERS)
+    assert not LABELS.allows(sensitive, "district.test", local=LOCAL, partners=PARTNERS)
+    assert not LABELS.allows(internal, "example.com", local=LOCAL, partners=PARTNERS)
+    assert LABELS.allows(public, "example.com", local=LOCAL, partners=PARTNERS)
+
+
+def test_stamp_replaces_any_label_header_and_adds_a_banner():
+    data = stamped(msg(f"{HEADER}: public\r\nContent-Type: text/plain; charset=utf-8\r\n"), LABELS.find("敏感"))
+    assert data.count(b"X-Postroom-Classification") == 1
+    assert "X-Postroom-Classification: 敏感".encode() in data
+    assert data.endswith("\r\n\r\n【敏感 SENSITIVE】\r\n\r\nHello.\r\n".encode())
+
+
+def test_stamp_leaves_multipart_and_encoded_bodies_alone():
+    mp = msg('MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n',
+             "--b\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--b--\r\n")
+    out = stamped(mp, LABELS.find("内部"))
+    assert out.endswith(mp.split(b"\r\n\r\n", 1)[1]) and b"INTERNAL" not in out
+    b64 = msg("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n", "SGVsbG8=\r\n")
+    assert stamped(b64, LABELS.find("内部")).endswith(b"\r\n\r\nSGVsbG8=\r\n")
+
+
+def test_configured_list_is_checked():
+    assert check_labels(DEFAULT_LABELS) is None
+    assert "reach" in check_labels([{"zh": "甲", "en": "a", "reach": "mars"}])
+    assert "unique" in check_labels([{"zh": "甲", "en": "a", "reach": "anyone"},
+                                     {"zh": "甲", "en": "b", "reach": "anyone"}])
+    with pytest.raises(config_mod.ConfigError):
+        config_mod.build({"labels": {"list": [{"zh": "甲", "en": "a"}]}})
+    with pytest.raises(config_mod.ConfigError):
+        config_mod.build({"labels": {"default": "绝密"}})
+    cfg = config_mod.build({"labels": {"enabled": True, "default": "public"}})
+    assert Labels(cfg.get("labels", "list"), cfg.get("labels", "default")).default.zh == "公开"

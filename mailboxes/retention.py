@@ -133,7 +133,7 @@ async def claim(central: Database, account_id: int, node: str, now: datetime, mi
         pass  # another node inserted it first: the update below decides
     async with central.write() as conn:
         n = (await conn.execute(update(t.retention_claims).where(and_(
-            c.account_id == account_id, c.claimed_until < now,
+            c.account_id == account_id, c.claimed_until <= now,
             or_(c.last_run_at.is_(None), c.last_run_at <= now - min_interval))).values(
             node=node, claimed_until=now + LEASE))).rowcount
     return n == 1

@@ -178,7 +178,8 @@ legal_holds = Table(
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("kind", String(16), nullable=False),  # account | department | search
-    Column("account_id", ID, ForeignKey("accounts.id"), nullable=True),
+    # No foreign key: a released hold outlives the account it named (account ids are never reused).
+    Column("account_id", ID, nullable=True),
     Column("department_code", String(64), nullable=True),
     Column("criteria", Text, nullable=False, default=""),  # JSON: from, subject, since, before, text
     Column("placed_by", String(320), nullable=False),

@@ -10,6 +10,7 @@ import argparse
 from datetime import datetime, timezone
 
 from mailboxes import retention
+from mailboxes.errors import NotFound
 
 from .admin import Admin
 
@@ -82,7 +83,7 @@ async def run_hold(admin: Admin, args: argparse.Namespace) -> int:
         print(f"placed legal hold #{h.id} ({h.name}) on {_scope(h, args.account)}")
     elif args.action == "list":
         for h in await holds.list(include_released=args.all):
-            acct = (await d.account_by_id(h.account_id)).address if h.account_id else None
+            acct = await _address(d, h.account_id) if h.account_id else None
             state = f"released {h.released_at:%Y-%m-%d} by {h.released_by}" if h.released_at else "active"
             print(f"#{h.id}\t{h.name}\t{_scope(h, acct)}\tplaced {h.placed_at:%Y-%m-%d} by {h.placed_by}\t{state}")
     else:
@@ -90,6 +91,13 @@ async def run_hold(admin: Admin, args: argparse.Namespace) -> int:
         await admin.audited("hold.release", f"hold#{h.id}", name=h.name)
         print(f"released legal hold #{h.id} ({h.name}) at {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     return 0
+
+
+async def _address(d, account_id: int) -> str:
+    try:
+        return (await d.account_by_id(account_id)).address
+    except NotFound:
+        return f"#{account_id} (removed)"
 
 
 def _scope(h, account: str | None) -> str:

@@ -30,7 +30,6 @@ def upgrade() -> None:
     sa.Column('placed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('released_by', sa.String(length=320), nullable=True),
     sa.Column('released_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sqlite_autoincrement=True
     )

@@ -32,7 +32,8 @@ from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota, UnderHold
 from .holds import Holds, LegalHold, held_uids
 from .groupcommit import GroupCommitter
 from .listing import FolderChanges, Listing, read_changes, read_listing
-from .messagewrite import META_COLS, meta as _meta, remove_sync, store_flags_sync, uid_condition, uid_conditions
+from .messagewrite import META_COLS, HoldsActive, meta as _meta, remove_sync, store_flags_sync
+from .messagewrite import uid_condition, uid_conditions
 from .messagewrite import aware as _aware  # noqa: F401 - archive.py imports it from here
 from .messagewrite import uid_ranges as _uid_ranges
 from .model import (
@@ -775,18 +776,23 @@ class Store:
         """Delete the messages the `wheres` name from one folder in one write transaction
         (messagewrite.remove_sync), then the EXPUNGE event and the blob files; those a legal
         hold covers are left in place and returned with their hold."""
-        kept = await self._held(ref, wheres)
+        db = await self._db(ref.partition)
+        central = db is self.router.central  # the holds are in the same database: checked in the one transaction
+        kept = {} if central else await self._held(ref, wheres)
         if kept:
-            c = t.messages.c
-            if len(kept) <= HELD_CHUNK:
-                wheres = [and_(w, c.uid.not_in(list(kept))) for w in wheres]
-            else:
-                wheres = [and_(w, cond) for w in wheres for cond in uid_conditions(await self._unheld(ref, wheres, kept))]
+            wheres = await self._unheld_wheres(ref, wheres, kept)
             if not wheres:
                 return [], kept
-        db = await self._db(ref.partition)
-        gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
-            conn, self.node, ref, wheres))
+        try:
+            gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
+                conn, self.node, ref, wheres, check_holds=central))
+        except HoldsActive:
+            kept = await self._held(ref, wheres)
+            wheres = await self._unheld_wheres(ref, wheres, kept)
+            if not wheres:
+                return [], kept
+            gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
+                conn, self.node, ref, wheres))
         if event is None:
             return [], kept
         self.bus.publish(ref, event)
@@ -813,12 +819,17 @@ class Store:
             select(c.uid, c.blob_id, c.internal_date).where(w)).all()])
         return await held_uids(self, ref, cover, rows)
 
-    async def _unheld(self, ref: FolderRef, wheres: list, kept: dict[int, LegalHold]) -> list[int]:
+    async def _unheld_wheres(self, ref: FolderRef, wheres: list, kept: dict[int, LegalHold]) -> list:
+        """The `wheres` narrowed to leave out the `kept` UIDs ([] when nothing is left to remove)."""
+        if not kept:
+            return wheres
         c = t.messages.c
+        if len(kept) <= HELD_CHUNK:
+            return [and_(w, c.uid.not_in(list(kept))) for w in wheres]
         db = await self._db(ref.partition)
         uids = await db.read_sync(lambda conn: [u for w in wheres for u in conn.execute(select(c.uid).where(w))
                                                 .scalars().all()])
-        return [u for u in uids if u not in kept]
+        return [and_(w, cond) for w in wheres for cond in uid_conditions([u for u in uids if u not in kept])]
 
     async def refuse_if_held(self, ref: FolderRef) -> None:
         """Raise UnderHold, naming the hold, if a legal hold covers any message of the folder."""

@@ -56,10 +56,7 @@ async def archive_year(store: Store, year: int, *, accounts: list[Account] | Non
         raise InvalidInput(f"only a closed year can be archived (1970 to {now_year - 1})")
     start = datetime(year, 1, 1, tzinfo=timezone.utc)
     end = datetime(year + 1, 1, 1, tzinfo=timezone.utc)
-    target_name = store.router.archive_partition(year)
-    target = await store.router.database(target_name)
     accounts = accounts if accounts is not None else await store.directory.list_accounts()
-    root = store.router.config.archive_folder
     moved = batches = 0
     touched: set[tuple[str, int]] = set()
     for acct in accounts:
@@ -71,37 +68,59 @@ async def archive_year(store: Store, year: int, *, accounts: list[Account] | Non
             frows = (await conn.execute(select(t.folders.c.id, t.folders.c.name)
                                         .where(t.folders.c.account_id == acct.id)
                                         .order_by(t.folders.c.id))).all()
-        located = False
         for f in frows:
-            while True:
-                async with src.read() as conn:
-                    rows = (await conn.execute(select(t.messages, t.blobs.c.parsed, t.blobs.c.data,
-                                                      t.blobs.c.sha256).join(t.blobs, t.blobs.c.id == t.messages.c.blob_id)
-                                               .where(and_(t.messages.c.folder_id == f.id,
-                                                           t.messages.c.internal_date >= start,
-                                                           t.messages.c.internal_date < end))
-                                               .order_by(t.messages.c.uid).limit(BATCH))).all()
-                if not rows:
-                    break
-                if not located:
-                    async with store.router.central.write() as conn:
-                        have = (await conn.execute(select(t.mail_locations).where(and_(
-                            t.mail_locations.c.account_id == acct.id,
-                            t.mail_locations.c.partition == target_name)))).first()
-                        if have is None:
-                            await conn.execute(insert(t.mail_locations).values(account_id=acct.id,
-                                                                               partition=target_name))
-                    located = True
+            left = None if stop_after is None else stop_after - batches
+            n, b = await archive_folder(store, acct, f.id, f.name, year, start, end, progress=progress,
+                                        stop_after=left)
+            moved += n
+            batches += b
+            if b:
                 touched.add((home, f.id))
-                await _copy_batch(store, target, target_name, home, acct, f"{root}/{year}/{f.name}", rows)
-                batches += 1
-                if stop_after is not None and batches >= stop_after:
-                    return ArchiveReport(len(accounts), len(touched), moved)
-                n = await _remove_batch(store, src, home, target, f.id, rows)
-                moved += n
-                if progress:
-                    progress(n)
+            if stop_after is not None and batches >= stop_after:
+                return ArchiveReport(len(accounts), len(touched), moved)
     return ArchiveReport(len(accounts), len(touched), moved)
+
+
+async def archive_folder(store: Store, acct: Account, folder_id: int, folder_name: str, year: int,
+                         start: datetime, end: datetime, *, progress: Callable[[int], None] | None = None,
+                         stop_after: int | None = None) -> tuple[int, int]:
+    """Move one home folder's messages dated in [start, end) (within `year`) to Archive/<year>/<folder>,
+    a batch at a time; returns (messages moved, batches copied). Retention's "archive" action uses it too."""
+    home = store.home(acct)
+    src = await store.router.database(home)
+    target_name = store.router.archive_partition(year)
+    target = await store.router.database(target_name)
+    root = store.router.config.archive_folder
+    moved = batches = 0
+    located = False
+    while True:
+        async with src.read() as conn:
+            rows = (await conn.execute(select(t.messages, t.blobs.c.parsed, t.blobs.c.data,
+                                              t.blobs.c.sha256).join(t.blobs, t.blobs.c.id == t.messages.c.blob_id)
+                                       .where(and_(t.messages.c.folder_id == folder_id,
+                                                   t.messages.c.internal_date >= start,
+                                                   t.messages.c.internal_date < end))
+                                       .order_by(t.messages.c.uid).limit(BATCH))).all()
+        if not rows:
+            break
+        if not located:
+            async with store.router.central.write() as conn:
+                have = (await conn.execute(select(t.mail_locations).where(and_(
+                    t.mail_locations.c.account_id == acct.id,
+                    t.mail_locations.c.partition == target_name)))).first()
+                if have is None:
+                    await conn.execute(insert(t.mail_locations).values(account_id=acct.id,
+                                                                       partition=target_name))
+            located = True
+        await _copy_batch(store, target, target_name, home, acct, f"{root}/{year}/{folder_name}", rows)
+        batches += 1
+        if stop_after is not None and batches >= stop_after:
+            return moved, batches
+        n = await _remove_batch(store, src, home, target, folder_id, rows)
+        moved += n
+        if progress:
+            progress(n)
+    return moved, batches
 
 
 async def _copy_batch(store: Store, target, target_name: str, home: str, acct: Account, folder_name: str, rows) -> None:

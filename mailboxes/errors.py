@@ -31,3 +31,7 @@ class PermissionDenied(StoreError):
 
 class ReadOnly(StoreError):
     pass
+
+
+class UnderHold(StoreError):
+    """A deletion refused because a legal hold covers what it would remove (mailboxes/holds.py)."""

@@ -163,11 +163,22 @@ def expunge_sync(conn: Connection, node: str, ref: FolderRef, uids: list[int] | 
     return sorted(g.uid for g in gone), event, released
 
 
-def remove_sync(conn: Connection, node: str, ref: FolderRef, wheres: list) -> tuple[list, FolderChanged | None,
-                                                                                   cleanup.Released]:
+class HoldsActive(Exception):
+    """remove_sync found an active legal hold in its own database: the caller checks the messages first."""
+
+
+def remove_sync(conn: Connection, node: str, ref: FolderRef, wheres: list, *, check_holds: bool = False
+                ) -> tuple[list, FolderChanged | None, cleanup.Released]:
     """Delete the messages the `wheres` name (together) from one folder: (rows gone with uid, size, blob_id,
-    flags; the event or None; blobs released). Tombstones, usage and the blob check follow the rows deleted."""
+    flags; the event or None; blobs released). Tombstones, usage and the blob check follow the rows deleted.
+
+    ``check_holds`` (the folder is in the central database): raise HoldsActive before changing anything
+    if any legal hold is active, so that with none (the usual case) an EXPUNGE stays one hand-off.
+    """
     c = t.messages.c
+    if check_holds and conn.execute(select(t.legal_holds.c.id).where(t.legal_holds.c.released_at.is_(None))
+                                    .limit(1)).first() is not None:
+        raise HoldsActive()
     if not any(conn.execute(select(c.uid).where(where).limit(1)).first() is not None for where in wheres):
         return [], None, cleanup.Released()  # nothing to remove: no MODSEQ spent, nothing announced
     hm = conn.execute(update(t.folders).where(identity.names_folder(ref))

@@ -173,6 +173,50 @@ audit_log = Table(
     **NEVER_REUSED,
 )
 
+# Legal holds (mailboxes/holds.py): while an active hold covers a message, no deletion path
+# removes it. Scope: an account, a department, or a saved search (criteria JSON, optionally
+# narrowed to an account or a department). Released holds stay, for the record.
+legal_holds = Table(
+    "legal_holds",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # account | department | search
+    # No foreign key: a released hold outlives the account it named (account ids are never reused).
+    Column("account_id", ID, nullable=True),
+    Column("department_code", String(64), nullable=True),
+    Column("criteria", Text, nullable=False, default=""),  # JSON: from, subject, since, before, text
+    Column("placed_by", String(320), nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("released_by", String(320), nullable=True),
+    Column("released_at", DateTime(timezone=True), nullable=True, index=True),
+    **NEVER_REUSED,
+)
+
+# Retention policies (mailboxes/retention.py): per folder kind and optionally per department.
+retention_policies = Table(
+    "retention_policies",
+    directory_metadata,
+    Column("id", ID, primary_key=True),
+    Column("folder_kind", String(16), nullable=False),  # inbox | sent | drafts | trash | junk | archive | other
+    Column("department_code", String(64), nullable=False, default=""),  # "" = every department
+    Column("days", Integer, nullable=False),
+    Column("action", String(16), nullable=False),  # delete | archive
+    UniqueConstraint("folder_kind", "department_code", name="uq_retention_kind_dept"),
+    **NEVER_REUSED,
+)
+
+# One row per account a retention run has reached: a node claims an account by a
+# compare-and-set on claimed_until, so with several nodes exactly one works on it at a time.
+retention_claims = Table(
+    "retention_claims",
+    directory_metadata,
+    Column("account_id", ID, primary_key=True, autoincrement=False),
+    Column("node", String(64), nullable=False, default=""),
+    Column("claimed_until", DateTime(timezone=True), nullable=False),
+    Column("last_run_at", DateTime(timezone=True), nullable=True),
+)
+
 # Login attempts in flight and failed ones, shared by every process and node
 # (mailboxes/attempts.py): the failed-login throttle reads them. Times are
 # epoch seconds; rows older than the throttle window are pruned.

@@ -28,10 +28,12 @@ from .changes import ChangeBus, FolderChanged
 from .db import Database
 from .deliverywrite import Batch, Delivery, FolderCache, StaleCache, quota_error, write_batch
 from .directory import Directory
-from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota
+from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota, UnderHold
+from .holds import Holds, LegalHold, held_uids
 from .groupcommit import GroupCommitter
 from .listing import FolderChanges, Listing, read_changes, read_listing
-from .messagewrite import META_COLS, meta as _meta, remove_sync, store_flags_sync, uid_condition, uid_conditions
+from .messagewrite import META_COLS, HoldsActive, meta as _meta, remove_sync, store_flags_sync
+from .messagewrite import uid_condition, uid_conditions
 from .messagewrite import aware as _aware  # noqa: F401 - archive.py imports it from here
 from .messagewrite import uid_ranges as _uid_ranges
 from .model import (
@@ -51,6 +53,7 @@ MAX_FOLDER_DEPTH = 32
 COPY_CHUNK = 2000  # message rows inserted per statement by COPY/MOVE
 COPY_BLOB_IDS = 5000  # blob ids a COPY checks (and on PostgreSQL share-locks) per statement
 MAX_SUBSCRIPTIONS = 10_000  # names per account (RFC 3501 §6.3.6): LIST/LSUB read them all
+HELD_CHUNK = 500  # held UIDs excluded by NOT IN per statement; more are excluded by UID ranges
 RECENT_CLAIM_TRIES = 16  # compare-and-set rounds lost to other sessions before claiming nothing
 
 
@@ -104,6 +107,7 @@ class Store:
         self._folder_cache = FolderCache()
         self.node = pgbus.new_node_id()
         self.readstatus = ReadStatus(router.central)
+        self.holds = Holds(router.central)
         self._relays: dict[str, pgbus.Relay] = {}
         for name, db in router.opened().items():
             self._watch(name, db)
@@ -238,6 +242,7 @@ class Store:
         f = await self.folder(account, name)
         if f.name == INBOX:
             raise InvalidInput("INBOX cannot be deleted")
+        await self.refuse_if_held(f.ref)
         db = await self._db(f.ref.partition)
         async with db.write() as conn:
             released = await self._drop_folder(conn, f.ref, account.id if f.ref.partition == self.home(account)
@@ -265,6 +270,7 @@ class Store:
     async def purge_account(self, account: Account) -> int:
         """Delete every folder and message of an account in all its partitions (before it leaves the
         directory); returns the number of messages removed."""
+        await self.refuse_if_held_account(account)
         n = 0
         home = self.home(account)
         for part in await self.partitions_of(account):
@@ -726,7 +732,13 @@ class Store:
         """Remove \\Deleted messages (only among `uids` when given: UID EXPUNGE, RFC 4315 §2.1).
 
         ``deleted_only=False`` removes the `uids` whatever their flags (MOVE's second half).
+        Messages under a legal hold stay (expunge_report says which).
         """
+        return (await self.expunge_report(ref, uids, deleted_only=deleted_only))[0]
+
+    async def expunge_report(self, ref: FolderRef, uids: Iterable[int] | None = None, *,
+                             deleted_only: bool = True) -> tuple[list[int], dict[int, LegalHold]]:
+        """As expunge(), and the UIDs a legal hold kept, each with the hold that kept it."""
         c = t.messages.c
         where = c.folder_id == ref.id
         if deleted_only or uids is None:
@@ -734,9 +746,12 @@ class Store:
         if uids is not None:
             uids = list(uids)
             if not uids:
-                return []
-            return sorted(g.uid for g in await self._remove(ref, [and_(where, cond) for cond in uid_conditions(uids)]))
-        return sorted(g.uid for g in await self._remove(ref, [where]))
+                return [], {}
+            wheres = [and_(where, cond) for cond in uid_conditions(uids)]
+        else:
+            wheres = [where]
+        gone, kept = await self._remove_report(ref, wheres)
+        return sorted(g.uid for g in gone), kept
 
     async def expunge_tracked(self, account: Account, track: int) -> tuple[int, bool]:
         """Remove every copy of a tracked message (readstatus.py) from the account's folders, in all its
@@ -755,16 +770,81 @@ class Store:
         return removed, seen
 
     async def _remove(self, ref: FolderRef, wheres: list) -> list:
+        return (await self._remove_report(ref, wheres))[0]
+
+    async def _remove_report(self, ref: FolderRef, wheres: list) -> tuple[list, dict[int, LegalHold]]:
         """Delete the messages the `wheres` name from one folder in one write transaction
-        (messagewrite.remove_sync), then the EXPUNGE event and the blob files."""
+        (messagewrite.remove_sync), then the EXPUNGE event and the blob files; those a legal
+        hold covers are left in place and returned with their hold."""
         db = await self._db(ref.partition)
-        gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
-            conn, self.node, ref, wheres))
+        central = db is self.router.central  # the holds are in the same database: checked in the one transaction
+        kept = {} if central else await self._held(ref, wheres)
+        if kept:
+            wheres = await self._unheld_wheres(ref, wheres, kept)
+            if not wheres:
+                return [], kept
+        try:
+            gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
+                conn, self.node, ref, wheres, check_holds=central))
+        except HoldsActive:
+            kept = await self._held(ref, wheres)
+            wheres = await self._unheld_wheres(ref, wheres, kept)
+            if not wheres:
+                return [], kept
+            gone, event, released = await db.write_sync(lambda conn, _blocking: remove_sync(
+                conn, self.node, ref, wheres))
         if event is None:
-            return []
+            return [], kept
         self.bus.publish(ref, event)
         await cleanup.finish(db, self.files(ref.partition), released)
-        return gone
+        return gone, kept
+
+    async def _held(self, ref: FolderRef, wheres: list) -> dict[int, LegalHold]:
+        """UID -> hold, for the messages the `wheres` name that an active legal hold covers."""
+        holds = await self.holds.active()
+        if not holds:
+            return {}
+        db = await self._db(ref.partition)
+        owner_q = select(t.folders.c.account_id).where(t.folders.c.id == ref.id)
+        owner_id = await db.read_sync(lambda conn: conn.execute(owner_q).scalar())
+        try:
+            owner = await self.directory.account_by_id(owner_id) if owner_id is not None else None
+        except NotFound:
+            owner = None
+        cover = [h for h in holds if h.covers_account(owner)]
+        if not cover:
+            return {}
+        c = t.messages.c
+        rows = await db.read_sync(lambda conn: [r for w in wheres for r in conn.execute(
+            select(c.uid, c.blob_id, c.internal_date).where(w)).all()])
+        return await held_uids(self, ref, cover, rows)
+
+    async def _unheld_wheres(self, ref: FolderRef, wheres: list, kept: dict[int, LegalHold]) -> list:
+        """The `wheres` narrowed to leave out the `kept` UIDs ([] when nothing is left to remove)."""
+        if not kept:
+            return wheres
+        c = t.messages.c
+        if len(kept) <= HELD_CHUNK:
+            return [and_(w, c.uid.not_in(list(kept))) for w in wheres]
+        db = await self._db(ref.partition)
+        uids = await db.read_sync(lambda conn: [u for w in wheres for u in conn.execute(select(c.uid).where(w))
+                                                .scalars().all()])
+        return [and_(w, cond) for w in wheres for cond in uid_conditions([u for u in uids if u not in kept])]
+
+    async def refuse_if_held(self, ref: FolderRef) -> None:
+        """Raise UnderHold, naming the hold, if a legal hold covers any message of the folder."""
+        kept = await self._held(ref, [t.messages.c.folder_id == ref.id])
+        if kept:
+            hold = next(iter(kept.values()))
+            raise UnderHold(f"{len(kept)} message(s) are under {hold.label}")
+
+    async def refuse_if_held_account(self, account: Account) -> None:
+        """Raise UnderHold if a legal hold covers the account, or any of its messages (before its removal)."""
+        for h in await self.holds.active():
+            if h.kind != "search" and h.covers_account(account):
+                raise UnderHold(f"{account.address} is under {h.label}")
+        for f in await self.folders(account):
+            await self.refuse_if_held(f.ref)
 
     async def copy(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
                    ) -> tuple[int, list[tuple[int, int]]]:
@@ -859,10 +939,16 @@ class Store:
         EXPUNGE and nothing before it, and a crash between the two commits leaves the message
         unchanged in the source (RFC 6851 §3.3: each message moved or unaffected, none lost).
         """
+        uidv, pairs, _kept = await self.move_report(account, src, uids, dest)
+        return uidv, pairs
+
+    async def move_report(self, account: Account, src: FolderRef, uids: Iterable[int], dest: FolderRef
+                          ) -> tuple[int, list[tuple[int, int]], dict[int, LegalHold]]:
+        """As move(), and the sources a legal hold kept in place (copied, not removed)."""
         uids = sorted(set(uids))
         uidv, pairs = await self.copy(account, src, uids, dest)
         moved = [s for s, _ in pairs]
+        kept: dict[int, LegalHold] = {}
         if moved:
-            await self.expunge(src, moved, deleted_only=False)
-        return uidv, pairs
-
+            _gone, kept = await self.expunge_report(src, moved, deleted_only=False)
+        return uidv, pairs, kept

@@ -182,6 +182,10 @@ KEYS: tuple[Key, ...] = (
     Key("webhooks", "timeout", 10,
         "Seconds one callback request may take, connecting included; no 2xx answer by then is a failed attempt."),
     Key("webhooks", "concurrency", 8, "Callback requests in flight at once per node."),
+    Key("retention", "interval", 86400,
+        "Seconds between retention runs (docs/retention.md); the first runs `first_delay` after start; 0: never "
+        "(then only `postroom retention run`)."),
+    Key("retention", "first_delay", 300, "Seconds after start before the first retention run."),
     Key("webhooks", "retry_base", 10,
         "Seconds before the first retry of a failed callback; each further retry waits twice as long (with "
         "jitter: a delay is drawn from the upper half of its step), up to `retry_max_delay`."),

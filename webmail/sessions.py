@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mailboxes.errors import InvalidInput, NotFound, OverQuota, PermissionDenied, ReadOnly, StoreError
+from mailboxes.errors import InvalidInput, NotFound, OverQuota, PermissionDenied, ReadOnly, StoreError, UnderHold
 
 from . import i18n, security
 from .context import ACCOUNT, CSRF, LOCALE, SESSION, SESSION_TOKEN, TOUCH_EVERY, WEBMAIL
@@ -49,6 +49,7 @@ STORE_ERRORS: tuple[tuple[type[StoreError], type[web.HTTPException], str], ...] 
     (OverQuota, web.HTTPInsufficientStorage, "error"),
     (PermissionDenied, web.HTTPForbidden, "forbidden"),
     (ReadOnly, web.HTTPForbidden, "forbidden"),
+    (UnderHold, web.HTTPConflict, "under_hold"),
     (StoreError, web.HTTPConflict, "error"),
 )
 

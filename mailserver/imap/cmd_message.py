@@ -57,8 +57,11 @@ async def expunge(s: Session, tag: str, cmd: c.Expunge | c.UidExpunge) -> Ok:  #
     uids = None
     if isinstance(cmd, c.UidExpunge):
         uids = [st.view.uids[i] for i in st.view.resolve(cmd.uids, uid=True, saved=s.saved)]
-    gone = await s.services.store.expunge(st.mailbox.folder.ref, uids)
+    gone, kept = await s.services.store.expunge_report(st.mailbox.folder.ref, uids)
     s.wire.writelines(st.view.expunge(gone, vanished=s.qresync))
+    if kept:  # the others are gone (the EXPUNGEs above); these stay, still \Deleted (docs/retention.md)
+        hold = next(iter(kept.values()))
+        raise No(f"{len(kept)} message(s) kept: under {hold.label}", r.CANNOT)
     return Ok(f"{cmd.NAME} completed")
 
 
@@ -174,8 +177,11 @@ async def copy_move(s: Session, tag: str, cmd: c.Copy | c.Move) -> Ok:  # RFC 35
     uids = [view.uids[i] for i in idx if view.uids[i] not in view.ghosts]
     dest = await resolve(s, cmd.mailbox, need="i", trycreate=True)
     store = s.services.store
-    op = store.move if moving else store.copy
-    uidvalidity, pairs = await op(dest.owner, st.mailbox.folder.ref, uids, dest.folder.ref)
+    kept: dict = {}
+    if moving:
+        uidvalidity, pairs, kept = await store.move_report(dest.owner, st.mailbox.folder.ref, uids, dest.folder.ref)
+    else:
+        uidvalidity, pairs = await store.copy(dest.owner, st.mailbox.folder.ref, uids, dest.folder.ref)
     code = None
     if pairs:
         code = r.Code.copyuid(uidvalidity, c.SequenceSet.from_ints([a for a, _ in pairs]),
@@ -184,7 +190,10 @@ async def copy_move(s: Session, tag: str, cmd: c.Copy | c.Move) -> Ok:  # RFC 35
         return Ok(f"{cmd.name} completed", code)
     if code is not None:  # RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges
         s.wire.write(bytes(r.Untagged("OK", "Moved", code)))
-    s.wire.writelines(view.expunge([a for a, _ in pairs], vanished=s.qresync))
+    s.wire.writelines(view.expunge([a for a, _ in pairs if a not in kept], vanished=s.qresync))
+    if kept:  # copied, and kept in the source too: a legal hold forbids removing them (docs/retention.md)
+        return Ok(f"{cmd.name} completed; {len(kept)} message(s) under {next(iter(kept.values())).label}"
+                  " were copied and also kept here")
     return Ok(f"{cmd.name} completed")
 
 

@@ -197,6 +197,7 @@ _STORE_CODES = {  # RFC 5530 §3
     store_errors.NotFound: r.NONEXISTENT, store_errors.AlreadyExists: r.ALREADYEXISTS,
     store_errors.InvalidInput: r.CANNOT, store_errors.OverQuota: r.OVERQUOTA,
     store_errors.PermissionDenied: r.NOPERM, store_errors.ReadOnly: r.CANNOT,
+    store_errors.UnderHold: r.CANNOT,
 }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from mailboxes.errors import NotFound
+from mailboxes.errors import NotFound, UnderHold
 from mailboxes.mime import ParsedMessage
 from mailboxes.offload import offload_if_large
 from mailboxes.model import Account, Flag, Folder, MessageMeta
@@ -164,7 +164,9 @@ async def action(request: web.Request) -> web.Response:
         if target.ref == m.folder.ref:
             if do == "delete":  # deleting in Trash removes it for ever
                 await store.store_flags(m.folder.ref, [m.meta.uid], "add", int(Flag.DELETED))
-                await store.expunge(m.folder.ref, [m.meta.uid])
+                _gone, kept = await store.expunge_report(m.folder.ref, [m.meta.uid])
+                if kept:  # the message stays, with \\Deleted; the user is told why (docs/retention.md)
+                    raise UnderHold(f"under {next(iter(kept.values())).label}")
         else:
             await store.move(account, m.folder.ref, [m.meta.uid], target.ref)
         raise web.HTTPSeeOther(folder_href(m.folder.name))

@@ -13,8 +13,8 @@ Implementation notes (invariants)
   are always sent at once); digests are one message per person per period, grouped by type,
   searched for in the same way before they are sent, so a crash does not send one twice.
 - Temporary refusals (nothing could be written) are retried on RETRY_DELAYS; after the last
-  the event is failed. `on_settled` callbacks run after a settle is committed: the seam for the
-  webhook outbox (bridges/outbox.py), which records delivered/failed callbacks per source.
+  the event is failed. The delivered/failed webhook callback is written in the settle's own
+  transaction (bridges/callbacks.py); `on_settled` hooks run after that commit (the sender's poke).
 - Woken by `poke()` (new events, resend), else at the next due time, else every IDLE_POLL_SECONDS.
   Time comes from the injected clock, so tests move it by hand.
 """
@@ -124,10 +124,10 @@ class EventWorker(PolledLoop):
                     retry_at = self.clock() + RETRY_DELAYS[ev.attempts]
             # If this settle is lost (the database away), the lease lapses and the next claim, with
             # attempts > 0, first looks for copies already delivered (see the module notes).
-            await self.store.settle(ev.id, state, error=error, retry_at=retry_at)
+            changed = await self.store.settle(ev.id, state, error=error, retry_at=retry_at, claimed=ev)
             log.info("event id=%d source=%d ext_id=%s type=%s result=%s%s", ev.id, ev.source_id, ev.ext_id,
                      ev.type, state, f" error={error}" if error else "")
-            if state in (SENT, FAILED):
+            if changed and state in (SENT, FAILED):
                 for hook in self.on_settled:
                     try:
                         await hook(ev, state)

@@ -10,6 +10,11 @@ Implementation notes (invariants)
   on PostgreSQL, the exclusive write transaction on SQLite. A claim with `attempts > 0` was
   interrupted (the process died while delivering): the worker checks what already arrived.
 - No network I/O while a transaction is open: claim, commit, deliver, settle.
+- A settle changes only the claim it settles (state delivering, the claim's `attempts`): a
+  node whose lease lapsed and was claimed again changes nothing (`claim` returns the rows as
+  they were before it counted itself in `attempts`). `settle_hooks` run inside the
+  settle's transaction, only for a final outcome (sent, failed) that changed the row: what they
+  write (the webhook outbox's delivered/failed callback) commits with the outcome, once.
 - Datetimes are stored in UTC and made aware again when read (SQLite keeps digits only).
 """
 
@@ -17,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from .apitokens import ApiToken, ApiTokens
@@ -107,6 +113,8 @@ def _source(r) -> Source:
     return Source(r.id, r.name, _aware(r.created_at), _maybe(r.revoked_at))
 
 
+SettleHook = Callable[[AsyncConnection, Event, str, "str | None"], Awaitable[None]]
+
 _INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
@@ -179,6 +187,7 @@ class EventStore:
         self._committer: GroupCommitter[NewEvent, tuple[Event, bool]] = GroupCommitter(self._insert_batch)
         self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
         self.listeners: list[Callable[[], None]] = []  # told after new rows are committed (the worker's poke)
+        self.settle_hooks: list[SettleHook] = []  # run in a final settle's transaction (the webhook outbox)
 
     def _now(self) -> datetime:
         return self.clock().astimezone(timezone.utc)
@@ -241,28 +250,39 @@ class EventStore:
         return [_event(r) for r in rows]
 
     async def settle(self, event_id: int, state: str, *, error: str | None = None,
-                     retry_at: datetime | None = None) -> None:
+                     retry_at: datetime | None = None, claimed: Event | None = None) -> bool:
         """The outcome of a claim: sent, failed, or pending again at `retry_at` (durable when this returns).
 
-        Concurrent settles share one transaction (group commit): with synchronous commits a
-        transaction per event would bound the worker at the disk's syncs per second.
+        `claimed` (the claimed row): only that claim is settled (not one taken again after its
+        lease lapsed), and `settle_hooks` run in the same transaction for sent and failed.
+        Whether the row changed. Concurrent settles share one transaction (group commit): with
+        synchronous commits a transaction per event would bound the worker at the disk's syncs per second.
         """
         if state not in (SENT, FAILED, PENDING):
             raise InvalidInput(f"cannot settle an event as {state}")
-        await self._settler.submit((event_id, state, error, retry_at))
+        return await self._settler.submit((event_id, state, error, retry_at, claimed))
 
-    async def _settle_batch(self, batch: list[tuple[int, str, str | None, datetime | None]]) -> list[None]:
+    async def _settle_batch(self, batch: list[tuple[int, str, str | None, datetime | None, Event | None]]) -> list[bool]:
         now = self._now()
+        c = t.events.c
+        done: list[bool] = []
         async with self.db.write() as conn:
-            for event_id, state, error, retry_at in batch:
+            for event_id, state, error, retry_at, claimed in batch:
                 values = {"state": state, "claimed_until": None,
                           "last_error": error[:MAX_ERROR_TEXT] if error else None}
                 if state == SENT:
                     values["sent_at"] = now
                 if state == PENDING:
                     values["next_attempt_at"] = retry_at or now
-                await conn.execute(update(t.events).where(t.events.c.id == event_id).values(**values))
-        return [None] * len(batch)
+                q = update(t.events).where(c.id == event_id, c.state == DELIVERING)
+                if claimed is not None:
+                    q = q.where(c.attempts == claimed.attempts + 1)  # `claim` counted itself in the row
+                changed = (await conn.execute(q.values(**values))).rowcount == 1
+                if changed and claimed is not None and state in (SENT, FAILED):
+                    for hook in self.settle_hooks:
+                        await hook(conn, claimed, state, error)
+                done.append(changed)
+        return done
 
     async def next_due(self) -> datetime | None:
         c = t.events.c

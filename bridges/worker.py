@@ -11,7 +11,9 @@ Implementation notes (invariants)
   queue id, so only this sending matches (a resend has a new queue id).
 - Recipients who chose a digest for the event's type get a digest item instead (urgent events
   are always sent at once); digests are one message per person per period, grouped by type,
-  searched for in the same way before they are sent, so a crash does not send one twice.
+  searched for in the same way before they are sent, so a crash does not send one twice. A
+  person's due items are claimed with a lease (EventStore.due_digests), so two nodes on one
+  database do not both send them.
 - Temporary refusals (nothing could be written) are retried on RETRY_DELAYS; after the last
   the event is failed. The delivered/failed webhook callback is written in the settle's own
   transaction (bridges/callbacks.py); `on_settled` hooks run after that commit (the sender's poke).
@@ -189,7 +191,7 @@ class EventWorker(PolledLoop):
                 out = await self.submitter.submit(Submission("", (acct.address,), data, origin="bridge"))
                 if not out.accepted and out.reply.is_transient:
                     log.warning("digest for %s not written now: %s", acct.address, out.reply)
-                    continue  # due still: the next round tries again
+                    continue  # claimed until the lease ends: a round after that tries again
             await self.store.digest_sent([i.id for i in items])
             sent += 1
         return sent

@@ -10,6 +10,8 @@ Implementation notes (invariants)
   on PostgreSQL, the exclusive write transaction on SQLite. A claim with `attempts > 0` was
   interrupted (the process died while delivering): the worker checks what already arrived.
 - No network I/O while a transaction is open: claim, commit, deliver, settle.
+- Digest items are claimed the same way (`due_digests`), their lease kept in `due_at`: one
+  node sends one person's digest of a period.
 - A settle changes only the claim it settles (state delivering, the claim's `attempts`): a
   node whose lease lapsed and was claimed again changes nothing (`claim` returns the rows as
   they were before it counted itself in `attempts`). `settle_hooks` run inside the
@@ -386,20 +388,32 @@ class EventStore:
                     .on_conflict_do_nothing(index_elements=[c.event_id, c.account_id]))
 
     async def due_digests(self, limit_people: int, per_person: int) -> dict[int, list[DigestItem]]:
-        """Per account whose digest is due now: its items due by now, by type (at most `per_person`)."""
+        """Claim, per account whose digest is due now, its items due by now, by type (at most `per_person`).
+
+        The claim is a lease in `due_at` (no other column): the claimed items are due again only
+        at now + lease, so no other node takes them while this one sends the digest; if it dies,
+        they are taken again after the lease (and the digest's Message-ID is searched for first).
+        On PostgreSQL the items are selected `FOR UPDATE SKIP LOCKED`: two nodes claiming at once
+        take different people. SQLite's write transaction is exclusive.
+        """
         now = self._now()
         d, e = t.event_digest_items.c, t.events.c
-        async with self.db.read() as conn:
+        out: dict[int, list[DigestItem]] = {}
+        async with self.db.write() as conn:
             people = (await conn.execute(select(d.account_id).where(d.sent_at.is_(None), d.due_at <= now)
                                          .group_by(d.account_id).limit(limit_people))).scalars().all()
-            out: dict[int, list[DigestItem]] = {}
             for pid in people:
-                rows = (await conn.execute(
-                    select(d.id.label("item_id"), t.events).select_from(
-                        t.event_digest_items.join(t.events, e.id == d.event_id))
-                    .where(d.account_id == pid, d.sent_at.is_(None), d.due_at <= now)
-                    .order_by(e.type, e.id).limit(per_person))).all()
-                out[pid] = [DigestItem(r.item_id, pid, _event(r)) for r in rows]
+                q = (select(d.id.label("item_id"), t.events)
+                     .select_from(t.event_digest_items.join(t.events, e.id == d.event_id))
+                     .where(d.account_id == pid, d.sent_at.is_(None), d.due_at <= now)
+                     .order_by(e.type, e.id).limit(per_person))
+                if self.db.dialect == "postgresql":
+                    q = q.with_for_update(skip_locked=True, of=t.event_digest_items)
+                rows = (await conn.execute(q)).all()
+                if rows:
+                    await conn.execute(update(t.event_digest_items).where(d.id.in_([r.item_id for r in rows]))
+                                       .values(due_at=now + self.lease))
+                    out[pid] = [DigestItem(r.item_id, pid, _event(r)) for r in rows]
         return out
 
     async def next_digest(self) -> datetime | None:

@@ -399,9 +399,13 @@ class EventStore:
         now = self._now()
         d, e = t.event_digest_items.c, t.events.c
         out: dict[int, list[DigestItem]] = {}
+        due_people = (select(d.account_id).where(d.sent_at.is_(None), d.due_at <= now)
+                      .group_by(d.account_id).limit(limit_people))
+        async with self.db.read() as conn:  # most rounds find none: no write transaction for them
+            if not (await conn.execute(due_people)).first():
+                return out
         async with self.db.write() as conn:
-            people = (await conn.execute(select(d.account_id).where(d.sent_at.is_(None), d.due_at <= now)
-                                         .group_by(d.account_id).limit(limit_people))).scalars().all()
+            people = (await conn.execute(due_people)).scalars().all()
             for pid in people:
                 q = (select(d.id.label("item_id"), t.events)
                      .select_from(t.event_digest_items.join(t.events, e.id == d.event_id))

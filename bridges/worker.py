@@ -38,8 +38,8 @@ from . import notify
 
 log = logging.getLogger("postroom.events")
 
-CLAIM_BATCH = 64  # events per round
-CONCURRENCY = 8  # events submitted at once
+CLAIM_BATCH = 256  # events per round
+CONCURRENCY = 64  # events submitted at once (their writes share group commits)
 IDLE_POLL_SECONDS = 30.0
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=6))  # after the last, the event is failed

@@ -1,7 +1,7 @@
 """The bridges' starter: the workflow events store, its worker and its API routes, wired from the composition root's context.
 
 Puts the API routes into `ctx.extras["api_routes"]` (the webmail's /api/v1 sub-application mounts
-them) and the parts into `ctx.extras["events"]`. Needs `ctx.extras["delivery"]` (start after it).
+them) and the parts into `ctx.extras["events"]`. Needs `ctx.extras["delivery"]` (start after it); pokes `ctx.extras["webhooks"]` after a settle.
 Event claims use the delivery queue's lease (`[queue] lease`).
 """
 
@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from delivery.queue import node_id
 from delivery.submit import utcnow
 from mailboxes.events import EventStore, Sources
-from mailboxes.leases import Leases
 
+from . import callbacks
 from .api import EventsApi
 from .notify import Templates
 from .worker import EventWorker
@@ -46,8 +45,14 @@ def build(ctx) -> EventParts:
 
     templates = Templates(cfg.data_dir.joinpath(*OVERRIDE_DIR))
     worker = EventWorker(store, delivery.submitter, sources=source_name, templates=templates,
-                         hostname=cfg.hostname, clock=clock, leases=Leases(central, clock=clock), holder=node_id())
+                         hostname=cfg.hostname, clock=clock)
     store.listeners.append(worker.poke)
+    store.settle_hooks.append(callbacks.recorder(clock))  # delivered/failed, committed with the outcome
+    sender = ctx.extras.get("webhooks")  # started before us (mailserver/app.py)
+    if sender is not None:
+        async def poke_sender(_ev, _state) -> None:
+            sender.poke()
+        worker.on_settled.append(poke_sender)
     return EventParts(store, sources, worker, EventsApi(store, delivery.submitter.directory))
 
 
@@ -55,11 +60,5 @@ async def start(ctx) -> list:
     parts = build(ctx)
     ctx.extras["events"] = parts
     ctx.extras["api_routes"] = tuple(parts.api.routes())
-    sender = ctx.extras.get("webhooks")
-    if sender is not None:  # a delivered/failed callback was just committed with the outcome: send it now
-
-        async def poke_sender(ev, state) -> None:
-            sender.poke()
-        parts.worker.on_settled.append(poke_sender)
     await parts.worker.start()
     return [parts.worker]

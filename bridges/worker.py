@@ -11,12 +11,12 @@ Implementation notes (invariants)
   queue id, so only this sending matches (a resend has a new queue id).
 - Recipients who chose a digest for the event's type get a digest item instead (urgent events
   are always sent at once); digests are one message per person per period, grouped by type,
-  searched for in the same way before they are sent, so a crash does not send one twice.
+  searched for in the same way before they are sent, so a crash does not send one twice. A
+  person's due items are claimed with a lease (EventStore.due_digests), so two nodes on one
+  database do not both send them.
 - Temporary refusals (nothing could be written) are retried on RETRY_DELAYS; after the last
-  the event is failed. A sent or failed event's `delivered` / `failed` webhook callback (issue 11
-  point 5) is recorded in the webhook outbox inside the settle's own transaction, so an outcome
-  and its callback commit together (nothing is recorded for a source without an endpoint).
-  `on_settled` hooks run after the commit (service.py pokes the webhook sender there).
+  the event is failed. The delivered/failed webhook callback is written in the settle's own
+  transaction (bridges/callbacks.py); `on_settled` hooks run after that commit (the sender's poke).
 - Woken by `poke()` (new events, resend), else at the next due time, else every IDLE_POLL_SECONDS.
   Time comes from the injected clock, so tests move it by hand.
 """
@@ -32,23 +32,19 @@ from delivery.runner import PolledLoop
 from delivery.submit import Submission, Submitter
 from mailboxes.errors import NotFound
 from mailboxes.events import FAILED, PENDING, SENT, Event, EventStore
-from mailboxes.leases import Leases
 from mailboxes.model import Account
 
-from . import notify, outbox
+from . import notify
 
 log = logging.getLogger("postroom.events")
 
-CLAIM_BATCH = 64  # events per round
-CONCURRENCY = 8  # events submitted at once
-MAX_CALLBACK_ERROR = 500  # characters of the refusal text in a `failed` callback
+CLAIM_BATCH = 256  # events per round
+CONCURRENCY = 64  # events submitted at once (their writes share group commits)
 IDLE_POLL_SECONDS = 30.0
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=6))  # after the last, the event is failed
 DIGEST_PEOPLE = 100  # digests sent per round
 DIGEST_MAX_ITEMS = 500  # events in one digest at most (the rest go in the next one)
-DIGEST_LEASE = "events-digests"  # one node sends the digests at a time (each would send its own copy)
-DIGEST_LEASE_SECONDS = 120.0  # renewed every round that sends; a dead holder is replaced after this
 DAILY_AT_UTC_HOUR = 0  # daily digests are due at 00:00 UTC (08:00 in China)
 
 Settled = Callable[[Event, str], Awaitable[None]]
@@ -68,10 +64,7 @@ class EventWorker(PolledLoop):
     log = log
 
     def __init__(self, store: EventStore, submitter: Submitter, *, sources: Callable[[int], Awaitable[str]],
-                 templates: notify.Templates, hostname: str, clock: Callable[[], datetime],
-                 leases: Leases | None = None, holder: str = "") -> None:
-        """`leases`/`holder`: with several nodes or worker processes, only the lease's holder sends digests
-        (two rounds reading the same due items would each send one); None: this worker always does."""
+                 templates: notify.Templates, hostname: str, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.submitter = submitter
         self.mb = submitter.mb
@@ -85,9 +78,6 @@ class EventWorker(PolledLoop):
         self._stopping = False
         self._task: asyncio.Task | None = None
         self.settled = asyncio.Event()  # set after every round that settled something (tests watch it)
-        self.leases = leases
-        self.holder = holder
-        self.sends_digests = leases is None
 
     def poke(self) -> None:
         self._wake.set()
@@ -103,10 +93,7 @@ class EventWorker(PolledLoop):
         await self.store.close()
 
     async def _next_due(self) -> datetime | None:
-        digest = await self.store.next_digest()
-        if digest is not None and not self.sends_digests:  # another node's: look again when its lease may lapse
-            digest = max(digest, self.clock() + timedelta(seconds=DIGEST_LEASE_SECONDS / 2))
-        dues = [d for d in (await self.store.next_due(), digest) if d is not None]
+        dues = [d for d in (await self.store.next_due(), await self.store.next_digest()) if d is not None]
         return min(dues) if dues else None
 
     def _max_sleep(self) -> float:
@@ -126,9 +113,8 @@ class EventWorker(PolledLoop):
 
     async def _one(self, ev: Event) -> None:
         async with self._slots:
-            counts: dict[str, int] = {"recipients": len(ev.recipients)}
             try:
-                state, error, counts = await self._deliver(ev)
+                state, error = await self._deliver(ev)
             except Exception as exc:  # noqa: BLE001 - e.g. a broken template override: retried, then failed
                 log.exception("event %d (%s) failed before it was settled", ev.id, ev.ext_id)
                 state, error = PENDING, f"{type(exc).__name__}: {exc}"
@@ -140,58 +126,39 @@ class EventWorker(PolledLoop):
                     retry_at = self.clock() + RETRY_DELAYS[ev.attempts]
             # If this settle is lost (the database away), the lease lapses and the next claim, with
             # attempts > 0, first looks for copies already delivered (see the module notes).
-            also = await self._callback(ev, state, error, counts) if state in (SENT, FAILED) else None
-            await self.store.settle(ev.id, state, error=error, retry_at=retry_at, also=also)
+            changed = await self.store.settle(ev.id, state, error=error, retry_at=retry_at, claimed=ev)
             log.info("event id=%d source=%d ext_id=%s type=%s result=%s%s", ev.id, ev.source_id, ev.ext_id,
                      ev.type, state, f" error={error}" if error else "")
-            if state in (SENT, FAILED):
+            if changed and state in (SENT, FAILED):
                 for hook in self.on_settled:
                     try:
                         await hook(ev, state)
                     except Exception:  # noqa: BLE001 - a hook's failure is its own (it keeps a durable outbox)
                         log.exception("on_settled hook for event %d failed", ev.id)
 
-    async def _callback(self, ev: Event, state: str, error: str | None, counts: dict[str, int]):
-        """What records the `delivered` / `failed` webhook callback in the settle's transaction (issue 11 point 5)."""
-        source = await self.source_name(ev.source_id)
-        payload = {"event": ev.ext_id, "type": ev.type, **counts}
-        if ev.unknown:
-            payload["unknown_recipients"] = list(ev.unknown)
-        if error:
-            payload["error"] = error[:MAX_CALLBACK_ERROR]
-        kind = "delivered" if state == SENT else "failed"
-
-        async def record(conn) -> None:
-            await outbox.enqueue(conn, source, kind, payload, clock=self.clock)
-        return record
-
-    async def _deliver(self, ev: Event) -> tuple[str, str | None, dict[str, int]]:
-        """(sent | pending (retry) | failed, error text, how many were mailed now and how many wait for a digest)."""
+    async def _deliver(self, ev: Event) -> tuple[str, str | None]:
+        """(sent | pending (retry) | failed, error text)."""
         people = list(ev.recipients)
         if ev.attempts > 0:  # an interrupted claim: leave out who has it already
             msgid = notify.message_id(ev.id, ev.queue_id, self.hostname)
             people = [p for p in people if not await self._has(p[0], msgid)]
-        digest = 0
         if ev.urgency != "urgent" and people:
             modes = await self.store.modes([i for i, _ in people], ev.type)
             if modes:
                 now = self.clock()
                 await self.store.add_digest_items(ev.id, {i: digest_due(m, now) for i, m in modes.items()})
                 people = [p for p in people if p[0] not in modes]
-                digest = len(modes)
-        # Stable across an interrupted claim: digest people never hold the event's own message.
-        counts = {"recipients": len(ev.recipients), "mailed": len(ev.recipients) - digest, "digest": digest}
         if not people:
-            return SENT, None, counts
+            return SENT, None
         addresses = [a for _, a in people]
         data = notify.build(ev, await self.source_name(ev.source_id), hostname=self.hostname, to=addresses,
                             templates=self.templates)
         out = await self.submitter.submit(Submission("", tuple(addresses), data, origin="bridge",
                                                      queue_id=ev.queue_id))
         if out.accepted:
-            return SENT, None, counts
+            return SENT, None
         text = str(out.reply).replace("\r\n", " ")
-        return (PENDING if out.reply.is_transient else FAILED), text, counts
+        return (PENDING if out.reply.is_transient else FAILED), text
 
     async def _has(self, account_id: int, msgid: str) -> bool:
         """Whether this account holds a message with this Message-ID in any of its folders."""
@@ -208,8 +175,6 @@ class EventWorker(PolledLoop):
     # --- digests -------------------------------------------------------------------------
 
     async def _digests(self) -> int:
-        if not await self._hold_digests():
-            return 0
         due = await self.store.due_digests(DIGEST_PEOPLE, DIGEST_MAX_ITEMS)
         sent = 0
         for account_id, items in due.items():
@@ -226,19 +191,7 @@ class EventWorker(PolledLoop):
                 out = await self.submitter.submit(Submission("", (acct.address,), data, origin="bridge"))
                 if not out.accepted and out.reply.is_transient:
                     log.warning("digest for %s not written now: %s", acct.address, out.reply)
-                    continue  # due still: the next round tries again
+                    continue  # claimed until the lease ends: a round after that tries again
             await self.store.digest_sent([i.id for i in items])
             sent += 1
         return sent
-
-    async def _hold_digests(self) -> bool:
-        if self.leases is None:
-            return True
-        due = await self.store.next_digest()
-        if due is None or due > self.clock():
-            return False  # nothing due: no lease taken, nothing written
-        held = await self.leases.acquire(DIGEST_LEASE, self.holder, DIGEST_LEASE_SECONDS)
-        if held != self.sends_digests:
-            log.info("digest lease %s holder=%s", "taken" if held else "lost", self.holder)
-        self.sends_digests = held
-        return held

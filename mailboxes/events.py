@@ -10,6 +10,13 @@ Implementation notes (invariants)
   on PostgreSQL, the exclusive write transaction on SQLite. A claim with `attempts > 0` was
   interrupted (the process died while delivering): the worker checks what already arrived.
 - No network I/O while a transaction is open: claim, commit, deliver, settle.
+- Digest items are claimed the same way (`due_digests`), their lease kept in `due_at`: one
+  node sends one person's digest of a period.
+- A settle changes only the claim it settles (state delivering, the claim's `attempts`): a
+  node whose lease lapsed and was claimed again changes nothing (`claim` returns the rows as
+  they were before it counted itself in `attempts`). `settle_hooks` run inside the
+  settle's transaction, only for a final outcome (sent, failed) that changed the row: what they
+  write (the webhook outbox's delivered/failed callback) commits with the outcome, once.
 - Datetimes are stored in UTC and made aware again when read (SQLite keeps digits only).
 """
 
@@ -32,8 +39,6 @@ from .db import Database
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .groupcommit import GroupCommitter
 from .websessions import _aware, utcnow
-
-InTransaction = Callable[[AsyncConnection], Awaitable[object]]  # work done inside another's transaction
 
 PENDING, DELIVERING, SENT, FAILED = "pending", "delivering", "sent", "failed"
 STATES = (PENDING, DELIVERING, SENT, FAILED)
@@ -110,6 +115,8 @@ def _source(r) -> Source:
     return Source(r.id, r.name, _aware(r.created_at), _maybe(r.revoked_at))
 
 
+SettleHook = Callable[[AsyncConnection, Event, str, "str | None"], Awaitable[None]]
+
 _INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
@@ -182,6 +189,7 @@ class EventStore:
         self._committer: GroupCommitter[NewEvent, tuple[Event, bool]] = GroupCommitter(self._insert_batch)
         self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
         self.listeners: list[Callable[[], None]] = []  # told after new rows are committed (the worker's poke)
+        self.settle_hooks: list[SettleHook] = []  # run in a final settle's transaction (the webhook outbox)
 
     def _now(self) -> datetime:
         return self.clock().astimezone(timezone.utc)
@@ -244,32 +252,39 @@ class EventStore:
         return [_event(r) for r in rows]
 
     async def settle(self, event_id: int, state: str, *, error: str | None = None,
-                     retry_at: datetime | None = None, also: InTransaction | None = None) -> None:
+                     retry_at: datetime | None = None, claimed: Event | None = None) -> bool:
         """The outcome of a claim: sent, failed, or pending again at `retry_at` (durable when this returns).
 
-        Concurrent settles share one transaction (group commit): with synchronous commits a
-        transaction per event would bound the worker at the disk's syncs per second. `also` runs
-        in that transaction after the event's row is updated (the webhook callback that reports
-        the outcome: it commits with it or not at all).
+        `claimed` (the claimed row): only that claim is settled (not one taken again after its
+        lease lapsed), and `settle_hooks` run in the same transaction for sent and failed.
+        Whether the row changed. Concurrent settles share one transaction (group commit): with
+        synchronous commits a transaction per event would bound the worker at the disk's syncs per second.
         """
         if state not in (SENT, FAILED, PENDING):
             raise InvalidInput(f"cannot settle an event as {state}")
-        await self._settler.submit((event_id, state, error, retry_at, also))
+        return await self._settler.submit((event_id, state, error, retry_at, claimed))
 
-    async def _settle_batch(self, batch: list[tuple]) -> list[None]:
+    async def _settle_batch(self, batch: list[tuple[int, str, str | None, datetime | None, Event | None]]) -> list[bool]:
         now = self._now()
+        c = t.events.c
+        done: list[bool] = []
         async with self.db.write() as conn:
-            for event_id, state, error, retry_at, also in batch:
+            for event_id, state, error, retry_at, claimed in batch:
                 values = {"state": state, "claimed_until": None,
                           "last_error": error[:MAX_ERROR_TEXT] if error else None}
                 if state == SENT:
                     values["sent_at"] = now
                 if state == PENDING:
                     values["next_attempt_at"] = retry_at or now
-                await conn.execute(update(t.events).where(t.events.c.id == event_id).values(**values))
-                if also is not None:
-                    await also(conn)
-        return [None] * len(batch)
+                q = update(t.events).where(c.id == event_id, c.state == DELIVERING)
+                if claimed is not None:
+                    q = q.where(c.attempts == claimed.attempts + 1)  # `claim` counted itself in the row
+                changed = (await conn.execute(q.values(**values))).rowcount == 1
+                if changed and claimed is not None and state in (SENT, FAILED):
+                    for hook in self.settle_hooks:
+                        await hook(conn, claimed, state, error)
+                done.append(changed)
+        return done
 
     async def next_due(self) -> datetime | None:
         c = t.events.c
@@ -373,20 +388,36 @@ class EventStore:
                     .on_conflict_do_nothing(index_elements=[c.event_id, c.account_id]))
 
     async def due_digests(self, limit_people: int, per_person: int) -> dict[int, list[DigestItem]]:
-        """Per account whose digest is due now: its items due by now, by type (at most `per_person`)."""
+        """Claim, per account whose digest is due now, its items due by now, by type (at most `per_person`).
+
+        The claim is a lease in `due_at` (no other column): the claimed items are due again only
+        at now + lease, so no other node takes them while this one sends the digest; if it dies,
+        they are taken again after the lease (and the digest's Message-ID is searched for first).
+        On PostgreSQL the items are selected `FOR UPDATE SKIP LOCKED`: two nodes claiming at once
+        take different people. SQLite's write transaction is exclusive.
+        """
         now = self._now()
         d, e = t.event_digest_items.c, t.events.c
-        async with self.db.read() as conn:
-            people = (await conn.execute(select(d.account_id).where(d.sent_at.is_(None), d.due_at <= now)
-                                         .group_by(d.account_id).limit(limit_people))).scalars().all()
-            out: dict[int, list[DigestItem]] = {}
+        out: dict[int, list[DigestItem]] = {}
+        due_people = (select(d.account_id).where(d.sent_at.is_(None), d.due_at <= now)
+                      .group_by(d.account_id).limit(limit_people))
+        async with self.db.read() as conn:  # most rounds find none: no write transaction for them
+            if not (await conn.execute(due_people)).first():
+                return out
+        async with self.db.write() as conn:
+            people = (await conn.execute(due_people)).scalars().all()
             for pid in people:
-                rows = (await conn.execute(
-                    select(d.id.label("item_id"), t.events).select_from(
-                        t.event_digest_items.join(t.events, e.id == d.event_id))
-                    .where(d.account_id == pid, d.sent_at.is_(None), d.due_at <= now)
-                    .order_by(e.type, e.id).limit(per_person))).all()
-                out[pid] = [DigestItem(r.item_id, pid, _event(r)) for r in rows]
+                q = (select(d.id.label("item_id"), t.events)
+                     .select_from(t.event_digest_items.join(t.events, e.id == d.event_id))
+                     .where(d.account_id == pid, d.sent_at.is_(None), d.due_at <= now)
+                     .order_by(e.type, e.id).limit(per_person))
+                if self.db.dialect == "postgresql":
+                    q = q.with_for_update(skip_locked=True, of=t.event_digest_items)
+                rows = (await conn.execute(q)).all()
+                if rows:
+                    await conn.execute(update(t.event_digest_items).where(d.id.in_([r.item_id for r in rows]))
+                                       .values(due_at=now + self.lease))
+                    out[pid] = [DigestItem(r.item_id, pid, _event(r)) for r in rows]
         return out
 
     async def next_digest(self) -> datetime | None:

@@ -1,0 +1,52 @@
+"""Delivered and failed callbacks for workflow events, written to the webhook outbox in the transaction that settles the event (issue 11 point 5).
+
+Implementation notes (invariants)
+- One callback per outcome: `record` is an EventStore settle hook, so the outbox row commits
+  with the event's final state or not at all (no window for a crash between the two), and a
+  settle that changes nothing (a lapsed claim settled late, a second node) records nothing.
+  A resent event settles again and gets a new callback (a new outcome).
+- "delivered": the message was written to every recipient's mailbox (or held for the digest
+  a recipient chose); "failed": it could not be, with the reason. The outcome is the event's:
+  one message is written to all its recipients in one submission.
+- The body stays under the outbox's limit: at most MAX_LISTED addresses are named.
+- Sources without a webhook endpoint get nothing (`enqueue` returns None).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailboxes import schema as t
+from mailboxes.errors import InvalidInput
+from mailboxes.events import FAILED, SENT, Event, SettleHook
+
+from .outbox import enqueue
+
+log = logging.getLogger("postroom.events")
+
+KINDS = {SENT: "delivered", FAILED: "failed"}
+MAX_LISTED = 500  # recipient addresses (and unknown recipients) named in one callback; the rest are counted
+
+
+def payload(ev: Event, state: str, error: str | None) -> dict:
+    """The callback's `data`: which event, its outcome, whom it reached (docs/webhooks.md)."""
+    return {"id": ev.ext_id, "type": ev.type, "item": ev.item, "outcome": KINDS[state],
+            "recipients": [a for _, a in ev.recipients[:MAX_LISTED]], "recipients_total": len(ev.recipients),
+            "unknown": list(ev.unknown[:MAX_LISTED]), "error": error}
+
+
+def recorder(clock: Callable[[], datetime]) -> SettleHook:
+    """The settle hook: records `delivered` or `failed` for the event's source in the settle's transaction."""
+    async def record(conn: AsyncConnection, ev: Event, state: str, error: str | None) -> None:
+        name = (await conn.execute(select(t.event_sources.c.name)
+                                   .where(t.event_sources.c.id == ev.source_id))).scalar_one()
+        try:
+            await enqueue(conn, name, KINDS[state], payload(ev, state, error), clock=clock)
+        except InvalidInput as exc:  # checked before anything is written: the outcome still commits
+            log.error("no %s callback for event %d (source %s): %s", KINDS[state], ev.id, name, exc)
+    return record

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from argon2 import PasswordHasher
 from sqlalchemy import and_, delete, func, insert, null, select, update
 
+from . import auditlog
 from . import schema as t
 from .addresses import normalise_address, normalise_domain
 from .db import Database
@@ -478,10 +479,10 @@ class Directory:
     # --- audit -----------------------------------------------------------------------
 
     async def audit(self, actor: str, action: str, target: str = "", **detail) -> None:
+        """Append one entry to the hash-chained audit log (mailboxes/auditlog.py) in its own transaction."""
         async with self.db.write() as conn:
-            await conn.execute(insert(t.audit_log).values(
-                at=self.clock(), actor=actor, action=action, target=target,
-                detail=json.dumps(detail, ensure_ascii=False, default=str)))
+            await auditlog.append(conn, at=self.clock(), actor=actor, action=action, target=target,
+                                  detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True))
 
     async def audit_entries(self, limit: int = 100) -> list[dict]:
         async with self.db.read() as conn:

@@ -1,0 +1,123 @@
+"""The tamper-evident audit log: hash-chained appends, anchors in a separate file, and the verifier.
+
+Each entry's `hash` is SHA-256 over a canonical JSON serialisation of its
+sequence number, time, actor, action, target, detail and the previous entry's
+hash (`prev_hash`; the first entry's is GENESIS). Appends are serialised: on
+PostgreSQL under a transaction-scoped advisory lock (several nodes share one
+database), on SQLite by its single writer. An anchor line (sequence, hash,
+time) appended to a file outside the database lets `verify` see a truncated end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import schema as t
+
+GENESIS = "0" * 64
+ADVISORY_KEY = 0x5041_5544  # the PostgreSQL advisory lock serialising audit appends ("PAUD")
+VERIFY_BATCH = 1000  # rows read per query while verifying
+
+
+def _iso(at: datetime) -> str:
+    if at.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_hash(seq: int, at: datetime, actor: str, action: str, target: str, detail: str, prev_hash: str) -> str:
+    """SHA-256 (hex) of the canonical serialisation of one entry."""
+    canon = json.dumps([seq, _iso(at), actor, action, target, detail, prev_hash],
+                       ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+async def append(conn: AsyncConnection, *, at: datetime, actor: str, action: str, target: str,
+                 detail: str) -> int:
+    """Append one entry in the caller's write transaction; returns its sequence number."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY})
+    head = (await conn.execute(select(t.audit_log.c.seq, t.audit_log.c.hash)
+                               .order_by(t.audit_log.c.seq.desc()).limit(1))).first()
+    seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
+    await conn.execute(insert(t.audit_log).values(
+        seq=seq, at=at, actor=actor, action=action, target=target, detail=detail, prev_hash=prev,
+        hash=entry_hash(seq, at, actor, action, target, detail, prev)))
+    return seq
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first bad place found: the entry's sequence number (or the anchor's) and what is wrong."""
+
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"audit entry {self.seq}: {self.reason}"
+
+
+async def head(conn: AsyncConnection) -> tuple[int, str]:
+    row = (await conn.execute(select(t.audit_log.c.seq, t.audit_log.c.hash)
+                              .order_by(t.audit_log.c.seq.desc()).limit(1))).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+def write_anchor(path: Path, seq: int, digest: str, now: datetime) -> None:
+    """Append one anchor line `seq hash time` to the file (made with its directory if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="ascii") as f:
+        f.write(f"{seq} {digest} {_iso(now)}\n")
+
+
+def read_anchors(path: Path) -> list[tuple[int, str]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="ascii").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            out.append((int(parts[0]), parts[1]))
+    return out
+
+
+async def verify(conn: AsyncConnection, anchors: list[tuple[int, str]]) -> tuple[int, Problem | None]:
+    """Walk the chain in sequence order; returns (entries checked, first problem or None).
+
+    Finds an edited entry (its hash no longer matches), a deleted or reordered
+    one (a gap in the sequence or a broken link) and a truncated end (an anchor
+    naming a sequence beyond the last entry, or whose hash differs)."""
+    c = t.audit_log.c
+    expected_seq, prev, count, last = 1, GENESIS, 0, 0
+    hashes: dict[int, str] = {}
+    wanted = {s for s, _ in anchors}
+    while True:
+        rows = (await conn.execute(select(t.audit_log).where(c.seq >= expected_seq)
+                                   .order_by(c.seq).limit(VERIFY_BATCH))).all()
+        for r in rows:
+            if r.seq != expected_seq:
+                return count, Problem(expected_seq, "missing (deleted); the next entry present is "
+                                                    f"{r.seq}")
+            if r.prev_hash != prev:
+                return count, Problem(r.seq, "does not link to the previous entry (deleted or reordered)")
+            if entry_hash(r.seq, r.at, r.actor, r.action, r.target, r.detail, r.prev_hash) != r.hash:
+                return count, Problem(r.seq, "its content does not match its hash (edited)")
+            if r.seq in wanted:
+                hashes[r.seq] = r.hash
+            prev, last, count, expected_seq = r.hash, r.seq, count + 1, r.seq + 1
+        if len(rows) < VERIFY_BATCH:
+            break
+    for seq, digest in anchors:
+        if seq > last:
+            return count, Problem(last + 1, f"missing: anchor names entry {seq} but the log ends at {last} "
+                                            "(truncated)")
+        if seq > 0 and hashes.get(seq) != digest:
+            return count, Problem(seq, "differs from its anchor (rewritten)")
+    return count, None

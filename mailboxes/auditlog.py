@@ -10,8 +10,10 @@ time) appended to a file outside the database lets `verify` see a truncated end.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,8 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 
+log = logging.getLogger("postroom.audit")
+
 GENESIS = "0" * 64
 ADVISORY_KEY = 0x5041_5544  # the PostgreSQL advisory lock serialising audit appends ("PAUD")
+ACTIVITY = ("message.sent", "mailbox.read")  # with login.*: entries of use, not of administration
 VERIFY_BATCH = 1000  # rows read per query while verifying
 
 
@@ -121,3 +126,44 @@ async def verify(conn: AsyncConnection, anchors: list[tuple[int, str]]) -> tuple
         if seq > 0 and hashes.get(seq) != digest:
             return count, Problem(seq, "differs from its anchor (rewritten)")
     return count, None
+
+
+MAX_PENDING = 1000  # entries buffered before `record` waits for the writer (back-pressure, bounded memory)
+FLUSH_BATCH = 200  # entries appended per transaction
+
+
+class BufferedAudit:
+    """Entries recorded on a hot path (logins, sends, shared-mailbox reads) are appended in batches.
+
+    `record` costs no database round trip on the caller's path: entries are
+    queued and one writer task appends them, up to FLUSH_BATCH per transaction,
+    in the order recorded. When MAX_PENDING are waiting, `record` waits for the
+    writer, so memory stays bounded. `flush` waits until all are written
+    (called on close and by tests)."""
+
+    def __init__(self, db, clock) -> None:
+        self.db, self.clock = db, clock
+        self._pending: list[tuple] = []
+        self._task: asyncio.Task | None = None
+
+    async def record(self, actor: str, action: str, target: str, detail: dict) -> None:
+        self._pending.append((self.clock(), actor[:320], action[:64], target[:512],
+                              json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True)))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        if len(self._pending) >= MAX_PENDING:
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
+            try:
+                async with self.db.write() as conn:
+                    for at, actor, action, target, detail in batch:
+                        await append(conn, at=at, actor=actor, action=action, target=target, detail=detail)
+            except Exception:
+                log.exception("audit: %d entries could not be written", len(batch))

@@ -47,14 +47,22 @@ def entry_hash(seq: int, at: datetime, actor: str, action: str, target: str, det
 async def append(conn: AsyncConnection, *, at: datetime, actor: str, action: str, target: str,
                  detail: str) -> int:
     """Append one entry in the caller's write transaction; returns its sequence number."""
+    return await append_many(conn, [(at, actor, action, target, detail)])
+
+
+async def append_many(conn: AsyncConnection, entries: list[tuple[datetime, str, str, str, str]]) -> int:
+    """Append (at, actor, action, target, detail) entries in order, in one statement; returns the last seq."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY})
-    head = (await conn.execute(select(t.audit_log.c.seq, t.audit_log.c.hash)
-                               .order_by(t.audit_log.c.seq.desc()).limit(1))).first()
-    seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
-    await conn.execute(insert(t.audit_log).values(
-        seq=seq, at=at, actor=actor, action=action, target=target, detail=detail, prev_hash=prev,
-        hash=entry_hash(seq, at, actor, action, target, detail, prev)))
+    seq, prev = await head(conn)
+    rows = []
+    for at, actor, action, target, detail in entries:
+        seq += 1
+        digest = entry_hash(seq, at, actor, action, target, detail, prev)
+        rows.append(dict(seq=seq, at=at, actor=actor, action=action, target=target, detail=detail,
+                         prev_hash=prev, hash=digest))
+        prev = digest
+    await conn.execute(insert(t.audit_log), rows)
     return seq
 
 
@@ -163,7 +171,6 @@ class BufferedAudit:
             batch, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
             try:
                 async with self.db.write() as conn:
-                    for at, actor, action, target, detail in batch:
-                        await append(conn, at=at, actor=actor, action=action, target=target, detail=detail)
+                    await append_many(conn, batch)
             except Exception:
                 log.exception("audit: %d entries could not be written", len(batch))

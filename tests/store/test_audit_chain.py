@@ -123,3 +123,29 @@ async def test_appends_from_two_stores_keep_one_chain(storage_url):
     finally:
         await m1.close()
         await m2.close()
+
+
+async def test_the_server_anchors_the_head_when_it_changed(storage_url, tmp_path):
+    from types import SimpleNamespace
+
+    from mailserver.auditanchor import AuditAnchor
+    mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+    path = tmp_path / "anchors" / "audit-anchors.txt"
+    svc = AuditAnchor(SimpleNamespace(mailboxes=mb, config=SimpleNamespace(audit_anchor_path=path)), 3600)
+    try:
+        for i in range(3):
+            await mb.directory.audit_soon("x", "login.ok", "imap", n=i)
+        await svc.anchor_now()
+        await svc.anchor_now()  # nothing new: no second line
+        async with mb.router.central.read() as conn:
+            head = await auditlog.head(conn)
+        assert auditlog.read_anchors(path) == [head] and head[0] >= 3
+        await mb.directory.audit("admin", "user.add", "y@city.test")
+        svc.start()
+        await svc.close()  # anchors what this run wrote last
+        anchors = auditlog.read_anchors(path)
+        assert len(anchors) == 2 and anchors[-1][0] == head[0] + 1
+        async with mb.router.central.read() as conn:
+            assert (await auditlog.verify(conn, anchors))[1] is None
+    finally:
+        await mb.close()

@@ -174,3 +174,26 @@ class BufferedAudit:
                     await append_many(conn, batch)
             except Exception:
                 log.exception("audit: %d entries could not be written", len(batch))
+
+
+def query(*, actor=None, action=None, target=None, since=None, until=None, newest_first=True, limit=0, offset=0,
+          actors=None):
+    """The select of entries matching the filters (shared by the CLI, the console and the API)."""
+    c = t.audit_log.c
+    q = select(t.audit_log)
+    if actor:
+        q = q.where(c.actor == actor)
+    if actors is not None:
+        q = q.where(c.actor.in_(actors))
+    if action:
+        q = q.where(c.action == action)
+    if target:
+        q = q.where(c.target == target)
+    if since:
+        q = q.where(c.at >= since)
+    if until:
+        q = q.where(c.at < until)
+    q = q.order_by(c.seq.desc() if newest_first else c.seq)
+    if limit:
+        q = q.limit(limit)
+    return q.offset(offset) if offset else q

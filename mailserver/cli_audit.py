@@ -7,10 +7,7 @@ import csv
 import sys
 from datetime import datetime, timezone
 
-from sqlalchemy import select
-
 from mailboxes import auditlog
-from mailboxes import schema as t
 
 from .admin import Admin
 
@@ -40,29 +37,6 @@ def _when(v: str) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
 
 
-def query(*, actor=None, action=None, target=None, since=None, until=None, newest_first=True, limit=0, offset=0,
-          actors=None):
-    """The select of entries matching the filters (shared by the CLI, the console and the API)."""
-    c = t.audit_log.c
-    q = select(t.audit_log)
-    if actor:
-        q = q.where(c.actor == actor)
-    if actors is not None:
-        q = q.where(c.actor.in_(actors))
-    if action:
-        q = q.where(c.action == action)
-    if target:
-        q = q.where(c.target == target)
-    if since:
-        q = q.where(c.at >= since)
-    if until:
-        q = q.where(c.at < until)
-    q = q.order_by(c.seq.desc() if newest_first else c.seq)
-    if limit:
-        q = q.limit(limit)
-    return q.offset(offset) if offset else q
-
-
 async def run(admin: Admin, args: argparse.Namespace) -> int:
     db = admin.mb.router.central
     path = admin.config.audit_anchor_path
@@ -80,7 +54,7 @@ async def run(admin: Admin, args: argparse.Namespace) -> int:
         auditlog.write_anchor(path, seq, digest, datetime.now(timezone.utc))
         print(f"anchored entry {seq} {digest} in {path}")
         return 0
-    q = query(actor=args.actor, action=args.kind, target=args.target, since=args.since, until=args.until,
+    q = auditlog.query(actor=args.actor, action=args.kind, target=args.target, since=args.since, until=args.until,
               newest_first=args.action == "search", limit=args.limit)
     async with db.read() as conn:
         rows = (await conn.execute(q)).all()

@@ -149,3 +149,29 @@ async def test_the_server_anchors_the_head_when_it_changed(storage_url, tmp_path
             assert (await auditlog.verify(conn, anchors))[1] is None
     finally:
         await mb.close()
+
+
+def test_the_migration_chains_the_entries_written_before_it(tmp_path):
+    """dir0016 numbers and hashes the rows an older server wrote, in id order: verify finds them intact."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from mailboxes import migrations
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrations.alembic_config("directory", conn), "dir0013")
+        for i in range(3):
+            conn.exec_driver_sql("INSERT INTO audit_log (at, actor, action, target, detail) VALUES "
+                                 f"('2026-12-0{i + 1} 08:00:00.000000', 'cli:root', 'user.add', 'u{i}', '{{}}')")
+        command.upgrade(migrations.alembic_config("directory", conn), "head")
+    engine.dispose()
+
+    async def check() -> tuple[int, object]:
+        db = open_database(url)
+        try:
+            async with db.read() as conn:
+                return await auditlog.verify(conn, [])
+        finally:
+            await db.dispose()
+    assert asyncio.run(check()) == (3, None)

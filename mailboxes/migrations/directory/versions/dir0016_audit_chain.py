@@ -21,7 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('audit_log') as b:
+    with op.batch_alter_table('audit_log', table_kwargs={'sqlite_autoincrement': True}) as b:
         b.add_column(sa.Column('seq', sa.BigInteger(), nullable=True))
         b.add_column(sa.Column('prev_hash', sa.String(length=64), nullable=True))
         b.add_column(sa.Column('hash', sa.String(length=64), nullable=True))
@@ -36,7 +36,7 @@ def upgrade() -> None:
         h = entry_hash(seq, r.at, r.actor, r.action, r.target, r.detail, prev)
         conn.execute(sa.update(log).where(log.c.id == r.id).values(seq=seq, prev_hash=prev, hash=h))
         prev = h
-    with op.batch_alter_table('audit_log') as b:
+    with op.batch_alter_table('audit_log', table_kwargs={'sqlite_autoincrement': True}) as b:
         b.alter_column('seq', existing_type=sa.BigInteger(), nullable=False)
         b.alter_column('prev_hash', existing_type=sa.String(length=64), nullable=False)
         b.alter_column('hash', existing_type=sa.String(length=64), nullable=False)
@@ -44,7 +44,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('audit_log') as b:
+    with op.batch_alter_table('audit_log', table_kwargs={'sqlite_autoincrement': True}) as b:
         b.drop_index('ix_audit_log_seq')
         b.drop_column('hash')
         b.drop_column('prev_hash')

@@ -239,6 +239,7 @@ def header_block(data: bytes) -> bytes:
 
 _HAS_MESSAGE_ID = re.compile(rb"(?im)^message-id[ \t]*:")
 _HAS_DATE = re.compile(rb"(?im)^date[ \t]*:")
+_MESSAGE_ID_VALUE = re.compile(rb"(?im)^message-id[ \t]*:[ \t]*(<[^>\r\n]{1,250}>)")  # bounded, no backtracking
 def header_from_domain(data: bytes) -> str | None:
     """The domain of the From: address that picks the DKIM key, read as ENVELOPE reads it; None if in doubt.
 
@@ -376,6 +377,12 @@ class Submitter:
                                  priority=of_submission(sub.data, sub.origin, sub.priority))
         if refused:
             out = Outcome(out.queue_id, out.reply, out.delivered, out.queued, tuple(refused) + out.refused)
+        if out.accepted:  # one audit entry per message sent (issue 13): never the body
+            found = _MESSAGE_ID_VALUE.search(header_block(stamp + sub.data))
+            await self.mb.directory.audit_soon(
+                sub.account.address if sub.account else f"service:{sub.origin}", "message.sent",
+                found.group(1).decode("ascii", "replace") if found else "", sender=sub.mail_from,
+                recipients=len(rcpts), queue_id=qid, origin=sub.origin)
         return self._logged(sub, out)
 
     async def _department_label(self, account: Account | None) -> Label | None:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from argon2 import PasswordHasher
 from sqlalchemy import and_, delete, func, insert, null, select, update
 
+from . import auditlog
 from . import schema as t
 from .addresses import normalise_address, normalise_domain
 from .db import Database
@@ -41,6 +42,7 @@ class Directory:
         self.db = db
         self.passwords = PasswordHashing(hasher, slots=hash_slots)
         self.clock = clock
+        self.audit_buffer = auditlog.BufferedAudit(db, lambda: self.clock())
 
     # --- passwords and logins --------------------------------------------------
 
@@ -478,12 +480,20 @@ class Directory:
     # --- audit -----------------------------------------------------------------------
 
     async def audit(self, actor: str, action: str, target: str = "", **detail) -> None:
+        """Append one entry to the hash-chained audit log (mailboxes/auditlog.py) in its own transaction."""
         async with self.db.write() as conn:
-            await conn.execute(insert(t.audit_log).values(
-                at=self.clock(), actor=actor, action=action, target=target,
-                detail=json.dumps(detail, ensure_ascii=False, default=str)))
+            await auditlog.append(conn, at=self.clock(), actor=actor, action=action, target=target,
+                                  detail=json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True))
 
-    async def audit_entries(self, limit: int = 100) -> list[dict]:
+    async def audit_soon(self, actor: str, action: str, target: str = "", **detail) -> None:
+        """Record an entry from a hot path (login, send, shared read): buffered and appended in batches."""
+        await self.audit_buffer.record(actor, action, target, detail)
+
+    async def audit_entries(self, limit: int = 100, *, activity: bool = False) -> list[dict]:
+        """The newest entries; `activity=False` leaves out logins, sends and shared reads (admin actions only)."""
+        q = select(t.audit_log).order_by(t.audit_log.c.seq.desc()).limit(limit)
+        if not activity:
+            q = q.where(t.audit_log.c.action.notin_(auditlog.ACTIVITY)).where(~t.audit_log.c.action.like("login.%"))
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit))).all()
+            rows = (await conn.execute(q)).all()
         return [dict(r._mapping) for r in rows]

@@ -170,6 +170,10 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(512), nullable=False, default=""),
     Column("detail", Text, nullable=False, default=""),
+    # The hash chain (mailboxes/auditlog.py): entry number, the previous entry's hash and this one's.
+    Column("seq", BigInteger, nullable=False, index=True, unique=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     **NEVER_REUSED,
 )
 

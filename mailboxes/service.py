@@ -39,6 +39,7 @@ class Mailboxes:
         return acct
 
     async def close(self) -> None:
+        await self.directory.audit_buffer.flush()
         await self.store.close()
         self.directory.passwords.close()
 

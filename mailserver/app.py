@@ -74,6 +74,7 @@ def starters() -> list[Starter]:
     from bridges.service import start as start_bridges
     from delivery.service import start as start_delivery
 
+    from .auditanchor import start as start_audit_anchor
     from .imap.server import start as start_imap
     from .retention_job import start as start_retention
     from .smtp.server import start as start_smtp
@@ -82,8 +83,8 @@ def starters() -> list[Starter]:
     # 150-250 ms of CPU, which the watchdog logged as a stall of every start-up when it ran inside start_webmail.
     import webmail.context  # noqa: F401
     import webmail.service  # noqa: F401
-    return [start_watchdog, start_delivery, start_webhooks, start_bridges, start_documents, start_pull, start_retention,
-            start_smtp, start_imap, start_webmail]  # the watchdog first: it sees every stall
+    return [start_watchdog, start_audit_anchor, start_delivery, start_webhooks, start_bridges, start_documents,
+            start_pull, start_retention, start_smtp, start_imap, start_webmail]  # the watchdog first: it sees every stall
 
 
 async def start_webmail(ctx: Context) -> list[Service]:

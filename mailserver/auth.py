@@ -124,16 +124,22 @@ class Authenticator:
         except AuthThrottled as exc:
             log.warning("auth throttled protocol=%s user=%s ip=%s retry_after=%.0f", protocol, logfield(user),
                         logfield(ip), exc.retry_after)
+            await self.directory.audit_soon(user, "login.throttled", protocol, ip=ip or "")
             raise
         if got is None or (got[1] is not None and not app_passwords):
             log.warning("auth failed protocol=%s user=%s ip=%s", protocol, logfield(user), logfield(ip))
+            await self.directory.audit_soon(user, "login.failed", protocol, ip=ip or "")
             raise AuthFailed("authentication failed")
         acct, app_id = got
         if app_id is None and protocol in MAIL_CLIENT_PROTOCOLS and await self.factors.enrolled(acct.id):
             log.warning("auth refused protocol=%s user=%s ip=%s: second factor on, app password required",
                         protocol, logfield(acct.address), logfield(ip))
+            await self.directory.audit_soon(acct.address, "login.failed", protocol, ip=ip or "",
+                                            reason="app password required")
             raise AppPasswordRequired("app password required")
         log.info("auth ok protocol=%s user=%s ip=%s", protocol, logfield(acct.address), logfield(ip))
+        await self.directory.audit_soon(acct.address, "login.ok", protocol, ip=ip or "",
+                                        app_password=app_id is not None)
         return acct
 
     async def second_factor(self, account: Account, code: str, *, ip: str | None) -> bool:
@@ -157,6 +163,8 @@ class Authenticator:
             await asyncio.shield(self._end(slot, where, key, ok))
         log.log(logging.INFO if ok else logging.WARNING, "second factor %s user=%s ip=%s",
                 "ok" if ok else "failed", logfield(account.address), logfield(ip))
+        await self.directory.audit_soon(account.address, "login.totp.ok" if ok else "login.totp.failed", "webmail",
+                                        ip=ip or "")
         return ok
 
     async def _attempt(self, user: str, password: str, where: str) -> tuple[Account, int | None] | None:

@@ -15,7 +15,7 @@ from mailboxes import errors
 from mailboxes.cleanup import sweep_all
 from mailboxes.model import Role
 
-from . import app, cli_delivery, cli_events, cli_mailsettings, cli_retention, cli_tokens, cli_webhooks
+from . import app, cli_audit, cli_delivery, cli_events, cli_mailsettings, cli_retention, cli_tokens, cli_webhooks
 from . import config as config_mod
 from .admin import Admin, AdminError
 from .workers import SupervisorError
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_tokens.register(sub)  # API tokens (issue 10)
     app.bridge_commands().register(sub)  # partner, dispatch (issue 12)
     cli_webhooks.register(sub)  # webhooks out (issue 11)
+    cli_audit.register(sub)  # the tamper-evident audit log (issue 13)
     cli_events.register(sub)  # workflow sources and events (issue 11)
     cli_retention.register(sub)  # retention and legal hold (issue 13)
     return p
@@ -322,8 +323,8 @@ async def _reindex(admin: Admin, args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Handler] = {
     "init": _init, "serve": _serve, "config": _config, "domain": _domain, "department": _department,
     "user": _user, "group": _group, "alias": _alias, "import": _import, "export": _export, "archive": _archive,
-    "reindex": _reindex, "token": cli_tokens.run, "webhook": cli_webhooks.run, **cli_delivery.HANDLERS,
-    **cli_events.HANDLERS, **app.bridge_commands().HANDLERS, **cli_retention.HANDLERS,
+    "reindex": _reindex, "token": cli_tokens.run, "webhook": cli_webhooks.run, "audit": cli_audit.run,
+    **cli_delivery.HANDLERS, **cli_events.HANDLERS, **app.bridge_commands().HANDLERS, **cli_retention.HANDLERS,
 }
 # Commands that must not open the store first (it may not exist yet, or they check the config only).
 NO_STORE = {"init", "serve", "config"}

@@ -33,6 +33,11 @@ KEYS: tuple[Key, ...] = (
     Key("server", "hostname", "localhost", "Host name used in SMTP greetings, Received headers and DSNs."),
     Key("server", "data_dir", "var", "Directory for the embedded database, blobs, TLS files and logs."),
     Key("server", "log_level", "info", "Logging level: debug, info, warning, error."),
+    Key("server", "audit_anchor", "",
+        "File the audit log's anchors (sequence number, hash, time) are appended to, outside the database, so "
+        "that `postroom audit verify` detects a truncated end; empty: <data_dir>/audit-anchors.txt. Written "
+        "every `audit_anchor_every` seconds by `postroom serve` and by `postroom audit anchor`."),
+    Key("server", "audit_anchor_every", 300, "Seconds between audit anchors written by the server; 0: none."),
     Key("server", "workers", 0,
         "Worker processes `postroom serve` runs (`--workers N` overrides). 0: automatic, 1 when the store is "
         "SQLite (one writer at a time: a second process only takes turns on its lock, and delivered less) and "
@@ -248,6 +253,11 @@ class Config:
         if not d.is_absolute() and self.path is not None:
             d = self.path.parent / d
         return d
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        v = self.get("server", "audit_anchor")
+        return Path(v) if v else self.data_dir / "audit-anchors.txt"
 
     def listen(self, name: str) -> tuple[str, int] | None:
         v = self.get("listen", name)

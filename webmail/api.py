@@ -80,6 +80,7 @@ async def bearer_middleware(request: web.Request, handler):
     kind = getattr(request.match_info.handler, "token_kind", "admin")  # "source": a workflow system's routes
     if tok is None or tok.kind != kind:
         _note_bad_token(request)
+        await request.app[MAILBOXES].directory.audit_soon("-", "login.failed", "api", ip=request.remote or "")
         return problem(401, "Unauthorized", "a valid bearer token is required")
     if kind == "source":
         request[SOURCE_TOKEN] = tok
@@ -133,7 +134,7 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens, extra: tuple[ExtraRoute, .
     app[BAD_TOKENS] = {}
     app[OPENAPI] = openapi.as_json(openapi.load())
     # directory (accounts, departments, groups, aliases); operations (queue, DKIM, dashboard)
-    for method, path, handler in (*ROUTES, *api_people.ROUTES, *api_queue.ROUTES):
+    for method, path, handler in (*ROUTES, *api_people.ROUTES, *api_queue.ROUTES, *api_audit.ROUTES):
         app.router.add_route(method, path, handler)
     for method, path, kind, bound in extra:
         app.router.add_route(method, path, _bound(kind, bound))
@@ -144,3 +145,4 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens, extra: tuple[ExtraRoute, .
 # (at import time, never on the serving loop). One line per module.
 from . import api_people  # noqa: E402  (directory: accounts, departments, groups, aliases)
 from . import api_queue  # noqa: E402  (operations: queue, DKIM, dashboard; issue 10 points 7-8)
+from . import api_audit  # noqa: E402  (the audit log; issue 13 point 3)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 _SEEN = int(Flag.SEEN)
+MAX_AUDITED_UIDS = 1000  # UIDs named in one shared-read audit entry (the count says how many in all)
 
 
 def _selected(s: Session) -> Selected:
@@ -117,9 +118,25 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Ok:  # RFC 3501 §6.4.5, 
         if unseen:  # RFC 3501 §6.4.5: BODY[...] without .PEEK sets \Seen
             changed, _ = await s.services.store.store_flags(st.mailbox.folder.ref, unseen, "add", _SEEN)
             flags_changed = set(view.update(changed))
+    if plan.raw and st.mailbox.owner.id != st.account.id:
+        await _audit_shared_reads(s, st, idx)
     await run_fetch(view, idx, plan, store=s.services.store, cache=s.services.cache,
                     partition=st.mailbox.folder.ref.partition, out=s.wire, flags_changed=flags_changed)
     return Ok(f"{cmd.name} completed")
+
+
+async def _audit_shared_reads(s: Session, st: Selected, idx) -> None:
+    """One audit entry per message of another account's folder whose body this selection reads (issue 13).
+
+    Entries go through the directory's buffered writer (no write per FETCH on this path); one entry
+    lists the UIDs first read by this command, so a FETCH 1:* costs one entry, not one per message."""
+    fresh = [st.view.uids[i] for i in idx if st.view.uids[i] not in st.shared_reads]
+    if not fresh:
+        return
+    st.shared_reads.update(fresh)
+    await s.services.auth.directory.audit_soon(
+        st.account.address, "mailbox.read", f"{st.mailbox.owner.address}/{st.mailbox.folder.name}", protocol="imap",
+        uids=fresh[:MAX_AUDITED_UIDS], messages=len(fresh))
 
 
 async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, RFC 7162 §3.1.3

@@ -38,6 +38,7 @@ class Selected:
     view: SelectedMailbox
     listener: Listener = field(repr=False)
     identity_seen: int = 0  # listener.identity_events when the folder and rights were last looked up
+    shared_reads: set[int] = field(default_factory=set, repr=False)  # UIDs whose read of another's is audited
 
     @property
     def read_only(self) -> bool:

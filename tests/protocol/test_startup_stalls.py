@@ -60,7 +60,8 @@ async def test_serve_logs_no_start_up_stall_from_an_import(tmp_path):
     await wait_for(lambda: "postroom serving:" in srv.log_since(0), timeout=60, what="the server to serve")
     assert await srv.stop() == 0
     log = srv.log.read_text(errors="replace")
-    assert "postroom serving: watchdog, queue, webhooks, events, reminders, retention, smtp, imap, webmail" in log, log
+    assert ("postroom serving: watchdog, audit-anchor, queue, webhooks, events, reminders, retention, smtp, imap, webmail"
+            in log), log
     stalls = [(int(ms), where) for ms, where in STALL_LINE.findall(log)]
     # The watchdog names the frame that held the loop; "<module>" is an import on the loop.
     assert [s for s in stalls if s[1].endswith("<module>")] == [], stalls

@@ -35,6 +35,9 @@ class HeldDirectory:
     async def credential_account(self, cred: Credential) -> Account | None:
         return ALICE if cred.hash == "$h1" else None
 
+    async def audit_soon(self, actor: str, action: str, target: str = "", **detail) -> None:
+        self.audited = [*getattr(self, "audited", []), (actor, action, target)]
+
 
 @pytest.fixture
 async def attempts(tmp_path):

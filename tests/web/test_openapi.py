@@ -131,6 +131,7 @@ async def test_every_documented_operation_answers_as_documented(web):
         (api, "POST", f"/queue/{qid}/release", None, 200), (api, "POST", f"/queue/{qid}/retry", None, 200),
         (api, "GET", "/dkim", None, 200), (api, "POST", "/dkim/city.test/generate", {"selector": "s1"}, 201),
         (api, "GET", "/stats", None, 200), (api, "DELETE", f"/queue/{qid}", None, 200),
+        (api, "GET", "/audit?limit=5", None, 200),  # the audit log (issue 13): the actions above are in it
     ]
     # Official documents (issue 12): a dispatcher's token, and a registrar's for the incoming side.
     docs = setup_documents(web)

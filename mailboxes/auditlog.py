@@ -1,0 +1,199 @@
+"""The tamper-evident audit log: hash-chained appends, anchors in a separate file, and the verifier.
+
+Each entry's `hash` is SHA-256 over a canonical JSON serialisation of its
+sequence number, time, actor, action, target, detail and the previous entry's
+hash (`prev_hash`; the first entry's is GENESIS). Appends are serialised: on
+PostgreSQL under a transaction-scoped advisory lock (several nodes share one
+database), on SQLite by its single writer. An anchor line (sequence, hash,
+time) appended to a file outside the database lets `verify` see a truncated end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import schema as t
+
+log = logging.getLogger("postroom.audit")
+
+GENESIS = "0" * 64
+ADVISORY_KEY = 0x5041_5544  # the PostgreSQL advisory lock serialising audit appends ("PAUD")
+ACTIVITY = ("message.sent", "mailbox.read")  # with login.*: entries of use, not of administration
+VERIFY_BATCH = 1000  # rows read per query while verifying
+
+
+def _iso(at: datetime) -> str:
+    if at.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_hash(seq: int, at: datetime, actor: str, action: str, target: str, detail: str, prev_hash: str) -> str:
+    """SHA-256 (hex) of the canonical serialisation of one entry."""
+    canon = json.dumps([seq, _iso(at), actor, action, target, detail, prev_hash],
+                       ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+async def append(conn: AsyncConnection, *, at: datetime, actor: str, action: str, target: str,
+                 detail: str) -> int:
+    """Append one entry in the caller's write transaction; returns its sequence number."""
+    return await append_many(conn, [(at, actor, action, target, detail)])
+
+
+async def append_many(conn: AsyncConnection, entries: list[tuple[datetime, str, str, str, str]]) -> int:
+    """Append (at, actor, action, target, detail) entries in order, in one statement; returns the last seq."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY})
+    seq, prev = await head(conn)
+    rows = []
+    for at, actor, action, target, detail in entries:
+        seq += 1
+        digest = entry_hash(seq, at, actor, action, target, detail, prev)
+        rows.append(dict(seq=seq, at=at, actor=actor, action=action, target=target, detail=detail,
+                         prev_hash=prev, hash=digest))
+        prev = digest
+    await conn.execute(insert(t.audit_log), rows)
+    return seq
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first bad place found: the entry's sequence number (or the anchor's) and what is wrong."""
+
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"audit entry {self.seq}: {self.reason}"
+
+
+async def head(conn: AsyncConnection) -> tuple[int, str]:
+    row = (await conn.execute(select(t.audit_log.c.seq, t.audit_log.c.hash)
+                              .order_by(t.audit_log.c.seq.desc()).limit(1))).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+def write_anchor(path: Path, seq: int, digest: str, now: datetime) -> None:
+    """Append one anchor line `seq hash time` to the file (made with its directory if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="ascii") as f:
+        f.write(f"{seq} {digest} {_iso(now)}\n")
+
+
+def read_anchors(path: Path) -> list[tuple[int, str]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="ascii").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            out.append((int(parts[0]), parts[1]))
+    return out
+
+
+async def verify(conn: AsyncConnection, anchors: list[tuple[int, str]]) -> tuple[int, Problem | None]:
+    """Walk the chain in sequence order; returns (entries checked, first problem or None).
+
+    Finds an edited entry (its hash no longer matches), a deleted or reordered
+    one (a gap in the sequence or a broken link) and a truncated end (an anchor
+    naming a sequence beyond the last entry, or whose hash differs)."""
+    c = t.audit_log.c
+    expected_seq, prev, count, last = 1, GENESIS, 0, 0
+    hashes: dict[int, str] = {}
+    wanted = {s for s, _ in anchors}
+    while True:
+        rows = (await conn.execute(select(t.audit_log).where(c.seq >= expected_seq)
+                                   .order_by(c.seq).limit(VERIFY_BATCH))).all()
+        for r in rows:
+            if r.seq != expected_seq:
+                return count, Problem(expected_seq, "missing (deleted); the next entry present is "
+                                                    f"{r.seq}")
+            if r.prev_hash != prev:
+                return count, Problem(r.seq, "does not link to the previous entry (deleted or reordered)")
+            if entry_hash(r.seq, r.at, r.actor, r.action, r.target, r.detail, r.prev_hash) != r.hash:
+                return count, Problem(r.seq, "its content does not match its hash (edited)")
+            if r.seq in wanted:
+                hashes[r.seq] = r.hash
+            prev, last, count, expected_seq = r.hash, r.seq, count + 1, r.seq + 1
+        if len(rows) < VERIFY_BATCH:
+            break
+    for seq, digest in anchors:
+        if seq > last:
+            return count, Problem(last + 1, f"missing: anchor names entry {seq} but the log ends at {last} "
+                                            "(truncated)")
+        if seq > 0 and hashes.get(seq) != digest:
+            return count, Problem(seq, "differs from its anchor (rewritten)")
+    return count, None
+
+
+MAX_PENDING = 1000  # entries buffered before `record` waits for the writer (back-pressure, bounded memory)
+FLUSH_BATCH = 200  # entries appended per transaction
+
+
+class BufferedAudit:
+    """Entries recorded on a hot path (logins, sends, shared-mailbox reads) are appended in batches.
+
+    `record` costs no database round trip on the caller's path: entries are
+    queued and one writer task appends them, up to FLUSH_BATCH per transaction,
+    in the order recorded. When MAX_PENDING are waiting, `record` waits for the
+    writer, so memory stays bounded. `flush` waits until all are written
+    (called on close and by tests)."""
+
+    def __init__(self, db, clock) -> None:
+        self.db, self.clock = db, clock
+        self._pending: list[tuple] = []
+        self._task: asyncio.Task | None = None
+
+    async def record(self, actor: str, action: str, target: str, detail: dict) -> None:
+        self._pending.append((self.clock(), actor[:320], action[:64], target[:512],
+                              json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True)))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        if len(self._pending) >= MAX_PENDING:
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:FLUSH_BATCH], self._pending[FLUSH_BATCH:]
+            try:
+                async with self.db.write() as conn:
+                    await append_many(conn, batch)
+            except Exception:
+                log.exception("audit: %d entries could not be written", len(batch))
+
+
+def query(*, actor=None, action=None, target=None, since=None, until=None, newest_first=True, limit=0, offset=0,
+          actors=None):
+    """The select of entries matching the filters (shared by the CLI, the console and the API)."""
+    c = t.audit_log.c
+    q = select(t.audit_log)
+    if actor:
+        q = q.where(c.actor == actor)
+    if actors is not None:
+        q = q.where(c.actor.in_(actors))
+    if action:
+        q = q.where(c.action == action)
+    if target:
+        q = q.where(c.target == target)
+    if since:
+        q = q.where(c.at >= since)
+    if until:
+        q = q.where(c.at < until)
+    q = q.order_by(c.seq.desc() if newest_first else c.seq)
+    if limit:
+        q = q.limit(limit)
+    return q.offset(offset) if offset else q

@@ -1,0 +1,54 @@
+"""The JSON API's audit route (role admin only): GET /api/v1/audit, the hash-chained log newest first (issue 13).
+
+Registered by api.make_api from ROUTES. Filters: actor, action, target, since/until (ISO times,
+UTC when no offset), `before` (a sequence number: the next page) and `limit`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from mailboxes import auditlog
+from mailboxes import schema as t
+
+from . import api as core
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500  # entries per page at most
+MAX_FILTER_CHARS = 512  # a filter value (the widest column it matches)
+
+
+def _when(v: str | None) -> datetime | None:
+    if not v:
+        return None
+    try:
+        d = datetime.fromisoformat(v)
+    except ValueError:
+        raise web.HTTPBadRequest() from None
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    core._require_admin(request)
+    q = request.query
+    if any(len(v) > MAX_FILTER_CHARS for v in q.values()):
+        raise web.HTTPBadRequest()
+    try:
+        limit = min(max(int(q.get("limit", DEFAULT_PAGE)), 1), MAX_PAGE)
+        before = int(q["before"]) if q.get("before") else None
+    except ValueError:
+        raise web.HTTPBadRequest() from None
+    sel = auditlog.query(actor=q.get("actor"), action=q.get("action"), target=q.get("target"), since=_when(q.get("since")),
+                until=_when(q.get("until")), limit=limit)
+    if before is not None:
+        sel = sel.where(t.audit_log.c.seq < before)
+    async with request.app[core.MAILBOXES].router.central.read() as conn:
+        rows = (await conn.execute(sel)).all()
+    items = [{"seq": r.seq, "at": r.at.isoformat(), "actor": r.actor, "action": r.action, "target": r.target,
+              "detail": r.detail, "hash": r.hash} for r in rows]
+    return web.json_response({"items": items, "next_before": rows[-1].seq if len(rows) == limit else None})
+
+
+ROUTES = (("GET", "/audit", list_audit),)

@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 import aiohttp
 
 from delivery.queue import node_id, utcnow
-from delivery.worker import nap
+from delivery.runner import nap
 from mailboxes.errors import InvalidInput
 from mailboxes.webhookendpoints import check_url, redacted_url, secret_key
 

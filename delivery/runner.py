@@ -11,8 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+
+
+async def nap(wake: asyncio.Event, cap: float, next_due: Callable[[], Awaitable[datetime | None]] | None,
+              clock: Callable[[], datetime]) -> None:
+    """A runner's idle wait: until `wake` is set, the next due time comes, or `cap` seconds pass."""
+    delay = cap
+    if next_due is not None:
+        try:
+            due = await next_due()
+        except Exception:  # noqa: BLE001 - the database may be away for a moment; wake at the cap
+            due = None
+        if due is not None:
+            delay = min(delay, max(0.0, (due - clock()).total_seconds()))
+    if delay <= 0:
+        return
+    try:
+        await asyncio.wait_for(wake.wait(), delay)
+    except asyncio.TimeoutError:
+        pass
 
 
 class PolledLoop(ABC):
@@ -42,17 +61,5 @@ class PolledLoop(ABC):
             await self._sleep()
 
     async def _sleep(self) -> None:
-        delay = self._max_sleep()
-        try:
-            due = await self._next_due()
-        except Exception:  # noqa: BLE001
-            due = None
-        if due is not None:
-            delay = min(delay, max(0.0, (due - self.clock()).total_seconds()))
-        if delay <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+        await nap(self._wake, self._max_sleep(), self._next_due, self.clock)
         self._wake.clear()

@@ -43,8 +43,8 @@ from . import dsn
 from .envelope import MAIL_LOOP, Reply
 from .links import Links
 from .outbound import Outbound, RcptResult, Request, link_key, route_failure
-from .queue import FAILED, QUEUED, SENT, Claimed, Queue, Settle
 from .pullroute import PullRouting
+from .queue import FAILED, QUEUED, SENT, Claimed, Queue, Settle
 from .received import MAX_RECEIVED, hop_count
 from .routes import RouteError, Target
 from .runner import PolledLoop
@@ -64,25 +64,6 @@ def retry_policy(delays_s: list[int], expire_after_s: int, warn_after_s: int) ->
     steps = tuple(timedelta(seconds=s) for s in delays_s)
     return RetryPolicy(delays=steps[:-1], repeat_every=steps[-1], give_up_after=timedelta(seconds=expire_after_s),
                        warn_after=timedelta(seconds=warn_after_s))
-
-
-async def nap(wake: asyncio.Event, cap: float, next_due: Callable[[], Awaitable[datetime | None]] | None,
-              clock: Callable[[], datetime]) -> None:
-    """A runner's idle wait: until `wake` is set, the next due time comes, or `cap` seconds pass."""
-    delay = cap
-    if next_due is not None:
-        try:
-            due = await next_due()
-        except Exception:  # noqa: BLE001 - the database may be away for a moment; wake at the cap
-            due = None
-        if due is not None:
-            delay = min(delay, max(0.0, (due - clock()).total_seconds()))
-    if delay <= 0:
-        return
-    try:
-        await asyncio.wait_for(wake.wait(), delay)
-    except asyncio.TimeoutError:
-        pass
 
 
 class Worker(PolledLoop):

@@ -790,7 +790,7 @@ _DOCUMENT_MESSAGES = {
         "doc_sign_already": "此文件此前已签收。", "doc_manifest_missing": "无法读取此文件的公文要素。",
         "doc_back_incoming": "返回收文列表", "doc_sent_title": "发文跟踪", "doc_none_sent": "暂无发文。",
         "doc_progress": "进度", "doc_progress_text": "{signed}/{total} 已签收", "doc_overdue": "超时未签收",
-        "doc_recipient_org": "收文单位", "doc_state": "状态", "doc_step_queued": "待发送", "doc_step_sent": "已发出",
+        "doc_recipient_org": "收文单位", "doc_state": "状态", "doc_step_queued": "已排队", "doc_step_sent": "已发出",
         "doc_step_delivered": "已送达", "doc_step_registered": "已登记", "doc_step_signed": "已签收",
         "doc_step_failed": "发送失败", "doc_back_sent": "返回发文列表", "doc_failure": "失败原因",
         "doc_sign_hint": "签收后，签收回执将自动发回发文单位。", "doc_not_yet": "—",

@@ -76,6 +76,10 @@ class DocumentPages:
     def may_track(self, account: Account) -> bool:
         return self.api.may_dispatch(account)
 
+    async def partner_names(self) -> dict[str, str]:
+        """{organisation code: its name} of the partners (`postroom partner add ORG DOMAIN --name NAME`)."""
+        return {p.org: p.name for p in await self.api.documents.partners() if p.name}
+
     # --- 收文: registrars ----------------------------------------------------------------
     async def incoming_page(self, account: Account, *, offset: int, limit: int
                             ) -> tuple[list[Registration], int, int]:

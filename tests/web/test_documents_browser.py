@@ -125,6 +125,7 @@ async def test_a_registrar_signs_for_an_urgent_document_and_the_city_sees_it(tmp
         await page.keyboard.press("Enter")  # by keyboard
         await page.wait_for_url("**signed=done**")
         assert "王登记" in await page.locator("#doc-signed-state").inner_text()
+        assert "深圳市局" in await page.locator("#doc-from").inner_text()  # the partner's name, not only its code
         assert await page.locator("#sign-for").count() == 0
 
         async def city_sees_signed() -> bool:

@@ -88,6 +88,7 @@ async def test_a_registrar_sees_urgent_first_reads_downloads_and_signs_for_it(we
 
     r, page = await reg.get(f"/documents/incoming/{urgent}")
     assert r.status == 200
+    assert "福田区税务局</span>" not in page and "福田区税务局<span" in page  # the partner's name and its code
     for element in ("福田区税务局", "深发〔2026〕2号", "特急通知", "赵六", "luohu", "2026-12-02", "福田区税务局办公室",
                     FILE_NAME):
         assert element in page, element

@@ -73,9 +73,11 @@ async def incoming_list(request: web.Request) -> web.Response:
 async def incoming_view(request: web.Request) -> web.Response:
     """GET /documents/incoming/{id}: the GB/T 9704 elements, the files, and the 签收 button."""
     account = require_account(request)
-    inc = await _pages(request).incoming(account, _number(request, "id"))
+    pages = _pages(request)
+    inc = await pages.incoming(account, _number(request, "id"))
     return request.app[WEBMAIL].render(request, "documents_incoming_view.html", reg=inc.registration,
-                                       doc=inc.document, when=when, signed=request.query.get("signed", ""))
+                                       doc=inc.document, when=when, signed=request.query.get("signed", ""),
+                                       names=await pages.partner_names())
 
 
 async def incoming_file(request: web.Request) -> web.Response:
@@ -114,7 +116,7 @@ async def sent_view(request: web.Request) -> web.Response:
     pages = _pages(request)
     rows = await pages.sent(account, _number(request, "id"))
     return request.app[WEBMAIL].render(request, "documents_sent_view.html", doc=rows[0], rows=rows, steps=STEPS,
-                                       overdue=pages.overdue, when=when)
+                                       overdue=pages.overdue, when=when, names=await pages.partner_names())
 
 
 ROUTES = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
@@ -11,6 +12,9 @@ import pytest
 from bridges.docmail import document_message
 from bridges.manifest import Document, describe_file
 from mailboxes.documents import Documents
+from mailboxes.webhookendpoints import WebhookEndpoints, new_secret
+from tests.protocol.smtp.support import wait_for
+from tests.support.webhook_receiver import Receiver
 from webmail.views.documents import PAGE_SIZE
 
 from .documents import DISPATCHER, OTHER, PDF, REGISTRAR, setup_documents
@@ -224,3 +228,22 @@ async def test_a_sender_sees_each_step_with_its_time_and_overdue_urgent_ones_mar
     _, page = await disp.get(f"/documents/sent/{fresh}")
     assert "超时未签收" not in page  # 加急, queued just now
 
+
+
+async def test_signing_for_on_the_page_is_posted_to_the_workflow_system(web, browsers):
+    """The page signs through the server's own Documents (with [documents] webhook_source): document.signed is posted."""
+    setup_documents(web)
+    receiver = await Receiver(new_secret()).start()
+    try:
+        web.run(WebhookEndpoints(web.mb.router.central).set("registry", receiver.url, secret=receiver.secret))
+        reg_id = incoming_document(web)
+        reg = await browsers(REGISTRAR)
+        _, page = await reg.get(f"/documents/incoming/{reg_id}")
+        r, _ = await reg.post(f"/documents/incoming/{reg_id}/sign", {"csrf": csrf_of(page)}, allow_redirects=False)
+        assert r.status == 303
+        await wait_for(lambda: receiver.requests, timeout=30, what="the document.signed callback")
+        [seen] = receiver.requests
+        body = json.loads(seen.body)
+        assert seen.verified and body["type"] == "document.signed" and body["data"]["signed_by"] == "王登记"
+    finally:
+        await receiver.stop()

@@ -247,3 +247,18 @@ async def test_signing_for_on_the_page_is_posted_to_the_workflow_system(web, bro
         assert seen.verified and body["type"] == "document.signed" and body["data"]["signed_by"] == "王登记"
     finally:
         await receiver.stop()
+
+
+async def test_the_pages_in_english(web, browsers):
+    setup_documents(web)
+    reg_id = incoming_document(web, urgency="特急")
+    doc_id = dispatched(web, "深地税发〔2026〕1号", ago=timedelta(hours=3))
+    en = {"Accept-Language": "en"}
+    reg = await browsers(REGISTRAR)
+    _, page = await reg.get("/documents/incoming", headers=en)
+    assert "Incoming documents" in page and "特急 extra urgent" in page and "1 waiting to be signed for" in page
+    _, page = await reg.get(f"/documents/incoming/{reg_id}", headers=en)
+    assert "Document elements" in page and "Sign for it" in page
+    admin = await browsers("alice@city.test")
+    _, page = await admin.get(f"/documents/sent/{doc_id}", headers=en)
+    assert "Dispatched documents" in page and "Overdue" in page and "Signed for" in page

@@ -144,16 +144,53 @@ class DocumentsApi:
     dispatchers: frozenset[str]  # addresses (lower case) that may dispatch besides administrators
     registrars: frozenset[str]
 
-    def _dispatcher(self, actor: Account) -> None:
-        if actor.role != Role.ADMIN and actor.address.lower() not in self.dispatchers:
+    def may_dispatch(self, actor: Account) -> bool:
+        """Whether `actor` dispatches and tracks documents (an administrator, or one of `[documents] dispatchers`)."""
+        return actor.role == Role.ADMIN or actor.address.lower() in self.dispatchers
+
+    def sender_filter(self, actor: Account) -> str | None:
+        """Whose dispatched documents `actor` sees: None (all) for an administrator, else its own."""
+        return None if actor.role == Role.ADMIN else actor.address
+
+    def may_register(self, actor: Account) -> bool:
+        """Whether `actor` sees incoming documents and signs for them here."""
+        return actor.address.lower() in self.registrars and self.intake is not None
+
+    def require_dispatcher(self, actor: Account) -> None:
+        if not self.may_dispatch(actor):
             raise Problem(403, "Forbidden", "only dispatchers ([documents] dispatchers) and administrators")
 
-    def _registrar(self, actor: Account) -> Intake:
+    def require_registrar(self, actor: Account) -> Intake:
         if actor.address.lower() not in self.registrars:
             raise Problem(403, "Forbidden", "only registrars ([documents] registrars) see incoming documents")
         if self.intake is None:
             raise Problem(404, "Not Found", "this site receives no documents ([documents] org is not set)")
         return self.intake
+
+    async def tracked(self, actor: Account, doc_id: int) -> list[Tracking]:
+        """One document's recipient rows as `actor` may see them; Problem 403 (not a dispatcher) or 404."""
+        self.require_dispatcher(actor)
+        rows = await self.documents.tracking(document_id=doc_id, sender=self.sender_filter(actor))
+        if not rows:
+            raise Problem(404, "Not Found", "no such document")
+        return rows
+
+    async def incoming(self, actor: Account, reg_id: int) -> Registration:
+        """A registered document for a registrar; Problem 403 (not a registrar) or 404."""
+        self.require_registrar(actor)
+        try:
+            return await self.documents.registration_by_id(reg_id)
+        except NotFound:
+            raise Problem(404, "Not Found", "no such incoming document") from None
+
+    async def sign_for(self, actor: Account, reg_id: int) -> tuple[Registration, bool]:
+        """签收 as `actor` (the intake sends the sign-for receipt back); (it, True when this call signed it)."""
+        intake = self.require_registrar(actor)
+        reg = await self.incoming(actor, reg_id)
+        try:
+            return await intake.sign(reg.registration_number, actor.display_name or actor.address)
+        except InvalidInput as exc:
+            raise Problem(400, "Bad Request", str(exc), field="") from None
 
     async def _read(self, request: web.Request) -> tuple[Document, dict[str, bytes]]:
         if request.content_type == "multipart/form-data":
@@ -169,7 +206,7 @@ class DocumentsApi:
     async def post_document(self, request: web.Request, actor: Account) -> web.Response:
         """POST /api/v1/documents: dispatch; 201 with the document's tracking (every recipient queued)."""
         try:
-            self._dispatcher(actor)
+            self.require_dispatcher(actor)
             doc, files = await self._read(request)
             try:
                 out = await self.dispatcher.send(doc, files, sender=actor.address, account=actor)
@@ -191,11 +228,10 @@ class DocumentsApi:
     async def list_documents(self, request: web.Request, actor: Account) -> web.Response:
         """GET /api/v1/documents: the latest dispatched documents (a dispatcher's own; all for an administrator)."""
         try:
-            self._dispatcher(actor)
+            self.require_dispatcher(actor)
         except Problem as p:
             return p.response()
-        sender = None if actor.role == Role.ADMIN else actor.address
-        rows = await self.documents.tracking(sender=sender, limit=MAX_LIST * 10)
+        rows = await self.documents.tracking(sender=self.sender_filter(actor), limit=MAX_LIST * 10)
         by_doc: dict[int, list[Tracking]] = {}
         for r in rows:
             by_doc.setdefault(r.document_id, []).append(r)
@@ -204,15 +240,12 @@ class DocumentsApi:
     async def get_document(self, request: web.Request, actor: Account) -> web.Response:
         """GET /api/v1/documents/{id}: one document's tracking per recipient organisation."""
         try:
-            self._dispatcher(actor)
+            self.require_dispatcher(actor)
             try:
                 doc_id = int(request.match_info["id"])
             except ValueError:
                 raise Problem(404, "Not Found", "no such document") from None
-            sender = None if actor.role == Role.ADMIN else actor.address
-            rows = await self.documents.tracking(document_id=doc_id, sender=sender)
-            if not rows:
-                raise Problem(404, "Not Found", "no such document")
+            rows = await self.tracked(actor, doc_id)
         except Problem as p:
             return p.response()
         return web.json_response(tracking_json(rows))
@@ -220,7 +253,7 @@ class DocumentsApi:
     async def list_incoming(self, request: web.Request, actor: Account) -> web.Response:
         """GET /api/v1/incoming[?unsigned=1]: registered incoming documents, newest first."""
         try:
-            self._registrar(actor)
+            self.require_registrar(actor)
         except Problem as p:
             return p.response()
         unsigned = request.query.get("unsigned", "") in ("1", "true")
@@ -230,16 +263,12 @@ class DocumentsApi:
     async def sign(self, request: web.Request, actor: Account) -> web.Response:
         """POST /api/v1/incoming/{id}/sign: 签收 as the token owner; the sign-for receipt goes back to the sender."""
         try:
-            intake = self._registrar(actor)
+            self.require_registrar(actor)
             try:
-                reg = await self.documents.registration_by_id(int(request.match_info["id"]))
-            except (ValueError, NotFound):
+                reg_id = int(request.match_info["id"])
+            except ValueError:
                 raise Problem(404, "Not Found", "no such incoming document") from None
-            by = actor.display_name or actor.address
-            try:
-                reg, new = await intake.sign(reg.registration_number, by)
-            except InvalidInput as exc:
-                raise Problem(400, "Bad Request", str(exc), field="") from None
+            reg, new = await self.sign_for(actor, reg_id)
         except Problem as p:
             return p.response()
         return web.json_response({**registration_json(reg), "new": new})

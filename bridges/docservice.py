@@ -10,6 +10,7 @@ from mailboxes.leases import Leases
 
 from . import outbox
 from .docapi import DocumentsApi
+from .docpages import DocumentPages
 from .dispatch import Dispatcher
 from .intake import Intake, IntakeConfig
 from .manifest import MEDIA_TYPE
@@ -62,7 +63,7 @@ def track_queue(docs: Documents):
 
 
 async def start(ctx) -> list:
-    """Started after delivery and the bridges, before the webmail: the tracker's queue hook, the documents API routes, and the intake when this site receives documents."""
+    """Started after delivery and the bridges, before the webmail: the tracker's queue hook, the documents API routes and pages (ctx.extras["documents"]), and the intake when this site receives documents."""
     parts = ctx.extras["delivery"]
     parts.worker.settled_hooks.append(track_queue(documents(ctx.mailboxes, ctx.config)))
     svc = intake(ctx.mailboxes, ctx.config, parts)
@@ -71,6 +72,8 @@ async def start(ctx) -> list:
                        frozenset(a.lower() for a in cfg.get("documents", "dispatchers")),
                        frozenset(a.lower() for a in cfg.get("documents", "registrars")))
     ctx.extras["api_routes"] = (*ctx.extras.get("api_routes", ()), *api.routes())  # the webmail mounts them
+    ctx.extras["documents"] = DocumentPages(api, ctx.mailboxes, overdue_after=thresholds(cfg),
+                                            **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     reminders = Reminders(documents(ctx.mailboxes, cfg), parts.submitter.submit, after=thresholds(cfg),
                           hostname=cfg.hostname)
     await reminders.start()

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,7 +33,8 @@ from .errors import AlreadyExists, InvalidInput, NotFound
 from .mailsettings import OOO_ZONE as LOCAL_ZONE  # China Standard Time: the bureau's calendar year
 from .websessions import _aware
 
-TRACK_EVENTS = ("delivered", "registered", "signed")  # from receipts; sent/failed come from the queue
+TRACK_EVENTS = ("delivered", "registered", "signed")
+URGENT_ORDER = ("特急", "加急")  # GB/T 9704-2012 紧急程度, most urgent first  # from receipts; sent/failed come from the queue
 DEFAULT_REGISTRATION_PATTERN = "收〔{year}〕{seq}号"
 MAX_QUARANTINE_BYTES = 60 << 20  # a quarantined message is kept whole up to this size, else cut (and said so)
 REGISTER_RETRIES = 40  # concurrent registrations racing for one number (PostgreSQL, several nodes)
@@ -271,8 +272,20 @@ class Documents:
                                     .values(**values))).rowcount
         return bool(n)
 
+    async def dispatched_page(self, *, sender: str | None = None, offset: int = 0,
+                              limit: int = 50) -> tuple[list[int], int]:
+        """Ids of dispatched documents, newest first, one page of them (sender: who dispatched); and how many in all."""
+        d = t.documents_out.c
+        where = [] if sender is None else [d.sender == sender]
+        async with self.db.read() as conn:
+            ids = (await conn.execute(select(d.id).where(*where).order_by(d.id.desc()).offset(offset).limit(limit)
+                                      )).scalars().all()
+            total = (await conn.execute(select(func.count()).select_from(t.documents_out).where(*where))).scalar()
+        return list(ids), int(total or 0)
+
     async def tracking(self, *, number: str | None = None, limit: int = 200, document_id: int | None = None,
-                       sender: str | None = None, issuing_organ: str | None = None) -> list[Tracking]:
+                       sender: str | None = None, issuing_organ: str | None = None,
+                       document_ids: list[int] | None = None) -> list[Tracking]:
         """Recipient rows of the latest documents, newest first; each filter narrows (sender: who dispatched)."""
         d, r = t.documents_out.c, t.document_recipients.c
         q = (select(d.id, d.number, d.issuing_organ, d.title, d.urgency, r.org, r.message_id, r.queued_at, r.sent_at,
@@ -284,6 +297,8 @@ class Documents:
                            (d.issuing_organ, issuing_organ)):
             if value is not None:
                 q = q.where(col == value)
+        if document_ids is not None:
+            q = q.where(d.id.in_(document_ids))
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
         return [_tracking(x) for x in rows]
@@ -328,13 +343,28 @@ class Documents:
                 c.partner_org == partner_org, c.issuing_organ == issuing_organ, c.number == number))).first()
         return None if r is None else _registration(r)
 
-    async def registrations(self, *, unsigned_only: bool = False, limit: int = 200) -> list[Registration]:
+    async def registrations(self, *, unsigned_only: bool = False, limit: int = 200, offset: int = 0,
+                            urgent_first: bool = False) -> list[Registration]:
+        """Registered documents, newest first; `urgent_first`: those not yet signed for, 特急 then 加急, before all."""
         c = t.documents_in.c
-        q = select(t.documents_in).order_by(c.id.desc()).limit(limit)
+        order = [c.id.desc()]
+        if urgent_first:
+            waiting = c.signed_at.is_(None)
+            order.insert(0, case(*((waiting & (c.urgency == u), rank) for rank, u in enumerate(URGENT_ORDER)),
+                                 else_=len(URGENT_ORDER)))
+        q = select(t.documents_in).order_by(*order).offset(offset).limit(limit)
         if unsigned_only:
             q = q.where(c.signed_at.is_(None))
         async with self.db.read() as conn:
             return [_registration(r) for r in (await conn.execute(q)).all()]
+
+    async def count_registrations(self) -> tuple[int, int]:
+        """(registered documents in all, of them not yet signed for)."""
+        c = t.documents_in.c
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(func.count(), func.count(case((c.signed_at.is_(None), 1))))
+                                      .select_from(t.documents_in))).one()
+        return int(row[0]), int(row[1])
 
     async def registration(self, registration_number: str) -> Registration:
         c = t.documents_in.c

@@ -48,6 +48,7 @@ from .views import notifications as notifications_views
 from .views import message as message_views
 from .views import approvals as approval_views
 from .views import readstatus as readstatus_views
+from .views import documents as documents_views
 
 HERE = Path(__file__).resolve().parent
 
@@ -121,6 +122,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("GET", "/approvals", approval_views.page),
     ("GET", "/approvals/{id}", approval_views.view),
     ("POST", "/approvals/{id}/{decision:approve|reject}", approval_views.decide),
+    # official documents: 收文 for registrars, 发文 tracking for dispatchers (issue 12)
+    *documents_views.ROUTES,
 )
 
 
@@ -129,15 +132,17 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
              hostname: str = "localhost", selfservice: SelfService | None = None,
              upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = (),
              operations: Operations | None = None, forwarded_trusted: tuple[str, ...] = (),
-             approvals: Any = None) -> web.Application:
+             approvals: Any = None, documents: Any = None) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
 
     `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
     `forwarded_trusted`: networks of reverse proxies whose Forwarded header is believed (webmail/forwarded.py).
+    `documents`: the official-documents pages' calls (bridges.docpages.DocumentPages), or None: no such pages.
     """
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                                    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    templates.globals["documents"] = documents  # the navigation asks it who may see the documents pages
     for name in templates.list_templates():  # compiled at start-up, not on the loop under the first request
         templates.get_template(name)
     wm = Webmail(mailboxes, login, WebSessions(mailboxes.router.central, clock=clock), templates,
@@ -150,6 +155,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app[WEBMAIL] = wm
     if approvals is not None:
         app[approval_views.APPROVALS] = approvals
+    if documents is not None:
+        app[documents_views.DOCUMENTS] = documents
     app[upload_views.UPLOADS] = UploadSpool(upload_dir or Path(tempfile.mkdtemp(prefix="postroom-uploads-")),
                                             clock=clock)
     if upload_dir is None:

@@ -772,3 +772,55 @@ _APPROVAL_MESSAGES = {
 }
 for _locale, _table in _APPROVAL_MESSAGES.items():
     MESSAGES[_locale].update(_table)
+
+# Official documents: 收文 for registrars, 发文 tracking for senders (issue 12, webmail/views/documents.py)
+_DOCUMENT_MESSAGES = {
+    "zh": {
+        "doc_nav_incoming": "收文", "doc_nav_sent": "发文跟踪", "doc_incoming_title": "收文登记",
+        "doc_waiting": "{n} 件待签收", "doc_none_incoming": "暂无收文。", "doc_reg_number": "收文编号",
+        "doc_issuing_organ": "发文机关", "doc_number": "发文字号", "doc_title": "标题", "doc_urgency": "紧急程度",
+        "doc_received": "登记时间", "doc_signed": "签收", "doc_signed_yes": "已签收", "doc_signed_no": "待签收",
+        "doc_urg_extra": "特急", "doc_urg_expedited": "加急", "doc_routine": "普通", "doc_from_org": "来文单位",
+        "doc_copy_number": "份号", "doc_classification": "密级", "doc_classification_period": "保密期限",
+        "doc_signers": "签发人", "doc_main": "主送", "doc_copy": "抄送", "doc_date": "成文日期",
+        "doc_printed_by": "印发机关", "doc_printed_on": "印发日期", "doc_elements": "公文要素",
+        "doc_files": "附件", "doc_file_name": "文件名", "doc_file_type": "类型", "doc_file_size": "大小",
+        "doc_download": "下载 {name}", "doc_sign_button": "签收", "doc_signed_by": "签收人",
+        "doc_signed_at": "签收时间", "doc_sign_done": "已签收，签收回执已发回发文单位。",
+        "doc_sign_already": "此文件此前已签收。", "doc_manifest_missing": "无法读取此文件的公文要素。",
+        "doc_back_incoming": "返回收文列表", "doc_sent_title": "发文跟踪", "doc_none_sent": "暂无发文。",
+        "doc_progress": "进度", "doc_progress_text": "{signed}/{total} 已签收", "doc_overdue": "超时未签收",
+        "doc_recipient_org": "收文单位", "doc_state": "状态", "doc_step_queued": "已排队", "doc_step_sent": "已发出",
+        "doc_step_delivered": "已送达", "doc_step_registered": "已登记", "doc_step_signed": "已签收",
+        "doc_step_failed": "发送失败", "doc_back_sent": "返回发文列表", "doc_failure": "失败原因",
+        "doc_sign_hint": "签收后，签收回执将自动发回发文单位。", "doc_not_yet": "—",
+    },
+    "en": {
+        "doc_nav_incoming": "Incoming documents", "doc_nav_sent": "Dispatched documents",
+        "doc_incoming_title": "Incoming documents", "doc_waiting": "{n} waiting to be signed for",
+        "doc_none_incoming": "No incoming documents.", "doc_reg_number": "Registration no.",
+        "doc_issuing_organ": "Issuing organ", "doc_number": "Document no.", "doc_title": "Title",
+        "doc_urgency": "Urgency", "doc_received": "Registered", "doc_signed": "Signed for",
+        "doc_signed_yes": "Signed for", "doc_signed_no": "Not signed for", "doc_urg_extra": "特急 extra urgent",
+        "doc_urg_expedited": "加急 urgent", "doc_routine": "Routine", "doc_from_org": "From",
+        "doc_copy_number": "Copy no.", "doc_classification": "Classification",
+        "doc_classification_period": "Classified for", "doc_signers": "Issued by", "doc_main": "Main recipients",
+        "doc_copy": "Copied to", "doc_date": "Date", "doc_printed_by": "Printed by", "doc_printed_on": "Printed on",
+        "doc_elements": "Document elements", "doc_files": "Files", "doc_file_name": "File", "doc_file_type": "Type",
+        "doc_file_size": "Size", "doc_download": "Download {name}", "doc_sign_button": "Sign for it",
+        "doc_signed_by": "Signed for by", "doc_signed_at": "Signed for at",
+        "doc_sign_done": "Signed for: the receipt is on its way back to the issuing organisation.",
+        "doc_sign_already": "This document was signed for already.",
+        "doc_manifest_missing": "This document's elements cannot be read.",
+        "doc_back_incoming": "Back to incoming documents", "doc_sent_title": "Dispatched documents",
+        "doc_none_sent": "Nothing dispatched yet.", "doc_progress": "Progress",
+        "doc_progress_text": "{signed} of {total} signed for", "doc_overdue": "Overdue",
+        "doc_recipient_org": "Recipient", "doc_state": "State", "doc_step_queued": "Queued", "doc_step_sent": "Sent",
+        "doc_step_delivered": "Delivered", "doc_step_registered": "Registered", "doc_step_signed": "Signed for",
+        "doc_step_failed": "Failed", "doc_back_sent": "Back to dispatched documents", "doc_failure": "Failure",
+        "doc_sign_hint": "Signing for it sends the sign-for receipt back to the issuing organisation.",
+        "doc_not_yet": "—",
+    },
+}
+for _locale, _table in _DOCUMENT_MESSAGES.items():
+    MESSAGES[_locale].update(_table)

@@ -58,7 +58,8 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
                    hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir),
                    api_routes=tuple(ctx.extras.get("api_routes", ())),
-                   operations=_operations(ctx), approvals=_approvals(ctx), forwarded_trusted=tuple(cfg.get("listen", "http_forwarded_trusted")),
+                   operations=_operations(ctx), approvals=_approvals(ctx), documents=ctx.extras.get("documents"),
+                   forwarded_trusted=tuple(cfg.get("listen", "http_forwarded_trusted")),
                    **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()

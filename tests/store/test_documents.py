@@ -138,3 +138,26 @@ async def test_tracking_is_narrowed_by_document_sender_and_organ_and_registratio
     assert (await b.registration_by_id(reg.id)).registration_number == reg.registration_number
     with pytest.raises(NotFound):
         await b.registration_by_id(reg.id + 1)
+
+
+async def test_registrations_page_waiting_urgent_ones_first_and_dispatched_documents_page_newest_first(docs):
+    a, b, clock = docs
+    made = {}
+    for n, urgency in enumerate(("", "加急", "特急", "", "特急")):
+        reg, _ = await a.register(partner_org="city", issuing_organ="市局", number=f"市发〔2026〕{n + 1}号",
+                                  title=f"文{n}", urgency=urgency, manifest="{}", message_id=f"<{n}@c>")
+        made[n] = reg
+    await a.sign(made[4].registration_number, "王")  # signed for: no longer ahead of the rest
+    order = [r.title for r in await b.registrations(urgent_first=True, limit=10)]
+    assert order == ["文2", "文1", "文4", "文3", "文0"]
+    assert [r.title for r in await b.registrations(urgent_first=True, offset=2, limit=2)] == ["文4", "文3"]
+    assert [r.title for r in await b.registrations(limit=2)] == ["文4", "文3"]  # plain: newest first
+    assert await b.count_registrations() == (5, 4)
+    kw = dict(year=2026, title="通知", urgency="", manifest="{}")
+    ids = [await a.record_dispatch(**kw, issuing_organ="市局", number=f"市发〔2026〕{n}号",
+                                   sender="y@city.test" if n == 2 else "x@city.test",
+                                   recipients={"futian": (f"<{n}@c>", f"q{n}")}) for n in range(1, 5)]
+    assert await b.dispatched_page(limit=2) == ([ids[3], ids[2]], 4)
+    assert await b.dispatched_page(sender="x@city.test", offset=1, limit=5) == ([ids[2], ids[0]], 3)
+    rows = await b.tracking(document_ids=[ids[0], ids[3]])
+    assert [r.document_id for r in rows] == [ids[3], ids[0]]

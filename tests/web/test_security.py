@@ -52,6 +52,10 @@ OBJECT_ROUTES = {
     **{(m, p): "tests.web.test_approvals:test_only_approvers_decide_and_each_decision_is_taken_once"
        for m, p in (("GET", "/approvals"), ("GET", "/approvals/{id}"),
                     ("POST", "/approvals/{id}/{decision:approve|reject}"))},
+    # official documents: ids of unknown documents and of another dispatcher's are 404; role checks 403
+    **{(m, p): "tests.web.test_documents_pages:test_who_may_see_which_pages_and_ids_of_others_are_not_found"
+       for m, p in (("GET", "/documents/incoming/{id}"), ("GET", "/documents/incoming/{id}/files/{n}"),
+                    ("POST", "/documents/incoming/{id}/sign"), ("GET", "/documents/sent/{id}"))},
 }
 NO_OBJECT_ID = {
     "/", "/login", "/logout", "/logout-everywhere", "/lang", "/events", "/login/code", "/settings/two-factor",
@@ -65,6 +69,7 @@ NO_OBJECT_ID = {
     # console pages without an object id in the path (lists, create forms); role-checked in their tests
     "/admin", "/admin/accounts", "/admin/departments", "/admin/groups", "/admin/aliases", "/admin/queue",
     "/admin/dkim", "/admin/dkim/generate", "/admin/dashboard",
+    "/documents/incoming", "/documents/sent",  # lists; who may see them: test_documents_pages
     *security.AUTODISCOVER_PATHS, *EXEMPT_BY_DESIGN,
 }
 

@@ -87,6 +87,7 @@ class ImapServer:
             from mailserver.app import start_all
 
             self.services = await start_all(ctx)
+            self.ctx = ctx  # its extras hold the running parts (delivery: keys, routes, queue)
             self.service = next(s for s in self.services if isinstance(s, ImapService))
             self.smtp = ctx.extras["smtp"]
         else:

@@ -134,9 +134,13 @@ async def test_no_leader_on_the_way_up_means_the_office(web, org):
     web.run(DepartmentLeaders(web.mb.router.central).set("hr", None))
     _send(web, "h1@city.test", "hr notice")  # hr has no parent: the office
     _send(web, "bob@city.test", "no department")
+    _send(web, "clerk@city.test", "office's own")  # the office's member: the other members decide
     held = _held(web)
-    assert {s: h.approver for s, h in held.items()} == {"hr notice": None, "no department": None}
+    assert {s: h.approver for s, h in held.items()} == {"hr notice": None, "no department": None,
+                                                         "office's own": None}
+    own = held.pop("office's own").id
     assert web.run(_requests(web, "clerk@city.test")) == sorted(h.id for h in held.values())
+    assert web.run(_requests(web, "leader@city.test")) == sorted([own, *(h.id for h in held.values())])
     ha, clerk = await _browser(web, "ha@city.test"), await _browser(web, "clerk@city.test")
     try:
         _, page = await ha.get("/mail")
@@ -144,14 +148,16 @@ async def test_no_leader_on_the_way_up_means_the_office(web, org):
         r, _ = await ha.get(f"/approvals/{held['hr notice'].id}")
         assert r.status == 404
         _, page = await clerk.get("/mail")
-        assert re.search(r'id="nav-approvals-count"[^>]*>2<', page)
+        assert re.search(r'id="nav-approvals-count"[^>]*>2<', page)  # not its own
+        r, _ = await clerk.get(f"/approvals/{own}")
+        assert r.status == 404
         r, page = await clerk.get(f"/approvals/{held['hr notice'].id}")
         r, page = await clerk.post(f"/approvals/{held['hr notice'].id}/approve", {"csrf": csrf_of(page)})
         assert r.status == 200
     finally:
         await ha.close()
         await clerk.close()
-    assert list(_held(web)) == ["no department"]
+    assert sorted(_held(web)) == ["no department", "office's own"]
 
 
 async def test_only_an_administrator_names_a_leader_in_the_console_and_the_api(web, org):

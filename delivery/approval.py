@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
-from mailboxes.errors import NotFound
+from mailboxes.errors import InvalidInput, NotFound
 from mailboxes.held import APPROVED, REJECTED, Held
+from mailboxes.leaders import leads
 from mailboxes.model import Account
 
 from .dsn import RecipientStatus
@@ -45,56 +47,110 @@ def request_message(*, hostname: str, held_id: int, label: Label, sender: str, r
         f"\r\n--{boundary}--\r\n".encode("ascii")
 
 
+@dataclass(frozen=True)
+class Administrator:
+    """A decision taken with the server's own authority (the `postroom approvals` CLI), named by its actor."""
+
+    actor: str
+
+    @property
+    def address(self) -> str:
+        return self.actor
+
+
+Decider = Account | Administrator
+
+
 class Approvals:
-    """Decisions on held mail, taken only by the approvers (members of the configured office group)."""
+    """Decisions on held mail: by the leader asked (mailboxes.leaders), by the office, or by an administrator.
+
+    Who may decide a held message (issue 13): the office (members of the configured approvers'
+    group) decides any; a leader decides those they were asked to approve while they still lead
+    a department; nobody decides their own mail. The CLI decides as an administrator (`actor`)
+    through the same release and return path.
+    """
 
     def __init__(self, submitter: Submitter) -> None:
         self.submitter = submitter
         self.held = submitter.held
 
-    async def is_approver(self, account: Account) -> bool:
+    async def is_office(self, account: Account, *, cached: bool = False) -> bool:
         if not self.submitter.approvers:
             return False
-        res = await self.submitter.mb.directory.resolve(self.submitter.approvers)
+        resolve = self.submitter.directory.resolve if cached else self.submitter.mb.directory.resolve
+        try:
+            res = await resolve(self.submitter.approvers)
+        except (NotFound, InvalidInput):
+            return False
         return res is not None and any(a.id == account.id for a in res.local)
 
+    async def leads(self, account: Account, *, cached: bool = False) -> bool:
+        d = self.submitter.directory
+        return leads(await (d.leader_tree() if cached else d.leaders.tree()), account.address)
+
+    async def is_approver(self, account: Account) -> bool:
+        return await self.is_office(account) or await self.leads(account)
+
     async def pending(self, account: Account) -> list[Held]:
-        return await self.held.pending() if await self.is_approver(account) else []
+        """What this account may decide, oldest first (none of its own)."""
+        if await self.is_office(account):
+            return await self.held.pending(not_from=account.address)
+        if await self.leads(account):
+            return await self.held.pending(approver=account.address, not_from=account.address)
+        return []
 
-    async def view(self, held_id: int, account: Account) -> tuple[Held, bytes]:
-        """The held message for an approver; NotFound for anyone else (ids are not trusted)."""
-        if not await self.is_approver(account):
+    async def badge(self, account: Account) -> int | None:
+        """For the navigation: None for someone who approves nothing, else how many wait (directory cached)."""
+        if await self.is_office(account, cached=True):
+            return await self.held.count_pending(not_from=account.address)
+        if await self.leads(account, cached=True):
+            return await self.held.count_pending(approver=account.address, not_from=account.address)
+        return None
+
+    async def view(self, held_id: int, who: Decider) -> tuple[Held, bytes]:
+        """The held message for one who may decide it (an administrator sees all); NotFound for anyone else."""
+        held = await self.held.get(held_id)
+        if not isinstance(who, Administrator) and not await self._may_decide(held, who):
             raise NotFound(f"no held message {held_id}")
-        return await self.held.get(held_id), await self.held.data(held_id)
+        return held, await self.held.data(held_id)
 
-    async def approve(self, held_id: int, account: Account) -> Held:
+    async def _may_decide(self, held: Held, account: Account) -> bool:
+        if held.sender.lower() == account.address:
+            return False
+        if held.approver == account.address and await self.leads(account):
+            return True
+        return await self.is_office(account)
+
+    async def approve(self, held_id: int, who: Decider) -> Held:
         """Release to exactly the held recipients, signed, through the queue; audited."""
-        await self.view(held_id, account)
-        held = await self.held.decide(held_id, APPROVED, account.address)
+        await self.view(held_id, who)
+        by = who.address
+        held = await self.held.decide(held_id, APPROVED, by)
         data = await self.held.data(held_id)
         qid = new_queue_id()
         signed = await self.submitter._signed(data, header_from_domain(data))
         await self.submitter.queue.enqueue(NewEntry(qid, held.mail_from, held.recipients, signed, "released",
                                                     held.submitter))
         audit = self.submitter.mb.directory.audit
-        await audit(account.address, "approved", held.queue_id, held_id=held_id, recipients=list(held.recipients))
-        await audit(account.address, "released", qid, held_id=held_id, recipients=list(held.recipients))
-        log.info("approved held_id=%d by=%s released queue_id=%s rcpts=%d", held_id, account.address, qid,
+        await audit(by, "approved", held.queue_id, held_id=held_id, recipients=list(held.recipients))
+        await audit(by, "released", qid, held_id=held_id, recipients=list(held.recipients))
+        log.info("approved held_id=%d by=%s released queue_id=%s rcpts=%d", held_id, by, qid,
                  len(held.recipients))
         return held
 
-    async def reject(self, held_id: int, account: Account, reason: str) -> Held:
+    async def reject(self, held_id: int, who: Decider, reason: str) -> Held:
         """Return the message to its sender with the reason (a DSN, RFC 3464); audited."""
-        await self.view(held_id, account)
-        held = await self.held.decide(held_id, REJECTED, account.address, reason)
+        await self.view(held_id, who)
+        by = who.address
+        held = await self.held.decide(held_id, REJECTED, by, reason)
         data = await self.held.data(held_id)
         why = " ".join(reason.split())[:200] or "-"
         now = self.submitter.clock()
-        said = f"550 {NOT_APPROVED} 未获批准 Not approved by {account.address}: {why}"  # the reason may be Chinese
+        said = f"550 {NOT_APPROVED} 未获批准 Not approved by {by}: {why}"  # the reason may be Chinese
         await self.submitter.bounce(held.queue_id, held.mail_from, data, [
             RecipientStatus(r, "failed", NOT_APPROVED, diagnostic=said, remote_mta=self.submitter.hostname,
                             last_attempt=now) for r in held.recipients])
-        await self.submitter.mb.directory.audit(account.address, "rejected", held.queue_id, held_id=held_id,
+        await self.submitter.mb.directory.audit(by, "rejected", held.queue_id, held_id=held_id,
                                                 reason=why, recipients=list(held.recipients))
-        log.info("rejected held_id=%d by=%s", held_id, account.address)
+        log.info("rejected held_id=%d by=%s", held_id, by)
         return held

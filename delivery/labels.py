@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailboxes.headers import without_fields
+from mailboxes.charsets import decode_header_value
+from mailboxes.headers import field_value, scan_header, without_fields
 
 HEADER = "X-Postroom-Classification"  # the label's name (zh), signed by DKIM (delivery/dkim.py SIGNED_HEADERS)
 ORGANISATION, PARTNERS, ANYONE = "organisation", "partners", "anyone"
 REACHES = (ORGANISATION, PARTNERS, ANYONE)
 MAX_LABELS = 32  # a configured list longer than this is refused
-MAX_SUBJECT_SCAN = 998  # RFC 5322 §2.1.1 line limit: a subject tag is looked for in this much only
+MAX_SUBJECT_SCAN = 998  # characters of the decoded subject a tag is looked for in (RFC 5322 §2.1.1's line)
 
 DEFAULT_LABELS = [
     {"zh": "公开", "en": "public", "tag": "[公开]", "reach": ANYONE},
@@ -19,8 +20,11 @@ DEFAULT_LABELS = [
     {"zh": "敏感", "en": "sensitive", "tag": "[敏感]", "reach": ORGANISATION},
 ]
 
+# A subject tag in square brackets is also recognised in the brackets Chinese mail clients and
+# input methods type: 【内部】 (U+3010/U+3011) and the fullwidth ［内部］ (U+FF3B/U+FF3D).
+TAG_BRACKETS = (("[", "]"), ("【", "】"), ("［", "］"))
+
 _HEADER_LINE = re.compile(rb"(?im)^" + HEADER.encode() + rb"[ \t]*:[ \t]*([^\r\n]{0,200})")
-_SUBJECT_LINE = re.compile(rb"(?im)^subject[ \t]*:[ \t]*([^\r\n]{0,998})")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Labels:
         self.default = self.find(default) if default else self.labels[min(1, len(self.labels) - 1)]
         if self.default is None:
             raise ValueError(f"default label {default!r} is not in the list")
+        self._tags = tuple((lb, tag_forms(lb.tag)) for lb in self.labels if lb.tag)
 
     def find(self, name: str) -> Label | None:
         n = name.strip().lower()
@@ -71,11 +76,10 @@ class Labels:
             found = self.find(m.group(1).decode("utf-8", "replace"))
             if found is not None:
                 return found
-        s = _SUBJECT_LINE.search(head)
-        if s:
-            subject = s.group(1).decode("utf-8", "replace")
-            for lb in self.labels:
-                if lb.tag and lb.tag in subject:
+        subject = subject_of(head)
+        if subject:
+            for lb, forms in self._tags:
+                if any(f in subject for f in forms):
                     return lb
         return default or self.default
 
@@ -85,6 +89,24 @@ class Labels:
         if label.reach == ANYONE or d in local:
             return True
         return label.reach == PARTNERS and d in partners
+
+
+def tag_forms(tag: str) -> tuple[str, ...]:
+    """The spellings of a subject tag: as configured and, when bracketed, in each of TAG_BRACKETS."""
+    for open_, close in TAG_BRACKETS:
+        if len(tag) > 2 and tag.startswith(open_) and tag.endswith(close):
+            inner = tag[1:-1]
+            return tuple(dict.fromkeys([tag] + [o + inner + c for o, c in TAG_BRACKETS]))
+    return (tag,)
+
+
+def subject_of(head: bytes) -> str:
+    """The Subject as a mail client means it: unfolded (RFC 5322 §2.2.3), RFC 2047 words decoded; bounded."""
+    fields, _ = scan_header(head, 0, len(head))
+    found = next((f for f in fields if f[0] == "subject"), None)
+    if found is None:
+        return ""
+    return decode_header_value(field_value(head, found)[:MAX_SUBJECT_SCAN * 4])[:MAX_SUBJECT_SCAN]
 
 
 def _head(data: bytes) -> bytes:

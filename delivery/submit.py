@@ -40,6 +40,7 @@ from email.utils import format_datetime
 from mailboxes.directory import Resolution
 from mailboxes.documents import Documents
 from mailboxes.held import DepartmentLabels, HeldMail
+from mailboxes.leaders import DepartmentLeaders, Node, leader_for
 from mailboxes.errors import InvalidInput, NotFound, OverQuota, StoreError
 from mailboxes.headers import header_problem, originator, without_fields
 from mailboxes.ingest import prepare
@@ -152,6 +153,7 @@ class DirectoryCache:
         self._answers = _TTLCache(ttl)
         self._usage = _TTLCache(USAGE_SECONDS)
         self.departments = DepartmentLabels(mb.router.central)
+        self.leaders = DepartmentLeaders(mb.router.central)
 
     async def _cached(self, key: object, load: Callable):
         found, value = self._answers.get(key)
@@ -197,6 +199,9 @@ class DirectoryCache:
 
     async def department_label(self, department_id: int) -> str | None:
         return await self._cached(("dlabel", department_id), lambda: self.departments.of(department_id))
+
+    async def leader_tree(self) -> dict[int, Node]:
+        return await self._cached("leaders", self.leaders.tree)
 
     async def sender_addresses(self, account: Account) -> frozenset[str]:
         async def load():
@@ -490,19 +495,38 @@ class Submitter:
 
     async def _hold(self, queue_id: str, mail_from: str, submitter: str | None, label: Label, data: bytes,
                     recipients: list[str]) -> None:
-        """Keep the message for these recipients until an approver decides (delivery.approval); audited."""
+        """Keep the message for these recipients until an approver decides (delivery.approval); audited.
+
+        The approver is the sender's department leader, walking up to the parent departments
+        (mailboxes.leaders.leader_for), else the office group; the request goes to them only.
+        """
         subject = parse_message(header_block(data) + b"\r\n").envelope.subject_decoded.strip()
+        sender = submitter or mail_from
+        leader = leader_for(await self.directory.leaders.tree(), await self._department_of(sender), sender)
         held_id = await self.held.hold(queue_id=queue_id, mail_from=mail_from, submitter=submitter,
-                                       label=label.zh, subject=subject, data=data, recipients=tuple(recipients))
-        await self.mb.directory.audit(submitter or mail_from or "-", "held", queue_id, held_id=held_id,
-                                      label=label.zh, recipients=recipients)
-        log.info("held queue_id=%s held_id=%d label=%s rcpts=%d", queue_id, held_id, label.en, len(recipients))
-        approvers = await self.directory.resolve(self.approvers) if self.approvers else None
-        if approvers is not None and approvers.local:  # each member (a group may refuse the null sender)
+                                       label=label.zh, subject=subject, data=data, recipients=tuple(recipients),
+                                       approver=leader)
+        await self.mb.directory.audit(sender or "-", "held", queue_id, held_id=held_id,
+                                      label=label.zh, recipients=recipients, approver=leader or "office")
+        log.info("held queue_id=%s held_id=%d label=%s rcpts=%d approver=%s", queue_id, held_id, label.en,
+                 len(recipients), leader or "office")
+        if leader is not None:
+            asked: tuple[str, ...] = (leader,)
+        else:  # each member of the office but the sender (a group may refuse the null sender)
+            office = await self.directory.resolve(self.approvers) if self.approvers else None
+            asked = tuple(a.address for a in office.local if a.address != sender) if office else ()
+        if asked:
             from .approval import request_message  # a module of its own; it imports this one
-            await self.submit(Submission("", tuple(a.address for a in approvers.local), request_message(
-                hostname=self.hostname, held_id=held_id, label=label, sender=submitter or mail_from,
+            await self.submit(Submission("", asked, request_message(
+                hostname=self.hostname, held_id=held_id, label=label, sender=sender,
                 recipients=recipients, original=data, now=self.clock()), origin="approval"))
+
+    async def _department_of(self, address: str) -> int | None:
+        """The department of the local account that sent held mail (None: no account, no department)."""
+        try:
+            return (await self.mb.directory.account(address)).department_id if address else None
+        except (NotFound, InvalidInput):
+            return None
 
     async def _start_tracking(self, sender: Account | None, accounts: list[Account], prepared,
                               queue_id: str) -> dict[int, int]:

@@ -19,6 +19,7 @@ from . import schema as t
 from .addresses import normalise_address
 from .directory import Directory
 from .errors import InvalidInput, NotFound
+from .leaders import department, departments_with_leaders
 from .model import Account, Department, Role
 
 MAX_PAGE = 200  # rows per page at most
@@ -83,17 +84,17 @@ class DirectoryAdmin:
 
     async def departments(self) -> list[Department]:
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(t.departments).order_by(t.departments.c.code)
+            rows = (await conn.execute(departments_with_leaders().order_by(t.departments.c.code)
                                        .limit(MAX_DEPARTMENTS))).all()
-        return [Department(r.id, r.code, r.name, r.parent_id, r.kind) for r in rows]
+        return [department(r) for r in rows]
 
     async def department(self, code: str) -> Department:
         async with self.db.read() as conn:
-            r = (await conn.execute(select(t.departments)
+            r = (await conn.execute(departments_with_leaders()
                                     .where(t.departments.c.code == code.strip().lower()[:64]))).first()
         if r is None:
             raise NotFound(f"no department {code}")
-        return Department(r.id, r.code, r.name, r.parent_id, r.kind)
+        return department(r)
 
     async def subtree(self, root_id: int) -> frozenset[int]:
         return subtree(await self.departments(), root_id)

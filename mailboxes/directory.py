@@ -15,6 +15,7 @@ from . import schema as t
 from .addresses import normalise_address, normalise_domain
 from .db import Database
 from .errors import AlreadyExists, InvalidInput, NotFound
+from .leaders import department, departments_with_leaders
 from .model import Account, Credential, Department, Domain, Group, Role, Verified
 from .passwords import (PasswordHashing, format_app_password, is_legacy_app_password, new_app_secret,
                         parse_app_password)
@@ -191,8 +192,8 @@ class Directory:
 
     async def list_departments(self) -> list[Department]:
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(t.departments).order_by(t.departments.c.code))).all()
-        return [Department(r.id, r.code, r.name, r.parent_id, r.kind) for r in rows]
+            rows = (await conn.execute(departments_with_leaders().order_by(t.departments.c.code))).all()
+        return [department(r) for r in rows]
 
     # --- accounts ----------------------------------------------------------------
 
@@ -294,6 +295,8 @@ class Directory:
             await conn.execute(delete(t.mail_locations).where(t.mail_locations.c.account_id == acct.id))
             await conn.execute(delete(t.group_members).where(t.group_members.c.address == acct.address))
             await conn.execute(delete(t.group_posters).where(t.group_posters.c.address == acct.address))
+            await conn.execute(update(t.departments).where(t.departments.c.leader_id == acct.id)
+                               .values(leader_id=None))  # no longer anyone's leader (issue 13)
             await conn.execute(delete(t.accounts).where(t.accounts.c.id == acct.id))
         return acct
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from . import schema as t
 from .db import Database
@@ -31,6 +31,12 @@ class Held:
     recipients: tuple[str, ...]
     decided_by: str | None = None
     reason: str | None = None
+    approver: str | None = None  # the leader asked when it was held (mailboxes.leaders); None: the office
+
+    @property
+    def sender(self) -> str:
+        """Who sent it: the logged-in submitter, else the reverse-path (a trusted service's mail)."""
+        return self.submitter or self.mail_from
 
 
 class HeldMail:
@@ -41,11 +47,12 @@ class HeldMail:
         self.clock = clock
 
     async def hold(self, *, queue_id: str, mail_from: str, submitter: str | None, label: str, subject: str,
-                   data: bytes, recipients: tuple[str, ...]) -> int:
+                   data: bytes, recipients: tuple[str, ...], approver: str | None = None) -> int:
         async with self.db.write() as conn:
             held_id = (await conn.execute(insert(t.held_messages).values(
                 queue_id=queue_id, mail_from=mail_from, submitter=submitter, label=label, subject=subject[:300],
-                data=data, created_at=self.clock(), state=PENDING).returning(t.held_messages.c.id))).scalar_one()
+                data=data, created_at=self.clock(), state=PENDING, approver=approver)
+                .returning(t.held_messages.c.id))).scalar_one()
             await conn.execute(insert(t.held_recipients), [{"held_id": held_id, "rcpt": r} for r in recipients])
         return held_id
 
@@ -66,11 +73,26 @@ class HeldMail:
             raise NotFound(f"no held message {held_id}")
         return bytes(data)
 
-    async def pending(self, limit: int = MAX_LISTED) -> list[Held]:
+    async def pending(self, limit: int = MAX_LISTED, *, approver: str | None = None,
+                      not_from: str | None = None) -> list[Held]:
+        """The oldest pending holds; with `approver`, only those that leader was asked to decide;
+        with `not_from`, none that this address sent (nobody approves their own mail)."""
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(t.held_messages).where(t.held_messages.c.state == PENDING)
+            rows = (await conn.execute(self._pending(approver, not_from, select(t.held_messages.c.id))
                                        .order_by(t.held_messages.c.id).limit(min(limit, MAX_LISTED)))).all()
         return [await self.get(r.id) for r in rows]
+
+    async def count_pending(self, *, approver: str | None = None, not_from: str | None = None) -> int:
+        async with self.db.read() as conn:
+            return (await conn.execute(self._pending(approver, not_from, select(func.count()).select_from(
+                t.held_messages)))).scalar_one()
+
+    @staticmethod
+    def _pending(approver: str | None, not_from: str | None, query):
+        query = query.where(t.held_messages.c.state == PENDING)
+        if not_from is not None:
+            query = query.where(func.coalesce(t.held_messages.c.submitter, t.held_messages.c.mail_from) != not_from)
+        return query if approver is None else query.where(t.held_messages.c.approver == approver)
 
     async def decide(self, held_id: int, state: str, by: str, reason: str = "") -> Held:
         """Mark a pending hold approved or rejected; InvalidInput when it was decided already."""
@@ -88,7 +110,7 @@ class HeldMail:
 
 def _held(row, rcpts: tuple[str, ...]) -> Held:
     return Held(row.id, row.queue_id, row.mail_from, row.submitter, row.label, row.subject,
-                _aware(row.created_at), row.state, rcpts, row.decided_by, row.reason)
+                _aware(row.created_at), row.state, rcpts, row.decided_by, row.reason, row.approver)
 
 
 class DepartmentLabels:

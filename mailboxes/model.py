@@ -77,6 +77,7 @@ class Department:
     name: str
     parent_id: int | None
     kind: str
+    leader: str | None = None  # the address of the leader who approves its held mail (issue 13)
 
 
 @dataclass(frozen=True)

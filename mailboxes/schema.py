@@ -55,6 +55,9 @@ departments = Table(
     Column("kind", String(16), nullable=False, default="department"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("label", String(64), nullable=True),  # the default classification label of its mail (issue 13)
+    # The leader who approves its held mail (issue 13); accounts.id without a foreign key: accounts
+    # already refer to departments, and ids are never reused, so a removed leader matches nobody.
+    Column("leader_id", ID, nullable=True),
     **NEVER_REUSED,
 )
 
@@ -520,7 +523,10 @@ held_messages = Table(
     Column("decided_by", String(320), nullable=True),
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("reason", Text, nullable=True),
+    # the leader asked to approve it when it was held (delivery/approvers.py); NULL: the office
+    Column("approver", String(320), nullable=True),
     Index("ix_held_state", "state", "id"),
+    Index("ix_held_approver", "approver", "state"),
     **NEVER_REUSED,
 )
 

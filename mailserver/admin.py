@@ -133,7 +133,27 @@ class Admin:
                         problems.append(f"[storage] departments: no department {code!r} in the directory")
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 problems.append(f"[storage] url: cannot open the database: {exc}")
+        if cfg.get("labels", "enabled") and self._db_exists():
+            problems += await self._check_approvers()
         return problems
+
+    async def _check_approvers(self) -> list[str]:
+        """Labels enforced: someone must be able to approve what no department leader decides (issue 13)."""
+        office = self.config.get("labels", "approvers")
+        if not office:
+            return ["[labels] approvers: empty while labels are enabled: mail held from a department without a "
+                    "leader, or from an account in none, waits for ever"]
+        try:
+            await self.open()
+            res = await self.mb.directory.resolve(office)
+        except errors.StoreError as exc:
+            return [f"[labels] approvers: {office}: {exc}"]
+        if res is None or not any(a.enabled for a in res.local):
+            return [f"[labels] approvers: {office} is no group or account with an enabled local member"]
+        if len(res.local) == 1:
+            return [f"[labels] approvers: {office} has one member, {res.local[0].address}: nobody approves "
+                    "their own mail, so that member's held mail would wait for ever; add a second"]
+        return []
 
     async def import_mail(self, address: str, folder: str, kind: str, path: str) -> tuple[int, int]:
         """Import into a folder; returns (imported, skipped as already present).

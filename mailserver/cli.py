@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable
 
 from mailboxes import errors
 from mailboxes.cleanup import sweep_all
+from mailboxes.leaders import DepartmentLeaders
 from mailboxes.model import Role
 
-from . import app, cli_audit, cli_delivery, cli_events, cli_mailsettings, cli_retention, cli_tokens, cli_webhooks
+from . import (app, cli_approvals, cli_audit, cli_delivery, cli_events, cli_mailsettings, cli_retention, cli_tokens,
+               cli_webhooks)
 from . import config as config_mod
 from .admin import Admin, AdminError
 from .workers import SupervisorError
@@ -72,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--parent")
     a.add_argument("--kind", default="department", choices=["bureau", "department", "district"])
     ds.add_parser("list")
+    a = ds.add_parser("set-leader", help="the account that approves the department's held mail (issue 13)")
+    a.add_argument("code")
+    a.add_argument("account")
+    ds.add_parser("clear-leader", help="no leader: held mail goes to the parent's leader, else the office"
+                  ).add_argument("code")
 
     s = sub.add_parser("user", help="accounts")
     us = s.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -144,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_audit.register(sub)  # the tamper-evident audit log (issue 13)
     cli_events.register(sub)  # workflow sources and events (issue 11)
     cli_retention.register(sub)  # retention and legal hold (issue 13)
+    cli_approvals.register(sub)  # held mail decided by an administrator (issue 13)
     return p
 
 
@@ -204,12 +212,16 @@ async def _department(admin: Admin, args: argparse.Namespace) -> int:
         dep = await d.add_department(args.code, args.name, parent=args.parent, kind=args.kind)
         await admin.audited("department.add", dep.code, name=dep.name)
         print(f"added department {dep.code}")
+    elif args.action in ("set-leader", "clear-leader"):
+        dep = await DepartmentLeaders(admin.mb.router.central).set(args.code, getattr(args, "account", None))
+        await admin.audited("department.leader", dep.code, leader=dep.leader)
+        print(f"department {dep.code} leader: {dep.leader or '- (the parent, else the office)'}")
     else:
         deps = await d.list_departments()
         by_id = {x.id: x for x in deps}
         for x in deps:
             parent = by_id[x.parent_id].code if x.parent_id in by_id else "-"
-            print(f"{x.code}\t{x.kind}\t{parent}\t{x.name}")
+            print(f"{x.code}\t{x.kind}\t{parent}\t{x.leader or '-'}\t{x.name}")
     return 0
 
 
@@ -324,6 +336,7 @@ HANDLERS: dict[str, Handler] = {
     "init": _init, "serve": _serve, "config": _config, "domain": _domain, "department": _department,
     "user": _user, "group": _group, "alias": _alias, "import": _import, "export": _export, "archive": _archive,
     "reindex": _reindex, "token": cli_tokens.run, "webhook": cli_webhooks.run, "audit": cli_audit.run,
+    "approvals": cli_approvals.run,
     **cli_delivery.HANDLERS, **cli_events.HANDLERS, **app.bridge_commands().HANDLERS, **cli_retention.HANDLERS,
 }
 # Commands that must not open the store first (it may not exist yet, or they check the config only).

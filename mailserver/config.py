@@ -139,12 +139,17 @@ KEYS: tuple[Key, ...] = (
     Key("labels", "default", "",
         "The label of mail that names none (zh or en name; empty: the second of the list, or the only one)."),
     Key("labels", "approvers", "",
-        "The group (e.g. the office) whose members approve or reject held mail and are mailed each request. "
-        "Empty: nobody may approve; held mail waits until a group is set."),
+        "The office: the group whose members approve or reject held mail when the sender's department has "
+        "no leader on the way up (`postroom department set-leader`), and who may decide any held message "
+        "but their own; each request is mailed to the leader asked, else to them. Empty: only leaders "
+        "approve, and other held mail waits until a group is set (`postroom config check` says so)."),
     Key("labels", "classified", "敏感",
         "The label of an official document with a 密级 (GB/T 9704 §7.2.2) sent by the document bridge; "
         "documents without one carry the default."),
-    Key("labels", "enabled", False, "Enforce labels (stamp, hold and approve); off: mail carries no label."),
+    Key("labels", "enabled", False,
+        "Enforce labels (stamp, hold and approve); off: mail carries no label. Off by default and not turned "
+        "on by `postroom init`: until partners, leaders and an office of two or more are set, every message "
+        "to another organisation would wait for an approval nobody can give."),
     Key("documents", "org", "",
         "This site's organisation code, as partners name it in manifests (e.g. \"futian\"). Empty: no document "
         "intake runs (documents can still be dispatched)."),

@@ -25,6 +25,7 @@ from mailboxes.admindir import DirectoryAdmin, GroupRow, Page
 from mailboxes.addresses import normalise_address
 from mailboxes.directory import DEPARTMENT_KINDS, POST_POLICIES
 from mailboxes.errors import AlreadyExists, InvalidInput, NotFound
+from mailboxes.leaders import DepartmentLeaders
 from mailboxes.model import Account, Department, Group, Role
 from mailboxes.service import Mailboxes
 from mailboxes.websessions import WebSessions
@@ -134,7 +135,7 @@ ACCOUNT_UPDATE = {"display_name": _text(MAX_NAME), "department": _optional(_CODE
                   "enabled": _flag, "quota_bytes": _count, "quota_messages": _count}
 DEPARTMENT_CREATE = {"code": _CODE, "name": _text(MAX_NAME), "parent": _optional(_CODE),
                      "kind": _one_of(DEPARTMENT_KINDS)}
-DEPARTMENT_UPDATE = {"name": _text(MAX_NAME)}
+DEPARTMENT_UPDATE = {"name": _text(MAX_NAME), "leader": _optional(_address)}
 GROUP_CREATE = {"address": _address, "name": _text(MAX_NAME), "post_policy": _one_of(POST_POLICIES),
                 "department": _optional(_CODE)}
 GROUP_MEMBERS = {"add": _addresses, "remove": _addresses, "add_posters": _addresses,
@@ -335,11 +336,22 @@ class AdminOps:
         return dept
 
     async def update_department(self, code: str, data: Any) -> Department:
+        """Rename it and/or name its leader (who approves its held mail, issue 13: administrators only)."""
         dept = await self.department(code)
-        v = validated(data, DEPARTMENT_UPDATE, required=("name",))
-        new = await self.dir.rename_department(dept.code, v["name"])
-        await self._record("department.update", dept.code, name=v["name"])
-        return new
+        v = validated(data, DEPARTMENT_UPDATE)
+        if not v:
+            raise Invalid("name or leader is required", "name", key="required")
+        if "leader" in v:
+            if not self.is_admin:
+                raise Forbidden("only an administrator may name a department's leader", "leader", key="admin_only")
+            try:
+                await DepartmentLeaders(self.mb.router.central).set(dept.code, v["leader"])
+            except (NotFound, InvalidInput) as e:
+                raise Invalid(str(e), "leader", key="leader", address=v["leader"]) from None
+        if "name" in v:
+            await self.dir.rename_department(dept.code, v["name"])
+        await self._record("department.update", dept.code, **v)
+        return await self.dir.department(dept.code)
 
     # --- groups -------------------------------------------------------------------------------
 

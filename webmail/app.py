@@ -151,7 +151,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
         wm.selfservice.factors = SecondFactors(mailboxes.router.central, clock=clock)
     app = web.Application(middlewares=[forwarded.middleware(forwarded.networks(forwarded_trusted)),
                                        security.headers_middleware, sessions.session_middleware,
-                                       sessions.csrf_middleware, sessions.errors_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
+                                       sessions.csrf_middleware, sessions.errors_middleware,
+                                       approval_views.badge_middleware], client_max_size=compose_views.MAX_UPLOAD_BYTES)
     app[WEBMAIL] = wm
     if approvals is not None:
         app[approval_views.APPROVALS] = approvals

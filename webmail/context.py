@@ -66,7 +66,7 @@ class Webmail:
             _=i18n.translator(locale), locale=locale, html_lang=i18n.HTML_LANG[locale],
             languages=i18n.LANGUAGE_NAMES, csrf=request.get(CSRF, ""), account=request.get(ACCOUNT),
             request=request, static=lambda name: str(request.app.router["static"].url_for(filename=name)),
-            **values)
+            approvals_badge=request.get(APPROVALS_BADGE), **values)
         return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")
 
 
@@ -85,4 +85,5 @@ SESSION = _request_key("session", WebSession)
 ACCOUNT = _request_key("account", Account)
 SESSION_TOKEN = _request_key("session_token", str)
 CSRF = _request_key("csrf", str)
+APPROVALS_BADGE = _request_key("approvals_badge", int)  # held mail the account may decide (views/approvals.py)
 

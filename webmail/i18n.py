@@ -761,6 +761,8 @@ _APPROVAL_MESSAGES = {
         "apv_recipients": "待审批收件人", "apv_none": "没有待审批的邮件。", "apv_approve": "批准发出",
         "apv_reject": "退回", "apv_reason": "退回理由", "apv_reason_needed": "退回须写明理由。",
         "apv_decided": "此邮件已处理。", "apv_done_approve": "已批准，邮件已发出。", "apv_done_reject": "已退回发件人。",
+        "apv_nav": "待审批", "apv_waiting": "{n} 封待审批", "apv_asked": "审批人", "apv_office": "办公室",
+        "adm_leader": "领导（审批人）", "adm_leader_of": "{code} 的领导", "adm_msg_leader": "{address} 不是可用的账号",
     },
     "en": {
         "apv_title": "Approvals", "apv_sender": "Sender", "apv_subject": "Subject", "apv_label": "Label",
@@ -768,6 +770,9 @@ _APPROVAL_MESSAGES = {
         "apv_approve": "Approve and send", "apv_reject": "Return to sender", "apv_reason": "Reason",
         "apv_reason_needed": "A rejection needs a reason.", "apv_decided": "This message was decided already.",
         "apv_done_approve": "Approved: the message is on its way.", "apv_done_reject": "Returned to the sender.",
+        "apv_nav": "Approvals", "apv_waiting": "{n} waiting", "apv_asked": "Approver", "apv_office": "the office",
+        "adm_leader": "Leader (approver)", "adm_leader_of": "Leader of {code}",
+        "adm_msg_leader": "{address} is not an enabled account",
     },
 }
 for _locale, _table in _APPROVAL_MESSAGES.items():

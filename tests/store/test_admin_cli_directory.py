@@ -15,7 +15,7 @@ def test_directory_commands_and_readable_errors(cfg):
     assert run(cfg, "domain", "list").stdout.split() == ["city.test"]
     run(cfg, "department", "add", "bureau", "市税务局", "--kind", "bureau")
     run(cfg, "department", "add", "finance", "财务处", "--parent", "bureau")
-    assert "finance\tdepartment\tbureau\t财务处" in run(cfg, "department", "list").stdout
+    assert "finance\tdepartment\tbureau\t-\t财务处" in run(cfg, "department", "list").stdout
     run(cfg, "user", "add", "wang@city.test", "--name", "王芳", "--department", "finance", "--password-stdin",
         stdin="s3cret\n")
     p = run(cfg, "user", "add", "wang@city.test", "--password-stdin", stdin="x\n", ok=False)

@@ -68,3 +68,24 @@ def test_configured_list_is_checked():
         config_mod.build({"labels": {"default": "绝密"}})
     cfg = config_mod.build({"labels": {"enabled": True, "default": "public"}})
     assert Labels(cfg.get("labels", "list"), cfg.get("labels", "default")).default.zh == "公开"
+
+
+@pytest.mark.parametrize("subject", [
+    "[内部] 通知", "【内部】通知", "［内部］通知", "回复：【内部】通知",
+    "=?UTF-8?B?44CQ5YaF6YOo44CR6YCa55+l?=",  # 【内部】通知 as a mail client encodes it (RFC 2047)
+    "=?GB2312?B?W8Tasr9dILvh0uk=?=",  # [内部] 会议 in GB2312
+    "Re: a long subject that a client folds\r\n =?UTF-8?Q?=E3=80=90=E5=86=85=E9=83=A8=E3=80=91?=",  # folded
+])
+def test_a_subject_tag_is_found_in_either_bracket_form_and_encoded(subject):
+    assert LABELS.of(f"Subject: {subject}\r\n\r\nx".encode()).zh == "内部"
+    assert LABELS.of(f"{HEADER}: 公开\r\nSubject: {subject}\r\n\r\nx".encode()).zh == "公开"  # the header wins
+
+
+def test_each_label_has_its_bracket_forms():
+    assert LABELS.of("Subject: 【敏感】名单\r\n\r\nx".encode()).zh == "敏感"
+    assert LABELS.of("Subject: 【公开】通知\r\n\r\nx".encode()).zh == "公开"
+
+
+def test_a_tag_not_in_brackets_and_a_bracketless_name_are_not_tags():
+    assert LABELS.of("Subject: 内部通知 [公开 资料\r\n\r\nx".encode()).zh == "内部"  # the default
+    assert LABELS.of("Subject: 【敏感\r\n\r\nx".encode()).zh == "内部"

@@ -49,6 +49,8 @@ OBJECT_ROUTES = {
                     ("POST", "/admin/groups/{address}/members"), ("POST", "/admin/groups/{address}/delete"),
                     ("POST", "/admin/aliases/delete"))},
     ("POST", "/admin/queue/action"): "tests.web.test_admin_queue:test_users_and_department_admins_are_forbidden",
+    ("POST", "/admin/departments/{code}/leader"):
+        "tests.web.test_approvers:test_only_an_administrator_names_a_leader_in_the_console_and_the_api",
     **{(m, p): "tests.web.test_approvals:test_only_approvers_decide_and_each_decision_is_taken_once"
        for m, p in (("GET", "/approvals"), ("GET", "/approvals/{id}"),
                     ("POST", "/approvals/{id}/{decision:approve|reject}"))},

@@ -195,6 +195,17 @@ async def department_rename(request: web.Request) -> web.Response:
     raise _back("/admin/departments", saved=1)
 
 
+async def department_leader(request: web.Request) -> web.Response:
+    """POST /admin/departments/{code}/leader: who approves its held mail (issue 13); empty clears; admins only."""
+    ops = await _ops(request)
+    form = await request.post()
+    try:
+        await ops.update_department(request.match_info["code"], {"leader": _code(form, "leader")})
+    except AdminError as e:
+        return await departments_page(request, error=e)
+    raise _back("/admin/departments", saved=1)
+
+
 # --- groups -------------------------------------------------------------------------------------------
 
 async def groups_page(request: web.Request, *, error: AdminError | None = None, form=None) -> web.Response:
@@ -299,6 +310,7 @@ ROUTES = (
     ("GET", "/admin/departments", departments_page),
     ("POST", "/admin/departments", department_create),
     ("POST", "/admin/departments/{code}", department_rename),
+    ("POST", "/admin/departments/{code}/leader", department_leader),  # issue 13: who approves held mail
     ("GET", "/admin/groups", groups_page),
     ("POST", "/admin/groups", group_create),
     ("GET", "/admin/groups/{address}", group_page),

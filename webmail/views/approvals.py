@@ -1,7 +1,8 @@
 """Approvals (issue 13): the approvers' list of held mail, the held message, approve and reject with a reason.
 
-Only members of the configured approvers' group see these pages; for anyone
-else every page and id is "not found" (404), as for an id that does not exist.
+The office (members of the configured approvers' group) sees every held message but
+its own; a department leader sees those it was asked to decide (delivery.approval).
+For anyone else every page and id is "not found" (404), as for an id that does not exist.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from delivery.labels import HEADER
 from mailboxes.errors import InvalidInput, NotFound
 
 from .. import i18n
-from ..context import LOCALE, WEBMAIL
+from ..context import ACCOUNT, APPROVALS_BADGE, LOCALE, WEBMAIL
 from ..sessions import require_account
 
 APPROVALS: web.AppKey = web.AppKey("approvals", object)  # a delivery.approval.Approvals, or absent
+NO_BADGE_PREFIXES = ("/static/", "/api/")  # requests that render no page: no count for the navigation
 MAX_ID_DIGITS = 18
 MAX_SHOWN = 256 * 1024  # bytes of a held message shown on its page
 MAX_REASON = 1000
@@ -89,3 +91,16 @@ def with_label(request: web.Request, chosen: object, message: bytes) -> bytes:
     known = labels(request)
     label = known.find(chosen) if known is not None and isinstance(chosen, str) else None
     return f"{HEADER}: {label.zh}\r\n".encode("utf-8") + message if label is not None else message
+
+
+@web.middleware
+async def badge_middleware(request: web.Request, handler):
+    """The navigation's link to /approvals and its count, for approvers' page views (one COUNT; directory cached)."""
+    found = request.app.get(APPROVALS)
+    account = request.get(ACCOUNT)
+    if found is not None and account is not None and request.method == "GET" \
+            and not request.path.startswith(NO_BADGE_PREFIXES):
+        badge = await found.badge(account)
+        if badge is not None:
+            request[APPROVALS_BADGE] = badge
+    return await handler(request)

@@ -55,6 +55,7 @@ departments = Table(
     Column("kind", String(16), nullable=False, default="department"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("label", String(64), nullable=True),  # the default classification label of its mail (issue 13)
+    Column("updated_at", DateTime(timezone=True), nullable=True),  # name last changed (vCard REV); NULL: never
     **NEVER_REUSED,
 )
 
@@ -73,6 +74,8 @@ accounts = Table(
     Column("quota_messages", BigInteger, nullable=False, default=0),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # what the address book shows (name, department, enabled) last changed (vCard REV); NULL: never
+    Column("updated_at", DateTime(timezone=True), nullable=True),
     **NEVER_REUSED,
 )
 

@@ -48,6 +48,10 @@ NOT_PAGES = {
     "/addressbook/complete": "JSON",
 }
 
+# What some walked pages must show, so that their controls are really on the page when checked.
+SHOWS = {"/mail": "td.subject", "/message": "a[href^='/message/part']", "/admin/queue": "[id^=q-]",
+         "/approvals": "[data-held-id]", "/admin/accounts/{address}": "form", "/admin/groups/{address}": "form"}
+
 CONTROL_ROLES = {"textbox", "searchbox", "combobox", "listbox", "checkbox", "radio", "spinbutton", "slider",
                  "switch", "button", "link", "menuitem", "tab"}
 
@@ -131,16 +135,26 @@ async def tab_walk(page) -> set[str]:
     return set(seen)
 
 
-async def check_page(page, url: str) -> list[str]:
-    """What fails on the page at `url` (empty: labelled and keyboard-usable)."""
+async def check_page(page, url: str, shows: str | None = None) -> list[str]:
+    """What fails on the page at `url` (empty: labelled and keyboard-usable); `shows`: a selector it must have."""
     r = await page.goto(url)
     assert r is not None and r.status == 200, (url, r and r.status)
+    assert shows is None or await page.locator(shows).count(), (url, shows)
     problems = [f"{url}: unnamed {x}" for x in await unnamed_in_tree(page)]
     problems += [f"{url}: unlabelled in the DOM {x}" for x in await page.evaluate(UNLABELLED_IN_DOM)]
     expected = {k.split(" ", 1)[0]: k for k in await page.evaluate(FOCUSABLE)}
     reached = await tab_walk(page)
     problems += [f"{url}: not reached by Tab: {expected[k]}" for k in expected if k not in reached]
     return problems
+
+
+def _uid(web, word: str) -> int:
+    """The UID of alice's INBOX message whose text has `word`."""
+    async def go():
+        ref = (await web.mb.store.folder(web.accounts["alice"], "INBOX")).ref
+        [uid] = await web.mb.store.search_text(ref, None, word)
+        return uid
+    return web.run(go())
 
 
 def _labels_web(tmp_path) -> WebServer:
@@ -174,10 +188,11 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
         held = web.run(HeldMail(web.mb.router.central).pending(10))
         assert held, "the mail to an outside address was not held"
 
+        gbk = _uid(web, "各位同事")
         walked = {  # route -> the URL opened for it
             "/login": "/login",
             "/mail": "/mail?folder=INBOX",
-            "/message": "/message?folder=INBOX&uid=1",
+            "/message": f"/message?folder=INBOX&uid={gbk}",  # GBK, with a Chinese-named attachment
             "/compose": "/compose",
             "/settings/two-factor": "/settings/two-factor",
             "/settings/password": "/settings/password",
@@ -199,10 +214,10 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
             "/approvals/{id}": f"/approvals/{held[0].id}",
             "/login/code": "/login/code",
         }
-        extra = ["/mail?folder=INBOX&q=%E5%AD%A3%E5%BA%A6",  # a search
-                 "/message?folder=Sent&uid=1",  # a sent message with its read status and recall
-                 "/message?folder=INBOX&uid=2",  # HTML mail: the images switch
-                 "/compose?mode=reply_all&folder=INBOX&uid=1"]
+        extra = {"/mail?folder=INBOX&q=%E5%AD%A3%E5%BA%A6": "td.subject",  # a search with hits
+                 "/message?folder=Sent&uid=1": "#recall",  # a sent message with its read status and recall
+                 f"/message?folder=INBOX&uid={_uid(web, 'newsletter')}": "iframe",  # HTML mail in its frame
+                 f"/compose?mode=reply_all&folder=INBOX&uid={gbk}": "#to"}
         gets = {path for method, path, _ in ROUTES if method == "GET"}
         assert gets == set(walked) | set(NOT_PAGES), (gets - set(walked) - set(NOT_PAGES),
                                                        (set(walked) | set(NOT_PAGES)) - gets)
@@ -213,9 +228,9 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
         await sign_in(page, web)
         for route, url in walked.items():
             if route not in ("/login", "/login/code"):
-                problems += await check_page(page, web.url + url)
-        for url in extra:
-            problems += await check_page(page, web.url + url)
+                problems += await check_page(page, web.url + url, SHOWS.get(route))
+        for url, shows in extra.items():
+            problems += await check_page(page, web.url + url, shows)
         await ctx.close()
 
         # The second step's page: an account with two-step sign-in on, after its password.

@@ -8,13 +8,16 @@ console, the sign-in and code pages) is opened with data in it, and on each:
 - every control hidden for now (a form shown later) is labelled in the DOM;
 - the Tab key alone reaches every visible control, button and link (one radio per group),
   starting from the top of the page, so the main actions are usable by keyboard.
-A route table check keeps the walk complete: a new GET route is either walked here or named
+A full-page screenshot of each is kept in var/screenshots/pages/ (test artefacts; the other
+browser tests keep theirs in var/screenshots/). A route table check keeps the walk complete: a new GET route is either walked here or named
 as not a page (JSON, downloads, XML, the event stream, the mail's own sandboxed frame).
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
+from urllib.parse import unquote
 
 import pytest
 
@@ -26,11 +29,12 @@ from .harness import PASSWORD, WebServer
 from .mails import gbk_mail, html_mail
 from .people import make_org
 from .queueing import deferred_message
-from .test_browser import chromium, send_over_smtp, sign_in  # noqa: F401 - chromium is the module's fixture
+from .test_browser import SHOTS, chromium, send_over_smtp, sign_in  # noqa: F401 - chromium is the module's fixture
 from .test_readstatus import _message, _submit
 
 pytestmark = [pytest.mark.web, pytest.mark.asyncio(loop_scope="module")]
 
+PAGE_SHOTS = SHOTS / "pages"  # one screenshot per walked page, kept as test artefacts
 MAX_TABS = 400  # Tab presses per page at most (the longest page has about 120 stops)
 
 # GET routes that are not pages a person fills in (their content type or purpose says why).
@@ -135,11 +139,22 @@ async def tab_walk(page) -> set[str]:
     return set(seen)
 
 
+def shot_name(url: str) -> str:
+    """The screenshot's file name for a page: its path and query as a readable slug."""
+    path = url.split("://", 1)[-1].partition("/")[2]
+    slug = re.sub(r"[^0-9A-Za-z@._-]+", "-", unquote(path)).strip("-") or "root"
+    return re.sub(r"[^\w@.-]", "", slug)[:100] + ".png"
+
+
 async def check_page(page, url: str, shows: str | None = None) -> list[str]:
-    """What fails on the page at `url` (empty: labelled and keyboard-usable); `shows`: a selector it must have."""
+    """What fails on the page at `url` (empty: labelled and keyboard-usable); `shows`: a selector it must have.
+
+    A screenshot of the page is kept in var/screenshots/pages/ (a test artefact)."""
     r = await page.goto(url)
     assert r is not None and r.status == 200, (url, r and r.status)
     assert shows is None or await page.locator(shows).count(), (url, shows)
+    PAGE_SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(PAGE_SHOTS / shot_name(url)), full_page=True)
     problems = [f"{url}: unnamed {x}" for x in await unnamed_in_tree(page)]
     problems += [f"{url}: unlabelled in the DOM {x}" for x in await page.evaluate(UNLABELLED_IN_DOM)]
     expected = {k.split(" ", 1)[0]: k for k in await page.evaluate(FOCUSABLE)}
@@ -242,5 +257,7 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
         problems += await check_page(page, page.url)
         await ctx.close()
         assert problems == [], "\n".join(problems)
+        for url in [*walked.values(), *extra]:
+            assert (PAGE_SHOTS / shot_name(web.url + url)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", url
     finally:
         web.stop()

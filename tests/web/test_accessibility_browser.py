@@ -56,6 +56,14 @@ NOT_PAGES = {
 SHOWS = {"/mail": "td.subject", "/message": "a[href^='/message/part']", "/admin/queue": "[id^=q-]",
          "/approvals": "[data-held-id]", "/admin/accounts/{address}": "form", "/admin/groups/{address}": "form"}
 
+NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth + 1"
+# The elements that stick out past the right edge (the culprits of a sideways scroll), at most five.
+WIDEST = """() => Array.from(document.querySelectorAll('body *'))
+    .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1
+                  || (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === 'visible'))
+    .slice(-5).map(el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + '.' + el.className
+                         + ' ' + Math.round(el.getBoundingClientRect().right))"""
+
 CONTROL_ROLES = {"textbox", "searchbox", "combobox", "listbox", "checkbox", "radio", "spinbutton", "slider",
                  "switch", "button", "link", "menuitem", "tab"}
 
@@ -246,6 +254,17 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
                 problems += await check_page(page, web.url + url, SHOWS.get(route))
         for url, shows in extra.items():
             problems += await check_page(page, web.url + url, shows)
+        await ctx.close()
+
+        # Usable on a phone screen: no page scrolls sideways at a phone's width.
+        ctx = await chromium.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+        page = await ctx.new_page()
+        await sign_in(page, web)
+        for url in [*(u for r, u in walked.items() if r not in ("/login", "/login/code")), *extra]:
+            await page.goto(web.url + url)
+            if not await page.evaluate(NO_HORIZONTAL_SCROLL):
+                wide = await page.evaluate(WIDEST)
+                problems.append(f"{url}: wider than a phone's screen: {wide}")
         await ctx.close()
 
         # The second step's page: an account with two-step sign-in on, after its password.

@@ -15,6 +15,7 @@ Implementation notes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sqlalchemy import and_, func, or_, select
 
@@ -39,6 +40,7 @@ class Person:
     name: str
     department_code: str | None
     department_name: str | None
+    updated: datetime | None = None  # when what is shown last changed (UTC): the vCard's REV
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class AddressBook:
         self.db = db
 
     _person_cols = (t.accounts.c.address, t.accounts.c.display_name, t.departments.c.code.label("dept_code"),
-                    t.departments.c.name.label("dept_name"))
+                    t.departments.c.name.label("dept_name"), t.accounts.c.created_at, t.accounts.c.updated_at,
+                    t.departments.c.updated_at.label("dept_updated_at"))
 
     def _people(self):
         return (select(*self._person_cols)
@@ -83,7 +86,9 @@ class AddressBook:
 
     @staticmethod
     def _person(r) -> Person:
-        return Person(r.address, r.display_name, r.dept_code, r.dept_name)
+        times = [d if d.tzinfo else d.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
+                 for d in (r.created_at, r.updated_at, r.dept_updated_at) if d is not None]
+        return Person(r.address, r.display_name, r.dept_code, r.dept_name, max(times, default=None))
 
     async def search_people(self, query: str, *, limit: int = MAX_RESULTS) -> list[Person]:
         """People whose display name contains `query` or whose address starts with it."""

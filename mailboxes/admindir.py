@@ -28,6 +28,7 @@ MAX_QUERY_CHARS = 100  # search text used at most
 MAX_DEPARTMENTS = 5000  # departments read at most when computing a subtree
 
 UNSET = object()  # "leave this field as it is"
+CARD_FIELDS = frozenset({"display_name", "department_id", "enabled"})  # what the address book shows of an account
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class DirectoryAdmin:
     async def rename_department(self, code: str, name: str) -> Department:
         dept = await self.department(code)
         async with self.db.write() as conn:
-            await conn.execute(update(t.departments).where(t.departments.c.id == dept.id).values(name=name))
+            await conn.execute(update(t.departments).where(t.departments.c.id == dept.id)
+                               .values(name=name, updated_at=self.directory.clock()))
         return await self.department(code)
 
     # --- accounts ------------------------------------------------------------------
@@ -137,6 +139,8 @@ class DirectoryAdmin:
         async with self.db.write() as conn:
             if department is not UNSET:
                 values["department_id"] = None if department is None else await self._department_id(conn, department)
+            if CARD_FIELDS.intersection(values):
+                values["updated_at"] = self.directory.clock()  # the vCard's REV
             if values:
                 await conn.execute(update(t.accounts).where(t.accounts.c.id == acct.id).values(**values))
         return await self.directory.account_by_id(acct.id)

@@ -280,7 +280,8 @@ class Directory:
     async def set_enabled(self, address: str, enabled: bool) -> None:
         acct = await self.account(address)
         async with self.db.write() as conn:
-            await conn.execute(update(t.accounts).where(t.accounts.c.id == acct.id).values(enabled=enabled))
+            await conn.execute(update(t.accounts).where(t.accounts.c.id == acct.id)
+                               .values(enabled=enabled, updated_at=self.clock()))  # the vCard's REV
 
     async def set_quota(self, address: str, *, quota_bytes: int, quota_messages: int) -> None:
         acct = await self.account(address)

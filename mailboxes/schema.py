@@ -58,6 +58,7 @@ departments = Table(
     # The leader who approves its held mail (issue 13); accounts.id without a foreign key: accounts
     # already refer to departments, and ids are never reused, so a removed leader matches nobody.
     Column("leader_id", ID, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),  # name last changed (vCard REV); NULL: never
     **NEVER_REUSED,
 )
 
@@ -76,6 +77,8 @@ accounts = Table(
     Column("quota_messages", BigInteger, nullable=False, default=0),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # what the address book shows (name, department, enabled) last changed (vCard REV); NULL: never
+    Column("updated_at", DateTime(timezone=True), nullable=True),
     **NEVER_REUSED,
 )
 

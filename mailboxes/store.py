@@ -479,10 +479,21 @@ class Store:
             q = select(*cols).where(where).order_by(*order)
             if wanted is None:
                 return [_meta(r) for r in (await conn.execute(q.offset(max(0, offset)).limit(max(0, limit)))).all()]
-            # A scattered UID set: walk the folder in date order (the index) and keep the wanted ones.
-            rows = [r for r in (await conn.execute(select(*cols).where(where).order_by(*order))).all()
-                    if r[0] in wanted]
-        return [_meta(r) for r in rows[max(0, offset):max(0, offset) + max(0, limit)]]
+            # A scattered UID set: walk the folder's UIDs in date order (the covering index
+            # ix_messages_date, no row read), keep the wanted ones, then read one page of rows.
+            order_uids = (await conn.execute(select(c.uid).where(where).order_by(*order))).scalars().all()
+            page = [u for u in order_uids if u in wanted][max(0, offset):max(0, offset) + max(0, limit)]
+            if not page:
+                return []
+            rows = (await conn.execute(q.where(uid_condition(set(page))))).all()
+        return [_meta(r) for r in rows]
+
+    async def search_page(self, ref: FolderRef, query: str, *, offset: int, limit: int,
+                          newest_first: bool = True) -> tuple[int, list[MessageMeta]] | None:
+        """The webmail's search: (count, one page) of the messages the word index matches (searchpage.py)."""
+        from .searchpage import search_page
+        return await search_page(await self._db(ref.partition), ref, query, offset=offset, limit=limit,
+                                 newest_first=newest_first)
 
     async def message(self, ref: FolderRef, uid: int) -> MessageMeta | None:
         """One message of a folder by UID (None: no such message there)."""

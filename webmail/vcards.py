@@ -5,8 +5,9 @@ Implementation notes
   when the person's entry does, is the same on every node, and listing 10,000 cards builds no
   vCard. Both representations (3.0, 4.0) derive from the same fields and share the ETag, as
   other CardDAV servers do. The collection's getctag and sync-token hash all the ETags.
-- The vCard has no REV: the directory keeps no modification time per account (that needs a
-  column and a migration); clients compare ETags, which is what RFC 6352 §8.1 asks of them.
+- The vCard's REV (RFC 6350 §6.7.4, RFC 2426 §3.6.4) is when the person's name, department
+  or enabled state, or the department's name, last changed (accounts.updated_at,
+  departments.updated_at, else created_at); it is one of the fields the ETag hashes.
 - addressbook-query filters (RFC 6352 §10.5) are parsed into plain tuples, bounded
   (MAX_PROP_FILTERS, MAX_TEXT_MATCHES, MAX_MATCH_CHARS), and matched without regular
   expressions: str.casefold() for i;unicode-casemap (RFC 5051), ASCII lower-casing for
@@ -18,12 +19,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timezone
 
 import vobject
 
 from mailboxes.addressbook import Person
 
-CARD_VERSION = "1"  # bump when vcard() changes what it writes, so clients fetch the cards again
+CARD_VERSION = "2"  # bump when vcard() changes what it writes, so clients fetch the cards again
 V3, V4 = "3.0", "4.0"
 CARD = "urn:ietf:params:xml:ns:carddav"
 MAX_PROP_FILTERS = 16  # prop-filters in one query at most (more: 403 supported-filter)
@@ -56,12 +58,19 @@ def vcard(p: Person, version: str = V3) -> str:
     email.type_param = "work" if version == V4 else "INTERNET"  # RFC 6350 §6.4.2 / RFC 2426 §3.3.2
     if p.department_name:
         card.add("org").value = [p.department_name]
+    if p.updated is not None:
+        card.add("rev").value = rev(p)
     return card.serialize()
+
+
+def rev(p: Person) -> str:
+    """The REV value: a UTC timestamp in the basic format (RFC 6350 §6.7.4, §4.3.5), '' when unknown."""
+    return p.updated.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") if p.updated is not None else ""
 
 
 def etag(p: Person) -> str:
     """The card's strong entity tag (RFC 9110 §8.8.3), from the fields the card is made of."""
-    fields = "\0".join((CARD_VERSION, p.address, p.name, p.department_code or "", p.department_name or ""))
+    fields = "\0".join((CARD_VERSION, p.address, p.name, p.department_code or "", p.department_name or "", rev(p)))
     return '"' + hashlib.sha256(fields.encode()).hexdigest()[:32] + '"'
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
-
-from mailboxes import schema as t
+from mailboxes.admindir import DirectoryAdmin
 from tests.web.harness import PASSWORD, WebServer
 from tests.web.test_addressbook import org
 
@@ -69,13 +68,13 @@ async def test_vdirsyncer_discovers_syncs_and_follows_a_change(tmp_path):
         assert len(cards) == 4 and any("FN:王芳" in c for c in cards.values()), cards
         assert not any("王离职" in c for c in cards.values())  # disabled: not listed
 
-        async def rename():
-            async with srv.mb.router.central.write() as conn:
-                await conn.execute(update(t.accounts).where(t.accounts.c.address == "wangfang@city.test")
-                                   .values(display_name="王芳芳"))
-        await srv.loop_run(rename())
+        assert all("\nREV:" in c for c in cards.values()), cards  # RFC 6350 §6.7.4
+        srv.mb.directory.clock = lambda: datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        await srv.loop_run(DirectoryAdmin(srv.mb.directory).update_account("wangfang@city.test",
+                                                                            display_name="王芳芳"))
         _run(binary, cfg, "sync", "org")
         cards = _cards(tmp_path)
-        assert len(cards) == 4 and any("FN:王芳芳" in c for c in cards.values()), cards
+        [card] = [c for c in cards.values() if "FN:王芳芳" in c]
+        assert len(cards) == 4 and "REV:20300102T030405Z" in card, cards
     finally:
         srv.stop()

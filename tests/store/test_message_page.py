@@ -71,3 +71,31 @@ async def test_a_page_of_a_scattered_uid_set_of_thousands(mb):
     assert [m.uid for m in page] == hits[::-1][50:100]
     page = await mb.store.message_page(ref, offset=0, limit=3, uids=hits, newest_first=False)
     assert [m.uid for m in page] == [1, 2, 4]
+
+
+async def test_search_page_counts_and_pages_word_index_hits_in_the_database(mb):
+    """Chinese runs as substrings, English words by prefix, in subject, addresses and body; paged by date."""
+    acct = await mb.add_account("a@city.test", password="pw")
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    for i in range(12):
+        subject, body = (f"第三季度报告 {i}", "各位同事：budgets attached.") if i % 2 else (f"Lunch {i}", "see you")
+        await mb.store.append(acct, "INBOX", prepare(make_message(subject, body, sender=f"s{i}@city.test")),
+                              internal_date=t0 + timedelta(hours=i))
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    odd = [u for u in range(12, 0, -1) if u % 2 == 0]  # UID i+1 holds message i: the odd i, newest first
+    for query in ("季度报告", "季度", "同事", "BUDGET", "budg"):
+        count, page = await mb.store.search_page(ref, query, offset=0, limit=4)
+        assert (count, [m.uid for m in page]) == (6, odd[:4]), query
+    count, page = await mb.store.search_page(ref, "季度", offset=4, limit=4)
+    assert (count, [m.uid for m in page]) == (6, odd[4:])
+    count, page = await mb.store.search_page(ref, "季度", offset=0, limit=2, newest_first=False)
+    assert [m.uid for m in page] == odd[::-1][:2]
+    count, page = await mb.store.search_page(ref, "s3@city.test", offset=0, limit=10)
+    assert (count, [m.uid for m in page]) == (1, [4])  # the sender's address
+    assert await mb.store.search_page(ref, "nothing-like-this", offset=0, limit=10) == (0, [])
+    assert await mb.store.search_page(ref, "季度", offset=100, limit=10) == (6, [])
+    assert await mb.store.search_page(ref, "!!!", offset=0, limit=10) is None  # no terms: the caller decides
+    b = await mb.add_account("b@city.test", password="pw")
+    forged = FolderRef(ref.partition, ref.id, ref.generation, b.id)  # right id, wrong owner
+    with pytest.raises(NotFound):
+        await mb.store.search_page(forged, "季度", offset=0, limit=10)

@@ -15,6 +15,15 @@ def web(tmp_path):
 
 
 @pytest.fixture
+def web_on_both(tmp_path, storage_url):
+    """The whole server on SQLite and (marker pg) on a real PostgreSQL: a module whose routes write the
+    directory or the queue overrides `web` with it to run every test on both back-ends."""
+    srv = WebServer(tmp_path, storage_url=storage_url).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
 async def client(web):
     b = Browser(web.url)
     yield b

@@ -1,4 +1,4 @@
-"""Recipient completion from the address book in Chromium: a colleague chosen by keyboard from part of a Chinese name gets the mail."""
+"""Recipient completion from the address book in Chromium: a colleague chosen by keyboard from part of a Chinese name gets the mail with its attachment, reads it over IMAP, and the sender sees it read."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from .harness import WebServer
 from .test_addressbook import org
 from .test_browser import _shot, assert_labelled, chromium, sign_in  # noqa: F401 - the module's browser fixture
-from .test_compose import _mails
+from .test_compose import _imap
 
 pytestmark = [pytest.mark.web, pytest.mark.asyncio(loop_scope="module")]
 
@@ -55,12 +55,30 @@ async def test_compose_to_a_colleague_picked_by_keyboard_from_part_of_a_chinese_
         await page.get_by_label("主题").fill("通讯录测试")
         await page.locator("#editor").wait_for()  # compose.js has put the editor in the textarea's place
         await page.get_by_label("正文").fill("你好")
+        upload = tmp_path / "会议纪要.txt"
+        upload.write_text("第一项：预算\n", encoding="utf-8")
+        await page.get_by_label("添加附件").set_input_files(str(upload))
         await page.click("#send")
         await page.wait_for_url("**folder=Sent**")
+
+        # The colleague reads it over IMAP (a FETCH of the body: \Seen), attachment and its Chinese name included.
+        imap = _imap(web, "wangfang")
+        try:
+            imap.select("INBOX")
+            typ, data = imap.fetch("1", "(BODY[])")
+            assert typ == "OK"
+            msg = email.message_from_bytes(data[0][1], policy=email.policy.default)
+            assert msg["Subject"] == "通讯录测试"
+            assert {a.addr_spec for a in msg["To"].addresses} == {"bob@city.test", "wangfang@city.test"}
+            [att] = list(msg.iter_attachments())
+            assert att.get_filename() == "会议纪要.txt" and att.get_content() == "第一项：预算\n"
+        finally:
+            imap.logout()
+        # ... and the sender sees it read, by that colleague, and not yet by bob.
+        await page.goto(web.url + "/message?folder=Sent&uid=1")
+        table = page.locator("#read-status-table")
+        await table.locator("tr[data-address='wangfang@city.test'] .rs-read time").wait_for()
+        assert (await table.locator("tr[data-address='bob@city.test'] .rs-read").inner_text()).strip() == "未读"
         await ctx.close()
-        [(_, raw)] = _mails(web, "wangfang")
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        assert msg["Subject"] == "通讯录测试"
-        assert {a.addr_spec for a in msg["To"].addresses} == {"bob@city.test", "wangfang@city.test"}
     finally:
         web.stop()

@@ -12,6 +12,11 @@ from .queueing import deferred_message, set_role
 PAGES = ("/admin/queue", "/admin/dkim", "/admin/dashboard")
 
 
+@pytest.fixture
+def web(web_on_both):
+    return web_on_both  # every test on SQLite and on PostgreSQL
+
+
 async def test_signed_out_visitors_go_to_the_sign_in_page(web, client):
     for path in PAGES:
         r, _ = await client.get(path, allow_redirects=False)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from sqlalchemy import update
 
 from mailboxes import schema as t
 from mailboxes.apitokens import ApiTokens
+
+
+@pytest.fixture
+def web(web_on_both):
+    return web_on_both  # every test on SQLite and on PostgreSQL (tokens, their revocation and throttle)
 
 
 def _token(web, address: str, *, admin: bool) -> tuple[str, int]:

@@ -13,6 +13,11 @@ from .people import Api, make_org
 
 
 @pytest.fixture
+def web(web_on_both):
+    return web_on_both  # every test on SQLite and on PostgreSQL
+
+
+@pytest.fixture
 def org(web):
     return make_org(web)
 

@@ -14,6 +14,11 @@ from .queueing import deferred_message, token
 PROBLEM = "application/problem+json"
 
 
+@pytest.fixture
+def web(web_on_both):
+    return web_on_both  # every test on SQLite and on PostgreSQL
+
+
 async def _call(web, method: str, path: str, secret: str, **kw) -> tuple[int, str, dict]:
     async with aiohttp.ClientSession() as s, s.request(method, web.url + path,
                                                          headers={"Authorization": f"Bearer {secret}"}, **kw) as r:

@@ -103,13 +103,13 @@ async def assert_labelled(page) -> None:
     assert await page.evaluate(UNLABELLED) == []
 
 
-async def sign_in(page, web: WebServer) -> None:
-    """Through the sign-in form by its labels (Chinese, the default), as alice."""
+async def sign_in(page, web: WebServer, address: str = "alice@city.test", *, landing: str = "**/mail") -> None:
+    """Through the sign-in form by its labels (Chinese, the default), as alice unless told; waits for `landing`."""
     await page.goto(web.url + "/login")
-    await page.get_by_label("邮箱地址").fill("alice@city.test")
+    await page.get_by_label("邮箱地址").fill(address)
     await page.get_by_label("密码").fill(PASSWORD)
     await page.get_by_role("button", name="登录").click()
-    await page.wait_for_url("**/mail")
+    await page.wait_for_url(landing)
 
 
 def send_over_smtp(web: WebServer, raw: bytes, to: str = "alice@city.test") -> None:

@@ -76,3 +76,16 @@ def test_the_writer_escapes_text_and_keeps_carriage_returns():
     assert davxml.serialise(el, davxml.prefixes(None)) == "<d:href>a&amp;b&lt;c&gt;&#13;\n</d:href>"
     assert SafeET.fromstring(b'<r xmlns:d="DAV:">' + davxml.serialise(el, davxml.FIXED_PREFIXES).encode()
                              + b"</r>")[0].text == "a&b<c>\r\n"
+
+
+def test_rev_is_a_utc_timestamp_in_both_versions_and_part_of_the_etag():
+    from dataclasses import replace
+    from datetime import datetime, timedelta, timezone
+
+    east8 = timezone(timedelta(hours=8))
+    wang = replace(WANG, updated=datetime(2026, 12, 5, 6, 30, 1, tzinfo=east8))
+    for version in (vcards.V3, vcards.V4):
+        assert "\r\nREV:20261204T223001Z\r\n" in vcards.vcard(wang, version)  # RFC 6350 §6.7.4, in UTC
+    assert "REV" not in vcards.vcard(WANG)  # unknown: no REV rather than a made-up one
+    later = replace(wang, updated=wang.updated + timedelta(seconds=1))
+    assert len({vcards.etag(WANG), vcards.etag(wang), vcards.etag(later)}) == 3

@@ -85,6 +85,32 @@ async def home(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/mail" if request.get(ACCOUNT) else "/login")
 
 
+async def _listed(store, ref, query: str, count: int, page: int, newest_first: bool):
+    """(count, page, metas): one page of the folder, or of its search hits when there is a query.
+
+    The search box uses the store's word index (Chinese runs as substrings, English words by prefix,
+    in subject, addresses and body), counted and paged inside the database; a query with no
+    indexable terms (punctuation) takes the substring index (RFC 3501 §6.4.4 TEXT, as IMAP SEARCH).
+    """
+    def search(at: int):
+        return store.search_page(ref, query, offset=(at - 1) * PAGE_SIZE, limit=PAGE_SIZE, newest_first=newest_first)
+    hits = None
+    if query:
+        found = await search(page)
+        if found is not None:
+            count, metas = found
+            last = max(1, -(-count // PAGE_SIZE))
+            if page > last:  # past the end: the last page
+                page = last
+                count, metas = await search(page) or (0, [])
+            return count, page, metas
+        hits = await store.search_substring(ref, "text", query)
+        count = len(hits)
+    page = min(page, max(1, -(-count // PAGE_SIZE)))
+    return count, page, await store.message_page(ref, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+                                                 newest_first=newest_first, uids=hits)
+
+
 async def folder_page(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
@@ -96,17 +122,11 @@ async def folder_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=_("not_found"))
     tree = await folder_tree(request, account, _)
     query = " ".join(request.query.get("q", "").split())[:MAX_QUERY_CHARS]
-    hits = None
-    if query:  # the store's substring search (RFC 3501 §6.4.4 TEXT): Chinese runs and English words alike
-        hits = await wm.mailboxes.store.search_substring(folder.ref, "text", query)
-        count = len(hits)
-    else:
-        count = next((e.messages for e in tree if e.name == folder.name), 0)
-    pages = max(1, -(-count // PAGE_SIZE))
-    page = max(1, min(_int_arg(request, "page", 1, MAX_PAGE), pages))
     newest_first = request.query.get("order", "desc") != "asc"
-    metas = await wm.mailboxes.store.message_page(folder.ref, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-                                                  newest_first=newest_first, uids=hits)
+    count, page, metas = await _listed(wm.mailboxes.store, folder.ref, query,
+                                       next((e.messages for e in tree if e.name == folder.name), 0),
+                                       max(1, _int_arg(request, "page", 1, MAX_PAGE)), newest_first)
+    pages = max(1, -(-count // PAGE_SIZE))
     parsed = await wm.mailboxes.store.parsed(folder.ref.partition, [m.blob_id for m in metas])
     rows = []
     for m in metas:

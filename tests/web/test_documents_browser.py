@@ -20,6 +20,7 @@ from tests.multisite.test_documents_flow import make_site
 from tests.protocol.smtp.support import wait_for
 
 from .harness import PASSWORD, WebServer
+from .test_accessibility_browser import NO_HORIZONTAL_SCROLL, check_page
 from .test_browser import _shot, assert_labelled, chromium  # noqa: F401 - the module's browser fixture
 
 pytestmark = [pytest.mark.web, pytest.mark.asyncio(loop_scope="module")]
@@ -107,6 +108,9 @@ async def test_a_registrar_signs_for_an_urgent_document_and_the_city_sees_it(tmp
         assert "关于做好汇算清缴工作的通知" in await first.inner_text()
         assert "待签收" in await first.inner_text()
         await page.screenshot(path=str(_shot("documents-incoming-zh.png")), full_page=True)
+        # the accessibility walk's checks (tests/web/test_accessibility_browser.py) on the documents pages
+        problems = await check_page(page, page.url, "#incoming-table")
+        problems += [] if await page.evaluate(NO_HORIZONTAL_SCROLL) else [f"{page.url}: wider than a phone"]
 
         await first.get_by_role("link").click()
         await page.wait_for_url("**/documents/incoming/*")
@@ -114,6 +118,9 @@ async def test_a_registrar_signs_for_an_urgent_document_and_the_city_sees_it(tmp
         for element in ("深圳市地方税务局", "深地税发〔2026〕7号", "张三", "futian", "2026-12-03", "特急"):
             assert element in facts, element
         await assert_labelled(page)
+        problems += await check_page(page, page.url, "#doc-elements")
+        problems += [] if await page.evaluate(NO_HORIZONTAL_SCROLL) else [f"{page.url}: wider than a phone"]
+        assert problems == []
         async with page.expect_download() as info:
             await page.get_by_role("link", name=FILE_NAME).click()
         download = await info.value
@@ -196,6 +203,13 @@ async def test_a_sender_follows_its_document_to_the_city_in_the_tracking_table(t
         assert await page.locator(".doc-overdue").count() == 0
         await assert_labelled(page)
         await page.screenshot(path=str(_shot("documents-tracking-zh.png")), full_page=True)
+        # the accessibility walk's checks on both tracking pages, at a phone's width (this context's)
+        problems = []
+        for url in (web.url + "/documents/sent", page.url):
+            problems += await check_page(page, url, "#sent-table, #tracking-table")
+            if not await page.evaluate(NO_HORIZONTAL_SCROLL):
+                problems.append(f"{url}: wider than a phone's screen")
+        assert problems == []
         await ctx.close()
     finally:
         await city.intake.close()

@@ -772,3 +772,31 @@ _APPROVAL_MESSAGES = {
 }
 for _locale, _table in _APPROVAL_MESSAGES.items():
     MESSAGES[_locale].update(_table)
+
+# Admin console: the audit log, legal holds and retention (issue 13, webmail/views/admin_audit.py, admin_holds.py)
+_AUDIT_HOLD_MESSAGES = {
+    "zh": {
+        "aud_title": "审计日志", "aud_actor": "操作者", "aud_action": "操作", "aud_target": "对象",
+        "aud_text": "全文（包含）", "aud_since": "起始时间", "aud_until": "截止时间（不含）",
+        "aud_utc": "时间为 UTC，格式 2026-12-01 或 2026-12-01T08:00", "aud_search": "查询",
+        "aud_bad_filter": "“{name}”的值无效。", "aud_export": "导出本次查询（CSV）",
+        "aud_newest_first": "最新的在前", "aud_time": "时间（UTC）", "aud_detail": "详情",
+        "aud_none": "没有符合条件的记录。", "aud_paging": "翻页", "aud_newest": "最新记录", "aud_older": "更早的记录",
+        "aud_verify_title": "校验哈希链", "aud_verify": "校验审计日志",
+        "aud_intact": "审计日志完整：共 {n} 条记录，{a} 个锚点。", "aud_broken": "审计日志已被破坏：第一处错误在第 {seq} 条记录（{reason}）",
+        "aud_checked_at": "{at} 由 {by} 校验",
+    },
+    "en": {
+        "aud_title": "Audit log", "aud_actor": "Actor", "aud_action": "Action", "aud_target": "Target",
+        "aud_text": "Text (contains)", "aud_since": "From", "aud_until": "Until (before)",
+        "aud_utc": "Times in UTC, as 2026-12-01 or 2026-12-01T08:00", "aud_search": "Search",
+        "aud_bad_filter": "The value of “{name}” is not valid.", "aud_export": "Export this search (CSV)",
+        "aud_newest_first": "Newest first", "aud_time": "Time (UTC)", "aud_detail": "Detail",
+        "aud_none": "No entries match.", "aud_paging": "Pages", "aud_newest": "Newest entries", "aud_older": "Older entries",
+        "aud_verify_title": "Verify the hash chain", "aud_verify": "Verify the audit log",
+        "aud_intact": "The audit log is intact: {n} entries, {a} anchors.", "aud_broken": "The audit log is BROKEN: the first bad entry is {seq} ({reason})",
+        "aud_checked_at": "checked {at} by {by}",
+    },
+}
+for _locale, _table in _AUDIT_HOLD_MESSAGES.items():
+    MESSAGES[_locale].update(_table)

@@ -59,6 +59,7 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
                    hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir),
                    api_routes=tuple(ctx.extras.get("api_routes", ())),
                    operations=_operations(ctx), approvals=_approvals(ctx), forwarded_trusted=tuple(cfg.get("listen", "http_forwarded_trusted")),
+                   audit_anchor=cfg.audit_anchor_path,
                    **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()

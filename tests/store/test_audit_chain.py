@@ -109,6 +109,10 @@ def test_search_and_csv_export(cfg):
     csv_out = run(cfg, "audit", "export", "--csv", "--actor", "admin@city.test").stdout.splitlines()
     assert csv_out[0] == "seq,at,actor,action,target,detail,hash" and len(csv_out) == 4
     assert csv_out[1].split(",")[4] == "t0"
+    out = run(cfg, "audit", "search", "--text", '"N": 2').stdout  # a case-insensitive substring of the detail
+    assert out.count("\n") == 1 and "\tt2\t" in out
+    csv_out = run(cfg, "audit", "export", "--csv", "--text", "说明", "--target", "t1").stdout.splitlines()
+    assert len(csv_out) == 2 and csv_out[1].split(",")[4] == "t1"
 
 
 async def test_appends_from_two_stores_keep_one_chain(storage_url):

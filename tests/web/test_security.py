@@ -65,6 +65,8 @@ NO_OBJECT_ID = {
     # console pages without an object id in the path (lists, create forms); role-checked in their tests
     "/admin", "/admin/accounts", "/admin/departments", "/admin/groups", "/admin/aliases", "/admin/queue",
     "/admin/dkim", "/admin/dkim/generate", "/admin/dashboard",
+    # the audit log, legal holds and retention: role admin only (tests.web.test_admin_audit, test_admin_holds)
+    "/admin/audit", "/admin/audit/export", "/admin/audit/verify",
     *security.AUTODISCOVER_PATHS, *EXEMPT_BY_DESIGN,
 }
 

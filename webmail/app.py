@@ -49,6 +49,7 @@ from .views import message as message_views
 from .views import approvals as approval_views
 from .views import readstatus as readstatus_views
 from .views import admin_audit as admin_audit_views
+from .views import admin_holds as admin_holds_views
 
 HERE = Path(__file__).resolve().parent
 
@@ -124,6 +125,7 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("POST", "/approvals/{id}/{decision:approve|reject}", approval_views.decide),
     # admin console: the audit log, legal holds and retention (issue 13 points 3 and 4)
     *admin_audit_views.ROUTES,
+    *admin_holds_views.ROUTES,
 )
 
 

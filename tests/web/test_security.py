@@ -49,6 +49,8 @@ OBJECT_ROUTES = {
                     ("POST", "/admin/groups/{address}/members"), ("POST", "/admin/groups/{address}/delete"),
                     ("POST", "/admin/aliases/delete"))},
     ("POST", "/admin/queue/action"): "tests.web.test_admin_queue:test_users_and_department_admins_are_forbidden",
+    # Holds are the installation's (no account owns one); who may lift one is the role check.
+    ("POST", "/admin/holds/{id}/lift"): "tests.web.test_admin_holds:test_users_and_department_admins_are_forbidden",
     **{(m, p): "tests.web.test_approvals:test_only_approvers_decide_and_each_decision_is_taken_once"
        for m, p in (("GET", "/approvals"), ("GET", "/approvals/{id}"),
                     ("POST", "/approvals/{id}/{decision:approve|reject}"))},
@@ -66,7 +68,8 @@ NO_OBJECT_ID = {
     "/admin", "/admin/accounts", "/admin/departments", "/admin/groups", "/admin/aliases", "/admin/queue",
     "/admin/dkim", "/admin/dkim/generate", "/admin/dashboard",
     # the audit log, legal holds and retention: role admin only (tests.web.test_admin_audit, test_admin_holds)
-    "/admin/audit", "/admin/audit/export", "/admin/audit/verify",
+    "/admin/audit", "/admin/audit/export", "/admin/audit/verify", "/admin/holds", "/admin/retention",
+    "/admin/retention/remove",
     *security.AUTODISCOVER_PATHS, *EXEMPT_BY_DESIGN,
 }
 

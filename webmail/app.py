@@ -162,6 +162,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
         app.on_cleanup.append(lambda app: asyncio.to_thread(app[upload_views.UPLOADS].clear))
     app.cleanup_ctx.append(upload_views.sweeper)
     app[OPERATIONS] = operations or Operations(mailboxes, clock=clock)  # queue, DKIM, dashboard (admin)
+    app[message_views.SHARED_READS] = message_views.ReadAudit()  # webmail reads of shared folders, audited
     app[admin_audit_views.VERIFIER] = admin_audit_views.Verifier(mailboxes.router.central, audit_anchor, clock)
     app[live_views.STREAMS] = Counter()
     app[live_views.TASKS] = set()

@@ -23,6 +23,8 @@ async def test_admins_page_through_the_audit_log_and_others_are_refused(web):
     assert status == 200 and [i["target"] for i in page["items"]] == ["t4", "t3", "t2"]
     status, page2 = await _get(web, f"/api/v1/audit?action=test.step&limit=3&before={page['next_before']}", admin)
     assert [i["target"] for i in page2["items"]] == ["t1", "t0"] and page2["next_before"] is None
+    status, page3 = await _get(web, "/api/v1/audit?text=T3", admin)  # a substring, any case, as the console's
+    assert status == 200 and [i["target"] for i in page3["items"]] == ["t3"]
     status, _ = await _get(web, "/api/v1/audit?since=not-a-time", admin)
     assert status == 400
     user = token(web, "bob@city.test", "user")

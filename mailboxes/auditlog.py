@@ -158,13 +158,13 @@ async def verify(conn: AsyncConnection, anchors: list[tuple[int, str]]) -> tuple
 
 async def verify_off_loop(db, anchors: list[tuple[int, str]], *, pause: float = VERIFY_PAUSE
                           ) -> tuple[int, Problem | None]:
-    """`verify` for a serving process: each batch read in its own short transaction, hashed in a worker
-    thread, then `pause` seconds before the next (so a big log costs the loop nothing and the database
+    """`verify` for a serving process: each batch read in its own short transaction (Database.read_sync),
+    hashed in a worker thread, then `pause` seconds before the next (so a big log costs the loop nothing and the database
     a bounded share). Entries appended meanwhile are checked too when reached."""
     walk = _Walk(anchors)
     while True:
-        async with db.read() as conn:
-            rows = (await conn.execute(walk.batch())).all()
+        q = walk.batch()
+        rows = await db.read_sync(lambda conn: conn.execute(q).all())  # SQLite: rows made in its thread too
         if (problem := await asyncio.to_thread(walk.feed, rows)) is not None:
             return walk.count, problem
         if len(rows) < VERIFY_BATCH:

@@ -34,4 +34,8 @@ async def test_admins_page_through_the_audit_log_and_others_are_refused(web):
     async def failed() -> list[dict]:
         await web.mb.directory.audit_buffer.flush()
         return await web.mb.directory.audit_entries(5, activity=True)
-    assert any(e["action"] == "login.failed" and e["target"] == "api" for e in web.run(failed()))
+    got = web.run(failed())
+    assert any(e["action"] == "login.failed" and e["target"] == "api" for e in got)
+    views = [e for e in web.run(web.mb.directory.audit_entries(20)) if e["action"] == "audit.view"]
+    assert len(views) == 3 and {e["actor"] for e in views} == {"alice@city.test"}  # each page read, not refusals
+    assert '"text": "T3"' in views[0]["detail"] and '"via": "api"' in views[0]["detail"]

@@ -216,6 +216,17 @@ async def shared_with(store: Store, account: Account) -> list[SharedFolder]:
     return out
 
 
+SHARED = "Shared"  # RFC 2342 §5 other users' namespace prefix (without the delimiter), as IMAP and the webmail name it
+
+
+def split_shared(name: str) -> tuple[str, str] | None:
+    """(owner address, folder name) for ``Shared/<owner>/<folder>``, else None."""
+    parts = name.split("/", 2)
+    if len(parts) == 3 and parts[0] == SHARED and "@" in parts[1] and parts[2]:
+        return parts[1], parts[2]
+    return None
+
+
 async def shared_folder(store: Store, account: Account, owner_address: str, name: str) -> SharedFolder:
     """One folder of ``owner_address`` as seen by ``account``; NotFound unless it has right ``l`` (RFC 4314 §4)."""
     try:

@@ -11,14 +11,16 @@ time) appended to a file outside the database lets `verify` see a truncated end.
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
@@ -29,6 +31,8 @@ GENESIS = "0" * 64
 ADVISORY_KEY = 0x5041_5544  # the PostgreSQL advisory lock serialising audit appends ("PAUD")
 ACTIVITY = ("message.sent", "mailbox.read")  # with login.*: entries of use, not of administration
 VERIFY_BATCH = 1000  # rows read per query while verifying
+VERIFY_PAUSE = 0.01  # seconds between batches when a serving process verifies (verify_off_loop)
+CSV_COLUMNS = ("seq", "at", "actor", "action", "target", "detail", "hash")  # `audit export --csv`, console export
 
 
 def _iso(at: datetime) -> str:
@@ -101,39 +105,71 @@ def read_anchors(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+class _Walk:
+    """The verifier's state across batches of rows read in sequence order (pure: no I/O, may run in a thread)."""
+
+    def __init__(self, anchors: list[tuple[int, str]]) -> None:
+        self.anchors = anchors
+        self.expected_seq, self.prev, self.count, self.last = 1, GENESIS, 0, 0
+        self.hashes: dict[int, str] = {}
+        self.wanted = {s for s, _ in anchors}
+
+    def feed(self, rows) -> Problem | None:
+        for r in rows:
+            if r.seq != self.expected_seq:
+                return Problem(self.expected_seq, f"missing (deleted); the next entry present is {r.seq}")
+            if r.prev_hash != self.prev:
+                return Problem(r.seq, "does not link to the previous entry (deleted or reordered)")
+            if entry_hash(r.seq, r.at, r.actor, r.action, r.target, r.detail, r.prev_hash) != r.hash:
+                return Problem(r.seq, "its content does not match its hash (edited)")
+            if r.seq in self.wanted:
+                self.hashes[r.seq] = r.hash
+            self.prev, self.last, self.count, self.expected_seq = r.hash, r.seq, self.count + 1, r.seq + 1
+        return None
+
+    def finish(self) -> Problem | None:
+        for seq, digest in self.anchors:
+            if seq > self.last:
+                return Problem(self.last + 1, f"missing: anchor names entry {seq} but the log ends at {self.last} "
+                                              "(truncated)")
+            if seq > 0 and self.hashes.get(seq) != digest:
+                return Problem(seq, "differs from its anchor (rewritten)")
+        return None
+
+    def batch(self):
+        c = t.audit_log.c
+        return select(t.audit_log).where(c.seq >= self.expected_seq).order_by(c.seq).limit(VERIFY_BATCH)
+
+
 async def verify(conn: AsyncConnection, anchors: list[tuple[int, str]]) -> tuple[int, Problem | None]:
     """Walk the chain in sequence order; returns (entries checked, first problem or None).
 
     Finds an edited entry (its hash no longer matches), a deleted or reordered
     one (a gap in the sequence or a broken link) and a truncated end (an anchor
     naming a sequence beyond the last entry, or whose hash differs)."""
-    c = t.audit_log.c
-    expected_seq, prev, count, last = 1, GENESIS, 0, 0
-    hashes: dict[int, str] = {}
-    wanted = {s for s, _ in anchors}
+    walk = _Walk(anchors)
     while True:
-        rows = (await conn.execute(select(t.audit_log).where(c.seq >= expected_seq)
-                                   .order_by(c.seq).limit(VERIFY_BATCH))).all()
-        for r in rows:
-            if r.seq != expected_seq:
-                return count, Problem(expected_seq, "missing (deleted); the next entry present is "
-                                                    f"{r.seq}")
-            if r.prev_hash != prev:
-                return count, Problem(r.seq, "does not link to the previous entry (deleted or reordered)")
-            if entry_hash(r.seq, r.at, r.actor, r.action, r.target, r.detail, r.prev_hash) != r.hash:
-                return count, Problem(r.seq, "its content does not match its hash (edited)")
-            if r.seq in wanted:
-                hashes[r.seq] = r.hash
-            prev, last, count, expected_seq = r.hash, r.seq, count + 1, r.seq + 1
+        rows = (await conn.execute(walk.batch())).all()
+        if (problem := walk.feed(rows)) is not None:
+            return walk.count, problem
         if len(rows) < VERIFY_BATCH:
-            break
-    for seq, digest in anchors:
-        if seq > last:
-            return count, Problem(last + 1, f"missing: anchor names entry {seq} but the log ends at {last} "
-                                            "(truncated)")
-        if seq > 0 and hashes.get(seq) != digest:
-            return count, Problem(seq, "differs from its anchor (rewritten)")
-    return count, None
+            return walk.count, walk.finish()
+
+
+async def verify_off_loop(db, anchors: list[tuple[int, str]], *, pause: float = VERIFY_PAUSE
+                          ) -> tuple[int, Problem | None]:
+    """`verify` for a serving process: each batch read in its own short transaction (Database.read_sync),
+    hashed in a worker thread, then `pause` seconds before the next (so a big log costs the loop nothing and the database
+    a bounded share). Entries appended meanwhile are checked too when reached."""
+    walk = _Walk(anchors)
+    while True:
+        q = walk.batch()
+        rows = await db.read_sync(lambda conn: conn.execute(q).all())  # SQLite: rows made in its thread too
+        if (problem := await asyncio.to_thread(walk.feed, rows)) is not None:
+            return walk.count, problem
+        if len(rows) < VERIFY_BATCH:
+            return walk.count, walk.finish()
+        await asyncio.sleep(pause)
 
 
 MAX_PENDING = 1000  # entries buffered before `record` waits for the writer (back-pressure, bounded memory)
@@ -177,10 +213,20 @@ class BufferedAudit:
 
 
 def query(*, actor=None, action=None, target=None, since=None, until=None, newest_first=True, limit=0, offset=0,
-          actors=None):
-    """The select of entries matching the filters (shared by the CLI, the console and the API)."""
+          actors=None, text=None, before=None, after=None):
+    """The select of entries matching the filters (shared by the CLI, the console and the API).
+
+    `text`: a case-insensitive substring of the actor, target or detail (LIKE wildcards in it are
+    literal); `before` / `after`: sequence bounds (exclusive), for keyset paging."""
     c = t.audit_log.c
     q = select(t.audit_log)
+    if text:
+        q = q.where(or_(c.actor.icontains(text, autoescape=True), c.target.icontains(text, autoescape=True),
+                        c.detail.icontains(text, autoescape=True)))
+    if before is not None:
+        q = q.where(c.seq < before)
+    if after is not None:
+        q = q.where(c.seq > after)
     if actor:
         q = q.where(c.actor == actor)
     if actors is not None:
@@ -197,3 +243,14 @@ def query(*, actor=None, action=None, target=None, since=None, until=None, newes
     if limit:
         q = q.limit(limit)
     return q.offset(offset) if offset else q
+
+
+def csv_text(rows, *, header: bool = False) -> str:
+    """Rows of audit_log as CSV lines in CSV_COLUMNS order (the CLI's export and the console's)."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    if header:
+        w.writerow(CSV_COLUMNS)
+    for r in rows:
+        w.writerow([getattr(r, k) for k in CSV_COLUMNS])
+    return out.getvalue()

@@ -151,6 +151,7 @@ class Authenticator:
         where, key = ip or "-", SECOND_FACTOR_KEY + account.address
         seen = await self.throttle.verdict(where, key)
         if seen.wait is not None:
+            await self.directory.audit_soon(account.address, "login.totp.throttled", "webmail", ip=ip or "")
             raise AuthThrottled(seen.wait)
         slot = await self._admit(where, key)  # waits while guesses in flight fill the limit
         ok: bool | None = None

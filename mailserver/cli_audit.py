@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from datetime import datetime, timezone
 
@@ -12,7 +11,6 @@ from mailboxes import auditlog
 from .admin import Admin
 
 SEARCH_DEFAULT_LIMIT = 100
-COLUMNS = ("seq", "at", "actor", "action", "target", "detail", "hash")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.add_argument("--actor")
         a.add_argument("--action", dest="kind", metavar="ACTION")
         a.add_argument("--target")
+        a.add_argument("--text", help="case-insensitive substring of the actor, target or detail")
         a.add_argument("--since", type=_when, help="ISO date or time (UTC)")
         a.add_argument("--until", type=_when, help="ISO date or time (UTC)")
         a.add_argument("--limit", type=int, default=SEARCH_DEFAULT_LIMIT if name == "search" else 0)
@@ -55,15 +54,12 @@ async def run(admin: Admin, args: argparse.Namespace) -> int:
         print(f"anchored entry {seq} {digest} in {path}")
         return 0
     q = auditlog.query(actor=args.actor, action=args.kind, target=args.target, since=args.since, until=args.until,
-              newest_first=args.action == "search", limit=args.limit)
+                       text=args.text, newest_first=args.action == "search", limit=args.limit)
     async with db.read() as conn:
         rows = (await conn.execute(q)).all()
     if args.action == "search":
         for r in rows:
             print(f"{r.seq}\t{r.at:%Y-%m-%d %H:%M:%S}\t{r.actor}\t{r.action}\t{r.target}\t{r.detail}")
         return 0
-    w = csv.writer(sys.stdout)
-    w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow([getattr(r, k) for k in COLUMNS])
+    sys.stdout.write(auditlog.csv_text(rows, header=True))
     return 0

@@ -1,6 +1,6 @@
 """`postroom retention set/list/remove/run` and `postroom hold add/list/release` (docs/retention.md; wired into mailserver.cli).
 
-Every change of a policy and every hold placed or released is audited through Admin.audited;
+Every change of a policy and every hold placed or released is audited by mailboxes.holdops (the console's path too);
 a retention run audits its own summary (mailboxes/retention.py).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from mailboxes import retention
+from mailboxes import holdops, retention
 from mailboxes.errors import NotFound
 
 from .admin import Admin
@@ -40,22 +40,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.add_argument(f"--{crit}", dest=f"c_{crit}", help=f"search: {crit} contains")
     a.add_argument("--since", dest="c_since", help="search: received on or after YYYY-MM-DD")
     a.add_argument("--before", dest="c_before", help="search: received before YYYY-MM-DD")
+    a.add_argument("--reason", default="", help="why (written to the audit entry)")
     a = hs.add_parser("list", help="active holds")
     a.add_argument("--all", action="store_true", help="released ones too")
-    hs.add_parser("release", help="lift a hold").add_argument("id", type=int)
+    a = hs.add_parser("release", help="lift a hold")
+    a.add_argument("id", type=int)
+    a.add_argument("--reason", default="", help="why (written to the audit entry)")
 
 
 async def run_retention(admin: Admin, args: argparse.Namespace) -> int:
     central = admin.mb.router.central
     if args.action == "set":
-        p = await retention.set_policy(central, args.kind, args.days, args.then, department=args.department)
-        await admin.audited("retention.set", p.folder_kind, department=p.department_code, days=p.days,
-                            then=p.action)
+        p = await holdops.set_retention(admin.mb, admin.actor, args.kind, args.days, args.then,
+                                        department=args.department, via="cli")
         print(f"{p.folder_kind}{' in ' + p.department_code if p.department_code else ''}: "
               f"after {p.days} days, {p.action}")
     elif args.action == "remove":
-        await retention.remove_policy(central, args.kind, department=args.department)
-        await admin.audited("retention.remove", args.kind, department=args.department)
+        await holdops.remove_retention(admin.mb, admin.actor, args.kind, department=args.department, via="cli")
         print(f"removed the retention policy of {args.kind}")
     elif args.action == "list":
         for p in await retention.list_policies(central):
@@ -75,11 +76,9 @@ async def run_hold(admin: Admin, args: argparse.Namespace) -> int:
     holds = admin.mb.store.holds
     d = admin.mb.directory
     if args.action == "add":
-        acct = await d.account(args.account) if args.account else None
         crit = {k[2:]: v for k, v in vars(args).items() if k.startswith("c_") and v}
-        h = await holds.add(args.name, actor=admin.actor, account=acct, department=args.department, criteria=crit)
-        await admin.audited("hold.place", f"hold#{h.id}", name=h.name, kind=h.kind,
-                            account=args.account or "", department=h.department_code or "", criteria=h.criteria)
+        h = await holdops.place_hold(admin.mb, admin.actor, args.name, account=args.account,
+                                     department=args.department, criteria=crit, reason=args.reason, via="cli")
         print(f"placed legal hold #{h.id} ({h.name}) on {_scope(h, args.account)}")
     elif args.action == "list":
         for h in await holds.list(include_released=args.all):
@@ -87,8 +86,7 @@ async def run_hold(admin: Admin, args: argparse.Namespace) -> int:
             state = f"released {h.released_at:%Y-%m-%d} by {h.released_by}" if h.released_at else "active"
             print(f"#{h.id}\t{h.name}\t{_scope(h, acct)}\tplaced {h.placed_at:%Y-%m-%d} by {h.placed_by}\t{state}")
     else:
-        h = await holds.release(args.id, actor=admin.actor)
-        await admin.audited("hold.release", f"hold#{h.id}", name=h.name)
+        h = await holdops.lift_hold(admin.mb, admin.actor, args.id, reason=args.reason, via="cli")
         print(f"released legal hold #{h.id} ({h.name}) at {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     return 0
 

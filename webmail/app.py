@@ -49,6 +49,8 @@ from .views import message as message_views
 from .views import approvals as approval_views
 from .views import readstatus as readstatus_views
 from .views import documents as documents_views
+from .views import admin_audit as admin_audit_views
+from .views import admin_holds as admin_holds_views
 
 HERE = Path(__file__).resolve().parent
 
@@ -124,6 +126,9 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     ("POST", "/approvals/{id}/{decision:approve|reject}", approval_views.decide),
     # official documents: 收文 for registrars, 发文 tracking for dispatchers (issue 12)
     *documents_views.ROUTES,
+    # admin console: the audit log, legal holds and retention (issue 13 points 3 and 4)
+    *admin_audit_views.ROUTES,
+    *admin_holds_views.ROUTES,
 )
 
 
@@ -132,12 +137,14 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
              hostname: str = "localhost", selfservice: SelfService | None = None,
              upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = (),
              operations: Operations | None = None, forwarded_trusted: tuple[str, ...] = (),
-             approvals: Any = None, documents: Any = None) -> web.Application:
+             approvals: Any = None, documents: Any = None,
+             audit_anchor: Path | None = None) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
 
     `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
     `forwarded_trusted`: networks of reverse proxies whose Forwarded header is believed (webmail/forwarded.py).
     `documents`: the official-documents pages' calls (bridges.docpages.DocumentPages), or None: no such pages.
+    `audit_anchor`: the audit anchor file the console's chain verification reads (None: no anchors).
     """
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -164,6 +171,8 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
         app.on_cleanup.append(lambda app: asyncio.to_thread(app[upload_views.UPLOADS].clear))
     app.cleanup_ctx.append(upload_views.sweeper)
     app[OPERATIONS] = operations or Operations(mailboxes, clock=clock)  # queue, DKIM, dashboard (admin)
+    app[message_views.SHARED_READS] = message_views.ReadAudit()  # webmail reads of shared folders, audited
+    app[admin_audit_views.VERIFIER] = admin_audit_views.Verifier(mailboxes.router.central, audit_anchor, clock)
     app[live_views.STREAMS] = Counter()
     app[live_views.TASKS] = set()
     app.on_shutdown.append(live_views.end_streams)

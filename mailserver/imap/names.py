@@ -25,7 +25,7 @@ from .wildcard import Pattern, compile_pattern
 
 DELIMITER = "/"
 MAX_LIST_PATTERNS = 64  # distinct patterns in one extended LIST (RFC 5258 §3)
-SHARED = "Shared"  # RFC 2342 §5 other users' namespace prefix (without the delimiter)
+SHARED = acl.SHARED  # RFC 2342 §5 other users' namespace prefix (without the delimiter)
 READ_ONLY_RIGHTS = "lr"
 
 
@@ -53,12 +53,7 @@ def _own_rights(folder: Folder) -> str:
     return acl.ALL_RIGHTS
 
 
-def split_shared(name: str) -> tuple[str, str] | None:
-    """(owner address, folder name) for ``Shared/<owner>/<folder>``, else None."""
-    parts = name.split(DELIMITER, 2)
-    if len(parts) == 3 and parts[0] == SHARED and "@" in parts[1] and parts[2]:
-        return parts[1], parts[2]
-    return None
+split_shared = acl.split_shared  # (owner address, folder name) for ``Shared/<owner>/<folder>``, else None
 
 
 async def resolve(store: Store, account: Account, name: str) -> Mailbox:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 from sqlalchemy import text
 
@@ -109,6 +110,10 @@ def test_search_and_csv_export(cfg):
     csv_out = run(cfg, "audit", "export", "--csv", "--actor", "admin@city.test").stdout.splitlines()
     assert csv_out[0] == "seq,at,actor,action,target,detail,hash" and len(csv_out) == 4
     assert csv_out[1].split(",")[4] == "t0"
+    out = run(cfg, "audit", "search", "--text", '"N": 2').stdout  # a case-insensitive substring of the detail
+    assert out.count("\n") == 1 and "\tt2\t" in out
+    csv_out = run(cfg, "audit", "export", "--csv", "--text", "说明", "--target", "t1").stdout.splitlines()
+    assert len(csv_out) == 2 and csv_out[1].split(",")[4] == "t1"
 
 
 async def test_appends_from_two_stores_keep_one_chain(storage_url):
@@ -123,6 +128,29 @@ async def test_appends_from_two_stores_keep_one_chain(storage_url):
     finally:
         await m1.close()
         await m2.close()
+
+
+async def test_the_consoles_batched_verification_finds_what_the_clis_finds(storage_url):
+    """verify_off_loop (short transactions, hashing in a thread) over several batches, intact then edited."""
+    mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+    try:
+        now = datetime.now(timezone.utc)
+        async with mb.router.central.write() as conn:
+            seq = await auditlog.append_many(conn, [(now, "a", "b", str(i), "{}")
+                                                    for i in range(auditlog.VERIFY_BATCH * 2 + 5)])
+        assert await auditlog.verify_off_loop(mb.router.central, [(seq, (await _head(mb))[1])], pause=0) == (seq, None)
+        async with mb.router.central.write() as conn:
+            await conn.execute(text(f"UPDATE audit_log SET target = 'x' WHERE seq = {auditlog.VERIFY_BATCH + 3}"))
+        count, problem = await auditlog.verify_off_loop(mb.router.central, [], pause=0)
+        assert (count, problem.seq) == (auditlog.VERIFY_BATCH + 2, auditlog.VERIFY_BATCH + 3)
+        assert "edited" in problem.reason
+    finally:
+        await mb.close()
+
+
+async def _head(mb) -> tuple[int, str]:
+    async with mb.router.central.read() as conn:
+        return await auditlog.head(conn)
 
 
 async def test_the_server_anchors_the_head_when_it_changed(storage_url, tmp_path):

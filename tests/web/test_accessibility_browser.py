@@ -51,13 +51,14 @@ NOT_PAGES = {
     "/readstatus/{id}": "JSON",
     "/addressbook/complete": "JSON",
     "/documents/incoming/{id}/files/{n}": "a document's file download",
+    "/admin/audit/export": "the audit search as a CSV download",
 }
 # Pages walked with check_page by tests/web/test_documents_browser.py, where a second site sends the documents.
 WALKED_ELSEWHERE = {"/documents/incoming", "/documents/incoming/{id}", "/documents/sent", "/documents/sent/{id}"}
 
 # What some walked pages must show, so that their controls are really on the page when checked.
 SHOWS = {"/mail": "td.subject", "/message": "a[href^='/message/part']", "/admin/queue": "[id^=q-]",
-         "/approvals": "[data-held-id]", "/admin/accounts/{address}": "form", "/admin/groups/{address}": "form"}
+         "/approvals": "[data-held-id]", "/admin/audit": "table", "/admin/accounts/{address}": "form", "/admin/groups/{address}": "form"}
 
 NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth + 1"
 # The elements that stick out past the right edge (the culprits of a sideways scroll), at most five.
@@ -236,6 +237,8 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
             "/admin/queue": "/admin/queue",
             "/admin/dkim": "/admin/dkim",
             "/admin/dashboard": "/admin/dashboard",
+            "/admin/audit": "/admin/audit",
+            "/admin/holds": "/admin/holds",
             "/approvals": "/approvals",
             "/approvals/{id}": f"/approvals/{held[0].id}",
             "/login/code": "/login/code",

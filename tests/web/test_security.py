@@ -51,6 +51,8 @@ OBJECT_ROUTES = {
     ("POST", "/admin/queue/action"): "tests.web.test_admin_queue:test_users_and_department_admins_are_forbidden",
     ("POST", "/admin/departments/{code}/leader"):
         "tests.web.test_approvers:test_only_an_administrator_names_a_leader_in_the_console_and_the_api",
+    # Holds are the installation's (no account owns one); who may lift one is the role check.
+    ("POST", "/admin/holds/{id}/lift"): "tests.web.test_admin_holds:test_users_and_department_admins_are_forbidden",
     **{(m, p): "tests.web.test_approvals:test_only_approvers_decide_and_each_decision_is_taken_once"
        for m, p in (("GET", "/approvals"), ("GET", "/approvals/{id}"),
                     ("POST", "/approvals/{id}/{decision:approve|reject}"))},
@@ -72,6 +74,9 @@ NO_OBJECT_ID = {
     "/admin", "/admin/accounts", "/admin/departments", "/admin/groups", "/admin/aliases", "/admin/queue",
     "/admin/dkim", "/admin/dkim/generate", "/admin/dashboard",
     "/documents/incoming", "/documents/sent",  # lists; who may see them: test_documents_pages
+    # the audit log, legal holds and retention: role admin only (tests.web.test_admin_audit, test_admin_holds)
+    "/admin/audit", "/admin/audit/export", "/admin/audit/verify", "/admin/holds", "/admin/retention",
+    "/admin/retention/remove",
     *security.AUTODISCOVER_PATHS, *EXEMPT_BY_DESIGN,
 }
 

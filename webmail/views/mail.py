@@ -13,9 +13,13 @@ from mailboxes.mime import head_from_json
 from mailboxes.model import Account, Flag, Folder
 from mailboxes.store import INBOX
 
+from mailboxes import acl
+
 from .. import i18n
 from ..context import ACCOUNT, LOCALE, WEBMAIL
 from ..sessions import require_account
+from ..sharedread import SHARED, readable
+from ..sharedread import folder as readable_folder
 
 PAGE_SIZE = 50  # messages per list page
 MAX_QUERY_CHARS = 200  # of a search, after collapsing white space
@@ -62,7 +66,8 @@ async def folder_tree(request: web.Request, account: Account, _) -> list[FolderE
     """Every folder of the account with its unread count; INBOX and the special folders first, then by name."""
     store = request.app[WEBMAIL].mailboxes.store
     folders = await store.folders(account)
-    counts = await store.counts(folders)
+    shared = readable(await acl.shared_with(store, account))  # last, as Shared/<owner>/<folder>
+    counts = await store.counts(folders + shared)
 
     def order(f: Folder):
         top = f.name.split(DELIMITER, 1)[0]
@@ -73,6 +78,9 @@ async def folder_tree(request: web.Request, account: Account, _) -> list[FolderE
         messages, unseen = counts[f.ref]
         out.append(FolderEntry(f.name, folder_label(f.name, _), f.name.count(DELIMITER), unseen, messages,
                                f.special_use))
+    for f in shared:
+        messages, unseen = counts[f.ref]
+        out.append(FolderEntry(f.name, f.name[len(SHARED) + 1:], 0, unseen, messages, None))
     return out
 
 
@@ -117,7 +125,7 @@ async def folder_page(request: web.Request) -> web.Response:
     _ = i18n.translator(request[LOCALE])
     name = request.query.get("folder", INBOX)
     try:
-        folder = await wm.mailboxes.store.folder(account, name)
+        folder, _owner = await readable_folder(wm.mailboxes.store, account, name)
     except NotFound:
         raise web.HTTPNotFound(text=_("not_found"))
     tree = await folder_tree(request, account, _)

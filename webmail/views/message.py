@@ -1,8 +1,10 @@
 """Reading a message (marked \\Seen through the store, as IMAP sees it), its sandboxed HTML frame, attachment downloads and the actions on it.
 
 Every message is named by (folder name, UID) and the folder is looked up among the
-signed-in account's own folders only, so changing a name or UID in a URL can reach
-no other account's mail.
+signed-in account's own folders, so changing a name or UID in a URL can reach no other
+account's mail; the three reading routes also open folders shared with the account with
+the right to read (``Shared/<owner>/<folder>``, webmail/sharedread.py), read-only, each
+read audited. Actions and compose open own folders only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from mailboxes.offload import offload_if_large
 from mailboxes.model import Account, Flag, Folder, MessageMeta
 
 from .. import i18n, render
-from ..context import LOCALE, WEBMAIL
+from ..context import LOCALE, SESSION, WEBMAIL
+from ..sharedread import SHARED, ReadAudit
+from ..sharedread import folder as readable_folder
 from ..sessions import require_account
 from .mail import folder_href, folder_label, folder_tree, message_href
 from .readstatus import panel as readstatus_panel
@@ -42,18 +46,28 @@ class Opened:
     meta: MessageMeta
     raw: bytes
     parsed: ParsedMessage
+    owner: str | None = None  # another account's address when the folder is shared with this one
+
+
+SHARED_READS = web.AppKey("shared_reads", ReadAudit)
 
 
 async def open_message(request: web.Request, account: Account, folder_name: str | None = None,
-                uid_text: str | None = None) -> Opened:
+                uid_text: str | None = None, *, shared: bool = False, part: str = "") -> Opened:
+    """The message the request names; `shared`: also in folders shared with the account (read-only),
+    that read then audited (`part`: the attachment downloaded)."""
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request[LOCALE])
     name = folder_name if folder_name is not None else request.query.get("folder", "")
     uid_text = uid_text if uid_text is not None else request.query.get("uid", "")
     if not name or not uid_text.isdigit() or len(uid_text) > 10 or not 0 < int(uid_text) <= MAX_UID:
         raise web.HTTPNotFound(text=_("not_found"))
+    owner = None
     try:
-        folder = await wm.mailboxes.store.folder(account, name)
+        if shared:
+            folder, owner = await readable_folder(wm.mailboxes.store, account, name)
+        else:
+            folder = await wm.mailboxes.store.folder(account, name)
         meta = await wm.mailboxes.store.message(folder.ref, int(uid_text))
     except NotFound:
         raise web.HTTPNotFound(text=_("not_found"))
@@ -62,7 +76,10 @@ async def open_message(request: web.Request, account: Account, folder_name: str 
     store = wm.mailboxes.store
     raw = await store.raw(folder.ref.partition, meta.blob_id)
     parsed = ParsedMessage.from_json((await store.parsed(folder.ref.partition, [meta.blob_id]))[meta.blob_id])
-    return Opened(folder, meta, raw, parsed)
+    if owner is not None:
+        await request.app[SHARED_READS].read(wm.mailboxes.directory, str(request[SESSION].id), account, owner,
+                                             folder, meta.uid, part)
+    return Opened(folder, meta, raw, parsed, owner)
 
 
 def _addresses(addrs) -> str:
@@ -78,8 +95,8 @@ async def read(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request[LOCALE])
-    m = await open_message(request, account)
-    if not m.meta.flags & Flag.SEEN:  # opening marks it read, through the store: IMAP sessions see it
+    m = await open_message(request, account, shared=True)
+    if not m.meta.flags & Flag.SEEN and m.owner is None:  # opening marks it read, through the store: IMAP sessions see it
         await wm.mailboxes.store.store_flags(m.folder.ref, [m.meta.uid], "add", int(Flag.SEEN))
     body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)
     view = "text" if request.query.get("view") == "text" or body.html is None else "html"
@@ -100,7 +117,7 @@ async def read(request: web.Request) -> web.Response:
                       a.content_type, a.size) for a in m.parsed.attachments],
         part_href=lambda path: "/message/part?" + _query({**base, "part": path}),
         back_href=folder_href(m.folder.name),
-        compose_href=lambda mode: "/compose?" + _query({**base, "mode": mode}), targets=[e for e in tree if e.name != m.folder.name],
+        compose_href=lambda mode: "/compose?" + _query({**base, "mode": mode}), targets=[e for e in tree if e.name != m.folder.name and not e.name.startswith(SHARED + "/")],
         readstatus=await readstatus_panel(request, account, m.folder.special_use, env.message_id))
 
 
@@ -111,7 +128,7 @@ def _query(values: dict) -> str:
 async def body_frame(request: web.Request) -> web.Response:
     """The sanitised HTML of a message, for the sandboxed frame only; its CSP blocks remote loads unless allowed."""
     account = require_account(request)
-    m = await open_message(request, account)
+    m = await open_message(request, account, shared=True)
     body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)  # decode and nh3 off the loop
     img = IMAGES_ALLOWED if request.query.get("images") == "1" else IMAGES_BLOCKED
     response = web.Response(text=render.frame_document(body.html or ""), content_type="text/html", charset="utf-8")
@@ -123,8 +140,8 @@ async def body_frame(request: web.Request) -> web.Response:
 async def download_part(request: web.Request) -> web.Response:
     account = require_account(request)
     _ = i18n.translator(request[LOCALE])
-    m = await open_message(request, account)
     path = render.parse_path(request.query.get("part", ""))
+    m = await open_message(request, account, shared=True, part=".".join(map(str, path)) if path else "")
     got = await offload_if_large(len(m.raw), render.part_bytes, m.raw, m.parsed, path) if path else None
     if got is None:
         raise web.HTTPNotFound(text=_("not_found"))

@@ -1,0 +1,59 @@
+"""SELECT reads no internal dates, sizes or blobs; FETCH, SEARCH and SORT read them on demand, in batches, and answer as a full read would."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailserver.imap import cache, fetch
+
+from .harness import Raw, message
+
+
+@pytest.fixture
+def tiny_batches(monkeypatch):
+    """Facts read two UIDs at a time, so every command below crosses batch boundaries."""
+    monkeypatch.setattr(cache, "FACTS_BATCH", 2)
+    monkeypatch.setattr(fetch, "FACTS_BATCH", 2)
+
+
+def _cold(server, c: Raw, tag: bytes) -> list[bytes]:
+    server.run(_forget(server))
+    untagged, done = c.cmd(tag + b" SELECT INBOX")
+    assert done.startswith(tag + b" OK")
+    return untagged
+
+
+async def _forget(server) -> None:
+    server.service.services.snapshots._entries.clear()
+
+
+def test_fetch_search_sort_after_a_cold_select_match_a_fresh_session(server, tiny_batches):
+    for i in range(7):
+        server.deliver("alice", message(f"m{i}", body="x" * (100 * (7 - i))))
+    a = Raw(server.port, login="alice@city.test")
+    b = Raw(server.port, login="alice@city.test")
+    assert b"* 7 EXISTS\r\n" in _cold(server, a, b"s")
+    assert a.cmd(b"f0 FETCH 2 (UID RFC822.SIZE)")[0][0].startswith(b"* 2 FETCH (UID 2 RFC822.SIZE ")
+    # Elsewhere: UID 4 is expunged before a read its facts, new mail arrives.
+    b.cmd(b"s SELECT INBOX")
+    b.cmd(b"d STORE 4 +FLAGS.SILENT (\\Deleted)")
+    b.cmd(b"e EXPUNGE")
+    server.deliver("alice", message("new", body="y" * 50))
+    got, done = a.cmd(b"f FETCH 1:* (UID RFC822.SIZE INTERNALDATE ENVELOPE)")  # no EXPUNGE yet (RFC 3501 §7.4.1)
+    assert done.startswith(b"f OK")
+    fetched = [u for u in got if b" FETCH (" in u]
+    assert [u.split(b" ")[4] for u in fetched] == [b"1", b"2", b"3", b"4", b"5", b"6", b"7"]
+    assert b"* 8 EXISTS\r\n" in got
+    assert b"RFC822.SIZE 0 " in fetched[3]  # an expunged message unread so far: empty (RFC 2180 §4.1.3)
+    assert a.cmd(b"n NOOP")[0][0] == b"* 4 EXPUNGE\r\n"
+    c = Raw(server.port, login="alice@city.test")
+    _cold(server, c, b"s")
+    items = b" (UID RFC822.SIZE INTERNALDATE ENVELOPE)"
+    fresh, _ = c.cmd(b"f FETCH 1:*" + items)
+    assert len(fresh) == 7 and a.cmd(b"g FETCH 1:*" + items)[0] == fresh
+    for command in (b"UID SEARCH LARGER 400", b"UID SEARCH SMALLER 400 SINCE 1-Jan-2000",
+                    b"UID SORT (SIZE) UTF-8 ALL", b"UID SORT (REVERSE ARRIVAL SUBJECT) UTF-8 ALL"):
+        mine, fresh_answer = a.cmd(b"q " + command)[0], c.cmd(b"q " + command)[0]
+        assert mine == fresh_answer and mine[0].split()[2:], command
+    for x in (a, b, c):
+        x.close()

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from mailboxes.mime import BodyPart, ParsedHead, ParsedMessage, head_from_json, header_fields
-from mailboxes.model import Changes, Folder, FolderRef
+from mailboxes.model import Changes, FixedFacts, Folder, FolderRef
 from mailboxes.store import Store
 
 from .render import bodystructure_bytes, envelope_bytes
@@ -196,7 +196,7 @@ class RenderCache:
         return self._bytes
 
 
-SNAPSHOT_MESSAGES = 500_000  # messages' state kept for quick SELECTs, all folders together (about 20 bytes each)
+SNAPSHOT_MESSAGES = 500_000  # messages kept for quick SELECTs, all folders together (state ~20 bytes, facts ~150)
 FACTS_BATCH = 2000  # UIDs whose facts (date, size, blob) one read brings in; the loop serves others between
 
 
@@ -211,6 +211,7 @@ class Snapshot(NamedTuple):
     flags: bytes  # system flag bits, one byte a message
     kws: dict[int, frozenset[str]]  # UID -> keywords, for those that have any
     keywords: frozenset[str]  # every keyword in use (the FLAGS response)
+    facts: dict[int, FixedFacts]  # what views read on demand, shared by them (added to, never changed)
 
     @property
     def state(self) -> tuple[list[int], list[int], bytes, dict[int, frozenset[str]]]:
@@ -221,7 +222,8 @@ class FolderSnapshots:
     """The last known state of recently selected folders' messages, brought up to date with changes_since.
 
     A SELECT of a folder someone selected recently reads only what changed since (RFC 7162
-    MODSEQ) instead of every row. Keyed by FolderRef, whose id is never reused
+    MODSEQ) instead of every row, and the facts (internal date, size, blob) that views read
+    on demand are kept with it for the next views of the folder. Keyed by FolderRef, whose id is never reused
     (mailboxes.identity); an entry is used only while the folder's UIDVALIDITY, its
     generation, is the one it was read under, and every load reads the folder row again
     (with the changes, in one transaction) before using it.
@@ -247,7 +249,7 @@ class FolderSnapshots:
                 return snap
         got = await self.store.listing_state(ref)
         snap = Snapshot(got.folder, got.recent_uid, got.folder.highestmodseq, got.uids, got.modseqs, got.flags,
-                        got.keywords, got.in_use)
+                        got.keywords, got.in_use, {})
         self._put(ref, snap)
         return snap
 
@@ -269,7 +271,12 @@ def _patched(snap: Snapshot, changes: Changes) -> Snapshot:
     uids, modseqs, flags, kws = list(snap.uids), list(snap.modseqs), bytearray(snap.flags), dict(snap.kws)
     n = len(uids)
     added = []
+    facts = snap.facts
+    for uid in changes.vanished:
+        facts.pop(uid, None)
     for m in changes.changed:
+        if m.uid not in facts:
+            facts[m.uid] = FixedFacts(m.internal_date, m.size, m.blob_id)
         i = bisect.bisect_left(uids, m.uid)
         if i < n and uids[i] == m.uid:
             modseqs[i], flags[i] = m.modseq, m.flags & 0xFF

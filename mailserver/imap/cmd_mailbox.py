@@ -89,7 +89,8 @@ async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 
         raise
     recent = set(uids[bisect.bisect_right(uids, start):])
     view = SelectedMailbox(modseq=snap.modseq, uidvalidity=snap.folder.uidvalidity, uidnext=snap.folder.uidnext,
-                           read_only=read_only, recent=recent, state=snap.state, keywords=snap.keywords)
+                           read_only=read_only, recent=recent, state=snap.state, keywords=snap.keywords,
+                           facts=snap.facts)
     w = s.wire
     w.write(view.flags_response())
     w.write(bytes(r.Untagged("OK", "Flags permitted", r.Code.permanentflags(permanent_flags(mb, read_only)))))

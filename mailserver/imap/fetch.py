@@ -114,6 +114,8 @@ def section_bytes(raw: bytes | None, r: Rendered | None, tree: BodyPart | None, 
         header = raw[:header_end] if raw is not None else r.header  # type: ignore[union-attr]
         if sec.text == "HEADER":
             return header
+        if header is None:  # the message's body went meanwhile (another session expunged it): RFC 2180 §4.1.3
+            header = b""
         if r is None:
             return header_fields(header, sec.fields, exclude=sec.text == "HEADER.FIELDS.NOT")
         return r.fields(sec.text, sec.fields, header)  # type: ignore[arg-type]

@@ -12,7 +12,8 @@ Implementation notes (invariants)
 - The view is columns (UIDs, MODSEQs, a byte of system flags each, keywords only where there
   are any), read at SELECT without the facts that never change for a UID (internal date, size,
   blob): those come in on demand (``add_facts``, loaded by cache.load_facts before a FETCH,
-  SEARCH or SORT that needs them) and need no invalidation; an expunge drops them with the UID.
+  SEARCH or SORT that needs them), shared by the views of one folder and generation, and need
+  no invalidation (FolderSnapshots drops an expunged UID's).
   A message expunged before its facts were read answers as an empty message (``GONE``, RFC 2180 §4.1.3).
 - No I/O: this is plain data in, response bytes out.
 """
@@ -67,8 +68,12 @@ class SelectedMailbox:
     def __init__(self, metas: Iterable[MessageMeta] = (), *, modseq: int, uidvalidity: int, uidnext: int,
                  read_only: bool, recent: set[int] | None = None,
                  state: tuple[list[int], list[int], bytes, dict[int, frozenset[str]]] | None = None,
-                 keywords: Iterable[str] | None = None) -> None:
-        """From ``metas`` (facts included), or from ``state``: the UID, MODSEQ, flag and keyword columns (copied)."""
+                 keywords: Iterable[str] | None = None, facts: dict[int, FixedFacts] | None = None) -> None:
+        """From ``metas`` (facts included), or from ``state``: the UID, MODSEQ, flag and keyword columns (copied).
+
+        ``facts``: the folder's facts known so far, shared with other views of it (FolderSnapshots):
+        added to, never changed, since a UID's facts never change.
+        """
         if state is None:
             metas = list(metas)
             state = ([m.uid for m in metas], [m.modseq for m in metas], bytes(m.flags for m in metas),
@@ -76,7 +81,7 @@ class SelectedMailbox:
             self.facts: dict[int, FixedFacts] = {m.uid: FixedFacts(m.internal_date, m.size, m.blob_id)
                                                    for m in metas}
         else:
-            self.facts = {}
+            self.facts = facts if facts is not None else {}
         uids, modseqs, flags, kws = state
         self.uids = list(uids)
         self.modseqs = list(modseqs)
@@ -151,11 +156,8 @@ class SelectedMailbox:
         return [u for i in indexes if (u := uids[i]) not in facts]
 
     def add_facts(self, facts: dict[int, FixedFacts]) -> None:
-        """Facts read for this view (only UIDs it shows are kept: a range read brings its neighbours too)."""
-        index_of, mine = self.index_of, self.facts
-        for uid, f in facts.items():
-            if uid not in mine and index_of(uid) is not None:
-                mine[uid] = f
+        """Facts read for this view (a range read brings its neighbours too: messages of the folder all the same)."""
+        self.facts.update(facts)
 
     def _set(self, i: int, m: MessageMeta) -> None:
         self.modseqs[i] = m.modseq
@@ -216,8 +218,7 @@ class SelectedMailbox:
         flags = self.flags
         self.flags = bytearray(bytes(flags[i] for i in keep))
         for u in gone:
-            self.kws.pop(u, None)
-            self.facts.pop(u, None)
+            self.kws.pop(u, None)  # the facts may be shared: FolderSnapshots drops them when it learns of the expunge
         return lines
 
     # --- changes from elsewhere -------------------------------------------------------------

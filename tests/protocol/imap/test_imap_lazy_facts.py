@@ -44,7 +44,9 @@ def test_fetch_search_sort_after_a_cold_select_match_a_fresh_session(server, tin
     fetched = [u for u in got if b" FETCH (" in u]
     assert [u.split(b" ")[4] for u in fetched] == [b"1", b"2", b"3", b"4", b"5", b"6", b"7"]
     assert b"* 8 EXISTS\r\n" in got
-    assert b"RFC822.SIZE 0 " in fetched[3]  # an expunged message unread so far: empty (RFC 2180 §4.1.3)
+    # The expunged message is still number 4 here (RFC 2180 §4.1.3): its facts came with b's STORE into
+    # the folder's shared facts, its body is gone (an empty envelope).
+    assert fetched[3].startswith(b"* 4 FETCH (UID 4 RFC822.SIZE ") and b"ENVELOPE (NIL NIL" in fetched[3]
     assert a.cmd(b"n NOOP")[0][0] == b"* 4 EXPUNGE\r\n"
     c = Raw(server.port, login="alice@city.test")
     _cold(server, c, b"s")
@@ -57,3 +59,22 @@ def test_fetch_search_sort_after_a_cold_select_match_a_fresh_session(server, tin
         assert mine == fresh_answer and mine[0].split()[2:], command
     for x in (a, b, c):
         x.close()
+
+
+def test_a_message_expunged_before_anyone_read_its_facts_is_an_empty_message(server):
+    """No view read UID 2's facts before another process's expunge: FETCH answers it empty (RFC 2180 §4.1.3)."""
+    for i in range(3):
+        server.deliver("alice", message(f"m{i}"))
+    a = Raw(server.port, login="alice@city.test")
+    _cold(server, a, b"s")
+    ref = server.run(server.mb.store.folder(server.accounts["alice"], "INBOX")).ref
+    server.run(server.mb.store.store_flags(ref, [2], "add", 8))
+    server.run(_forget(server))  # as if the expunge came from another node: no facts shared in this process
+    server.run(server.mb.store.expunge(ref))
+    got, done = a.cmd(b"f FETCH 1:3 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert done.startswith(b"f OK")
+    lines = [u for u in got if b" FETCH (" in u]
+    assert lines[1].startswith(b"* 2 FETCH (UID 2 RFC822.SIZE 0 ")
+    assert b"m0" in lines[0] and b"m2" in b"".join(got[got.index(lines[2]):])
+    assert a.cmd(b"n NOOP")[0][0] == b"* 2 EXPUNGE\r\n"
+    a.close()

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from mailserver.imap import cache, fetch
 
-from .harness import Raw, message
+from .harness import ImapServer, Raw, message
+
+
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def server(request, tmp_path):
+    """A server per test on each back-end (the facts read is plain SQL per dialect, mailboxes/listing.py)."""
+    url = None
+    if request.param == "pg":
+        from tests.conftest import _create_pg_database
+
+        pg = request.getfixturevalue("pg")
+        name = "lazy_" + uuid.uuid4().hex[:12]
+        _create_pg_database(pg, name)
+        url = pg.url(name)
+    s = ImapServer(tmp_path, storage_url=url).start()
+    yield s
+    s.stop()
 
 
 @pytest.fixture

@@ -204,7 +204,8 @@ async def amain(args: argparse.Namespace) -> None:
 
 def ratio(a: list, b: list, figure: str, which: int) -> float:
     """Median of one figure (0: wall, 1: server CPU) over ``a``'s rounds against ``b``'s."""
-    return statistics.median(r[figure][which] for r in a) / statistics.median(r[figure][which] for r in b)
+    below = statistics.median(r[figure][which] for r in b)
+    return statistics.median(r[figure][which] for r in a) / below if below else float("nan")
 
 
 def main() -> None:

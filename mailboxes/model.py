@@ -179,6 +179,14 @@ class MessageMeta(NamedTuple):
         return flag_names(self.flags, self.keywords)
 
 
+class FixedFacts(NamedTuple):
+    """What never changes about a message in its folder once delivered: read on demand, cached without invalidation."""
+
+    internal_date: datetime
+    size: int
+    blob_id: int
+
+
 @dataclass(frozen=True)
 class AppendResult:
     uidvalidity: int

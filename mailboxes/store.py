@@ -31,14 +31,14 @@ from .directory import Directory
 from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota, UnderHold
 from .holds import Holds, LegalHold, held_uids
 from .groupcommit import GroupCommitter
-from .listing import FolderChanges, Listing, read_changes, read_listing
+from .listing import FolderChanges, Listing, StateListing, read_changes, read_facts, read_listing, read_state
 from .messagewrite import META_COLS, HoldsActive, meta as _meta, remove_sync, store_flags_sync
 from .messagewrite import uid_condition, uid_conditions
 from .messagewrite import aware as _aware  # noqa: F401 - archive.py imports it from here
 from .messagewrite import uid_ranges as _uid_ranges
 from .model import (
     SPECIAL_USE_FOLDERS, Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
-    MessageMeta, Quota,
+    FixedFacts, MessageMeta, Quota,
 )
 from .partitions import Router
 from .readstatus import ReadStatus
@@ -454,6 +454,14 @@ class Store:
     async def listing(self, ref: FolderRef) -> Listing:
         """The folder row, its \\Recent mark and all its messages in UID order, read together (SELECT)."""
         return await read_listing(await self._db(ref.partition), ref, lambda r: _folder(ref.partition, r))
+
+    async def listing_state(self, ref: FolderRef) -> StateListing:
+        """The folder row, its \\Recent mark and every message's UID, MODSEQ and flags as columns (SELECT)."""
+        return await read_state(await self._db(ref.partition), ref, lambda r: _folder(ref.partition, r))
+
+    async def facts(self, ref: FolderRef, uids: list[int]) -> dict[int, FixedFacts]:
+        """Internal date, size and blob of the messages ``uids`` (ascending) names; an expunged one is left out."""
+        return await read_facts(await self._db(ref.partition), ref.id, uids)
 
     async def folder_changes(self, ref: FolderRef, modseq: int) -> FolderChanges:
         """The folder row and \\Recent mark with changes_since(modseq), read together (a SELECT of a known folder)."""

@@ -1,4 +1,4 @@
-"""In-process caches: what FETCH and SEARCH derive from immutable blobs (LRU), and recently selected folders' message lists.
+"""In-process caches: what FETCH and SEARCH derive from immutable blobs (LRU), and recently selected folders' message state.
 
 Blobs never change once written, so an entry keyed by (partition, blob_id) never goes stale;
 the caches are bounded (bytes for the rendered entries, count for part trees) and shared by
@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from mailboxes.mime import BodyPart, ParsedHead, ParsedMessage, head_from_json, header_fields
-from mailboxes.model import Changes, Folder, FolderRef, MessageMeta
+from mailboxes.model import Changes, FixedFacts, Folder, FolderRef
 from mailboxes.store import Store
 
 from .render import bodystructure_bytes, envelope_bytes
+from .selected import SelectedMailbox
 from .sorting import facts_of
 
 RENDER_CACHE_BYTES = 64 << 20  # rendered entries, all sessions together
@@ -195,28 +196,37 @@ class RenderCache:
         return self._bytes
 
 
-SNAPSHOT_MESSAGES = 500_000  # MessageMeta rows kept for quick SELECTs, all folders together
+SNAPSHOT_MESSAGES = 500_000  # messages kept for quick SELECTs, all folders together (state ~20 bytes, facts ~150)
+FACTS_BATCH = 2000  # UIDs whose facts (date, size, blob) one read brings in; the loop serves others between
 
 
 class Snapshot(NamedTuple):
-    """A folder as a SELECT needs it; ``metas``, ``uids`` and ``keywords`` are shared: copy before changing."""
+    """A folder as a SELECT needs it: the state columns in UID order. Shared by sessions: copy before changing."""
 
     folder: Folder
     recent_uid: int  # folders.recent_uid as read with the rows (RFC 3501 §2.3.2)
-    modseq: int  # the MODSEQ the list is current to
-    metas: list[MessageMeta]  # in UID order
+    modseq: int  # the MODSEQ the columns are current to
     uids: list[int]
+    modseqs: list[int]
+    flags: bytes  # system flag bits, one byte a message
+    kws: dict[int, frozenset[str]]  # UID -> keywords, for those that have any
     keywords: frozenset[str]  # every keyword in use (the FLAGS response)
+    facts: dict[int, FixedFacts]  # what views read on demand, shared by them (added to, never changed)
+
+    @property
+    def state(self) -> tuple[list[int], list[int], bytes, dict[int, frozenset[str]]]:
+        return self.uids, self.modseqs, self.flags, self.kws
 
 
 class FolderSnapshots:
-    """The last known message list of recently selected folders, brought up to date with changes_since.
+    """The last known state of recently selected folders' messages, brought up to date with changes_since.
 
     A SELECT of a folder someone selected recently reads only what changed since (RFC 7162
-    MODSEQ) instead of every row, and sessions on one folder share the MessageMeta tuples.
-    Keyed by FolderRef, whose id is never reused (mailboxes.identity); an entry is used only
-    while the folder's UIDVALIDITY, its generation, is the one it was read under, and every
-    load reads the folder row again (with the changes, in one transaction) before using it.
+    MODSEQ) instead of every row, and the facts (internal date, size, blob) that views read
+    on demand are kept with it for the next views of the folder. Keyed by FolderRef, whose id is never reused
+    (mailboxes.identity); an entry is used only while the folder's UIDVALIDITY, its
+    generation, is the one it was read under, and every load reads the folder row again
+    (with the changes, in one transaction) before using it.
     """
 
     def __init__(self, store: Store, max_messages: int = SNAPSHOT_MESSAGES) -> None:
@@ -226,64 +236,79 @@ class FolderSnapshots:
         self._count = 0
 
     async def load(self, ref: FolderRef) -> Snapshot:
-        """The folder now: one read of what changed since the cached entry, or of every message."""
+        """The folder now: one read of what changed since the cached entry, or of every message's state."""
         entry = self._entries.get(ref)
         if entry is not None:
             fc = await self.store.folder_changes(ref, entry.modseq)
             if fc.folder.uidvalidity == entry.folder.uidvalidity:
-                metas, uids, keywords = entry.metas, entry.uids, entry.keywords
+                snap = entry._replace(folder=fc.folder, recent_uid=fc.recent_uid,
+                                      modseq=max(entry.modseq, fc.changes.highestmodseq))
                 if fc.changes.changed or fc.changes.vanished:
-                    metas, uids = _patched(metas, uids, fc.changes)
-                    keywords = _keywords(metas)
-                snap = Snapshot(fc.folder, fc.recent_uid, max(entry.modseq, fc.changes.highestmodseq),
-                                metas, uids, keywords)
+                    snap = _patched(snap, fc.changes)
                 self._put(ref, snap)
                 return snap
-        listing = await self.store.listing(ref)
-        metas = listing.metas
-        snap = Snapshot(listing.folder, listing.recent_uid, listing.folder.highestmodseq, metas, listing.uids,
-                        listing.keywords)
+        got = await self.store.listing_state(ref)
+        snap = Snapshot(got.folder, got.recent_uid, got.folder.highestmodseq, got.uids, got.modseqs, got.flags,
+                        got.keywords, got.in_use, {})
         self._put(ref, snap)
         return snap
 
     def _put(self, ref: FolderRef, entry: Snapshot) -> None:
         old = self._entries.pop(ref, None)
         if old is not None:
-            self._count -= len(old.metas)
-        if len(entry.metas) > self.max_messages:
+            self._count -= len(old.uids)
+        if len(entry.uids) > self.max_messages:
             return
         self._entries[ref] = entry
-        self._count += len(entry.metas)
+        self._count += len(entry.uids)
         while self._count > self.max_messages and self._entries:
             _, dropped = self._entries.popitem(last=False)
-            self._count -= len(dropped.metas)
+            self._count -= len(dropped.uids)
 
 
-def _keywords(metas: list[MessageMeta]) -> frozenset[str]:
-    out: set[str] = set()
-    for m in metas:
-        if m.keywords:
-            out.update(m.keywords)
-    return frozenset(out)
-
-
-def _patched(metas: list[MessageMeta], uids: list[int], changes: Changes) -> tuple[list[MessageMeta], list[int]]:
-    """``metas`` (and their UIDs) with ``changes`` folded in; new copies, the shared lists stay as they were."""
-    out, added = list(metas), []
+def _patched(snap: Snapshot, changes: Changes) -> Snapshot:
+    """``snap`` with ``changes`` folded in; new columns, the shared ones stay as they were."""
+    uids, modseqs, flags, kws = list(snap.uids), list(snap.modseqs), bytearray(snap.flags), dict(snap.kws)
     n = len(uids)
+    added = []
+    facts = snap.facts
+    for uid in changes.vanished:
+        facts.pop(uid, None)
     for m in changes.changed:
+        if m.uid not in facts:
+            facts[m.uid] = FixedFacts(m.internal_date, m.size, m.blob_id)
         i = bisect.bisect_left(uids, m.uid)
         if i < n and uids[i] == m.uid:
-            out[i] = m
+            modseqs[i], flags[i] = m.modseq, m.flags & 0xFF
+            if m.keywords:
+                kws[m.uid] = m.keywords
+            else:
+                kws.pop(m.uid, None)
         else:
             added.append(m)
-    if not changes.vanished and all(m.uid > (uids[-1] if uids else 0) for m in added):
-        added.sort(key=lambda m: m.uid)  # the usual case: new mail after the last known UID
-        return out + added, uids + [m.uid for m in added]
-    by_uid = {m.uid: m for m in out}
-    for uid in changes.vanished:
-        by_uid.pop(uid, None)
+    if changes.vanished or any(m.uid <= (uids[-1] if uids else 0) for m in added):
+        gone = set(changes.vanished)
+        rows = [(u, ms, f) for u, ms, f in zip(uids, modseqs, flags) if u not in gone]
+        rows += [(m.uid, m.modseq, m.flags & 0xFF) for m in added]
+        rows.sort()
+        for u in gone:
+            kws.pop(u, None)
+        uids, modseqs, fl = (list(col) for col in zip(*rows)) if rows else ([], [], [])
+        flags = bytearray(fl)
+    else:  # the usual case: new mail after the last known UID
+        added.sort(key=lambda m: m.uid)
+        uids += [m.uid for m in added]
+        modseqs += [m.modseq for m in added]
+        flags += bytes(m.flags & 0xFF for m in added)
     for m in added:
-        by_uid[m.uid] = m
-    merged = [by_uid[u] for u in sorted(by_uid)]
-    return merged, [m.uid for m in merged]
+        if m.keywords:
+            kws[m.uid] = m.keywords
+    keywords = frozenset().union(*kws.values()) if kws else frozenset()
+    return snap._replace(uids=uids, modseqs=modseqs, flags=bytes(flags), kws=kws, keywords=keywords)
+
+
+async def load_facts(store: Store, ref: FolderRef, view: SelectedMailbox, indexes: Iterable[int]) -> None:
+    """Read the facts (internal date, size, blob) that ``view`` lacks for ``indexes`` (ascending), in batches."""
+    missing = view.without_facts(indexes)
+    for k in range(0, len(missing), FACTS_BATCH):
+        view.add_facts(await store.facts(ref, missing[k:k + FACTS_BATCH]))

@@ -88,9 +88,9 @@ async def select(s: Session, tag: str, cmd: c.Select | c.Examine) -> Ok:  # RFC 
         listener.close()
         raise
     recent = set(uids[bisect.bisect_right(uids, start):])
-    view = SelectedMailbox(snap.metas, modseq=snap.modseq, uidvalidity=snap.folder.uidvalidity,
-                           uidnext=snap.folder.uidnext, read_only=read_only, recent=recent, uids=uids,
-                           keywords=snap.keywords)
+    view = SelectedMailbox(modseq=snap.modseq, uidvalidity=snap.folder.uidvalidity, uidnext=snap.folder.uidnext,
+                           read_only=read_only, recent=recent, state=snap.state, keywords=snap.keywords,
+                           facts=snap.facts)
     w = s.wire
     w.write(view.flags_response())
     w.write(bytes(r.Untagged("OK", "Flags permitted", r.Code.permanentflags(permanent_flags(mb, read_only)))))
@@ -132,9 +132,9 @@ async def _qresync(s: Session, view: SelectedMailbox, q: c.QResync) -> None:
     lines = []
     for m in changes.changed:
         i = view.index_of(m.uid)
-        if i is not None and view.metas[i].modseq > q.modseq:
+        if i is not None and view.modseqs[i] > q.modseq:
             lines.append(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (i + 1, m.uid, view.flags_of(i),
-                                                                           view.metas[i].modseq))
+                                                                           view.modseqs[i]))
     s.wire.writelines(lines)
 
 

@@ -111,17 +111,17 @@ async def fetch(s: Session, tag: str, cmd: c.Fetch) -> Ok:  # RFC 3501 §6.4.5, 
             gone = [u for u in changes.vanished if member(u) and view.index_of(u) is None]
             if gone:
                 s.wire.write(bytes(r.Vanished(c.SequenceSet.from_ints(gone), earlier=True)))
-        idx = [i for i in idx if view.metas[i].modseq > since]
+        idx = [i for i in idx if view.modseqs[i] > since]
     flags_changed: set[int] = set()
     if plan.sets_seen and not st.read_only and st.mailbox.may("s"):
-        unseen = [view.uids[i] for i in idx if not view.metas[i].flags & _SEEN and view.uids[i] not in view.ghosts]
+        unseen = [view.uids[i] for i in idx if not view.flags[i] & _SEEN and view.uids[i] not in view.ghosts]
         if unseen:  # RFC 3501 §6.4.5: BODY[...] without .PEEK sets \Seen
             changed, _ = await s.services.store.store_flags(st.mailbox.folder.ref, unseen, "add", _SEEN)
             flags_changed = set(view.update(changed))
     if plan.raw and st.mailbox.owner.id != st.account.id:
         await _audit_shared_reads(s, st, idx)
     await run_fetch(view, idx, plan, store=s.services.store, cache=s.services.cache,
-                    partition=st.mailbox.folder.ref.partition, out=s.wire, flags_changed=flags_changed)
+                    ref=st.mailbox.folder.ref, out=s.wire, flags_changed=flags_changed)
     return Ok(f"{cmd.name} completed")
 
 
@@ -152,7 +152,7 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, 
     if cmd.mode == "replace" and not all(st.mailbox.may(x) for x in "swt"):
         raise No("Replacing all flags needs the s, w and t rights", r.NOPERM)  # RFC 4314 §4
     live = [i for i in idx if view.uids[i] not in view.ghosts]
-    check_keywords(keywords, (view.metas[i].keywords for i in live) if cmd.mode == "add" else ())
+    check_keywords(keywords, (view.keywords_of(i) for i in live) if cmd.mode == "add" else ())
     uids = [view.uids[i] for i in live]
     # RFC 3501 §6.4.6: the FETCH lines give each message's flags as they now are, also those this
     # STORE left alone; the view learns what other sessions changed first (no expunges: §7.4.1).
@@ -175,7 +175,7 @@ async def store(s: Session, tag: str, cmd: c.Store) -> Ok:  # RFC 3501 §6.4.6, 
         if not cmd.silent:
             parts.append(b"FLAGS " + view.flags_of(i))
         if condstore:  # RFC 7162 §3.1.3: MODSEQ even with .SILENT for what changed
-            parts.append(b"MODSEQ (%d)" % view.metas[i].modseq)
+            parts.append(b"MODSEQ (%d)" % view.modseqs[i])
         lines.append(b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join(parts)))
     s.wire.writelines(lines)
     if failed:  # RFC 7162 §3.1.3: MODIFIED lists what failed UNCHANGEDSINCE

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from . import commands as c
 from . import responses as r
+from .cache import load_facts
 from .search import SearchContext, evaluate
 from .sorting import EMPTY_FACTS, MessageFacts, SortRecord, sort_order
 from .states import Ok, Selected
@@ -54,17 +55,18 @@ async def _matches(s: Session, st: Selected, criteria: c.SearchKey) -> tuple[Sea
 async def _records(s: Session, st: Selected, idx: list[int], *, facts: bool) -> list[SortRecord]:
     """One SortRecord per index (seq - 1), in sequence order."""
     view = st.view
+    await load_facts(s.services.store, st.mailbox.folder.ref, view, idx)
     known: dict[int, MessageFacts] = {}
     if facts:
         cache, partition = s.services.cache, st.mailbox.folder.ref.partition
         for k in range(0, len(idx), RENDER_CHUNK):
             if k:
                 await asyncio.sleep(0)
-            rendered = await cache.rendered(partition, [view.metas[i].blob_id for i in idx[k:k + RENDER_CHUNK]])
+            rendered = await cache.rendered(partition, [view.fact(i).blob_id for i in idx[k:k + RENDER_CHUNK]])
             known.update((bid, e.facts) for bid, e in rendered.items())
-    metas = view.metas
-    return [SortRecord(i + 1, metas[i].internal_date.timestamp(), metas[i].size,
-                       known.get(metas[i].blob_id, EMPTY_FACTS)) for i in idx]
+    fact = view.fact
+    return [SortRecord(i + 1, (f := fact(i)).internal_date.timestamp(), f.size, known.get(f.blob_id, EMPTY_FACTS))
+            for i in idx]
 
 
 async def _off_loop(n: int, fn: Callable[..., T], *args) -> T:
@@ -93,7 +95,7 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Ok:  # RFC 5256 §3, RFC 52
     numbers = [view.uids[i] for i in ordered] if cmd.uid else [i + 1 for i in ordered]
     opts = cmd.return_options
     if opts is None:
-        modseq = max((view.metas[i].modseq for i in idx), default=None) if ctx.used_modseq else None
+        modseq = max((view.modseqs[i] for i in idx), default=None) if ctx.used_modseq else None
         s.wire.write(bytes(r.SearchData(numbers, modseq, b"SORT")))
         return Ok(f"{cmd.name} completed")
     opts = opts or ("ALL",)  # RFC 4731 §3.1, by reference from RFC 5267 §3.2: RETURN () means ALL
@@ -103,7 +105,7 @@ async def sort(s: Session, tag: str, cmd: c.Sort) -> Ok:  # RFC 5256 §3, RFC 52
     if "SAVE" in opts:  # RFC 5182 §2.4: the saved result is a set of UIDs
         s.saved = sorted({view.uids[i] for i in chosen})
     if set(opts) != {"SAVE"}:
-        modseq = max((view.metas[i].modseq for i in chosen), default=None) if ctx.used_modseq else None
+        modseq = max((view.modseqs[i] for i in chosen), default=None) if ctx.used_modseq else None
         s.wire.write(bytes(r.ESearchData(
             tag=tag, uid=cmd.uid,
             min=numbers[0] if numbers and "MIN" in opts else None,  # the first message in sort order

@@ -22,7 +22,9 @@ from mailboxes.mime import BodyPart, find_part, header_fields, section_range
 from mailboxes.transfer import decode_qp
 
 from . import commands as c
-from .cache import RenderCache, Rendered
+from mailboxes.model import FolderRef
+
+from .cache import FACTS_BATCH, RenderCache, Rendered, load_facts
 from .responses import date_time, literal8, literal_parts
 from .selected import SelectedMailbox
 from .states import Bad
@@ -56,6 +58,7 @@ class FetchPlan:
     raw: bool  # the whole message is needed
     header: bool  # only the top-level header is needed: served from the cache once read
     tree: bool
+    facts: bool  # needs the messages' internal date, size or blob (loaded on demand, cache.load_facts)
     sets_seen: bool
     names: tuple[bytes | None, ...]  # each item's response name, worked out once (not once per message)
 
@@ -78,10 +81,12 @@ class FetchPlan:
         seen = any(not b.peek for b in bodies) or bool(names & {"RFC822", "RFC822.TEXT"})
         has_uid = "UID" in names
         has_modseq = "MODSEQ" in names
+        facts = (render is not None or raw or header or tree
+                 or bool(names & {"RFC822.SIZE", "INTERNALDATE"}))
         names_ = tuple(i.response_name() if isinstance(i, (c.FetchBody, c.FetchBinarySize)) else None
                        for i in items)
         return cls(items, cmd.uid and not has_uid, cmd.changed_since is not None and not has_modseq,
-                   render, raw, header, tree, seen, names_)
+                   render, raw, header, tree, facts, seen, names_)
 
 
 def _item_key(item: c.FetchItem) -> object:
@@ -109,6 +114,8 @@ def section_bytes(raw: bytes | None, r: Rendered | None, tree: BodyPart | None, 
         header = raw[:header_end] if raw is not None else r.header  # type: ignore[union-attr]
         if sec.text == "HEADER":
             return header
+        if header is None:  # the message's body went meanwhile (another session expunged it): RFC 2180 §4.1.3
+            header = b""
         if r is None:
             return header_fields(header, sec.fields, exclude=sec.text == "HEADER.FIELDS.NOT")
         return r.fields(sec.text, sec.fields, header)  # type: ignore[arg-type]
@@ -165,12 +172,13 @@ def _literal_value(data: bytes | None) -> Iterator[bytes]:
 def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: Rendered | None,
                    raw: bytes | None, tree: BodyPart | None, add_flags: bool) -> Iterator[bytes]:
     """The wire pieces of one ``* n FETCH (...)`` response, made one item at a time as they are taken."""
-    meta = view.metas[i]
+    uid = view.uids[i]
+    facts = view.fact(i) if plan.facts else None
     yield b"* %d FETCH (" % seq
     sep = b""  # b" " once an item has been written
 
     if plan.uid:
-        yield b"UID %d" % meta.uid
+        yield b"UID %d" % uid
         sep = b" "
     for item, response_name in zip(plan.items, plan.names):
         if isinstance(item, c.FetchAtt):
@@ -179,11 +187,11 @@ def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: 
                 yield sep + b"FLAGS " + view.flags_of(i)
                 add_flags = False
             elif n == "UID":
-                yield sep + b"UID %d" % meta.uid
+                yield sep + b"UID %d" % uid
             elif n == "RFC822.SIZE":
-                yield sep + b"RFC822.SIZE %d" % meta.size
+                yield sep + b"RFC822.SIZE %d" % facts.size  # type: ignore[union-attr]
             elif n == "INTERNALDATE":
-                yield sep + b"INTERNALDATE " + date_time(meta.internal_date)
+                yield sep + b"INTERNALDATE " + date_time(facts.internal_date)  # type: ignore[union-attr]
             elif n == "ENVELOPE":
                 yield sep + b"ENVELOPE " + r.envelope  # type: ignore[union-attr]
             elif n == "BODYSTRUCTURE":
@@ -191,7 +199,7 @@ def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: 
             elif n == "BODY":
                 yield sep + b"BODY " + r.body  # type: ignore[union-attr]
             elif n == "MODSEQ":  # RFC 7162 §3.1.4
-                yield sep + b"MODSEQ (%d)" % meta.modseq
+                yield sep + b"MODSEQ (%d)" % view.modseqs[i]
             elif n == "RFC822":
                 yield sep + b"RFC822 "
                 yield from _literal_value(raw)
@@ -226,7 +234,7 @@ def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: 
         yield sep + b"FLAGS " + view.flags_of(i)
         sep = b" "
     if plan.modseq:
-        yield sep + b"MODSEQ (%d)" % meta.modseq
+        yield sep + b"MODSEQ (%d)" % view.modseqs[i]
     yield b")\r\n"
 
 
@@ -237,7 +245,7 @@ def batches(view: SelectedMailbox, indexes: Sequence[int], plan: FetchPlan) -> I
         return
     start = octets = 0
     for k, i in enumerate(indexes):
-        octets += view.metas[i].size
+        octets += view.fact(i).size
         if k + 1 - start >= BATCH_MESSAGES or octets >= BATCH_OCTETS:
             yield indexes[start:k + 1]
             start, octets = k + 1, 0
@@ -246,31 +254,40 @@ def batches(view: SelectedMailbox, indexes: Sequence[int], plan: FetchPlan) -> I
 
 
 async def run_fetch(view: SelectedMailbox, indexes: Sequence[int], plan: FetchPlan, *, store, cache: RenderCache,
-                    partition: str, out: Output, flags_changed: set[int] = frozenset()) -> None:  # type: ignore[assignment]
-    """Write the FETCH responses for ``indexes`` (ascending), batch by batch."""
-    for batch in batches(view, indexes, plan):
-        blob_ids = [view.metas[i].blob_id for i in batch]
-        rendered = await cache.rendered(partition, blob_ids, plan.render) if plan.render is not None else {}
-        trees = await cache.trees(partition, blob_ids) if plan.tree else {}
-        raws = await store.raw_many(partition, blob_ids) if plan.raw else {}
-        if plan.header:  # read a message once for its header, then keep the header
-            need = [bid for bid in blob_ids if (r := rendered.get(bid)) is not None and r.header is None]
-            if need:
-                for bid, raw in (await store.raw_many(partition, need)).items():
-                    cache.keep_header(partition, bid, raw)
-        pieces: list[bytes] = []
-        octets = 0
-        for k, i in enumerate(batch, 1):
-            if k % YIELD_MESSAGES == 0:
-                await asyncio.sleep(0)
-            bid = view.metas[i].blob_id
-            for piece in message_pieces(i + 1, i, view, plan, rendered.get(bid),
-                                        raws.get(bid, b"") if plan.raw else None, trees.get(bid), i in flags_changed):
-                pieces.append(piece)
-                octets += len(piece)
-                if octets >= FLUSH_OCTETS:  # written and drained before the next item is made
-                    out.writelines(pieces)
-                    pieces, octets = [], 0
-                    await out.drain()
-        out.writelines(pieces)
-        await out.drain()
+                    ref: FolderRef, out: Output, flags_changed: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    """Write the FETCH responses for ``indexes`` (ascending), batch by batch, facts read a chunk ahead."""
+    for k in range(0, len(indexes), FACTS_BATCH):
+        chunk = indexes[k:k + FACTS_BATCH]
+        if plan.facts:
+            await load_facts(store, ref, view, chunk)
+        for batch in batches(view, chunk, plan):
+            await _fetch_batch(view, batch, plan, store, cache, ref.partition, out, flags_changed)
+
+
+async def _fetch_batch(view: SelectedMailbox, batch: Sequence[int], plan: FetchPlan, store, cache: RenderCache,
+                       partition: str, out: Output, flags_changed: set[int]) -> None:
+    blob_ids = [view.fact(i).blob_id for i in batch] if plan.facts else []
+    rendered = await cache.rendered(partition, blob_ids, plan.render) if plan.render is not None else {}
+    trees = await cache.trees(partition, blob_ids) if plan.tree else {}
+    raws = await store.raw_many(partition, blob_ids) if plan.raw else {}
+    if plan.header:  # read a message once for its header, then keep the header
+        need = [bid for bid in blob_ids if (r := rendered.get(bid)) is not None and r.header is None]
+        if need:
+            for bid, raw in (await store.raw_many(partition, need)).items():
+                cache.keep_header(partition, bid, raw)
+    pieces: list[bytes] = []
+    octets = 0
+    for k, i in enumerate(batch, 1):
+        if k % YIELD_MESSAGES == 0:
+            await asyncio.sleep(0)
+        bid = view.fact(i).blob_id if plan.facts else 0
+        for piece in message_pieces(i + 1, i, view, plan, rendered.get(bid),
+                                    raws.get(bid, b"") if plan.raw else None, trees.get(bid), i in flags_changed):
+            pieces.append(piece)
+            octets += len(piece)
+            if octets >= FLUSH_OCTETS:  # written and drained before the next item is made
+                out.writelines(pieces)
+                pieces, octets = [], 0
+                await out.drain()
+    out.writelines(pieces)
+    await out.drain()

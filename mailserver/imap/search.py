@@ -11,7 +11,8 @@ Implementation notes
 - The string is already decoded from the SEARCH CHARSET by the parser (UTF-8, US-ASCII,
   GB2312/GBK/GB18030 and more, syntax.SEARCH_CHARSETS), so the index sees Unicode.
 - Everything else (flags, dates, sizes, sequence and UID sets, MODSEQ) is evaluated over the
-  MessageMeta list the view already holds: no database round trip.
+  columns the view holds; internal dates, sizes and blobs are read first when a key needs
+  them (cache.load_facts), once per selection.
 - One key costs at most a pass over the mailbox; between keys the loop is given to other
   sessions (``_breathe``), so 500 keys (syntax.MAX_SEARCH_KEYS) on 10,000 messages never stall it.
 """
@@ -27,7 +28,7 @@ from mailboxes.model import FLAG_NAMES, FolderRef
 from mailboxes.search import is_one_token
 
 from . import commands as c
-from .cache import ADDRESS_KEYS, RenderCache, fold
+from .cache import ADDRESS_KEYS, RenderCache, fold, load_facts
 from .selected import BadSequence, SelectedMailbox
 
 # RFC 3501 §6.4.4 header keys and the index column that holds their words
@@ -83,12 +84,19 @@ async def _resolve_leaves(ctx: SearchContext, key: c.SearchKey, out: dict) -> No
             await _resolve_leaves(ctx, k, out)
     elif key not in out:
         await _breathe(ctx)
+        if _needs_facts(key):
+            await load_facts(ctx.store, ctx.ref, ctx.view, range(ctx.view.exists))  # type: ignore[arg-type]
         if isinstance(key, c.SearchHeader):
             out[key] = await _header(ctx, key.field, key.value, key.by_name)
         elif isinstance(key, c.SearchText):
             out[key] = await _text(ctx, key.where, key.value)
         elif isinstance(key, c.SearchDate) and key.field == "sent":
             out[key] = await _sent(ctx, key)
+
+
+def _needs_facts(key: c.SearchKey) -> bool:
+    """Whether a leaf reads the internal date, size or blob of the messages."""
+    return isinstance(key, (c.SearchHeader, c.SearchDate, c.SearchSize))
 
 
 def _indexes(ctx: SearchContext, uids) -> set[int]:
@@ -112,7 +120,7 @@ async def _header(ctx: SearchContext, name: str, value: str, by_name: bool = Fal
     if not idx:
         return set()
     partition = ctx.ref.partition
-    blob_ids = [view.metas[i].blob_id for i in idx]
+    blob_ids = [view.fact(i).blob_id for i in idx]
     addresses = name in ADDRESS_KEYS and not by_name  # RFC 3501 §6.4.4: the envelope's parsed addresses
     if candidates is None and (addresses or name in SEARCH_HEADERS) and _SEP not in needle:
         values = await _header_column(ctx, name, addresses)  # every message's values, joined once
@@ -146,7 +154,7 @@ async def _header_column(ctx: SearchContext, name: str, addresses: bool = False)
     column = ctx._columns.get((name, addresses))
     if column is None:
         view = ctx.view
-        blob_ids = [m.blob_id for m in view.metas]
+        blob_ids = [view.fact(i).blob_id for i in range(view.exists)]
         rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids)
         column = []
         for bid in blob_ids:
@@ -176,7 +184,7 @@ async def _text(ctx: SearchContext, where: str, value: str) -> set[int]:
 
 async def _sent(ctx: SearchContext, key: c.SearchDate) -> set[int]:
     view = ctx.view
-    blob_ids = [m.blob_id for m in view.metas]
+    blob_ids = [view.fact(i).blob_id for i in range(view.exists)]
     rendered = await ctx.cache.rendered(ctx.ref.partition, blob_ids)
     out = set()
     for i, bid in enumerate(blob_ids):
@@ -216,18 +224,19 @@ async def _eval(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
 
 def _leaf(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
     view = ctx.view
-    metas = view.metas
     if key in texts:
         return texts[key]
     if isinstance(key, c.SearchFlag):
         found = _flag(view, key.flag)
         return found if key.present else set(ctx.everything - found)
     if isinstance(key, c.SearchDate):  # internal date (sent dates were resolved above)
-        return {i for i, m in enumerate(metas) if _date_matches(m.internal_date.date(), key)}
+        fact = view.fact
+        return {i for i in range(view.exists) if _date_matches(fact(i).internal_date.date(), key)}
     if isinstance(key, c.SearchSize):
+        fact = view.fact
         if key.op == "larger":
-            return {i for i, m in enumerate(metas) if m.size > key.size}
-        return {i for i, m in enumerate(metas) if m.size < key.size}
+            return {i for i in range(view.exists) if fact(i).size > key.size}
+        return {i for i in range(view.exists) if fact(i).size < key.size}
     if isinstance(key, c.SearchSeq):
         try:
             return set(view.resolve(key.set, uid=key.uid, saved=ctx.saved))
@@ -235,7 +244,7 @@ def _leaf(ctx: SearchContext, key: c.SearchKey, texts: dict) -> set[int]:
             return {i for lo, hi in key.set.normalised(view.exists) for i in range(lo - 1, hi)}
     if isinstance(key, c.SearchModSeq):  # RFC 7162 §3.1.5
         ctx.used_modseq = True
-        return {i for i, m in enumerate(metas) if m.modseq >= key.modseq}
+        return {i for i, m in enumerate(view.modseqs) if m >= key.modseq}
     raise ValueError(f"unknown search key {key!r}")
 
 
@@ -244,11 +253,12 @@ def _flag(view: SelectedMailbox, flag: str) -> set[int]:
         return {i for i, u in enumerate(view.uids) if u in view.recent}
     bit = _FLAG_BITS.get(flag)
     if bit is not None:
-        return {i for i, m in enumerate(view.metas) if m.flags & bit}
+        return {i for i, f in enumerate(view.flags) if f & bit}
     if flag.startswith("\\"):
         return set()
     want = flag.lower()
-    return {i for i, m in enumerate(view.metas) if m.keywords and any(k.lower() == want for k in m.keywords)}
+    return {i for u, kws in view.kws.items() if any(k.lower() == want for k in kws)
+            and (i := view.index_of(u)) is not None}
 
 
 @dataclass(frozen=True)
@@ -264,7 +274,7 @@ def result(ctx: SearchContext, found: set[int], *, uid: bool) -> SearchResult:
     view = ctx.view
     order = sorted(found)
     uids = [view.uids[i] for i in order]
-    modseq = max((view.metas[i].modseq for i in order), default=None) if ctx.used_modseq else None
+    modseq = max((view.modseqs[i] for i in order), default=None) if ctx.used_modseq else None
     return SearchResult(uids if uid else [i + 1 for i in order], uids, modseq)
 
 
@@ -293,5 +303,5 @@ def esearch_modseq(view: SelectedMailbox, res: SearchResult, options: tuple[str,
     picked = ([res.uids[0]] if "MIN" in options else []) + ([res.uids[-1]] if "MAX" in options else [])
     if not picked:
         return res.modseq
-    return max(view.metas[i].modseq for u in picked if (i := view.index_of(u)) is not None)
+    return max(view.modseqs[i] for u in picked if (i := view.index_of(u)) is not None)
 

@@ -9,6 +9,12 @@ Implementation notes (invariants)
   last known flags kept, RFC 2180 §4.1) until a command that allows expunges ends.
 - Own changes come back from the store with the MODSEQ we already recorded; an update whose
   MODSEQ is not newer than the view's copy is not announced twice.
+- The view is columns (UIDs, MODSEQs, a byte of system flags each, keywords only where there
+  are any), read at SELECT without the facts that never change for a UID (internal date, size,
+  blob): those come in on demand (``add_facts``, loaded by cache.load_facts before a FETCH,
+  SEARCH or SORT that needs them), shared by the views of one folder and generation, and need
+  no invalidation (FolderSnapshots drops an expunged UID's).
+  A message expunged before its facts were read answers as an empty message (``GONE``, RFC 2180 §4.1.3).
 - No I/O: this is plain data in, response bytes out.
 """
 
@@ -17,29 +23,39 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 
-from mailboxes.model import Changes, MessageMeta, flag_names
+from datetime import UTC, datetime
+
+from mailboxes.model import Changes, FixedFacts, MessageMeta, flag_names
 
 from .commands import SequenceSet
 from .responses import flag_list
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+NO_KEYWORDS: frozenset[str] = frozenset()
+GONE = FixedFacts(datetime(1970, 1, 1, tzinfo=UTC), 0, 0)  # blob 0 is never stored: an empty message
+_SEEN_BYTE = bytes(b & 1 for b in range(256))  # flags.translate(): 1 where \Seen is set
 
 _flag_cache: dict[tuple[int, frozenset[str], bool], bytes] = {}
 _FLAG_CACHE_MAX = 4096
 
 
-def flags_bytes(meta: MessageMeta, recent: bool = False) -> bytes:
-    """``(\\Seen $Label1)`` for a message, \\Recent added when it is recent for this session."""
-    key = (meta.flags, meta.keywords, recent)
+def flag_bytes(flags: int, keywords: frozenset[str], recent: bool = False) -> bytes:
+    """``(\\Seen $Label1)`` for a message's flag bits and keywords, \\Recent added when it is recent for this session."""
+    key = (flags, keywords, recent)
     out = _flag_cache.get(key)
     if out is None:
-        names = flag_names(meta.flags, meta.keywords)
+        names = flag_names(flags, keywords)
         if recent:
             names.append("\\Recent")
         out = flag_list(names)
         if len(_flag_cache) < _FLAG_CACHE_MAX:
             _flag_cache[key] = out
     return out
+
+
+def flags_bytes(meta: MessageMeta, recent: bool = False) -> bytes:
+    """``(\\Seen $Label1)`` for a message, \\Recent added when it is recent for this session."""
+    return flag_bytes(meta.flags, meta.keywords, recent)
 
 
 class BadSequence(ValueError):
@@ -49,12 +65,28 @@ class BadSequence(ValueError):
 class SelectedMailbox:
     """One session's view of its selected folder (pymap's "selected mailbox" idea, our own code)."""
 
-    def __init__(self, metas: list[MessageMeta], *, modseq: int, uidvalidity: int, uidnext: int,
-                 read_only: bool, recent: set[int] | None = None, uids: list[int] | None = None,
-                 keywords: Iterable[str] | None = None) -> None:
-        """``uids`` and ``keywords``: the metas' UIDs and keywords when the caller has them already (copied)."""
-        self.metas = list(metas)
-        self.uids = list(uids) if uids is not None else [m.uid for m in self.metas]
+    def __init__(self, metas: Iterable[MessageMeta] = (), *, modseq: int, uidvalidity: int, uidnext: int,
+                 read_only: bool, recent: set[int] | None = None,
+                 state: tuple[list[int], list[int], bytes, dict[int, frozenset[str]]] | None = None,
+                 keywords: Iterable[str] | None = None, facts: dict[int, FixedFacts] | None = None) -> None:
+        """From ``metas`` (facts included), or from ``state``: the UID, MODSEQ, flag and keyword columns (copied).
+
+        ``facts``: the folder's facts known so far, shared with other views of it (FolderSnapshots):
+        added to, never changed, since a UID's facts never change.
+        """
+        if state is None:
+            metas = list(metas)
+            state = ([m.uid for m in metas], [m.modseq for m in metas], bytes(m.flags for m in metas),
+                     {m.uid: m.keywords for m in metas if m.keywords})
+            self.facts: dict[int, FixedFacts] = {m.uid: FixedFacts(m.internal_date, m.size, m.blob_id)
+                                                   for m in metas}
+        else:
+            self.facts = facts if facts is not None else {}
+        uids, modseqs, flags, kws = state
+        self.uids = list(uids)
+        self.modseqs = list(modseqs)
+        self.flags = bytearray(flags)
+        self.kws = dict(kws)  # UID -> keywords, for the UIDs that have any
         self.modseq = modseq  # highest MODSEQ the view has caught up with
         self.uidvalidity = uidvalidity
         self.uidnext = max(uidnext, (self.uids[-1] + 1) if self.uids else 1)
@@ -65,9 +97,8 @@ class SelectedMailbox:
         if keywords is not None:
             self.keywords.update(keywords)
         else:
-            for m in self.metas:
-                if m.keywords:
-                    self.keywords.update(m.keywords)
+            for k in self.kws.values():
+                self.keywords.update(k)
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -98,19 +129,45 @@ class SelectedMailbox:
             out.extend(range(lo - 1, hi))
         return out
 
+    def keywords_of(self, i: int) -> frozenset[str]:
+        return self.kws.get(self.uids[i], NO_KEYWORDS)
+
     def flags_of(self, i: int) -> bytes:
         uid = self.uids[i]
-        return flags_bytes(self.metas[i], uid in self.recent)
+        return flag_bytes(self.flags[i], self.kws.get(uid, NO_KEYWORDS), uid in self.recent)
 
     def first_unseen(self) -> int | None:
-        for i, m in enumerate(self.metas):
-            if not m.flags & 1:  # Flag.SEEN
-                return i + 1
-        return None
+        i = self.flags.translate(_SEEN_BYTE).find(0)
+        return None if i < 0 else i + 1
 
     def flags_response(self) -> bytes:
         """``* FLAGS (...)``: the system flags and the keywords in use (RFC 3501 §7.2.6)."""
         return b"* FLAGS " + flag_list([*SYSTEM_FLAGS, *sorted(self.keywords)]) + b"\r\n"
+
+    # --- facts read on demand ----------------------------------------------------------------
+
+    def fact(self, i: int) -> FixedFacts:
+        """Internal date, size and blob of message ``i`` (loaded before; GONE if it was expunged unread)."""
+        return self.facts.get(self.uids[i], GONE)
+
+    def without_facts(self, indexes: Iterable[int]) -> list[int]:
+        """The UIDs (ascending when ``indexes`` are) among ``indexes`` whose facts are not loaded yet."""
+        facts, uids = self.facts, self.uids
+        return [u for i in indexes if (u := uids[i]) not in facts]
+
+    def add_facts(self, facts: dict[int, FixedFacts]) -> None:
+        """Facts read for this view (a range read brings its neighbours too: messages of the folder all the same)."""
+        self.facts.update(facts)
+
+    def _set(self, i: int, m: MessageMeta) -> None:
+        self.modseqs[i] = m.modseq
+        self.flags[i] = m.flags & 0xFF
+        if m.keywords:
+            self.kws[m.uid] = m.keywords
+        else:
+            self.kws.pop(m.uid, None)
+        if m.uid not in self.facts:
+            self.facts[m.uid] = FixedFacts(m.internal_date, m.size, m.blob_id)
 
     # --- own changes ---------------------------------------------------------------------
 
@@ -126,7 +183,7 @@ class SelectedMailbox:
         for m in metas:
             i = index_of(m.uid)
             if i is not None:
-                self.metas[i] = m
+                self._set(i, m)
                 out.append(i)
         if metas and all(m.modseq == self.modseq + 1 for m in (metas[0], metas[-1])):
             self.modseq += 1
@@ -157,7 +214,11 @@ class SelectedMailbox:
         drop = set(gone)
         keep = [i for i, u in enumerate(self.uids) if u not in drop]
         self.uids = [self.uids[i] for i in keep]
-        self.metas = [self.metas[i] for i in keep]
+        self.modseqs = [self.modseqs[i] for i in keep]
+        flags = self.flags
+        self.flags = bytearray(bytes(flags[i] for i in keep))
+        for u in gone:
+            self.kws.pop(u, None)  # the facts may be shared: FolderSnapshots drops them when it learns of the expunge
         return lines
 
     # --- changes from elsewhere -------------------------------------------------------------
@@ -175,6 +236,7 @@ class SelectedMailbox:
         top = self.uids[-1] if self.uids else 0
         new: list[MessageMeta] = []
         updated: list[int] = []
+        touched: list[MessageMeta] = []
         for m in changes.changed:
             if m.uid > top:
                 new.append(m)
@@ -182,13 +244,14 @@ class SelectedMailbox:
             i = self.index_of(m.uid)
             if i is None or m.uid in self.ghosts:
                 continue
-            old = self.metas[i]
-            if m.modseq <= old.modseq:
+            if m.modseq <= self.modseqs[i]:
                 continue  # our own change, already announced
-            self.metas[i] = m
-            if (m.flags, m.keywords) != (old.flags, old.keywords) or condstore:
+            same = m.flags == self.flags[i] and m.keywords == self.kws.get(m.uid, NO_KEYWORDS)
+            self._set(i, m)
+            if not same or condstore:
                 updated.append(i)
-        if self.new_keywords(self.metas[i] for i in updated) | self.new_keywords(new):
+                touched.append(m)
+        if self.new_keywords(touched) | self.new_keywords(new):
             out.append(self.flags_response())
         for i in updated:
             out.append(self.unsolicited_fetch(i, condstore))
@@ -198,8 +261,13 @@ class SelectedMailbox:
             out += self.expunge(list(self.ghosts), vanished=qresync)
         if new:
             new.sort(key=lambda m: m.uid)
-            self.metas += new
             self.uids += [m.uid for m in new]
+            self.modseqs += [m.modseq for m in new]
+            self.flags += bytes(m.flags & 0xFF for m in new)
+            for m in new:
+                if m.keywords:
+                    self.kws[m.uid] = m.keywords
+                self.facts[m.uid] = FixedFacts(m.internal_date, m.size, m.blob_id)
             self.uidnext = max(self.uidnext, self.uids[-1] + 1)
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
             if claim_recent is not None:  # None: IMAP4rev2, which has no RECENT response (RFC 9051 Appendix E)
@@ -209,6 +277,5 @@ class SelectedMailbox:
 
     def unsolicited_fetch(self, i: int, condstore: bool) -> bytes:
         """``* n FETCH (UID u FLAGS (...) [MODSEQ (m)])`` for a flag change (UID always: RFC 7162 §3.2.4)."""
-        m = self.metas[i]
-        mod = b" MODSEQ (%d)" % m.modseq if condstore else b""
-        return b"* %d FETCH (UID %d FLAGS %s%s)\r\n" % (i + 1, m.uid, self.flags_of(i), mod)
+        mod = b" MODSEQ (%d)" % self.modseqs[i] if condstore else b""
+        return b"* %d FETCH (UID %d FLAGS %s%s)\r\n" % (i + 1, self.uids[i], self.flags_of(i), mod)

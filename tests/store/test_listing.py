@@ -68,3 +68,43 @@ async def test_claim_recent_with_a_stale_mark_still_claims_each_uid_once(mb):
     assert await mb.store.claim_recent(inbox.ref, 3, mark=mark) == 2
     assert await mb.store.claim_recent(inbox.ref, 3, mark=3) == 3
     assert await mb.store.claim_recent(inbox.ref, 3, read_only=True, mark=0) == 0  # EXAMINE takes nothing
+
+
+async def test_state_listing_has_the_columns_select_needs(mb):
+    """listing_state: UIDs, MODSEQs, flag bytes and keywords as columns, the same as the full listing's."""
+    acct, inbox, _ = await _folder_with_three(mb)
+    full = await mb.store.listing(inbox.ref)
+    got = await mb.store.listing_state(inbox.ref)
+    assert got.folder == full.folder and got.recent_uid == full.recent_uid == 0
+    assert got.uids == [1, 2, 3] and all(type(u) is int for u in got.uids)
+    assert got.modseqs == [m.modseq for m in full.metas]
+    assert got.flags == bytes([int(Flag.SEEN), 0, 0])
+    assert got.keywords == {2: frozenset({"$Label1", "Work"})} and got.in_use == frozenset({"$Label1", "Work"})
+    empty = await mb.store.create_folder(acct, "Empty")
+    none = await mb.store.listing_state(empty.ref)
+    assert (none.uids, none.modseqs, none.flags, none.keywords, none.in_use) == ([], [], b"", {}, frozenset())
+
+
+async def test_facts_of_scattered_uids_match_the_listing(mb, monkeypatch):
+    """Store.facts reads dense runs as ranges and far-apart UIDs one by one; expunged UIDs are left out."""
+    acct = await mb.add_account("f@city.test", password="pw")
+    for k in range(40):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"m{k}")))
+    inbox = await mb.store.folder(acct, "INBOX")
+    full = {m.uid: (m.internal_date, m.size, m.blob_id) for m in (await mb.store.listing(inbox.ref)).metas}
+    wanted = [1, 2, 3, 5, 20, 39, 40, 41]  # 41 was never used
+    got = await mb.store.facts(inbox.ref, wanted)
+    assert {u: tuple(f) for u, f in got.items() if u in wanted} == {u: full[u] for u in wanted if u in full}
+    assert all(tuple(f) == full[u] for u, f in got.items())  # a range read may bring neighbours, never wrong ones
+    await mb.store.store_flags(inbox.ref, [20], "add", int(Flag.DELETED))
+    await mb.store.expunge(inbox.ref)
+    assert 20 not in await mb.store.facts(inbox.ref, [19, 20, 21])
+
+
+def test_spans_split_only_where_a_gap_costs_more_than_it_saves():
+    from mailboxes.listing import _spans
+
+    assert _spans([]) == []
+    assert _spans([1, 2, 3, 5, 6]) == [(1, 6)]
+    assert _spans([1, 1000, 2000]) == [(1, 1), (1000, 1000), (2000, 2000)]
+    assert _spans(list(range(1, 101, 2))) == [(1, 99)]  # every other UID: one range, twice the rows

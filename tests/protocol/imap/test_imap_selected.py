@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailboxes.model import Changes, MessageMeta
+from mailboxes.model import Changes, FixedFacts, MessageMeta
 from mailserver.imap.commands import SequenceSet
-from mailserver.imap.selected import BadSequence, SelectedMailbox
+from mailserver.imap.selected import GONE, BadSequence, SelectedMailbox
 
 WHEN = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -81,3 +81,42 @@ def test_expunge_lines_replayed_on_the_client_give_the_same_list(uids, data):
     for line in v.expunge(gone, vanished=False):
         del client[int(line.split()[1]) - 1]
     assert client == v.uids == [u for u in uids if u not in gone]
+
+
+def state_view(uids, flags, kws=None, modseq: int = 10) -> SelectedMailbox:
+    """A view as SELECT builds it: columns only, no facts read yet."""
+    return SelectedMailbox(modseq=modseq, uidvalidity=7, uidnext=max(uids, default=0) + 1, read_only=False,
+                           state=(list(uids), [1] * len(uids), bytes(flags), dict(kws or {})))
+
+
+def test_a_view_from_columns_answers_flags_and_first_unseen_without_facts():
+    v = state_view([3, 5, 9], [1, 1, 4], {5: frozenset({"$Work"})})
+    assert v.first_unseen() == 3 and state_view([1, 2], [1, 3]).first_unseen() is None
+    assert v.flags_of(1) == b"(\\Seen $Work)" and v.flags_of(2) == b"(\\Flagged)"
+    assert v.keywords == {"$Work"}
+    assert v.without_facts([0, 2]) == [3, 9]
+    assert v.fact(0) == GONE  # not read: an empty message until it is (RFC 2180 §4.1.3 for the expunged)
+
+
+def test_facts_are_shared_and_follow_the_numbering_after_an_expunge():
+    shared: dict = {}
+    v = SelectedMailbox(modseq=10, uidvalidity=7, uidnext=10, read_only=False, facts=shared,
+                        state=([3, 5, 9], [1, 1, 1], bytes(3), {}))
+    v.add_facts({u: FixedFacts(WHEN, u * 10, u) for u in (3, 4, 5, 9)})  # 4: a neighbour of a range read
+    assert v.without_facts(range(3)) == [] and shared[4] == FixedFacts(WHEN, 40, 4)
+    assert v.fact(1) == FixedFacts(WHEN, 50, 5)
+    v.expunge([5], vanished=False)
+    assert v.fact(1) == FixedFacts(WHEN, 90, 9)
+    assert 5 in shared  # another view may still show it as a ghost: FolderSnapshots drops it
+
+
+def test_changes_from_elsewhere_update_the_columns_and_bring_new_mail_with_its_facts():
+    v = state_view([1, 2], [0, 0])
+    own = meta(1, 11, flags=1)
+    assert v.update([own]) == [0] and v.modseq == 11 and v.flags[0] == 1 and v.modseqs[0] == 11
+    lines = v.apply(Changes(13, [own, meta(2, 12, flags=8, keywords=frozenset({"A"})), meta(3, 13)], []),
+                    allow_expunge=True, condstore=False, qresync=False)
+    assert lines == [b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft A)\r\n",
+                     b"* 2 FETCH (UID 2 FLAGS (\\Deleted A))\r\n", b"* 3 EXISTS\r\n"]
+    assert v.uids == [1, 2, 3] and v.modseqs == [11, 12, 13] and list(v.flags) == [1, 8, 0]
+    assert v.fact(2) == FixedFacts(WHEN, 100, 3) and v.without_facts(range(3)) == []  # changed rows carry them

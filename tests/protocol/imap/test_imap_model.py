@@ -453,7 +453,9 @@ class ImapModel(RuleBasedStateMachine):
         if old == "INBOX":
             moving = {"INBOX": self.folders["INBOX"]}  # RFC 3501 §6.3.5: its messages move, it stays
         renamed = {new + n[len(old):]: f for n, f in moving.items()}
-        ok = old in self.folders and new != "INBOX" and not (set(renamed) & set(self.folders))
+        # a name taken by a folder that moves itself is free (RENAME B/X B when B/X has a child B/X/X)
+        ok = (old in self.folders and new not in ("INBOX", old)
+              and not (set(renamed) & (set(self.folders) - set(moving))))
         if not ok:
             _, tagged = self.send(s, b"RENAME %s %s" % (quoted(old), quoted(new)))
             self.expect(tagged, False, f"RENAME {old} {new}")

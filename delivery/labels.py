@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import quopri
 import re
 from dataclasses import dataclass
 
@@ -63,12 +64,20 @@ class Labels:
         if self.default is None:
             raise ValueError(f"default label {default!r} is not in the list")
         self._tags = tuple((lb, tag_forms(lb.tag)) for lb in self.labels if lb.tag)
+        self._markers = {lb: markers(lb) for lb in self.labels}
 
     def find(self, name: str) -> Label | None:
         n = name.strip().lower()
         return next((lb for lb in self.labels if n in (lb.zh.lower(), lb.en.lower())), None)
 
     def of(self, data: bytes, default: Label | None = None) -> Label:
+        """The label a submitted message carries: the one it asks for, raised to the most restricted label
+        of the labelled mail it forwards or quotes (see `carried`): material keeps its label when passed on."""
+        asked = self.asked(data, default)
+        carried = self.carried(data)
+        return carried if carried is not None and self.rank(carried) > self.rank(asked) else asked
+
+    def asked(self, data: bytes, default: Label | None = None) -> Label:
         """The label a submitted message asks for: the header, else a subject tag, else the default."""
         head = _head(data)
         m = _HEADER_LINE.search(head)
@@ -83,12 +92,38 @@ class Labels:
                     return lb
         return default or self.default
 
+    def rank(self, label: Label) -> int:
+        """Its place in the list, least restricted first."""
+        return self.labels.index(label)
+
+    def carried(self, data: bytes) -> Label | None:
+        """The most restricted label of labelled mail inside this message's body, or None.
+
+        Labelled mail leaves with our header (stamped) and, in a plain-text body, the banner; a forward
+        as an attachment (message/rfc822, never base64: RFC 2046 §5.2.1) keeps the header, an inline
+        forward or a reply quoting it keeps the banner (as written, "> "-quoted, or quoted-printable).
+        Plain substring searches over the body: linear, no regex on client input. A base64 text body
+        hides a quoted banner (the sender's own header or tag still counts).
+        """
+        body = data[len(_head(data)):]
+        for label in reversed(self.labels[1:]):  # the most restricted first; the least can raise nothing
+            if any(marker in body for marker in self._markers[label]):
+                return label
+        return None
+
     def allows(self, label: Label, domain: str, *, local: frozenset[str], partners: frozenset[str]) -> bool:
         """May mail with this label go to this recipient domain without approval?"""
         d = domain.rstrip(".").lower()
         if label.reach == ANYONE or d in local:
             return True
         return label.reach == PARTNERS and d in partners
+
+
+def markers(label: Label) -> tuple[bytes, ...]:
+    """What labelled mail leaves inside a message that forwards or quotes it (Labels.carried)."""
+    line = banner(label).encode("utf-8")
+    return (f"\n{HEADER}: {label.zh}\r".encode("utf-8"), line, quopri.encodestring(line).strip(),
+            f"[{label.en.upper()}]\r".encode("ascii", "replace"))
 
 
 def tag_forms(tag: str) -> tuple[str, ...]:

@@ -89,3 +89,18 @@ def test_each_label_has_its_bracket_forms():
 def test_a_tag_not_in_brackets_and_a_bracketless_name_are_not_tags():
     assert LABELS.of("Subject: 内部通知 [公开 资料\r\n\r\nx".encode()).zh == "内部"  # the default
     assert LABELS.of("Subject: 【敏感\r\n\r\nx".encode()).zh == "内部"
+
+
+def test_carried_labels_are_the_most_restricted_marker_in_the_body_only():
+    labels = Labels()
+    public, internal, sensitive = labels.labels
+    head = b"From: a@city.test\r\nX-Postroom-Classification: \xe5\x85\xac\xe5\xbc\x80\r\nSubject: s\r\n\r\n"
+    assert labels.carried(head + b"plain words\r\n") is None
+    assert labels.carried(head + "【内部 INTERNAL】\r\n".encode()) == internal
+    assert labels.carried(head + "> 【内部 INTERNAL】\r\n> 【敏感 SENSITIVE】\r\n".encode()) == sensitive
+    assert labels.carried(head + b"--b\r\n\r\nX-Postroom-Classification: \xe6\x95\x8f\xe6\x84\x9f\r\n") == sensitive
+    assert labels.carried(head + b"> [INTERNAL]\r\n") == internal  # the ASCII banner of a body without UTF-8
+    assert labels.carried("X-Postroom-Classification: 敏感\r\n\r\nno marker\r\n".encode()) is None  # own header
+    assert labels.of(head + "【敏感 SENSITIVE】\r\n".encode()) == sensitive  # raised above the 公开 asked for
+    assert labels.of(head + "【公开 PUBLIC】\r\n".encode(), sensitive) == public  # the header asked; never lowered
+    assert labels.of(b"Subject: s\r\n\r\n" + "【公开 PUBLIC】\r\n".encode(), sensitive) == sensitive

@@ -174,3 +174,48 @@ async def test_a_department_default_label_applies_when_none_is_given(sites):
     await submit(city, "no department", [BOB])
     assert sorted(h.subject for h in await city.parts.submitter.held.pending()) == ["no department",
                                                                                     "press sensitive"]
+
+
+async def test_forwarded_or_quoted_labelled_mail_keeps_its_label(sites):
+    """Forward (as an attachment, as the webmail does), an inline forward or a reply quoting labelled mail:
+    the new message carries the most restricted label of what it passes on, whatever it asks for itself."""
+    city, outside = sites
+    await city.mb.directory.add_department("press", "新闻处")
+    await city.add_user("spokes@city.test", department="press")
+    await DepartmentLabels(city.mb.router.central).set("press", "公开")  # the press office's mail is public
+    spokes = "spokes@city.test"
+    await submit(city, "sensitive memo", [spokes], hdr_to=spokes, extra=(
+        "X-Postroom-Classification: 敏感\r\nContent-Type: text/plain; charset=utf-8\r\n"))
+    [memo] = [m for m in await city.inbox(spokes) if b"sensitive memo" in m]
+    banner = "【敏感 SENSITIVE】".encode()
+    assert banner in memo and "X-Postroom-Classification: 敏感".encode() in memo
+
+    utf8 = "Content-Type: text/plain; charset=utf-8\r\n"
+    forward = (f"From: {spokes}\r\nTo: {BOB}\r\nSubject: Fwd: attached\r\nMIME-Version: 1.0\r\n"
+               "Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nFYI\r\n"
+               "--b1\r\nContent-Type: message/rfc822\r\n\r\n").encode() + memo + b"\r\n--b1--\r\n"
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=city.port("submission"), start_tls=True,
+                             validate_certs=False, username=spokes, password=PASSWORD)
+    await client.connect()
+    for data in (forward,
+                 message("Fwd: inline", sender=spokes, to=BOB, extra=utf8,
+                         body="FYI\r\n\r\n-------- Forwarded --------\r\n【敏感 SENSITIVE】\r\n\r\nHello.\r\n"),
+                 message("Re: quoted", sender=spokes, to=BOB, extra=utf8 + "X-Postroom-Classification: 公开\r\n",
+                         body="No.\r\n\r\n> 【敏感 SENSITIVE】\r\n> Hello.\r\n"),
+                 message("Re: quoted-printable", sender=spokes, to=BOB,
+                         extra=utf8 + "Content-Transfer-Encoding: quoted-printable\r\n",
+                         body="No.\r\n\r\n> =E3=80=90=E6=95=8F=E6=84=9F SENSITIVE=E3=80=91\r\n"),
+                 message("press release", sender=spokes, to=BOB, extra=utf8, body="新闻稿 public.\r\n")):
+        errors, _ = await client.sendmail(spokes, [BOB], data)
+        assert errors == {}
+    await client.quit()
+    city.parts.worker.poke()
+    await wait_for(lambda: _has(outside, "press release"), what="the press office's own public mail")
+    held = {h.subject: h for h in await city.parts.submitter.held.pending()}
+    assert sorted(held) == ["Fwd: attached", "Fwd: inline", "Re: quoted", "Re: quoted-printable"]
+    assert await subjects(outside, BOB) == ["press release"]
+    leader = await city.mb.directory.account(LEADER)
+    await Approvals(city.parts.submitter).approve(held["Fwd: attached"].id, leader)
+    await wait_for(lambda: _subjects_are(outside, ["Fwd: attached", "press release"]), what="the approved forward")
+    [sent] = [m for m in await outside.inbox(BOB) if b"Fwd: attached" in m]
+    assert email.message_from_bytes(sent, policy=default).get_all("X-Postroom-Classification") == ["敏感"]

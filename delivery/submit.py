@@ -374,7 +374,8 @@ class Submitter:
         stamp = self._stamp(sub, qid, rcpts)
         data = sub.data
         if self.labels is not None and sub.origin not in UNLABELLED:
-            data = stamped(data, self.labels.of(data, await self._department_label(sub.account)))
+            label = await offload_if_large(len(data), self.labels.of, data, await self._department_label(sub.account))
+            data = stamped(data, label)
         out = await self.deliver(queue_id=qid, mail_from=sub.mail_from, recipients=tuple(rcpts),
                                  data=stamp + data, origin=sub.origin,
                                  submitter=sub.account.address if sub.account else None,
@@ -446,7 +447,7 @@ class Submitter:
         if self.labels is not None and origin == "smtp":
             data = without_fields(data, lambda name, _f: name == "x-postroom-classification")  # not trusted
         elif self.labels is not None and remote and origin not in UNLABELLED:
-            label = self.labels.of(data)
+            label = await offload_if_large(len(data), self.labels.of, data)  # scans the body (Labels.carried)
             partners = await self.directory.partner_domains()
             for key in list(remote):
                 if not self.labels.allows(label, key.rpartition("@")[2], local=domains, partners=partners):

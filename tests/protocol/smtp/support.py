@@ -25,6 +25,7 @@ from mailserver.auth import Authenticator
 from mailserver.smtp import server as smtp_server
 from mailserver.smtp.server import SmtpService
 from tests.conftest import FAST_HASHER
+from tests.support import templates
 
 PASSWORD = "correct horse battery staple"
 
@@ -43,6 +44,9 @@ class FakeClock:
 
 
 def make_config(data_dir: Path, storage_url: str, *, hostname: str = "mail.city.test", **sections) -> config_mod.Config:
+    """An instance's config; an SQLite store that does not exist yet starts as a copy of the migrated template."""
+    if storage_url.startswith("sqlite:///") and not (db := Path(storage_url[len("sqlite:///"):])).exists():
+        templates.sqlite_url(db)
     raw = {
         "server": {"hostname": hostname, "data_dir": str(data_dir)},
         "listen": {"smtp": "127.0.0.1:0", "submission": "127.0.0.1:0", "submissions": "127.0.0.1:0",

@@ -15,6 +15,12 @@ FUZZ_TARGETS := imap_grammar mime smtp_data
 
 .PHONY: run test test-quick deps venv clean bench fuzz
 
+# The tests start many Python processes (a pytest-xdist worker per core, `postroom` subprocesses, worker
+# processes): they keep compiled bytecode in __pycache__ (ignored by git) even where the environment
+# turns that off. Without it each one compiles every module it imports again: collecting the suite took
+# 8.5 s of CPU per worker against 3.1 s, and each `postroom` process 0.25 s more.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

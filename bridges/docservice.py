@@ -19,10 +19,12 @@ from .reminders import Reminders, thresholds
 log = logging.getLogger("postroom.documents")
 
 
-def documents(mb, config) -> Documents:
+def documents(mb, config, *, poke=None) -> Documents:
+    """`poke`: the running server's webhook Sender.poke, called once a step's callback is committed (None: the
+    CLI, whose callbacks the server's sender finds at its next poll, bridges.webhooks.IDLE_POLL_SECONDS)."""
     source = config.get("documents", "webhook_source")
     return Documents(mb.router.central, registration_pattern=config.get("documents", "registration_pattern"),
-                     report=webhook_report(source) if source else None)
+                     report=webhook_report(source) if source else None, reported=poke if source else None)
 
 
 def webhook_report(source: str, clock=outbox.utcnow):
@@ -32,20 +34,20 @@ def webhook_report(source: str, clock=outbox.utcnow):
     return report
 
 
-def dispatcher(mb, config, delivery) -> Dispatcher:
+def dispatcher(mb, config, delivery, *, poke=None) -> Dispatcher:
     """`delivery`: delivery.service.DeliveryParts (its submitter is the one submit())."""
-    return Dispatcher(documents(mb, config), delivery.submitter.submit, hostname=config.hostname,
+    return Dispatcher(documents(mb, config, poke=poke), delivery.submitter.submit, hostname=config.hostname,
                       classified_label=config.get("labels", "classified"))
 
 
-def intake(mb, config, delivery, *, holder: str = "") -> Intake | None:
+def intake(mb, config, delivery, *, holder: str = "", poke=None) -> Intake | None:
     """The intake of this site's documents account, or None when [documents] org is not set."""
     org = config.get("documents", "org")
     if not org:
         return None
     cfg = IntakeConfig(org, config.get("documents", "address").lower(),
                        tuple(a.lower() for a in config.get("documents", "registrars")), hostname=config.hostname)
-    return Intake(mb, documents(mb, config), delivery.acceptor.verify, delivery.submitter.submit, cfg,
+    return Intake(mb, documents(mb, config, poke=poke), delivery.acceptor.verify, delivery.submitter.submit, cfg,
                   leases=Leases(mb.router.central), holder=holder or node_id())
 
 
@@ -65,16 +67,18 @@ def track_queue(docs: Documents):
 async def start(ctx) -> list:
     """Started after delivery and the bridges, before the webmail: the tracker's queue hook, the documents API routes and pages (ctx.extras["documents"]), and the intake when this site receives documents."""
     parts = ctx.extras["delivery"]
-    parts.worker.settled_hooks.append(track_queue(documents(ctx.mailboxes, ctx.config)))
-    svc = intake(ctx.mailboxes, ctx.config, parts)
+    sender = ctx.extras.get("webhooks")  # started before us (mailserver/app.py)
+    poke = sender.poke if sender is not None else None
+    parts.worker.settled_hooks.append(track_queue(documents(ctx.mailboxes, ctx.config, poke=poke)))
+    svc = intake(ctx.mailboxes, ctx.config, parts, poke=poke)
     cfg = ctx.config
-    api = DocumentsApi(documents(ctx.mailboxes, cfg), dispatcher(ctx.mailboxes, cfg, parts), svc,
+    api = DocumentsApi(documents(ctx.mailboxes, cfg, poke=poke), dispatcher(ctx.mailboxes, cfg, parts, poke=poke), svc,
                        frozenset(a.lower() for a in cfg.get("documents", "dispatchers")),
                        frozenset(a.lower() for a in cfg.get("documents", "registrars")))
     ctx.extras["api_routes"] = (*ctx.extras.get("api_routes", ()), *api.routes())  # the webmail mounts them
     ctx.extras["documents"] = DocumentPages(api, ctx.mailboxes, overdue_after=thresholds(cfg),
                                             **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
-    reminders = Reminders(documents(ctx.mailboxes, cfg), parts.submitter.submit, after=thresholds(cfg),
+    reminders = Reminders(documents(ctx.mailboxes, cfg, poke=poke), parts.submitter.submit, after=thresholds(cfg),
                           hostname=cfg.hostname)
     await reminders.start()
     if svc is None:

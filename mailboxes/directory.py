@@ -214,23 +214,12 @@ class Directory:
     async def add_account(self, address: str, *, password: str | None, display_name: str = "",
                           department: str | None = None, role: Role = Role.USER,
                           quota_bytes: int = 0, quota_messages: int = 0) -> Account:
-        address = normalise_address(address)
-        domain = address.rsplit("@", 1)[1]
-        if quota_bytes < 0 or quota_messages < 0:
-            raise InvalidInput("quota cannot be negative")
-        hash_ = await self.hash_password(password) if password is not None else None
-        async with self.db.write() as conn:
-            drow = (await conn.execute(select(t.domains.c.id).where(t.domains.c.name == domain))).first()
-            if drow is None:
-                raise NotFound(f"domain {domain} is not a local domain; add it with `postroom domain add`")
-            await self._check_free(conn, address)
-            dept_id = await self._department_id(conn, department)
-            res = await conn.execute(insert(t.accounts).values(
-                address=address, domain_id=drow.id, display_name=display_name, department_id=dept_id,
-                password_hash=hash_, role=Role(role).value, quota_bytes=quota_bytes,
-                quota_messages=quota_messages, enabled=True, created_at=self.clock()))
-            account_id = res.inserted_primary_key[0]
-        return await self.account_by_id(account_id)
+        """The account's directory row (Mailboxes.add_account also makes its folders)."""
+        from .provisioning import NewAccount, add_directory_rows
+
+        [account] = await add_directory_rows(self, [NewAccount(address, password, display_name, department, role,
+                                                               quota_bytes, quota_messages)])
+        return account
 
     @staticmethod
     async def _department_id(conn, code: str | None) -> int | None:

@@ -12,6 +12,8 @@ Implementation notes
 - `report(conn, kind, payload)`, when given, is called inside the transaction of each new step
   (registered and signed here; delivered, registered and signed for a recipient at the city):
   the webhook outbox records its callback with the change, so neither is kept without the other.
+  `reported()`, when given, is called after that transaction commits (commit first, then tell):
+  the server wakes its webhook sender with it, which would otherwise find the callback at its next poll.
 """
 
 from __future__ import annotations
@@ -120,9 +122,11 @@ class Documents:
     """The documents tables behind a small API; `clock` is passed in (tests move time)."""
 
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow,
-                 registration_pattern: str = DEFAULT_REGISTRATION_PATTERN, report: Report | None = None) -> None:
+                 registration_pattern: str = DEFAULT_REGISTRATION_PATTERN, report: Report | None = None,
+                 reported: Callable[[], None] | None = None) -> None:
         check_pattern(registration_pattern)
         self.report = report
+        self.reported = reported
         self.db = db
         self.clock = clock
         self.pattern = registration_pattern
@@ -219,13 +223,20 @@ class Documents:
                 raise NotFound(f"no dispatched document {number}")
             n = (await conn.execute(update(t.document_recipients).where(
                 r.document_id.in_(ids), r.org == org, col.is_(None)).values(**values))).rowcount
-            if n and self.report is not None:
+            told = bool(n) and self.report is not None
+            if told:
                 organ = issuing_organ or (await conn.execute(select(d.issuing_organ).where(d.id == ids[0]))).scalar()
                 await self.report(conn, f"document.{event}", {
                     "number": number, "issuing_organ": organ, "org": org, "at": _iso(values[f"{event}_at"]),
                     **({"registration_number": registration_number} if event != "delivered" else {}),
                     **({"signed_by": signed_by} if event == "signed" else {})})
+        self._announce(told)
         return bool(n)
+
+    def _announce(self, told: bool) -> None:
+        """After the commit of a transaction that reported a step: tell `reported`."""
+        if told and self.reported is not None:
+            self.reported()
 
     async def claim_reminders(self, after: dict[str, timedelta], *, limit: int = 100) -> list[tuple[Tracking, str]]:
         """Recipients of urgent documents not signed for within `after[urgency]`: each claimed once, ever.
@@ -260,6 +271,7 @@ class Documents:
                             "state": out[-1][0].state, "queued_at": _iso(x.queued_at), "at": _iso(now)})
                 if len(out) >= limit:
                     break
+        self._announce(bool(out) and self.report is not None)
         return out
 
     async def queue_outcome(self, queue_id: str, *, sent: bool, failure: str = "") -> bool:
@@ -328,6 +340,7 @@ class Documents:
                             "registration_number": self.pattern.format(year=year, seq=seq), "number": number,
                             "issuing_organ": issuing_organ, "from_org": partner_org, "title": title,
                             "urgency": urgency or None, "at": _iso(now)})
+                self._announce(self.report is not None)
             except IntegrityError:  # the same document or the same number registered at the same moment
                 await asyncio.sleep(random.uniform(0, 0.005) * (attempt + 1))  # jittered, so racers spread out
                 continue
@@ -392,12 +405,14 @@ class Documents:
             n = (await conn.execute(update(t.documents_in).where(
                 c.registration_number == registration_number, c.signed_at.is_(None)).values(
                 signed_at=now, signed_by=by))).rowcount
-            if n and self.report is not None:
+            told = bool(n) and self.report is not None
+            if told:
                 r = (await conn.execute(select(c.number, c.issuing_organ, c.partner_org).where(
                     c.registration_number == registration_number))).one()
                 await self.report(conn, "document.signed", {
                     "registration_number": registration_number, "number": r.number, "issuing_organ": r.issuing_organ,
                     "from_org": r.partner_org, "signed_by": by, "at": _iso(now)})
+        self._announce(told)
         return await self.registration(registration_number), bool(n)
 
     # --- quarantine -----------------------------------------------------------------------------

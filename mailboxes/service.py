@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
@@ -13,6 +14,7 @@ from .directory import Directory
 from .mailsettings import MailSettings
 from .model import Account, Role
 from .partitions import Router, StorageConfig, create_central_schema
+from .provisioning import NewAccount, add_directory_rows
 from .store import Store
 
 
@@ -37,6 +39,12 @@ class Mailboxes:
                                                 quota_messages=quota_messages)
         await self.store.provision(acct)
         return acct
+
+    async def add_accounts(self, specs: Sequence[NewAccount]) -> list[Account]:
+        """add_account() for many (an import): all or none, in a few transactions (mailboxes.provisioning)."""
+        accounts = await add_directory_rows(self.directory, specs)
+        await self.store.provision_many(accounts)
+        return accounts
 
     async def close(self) -> None:
         await self.directory.audit_buffer.flush()

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from sqlalchemy import and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import cleanup, identity, pgbus
+from . import cleanup, identity, pgbus, provisioning
 from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, read_raw
 from .changes import ChangeBus, FolderChanged
@@ -37,16 +37,16 @@ from .messagewrite import uid_condition, uid_conditions
 from .messagewrite import aware as _aware  # noqa: F401 - archive.py imports it from here
 from .messagewrite import uid_ranges as _uid_ranges
 from .model import (
-    SPECIAL_USE_FOLDERS, Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
+    Account, AppendResult, Changes, Flag, Folder, FolderRef, FolderStatus,
     FixedFacts, MessageMeta, Quota,
 )
 from .partitions import Router
+from .provisioning import INBOX
 from .readstatus import ReadStatus
 from .subscriptions import move_with_rename as move_subscriptions
 
 log = logging.getLogger("postroom.store")
 
-INBOX = "INBOX"
 DELIMITER = "/"
 MAX_FOLDER_NAME = 1000
 MAX_FOLDER_DEPTH = 32
@@ -161,27 +161,17 @@ class Store:
 
     async def provision(self, account: Account) -> None:
         """Create INBOX and the special-use folders (RFC 6154) for a new account; idempotent."""
-        db = await self._db(self.home(account))
-        async with db.write() as conn:
-            have = set((await conn.execute(select(t.folders.c.name)
-                                           .where(t.folders.c.account_id == account.id))).scalars().all())
-            rows = [(name, use) for name, use in [(INBOX, None), *SPECIAL_USE_FOLDERS] if name not in have]
-            uidv = await identity.next_uidvalidity(conn, len(rows)) if rows else 0
-            for i, (name, use) in enumerate(rows):
-                await conn.execute(insert(t.folders).values(
-                    account_id=account.id, name=name, uidvalidity=uidv + i,
-                    uidnext=1, highestmodseq=1, special_use=use, created_at=self.clock()))
-            # The folders we make are subscribed, so clients that list with LSUB see them;
-            # CREATE by a client subscribes nothing (as Dovecot: clients subscribe themselves).
-            subscribed = set((await conn.execute(select(t.subscriptions.c.name)
-                                                 .where(t.subscriptions.c.account_id == account.id))).scalars())
-            for name, _use in rows:
-                if name not in subscribed:
-                    await conn.execute(insert(t.subscriptions).values(account_id=account.id, name=name))
-            usage = (await conn.execute(select(t.mailbox_usage.c.account_id)
-                                        .where(t.mailbox_usage.c.account_id == account.id))).first()
-            if usage is None:
-                await conn.execute(insert(t.mailbox_usage).values(account_id=account.id, bytes=0, messages=0))
+        await self.provision_many([account])
+
+    async def provision_many(self, accounts: Sequence[Account]) -> None:
+        """provision() for many accounts: one transaction per home partition (mailboxes.provisioning)."""
+        homes: dict[str, list[Account]] = {}
+        for account in accounts:
+            homes.setdefault(self.home(account), []).append(account)
+        for partition, theirs in homes.items():
+            db = await self._db(partition)
+            async with db.write() as conn:
+                await provisioning.provision(conn, theirs, self.clock)
 
     async def folders(self, account: Account) -> list[Folder]:
         out: list[Folder] = []

@@ -43,6 +43,9 @@ KEYS: tuple[Key, ...] = (
         "SQLite (one writer at a time: a second process only takes turns on its lock, and delivered less) and "
         "one per CPU core on PostgreSQL. Each accepts on every listener (SO_REUSEPORT) and they share the store; "
         "1 serves in one process. The connection limits and the queue's `workers` apply per process."),
+    Key("server", "worker_restart_ms", 1000,
+        "Milliseconds `postroom serve --workers` waits before restarting a worker that exited; doubled after "
+        "each exit within 10 s of its start (at most 30 s), and the fourth such exit in a row stops the server."),
     Key("listen", "smtp", "127.0.0.1:2525", "Server-to-server SMTP (port 25 role). Empty disables."),
     Key("listen", "submission", "127.0.0.1:2587", "SMTP submission with STARTTLS and AUTH (port 587 role)."),
     Key("listen", "submissions", "127.0.0.1:2465", "SMTP submission over implicit TLS (port 465 role)."),

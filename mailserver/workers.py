@@ -69,7 +69,7 @@ IMPLICIT_TLS = {name for name, kind in SMTP_KINDS.items() if kind.implicit_tls} 
 LISTENERS = (*SMTP_KINDS, "imap", "imaps", "http", "https")  # what the workers serve
 START_WINDOW = 10.0  # seconds: a worker that exits sooner failed to start
 MAX_START_FAILURES = 4  # in a row, for one slot; then the supervisor gives up
-BACKOFF_FIRST = 1.0  # seconds before a restart, doubled per failed start
+BACKOFF_FIRST = 1.0  # seconds before a restart, doubled per failed start ([server] worker_restart_ms)
 BACKOFF_MAX = 30.0
 STOP_SECONDS = 60.0  # after forwarding SIGTERM (the services drain for at most 20 s each), then SIGKILL
 PR_SET_PDEATHSIG = 1
@@ -210,18 +210,19 @@ async def prepare_store(config: Config) -> None:
 class RestartPolicy:
     """When to restart one worker slot after its process exited, and when to give up (pure)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: float = BACKOFF_FIRST) -> None:
+        self.first = first  # seconds before the first restart
         self.failures = 0  # exits within START_WINDOW of starting, in a row
 
     def after_exit(self, uptime: float) -> float | None:
         """Seconds to wait before the restart, or None: it keeps failing at start, give up."""
         if uptime >= START_WINDOW:
             self.failures = 0
-            return BACKOFF_FIRST
+            return self.first
         self.failures += 1
         if self.failures >= MAX_START_FAILURES:
             return None
-        return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1))
+        return min(BACKOFF_MAX, self.first * 2 ** (self.failures - 1))
 
 
 class Supervisor:
@@ -252,7 +253,7 @@ class Supervisor:
     async def keep(self, slot: int) -> int:
         """Run one slot until the stop; restart its worker when it dies. Returns its last exit code."""
         loop = asyncio.get_running_loop()
-        policy = RestartPolicy()
+        policy = RestartPolicy(self.config.get("server", "worker_restart_ms") / 1000)
         while True:
             started = loop.time()
             proc = await self.spawn(slot)
@@ -263,7 +264,7 @@ class Supervisor:
             if delay is None:
                 raise SupervisorError(f"worker {slot} exited ({describe(code)}) within {START_WINDOW:.0f} s of "
                                       f"starting, {policy.failures} times in a row; giving up (see its log)")
-            log.error("worker %d (pid %d) exited unexpectedly (%s); restarting in %.0f s",
+            log.error("worker %d (pid %d) exited unexpectedly (%s); restarting in %.3g s",
                       slot, proc.pid, describe(code), delay)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), delay)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from argon2 import PasswordHasher
 
-from tests.support import pgserver
+from tests.support import pgserver, templates
 
 # Real Argon2, cheap parameters: tests create many accounts.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -29,6 +29,7 @@ def pg():
 
 
 def _create_pg_database(srv, name: str) -> None:
+    """An empty database (what a first start finds); storage_url's come migrated from a template."""
     import asyncpg
 
     async def go():
@@ -43,10 +44,18 @@ def _create_pg_database(srv, name: str) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
 def storage_url(request, tmp_path):
-    """The URL of a fresh, empty central database on each back-end."""
+    """The URL of a new central database on each back-end, migrated and empty (a copy of tests.support.templates')."""
+    if request.param == "sqlite":
+        return templates.sqlite_url(tmp_path / "postroom.db")
+    return templates.pg_url(request.getfixturevalue("pg"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def empty_storage_url(request, tmp_path):
+    """The URL of an empty database (no tables) on each back-end: for the tests of the migrations themselves."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/postroom.db"
     srv = request.getfixturevalue("pg")
-    name = "t_" + uuid.uuid4().hex[:12]
+    name = "e_" + uuid.uuid4().hex[:12]
     _create_pg_database(srv, name)
     return srv.url(name)

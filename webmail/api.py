@@ -132,7 +132,7 @@ def make_api(mailboxes: Mailboxes, tokens: ApiTokens, extra: tuple[ExtraRoute, .
     app[MAILBOXES] = mailboxes
     app[TOKENS] = tokens
     app[BAD_TOKENS] = {}
-    app[OPENAPI] = openapi.as_json(openapi.load())
+    app[OPENAPI] = openapi.served()
     # directory (accounts, departments, groups, aliases); operations (queue, DKIM, dashboard)
     for method, path, handler in (*ROUTES, *api_people.ROUTES, *api_queue.ROUTES, *api_audit.ROUTES):
         app.router.add_route(method, path, handler)

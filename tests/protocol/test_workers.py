@@ -56,12 +56,13 @@ def message(subject: str, to: str) -> bytes:
 class Server:
     """A data directory, its config, and `postroom serve` runs on it (each in a process group of its own)."""
 
-    def __init__(self, tmp_path: Path, storage_url: str, *, http: bool = False) -> None:
+    def __init__(self, tmp_path: Path, storage_url: str, *, http: bool = False, restart_ms: int = 1000) -> None:
         self.ports = {"smtp": free_port(), "imap": free_port(), **({"http": free_port()} if http else {})}
         self.cfg = tmp_path / "postroom.toml"
         self.log = tmp_path / "serve.log"
         self.cfg.write_text(
             f'[server]\nhostname = "mail.city.test"\ndata_dir = "{tmp_path / "data"}"\nlog_level = "info"\n'
+            f'worker_restart_ms = {restart_ms}\n'
             f'[listen]\nsmtp = "127.0.0.1:{self.ports["smtp"]}"\nsubmission = ""\nsubmissions = ""\n'
             f'imap = "127.0.0.1:{self.ports["imap"]}"\nimaps = ""\n'
             + (f'http = "127.0.0.1:{self.ports["http"]}"\n' if http else 'http = ""\n') +

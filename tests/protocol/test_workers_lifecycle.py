@@ -33,7 +33,7 @@ async def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path):
 
 
 async def test_workers_that_keep_failing_at_start_stop_the_server_with_exit_1(tmp_path):
-    srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
+    srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db", restart_ms=10)  # backs off 10, 20, 40 ms
     await srv.init([])
     (tmp_path / "data" / "tls" / "cert.pem").write_text("not a certificate\n")  # only a worker loads it
     proc = await srv.command("serve", "--workers", "2")
@@ -42,6 +42,7 @@ async def test_workers_that_keep_failing_at_start_stop_the_server_with_exit_1(tm
     last = err.decode().strip().splitlines()[-1]
     assert re.fullmatch(r"postroom: error: worker [12] exited \(exit code 1\) within 10 s of starting, "
                         r"4 times in a row; giving up \(see its log\)", last), last
+    assert "exited unexpectedly (exit code 1); restarting in 0.02 s" in err.decode()  # [server] worker_restart_ms
 
 
 async def test_a_killed_worker_is_replaced_and_connections_waiting_on_its_socket_are_served(tmp_path):

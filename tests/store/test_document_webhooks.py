@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import func, select
+
 from bridges.docservice import webhook_report
+from mailboxes import schema as t
 from mailboxes.documents import Documents
 from tests.store.test_webhooks import Clock, one_round, receiver, sender_for, set_endpoint  # noqa: F401 (fixture)
 
@@ -66,3 +69,28 @@ async def test_without_an_endpoint_nothing_is_recorded_and_the_step_still_counts
     reg, new = await docs.register(partner_org="city", issuing_organ="市局", number="市发〔2026〕2号", title="通知",
                                    urgency="", manifest="{}", message_id="<n@c>")
     assert new and (await docs.sign(reg.registration_number, "张三"))[1]
+
+
+
+async def test_each_new_step_tells_reported_once_its_callback_is_committed(mb, receiver):
+    """`reported` (the server passes its Sender.poke) is told once per new step, after the step's transaction: a
+    sender woken then finds the callback at once, not at its next poll (the signing callback waited up to 5 s)."""
+    db = mb.router.central
+    clock = Clock()
+    await set_endpoint(db, "registry", receiver)
+    told: list[int] = []
+
+    async def committed_callbacks() -> int:
+        async with db.read() as conn:  # a read transaction sees committed rows only
+            return (await conn.execute(select(func.count()).select_from(t.webhook_outbox))).scalar()
+
+    docs = Documents(db, clock=clock, registration_pattern="福收〔{year}〕{seq}号",
+                     report=webhook_report("registry", clock), reported=lambda: told.append(len(told) + 1))
+    kw = dict(partner_org="city", issuing_organ="深圳市地方税务局", number="深地税发〔2026〕7号", title="通知",
+              urgency="特急", manifest="{}", message_id="<m@city.test>")
+    reg, _ = await docs.register(**kw)
+    assert told == [1] and await committed_callbacks() == 1
+    await docs.register(**kw)  # a repeat: nothing new, nothing told
+    await docs.sign(reg.registration_number, "王登记")
+    await docs.sign(reg.registration_number, "王登记")  # already signed
+    assert told == [1, 2] and await committed_callbacks() == 2

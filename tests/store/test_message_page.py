@@ -10,6 +10,7 @@ import pytest
 from mailboxes.errors import NotFound
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag, FolderRef
+from tests.protocol.imap.harness import message  # formatted, not built with EmailMessage: 3,000 below
 from tests.store.test_store import make_message
 
 
@@ -63,7 +64,7 @@ async def test_a_page_of_a_scattered_uid_set_of_thousands(mb):
     from mailboxes.store import Delivery
     t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
     for k in range(0, 3000, 500):  # concurrent deliveries share commits (group commit)
-        await asyncio.gather(*(mb.store.deliver(Delivery(prepare(make_message(f"m{i}")), ((acct, "INBOX"),), 0, (),
+        await asyncio.gather(*(mb.store.deliver(Delivery(prepare(message(f"m{i}")), ((acct, "INBOX"),), 0, (),
                                                          t0 + timedelta(minutes=i))) for i in range(k, k + 500)))
     ref = (await mb.store.folder(acct, "INBOX")).ref
     hits = [u for u in range(1, 3001) if u % 3]

@@ -25,8 +25,8 @@ def _diff(sync_conn, metadata, version_table):
     return compare_metadata(ctx, metadata)
 
 
-async def test_migrated_schema_matches_the_declared_one(storage_url):
-    mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+async def test_migrated_schema_matches_the_declared_one(empty_storage_url):
+    mb = await open_mailboxes(StorageConfig(url=empty_storage_url), hasher=FAST_HASHER)
     try:
         async with mb.router.central.read() as conn:
             for md, table in ((directory_metadata, SCHEMAS["directory"]), (mail_metadata, SCHEMAS["mail"])):
@@ -35,7 +35,7 @@ async def test_migrated_schema_matches_the_declared_one(storage_url):
         # Opening again runs the migrations again: nothing to do, nothing breaks.
     finally:
         await mb.close()
-    mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+    mb = await open_mailboxes(StorageConfig(url=empty_storage_url), hasher=FAST_HASHER)
     await mb.close()
 
 
@@ -73,13 +73,13 @@ async def _build(url: str, chain: bool):
         await db.dispose()
 
 
-async def test_a_new_database_built_in_one_step_equals_one_built_by_every_revision(storage_url, request, tmp_path):
+async def test_a_new_database_built_in_one_step_equals_one_built_by_every_revision(empty_storage_url, request, tmp_path):
     """A new database skips the revision chain (create + stamp); the chain must give the same schema."""
     import uuid
 
     import asyncpg
 
-    if storage_url.startswith("sqlite"):
+    if empty_storage_url.startswith("sqlite"):
         other = f"sqlite:///{tmp_path}/one-step.db"
     else:
         srv = request.getfixturevalue("pg")
@@ -90,15 +90,15 @@ async def test_a_new_database_built_in_one_step_equals_one_built_by_every_revisi
         finally:
             await admin.close()
         other = srv.url(name)
-    chained, chain_diffs, chain_versions = await _build(storage_url, chain=True)
+    chained, chain_diffs, chain_versions = await _build(empty_storage_url, chain=True)
     direct, direct_diffs, direct_versions = await _build(other, chain=False)
     assert chain_diffs == [[], []] and direct_diffs == [[], []]
     assert chain_versions == direct_versions and None not in direct_versions
     assert chained == direct
-    assert {"blob_fts" if storage_url.startswith("sqlite") else "blob_search", "blob_text"} <= set(direct)
+    assert {"blob_fts" if empty_storage_url.startswith("sqlite") else "blob_search", "blob_text"} <= set(direct)
 
 
-async def test_a_database_built_without_the_uidvalidity_counter_row_gets_it(storage_url):
+async def test_a_database_built_without_the_uidvalidity_counter_row_gets_it(empty_storage_url):
     """One-step builds before 2c6a15d lacked the counter row mai0002 seeds (concurrent first provisions then
     failed on PostgreSQL); mai0010 puts it back above every UIDVALIDITY handed out."""
     from alembic import command
@@ -106,7 +106,7 @@ async def test_a_database_built_without_the_uidvalidity_counter_row_gets_it(stor
     from mailboxes import migrations
     from mailboxes.db import open_database
 
-    db = open_database(storage_url)
+    db = open_database(empty_storage_url)
     try:
         async with db.migrating() as conn:
             for schema in ("directory", "mail"):

@@ -10,6 +10,7 @@ import pytest
 from mailboxes import errors
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag
+from mailboxes.provisioning import NewAccount
 from mailboxes.store import Delivery
 
 
@@ -51,13 +52,7 @@ async def test_append_assigns_increasing_uids_and_modseq(mb):
 
 @pytest.mark.slow
 async def test_circular_to_2000_recipients_is_one_blob(mb):
-    slots = asyncio.Semaphore(8)  # PostgreSQL makes them side by side (pool of 10); SQLite one after another
-
-    async def account(i: int):
-        async with slots:
-            return await mb.add_account(f"u{i}@city.test", password=None)  # with its INBOX
-
-    accts = await asyncio.gather(*(account(i) for i in range(2000)))
+    accts = await mb.add_accounts([NewAccount(f"u{i}@city.test") for i in range(2000)])  # each with its INBOX
     raw = make_message("全体通知", "请各部门于本周五前报送材料。")
     res = await mb.store.deliver(Delivery(prepare(raw), tuple((a, "INBOX") for a in accts)))
     assert all(not isinstance(r, Exception) for r in res.results)

@@ -126,9 +126,9 @@ async def test_mai0003_moves_subscriptions_to_names_keeps_ids_and_goes_back(tmp_
         "SELECT name FROM sqlite_master WHERE type = 'table'")]
 
 
-async def test_mai0003_up_and_down_with_data_on_each_backend(storage_url):
+async def test_mai0003_up_and_down_with_data_on_each_backend(empty_storage_url):
     """The same data movement on SQLite and PostgreSQL: flags to names and back, recent_uid 0 for existing folders."""
-    db = open_database(storage_url)
+    db = open_database(empty_storage_url)
 
     def to(conn, schema: str, rev: str, down: bool = False) -> None:
         (command.downgrade if down else command.upgrade)(migrations.alembic_config(schema, conn), rev)

@@ -29,6 +29,8 @@ def test_a_worker_that_ran_a_while_is_restarted_soon_and_failed_starts_back_off_
         p.after_exit(0.5)
     assert p.after_exit(START_WINDOW * 2) == BACKOFF_FIRST  # it ran: the count starts again
     assert p.after_exit(0.5) == BACKOFF_FIRST
+    p = RestartPolicy(0.01)  # [server] worker_restart_ms = 10
+    assert [p.after_exit(0.5) for _ in range(MAX_START_FAILURES)] == [0.01, 0.02, 0.04, None]
 
 
 def test_worker_count_defaults_to_one_on_sqlite_and_the_cores_on_postgresql_and_the_flag_wins():

@@ -14,6 +14,15 @@ def web(tmp_path):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_web(tmp_path_factory):
+    """One server for a module's cases that are refused and change nothing (issue 14 point 6): the cases
+    check that, so a case that wrongly changed something fails instead of leaking into the next."""
+    srv = WebServer(tmp_path_factory.mktemp("web")).start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def web_on_both(tmp_path, storage_url):
     """The whole server on SQLite and (marker pg) on a real PostgreSQL: a module whose routes write the

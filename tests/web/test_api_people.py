@@ -22,6 +22,11 @@ def org(web):
     return make_org(web)
 
 
+@pytest.fixture(scope="module")
+def shared_org(shared_web):
+    return make_org(shared_web)
+
+
 def _api(web, org, who: str) -> Api:
     from .openapi_check import validate_response
 
@@ -92,11 +97,13 @@ async def test_an_admin_creates_changes_and_resets_an_account(web, org, caplog):
     ({"address": "bob@city.test"}, "address", 409),
     ({"address": "pay@city.test"}, "address", 409),
 ])
-async def test_bad_input_is_a_problem_naming_the_field(web, org, body, field, status):
-    api = _api(web, org, "alice@city.test")
+async def test_bad_input_is_a_problem_naming_the_field(shared_web, shared_org, body, field, status):
+    api = _api(shared_web, shared_org, "alice@city.test")
+    before = shared_web.run(shared_web.mb.directory.list_accounts())
     got, problem, r = await api("POST", "/accounts", body)
     assert (got, r.content_type, problem["status"], problem["field"]) == (status, "application/problem+json",
                                                                           status, field)
+    assert shared_web.run(shared_web.mb.directory.list_accounts()) == before  # nothing was created or changed
 
 
 async def test_bad_bodies_and_paging(web, org):

@@ -71,10 +71,16 @@ async def test_an_admin_lists_filters_and_acts_on_a_deferred_message(web):
                                          ("POST", "/api/v1/queue/NOSUCHID/release"),
                                          ("DELETE", "/api/v1/queue/NOSUCHID"), ("GET", "/api/v1/queue/bad%20id"),
                                          ("POST", "/api/v1/dkim/elsewhere.test/generate")])
-async def test_unknown_ids_are_404_problems(web, method, path):
-    admin = token(web, "alice@city.test", "admin")
-    status, ctype, body = await _call(web, method, path, admin)
+async def test_unknown_ids_are_404_problems(shared_web, shared_admin, method, path):
+    before = shared_web.run(shared_web.mb.directory.audit_entries(50))
+    status, ctype, body = await _call(shared_web, method, path, shared_admin)
     assert (status, ctype, body["status"], body["title"]) == (404, PROBLEM, 404, "Not Found")
+    assert shared_web.run(shared_web.mb.directory.audit_entries(50)) == before  # no action was taken
+
+
+@pytest.fixture(scope="module")
+def shared_admin(shared_web) -> str:
+    return token(shared_web, "alice@city.test", "admin")
 
 
 async def test_bad_paging_and_filters_are_400_problems(web):

@@ -30,6 +30,16 @@ def web(tmp_path):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_documents(tmp_path_factory):
+    """One server with its tokens for the refused cases (each checks that nothing was claimed)."""
+    srv = documents_server(tmp_path_factory.mktemp("documents")).start()
+    try:
+        yield srv, setup_documents(srv)
+    finally:
+        srv.stop()
+
+
 def _api(web, token: str) -> Api:
     return Api(web, token, check=openapi_check.validate_response)
 
@@ -98,8 +108,8 @@ async def test_a_json_dispatch_with_base64_files_and_tracking_steps(web):
     ({"document": manifest(attachments=[{"name": "a.pdf", "size": 3, "sha256": "0" * 64}]),
       "files": {"a.pdf": base64.b64encode(b"abc").decode()}}, "document.attachments"),
 ])
-async def test_every_bad_field_is_a_problem_naming_it(web, change, field):
-    tok = setup_documents(web)
+async def test_every_bad_field_is_a_problem_naming_it(shared_documents, change, field):
+    web, tok = shared_documents
     status, body, r = await _api(web, tok.dispatcher)("POST", "/documents", change)
     assert status == 400 and r.content_type == "application/problem+json"
     assert body["field"].startswith(field), body

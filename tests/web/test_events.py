@@ -138,15 +138,20 @@ WRONG = [
 ]
 
 
+@pytest.fixture(scope="module")
+def oa(shared_web) -> str:
+    return source_token(shared_web)
+
+
 @pytest.mark.parametrize("field,change", WRONG, ids=[f"{f}-{i}" for i, (f, _) in enumerate(WRONG)])
-async def test_every_field_wrong_in_turn_is_a_problem_naming_it(web, field, change):
-    secret = source_token(web)
+async def test_every_field_wrong_in_turn_is_a_problem_naming_it(shared_web, oa, field, change):
     ev = {**event(1), **change}
     if change == {"id": None}:
         del ev["id"]  # missing altogether
-    status, body, r = await post(web, secret, ev)
+    status, body, r = await post(shared_web, oa, ev)
     assert (status, r.content_type) == (400, "application/problem+json"), body
     assert body["status"] == 400 and body["field"] == field and body["detail"].startswith(field)
+    assert shared_web.run(EventStore(shared_web.mb.router.central).counts()) == {}  # nothing stored
 
 
 async def test_malformed_bodies_are_problems_and_the_server_keeps_serving(web):

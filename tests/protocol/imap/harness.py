@@ -23,6 +23,7 @@ from mailserver.auth import Authenticator
 from mailserver.imap.server import ImapService, start
 from mailserver.watchdog import Watchdog
 from tests.conftest import FAST_HASHER
+from tests.support import templates
 
 T = TypeVar("T")
 PASSWORD = "secret-pw"
@@ -43,7 +44,10 @@ class ImapServer:
         self.tmp = tmp
         self.early_accounts = early_accounts  # made before the services start (one that needs its account at start)
         self.hasher, self.hash_slots = hasher, hash_slots
-        self.storage_url = storage_url or f"sqlite:///{tmp}/postroom.db"
+        if storage_url is None:  # a new store is a copy of a migrated one; a second server on `tmp` reopens it
+            db = tmp / "postroom.db"
+            storage_url = f"sqlite:///{db}" if db.exists() else templates.sqlite_url(db)
+        self.storage_url = storage_url
         self.cert, self.key = tmp / "tls" / "cert.pem", tmp / "tls" / "key.pem"
         tls.make_self_signed(self.cert, self.key, "localhost")
         self.whole_server = whole_server

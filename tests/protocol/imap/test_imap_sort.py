@@ -39,11 +39,30 @@ def fill(server, user: str = "alice") -> None:
     c.close()
 
 
+def _selected(server):
+    c = Raw(server.port, login="alice@city.test")
+    assert c.cmd(b"s SELECT INBOX")[1].startswith(b"s OK")
+    return c
+
+
 @pytest.fixture
 def folder(server):
     fill(server)
-    c = Raw(server.port, login="alice@city.test")
-    assert c.cmd(b"s SELECT INBOX")[1].startswith(b"s OK")
+    c = _selected(server)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def filled(module_server):
+    """The folder above, filled once for the module's read-only transcripts (issue 14 point 6)."""
+    fill(module_server)
+    return module_server
+
+
+@pytest.fixture
+def read_only_folder(filled):
+    c = _selected(filled)
     yield c
     c.close()
 
@@ -74,9 +93,9 @@ def folder(server):
     (b"THREAD REFERENCES UTF-8 NOT FROM bob", b"* THREAD ((4)(5))(2)(1)\r\n"),  # 3 is not threaded
     (b"THREAD ORDEREDSUBJECT UTF-8 SUBJECT nothing-matches", b"* THREAD\r\n"),
 ])
-def test_sort_and_thread_transcripts(folder, command, untagged):
+def test_sort_and_thread_transcripts(read_only_folder, command, untagged):
     name = b" ".join(command.split()[:2] if command.startswith(b"UID ") else command.split()[:1])
-    assert folder.cmd(b"t " + command) == ([untagged], b"t OK " + name + b" completed\r\n")
+    assert read_only_folder.cmd(b"t " + command) == ([untagged], b"t OK " + name + b" completed\r\n")
 
 
 def test_sort_errors(folder):

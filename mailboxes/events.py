@@ -23,12 +23,13 @@ Implementation notes (invariants)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -120,6 +121,21 @@ def _source(r) -> Source:
 SettleHook = Callable[[Connection, Event, str, "str | None"], None]
 
 _INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+
+@functools.cache
+def _settle_statement(state: str, claimed: bool):
+    """The UPDATE that settles one event, with bound parameters (compiled once per variant, not per event)."""
+    c = t.events.c
+    values = {"state": state, "claimed_until": None, "last_error": bindparam("b_error")}
+    if state == SENT:
+        values["sent_at"] = bindparam("b_at")
+    if state == PENDING:
+        values["next_attempt_at"] = bindparam("b_at")
+    q = update(t.events).where(c.id == bindparam("b_id"), c.state == DELIVERING)
+    if claimed:
+        q = q.where(c.attempts == bindparam("b_attempts"))
+    return q.values(**values)
 
 
 class Sources:
@@ -216,23 +232,25 @@ class EventStore:
         return await self.db.write_sync(lambda conn, _blocking: self._insert_sync(conn, batch))
 
     def _insert_sync(self, conn: Connection, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
+        """One INSERT .. ON CONFLICT DO NOTHING for the batch (executemany), then one SELECT of its rows.
+
+        A row was made by this batch's event when it carries that event's queue id (each NewEvent
+        has a new one): of two posts of one id, here or on another node, only the stored one matches.
+        """
         now = self._now()
         c = t.events.c
-        ins = _INSERTS[self.db.dialect]
-        made: list[bool] = []
-        for e in batch:
-            res = conn.execute(ins(t.events).values(
-                source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency,
-                locale=e.locale, payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
-                recipients=json.dumps([list(p) for p in e.recipients]), unknown=json.dumps(list(e.unknown), ensure_ascii=False),
-                state=PENDING, attempts=0, next_attempt_at=now, queue_id=e.queue_id, created_at=now,
-            ).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id]))
-            made.append(res.rowcount == 1)
+        rows_in = [dict(source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency,
+                        locale=e.locale, payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
+                        recipients=json.dumps([list(p) for p in e.recipients]),
+                        unknown=json.dumps(list(e.unknown), ensure_ascii=False), state=PENDING, attempts=0,
+                        next_attempt_at=now, queue_id=e.queue_id, created_at=now) for e in batch]
+        conn.execute(_INSERTS[self.db.dialect](t.events).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id]),
+                     rows_in)
         keys = {(e.source_id, e.ext_id) for e in batch}
         rows = conn.execute(select(t.events).where(
             or_(*(and_(c.source_id == s, c.ext_id == x) for s, x in keys)))).all()
         found = {(r.source_id, r.ext_id): _event(r) for r in rows}
-        return [(found[(e.source_id, e.ext_id)], m) for e, m in zip(batch, made)]
+        return [(found[(e.source_id, e.ext_id)], found[(e.source_id, e.ext_id)].queue_id == e.queue_id) for e in batch]
 
     # --- the worker ----------------------------------------------------------------------
 
@@ -278,19 +296,14 @@ class EventStore:
     def _settle_sync(self, conn: Connection,
                      batch: list[tuple[int, str, str | None, datetime | None, Event | None]]) -> list[bool]:
         now = self._now()
-        c = t.events.c
         done: list[bool] = []
         for event_id, state, error, retry_at, claimed in batch:
-            values = {"state": state, "claimed_until": None,
-                      "last_error": error[:MAX_ERROR_TEXT] if error else None}
-            if state == SENT:
-                values["sent_at"] = now
-            if state == PENDING:
-                values["next_attempt_at"] = retry_at or now
-            q = update(t.events).where(c.id == event_id, c.state == DELIVERING)
+            params = {"b_id": event_id, "b_error": error[:MAX_ERROR_TEXT] if error else None}
+            if state != FAILED:
+                params["b_at"] = now if state == SENT else retry_at or now
             if claimed is not None:
-                q = q.where(c.attempts == claimed.attempts + 1)  # `claim` counted itself in the row
-            changed = conn.execute(q.values(**values)).rowcount == 1
+                params["b_attempts"] = claimed.attempts + 1  # `claim` counted itself in the row
+            changed = conn.execute(_settle_statement(state, claimed is not None), params).rowcount == 1
             if changed and claimed is not None and state in (SENT, FAILED):
                 for hook in self.settle_hooks:
                     hook(conn, claimed, state, error)

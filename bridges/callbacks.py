@@ -19,13 +19,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from mailboxes import schema as t
 from mailboxes.errors import InvalidInput
 from mailboxes.events import FAILED, SENT, Event, SettleHook
 
-from .outbox import enqueue
+from .outbox import enqueue_sync
 
 log = logging.getLogger("postroom.events")
 
@@ -42,11 +42,10 @@ def payload(ev: Event, state: str, error: str | None) -> dict:
 
 def recorder(clock: Callable[[], datetime]) -> SettleHook:
     """The settle hook: records `delivered` or `failed` for the event's source in the settle's transaction."""
-    async def record(conn: AsyncConnection, ev: Event, state: str, error: str | None) -> None:
-        name = (await conn.execute(select(t.event_sources.c.name)
-                                   .where(t.event_sources.c.id == ev.source_id))).scalar_one()
+    def record(conn: Connection, ev: Event, state: str, error: str | None) -> None:
+        name = conn.execute(select(t.event_sources.c.name).where(t.event_sources.c.id == ev.source_id)).scalar_one()
         try:
-            await enqueue(conn, name, KINDS[state], payload(ev, state, error), clock=clock)
+            enqueue_sync(conn, name, KINDS[state], payload(ev, state, error), clock=clock)
         except InvalidInput as exc:  # checked before anything is written: the outcome still commits
             log.error("no %s callback for event %d (source %s): %s", KINDS[state], ev.id, name, exc)
     return record

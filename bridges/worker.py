@@ -40,6 +40,7 @@ log = logging.getLogger("postroom.events")
 
 CLAIM_BATCH = 256  # events per round
 CONCURRENCY = 64  # events submitted at once (their writes share group commits)
+PREFETCH_PEOPLE = 20_000  # recipients of one round whose digest choices are read together (memory bound)
 IDLE_POLL_SECONDS = 30.0
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=6))  # after the last, the event is failed
@@ -103,18 +104,30 @@ class EventWorker(PolledLoop):
         """One round: due events, then due digests; returns how many were handled."""
         self._wake.clear()
         claimed = await self.store.claim(CLAIM_BATCH)
-        await asyncio.gather(*(self._one(ev) for ev in claimed), return_exceptions=True)
+        modes = await self._round_modes(claimed)
+        await asyncio.gather(*(self._one(ev, modes.get(ev.id)) for ev in claimed), return_exceptions=True)
         digests = await self._digests()
         if claimed or digests:
             self.settled.set()
         return len(claimed) + digests
 
+    async def _round_modes(self, claimed: list[Event]) -> dict[int, dict[int, str]]:
+        """Event id -> {account id: digest mode} for the round's non-urgent events, read in one query
+        (up to PREFETCH_PEOPLE recipients in all; an event beyond that asks for its own)."""
+        events, people = [], 0
+        for ev in claimed:
+            if ev.urgency != "urgent" and people + len(ev.recipients) <= PREFETCH_PEOPLE:
+                events.append(ev)
+                people += len(ev.recipients)
+        found = await self.store.digest_modes({i for ev in events for i, _ in ev.recipients}, {ev.type for ev in events})
+        return {ev.id: {i: found[(i, ev.type)] for i, _ in ev.recipients if (i, ev.type) in found} for ev in events}
+
     # --- one event ---------------------------------------------------------------------
 
-    async def _one(self, ev: Event) -> None:
+    async def _one(self, ev: Event, modes: dict[int, str] | None) -> None:
         async with self._slots:
             try:
-                state, error = await self._deliver(ev)
+                state, error = await self._deliver(ev, modes)
             except Exception as exc:  # noqa: BLE001 - e.g. a broken template override: retried, then failed
                 log.exception("event %d (%s) failed before it was settled", ev.id, ev.ext_id)
                 state, error = PENDING, f"{type(exc).__name__}: {exc}"
@@ -136,14 +149,17 @@ class EventWorker(PolledLoop):
                     except Exception:  # noqa: BLE001 - a hook's failure is its own (it keeps a durable outbox)
                         log.exception("on_settled hook for event %d failed", ev.id)
 
-    async def _deliver(self, ev: Event) -> tuple[str, str | None]:
-        """(sent | pending (retry) | failed, error text)."""
+    async def _deliver(self, ev: Event, modes: dict[int, str] | None = None) -> tuple[str, str | None]:
+        """(sent | pending (retry) | failed, error text); `modes`: its recipients' digest choices, if known."""
         people = list(ev.recipients)
         if ev.attempts > 0:  # an interrupted claim: leave out who has it already
             msgid = notify.message_id(ev.id, ev.queue_id, self.hostname)
             people = [p for p in people if not await self._has(p[0], msgid)]
         if ev.urgency != "urgent" and people:
-            modes = await self.store.modes([i for i, _ in people], ev.type)
+            if modes is None:
+                modes = await self.store.modes([i for i, _ in people], ev.type)
+            left = {i for i, _ in people}
+            modes = {i: m for i, m in modes.items() if i in left}
             if modes:
                 now = self.clock()
                 await self.store.add_digest_items(ev.id, {i: digest_due(m, now) for i, m in modes.items()})

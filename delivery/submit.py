@@ -29,6 +29,7 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -151,15 +152,33 @@ class DirectoryCache:
     def __init__(self, mb: Mailboxes, ttl: float = CACHE_SECONDS) -> None:
         self.mb = mb
         self._answers = _TTLCache(ttl)
+        self._loading: dict[object, asyncio.Future] = {}  # keys being loaded now (at most one load each)
         self._usage = _TTLCache(USAGE_SECONDS)
         self.departments = DepartmentLabels(mb.router.central)
         self.leaders = DepartmentLeaders(mb.router.central)
 
     async def _cached(self, key: object, load: Callable):
+        """The cached answer, else `load()`'s; concurrent misses of one key share one load (a burst of
+        deliveries to one person after the answer expired asks the directory once, not once each)."""
         found, value = self._answers.get(key)
-        if not found:
+        if found:
+            return value
+        running = self._loading.get(key)
+        if running is not None:
+            await asyncio.wait([running])  # not shielded by us: our own cancellation still ends this wait
+            if not running.cancelled():
+                return running.result()
+            return await self._cached(key, load)  # that load failed: try our own (and see its error)
+        running = self._loading[key] = asyncio.get_running_loop().create_future()
+        try:
             value = await load()
-            self._answers.put(key, value)
+        except BaseException:
+            running.cancel()
+            raise
+        finally:
+            del self._loading[key]
+        self._answers.put(key, value)
+        running.set_result(value)
         return value
 
     async def local_domains(self) -> frozenset[str]:

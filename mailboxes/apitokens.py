@@ -101,8 +101,9 @@ class ApiTokens:
         if h is None:
             return None
         c = t.api_tokens.c
-        async with self.db.read() as conn:
-            r = (await conn.execute(select(*_COLS).where(c.token_hash == h))).first()
+        query = select(*_COLS).where(c.token_hash == h)
+        # read_sync: every API request asks; on SQLite one hand-off to a reader's thread, not five
+        r = await self.db.read_sync(lambda conn: conn.execute(query).first())
         if r is None or r.revoked_at is not None:
             return None
         tok = _token(r)

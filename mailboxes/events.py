@@ -23,15 +23,16 @@ Implementation notes (invariants)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from . import schema as t
 from .apitokens import ApiToken, ApiTokens
@@ -46,6 +47,7 @@ MODES = ("immediate", "hourly", "daily")
 MAX_SOURCE_NAME = 64  # the column's width
 EVENT_LEASE = timedelta(seconds=30)  # a claim not settled for this long was orphaned (its node died)
 MAX_ERROR_TEXT = 1000
+MODES_CHUNK = 1000  # account ids in one preferences query (bound parameters per statement)
 
 
 def _maybe(d: datetime | None) -> datetime | None:
@@ -115,9 +117,25 @@ def _source(r) -> Source:
     return Source(r.id, r.name, _aware(r.created_at), _maybe(r.revoked_at))
 
 
-SettleHook = Callable[[AsyncConnection, Event, str, "str | None"], Awaitable[None]]
+# Runs inside the settle's write transaction (Database.write_sync: a plain Connection, in the database's thread).
+SettleHook = Callable[[Connection, Event, str, "str | None"], None]
 
 _INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+
+@functools.cache
+def _settle_statement(state: str, claimed: bool):
+    """The UPDATE that settles one event, with bound parameters (compiled once per variant, not per event)."""
+    c = t.events.c
+    values = {"state": state, "claimed_until": None, "last_error": bindparam("b_error")}
+    if state == SENT:
+        values["sent_at"] = bindparam("b_at")
+    if state == PENDING:
+        values["next_attempt_at"] = bindparam("b_at")
+    q = update(t.events).where(c.id == bindparam("b_id"), c.state == DELIVERING)
+    if claimed:
+        q = q.where(c.attempts == bindparam("b_attempts"))
+    return q.values(**values)
 
 
 class Sources:
@@ -209,24 +227,30 @@ class EventStore:
         return list(out)
 
     async def _insert_batch(self, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
+        # One write_sync: on SQLite the whole transaction is one hand-off to the writer's thread
+        # (through the async connection every statement, the commit and the fetch were one each).
+        return await self.db.write_sync(lambda conn, _blocking: self._insert_sync(conn, batch))
+
+    def _insert_sync(self, conn: Connection, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
+        """One INSERT .. ON CONFLICT DO NOTHING for the batch (executemany), then one SELECT of its rows.
+
+        A row was made by this batch's event when it carries that event's queue id (each NewEvent
+        has a new one): of two posts of one id, here or on another node, only the stored one matches.
+        """
         now = self._now()
         c = t.events.c
-        ins = _INSERTS[self.db.dialect]
-        made: list[bool] = []
-        async with self.db.write() as conn:
-            for e in batch:
-                res = await conn.execute(ins(t.events).values(
-                    source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency,
-                    locale=e.locale, payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
-                    recipients=json.dumps([list(p) for p in e.recipients]), unknown=json.dumps(list(e.unknown), ensure_ascii=False),
-                    state=PENDING, attempts=0, next_attempt_at=now, queue_id=e.queue_id, created_at=now,
-                ).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id]))
-                made.append(res.rowcount == 1)
-            keys = {(e.source_id, e.ext_id) for e in batch}
-            rows = (await conn.execute(select(t.events).where(
-                or_(*(and_(c.source_id == s, c.ext_id == x) for s, x in keys))))).all()
+        rows_in = [dict(source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency,
+                        locale=e.locale, payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
+                        recipients=json.dumps([list(p) for p in e.recipients]),
+                        unknown=json.dumps(list(e.unknown), ensure_ascii=False), state=PENDING, attempts=0,
+                        next_attempt_at=now, queue_id=e.queue_id, created_at=now) for e in batch]
+        conn.execute(_INSERTS[self.db.dialect](t.events).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id]),
+                     rows_in)
+        keys = {(e.source_id, e.ext_id) for e in batch}
+        rows = conn.execute(select(t.events).where(
+            or_(*(and_(c.source_id == s, c.ext_id == x) for s, x in keys)))).all()
         found = {(r.source_id, r.ext_id): _event(r) for r in rows}
-        return [(found[(e.source_id, e.ext_id)], m) for e, m in zip(batch, made)]
+        return [(found[(e.source_id, e.ext_id)], found[(e.source_id, e.ext_id)].queue_id == e.queue_id) for e in batch]
 
     # --- the worker ----------------------------------------------------------------------
 
@@ -239,17 +263,19 @@ class EventStore:
         """Take the lease on up to `limit` due events (oldest first); `attempts` counts claims so far."""
         now = self._now()
         c = t.events.c
-        async with self.db.write() as conn:
+
+        def claim_sync(conn: Connection, _blocking) -> list:
             q = select(c.id).where(self._due(now)).order_by(c.next_attempt_at, c.id).limit(limit)
             if self.db.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True)
-            ids = (await conn.execute(q)).scalars().all()
+            ids = conn.execute(q).scalars().all()
             if not ids:
                 return []
-            rows = (await conn.execute(select(t.events).where(c.id.in_(ids)).order_by(c.id))).all()
-            await conn.execute(update(t.events).where(c.id.in_(ids)).values(
+            rows = conn.execute(select(t.events).where(c.id.in_(ids)).order_by(c.id)).all()
+            conn.execute(update(t.events).where(c.id.in_(ids)).values(
                 state=DELIVERING, claimed_until=now + self.lease, attempts=c.attempts + 1))
-        return [_event(r) for r in rows]
+            return rows
+        return [_event(r) for r in await self.db.write_sync(claim_sync)]
 
     async def settle(self, event_id: int, state: str, *, error: str | None = None,
                      retry_at: datetime | None = None, claimed: Event | None = None) -> bool:
@@ -265,33 +291,32 @@ class EventStore:
         return await self._settler.submit((event_id, state, error, retry_at, claimed))
 
     async def _settle_batch(self, batch: list[tuple[int, str, str | None, datetime | None, Event | None]]) -> list[bool]:
+        return await self.db.write_sync(lambda conn, _blocking: self._settle_sync(conn, batch))
+
+    def _settle_sync(self, conn: Connection,
+                     batch: list[tuple[int, str, str | None, datetime | None, Event | None]]) -> list[bool]:
         now = self._now()
-        c = t.events.c
         done: list[bool] = []
-        async with self.db.write() as conn:
-            for event_id, state, error, retry_at, claimed in batch:
-                values = {"state": state, "claimed_until": None,
-                          "last_error": error[:MAX_ERROR_TEXT] if error else None}
-                if state == SENT:
-                    values["sent_at"] = now
-                if state == PENDING:
-                    values["next_attempt_at"] = retry_at or now
-                q = update(t.events).where(c.id == event_id, c.state == DELIVERING)
-                if claimed is not None:
-                    q = q.where(c.attempts == claimed.attempts + 1)  # `claim` counted itself in the row
-                changed = (await conn.execute(q.values(**values))).rowcount == 1
-                if changed and claimed is not None and state in (SENT, FAILED):
-                    for hook in self.settle_hooks:
-                        await hook(conn, claimed, state, error)
-                done.append(changed)
+        for event_id, state, error, retry_at, claimed in batch:
+            params = {"b_id": event_id, "b_error": error[:MAX_ERROR_TEXT] if error else None}
+            if state != FAILED:
+                params["b_at"] = now if state == SENT else retry_at or now
+            if claimed is not None:
+                params["b_attempts"] = claimed.attempts + 1  # `claim` counted itself in the row
+            changed = conn.execute(_settle_statement(state, claimed is not None), params).rowcount == 1
+            if changed and claimed is not None and state in (SENT, FAILED):
+                for hook in self.settle_hooks:
+                    hook(conn, claimed, state, error)
+            done.append(changed)
         return done
 
     async def next_due(self) -> datetime | None:
         c = t.events.c
-        async with self.db.read() as conn:
-            a = (await conn.execute(select(func.min(c.next_attempt_at)).where(c.state == PENDING))).scalar()
-            b = (await conn.execute(select(func.min(c.claimed_until)).where(c.state == DELIVERING))).scalar()
-        due = [_aware(d) for d in (a, b) if d is not None]
+
+        def due_sync(conn: Connection) -> tuple:
+            return (conn.execute(select(func.min(c.next_attempt_at)).where(c.state == PENDING)).scalar(),
+                    conn.execute(select(func.min(c.claimed_until)).where(c.state == DELIVERING)).scalar())
+        due = [_aware(d) for d in await self.db.read_sync(due_sync) if d is not None]
         return min(due) if due else None
 
     # --- administrators ------------------------------------------------------------------
@@ -352,14 +377,26 @@ class EventStore:
 
     async def modes(self, account_ids: Iterable[int], type_: str) -> dict[int, str]:
         """The digest mode ("hourly"/"daily") of those of these accounts that chose one for this type."""
-        ids = list(account_ids)
-        if not ids:
+        return {a: m for (a, _), m in (await self.digest_modes(account_ids, (type_,))).items()}
+
+    async def digest_modes(self, account_ids: Iterable[int], types: Iterable[str]) -> dict[tuple[int, str], str]:
+        """(account id, event type) -> "hourly"/"daily" for the pairs among these that chose a digest.
+
+        The worker asks once per round for every event it claimed: one read, not one per event.
+        """
+        ids, kinds = sorted(set(account_ids)), sorted(set(types))
+        if not ids or not kinds:
             return {}
         c = t.event_preferences.c
-        async with self.db.read() as conn:
-            rows = (await conn.execute(select(c.account_id, c.mode).where(c.type == type_,
-                                                                        c.account_id.in_(ids)))).all()
-        return {r.account_id: r.mode for r in rows}
+
+        def read(conn: Connection) -> dict[tuple[int, str], str]:
+            out = {}
+            for k in range(0, len(ids), MODES_CHUNK):
+                q = select(c.account_id, c.type, c.mode).where(c.type.in_(kinds),
+                                                               c.account_id.in_(ids[k:k + MODES_CHUNK]))
+                out.update({(r.account_id, r.type): r.mode for r in conn.execute(q)})
+            return out
+        return await self.db.read_sync(read)
 
     async def set_preferences(self, account_id: int, prefs: dict[str, str]) -> dict[str, str]:
         """Set the mode per event type ("immediate" removes the row)."""

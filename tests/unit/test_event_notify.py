@@ -80,3 +80,33 @@ def test_an_administrator_overrides_a_template_in_the_data_directory(tmp_path):
     assert "Reminder:" in m.get_body(("html",)).get_content()  # the HTML part still the shipped one
     (tmp_path / "reminder.en.txt").write_text("CHANGED {{ title }}\n", encoding="utf-8")
     assert "CHANGED" in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()  # no restart
+
+
+def test_the_message_written_directly_reads_back_whole():
+    """notify writes the MIME itself (not the email package): what any reader parses is what was rendered."""
+    title = "请审批：" + "采购申请 purchase request " * 6  # long, mixed: encoded-words, folded
+    to = [f"person.number.{i}@city.test" for i in range(notify.MAX_TO_LISTED)]
+    t = notify.Templates()
+    ev = _event(locale="zh", payload={"title": title, "body": "第一行\n第二行\r\n--=_ not a boundary", "data": None,
+                                      "link": "https://oa.city.test/m/1", "recipients": []})
+    raw = notify.build(ev, "oa.dept", hostname="mail.city.test", to=to, templates=t)
+    m = email.message_from_bytes(raw, policy=policy.default)
+    assert m["Subject"] == title and [a.addr_spec for a in m["To"].addresses] == to
+    assert m["From"].addresses[0].display_name == "oa.dept" and m.get_content_type() == "multipart/alternative"
+    assert not m.defects and all(not p.defects for p in m.walk())
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii() and max(len(line) for line in head.split(b"\r\n")) <= 78
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
+    ctx = notify._context(ev, "oa.dept", "mail.city.test")
+    text, html = m.get_body(("plain",)).get_content(), m.get_body(("html",)).get_content()
+    assert text.replace("\r\n", "\n") == t.render(ev.type, "zh", "txt", ctx).replace("\r\n", "\n")
+    assert html.replace("\r\n", "\n") == t.render(ev.type, "zh", "html", ctx).replace("\r\n", "\n")
+    assert b"Content-Transfer-Encoding: 7bit" in notify._part("plain", "Short ASCII lines\nstay readable\n")
+    assert b"Content-Transfer-Encoding: base64" in notify._part("plain", "x" * 79)
+
+
+def test_a_line_break_in_a_title_never_starts_a_header_field():
+    ev = _event(payload={"title": "Budget\r\nBcc: mallory@evil.test", "body": "", "data": None, "link": "",
+                         "recipients": []})
+    m = _build(ev)
+    assert m["Bcc"] is None and m["Subject"] == "Budget Bcc: mallory@evil.test"

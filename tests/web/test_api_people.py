@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from mailboxes.errors import NotFound
 from webmail import api_people
 
 from .harness import Browser
@@ -229,7 +230,7 @@ async def test_api_posts_need_no_csrf_token_but_a_cookie_alone_gets_nothing(web,
     await client.sign_in()  # alice, an admin, signed in to the webmail
     r, _ = await client.post("/api/v1/accounts", {"address": "x@city.test"})
     assert r.status == 401 and r.content_type == "application/problem+json"  # not a CSRF 403: bearer only
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         web.run(web.mb.directory.account("x@city.test"))
 
 

@@ -731,6 +731,10 @@ messages = Table(
     Column("track_id", BigInteger, nullable=True),
     UniqueConstraint("folder_id", "uid", name="uq_message_uid"),
     Index("ix_messages_modseq", "folder_id", "modseq"),
+    # SELECT's read (mailboxes/listing.py: the state of every message of a folder by UID) from the
+    # index alone on SQLite: 10,000 rows 7.5 -> 4.7 ms, about 1 us more per insert. Not on PostgreSQL:
+    # a btree entry there is limited to about 2,700 bytes and a message's keywords may be longer.
+    Index("ix_messages_state", "folder_id", "uid", "modseq", "flags", "keywords").ddl_if(dialect="sqlite"),
     # The webmail's list is by arrival date: a page is an index range, not a sort of the folder.
     Index("ix_messages_date", "folder_id", "internal_date", "uid"),
     # Recall finds every copy of a tracked message, in whatever folder it was moved to.

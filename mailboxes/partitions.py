@@ -95,6 +95,7 @@ class Router:
                 await _ensure_pg_database(self.central, url)
                 db = open_database(url)
                 await create_mail_schema(db)
+                await db.warm()
                 self._open[name] = db
                 for callback in self.on_open:
                     callback(name, db)

@@ -63,6 +63,7 @@ async def open_mailboxes(config: StorageConfig, *, bus: ChangeBus | None = None,
     router = Router(config)
     if migrate:
         await create_central_schema(router.central)
+    await router.central.warm()  # the first client does not pay for the engines' set-up
     d = Directory(router.central, hasher=hasher, hash_slots=hash_slots)
     blob_dir = BlobDirectory(config.blob_dir) if config.blob_dir else None
     store = Store(router, d, bus=bus, blob_dir=blob_dir)

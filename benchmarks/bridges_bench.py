@@ -1,6 +1,6 @@
 """Workflow events: events per second accepted (single posts and batches) and p50/p99 latency from POST to the recipient's INBOX.
 
-Usage: .venv/bin/python benchmarks/bridges_bench.py [--single 1000] [--clients 20] [--batches 3] [--paced 200 --rate 50]
+Usage: .venv/bin/python benchmarks/bridges_bench.py [--single 1000] [--clients 20] [--batches 3] [--paced 200 --rate 50] [--pg]
 
 The whole server (delivery, the events worker, the webmail's /api/v1) is built by the composition
 root (mailserver.app.start_all) on SQLite in a temporary folder and served on loopback; aiohttp
@@ -23,6 +23,7 @@ import logging
 import sys
 import tempfile
 import time
+from datetime import timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,7 +57,8 @@ async def sent_times(mb, ids: list[str]) -> dict[str, float]:
     c = t.events.c
     async with mb.router.central.read() as conn:
         rows = (await conn.execute(select(c.ext_id, c.sent_at).where(c.ext_id.in_(ids)))).all()
-    return {r.ext_id: r.sent_at.replace(tzinfo=None).timestamp() if r.sent_at else None for r in rows}
+    return {r.ext_id: r.sent_at.replace(tzinfo=r.sent_at.tzinfo or timezone.utc).timestamp() if r.sent_at else None
+            for r in rows}
 
 
 async def all_sent(mb, ids: list[str], timeout: float = 600) -> dict[str, float]:
@@ -78,17 +80,44 @@ async def all_sent(mb, ids: list[str], timeout: float = 600) -> dict[str, float]
 
 
 def latencies(posted: dict[str, float], sent: dict[str, float]) -> list[float]:
-    # sent_at is naive UTC in SQLite: compare with the wall clock in UTC seconds
+    # sent_at is UTC (naive in SQLite): compared with the wall clock in seconds since the epoch
     return [sent[k] - posted[k] for k in posted]
+
+
+async def pg_database(srv) -> str:
+    """A fresh database on the PostgreSQL server the tests use (tests/support/pgserver.py)."""
+    import asyncpg
+    conn = await asyncpg.connect(host="127.0.0.1", port=srv.port, user="postgres", database="postgres")
+    try:
+        await conn.execute("CREATE DATABASE bridges_bench")
+    finally:
+        await conn.close()
+    return srv.url("bridges_bench")
 
 
 async def main(args) -> None:
     logging.disable(logging.WARNING)
+    srv = None
+    if args.pg:
+        from tests.support import pgserver
+        srv = pgserver.start()
+        if srv is None:
+            raise SystemExit("PostgreSQL is not installed")
+    try:
+        await run(args, srv)
+    finally:
+        if srv is not None:
+            srv.stop()
+
+
+async def run(args, srv) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        url = await pg_database(srv) if srv is not None else f"sqlite:///{tmp}/bench.db"
+        print(f"storage: {'PostgreSQL' if srv is not None else 'SQLite'}", flush=True)
         cfg = config_mod.build({
             "server": {"data_dir": tmp, "hostname": "mail.city.test"},
             "listen": {"smtp": "", "submission": "", "submissions": "", "imap": "", "imaps": "", "http": "127.0.0.1:0"},
-            "storage": {"url": f"sqlite:///{tmp}/bench.db"},
+            "storage": {"url": url},
             "queue": {"mx_lookup": False}, "dkim": {"dns_lookup": False}})
         mb = await open_mailboxes(StorageConfig(url=cfg.storage_url),
                                   hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
@@ -115,17 +144,18 @@ async def main(args) -> None:
                         async with s.post(url + "/events", json=ev, headers=headers) as r:
                             assert r.status == 202, await r.text()
                             await r.read()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 await asyncio.gather(*(client() for _ in range(args.clients)))
-                single_s = time.perf_counter() - t0
+                single_s, cpu = time.perf_counter() - t0, time.process_time() - c0
                 print(f"single posts: {args.single} events by {args.clients} clients in {single_s:.2f} s = "
-                      f"{args.single / single_s:.0f} events/s accepted", flush=True)
+                      f"{args.single / single_s:.0f} events/s accepted; CPU {cpu * 1000 / args.single:.2f} ms "
+                      f"an event", flush=True)
                 lat = latencies(posted, await all_sent(mb, list(posted)))
                 print(f"  POST->INBOX p50 {pct(lat, .5):.0f} ms p99 {pct(lat, .99):.0f} ms "
                       f"(all {args.single} at once: the worker's backlog counts)", flush=True)
                 # 2. batches of 1,000
                 posted = {}
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for b in range(args.batches):
                     evs = [event(f"b{b}", i) for i in range(1000)]
                     now = time.time()
@@ -133,12 +163,14 @@ async def main(args) -> None:
                     async with s.post(url + "/events/batch", json={"events": evs}, headers=headers) as r:
                         assert r.status == 202, await r.text()
                         await r.read()
-                batch_s = time.perf_counter() - t0
+                batch_s, cpu = time.perf_counter() - t0, time.process_time() - c0
                 n = 1000 * args.batches
                 print(f"batches: {args.batches} x 1,000 events in {batch_s:.2f} s = {n / batch_s:.0f} events/s "
-                      f"accepted", flush=True)
+                      f"accepted; CPU {cpu * 1000 / max(1, n):.2f} ms an event", flush=True)
                 lat = latencies(posted, await all_sent(mb, list(posted)))
-                print(f"  POST->INBOX p50 {pct(lat, .5):.0f} ms p99 {pct(lat, .99):.0f} ms", flush=True)
+                cpu = time.process_time() - c0
+                print(f"  POST->INBOX p50 {pct(lat, .5):.0f} ms p99 {pct(lat, .99):.0f} ms; CPU {cpu * 1000 / max(1, n):.2f} "
+                      f"ms an event accepted and delivered", flush=True)
                 # 3. paced single posts: the latency a steady flow sees
                 posted = {}
                 t0 = time.perf_counter()
@@ -164,4 +196,5 @@ if __name__ == "__main__":
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--paced", type=int, default=200)
     ap.add_argument("--rate", type=float, default=50.0)
+    ap.add_argument("--pg", action="store_true", help="on a PostgreSQL started for the run (as the tests start it)")
     asyncio.run(main(ap.parse_args()))

@@ -10,7 +10,7 @@ Implementation notes (invariants)
   event's Message-ID; those who have it are left out. The Message-ID names the event and its
   queue id, so only this sending matches (a resend has a new queue id).
 - Recipients who chose a digest for the event's type get a digest item instead (urgent events
-  are always sent at once); digests are one message per person per period, grouped by type,
+  are always sent at once; the choices of a round's events are read in one query); digests are one message per person per period, grouped by type,
   searched for in the same way before they are sent, so a crash does not send one twice. A
   person's due items are claimed with a lease (EventStore.due_digests), so two nodes on one
   database do not both send them.

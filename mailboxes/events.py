@@ -17,6 +17,9 @@ Implementation notes (invariants)
   they were before it counted itself in `attempts`). `settle_hooks` run inside the
   settle's transaction, only for a final outcome (sent, failed) that changed the row: what they
   write (the webhook outbox's delivered/failed callback) commits with the outcome, once.
+- The hot transactions (accept's batch, claim, the settle batch) are one synchronous function
+  each (`Database.write_sync`): on SQLite a single hand-off to the writer's thread rather than
+  one per statement, so settle hooks are synchronous too.
 - Datetimes are stored in UTC and made aware again when read (SQLite keeps digits only).
 """
 

@@ -45,7 +45,7 @@ PEOPLE = 50
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * p))] * 1000
+    return s[min(len(s) - 1, int(len(s) * p))] * 1000 if s else float("nan")
 
 
 def event(tag: str, i: int) -> dict:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from . import schema as t
 from .db import Database
@@ -62,6 +62,7 @@ class ApiToken:
 
 _COLS = (t.api_tokens.c.id, t.api_tokens.c.kind, t.api_tokens.c.owner_id, t.api_tokens.c.department_id,
          t.api_tokens.c.label, t.api_tokens.c.created_at, t.api_tokens.c.last_used_at, t.api_tokens.c.revoked_at, t.api_tokens.c.source_id)
+_FIND = select(*_COLS).where(t.api_tokens.c.token_hash == bindparam("h"))
 
 
 def _token(r) -> ApiToken:
@@ -101,9 +102,10 @@ class ApiTokens:
         if h is None:
             return None
         c = t.api_tokens.c
-        query = select(*_COLS).where(c.token_hash == h)
-        # read_sync: every API request asks; on SQLite one hand-off to a reader's thread, not five
-        r = await self.db.read_sync(lambda conn: conn.execute(query).first())
+        # read_sync: every API request asks; on SQLite one hand-off to a reader's thread, not five.
+        # The statement is built once: building it (and its cache key) per request was a third of
+        # an event post's CPU in benchmarks/bridges_bench.py.
+        r = await self.db.read_sync(lambda conn: conn.execute(_FIND, {"h": h}).first())
         if r is None or r.revoked_at is not None:
             return None
         tok = _token(r)

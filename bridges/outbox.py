@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -88,8 +88,7 @@ def _row(source: str, kind: str, payload: Mapping[str, Any], now: datetime) -> d
             "state": PENDING, "attempts": 0, "created_at": now, "next_attempt_at": now}
 
 
-def _has_endpoint(source: str):
-    return select(t.webhook_endpoints.c.source).where(t.webhook_endpoints.c.source == source)
+_HAS_ENDPOINT = select(t.webhook_endpoints.c.source).where(t.webhook_endpoints.c.source == bindparam("source"))
 
 
 async def enqueue(conn_or_db: AsyncConnection | Database, source: str, kind: str, payload: Mapping[str, Any],
@@ -106,7 +105,7 @@ async def enqueue(conn_or_db: AsyncConnection | Database, source: str, kind: str
 
 
 async def _insert(conn: AsyncConnection, row: dict) -> str | None:
-    if (await conn.execute(_has_endpoint(row["source"]))).first() is None:
+    if (await conn.execute(_HAS_ENDPOINT, {"source": row["source"]})).first() is None:
         return None
     await conn.execute(insert(t.webhook_outbox).values(**row))
     return row["delivery_id"]
@@ -115,9 +114,9 @@ async def _insert(conn: AsyncConnection, row: dict) -> str | None:
 def enqueue_sync(conn: Connection, source: str, kind: str, payload: Mapping[str, Any],
                  *, clock: Callable[[], datetime] = utcnow) -> str | None:
     """`enqueue` for a synchronous transaction (a `Database.write_sync` function)."""
-    row = _row(source, kind, payload, clock())
-    if conn.execute(_has_endpoint(source)).first() is None:
+    if conn.execute(_HAS_ENDPOINT, {"source": source}).first() is None:
         return None
+    row = _row(source, kind, payload, clock())
     conn.execute(insert(t.webhook_outbox).values(**row))
     return row["delivery_id"]
 

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
+from functools import partial
 
 from mailboxes.directory import Resolution
 from mailboxes.documents import Documents
@@ -398,7 +399,7 @@ class Submitter:
         out = await self.deliver(queue_id=qid, mail_from=sub.mail_from, recipients=tuple(rcpts),
                                  data=stamp + data, origin=sub.origin,
                                  submitter=sub.account.address if sub.account else None,
-                                 sign_domain=header_from_domain(sub.data), tracked_by=sub.account,
+                                 sign_domain=partial(header_from_domain, sub.data), tracked_by=sub.account,
                                  priority=of_submission(sub.data, sub.origin, sub.priority))
         if refused:
             out = Outcome(out.queue_id, out.reply, out.delivered, out.queued, tuple(refused) + out.refused)
@@ -441,10 +442,13 @@ class Submitter:
     # --- the commit point -------------------------------------------------------------
 
     async def deliver(self, *, queue_id: str, mail_from: str, recipients: tuple[str, ...], data: bytes,
-                      origin: str, submitter: str | None = None, sign_domain: str | None = None,
+                      origin: str, submitter: str | None = None,
+                      sign_domain: str | Callable[[], str | None] | None = None,
                       tracked_by: Account | None = None, priority: int = ROUTINE) -> Outcome:
         """Expand, write local copies, queue the rest; durable when it returns (see module notes).
 
+        ``sign_domain``: the DKIM signing domain, or how to read it (only mail that leaves is signed:
+        reading the From of every local notification was a tenth of its delivery's CPU).
         ``tracked_by``: the local account that submitted it; its colleagues' copies get a read
         status (mailboxes.readstatus), recorded in the store only, never in the message.
         """
@@ -505,6 +509,8 @@ class Submitter:
             return Outcome(queue_id, worst, refused=tuple(problems))
         queued = list(remote.values()) + [a for a, _ in retry]
         if queued:
+            if remote and callable(sign_domain):
+                sign_domain = sign_domain()
             qdata = await self._signed(data, sign_domain) if remote else data
             await self.queue.enqueue(NewEntry(queue_id, mail_from, tuple(queued), qdata, origin, submitter,
                                               priority))

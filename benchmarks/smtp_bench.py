@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,6 +211,22 @@ async def wait_serving(log: Path, workers: int, timeout: float = 60) -> None:
     raise RuntimeError("the server did not start")
 
 
+@contextlib.asynccontextmanager
+async def serving(cfg: Path, port: int, workdir: Path, workers: int) -> AsyncIterator[int]:
+    """`postroom serve --workers N` with this config until the block ends; yields its pid once all serve."""
+    log = open(workdir / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "mailserver.cli", "--config", str(cfg), "serve",
+                             "--workers", str(workers)], cwd=ROOT, stdout=log, stderr=log)
+    try:
+        await wait_listening(port)
+        await wait_serving(workdir / "serve.log", workers)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
 async def postroom_run(backend: str, url: str, sessions: int, seconds: float, workdir: Path,
                        workers: int) -> Result:
     port = free_port()
@@ -225,17 +243,8 @@ async def postroom_run(backend: str, url: str, sessions: int, seconds: float, wo
     quota = config.get("limits", "default_quota_bytes")
     rcpts = [(await mb.add_account(f"user{i}@bench.test", password="x", quota_bytes=quota)).address
              for i in range(USERS)]
-    log = open(workdir / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "mailserver.cli", "--config", str(cfg), "serve",
-                             "--workers", str(workers)], cwd=ROOT, stdout=log, stderr=log)
-    try:
-        await wait_listening(port)
-        await wait_serving(workdir / "serve.log", workers)
-        res = await load(f"postroom/{backend}", port, rcpts, sessions, seconds, proc.pid, workers)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
+    async with serving(cfg, port, workdir, workers) as pid:
+        res = await load(f"postroom/{backend}", port, rcpts, sessions, seconds, pid, workers)
     stored = 0
     for a in rcpts:
         acct = await mb.directory.account(a)

@@ -50,9 +50,14 @@ run: $(STAMP)
 test: deps $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile --cov $(PYTEST_ARGS)
 
-# The fast layers on both cores (pytest-xdist); the hostile suites and interop need `make test`.
+# The fast layers on both cores (pytest-xdist), in about a minute: parsers, store, SMTP, IMAP, delivery,
+# the bridges' store and worker, and a smoke of the web app and its API (sign-in, mail, the JSON API,
+# workflow events). The rest of the web app, the multi-site suites, the hostile suites, PostgreSQL,
+# the browser and the real clients run in `make test`.
+QUICK_PATHS := tests/unit tests/property tests/protocol tests/store tests/fuzz \
+	tests/web/test_signin.py tests/web/test_mail.py tests/web/test_api.py tests/web/test_events.py
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow and not interop and not pg and not web" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 -m "not slow and not interop and not pg and not web" $(QUICK_PATHS) $(PYTEST_ARGS)
 
 # Coverage-guided fuzzing of the parsers; a crash leaves var/fuzz/<target>-crash-*: add it to
 # tests/fuzz/corpus/<target>/ with the fix (make test replays the corpus).

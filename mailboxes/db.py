@@ -14,12 +14,21 @@ transaction instead of several per statement (aiosqlite hands every cursor
 call, fetch and commit to its thread and back). The durability settings are
 the writer's own (WAL, synchronous FULL, BEGIN IMMEDIATE). On PostgreSQL it
 runs under `AsyncConnection.run_sync` (asyncpg has no thread to hop to).
+
+Several processes on one SQLite file (`postroom serve --workers N`, a CLI command beside the
+server) take turns to write through an OS lock (flock on `<database>.writelock`), held from
+before BEGIN IMMEDIATE to after COMMIT. Without it a writer that found the database locked
+waited in SQLite's busy handler, which sleeps and polls (up to 100 ms a sleep): with two workers
+the p99 of an SMTP delivery was 550-750 ms against 61-123 ms with one. A waiter now wakes the
+moment the other commits, and the kernel releases the lock of a process that dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -92,6 +101,7 @@ class Database:
     url: str
     writer: AsyncEngine
     reader: AsyncEngine
+    write_lock: WriteLock | None = None  # SQLite files: writers of every process take turns (module notes)
     # SQLite: the sync engines write_sync and read_sync run on (see _ThreadBound), made on first use.
     _bound: dict[bool, _ThreadBound] = field(default_factory=dict, repr=False)
 
@@ -101,8 +111,17 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.writer.begin() as conn:
-            yield conn
+        if self.write_lock is None:
+            async with self.writer.begin() as conn:
+                yield conn
+            return
+        async with self.writer.connect() as conn:  # the process's one writer connection first, then the lock
+            await self.write_lock.acquire()
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                self.write_lock.release()
 
     async def write_sync(self, fn: Callable[[Connection, Blocking], T]) -> T:
         """Run ``fn(conn, blocking)`` as one write transaction; committed when this returns.
@@ -140,8 +159,15 @@ class Database:
         bound = self._bound.get(immediate)
         if bound is None:
             bound = self._bound.setdefault(immediate, _ThreadBound(immediate))
-        with bound.begin(raw) as conn:
-            return fn(conn)
+        lock = self.write_lock if immediate else None
+        if lock is not None:
+            lock.acquire_here()  # this is the writer connection's own thread: wait here
+        try:
+            with bound.begin(raw) as conn:
+                return fn(conn)
+        finally:
+            if lock is not None:
+                lock.release()
 
     async def warm(self) -> None:
         """Make on opening what the first transactions would otherwise make for the first client.
@@ -187,6 +213,66 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+        if self.write_lock is not None:
+            self.write_lock.close()
+
+
+class WriteLock:
+    """An exclusive flock on a file beside the database: the writers of all processes take turns.
+
+    Within a process the writer pool's single connection already serialises writes; this lock
+    is taken by whoever holds that connection, so it is never contended inside a process. The
+    file is opened per process (a descriptor inherited across fork would share the lock).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire_here(self) -> None:
+        """Wait for the lock in this thread (never the event loop's)."""
+        fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+
+    async def acquire(self) -> None:
+        """Take the lock; when another process holds it, wait in a thread, not on the event loop."""
+        fd = self._descriptor()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the usual case: free, no thread hop
+            return
+        except BlockingIOError:
+            pass
+        waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The thread still takes the lock: give it back then, or every writer would wait forever.
+            # (Should this process be writing again by then, its flock on the same descriptor is no
+            # new lock and this release ends that one early: SQLite's own lock still keeps the
+            # writes apart, only one turn is taken out of order.)
+            waiting.add_done_callback(lambda f: None if f.cancelled() or f.exception() else self.release())
+            raise
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL, or None (in memory)."""
+    name = make_url(url).database
+    return None if not name or name == ":memory:" or name.startswith("file:") else name
 
 
 class _ThreadConnectionPool(Pool):
@@ -258,6 +344,7 @@ def open_database(url: str) -> Database:
             url, poolclass=AsyncAdaptedQueuePool, pool_size=SQLITE_READ_POOL, max_overflow=0
         )
         _sqlite_pragmas(reader, immediate=False)
-        return Database(url, writer, reader)
+        path = _sqlite_file(url)
+        return Database(url, writer, reader, WriteLock(path + ".writelock") if path else None)
     engine = create_async_engine(url, pool_size=PG_POOL_SIZE, max_overflow=10)
     return Database(url, engine, engine)

@@ -483,12 +483,12 @@ class Submitter:
             tracks = await self._start_tracking(tracked_by, accounts, prepared, queue_id)
             results = await self.personal.write(prepared, accounts, mail_from=mail_from, queue_id=queue_id,
                                                 tracks=tracks)
-            if tracks:
+            if tracks:  # a copy refused for now keeps its row: the queue's retry delivers it (deliver_local)
                 await self.mb.store.readstatus.delivered(
                     [tracks[a.id] for a, r in zip(accounts, results) if a.id in tracks
                      and not isinstance(r, Exception)],
                     [tracks[a.id] for a, r in zip(accounts, results) if a.id in tracks
-                     and isinstance(r, Exception)], self.clock())
+                     and isinstance(r, OverQuota) and r.permanent], self.clock())
             for acct, r in zip(accounts, results):
                 if not isinstance(r, Exception):
                     delivered += 1
@@ -567,15 +567,25 @@ class Submitter:
         return await self.mb.store.readstatus.start(sender, message_id, queue_id, env.subject_decoded.strip(),
                                                     colleagues, self.clock())
 
-    async def deliver_local(self, address: str, data: bytes, mail_from: str = "") -> Reply | None:
-        """The worker's local retry of one account: None when written, else why not."""
+    async def deliver_local(self, address: str, data: bytes, mail_from: str = "",
+                            queue_id: str | None = None) -> Reply | None:
+        """The worker's local retry of one account: None when written, else why not.
+
+        ``queue_id``: the message's; a colleague's copy whose first delivery failed for now is
+        written with its read-status row (mailboxes/readstatus.py), so the sender sees it arrive.
+        """
         try:
             acct = await self.mb.directory.account(address)
         except (NotFound, InvalidInput):
             return UNKNOWN_USER
         final = with_return_path(data, mail_from)
         prepared = await offload_if_large(len(final), prepare, final)
-        [r] = await self.personal.write(prepared, [acct], mail_from=mail_from, queue_id="retry")
+        track = await self.mb.store.readstatus.pending_copy(queue_id, acct.id) if queue_id else None
+        [r] = await self.personal.write(prepared, [acct], mail_from=mail_from, queue_id=queue_id or "retry",
+                                        tracks={acct.id: track} if track else None)
+        if track and (not isinstance(r, Exception) or (isinstance(r, OverQuota) and r.permanent)):
+            ok = not isinstance(r, Exception)
+            await self.mb.store.readstatus.delivered([track] if ok else [], [] if ok else [track], self.clock())
         if not isinstance(r, Exception):
             self.directory.add_usage([acct.id], len(data))
             return None

@@ -266,7 +266,7 @@ class Worker(PolledLoop):
     async def _local(self, rows: list[Claimed], data: bytes) -> list[RcptResult]:
         out = []
         for r in rows:
-            why: Reply | None = await self.submitter.deliver_local(r.rcpt, data, r.mail_from)
+            why: Reply | None = await self.submitter.deliver_local(r.rcpt, data, r.mail_from, r.queue_id)
             if why is None:
                 out.append(RcptResult(r.rcpt, "ok", "2.0.0", "delivered to the local mailbox"))
             else:

@@ -23,6 +23,9 @@ Implementation notes (invariants):
   recall records the read and reports it to the sender (RecallResult.read_meanwhile);
   if the delete committed first, the read finds no message. So a copy is never
   both read and removed without the sender being told.
+- A copy whose first delivery failed temporarily keeps its row, not delivered yet (the sender
+  sees it so); the queue worker's retry finds it by the message's queue id (`pending_copy`),
+  writes the copy with it and records the delivery then. A permanent failure removes the row.
 - Nothing here touches the message bytes: no header is added, so nothing of it
   can leave the organisation with a remote copy.
 """
@@ -122,7 +125,7 @@ class ReadStatus:
         return {r.account_id: r.id for r in rows}
 
     async def delivered(self, written: Sequence[int], not_written: Sequence[int], when: datetime) -> None:
-        """After the delivery committed: the copies written get their time, the others are not tracked."""
+        """After the delivery committed: the copies written get their time; `not_written` (refused for good) are not tracked."""
         c = t.sent_copies.c
         async with self.db.write() as conn:
             if written:  # a read may have been recorded already (the copy was readable at commit): not after it
@@ -130,6 +133,15 @@ class ReadStatus:
                     (and_(c.first_read_at.is_not(None), c.first_read_at < when), c.first_read_at), else_=when)))
             if not_written:
                 await conn.execute(t.sent_copies.delete().where(c.id.in_(not_written)))
+
+    async def pending_copy(self, queue_id: str, account_id: int) -> int | None:
+        """The read-status row of this account's copy of the message queued as `queue_id`, still to be delivered."""
+        m, c = t.sent_messages.c, t.sent_copies.c
+        async with self.db.read() as conn:
+            return (await conn.execute(
+                select(c.id).select_from(t.sent_copies.join(t.sent_messages, m.id == c.sent_id))
+                .where(m.queue_id == queue_id, c.account_id == account_id, c.delivered_at.is_(None),
+                       c.recalled_at.is_(None)).limit(1))).scalar()
 
     async def mark_read(self, track_ids: Sequence[int], when: datetime) -> None:
         """\\Seen was committed on these copies: the first time is kept (one UPDATE per MARK_CHUNK ids)."""

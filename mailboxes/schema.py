@@ -428,6 +428,8 @@ sent_messages = Table(
     Column("sent_at", DateTime(timezone=True), nullable=False),
     Column("recalled_at", DateTime(timezone=True), nullable=True),
     Index("ix_sent_messages_sender", "sender_id", "message_id"),
+    # A queued copy's retry finds its read-status row by the message's queue id (readstatus.pending_copy).
+    Index("ix_sent_messages_queue", "queue_id"),
     **NEVER_REUSED,
 )
 

@@ -7,6 +7,7 @@ import email
 
 from delivery.envelope import HEADER_FROM_NOT_ALLOWED
 from delivery.submit import Client, Submission
+from mailboxes.model import Flag
 
 from .support import PASSWORD, RawClient, client_tls, message, wait_for
 
@@ -55,6 +56,40 @@ async def test_a_full_mailbox_found_at_write_time_is_retried_locally(city):
     city.parts.worker.poke()
     await wait_for(lambda: _count(city, "busy@city.test", 2), what="the local retry")
     await wait_for(lambda: _queue_empty(city), what="an empty queue")
+
+
+async def test_a_colleague_reached_on_the_queues_retry_shows_in_the_senders_read_status(city):
+    """A copy refused for now (mailbox full) keeps its read-status row, not delivered yet; the retry writes
+    the copy with it, so the sender sees it delivered, then read (it used to vanish from the status)."""
+    d = city.mb.directory
+    await city.add_user("busy@city.test", quota_messages=1)
+    await d.add_group("team@city.test", "Team", post_policy="anyone")  # a group: no per-member check at RCPT
+    await d.set_group_members("team@city.test", add=["li.na@city.test", "busy@city.test"])
+    await city.parts.submitter.deliver_local("busy@city.test", message("already there"))  # busy is full now
+    zhang = await d.account("zhang.wei@city.test")
+    raw = (b"From: zhang.wei@city.test\r\nTo: team@city.test\r\nSubject: =?utf-8?b?5Lya6K6u?=\r\n"
+           b"Message-ID: <retry-track@city.test>\r\n\r\nHi.\r\n")
+    out = await city.ctx.extras["submit"](Submission("zhang.wei@city.test", ("team@city.test",), raw, zhang,
+                                                     Client("192.0.2.7", "webmail", "HTTPSA"), origin="webmail"))
+    assert out.accepted and out.delivered == 1 and out.queued == 1
+    rs = city.mb.store.readstatus
+    sent_id = await rs.find(zhang, "<retry-track@city.test>")
+    copies = {c.address: c for c in (await rs.status(zhang, sent_id)).copies}
+    assert set(copies) == {"li.na@city.test", "busy@city.test"}
+    assert copies["li.na@city.test"].delivered_at and copies["busy@city.test"].delivered_at is None  # not yet
+    [entry] = await city.parts.queue.entries()
+    await d.set_quota("busy@city.test", quota_bytes=0, quota_messages=0)
+    await city.parts.queue.retry(entry.queue_id)
+    city.parts.worker.poke()
+    await wait_for(lambda: _count(city, "busy@city.test", 2), what="the local retry")
+    await wait_for(lambda: _queue_empty(city), what="an empty queue")
+    copies = {c.address: c for c in (await rs.status(zhang, sent_id)).copies}
+    assert copies["busy@city.test"].delivered_at is not None and copies["busy@city.test"].first_read_at is None
+    busy = await d.account("busy@city.test")
+    inbox = await city.mb.store.folder(busy, "INBOX")
+    [late] = [m for m in await city.mb.store.messages(inbox.ref) if m.uid == 2]
+    await city.mb.store.store_flags(inbox.ref, [late.uid], "add", int(Flag.SEEN))  # busy reads it
+    assert (await rs.status(zhang, sent_id)).read_by == ("busy@city.test",)
 
 
 async def test_a_message_too_big_for_a_member_bounces_to_the_sender(city):

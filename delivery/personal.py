@@ -8,10 +8,14 @@ Implementation notes
   concurrently, so the group committer still batches them.
 - A rule's folder that is gone (deleted, or never valid) does not lose the
   copy: it is written to INBOX and the fall-back is logged.
-- Auto-replies are decided after the copies are committed, and sent from
-  tasks of their own through the one submit() path: a slow or failing reply
-  never delays or fails the delivery (failures are logged). At most
-  MAX_PENDING_REPLIES are in flight; beyond that a reply is skipped and logged.
+- Auto-replies are decided and submitted (through the one submit() path, durable when it returns)
+  before the copies are written, so no crash loses one: a crash after the reply and before the
+  copies' commit leaves the message unacknowledged, the client sends it again, and the
+  once-per-sender-per-period record (claimed with the reply) keeps the second delivery from
+  replying again. (They were sent from tasks after the commit, and a crash in between lost the
+  reply.) The price: a reply also goes out when the copy then cannot be written (the sender gets
+  the refusal too), and the delivery waits for the reply's submission, which happens once per
+  sender per period. A failing reply never fails the delivery (it is logged).
 """
 
 from __future__ import annotations
@@ -32,8 +36,6 @@ from .autoreply import Head, Placement, build_reply, no_reply_reason, place, rea
 
 log = logging.getLogger("postroom.personal")
 
-MAX_PENDING_REPLIES = 100  # auto-replies being sent at once (each is one submit())
-
 Send = Callable[[str, bytes], Awaitable[object]]  # (recipient, message) through submit() from <>
 
 
@@ -43,7 +45,6 @@ class PersonalDelivery:
         self.clock = clock
         self.hostname = hostname
         self.send = send
-        self._replies: set[asyncio.Task] = set()
 
     async def write(self, prepared: PreparedMessage, accounts: list[Account], *, mail_from: str,
                     queue_id: str, tracks: dict[int, int] | None = None) -> list[AppendResult | Exception]:
@@ -62,6 +63,9 @@ class PersonalDelivery:
             return list(result.results)
         settings = await self.mb.settings.for_delivery(special)
         head = read_head(prepared.raw)
+        for a in accounts:  # before the copies: durable before anything is acknowledged (module notes)
+            if a.id in settings:
+                await self._answer(a, settings[a.id], head, mail_from, queue_id)
         placements = [place(settings[a.id].rules, head) if a.id in settings else Placement() for a in accounts]
         results = await self._write(prepared, accounts, placements, tracks)
         fallback = [i for i, (r, p) in enumerate(zip(results, placements))
@@ -75,9 +79,6 @@ class PersonalDelivery:
                                       tracks)
             for i, r in zip(fallback, again):
                 results[i] = r
-        for a, r in zip(accounts, results):
-            if a.id in settings and not isinstance(r, Exception):
-                self._answer(a, settings[a.id], head, mail_from, queue_id)
         return results
 
     async def _write(self, prepared: PreparedMessage, accounts: list[Account],
@@ -97,7 +98,8 @@ class PersonalDelivery:
 
     # --- out of office (RFC 3834) ----------------------------------------------------------
 
-    def _answer(self, account: Account, ds: DeliverySettings, head: Head, mail_from: str, queue_id: str) -> None:
+    async def _answer(self, account: Account, ds: DeliverySettings, head: Head, mail_from: str,
+                      queue_id: str) -> None:
         now = self.clock()
         if not ds.ooo.active_at(now):
             return
@@ -105,13 +107,7 @@ class PersonalDelivery:
         if why is not None:
             log.info("autoreply queue_id=%s account=%s to=<%s> skipped: %s", queue_id, account.address, mail_from, why)
             return
-        if len(self._replies) >= MAX_PENDING_REPLIES:
-            log.warning("autoreply queue_id=%s account=%s skipped: %d replies in flight", queue_id,
-                        account.address, len(self._replies))
-            return
-        task = asyncio.get_running_loop().create_task(self._reply(account, ds, head, mail_from, queue_id, now))
-        self._replies.add(task)
-        task.add_done_callback(self._replies.discard)
+        await self._reply(account, ds, head, mail_from, queue_id, now)
 
     async def _reply(self, account: Account, ds: DeliverySettings, head: Head, to: str, queue_id: str,
                      now: datetime) -> None:
@@ -129,6 +125,4 @@ class PersonalDelivery:
             log.exception("autoreply queue_id=%s account=%s to=<%s> failed", queue_id, account.address, to)
 
     async def settle(self) -> None:
-        """Wait for the auto-replies in flight (tests, shutdown)."""
-        while self._replies:
-            await asyncio.gather(*list(self._replies), return_exceptions=True)
+        """Nothing to wait for: a reply is submitted before its delivery returns (kept for callers)."""

@@ -165,6 +165,33 @@ async def test_a_failing_auto_reply_does_not_fail_the_delivery(city, caplog, mon
     assert any("autoreply" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_crash_before_the_copy_commits_loses_no_reply_and_sends_none_twice(city, monkeypatch):
+    """The reply is submitted before the copy is written (delivery/personal.py): the write failing as a crash
+    would leaves the message unacknowledged (4xx); the client sends it again; one reply in all, one copy."""
+    await holiday(city, "li.na@city.test")
+    store = city.mb.store
+    real = store.deliver
+    crashes = []
+
+    async def crash_once(delivery):
+        if not crashes:
+            crashes.append(delivery)
+            raise OSError("the disk went away before the commit")  # nothing of the copy was written
+        return await real(delivery)
+    monkeypatch.setattr(store, "deliver", crash_once)
+    data = message("季度报告", sender=STRANGER)
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=city.port("smtp"), start_tls=False) as s:
+        with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+            await s.sendmail(STRANGER, ["li.na@city.test"], data)
+    assert 400 <= refused.value.code < 500  # not acknowledged: the client keeps the message and retries
+    assert crashes and await city.inbox("li.na@city.test") == []
+    await wait_for(lambda: _queue_empty(city), what="the reply sent")
+    [reply] = city.peer.received  # already out: it was durable before the copy was tried
+    assert reply.rcpts == [STRANGER] and parsed(reply.data)["Auto-Submitted"] == "auto-replied"
+    assert await inbound(city, data) == []  # the client's retry: delivered, no second reply
+    assert len(await city.inbox("li.na@city.test")) == 1 and len(city.peer.received) == 1
+
+
 async def test_mail_to_an_account_without_settings_reads_no_settings(city):
     """The hook costs no statement for accounts with nothing set (a cached set of active accounts)."""
     from sqlalchemy import event

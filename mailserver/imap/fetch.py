@@ -289,5 +289,8 @@ async def _fetch_batch(view: SelectedMailbox, batch: Sequence[int], plan: FetchP
                 out.writelines(pieces)
                 pieces, octets = [], 0
                 await out.drain()
+                # drain() returns at once while a fast reader keeps the buffer low: others get
+                # the loop after every FLUSH_OCTETS all the same (200 MB of partials held it 110 ms).
+                await asyncio.sleep(0)
     out.writelines(pieces)
     await out.drain()

@@ -14,12 +14,15 @@ Implementation notes
   columns the view holds; internal dates, sizes and blobs are read first when a key needs
   them (cache.load_facts), once per selection.
 - One key costs at most a pass over the mailbox; between keys the loop is given to other
-  sessions (``_breathe``), so 500 keys (syntax.MAX_SEARCH_KEYS) on 10,000 messages never stall it.
+  sessions once BREATHE_AFTER seconds have gone since the last yield (``_breathe``), so 500
+  keys (syntax.MAX_SEARCH_KEYS) on 10,000 messages never stall it, however slow the machine
+  (or a tracer) makes one pass. The facts are read once per search, not once per key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from mailboxes.charsets import decode_header_value
@@ -35,7 +38,7 @@ from .selected import BadSequence, SelectedMailbox
 _INDEX_COLUMN = {"subject": "subject", "from": "addrs", "to": "addrs", "cc": "addrs", "bcc": "addrs",
                  "sender": "addrs", "reply-to": "addrs"}  # fmt: skip
 _FLAG_BITS = {name: int(bit) for name, bit in FLAG_NAMES.items()}
-BREATHE_EVERY = 4  # search keys evaluated between two yields to the event loop
+BREATHE_AFTER = 0.01  # seconds of evaluation after which the next key first yields to the event loop
 _SEP = "\x00"  # joins a message's values of one header field; no folded needle from a client holds it
 
 
@@ -49,7 +52,8 @@ class SearchContext:
     used_modseq: bool = False
     _all: frozenset[int] | None = None
     _columns: dict[tuple[str, bool], list[str]] = field(default_factory=dict)  # (field, addresses) -> per message
-    _steps: int = 0
+    _since: float = field(default_factory=time.perf_counter)  # when the search last yielded to the loop
+    _facts_loaded: bool = False
 
     @property
     def everything(self) -> frozenset[int]:
@@ -66,10 +70,10 @@ async def evaluate(ctx: SearchContext, key: c.SearchKey) -> set[int]:
 
 
 async def _breathe(ctx: SearchContext) -> None:
-    """Called once per key: every few keys (each up to a pass over the mailbox) let the loop run others."""
-    ctx._steps += 1
-    if ctx._steps % BREATHE_EVERY == 0:
+    """Called once per key (each up to a pass over the mailbox): after BREATHE_AFTER, let the loop run others."""
+    if time.perf_counter() - ctx._since >= BREATHE_AFTER:
         await asyncio.sleep(0)
+        ctx._since = time.perf_counter()
 
 
 async def _resolve_leaves(ctx: SearchContext, key: c.SearchKey, out: dict) -> None:
@@ -84,8 +88,9 @@ async def _resolve_leaves(ctx: SearchContext, key: c.SearchKey, out: dict) -> No
             await _resolve_leaves(ctx, k, out)
     elif key not in out:
         await _breathe(ctx)
-        if _needs_facts(key):
+        if _needs_facts(key) and not ctx._facts_loaded:
             await load_facts(ctx.store, ctx.ref, ctx.view, range(ctx.view.exists))  # type: ignore[arg-type]
+            ctx._facts_loaded = True
         if isinstance(key, c.SearchHeader):
             out[key] = await _header(ctx, key.field, key.value, key.by_name)
         elif isinstance(key, c.SearchText):
@@ -119,12 +124,12 @@ async def _header(ctx: SearchContext, name: str, value: str, by_name: bool = Fal
     idx = sorted(candidates) if candidates is not None else list(range(view.exists))
     if not idx:
         return set()
-    partition = ctx.ref.partition
-    blob_ids = [view.fact(i).blob_id for i in idx]
     addresses = name in ADDRESS_KEYS and not by_name  # RFC 3501 §6.4.4: the envelope's parsed addresses
     if candidates is None and (addresses or name in SEARCH_HEADERS) and _SEP not in needle:
         values = await _header_column(ctx, name, addresses)  # every message's values, joined once
         return {i for i, v in enumerate(values) if needle in v}
+    partition = ctx.ref.partition
+    blob_ids = [view.fact(i).blob_id for i in idx]
     rendered = await ctx.cache.rendered(partition, blob_ids)
     if addresses:
         return {i for i, bid in zip(idx, blob_ids)

@@ -105,7 +105,7 @@ async def main(args) -> None:
     srv = None
     if args.pg:
         from tests.support import pgserver
-        srv = pgserver.start()
+        srv = pgserver.start(durable=True)  # production settings: every commit on disk
         if srv is None:
             raise SystemExit("PostgreSQL is not installed")
     try:

@@ -98,7 +98,7 @@ def main() -> int:
     if args.backend == "sqlite":
         url = f"sqlite:///{tmp}/postroom.db"
     else:
-        pg = pgserver.start()
+        pg = pgserver.start(durable=True)  # production settings: every commit on disk
         if pg is None:
             print("PostgreSQL is not installed", file=sys.stderr)
             return 1

@@ -167,7 +167,7 @@ async def amain(args: argparse.Namespace) -> None:
     try:
         for backend in args.backends:
             if backend == "pg":
-                pg = pgserver.start()
+                pg = pgserver.start(durable=True)  # production settings: every commit on disk
                 if pg is None:
                     print("PostgreSQL is not installed; skipping pg")
                     continue

@@ -368,7 +368,7 @@ async def main() -> int:
     try:
         for backend in args.backends:
             if backend == "pg" and pg is None:
-                pg = pgserver.start()
+                pg = pgserver.start(durable=True)  # production settings: every commit on disk
                 if pg is None:
                     print("PostgreSQL is not installed; skipping pg", file=sys.stderr)
                     continue

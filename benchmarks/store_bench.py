@@ -139,7 +139,7 @@ async def main() -> None:
         results["sqlite"] = await bench_backend("sqlite", f"sqlite:///{tmp}/bench.db", args.messages, args.appends)
     if not args.no_pg:
         from tests.support import pgserver
-        srv = pgserver.start()
+        srv = pgserver.start(durable=True)  # production settings: every commit on disk
         if srv is None:
             print("PostgreSQL not installed; skipping", file=sys.stderr)
         else:

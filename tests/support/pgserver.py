@@ -73,8 +73,12 @@ def remove_later(root: str) -> None:
 _removers: list[subprocess.Popen] = []  # not waited for; referenced so that they are not reaped as garbage
 
 
-def start() -> PgServer | None:
-    """Start a server, or return None when PostgreSQL is not installed."""
+def start(*, durable: bool = False) -> PgServer | None:
+    """Start a server, or return None when PostgreSQL is not installed.
+
+    Tests run it without disk syncs (below). ``durable`` keeps PostgreSQL's defaults (fsync,
+    synchronous_commit, full_page_writes on), as production runs: what benchmarks measure.
+    """
     bindir = _bindir()
     if bindir is None:
         return None
@@ -97,7 +101,9 @@ def start() -> PgServer | None:
         # fsync and synchronous_commit off: what the tests kill is Postroom, never this server, so a commit
         # it acknowledged stays visible; each commit no longer waits for the disk (shared by every test).
         opts = (f"-p {srv.port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-                "-c shared_buffers=128MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+                "-c shared_buffers=128MB")
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         try:
             srv._run(f"{bindir}/pg_ctl", "-D", f"{root}/data", "-o", opts, "-l", f"{root}/log", "-w", "start")
             return srv

@@ -42,8 +42,21 @@ def shape(sql: str) -> str:
     return _IN_LIST.sub("(…)", one)[:160]
 
 
-async def measure(url: str, tmp: Path, n: int, settings: bool = False) -> tuple[collections.Counter, collections.Counter]:
-    """(count, seconds) of each statement shape over n messages."""
+async def wal_lsn(url: str) -> int | None:
+    """PostgreSQL's current WAL position in octets (None on SQLite)."""
+    if not url.startswith("postgresql"):
+        return None
+    import asyncpg
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'"))
+    finally:
+        await conn.close()
+
+
+async def measure(url: str, tmp: Path, n: int, settings: bool = False,
+                  totals: dict | None = None) -> tuple[collections.Counter, collections.Counter]:
+    """(count, seconds) of each statement shape over n messages; ``totals`` gets the wall time and WAL octets."""
     seen: collections.Counter = collections.Counter()
     spent: collections.Counter = collections.Counter()
     counting = False
@@ -72,6 +85,8 @@ async def measure(url: str, tmp: Path, n: int, settings: bool = False) -> tuple[
                     b"The quick brown fox jumps over the lazy dog.\r\n" * 90)
             for i in range(WARMUP + n):
                 if i == WARMUP:
+                    lsn = await wal_lsn(url)
+                    t0 = time.perf_counter()
                     counting = True
                 for line in ("MAIL FROM:<a@load.example>", "RCPT TO:<li.na@city.test>", "DATA"):
                     code, text = await c.cmd(line)
@@ -79,6 +94,10 @@ async def measure(url: str, tmp: Path, n: int, settings: bool = False) -> tuple[
                 code, text = await c.cmd(body + b".")
                 assert code == 250, text
             counting = False
+            if totals is not None:
+                totals["seconds"] = time.perf_counter() - t0
+                end = await wal_lsn(url)
+                totals["wal"] = None if lsn is None or end is None else end - lsn
             await c.cmd("QUIT")
             await c.close()
     finally:
@@ -107,12 +126,16 @@ def main() -> int:
         url = pg.url(name)
     try:
         n = args.messages
-        seen, spent = asyncio.run(measure(url, tmp, n, args.settings))
+        totals: dict = {}
+        seen, spent = asyncio.run(measure(url, tmp, n, args.settings, totals))
     finally:
         if pg is not None:
             pg.stop()
     total = sum(seen.values())
-    print(f"{args.backend}: {total / n:.2f} statements per delivered message ({n} messages); per message:")
+    print(f"{args.backend}: {total / n:.2f} statements per delivered message ({n} messages); "
+          f"{totals['seconds'] * 1000 / n:.2f} ms per message from MAIL FROM to the 250 (one session)"
+          + (f"; {totals['wal'] / n / 1024:.1f} KiB of WAL per message" if totals.get("wal") is not None else ""))
+    print(f"{sum(spent.values()) * 1000 / n:.2f} ms per message in the statements below; per message:")
     print(f"{'count':>6} {'ms':>6}  statement (ms: in the driver, as the cursor call returns; on the loop for asyncpg)")
     for sql, k in seen.most_common():
         print(f"{k / n:6.2f} {spent[sql] * 1000 / n:6.3f}  {sql}")

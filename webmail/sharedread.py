@@ -3,7 +3,10 @@
 A shared folder is named as IMAP names it (RFC 2342 other users' namespace):
 ``Shared/<owner address>/<folder>``. The webmail lists and reads it (opening a message,
 its HTML frame, an attachment) but changes nothing there: its Folder comes back with that
-name and read_only set, and the message actions only ever open the account's own folders.
+name and read_only set, and the message actions (flag, move, delete) only ever open the
+account's own folders. Reading is enough to reply to or forward a message (compose opens
+the original the same way); opening it marks it \\Seen only with the right s (RFC 4314 §2.1,
+as an IMAP FETCH in the shared folder does), and a reply marks it \\Answered only with w.
 Every first body read of a message, and every attachment download, writes a buffered
 `mailbox.read` audit entry (protocol webmail), as the IMAP shared-folder FETCH does
 (mailserver/imap/cmd_message.py); the owner's own reads are never audited.
@@ -23,20 +26,26 @@ DELIMITER = "/"
 SEEN_MAX = 10_000  # (session, folder, uid, part) reads remembered per process, so an open is one entry, not three
 
 
-async def folder(store, account: Account, name: str) -> tuple[Folder, str | None]:
-    """(the folder `name` names for `account`, the owner's address when it is another account's).
+async def folder(store, account: Account, name: str) -> tuple[Folder, str | None, str]:
+    """(the folder `name` names for `account`, the owner's address when it is another account's, the rights
+    the account holds there: "" for its own folder, where it may do anything).
 
     NotFound unless it is the account's own folder or one shared with it with the right to read."""
     shared = acl.split_shared(name)
     if shared is None:
-        return await store.folder(account, name), None
+        return await store.folder(account, name), None, ""
     try:
         sf = await acl.shared_folder(store, account, *shared)
     except InvalidInput:
         raise NotFound(f"no folder {name}") from None
     if sf.owner.id == account.id or "r" not in sf.rights:
         raise NotFound(f"no folder {name}")
-    return _as_shared(sf), sf.owner.address
+    return _as_shared(sf), sf.owner.address, sf.rights
+
+
+def may(owner: str | None, rights: str, right: str) -> bool:
+    """Whether the account may do what ``right`` allows (RFC 4314) in a folder opened by `folder`."""
+    return owner is None or right in rights
 
 
 def _as_shared(sf: acl.SharedFolder) -> Folder:

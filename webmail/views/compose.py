@@ -45,8 +45,8 @@ async def form(request: web.Request) -> web.Response:
         return await _page(request, account, draft, mode, source, draft_uid=uid, kept=kept)
     draft = compose.Draft(to=request.query.get("to", "")[:compose.MAX_SUBJECT_CHARS])
     source = None
-    if mode != "new":
-        m = await open_message(request, account)
+    if mode != "new":  # the original may be in a folder shared with the account (reading it is enough)
+        m = await open_message(request, account, shared=True)
         body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)
         text = body.text if body.text is not None else render.html_text(body.html or "")
         who = next((a.name_decoded or a.addr_spec for a in m.parsed.envelope.from_ if a.addr_spec), "")
@@ -175,7 +175,7 @@ async def send(request: web.Request) -> web.Response:
     original = None
     if source:
         try:
-            original = await open_message(request, account, *source)
+            original = await open_message(request, account, *source, shared=True)
         except web.HTTPNotFound:
             if not (posted.draft_uid and mode in ("reply", "replyall")):
                 raise
@@ -212,7 +212,7 @@ async def send(request: web.Request) -> web.Response:
             copy_failed = True
     if posted.draft_uid:
         await store.expunge(stored.folder.ref, [stored.meta.uid], deleted_only=False)
-    if original is not None and mode in ("reply", "replyall"):
+    if original is not None and mode in ("reply", "replyall") and original.may("w"):  # RFC 4314: w sets \Answered
         await store.store_flags(original.folder.ref, [original.meta.uid], "add", int(Flag.ANSWERED))
     refused = ", ".join(r for r, _reply in outcome.refused)
     notes = {**({"refused": refused} if refused else {}), **({"copy_failed": "1"} if copy_failed else {})}

@@ -125,7 +125,7 @@ async def folder_page(request: web.Request) -> web.Response:
     _ = i18n.translator(request[LOCALE])
     name = request.query.get("folder", INBOX)
     try:
-        folder, _owner = await readable_folder(wm.mailboxes.store, account, name)
+        folder, _owner, _rights = await readable_folder(wm.mailboxes.store, account, name)
     except NotFound:
         raise web.HTTPNotFound(text=_("not_found"))
     tree = await folder_tree(request, account, _)

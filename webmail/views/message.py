@@ -4,7 +4,8 @@ Every message is named by (folder name, UID) and the folder is looked up among t
 signed-in account's own folders, so changing a name or UID in a URL can reach no other
 account's mail; the three reading routes also open folders shared with the account with
 the right to read (``Shared/<owner>/<folder>``, webmail/sharedread.py), read-only, each
-read audited. Actions and compose open own folders only.
+read audited, and so does compose (a reply to or forward of a shared message). The actions
+(flag, move, delete) open own folders only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mailboxes.model import Account, Flag, Folder, MessageMeta
 
 from .. import i18n, render
 from ..context import LOCALE, SESSION, WEBMAIL
-from ..sharedread import SHARED, ReadAudit
+from ..sharedread import SHARED, ReadAudit, may
 from ..sharedread import folder as readable_folder
 from ..sessions import require_account
 from .mail import folder_href, folder_label, folder_tree, message_href
@@ -47,6 +48,10 @@ class Opened:
     raw: bytes
     parsed: ParsedMessage
     owner: str | None = None  # another account's address when the folder is shared with this one
+    rights: str = ""  # the account's rights there (RFC 4314) when it is shared; "" in its own folders
+
+    def may(self, right: str) -> bool:
+        return may(self.owner, self.rights, right)
 
 
 SHARED_READS = web.AppKey("shared_reads", ReadAudit)
@@ -62,10 +67,10 @@ async def open_message(request: web.Request, account: Account, folder_name: str 
     uid_text = uid_text if uid_text is not None else request.query.get("uid", "")
     if not name or not uid_text.isdigit() or len(uid_text) > 10 or not 0 < int(uid_text) <= MAX_UID:
         raise web.HTTPNotFound(text=_("not_found"))
-    owner = None
+    owner, rights = None, ""
     try:
         if shared:
-            folder, owner = await readable_folder(wm.mailboxes.store, account, name)
+            folder, owner, rights = await readable_folder(wm.mailboxes.store, account, name)
         else:
             folder = await wm.mailboxes.store.folder(account, name)
         meta = await wm.mailboxes.store.message(folder.ref, int(uid_text))
@@ -79,7 +84,7 @@ async def open_message(request: web.Request, account: Account, folder_name: str 
     if owner is not None:
         await request.app[SHARED_READS].read(wm.mailboxes.directory, str(request[SESSION].id), account, owner,
                                              folder, meta.uid, part)
-    return Opened(folder, meta, raw, parsed, owner)
+    return Opened(folder, meta, raw, parsed, owner, rights)
 
 
 def _addresses(addrs) -> str:
@@ -96,7 +101,8 @@ async def read(request: web.Request) -> web.Response:
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request[LOCALE])
     m = await open_message(request, account, shared=True)
-    if not m.meta.flags & Flag.SEEN and m.owner is None:  # opening marks it read, through the store: IMAP sessions see it
+    # Opening marks it read, through the store (IMAP sessions see it); in a shared folder only with the right s.
+    if not m.meta.flags & Flag.SEEN and m.may("s"):
         await wm.mailboxes.store.store_flags(m.folder.ref, [m.meta.uid], "add", int(Flag.SEEN))
     body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)
     view = "text" if request.query.get("view") == "text" or body.html is None else "html"

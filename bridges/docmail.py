@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+
+from mailboxes.charsets import decode_transfer
+from mailboxes.mime import ParsedMessage
 
 from .manifest import (MEDIA_TYPE, RECEIPT_MEDIA_TYPE, Attachment, Document, ManifestError, Receipt, check_files,
                        readable)
@@ -96,6 +100,34 @@ def read_document(raw: bytes) -> Received:
     return Received(doc, files, str(msg.get("Message-ID", "")).strip())
 
 
+def document_file(raw: bytes, parsed: ParsedMessage, index: int) -> tuple[Document, Attachment, bytes]:
+    """The manifest and its ``index``-th file (IndexError past the end) from a stored document message.
+
+    Read through the store's part tree (byte offsets kept at delivery), so only the manifest
+    and that one file are decoded, not every file of a message of up to 100 MB; the file is
+    checked against the manifest's size and SHA-256 as read_document checks them all.
+    """
+    parts = parsed.body.parts if parsed.body.is_multipart else (parsed.body,)
+    if len(parts) > MAX_PARTS:
+        raise ManifestError("message", f"more than {MAX_PARTS} MIME parts")
+    manifests = [p for p in parts if p.content_type == MEDIA_TYPE]
+    if len(manifests) != 1:
+        raise ManifestError("manifest", f"expected exactly one {MEDIA_TYPE} part, found {len(manifests)}")
+    m = manifests[0]
+    doc = Document.from_json(decode_transfer(raw[m.body_start:m.body_end], m.encoding))
+    if not 0 <= index < len(doc.attachments):
+        raise IndexError(index)
+    a = doc.attachments[index]
+    found = [p for p in parts if not p.is_multipart and p.content_type != MEDIA_TYPE and p.filename == a.name]
+    if len(found) != 1:
+        raise ManifestError(f"files.{a.name}", f"expected once in the message, found {len(found)} times")
+    f = found[0]
+    data = decode_transfer(raw[f.body_start:f.body_end], f.encoding)
+    if len(data) != a.size or hashlib.sha256(data).hexdigest() != a.sha256:
+        raise ManifestError(f"files.{a.name}", "its SHA-256 differs from the manifest's")
+    return doc, a, data
+
+
 def receipt_message(receipt: Receipt, *, sender: str, to: str, now: datetime, hostname: str,
                     in_reply_to: str = "") -> bytes:
     """A machine-readable receipt with a one-line readable body, threaded under the document message."""
@@ -125,4 +157,4 @@ def read_receipt(raw: bytes) -> Receipt:
     return Receipt.from_json(_one_manifest(parts, RECEIPT_MEDIA_TYPE))
 
 
-__all__ = ["Attachment", "Received", "document_message", "read_document", "receipt_message", "read_receipt"]
+__all__ = ["Attachment", "Received", "document_file", "document_message", "read_document", "receipt_message", "read_receipt"]

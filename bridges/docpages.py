@@ -12,8 +12,8 @@ that is not there or not theirs.
 
 Files of an incoming document are read from the copy the intake filed in the documents
 account's 收文 folder (found by its Message-ID through the substring index) and checked
-against the manifest's SHA-256 by read_document, so a registrar downloads exactly what the
-issuing organisation signed.
+against the manifest's SHA-256 (docmail.document_file, which decodes only the manifest and the
+file asked for), so a registrar downloads exactly what the issuing organisation signed.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from datetime import datetime, timedelta, timezone
 
 from mailboxes.documents import Registration, Tracking
 from mailboxes.errors import InvalidInput, NotFound, PermissionDenied, StoreError
+from mailboxes.mime import ParsedMessage
 from mailboxes.model import Account
 from mailboxes.offload import offload_if_large
 from mailboxes.service import Mailboxes
 
 from .api import Problem
 from .docapi import DocumentsApi
-from .docmail import Received, read_document
+from .docmail import document_file
 from .intake import INCOMING
 from .manifest import Document, ManifestError
 
@@ -100,33 +101,35 @@ class DocumentPages:
         return Incoming(reg, doc)
 
     async def incoming_file(self, account: Account, reg_id: int, index: int) -> tuple[str, str, bytes]:
-        """(file name, media type, content) of the document's `index`-th file, as the manifest lists them."""
-        got = await self._received(await self.incoming(account, reg_id))
-        attachments = got.document.attachments
-        if not 0 <= index < len(attachments):
-            raise NotFound("no such file")
-        a = attachments[index]
-        return a.name, a.media_type, got.files[a.name]
+        """(file name, media type, content) of the document's `index`-th file, as the manifest lists them.
 
-    async def _received(self, inc: Incoming) -> Received:
-        """The document read back from its copy in 收文 (files checked against the manifest by read_document)."""
-        reg, intake = inc.registration, self.api.intake
+        Read from the copy in 收文 through the stored part tree (docmail.document_file): only the
+        manifest and that file are decoded, and the file is checked against the manifest's SHA-256.
+        """
+        reg = (await self.incoming(account, reg_id)).registration
+        intake = self.api.intake
         if intake is None or not reg.message_id:
             raise NotFound("the document's message is not kept here")
+        store = self.mb.store
         acct = await self.mb.directory.account(intake.cfg.address)
-        folder = await self.mb.store.folder(acct, INCOMING)
-        uids = await self.mb.store.search_substring(folder.ref, "text", reg.message_id.strip().strip("<>"))
+        folder = await store.folder(acct, INCOMING)
+        uids = await store.search_substring(folder.ref, "text", reg.message_id.strip().strip("<>"))
         for uid in sorted(uids, reverse=True)[:MAX_CANDIDATES]:
-            meta = await self.mb.store.message(folder.ref, uid)
+            meta = await store.message(folder.ref, uid)
             if meta is None:
                 continue
-            raw = await self.mb.store.raw(folder.ref.partition, meta.blob_id)
-            try:
-                got = await offload_if_large(len(raw), read_document, raw)
-            except ManifestError:
+            parsed = ParsedMessage.from_json((await store.parsed(folder.ref.partition, [meta.blob_id]))[meta.blob_id])
+            if (parsed.envelope.message_id or "").strip() != reg.message_id.strip():
                 continue
-            if got.message_id == reg.message_id and str(got.document.document_number) == reg.number:
-                return got
+            raw = await store.raw(folder.ref.partition, meta.blob_id)
+            try:
+                doc, a, data = await offload_if_large(len(raw), document_file, raw, parsed, index)
+            except IndexError:
+                raise NotFound("no such file") from None
+            except ManifestError:
+                continue  # not the document's copy (or not intact): the next candidate
+            if str(doc.document_number) == reg.number:
+                return a.name, a.media_type, data
         raise NotFound("the document's message is not in 收文")
 
     async def sign(self, account: Account, reg_id: int) -> tuple[Registration, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -39,9 +40,9 @@ async def browsers(web):
         await b.close()
 
 
-def incoming_document(web, number: str = "深发〔2026〕3号", *, urgency: str = "加急", title: str = "关于报送材料的函",
-                      at: datetime | None = None) -> int:
-    """A document from futian as the intake leaves it: its message filed in 收文 and its registration; the id."""
+def document_raw(number: str, *, urgency: str = "加急", title: str = "关于报送材料的函",
+                 forged: bytes | None = None) -> tuple[Document, bytes, str]:
+    """(manifest, message, Message-ID) of a document from futian; ``forged``: the file's first bytes replaced after signing."""
     doc = Document.from_json({"issuing_organ": ["福田区税务局"], "document_number": number, "title": title,
                               "main_recipients": ["city"], "copy_recipients": ["luohu"], "date": "2026-12-02",
                               "urgency": urgency, "signers": ["赵六"], "printed_by": "福田区税务局办公室",
@@ -51,6 +52,17 @@ def incoming_document(web, number: str = "深发〔2026〕3号", *, urgency: str
     raw = document_message(doc, {FILE_NAME: PDF}, sender="documents@futian.test", to="documents@city.test",
                            now=datetime(2026, 12, 2, tzinfo=timezone.utc), hostname="mail.futian.test",
                            message_id=mid)
+    if forged is not None:
+        prefix = base64.encodebytes(PDF)[:40]
+        assert raw.count(prefix) == 1
+        raw = raw.replace(prefix, base64.encodebytes(forged + PDF[len(forged):])[:40])
+    return doc, raw, mid
+
+
+def incoming_document(web, number: str = "深发〔2026〕3号", *, urgency: str = "加急", title: str = "关于报送材料的函",
+                      at: datetime | None = None) -> int:
+    """A document from futian as the intake leaves it: its message filed in 收文 and its registration; the id."""
+    doc, raw, mid = document_raw(number, urgency=urgency, title=title)
     web.accounts.setdefault("documents", web.run(web.mb.directory.account("documents@city.test")))
     web.deliver("documents", raw, folder="收文")
 
@@ -72,6 +84,28 @@ def dispatched(web, number: str, *, sender: str = DISPATCHER, urgency: str = "�
             manifest="{}", sender=sender, recipients={o: (f"<{o}{number}@city.test>", f"q-{o}-{number}")
                                                       for o in orgs})
     return web.run(go())
+
+
+async def test_a_download_is_the_file_the_manifest_names_never_a_forged_copy(web, browsers):
+    """Files are read through the stored part tree; one whose SHA-256 differs from the manifest's is never served."""
+    setup_documents(web)
+    reg_id = incoming_document(web, "深发〔2026〕7号")
+    web.deliver("documents", document_raw("深发〔2026〕7号", forged=b"%PDF-1.7 forged")[1], folder="收文")  # newer
+    reg = await browsers(REGISTRAR)
+    r, data = await reg.download(f"/documents/incoming/{reg_id}/files/0")
+    assert r.status == 200 and data == PDF  # the newer, forged copy was skipped for the genuine one
+    for bad in ("1", "-1", "99999999999"):
+        assert (await reg.download(f"/documents/incoming/{reg_id}/files/{bad}"))[0].status == 404, bad
+
+    async def expunge_all() -> None:  # retention removed the genuine copy; a forged one arrives after
+        acct = await web.mb.directory.account("documents@city.test")
+        folder = await web.mb.store.folder(acct, "收文")
+        await web.mb.store.expunge(folder.ref, [m.uid for m in await web.mb.store.messages(folder.ref)],
+                                   deleted_only=False)
+    web.run(expunge_all())
+    web.deliver("documents", document_raw("深发〔2026〕7号", forged=b"%PDF-1.7 forged")[1], folder="收文")
+    r, page = await reg.download(f"/documents/incoming/{reg_id}/files/0")
+    assert r.status == 404 and PDF not in page
 
 
 def _rows(page: str, attr: str) -> list[str]:

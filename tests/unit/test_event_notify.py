@@ -74,12 +74,30 @@ def test_html_part_escapes_what_the_source_sent():
 
 def test_an_administrator_overrides_a_template_in_the_data_directory(tmp_path):
     (tmp_path / "reminder.en.txt").write_text("OVERRIDDEN {{ title }} -> {{ link }}\n", encoding="utf-8")
-    t = notify.Templates(tmp_path)
+    now = [0.0]
+    t = notify.Templates(tmp_path, clock=lambda: now[0])
     m = _build(_event(type="reminder"), t)
     assert m.get_body(("plain",)).get_content().splitlines() == ["OVERRIDDEN Budget meeting -> https://oa.city.test/m/1"]
     assert "Reminder:" in m.get_body(("html",)).get_content()  # the HTML part still the shipped one
     (tmp_path / "reminder.en.txt").write_text("CHANGED {{ title }}\n", encoding="utf-8")
+    now[0] += notify.Templates.RECHECK
     assert "CHANGED" in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()  # no restart
+
+
+def test_an_override_added_while_running_is_taken_up_after_the_recheck(tmp_path):
+    """The chosen template is remembered for Templates.RECHECK seconds, then the directory is looked at again."""
+    now = [100.0]
+    t = notify.Templates(tmp_path / "templates", clock=lambda: now[0])  # the directory does not exist yet
+    assert "Reminder:" in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "reminder.en.txt").write_text("ADDED {{ title }}\n", encoding="utf-8")
+    now[0] += notify.Templates.RECHECK / 2
+    assert "Reminder:" in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()  # not yet
+    now[0] += notify.Templates.RECHECK
+    assert _build(_event(type="reminder"), t).get_body(("plain",)).get_content().splitlines() == ["ADDED Budget meeting"]
+    (tmp_path / "templates" / "reminder.en.txt").unlink()
+    now[0] += notify.Templates.RECHECK
+    assert "Reminder:" in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()  # removed: shipped again
 
 
 def test_the_message_written_directly_reads_back_whole():

@@ -9,8 +9,8 @@ from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
 from mailboxes.errors import InvalidInput, NotFound
-from mailboxes.held import APPROVED, REJECTED, Held
-from mailboxes.leaders import leads
+from mailboxes.held import APPROVED, PENDING, REJECTED, Held
+from mailboxes.leaders import leader_for, leads
 from mailboxes.model import Account
 
 from .dsn import RecipientStatus
@@ -65,9 +65,11 @@ class Approvals:
     """Decisions on held mail: by the leader asked (mailboxes.leaders), by the office, or by an administrator.
 
     Who may decide a held message (issue 13): the office (members of the configured approvers'
-    group) decides any; a leader decides those they were asked to approve while they still lead
-    a department; nobody decides their own mail. The CLI decides as an administrator (`actor`)
-    through the same release and return path.
+    group) decides any; a leader decides those whose sender they lead now (leader_for over
+    today's tree: when a department's leader changes or is cleared, or the sender moves, what
+    waits goes to the new leader, not only what is held after); nobody decides their own mail.
+    `Held.approver` keeps who was asked at the time. The CLI decides as an administrator
+    (`actor`) through the same release and return path.
     """
 
     def __init__(self, submitter: Submitter) -> None:
@@ -95,17 +97,25 @@ class Approvals:
         """What this account may decide, oldest first (none of its own)."""
         if await self.is_office(account):
             return await self.held.pending(not_from=account.address)
-        if await self.leads(account):
-            return await self.held.pending(approver=account.address, not_from=account.address)
-        return []
+        led = await self._led_by(account)
+        return await self.held.pending(ids=led, not_from=account.address) if led else []
 
     async def badge(self, account: Account) -> int | None:
         """For the navigation: None for someone who approves nothing, else how many wait (directory cached)."""
         if await self.is_office(account, cached=True):
             return await self.held.count_pending(not_from=account.address)
-        if await self.leads(account, cached=True):
-            return await self.held.count_pending(approver=account.address, not_from=account.address)
-        return None
+        led = await self._led_by(account, cached=True)
+        return None if led is None else len(led)
+
+    async def _led_by(self, account: Account, *, cached: bool = False) -> list[int] | None:
+        """The pending holds whose sender this account leads now (None: it leads no department)."""
+        d = self.submitter.directory
+        tree = await (d.leader_tree() if cached else d.leaders.tree())
+        me = account.address
+        if not leads(tree, me):
+            return None
+        return [i for i, sender, dept in await self.held.routes()
+                if sender.lower() != me and leader_for(tree, dept, sender) == me]
 
     async def view(self, held_id: int, who: Decider) -> tuple[Held, bytes]:
         """The held message for one who may decide it (an administrator sees all); NotFound for anyone else."""
@@ -117,8 +127,11 @@ class Approvals:
     async def _may_decide(self, held: Held, account: Account) -> bool:
         if held.sender.lower() == account.address:
             return False
-        if held.approver == account.address and await self.leads(account):
-            return True
+        if held.state == PENDING:
+            if held.id in (await self._led_by(account) or ()):
+                return True
+        elif held.approver == account.address and await self.leads(account):
+            return True  # a decision taken already, seen by the leader who was asked (a second click)
         return await self.is_office(account)
 
     async def approve(self, held_id: int, who: Decider) -> Held:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from .websessions import _aware
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 MAX_LISTED = 200  # held messages one page lists at most
 MAX_REASON = 1000  # characters of a rejection reason kept
+MAX_ROUTED = 10_000  # pending holds whose approver is worked out at once (Approvals: the leader now)
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,30 @@ class HeldMail:
         return bytes(data)
 
     async def pending(self, limit: int = MAX_LISTED, *, approver: str | None = None,
-                      not_from: str | None = None) -> list[Held]:
+                      not_from: str | None = None, ids: Collection[int] | None = None) -> list[Held]:
         """The oldest pending holds; with `approver`, only those that leader was asked to decide;
-        with `not_from`, none that this address sent (nobody approves their own mail)."""
+        with `not_from`, none that this address sent (nobody approves their own mail); with `ids`,
+        only those."""
+        if ids is not None:
+            ids = sorted(ids)[:min(limit, MAX_LISTED)]
+            if not ids:
+                return []
         async with self.db.read() as conn:
-            rows = (await conn.execute(self._pending(approver, not_from, select(t.held_messages.c.id))
-                                       .order_by(t.held_messages.c.id).limit(min(limit, MAX_LISTED)))).all()
+            q = self._pending(approver, not_from, select(t.held_messages.c.id))
+            if ids is not None:
+                q = q.where(t.held_messages.c.id.in_(ids))
+            rows = (await conn.execute(q.order_by(t.held_messages.c.id).limit(min(limit, MAX_LISTED)))).all()
         return [await self.get(r.id) for r in rows]
+
+    async def routes(self) -> list[tuple[int, str, int | None]]:
+        """(id, sender, the department the sender's account is in now) of the oldest MAX_ROUTED pending holds."""
+        hm, acc = t.held_messages.c, t.accounts.c
+        sender = func.coalesce(hm.submitter, hm.mail_from)
+        q = (select(hm.id, sender.label("sender"), acc.department_id)
+             .select_from(t.held_messages.outerjoin(t.accounts, acc.address == func.lower(sender)))
+             .where(hm.state == PENDING).order_by(hm.id).limit(MAX_ROUTED))
+        async with self.db.read() as conn:
+            return [(r.id, r.sender, r.department_id) for r in (await conn.execute(q)).all()]
 
     async def count_pending(self, *, approver: str | None = None, not_from: str | None = None) -> int:
         async with self.db.read() as conn:

@@ -196,3 +196,33 @@ async def test_only_an_administrator_names_a_leader_in_the_console_and_the_api(w
     assert leaders == {"city": "boss@city.test", "fin": "fa@city.test", "audit": None, "hr": "h1@city.test"}
     changes = [e for e in web.run(web.mb.directory.audit_entries(100)) if e["action"] == "department.update"]
     assert len(changes) == 3 and all(e["actor"] == "alice@city.test" for e in changes)
+
+
+async def test_what_waits_goes_to_the_new_leader_when_the_leader_changes(web, org):
+    """A leader replaced or cleared no longer decides what was held before; the leader now does."""
+    _send(web, "f1@city.test", "before the change")  # asked: fa, fin's leader
+    [held] = _held(web).values()
+    assert held.approver == "fa@city.test"
+    lead = DepartmentLeaders(web.mb.router.central)
+    web.run(lead.set("fin", "ha@city.test"))  # ha now leads fin (and still hr)
+    fa, ha, boss = [await _browser(web, w) for w in ("fa@city.test", "ha@city.test", "boss@city.test")]
+    try:
+        r, page = await ha.get("/approvals")
+        assert [int(i) for i in re.findall(r'data-held-id="(\d+)"', page)] == [held.id]
+        r, _ = await fa.get(f"/approvals/{held.id}")
+        assert r.status == 404  # no longer leads anyone: not theirs to decide
+        r, page = await boss.get(f"/approvals/{held.id}")
+        assert r.status == 404  # fin has a leader: city's does not decide for it
+        web.run(lead.set("fin", None))  # no leader in fin: the parent's leader, city's boss
+        r, _ = await ha.get(f"/approvals/{held.id}")
+        assert r.status == 404
+        r, page = await boss.get("/approvals")
+        assert [int(i) for i in re.findall(r'data-held-id="(\d+)"', page)] == [held.id]
+        r, page = await boss.get(f"/approvals/{held.id}")
+        r, page = await boss.post(f"/approvals/{held.id}/approve", {"csrf": csrf_of(page)})
+        assert r.status == 200 and 'id="approval-done"' in page
+    finally:
+        for b in (fa, ha, boss):
+            await b.close()
+    assert _held(web) == {}
+    assert held.approver == "fa@city.test"  # who was asked at the time is kept

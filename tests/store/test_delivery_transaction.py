@@ -157,3 +157,32 @@ async def test_a_batch_into_a_cached_folder_keeps_every_message_state(mb):
     assert metas[uids[4]].blob_id == metas[uids[5]].blob_id  # one stored body for the two copies
     assert len({metas[u].blob_id for u in uids}) == 5
     assert (await mb.store.quota(acct)).used_messages == 7
+
+
+async def test_a_batch_across_folders_and_accounts_allocates_and_counts_each(mb, statements):
+    """The uncached path (folders read in id order, locked on PostgreSQL): each folder's UIDs, flags and usage."""
+    accts = [await mb.add_account(f"u{i}@city.test", password="pw") for i in range(3)]
+    await mb.store.create_folder(accts[0], "Work")
+    targets = [((accts[0], "INBOX"), (accts[1], "INBOX")), ((accts[0], "Work"),), ((accts[2], "INBOX"),),
+               ((accts[1], "INBOX"), (accts[2], "INBOX"))]
+    statements.on = True
+    results = await asyncio.gather(*(mb.store.deliver(Delivery(prepare(make_message(f"m{k}", "b" * (10 * k))), t,
+                                                               flags=Flag.SEEN if k == 1 else Flag(0)))
+                                     for k, t in enumerate(targets)))
+    statements.on = False
+    assert statements.count <= 10 * len(targets)  # a fixed few per batch, whatever the folders (old bound: 9)
+    uids: dict[tuple[int, str], list[int]] = {}
+    for res, t in zip(results, targets):
+        for r, (a, name) in zip(res.results, t):
+            uids.setdefault((a.id, name), []).append(r.uid)
+    assert {k: sorted(v) for k, v in uids.items()} == {
+        (accts[0].id, "INBOX"): [1], (accts[0].id, "Work"): [1], (accts[1].id, "INBOX"): [1, 2],
+        (accts[2].id, "INBOX"): [1, 2]}
+    for a, name, n in ((accts[0], "INBOX", 1), (accts[0], "Work", 1), (accts[1], "INBOX", 2), (accts[2], "INBOX", 2)):
+        f = await mb.store.folder(a, name)
+        metas = await mb.store.messages(f.ref)
+        assert f.uidnext == n + 1 and [m.uid for m in metas] == list(range(1, n + 1))
+        assert f.highestmodseq >= max(m.modseq for m in metas)
+    work = await mb.store.messages((await mb.store.folder(accts[0], "Work")).ref)
+    assert [m.flags for m in work] == [int(Flag.SEEN)]
+    assert [(await mb.store.quota(a)).used_messages for a in accts] == [2, 2, 2]

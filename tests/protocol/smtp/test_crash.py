@@ -116,6 +116,34 @@ async def postroom(cfg: Path, *args: str, log: Path | None = None) -> asyncio.su
         stdout=out, stderr=out, env={**os.environ, "POSTROOM_LOG": "WARNING"})
 
 
+START_ATTEMPTS = 5  # a port another process took between free_port() and the server's bind: new ports
+
+
+async def serving(server: asyncio.subprocess.Process, log: Path, since: int) -> bool:
+    """Wait until `postroom serve` says it serves (True) or exits (False; what it said is in the log)."""
+    def said() -> str:
+        with open(log, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
+    await wait_for(lambda: server.returncode is not None or "postroom serving" in said(), timeout=60,
+                   what="the server to start or exit")
+    return server.returncode is None
+
+
+async def serve(tmp_path: Path, storage_url: str, log: Path, *args: str
+                ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    """`postroom serve` on fresh ports (the config rewritten), started again on others when one was taken."""
+    for _ in range(START_ATTEMPTS):
+        cfg, ports = write_config(tmp_path, storage_url)
+        since = log.stat().st_size if log.exists() else 0
+        server = await postroom(cfg, "serve", *args, log=log)
+        if await serving(server, log, since):
+            return server, ports
+        said = log.read_bytes()[since:].decode(errors="replace")
+        assert "address already in use" in said, said[-3000:]
+    raise AssertionError(f"no free ports in {START_ATTEMPTS} attempts")
+
+
 async def port_open(port: int) -> bool:
     try:
         _, w = await asyncio.open_connection("127.0.0.1", port)
@@ -139,8 +167,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path, storag
     await Routes(mb.router.central).add("remote.example", f"127.0.0.1:{sink.port}", tls="opportunistic")
 
     log = tmp_path / "serve.log"
-    server = await postroom(cfg, "serve", "--workers", "1", log=log)
-    await wait_for(lambda: port_open(ports["submission"]), timeout=30, what="the server to listen")
+    server, ports = await serve(tmp_path, storage_url, log, "--workers", "1")
     acked: dict[str, tuple[str, ...]] = {}
     stop = asyncio.Event()
 
@@ -163,9 +190,8 @@ async def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path, storag
     print(f"acked before SIGKILL: {len(acked)}")
 
     sink.accept = True
-    server = await postroom(cfg, "serve", "--workers", "1", log=log)
+    server, ports = await serve(tmp_path, storage_url, log, "--workers", "1")
     try:
-        await wait_for(lambda: port_open(ports["smtp"]), timeout=30, what="the restarted server")
         for i in range(CLIENTS):
             addr = f"u{i}@city.test"
             acct = await mb.directory.account(addr)

@@ -176,19 +176,9 @@ def _cached(conn: Connection, b: Batch, cache: FolderCache, key: tuple[int, str]
     cannot decide exactly raises StaleCache and the transaction is rolled back.
     """
     fid, uidv = folder
-    plan: Plan = []
-    n = size = 0
-    accounts = []
-    for d in b.deliveries:
-        row: list[tuple[int, int] | Exception] = []
-        for acct, fname in d.targets:
-            if isinstance(b.wanted[(acct.id, fname)], Exception):
-                raise StaleCache("a refusal is decided on the uncached path")
-            n += 1
-            size += d.message.size
-            accounts.append((acct, d.message.size))
-            row.append(folder)
-        plan.append(row)
+    accounts = _cached_targets(b)
+    plan: Plan = [[folder] * len(d.targets) for d in b.deliveries]
+    n, size = len(accounts), sum(s for _, s in accounts)
     if not n:
         return plan, {}
     moved = conn.execute(_MOVE_FOLDER, {"f_id": fid, "f_n": n}).first()
@@ -197,13 +187,31 @@ def _cached(conn: Connection, b: Batch, cache: FolderCache, key: tuple[int, str]
         raise StaleCache("the cached folder was deleted or renamed")
     # Relative update: correct even if another node changed usage meanwhile.
     after = conn.execute(_ADD_USAGE, {"u_id": key[0], "u_b": size, "u_m": n}).first()
-    used = [int(after.bytes) - size, int(after.messages) - n] if after is not None else [0, 0]
-    for acct, msg_size in accounts:  # the quota, in order, from the usage before this batch
+    _check_quota(accounts, after)
+    return plan, {fid: [moved.uidnext - n, moved.highestmodseq]}
+
+
+def _cached_targets(b: Batch) -> list[tuple[Account, int]]:
+    """(account, message size) of each target, in order; StaleCache when one is refused (decided uncached)."""
+    out = []
+    for d in b.deliveries:
+        for acct, fname in d.targets:
+            if isinstance(b.wanted[(acct.id, fname)], Exception):
+                raise StaleCache("a refusal is decided on the uncached path")
+            out.append((acct, d.message.size))
+    return out
+
+
+def _check_quota(accounts: list[tuple[Account, int]], after) -> None:
+    """The quota, in order, from the usage before this batch (``after``: the usage row as updated, or None)."""
+    n, size = len(accounts), sum(s for _, s in accounts)
+    used = [int(after.bytes) - size, int(after.messages) - n] if after is not None and after.bytes is not None \
+        else [0, 0]
+    for acct, msg_size in accounts:
         if quota_error(acct, used, msg_size) is not None:
             raise StaleCache("a refusal is decided from the folder and usage rows")
         used[0] += msg_size
         used[1] += 1
-    return plan, {fid: [moved.uidnext - n, moved.highestmodseq]}
 
 
 # The cached path on PostgreSQL in one statement (four round trips become one): the folder row
@@ -230,16 +238,11 @@ def _cached_pg(conn: Connection, b: Batch, cache: FolderCache, key: tuple[int, s
                blob_ids: list[int]) -> tuple[list[list[AppendResult | Exception]], list[FolderChanged]]:
     """`_cached` and the message rows and notification of write_batch, as one statement (PostgreSQL)."""
     fid, uidv = folder
-    n = size = 0
-    accounts = []
+    accounts = _cached_targets(b)
+    n, size = len(accounts), sum(s for _, s in accounts)
     rows: dict[str, list] = {"flags": [], "keywords": [], "dates": [], "sizes": [], "blobs": [], "tracks": []}
     for d, bid, when in zip(b.deliveries, blob_ids, b.internal_dates):
-        for j, (acct, fname) in enumerate(d.targets):
-            if isinstance(b.wanted[(acct.id, fname)], Exception):
-                raise StaleCache("a refusal is decided on the uncached path")
-            n += 1
-            size += d.message.size
-            accounts.append((acct, d.message.size))
+        for j in range(len(d.targets)):
             rows["flags"].append(int(d.flags))  # an IntFlag iterates: asyncpg would read it as an array
             rows["keywords"].append(" ".join(d.keywords))
             rows["dates"].append(when)
@@ -250,16 +253,12 @@ def _cached_pg(conn: Connection, b: Batch, cache: FolderCache, key: tuple[int, s
     if not n:
         return out, []
     got = conn.execute(_CACHED_PG, {"n": n, "fid": fid, "size": size, "acct": key[0], "uidv": uidv, **rows,
-                                    "channel": pgbus.CHANNEL, "head": f"{b.node}:{b.partition}:{fid}:", "tail": ":append"}).first()
+                                    "channel": pgbus.CHANNEL, "head": f"{b.node}:{b.partition}:{fid}:",
+                                    "tail": ":append"}).first()
     if got is None or got.uidvalidity != uidv:
         cache.forget(b.partition, [key])
         raise StaleCache("the cached folder was deleted or renamed")
-    used = [int(got.bytes) - size, int(got.messages) - n] if got.bytes is not None else [0, 0]
-    for acct, msg_size in accounts:  # the quota, in order, from the usage before this batch
-        if quota_error(acct, used, msg_size) is not None:
-            raise StaleCache("a refusal is decided from the folder and usage rows")
-        used[0] += msg_size
-        used[1] += 1
+    _check_quota(accounts, got)
     uid = got.uidnext - n
     ref = FolderRef(b.partition, fid, uidv)
     for row, d in zip(out, b.deliveries):

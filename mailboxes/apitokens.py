@@ -10,6 +10,12 @@ Implementation notes
   kind "source": a workflow system's token (`source_id`, no owner; mailboxes.events). `department_id` None means the
   whole server; otherwise the token is limited to that department.
 - A revoked token is never found again; `find` records `last_used_at` (to LAST_USED_STEP).
+- `find` remembers a live token for CACHE_SECONDS per open database (`_Live`, at most MAX_CACHED):
+  every API request asks, and the read was the largest part of an event post (a hand-off to a
+  reader thread, its BEGIN and COMMIT). A revocation through this process (`revoke`, a source's
+  revocation) forgets them at once; one made by another process — the CLI, another worker, another
+  node — takes effect there within CACHE_SECONDS. Unknown secrets are never remembered, so a new
+  token works at once and a guess always reaches the database (and the refused-token throttle).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -34,6 +41,8 @@ MAX_TOKEN_CHARS = 64  # longer Authorization values are not looked up at all
 MAX_LABEL = 128  # the column's width
 KINDS = ("admin", "source")
 LAST_USED_STEP = timedelta(seconds=60)  # `last_used_at` is written at most this often per token
+CACHE_SECONDS = 2.0  # a live token is looked up again after this (another process's revocation takes this long)
+MAX_CACHED = 10_000  # live tokens remembered per database at most (oldest forgotten first)
 
 
 def _aware_or_none(d: datetime | None) -> datetime | None:
@@ -70,12 +79,49 @@ def _token(r) -> ApiToken:
                     _aware_or_none(r.last_used_at), _aware_or_none(r.revoked_at), r.source_id)
 
 
+monotonic = time.monotonic  # the cache's clock (tests move it)
+_MEMO = "apitokens.live"
+
+
+class _Live:
+    """Live tokens found lately, by hash: (token, monotonic time it was read)."""
+
+    def __init__(self) -> None:
+        self.found: dict[bytes, tuple[ApiToken, float]] = {}
+
+    def get(self, h: bytes) -> ApiToken | None:
+        hit = self.found.get(h)
+        if hit is None:
+            return None
+        if monotonic() - hit[1] >= CACHE_SECONDS:
+            del self.found[h]
+            return None
+        return hit[0]
+
+    def put(self, h: bytes, tok: ApiToken, read_at: float | None = None) -> None:
+        self.found.pop(h, None)
+        self.found[h] = (tok, monotonic() if read_at is None else read_at)
+        while len(self.found) > MAX_CACHED:
+            del self.found[next(iter(self.found))]
+
+
+def forget_live_tokens(db: Database) -> None:
+    """After a revocation: this process looks every token up again."""
+    db.memo.pop(_MEMO, None)
+
+
 class ApiTokens:
     """The api_tokens table behind a small API; `clock` is passed in (tests move time)."""
 
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self.clock = clock
+
+    def _live(self) -> _Live:
+        live = self.db.memo.get(_MEMO)
+        if live is None:
+            live = self.db.memo[_MEMO] = _Live()
+        return live  # type: ignore[return-value]
 
     async def create(self, owner_id: int | None, *, kind: str = "admin", department_id: int | None = None,
                      label: str = "", source_id: int | None = None) -> tuple[str, ApiToken]:
@@ -101,20 +147,27 @@ class ApiTokens:
         h = token_hash(secret)
         if h is None:
             return None
-        c = t.api_tokens.c
-        # read_sync: every API request asks; on SQLite one hand-off to a reader's thread, not five.
-        # The statement is built once: building it (and its cache key) per request was a third of
-        # an event post's CPU in benchmarks/bridges_bench.py.
-        r = await self.db.read_sync(lambda conn: conn.execute(_FIND, {"h": h}).first())
-        if r is None or r.revoked_at is not None:
-            return None
-        tok = _token(r)
+        live = self._live()
+        tok = live.get(h)
+        if tok is None:
+            read_at = monotonic()
+            # read_sync: on SQLite one hand-off to a reader's thread, not five. The statement is
+            # built once: building it (and its cache key) per request was a third of an event post's CPU.
+            r = await self.db.read_sync(lambda conn: conn.execute(_FIND, {"h": h}).first())
+            if r is None or r.revoked_at is not None:
+                return None
+            tok = _token(r)
+            if self.db.memo.get(_MEMO) is live:  # not when a revocation came while we read
+                live.put(h, tok, read_at)
         now = self.clock()
         if tok.last_used_at is not None and now - tok.last_used_at < LAST_USED_STEP:
             return tok  # a busy source posts many times a second: one write per step, not per request
         async with self.db.write() as conn:
-            await conn.execute(update(t.api_tokens).where(c.id == r.id).values(last_used_at=now))
-        return replace(tok, last_used_at=now)
+            await conn.execute(update(t.api_tokens).where(t.api_tokens.c.id == tok.id).values(last_used_at=now))
+        tok = replace(tok, last_used_at=now)
+        if self.db.memo.get(_MEMO) is live and live.get(h) is not None:
+            live.put(h, tok, live.found[h][1])
+        return tok
 
     async def list(self, *, owner_id: int | None = None) -> list[ApiToken]:
         c = t.api_tokens.c
@@ -131,6 +184,7 @@ class ApiTokens:
             await conn.execute(update(t.api_tokens).where(c.id == token_id, c.revoked_at.is_(None))
                                .values(revoked_at=self.clock()))
             r = (await conn.execute(select(*_COLS).where(c.id == token_id))).first()
+        forget_live_tokens(self.db)
         if r is None:
             raise NotFound(f"no API token {token_id}")
         return _token(r)

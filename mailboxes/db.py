@@ -104,6 +104,8 @@ class Database:
     write_lock: WriteLock | None = None  # SQLite files: writers of every process take turns (module notes)
     # SQLite: the sync engines write_sync and read_sync run on (see _ThreadBound), made on first use.
     _bound: dict[bool, _ThreadBound] = field(default_factory=dict, repr=False)
+    # What a module remembers per open database in this process (mailboxes.apitokens' live tokens).
+    memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def dialect(self) -> str:

@@ -38,7 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from . import schema as t
-from .apitokens import ApiToken, ApiTokens
+from .apitokens import ApiToken, ApiTokens, forget_live_tokens
 from .db import Database
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .groupcommit import GroupCommitter
@@ -196,6 +196,7 @@ class Sources:
             await conn.execute(update(t.api_tokens).where(t.api_tokens.c.source_id == src.id,
                                                           t.api_tokens.c.revoked_at.is_(None))
                                .values(revoked_at=now))
+        forget_live_tokens(self.db)
         return await self.get(name)
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from mailboxes import apitokens
 from mailboxes import schema as t
 from mailboxes.apitokens import ApiTokens, token_hash
 from mailboxes.events import Sources
@@ -45,6 +46,29 @@ async def test_a_revoked_token_is_never_found_again(mb):
     assert (await tokens.revoke(tok.id)).revoked_at == revoked.revoked_at  # idempotent
     with pytest.raises(NotFound):
         await tokens.revoke(9999)
+
+
+async def test_a_live_token_is_remembered_briefly_and_a_revocation_anywhere_ends_it(two_stores, monkeypatch):
+    """Two stores on one database, as two processes: a token revoked through this process is refused at
+    once; one revoked by the other process within CACHE_SECONDS, not at the next request (the cache)."""
+    here, there, acct = two_stores
+    now = [1000.0]
+    monkeypatch.setattr(apitokens, "monotonic", lambda: now[0])
+    tokens, elsewhere = ApiTokens(here.router.central), ApiTokens(there.router.central)
+    secret, tok = await tokens.create(acct.id)
+    assert (await tokens.find(secret)).id == tok.id
+    await elsewhere.revoke(tok.id)  # another process: this one still has it for a moment
+    assert (await tokens.find(secret)).id == tok.id
+    now[0] += apitokens.CACHE_SECONDS
+    assert await tokens.find(secret) is None  # read again: revoked
+    secret2, tok2 = await tokens.create(acct.id)
+    assert (await elsewhere.find(secret2)).id == tok2.id  # the other process remembers it now
+    await ApiTokens(here.router.central).revoke(tok2.id)  # any ApiTokens of this process forgets at once
+    assert await tokens.find(secret2) is None
+    src, source_secret, _ = await Sources(here.router.central).add("oa")
+    assert (await tokens.find(source_secret)).source_id == src.id
+    await Sources(here.router.central).revoke("oa")
+    assert await tokens.find(source_secret) is None
 
 
 async def test_kind_scope_and_owner_filter(mb):

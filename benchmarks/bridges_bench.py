@@ -10,14 +10,14 @@ workers, from /proc) per event. Latency is from just before the POST to the even
 (written after submit() returned, i.e. after the copy was committed to the INBOX): an upper bound.
 Targets (issue 11): 1,000 events/s accepted, p99 under one second to the mailbox.
 
-Where the CPU goes (py-spy, 2026-12-05): an event post is ~0.6-0.9 ms of the event loop (aiohttp,
-JSON, the token, recipients, the accept's group commit); delivering it ~1.8 ms in all (the
-notification built from its templates, parsed again for the store, the copy, the indexes, the
-settle). On a 2-core machine that bounds one process near 400 events/s end to end. Single posts
-from 20 clients are bound by each request's latency, not by CPU (the event loop was 62 % busy):
-the request's steps queue behind the worker's concurrent deliveries on the same loop (100 clients:
-495 events/s; the worker's CONCURRENCY 64 -> 4 raised 20 clients' 280 -> 453 events/s but slowed
-delivery threefold, so it stays 64).
+Where the CPU goes (py-spy, 2026-12-05): an event post is ~0.7 ms of the server's CPU (aiohttp, JSON,
+recipients, the accept's group commit; the bearer token is remembered for 2 s, its look-up per
+request was 1.5 ms of thread hand-offs); delivering it ~1.4-1.7 ms (the notification built from its
+templates, parsed again for the store, the copy, the indexes, the settle). A post and a delivery
+share the event loop and the store's writer, so each 202 waited behind deliveries: while posts
+crowd in the worker now waits (at most 1 s, bridges/worker.py), a burst is accepted first and
+delivered right after. A flood longer than that falls back to taking turns (the worker no longer
+waits once a full batch is behind), so its accepted rate is what 2 cores can also deliver.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
@@ -42,6 +43,9 @@ CLAIM_BATCH = 256  # events per round
 CONCURRENCY = 64  # events submitted at once (their writes share group commits)
 PREFETCH_PEOPLE = 20_000  # recipients of one round whose digest choices are read together (memory bound)
 IDLE_POLL_SECONDS = 30.0
+INTAKE_DEFER = 1.0  # seconds a round waits for the posts at most
+INTAKE_LOOK = 0.01  # seconds between two looks at the intake while waiting
+monotonic = time.monotonic  # the wait's clock (tests move it)
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=6))  # after the last, the event is failed
 DIGEST_PEOPLE = 100  # digests sent per round
@@ -75,6 +79,7 @@ class EventWorker(PolledLoop):
         self.clock = clock
         self.on_settled: list[Settled] = []
         self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._behind = False  # the last round took a full CLAIM_BATCH: more waits
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -93,6 +98,19 @@ class EventWorker(PolledLoop):
             await asyncio.gather(self._task, return_exceptions=True)
         await self.store.close()
 
+    async def _let_intake_go_first(self) -> None:
+        """While posts crowd in (EventStore.intake_busy), wait for them, for INTAKE_DEFER at most.
+
+        A post and a delivery share this process's event loop and the store's writer: each post's
+        202 waited behind the worker's deliveries, so a burst was accepted at the pace it was
+        delivered. Now a burst is accepted first (and durably) and delivered right after; once a
+        round finds a full batch waiting (`_behind`), rounds follow each other without waiting, so
+        a steady flow above what can be delivered cannot starve delivery.
+        """
+        deadline = monotonic() + INTAKE_DEFER
+        while self.store.intake_busy() and monotonic() < deadline and not self._stopping:
+            await asyncio.sleep(INTAKE_LOOK)
+
     async def _next_due(self) -> datetime | None:
         dues = [d for d in (await self.store.next_due(), await self.store.next_digest()) if d is not None]
         return min(dues) if dues else None
@@ -102,8 +120,11 @@ class EventWorker(PolledLoop):
 
     async def run_once(self) -> int:
         """One round: due events, then due digests; returns how many were handled."""
+        if not self._behind:
+            await self._let_intake_go_first()
         self._wake.clear()
         claimed = await self.store.claim(CLAIM_BATCH)
+        self._behind = len(claimed) == CLAIM_BATCH
         modes = await self._round_modes(claimed)
         await asyncio.gather(*(self._one(ev, modes.get(ev.id)) for ev in claimed), return_exceptions=True)
         digests = await self._digests()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -50,6 +51,9 @@ MODES = ("immediate", "hourly", "daily")
 MAX_SOURCE_NAME = 64  # the column's width
 EVENT_LEASE = timedelta(seconds=30)  # a claim not settled for this long was orphaned (its node died)
 MAX_ERROR_TEXT = 1000
+BUSY_POSTS = 4  # posts waiting for their answer at once from which the intake is busy (the worker waits)
+BUSY_LINGER = 0.02  # seconds the intake stays busy after the last time it was
+monotonic = time.monotonic  # the intake's clock (tests move it)
 MODES_CHUNK = 1000  # account ids in one preferences query (bound parameters per statement)
 
 
@@ -211,6 +215,8 @@ class EventStore:
         self._committer: GroupCommitter[NewEvent, tuple[Event, bool]] = GroupCommitter(self._insert_batch)
         self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
         self.listeners: list[Callable[[], None]] = []  # told after new rows are committed (the worker's poke)
+        self.posting = 0  # accept() calls under way in this process (posts waiting for their 202)
+        self._busy_until = 0.0  # monotonic time until which the intake counts as busy
         self.settle_hooks: list[SettleHook] = []  # run in a final settle's transaction (the webhook outbox)
 
     def _now(self) -> datetime:
@@ -224,11 +230,21 @@ class EventStore:
 
     async def accept(self, events: Iterable[NewEvent]) -> list[tuple[Event, bool]]:
         """Store the events (durable when this returns): per event (the stored row, whether this call made it)."""
-        out = await asyncio.gather(*(self._committer.submit(e) for e in events))
+        self.posting += 1
+        if self.posting >= BUSY_POSTS:
+            self._busy_until = monotonic() + BUSY_LINGER
+        try:
+            out = await asyncio.gather(*(self._committer.submit(e) for e in events))
+        finally:
+            self.posting -= 1
         if any(created for _, created in out):
             for notify in self.listeners:  # commit first, then broadcast
                 notify()
         return list(out)
+
+    def intake_busy(self) -> bool:
+        """Whether BUSY_POSTS posts or more wait for their answer at once in this process (or did, BUSY_LINGER ago)."""
+        return self.posting >= BUSY_POSTS or monotonic() < self._busy_until
 
     async def _insert_batch(self, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
         # One write_sync: on SQLite the whole transaction is one hand-off to the writer's thread

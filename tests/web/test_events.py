@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import email
+import fcntl
 import imaplib
+import os
+import time
 from email import policy
 
 import aiohttp
 import pytest
 
 from bridges import api as events_api
+from bridges import worker as events_worker
+from mailboxes import events as events_store
 from mailboxes.apitokens import ApiTokens
 from mailboxes.events import SENT, EventStore, Sources
 from mailboxes.mailsettings import OutOfOffice
@@ -345,3 +350,54 @@ async def test_a_batch_that_reaches_too_many_people_in_all_is_refused(web, monke
     assert web.run(EventStore(web.mb.router.central).counts()) == {}  # nothing of it stored
     status, body, _ = await post(web, secret, {"events": batch[:2]}, "/api/v1/events/batch")
     assert status == 202
+
+
+async def until(predicate, what: str, timeout: float = 30.0) -> None:
+    """Poll `predicate` while this loop keeps serving (the posts in flight are on it); fail after `timeout` (a hang)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def crowd_in(web, secret: str, ids) -> None:
+    """Post these events at once while the store's writer is held, so that all wait for their 202 together."""
+    store = web.ctx.extras["events"].store
+    assert web.run(ApiTokens(web.mb.router.central).find(secret)) is not None  # its last use written now, not then
+    held = os.open(web.mb.router.central.write_lock.path, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another process writing: the server's writes wait
+        posts = [asyncio.ensure_future(post(web, secret, event(i))) for i in ids]
+        await until(lambda: store.posting >= len(posts), f"{len(posts)} posts waiting")
+    finally:
+        os.close(held)  # the lock goes with the descriptor
+    assert [status for status, _, _ in await asyncio.gather(*posts)] == [202] * len(posts)
+
+
+async def test_a_burst_of_posts_is_answered_first_then_delivered(web, monkeypatch):
+    """While posts crowd in (BUSY_POSTS waiting at once), the worker waits — their 202s do not queue behind
+    deliveries — until they stop or for INTAKE_DEFER at most; then all is delivered. Time is moved by hand."""
+    now, looks = [0.0], [0]
+
+    def clock() -> float:
+        looks[0] += 1
+        return now[0]
+    monkeypatch.setattr(events_store, "monotonic", clock)
+    monkeypatch.setattr(events_worker, "monotonic", clock)
+    secret = source_token(web)
+    store = web.ctx.extras["events"].store
+    await crowd_in(web, secret, range(events_store.BUSY_POSTS))
+    seen = looks[0]
+    await until(lambda: looks[0] > seen + 20, "the worker looking at the intake")  # it waits, and waits
+    assert web.run(store.counts()) == {"pending": events_store.BUSY_POSTS}
+    now[0] += events_store.BUSY_LINGER  # the posts stopped coming: the intake is quiet
+    assert len(delivered(web, events_store.BUSY_POSTS)) == events_store.BUSY_POSTS
+    # A crowd that does not stop: the worker waits INTAKE_DEFER, then delivers all the same.
+    monkeypatch.setattr(events_store, "BUSY_LINGER", 3600.0)
+    await crowd_in(web, secret, range(10, 10 + events_store.BUSY_POSTS))
+    seen = looks[0]
+    await until(lambda: looks[0] > seen + 20, "the worker looking at the intake")
+    assert web.run(store.counts()) == {"sent": events_store.BUSY_POSTS, "pending": events_store.BUSY_POSTS}
+    now[0] += events_worker.INTAKE_DEFER
+    assert len(delivered(web, 2 * events_store.BUSY_POSTS)) == 2 * events_store.BUSY_POSTS
+    assert store.intake_busy()  # still: the worker stopped waiting by the deadline

@@ -34,7 +34,7 @@ from mailboxes.partitions import StorageConfig
 from mailboxes.service import open_mailboxes
 from tests.conftest import FAST_HASHER, _create_pg_database
 from tests.protocol.smtp.support import PASSWORD, message, wait_for
-from tests.protocol.smtp.test_crash import Sink, free_port, port_open, postroom
+from tests.protocol.smtp.test_crash import Sink, free_port, postroom, serve_on_fresh_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.pg]
 
@@ -161,6 +161,14 @@ async def claims_of(db, pid: int) -> int:
     return sum(1 for c in rows if c and c.split("/")[1] == str(pid))
 
 
+async def start_node(home: Path, url: str, log: Path) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    """`postroom serve` as one node, serving when this returns."""
+    def configure() -> tuple[Path, dict[str, int]]:
+        ports = {"smtp": free_port(), "submission": free_port(), "imap": free_port()}
+        return write_config(home, url, ports), ports
+    return await serve_on_fresh_ports(configure, log)
+
+
 async def test_three_nodes_share_one_postgresql(tmp_path, pg):
     name = "t_" + uuid.uuid4().hex[:12]
     await asyncio.to_thread(_create_pg_database, pg, name)
@@ -173,14 +181,11 @@ async def test_three_nodes_share_one_postgresql(tmp_path, pg):
     await mb.add_account(SENDER, password=PASSWORD)
     await Routes(mb.router.central).add("remote.example", f"127.0.0.1:{sink.port}", tls="none")
 
-    ports = [{"smtp": free_port(), "submission": free_port(), "imap": free_port()} for _ in range(NODES)]
     logs = [tmp_path / f"node{i}.log" for i in range(NODES)]
-    nodes = [await postroom(write_config(tmp_path / f"node{i}", url, ports[i]), "serve", log=logs[i])
-             for i in range(NODES)]
+    launched = [await start_node(tmp_path / f"node{i}", url, logs[i]) for i in range(NODES)]
+    nodes, ports = [n for n, _ in launched], [p for _, p in launched]
     node_a, node_b, node_c = nodes
     try:
-        for p in ports:
-            await wait_for(lambda p=p: port_open(p["imap"]), timeout=30, what="the nodes to listen")
 
         # 1. 3,000 messages through 30 clients over three nodes, into one folder.
         started = time.monotonic()

@@ -26,7 +26,7 @@ from mailserver import config as config_mod
 from tests.conftest import FAST_HASHER
 
 from .smtp.support import PASSWORD, wait_for
-from .smtp.test_crash import free_port, port_open, postroom
+from .smtp.test_crash import free_port, port_open, postroom, serve_on_fresh_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop]
 
@@ -89,9 +89,8 @@ async def test_sigkill_between_202_and_delivery_delivers_each_event_once(tmp_pat
     _, secret, _ = await Sources(mb.router.central).add("oa")
 
     log = tmp_path / "serve.log"
-    server = await postroom(cfg, "serve", "--workers", "1", log=log)
+    server, ports = await serve_on_fresh_ports(lambda: write_config(tmp_path, storage_url), log, "--workers", "1")
     url = f"http://127.0.0.1:{ports['http']}"
-    await wait_for(lambda: port_open(ports["http"]), timeout=30, what="the server to listen")
     acked: dict[str, str] = {}
     stop = asyncio.Event()
     clients = [asyncio.create_task(keep_posting(url, secret, i, stop, acked)) for i in range(CLIENTS)]

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import aiosmtplib
@@ -130,11 +131,12 @@ async def serving(server: asyncio.subprocess.Process, log: Path, since: int) -> 
     return server.returncode is None
 
 
-async def serve(tmp_path: Path, storage_url: str, log: Path, *args: str
-                ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
-    """`postroom serve` on fresh ports (the config rewritten), started again on others when one was taken."""
+async def serve_on_fresh_ports(configure: Callable[[], tuple[Path, dict[str, int]]], log: Path, *args: str
+                               ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    """`postroom serve` with the config `configure()` writes on fresh ports; again with others when one was
+    taken between free_port() and the server's bind (by another test's process: CI runs them side by side)."""
     for _ in range(START_ATTEMPTS):
-        cfg, ports = write_config(tmp_path, storage_url)
+        cfg, ports = configure()
         since = log.stat().st_size if log.exists() else 0
         server = await postroom(cfg, "serve", *args, log=log)
         if await serving(server, log, since):
@@ -142,6 +144,12 @@ async def serve(tmp_path: Path, storage_url: str, log: Path, *args: str
         said = log.read_bytes()[since:].decode(errors="replace")
         assert "address already in use" in said, said[-3000:]
     raise AssertionError(f"no free ports in {START_ATTEMPTS} attempts")
+
+
+async def serve(tmp_path: Path, storage_url: str, log: Path, *args: str
+                ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    """`postroom serve` on fresh ports (the config rewritten), started again on others when one was taken."""
+    return await serve_on_fresh_ports(lambda: write_config(tmp_path, storage_url), log, *args)
 
 
 async def port_open(port: int) -> bool:

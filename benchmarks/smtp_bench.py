@@ -19,6 +19,14 @@ SQLite writer thread, which runs each delivery transaction, and off-loop work).
 
     .venv/bin/python benchmarks/smtp_bench.py [--seconds 8] [--sessions 1 20 50] [--backends sqlite pg]
                                               [--workers 1 2] [--repeat 3] [--no-peers]
+                                              [--client python|smtp-source] [--messages 3000]
+
+--client smtp-source (Postfix's load generator, C; installed with the peers) sends --messages 4 KiB
+messages per point over N sessions (one smtp-source process per session, each to its own
+recipient, one connection each: -d), as issue 9's first table was measured: the figure is the
+messages over the wall time until the last is in its mailbox, with no latency column. It leaves
+the two cores to the servers: the Python client (the default without smtp-source) spends about as
+much CPU per message as Postroom does at 50 sessions, which caps every server it loads.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ PEER_PORT = 10025  # /work/shared/peers: Postfix delivering to Dovecot over LMTP
 PEER_DOMAIN = "example.test"
 PEER_USERS = range(2, 51)  # user1's INBOX belongs to the IMAP benchmark
 PEER_MAILDIRS = Path("/var/tmp/mailbench")
+SMTP_SOURCE = "/usr/sbin/smtp-source"
 SENT_AT = re.compile(rb"Message-ID: <(\d+\.\d+)\.")
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -179,7 +188,32 @@ async def load(label: str, port: int, rcpts: list[str], sessions: int, seconds: 
     p = (lambda q: window[min(n - 1, int(q * n))] * 1000) if n else (lambda q: float("nan"))
     return Result(label, workers, sessions, len(samples), n / elapsed, p(0.50), p(0.99),
                   cpu / n * 1000 if cpu is not None and n else None, None,
-                  cpu_split(server_pid, threads0, threads1, n) if server_pid and n else "")
+                  cpu_split(server_pid, threads0, threads1, n) if server_pid and n and (workers or 1) == 1 else "")
+
+
+async def source_load(label: str, port: int, rcpts: list[str], sessions: int, messages: int,
+                      server_pid: int | None, workers: int | None = None) -> Result:
+    """`messages` over `sessions` smtp-source processes (one session, one recipient each), until all exit."""
+    per = max(1, messages // sessions)
+    cpu0 = cpu_seconds(server_pid) if server_pid else None
+    threads0 = thread_cpu(server_pid) if server_pid else {}
+    start = time.monotonic()
+    procs = [await asyncio.create_subprocess_exec(
+        SMTP_SOURCE, "-d", "-s", "1", "-m", str(per), "-l", str(MESSAGE_SIZE), "-f", "bench@load.example",
+        "-t", rcpts[i % len(rcpts)], "-M", "load.example", f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE) for i in range(sessions)]
+    outs = [await p.communicate() for p in procs]
+    elapsed = time.monotonic() - start
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode != 0 or err:
+            raise RuntimeError(f"smtp-source failed ({p.returncode}): {err.decode(errors='replace')[:500]}")
+    n = per * sessions
+    cpu = cpu_seconds(server_pid) - cpu0 if server_pid and cpu0 is not None else None
+    return Result(label, workers, sessions, n, n / elapsed, float("nan"), float("nan"),
+                  cpu / n * 1000 if cpu is not None else None, None,
+                  # with workers the supervisor's threads are idle: its split would say nothing
+                  cpu_split(server_pid, threads0, thread_cpu(server_pid), n) if server_pid and (workers or 1) == 1
+                  else "")
 
 
 def free_port() -> int:
@@ -228,7 +262,7 @@ async def serving(cfg: Path, port: int, workdir: Path, workers: int) -> AsyncIte
 
 
 async def postroom_run(backend: str, url: str, sessions: int, seconds: float, workdir: Path,
-                       workers: int) -> Result:
+                       workers: int, messages: int | None = None) -> Result:
     port = free_port()
     cfg = workdir / "postroom.toml"
     cfg.write_text(f'[server]\nhostname = "mail.bench.test"\ndata_dir = "{workdir / "data"}"\nlog_level = "warning"\n'
@@ -244,7 +278,10 @@ async def postroom_run(backend: str, url: str, sessions: int, seconds: float, wo
     rcpts = [(await mb.add_account(f"user{i}@bench.test", password="x", quota_bytes=quota)).address
              for i in range(USERS)]
     async with serving(cfg, port, workdir, workers) as pid:
-        res = await load(f"postroom/{backend}", port, rcpts, sessions, seconds, pid, workers)
+        if messages:
+            res = await source_load(f"postroom/{backend}", port, rcpts, sessions, messages, pid, workers)
+        else:
+            res = await load(f"postroom/{backend}", port, rcpts, sessions, seconds, pid, workers)
     stored = 0
     for a in rcpts:
         acct = await mb.directory.account(a)
@@ -284,6 +321,33 @@ def peer_arrivals() -> list[tuple[float, float]]:
     return out
 
 
+def peer_files() -> list[float]:
+    """The arrival (modification) times of every message in the peers' maildirs."""
+    out = []
+    for md in peer_maildirs():
+        for sub in ("new", "cur"):
+            for f in (md / sub).glob("*"):
+                try:
+                    out.append(f.stat().st_mtime)
+                except OSError:
+                    continue
+    return out
+
+
+async def peer_source_run(sessions: int, messages: int) -> Result:
+    """smtp-source against Postfix → Dovecot: the messages over the time until the last is in its maildir."""
+    clear_peer_mail()
+    rcpts = [f"user{i}@{PEER_DOMAIN}" for i in PEER_USERS]
+    start_wall = time.time()
+    smtp = await source_load("postfix+dovecot", PEER_PORT, rcpts, sessions, messages, None)
+    deadline = time.monotonic() + 120
+    while len(arrived := peer_files()) < smtp.sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    last = max(arrived, default=start_wall)
+    return Result("postfix+dovecot", None, sessions, smtp.sent, len(arrived) / (last - start_wall),
+                  float("nan"), float("nan"), None, len(arrived))
+
+
 async def peer_run(sessions: int, seconds: float) -> Result:
     """The same load against Postfix → Dovecot, measured until the messages are in the maildirs."""
     clear_peer_mail()
@@ -320,7 +384,8 @@ def median(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
 
 
-async def fresh_run(backend: str, pg, sessions: int, seconds: float, workers: int) -> Result:
+async def fresh_run(backend: str, pg, sessions: int, seconds: float, workers: int,
+                    messages: int | None = None) -> Result:
     """One run on a fresh data directory (and a fresh PostgreSQL database)."""
     work = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
     try:
@@ -331,7 +396,7 @@ async def fresh_run(backend: str, pg, sessions: int, seconds: float, workers: in
             subprocess.run([*pg.as_user, f"{pg.bindir}/createdb", "-h", "127.0.0.1", "-p", str(pg.port),
                             "-U", "postgres", name], check=True)
             url = pg.url(name)
-        return await postroom_run(backend, url, sessions, seconds, work, workers)
+        return await postroom_run(backend, url, sessions, seconds, work, workers, messages)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -341,7 +406,9 @@ def print_result(r: Result, base: Result | None = None) -> None:
     check = "" if r.stored is None else ("  ok" if r.stored >= r.sent else f"  MISSING {r.sent - r.stored}")
     ratio = f"  {r.rate / base.rate:5.2f}x postfix" if base and base.rate else ""
     wk = f"{r.workers:3d}" if r.workers else "  -"
-    print(f"{r.label:18} {wk} {r.sessions:5d} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {cpu}  "
+    def ms(v: float) -> str:
+        return f"{v:8.2f}" if v == v else f"{'-':>8}"  # NaN: smtp-source gives no latencies
+    print(f"{r.label:18} {wk} {r.sessions:5d} {r.rate:9.1f} {ms(r.p50_ms)} {ms(r.p99_ms)} {cpu}  "
           f"{r.sent:7d}{check}{ratio}{'  cpu ms: ' + r.cpu_split if r.cpu_split else ''}", flush=True)
 
 
@@ -354,14 +421,21 @@ async def main() -> int:
     ap.add_argument("--backends", nargs="*", default=["sqlite", "pg"], choices=["sqlite", "pg"])
     ap.add_argument("--no-peers", action="store_true", help="do not run the load against Postfix/Dovecot")
     ap.add_argument("--repeat", type=int, default=1, help="runs per point; the median run (by msg/s) is shown")
+    ap.add_argument("--client", choices=["python", "smtp-source"],
+                    default="smtp-source" if os.access(SMTP_SOURCE, os.X_OK) else "python",
+                    help="the load generator (smtp-source when Postfix's is installed)")
+    ap.add_argument("--messages", type=int, default=3000, help="messages per point with --client smtp-source")
     args = ap.parse_args()
+    messages = args.messages if args.client == "smtp-source" else None
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start (other work on the machine"
-          " skews every figure; compare runs made together)")
+          " skews every figure; compare runs made together); client: "
+          + (f"smtp-source, {args.messages} messages a point" if messages else f"Python, {args.seconds:g} s a point"))
     print(f"{'server':18} {'wk':>3} {'sess':>5} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>6}  {'sent':>7}")
     peer: dict[int, Result] = {}
     if not args.no_peers and peers_running() and PEER_MAILDIRS.exists():
         for n in args.sessions:
-            peer[n] = median([await peer_run(n, args.seconds) for _ in range(args.repeat)])
+            peer[n] = median([await (peer_source_run(n, messages) if messages else peer_run(n, args.seconds))
+                              for _ in range(args.repeat)])
             print_result(peer[n])
         clear_peer_mail()
     pg = None
@@ -374,7 +448,8 @@ async def main() -> int:
                     continue
             for workers in args.workers:
                 for n in args.sessions:
-                    runs = [await fresh_run(backend, pg, n, args.seconds, workers) for _ in range(args.repeat)]
+                    runs = [await fresh_run(backend, pg, n, args.seconds, workers, messages)
+                            for _ in range(args.repeat)]
                     print_result(median(runs), peer.get(n))
     finally:
         if pg is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +21,8 @@ from .queue import NewEntry, new_queue_id
 from .submit import Submitter, header_from_domain
 
 log = logging.getLogger("postroom.approval")
+
+REROUTE_SECONDS = 60.0  # how often pending holds are matched against today's leaders (Rerouter)
 
 NOT_APPROVED = "5.7.1"  # RFC 3463: delivery not authorized, message refused
 
@@ -114,7 +118,7 @@ class Approvals:
         me = account.address
         if not leads(tree, me):
             return None
-        return [i for i, sender, dept in await self.held.routes()
+        return [i for i, sender, dept, _ in await self.held.routes()
                 if sender.lower() != me and leader_for(tree, dept, sender) == me]
 
     async def view(self, held_id: int, who: Decider) -> tuple[Held, bytes]:
@@ -133,6 +137,34 @@ class Approvals:
         elif held.approver == account.address and await self.leads(account):
             return True  # a decision taken already, seen by the leader who was asked (a second click)
         return await self.is_office(account)
+
+    async def reroute(self) -> int:
+        """Ask the leader of now about each pending hold whose leader changed since it was asked.
+
+        A leader set or cleared (here, by the CLI or on another node) or a sender moved: the hold is
+        theirs to decide at once (`_led_by`), and here they are also sent the request by mail, as the
+        first leader was. The hold's `approver` is changed first, where it still names who was asked:
+        of nodes doing this together one sends the request (a crash between the two leaves the new
+        leader with the hold in /approvals and the badge, unmailed). How many were sent on.
+        """
+        tree = await self.submitter.directory.leaders.tree()
+        moved = 0
+        for held_id, sender, dept, asked in await self.held.routes():
+            now = leader_for(tree, dept, sender)
+            if now == asked or not await self.held.reroute(held_id, asked, now):
+                continue
+            held = await self.held.get(held_id)
+            label = self.submitter.labels.find(held.label) if self.submitter.labels is not None else None
+            if label is None:  # the label was taken out of the configuration: the office sees it in /approvals
+                log.warning("held_id=%d: label %r no longer configured; no request mailed", held_id, held.label)
+                continue
+            await self.submitter.mb.directory.audit(held.sender or "-", "held.rerouted", held.queue_id,
+                                                    held_id=held_id, asked=asked or "office", now=now or "office")
+            log.info("held_id=%d rerouted from=%s to=%s", held_id, asked or "office", now or "office")
+            await self.submitter.ask_approval(held_id, label, held.sender, list(held.recipients),
+                                              await self.held.data(held_id), now)
+            moved += 1
+        return moved
 
     async def approve(self, held_id: int, who: Decider) -> Held:
         """Release to exactly the held recipients, signed, through the queue; audited."""
@@ -167,3 +199,41 @@ class Approvals:
                                                 reason=why, recipients=list(held.recipients))
         log.info("rejected held_id=%d by=%s", held_id, by)
         return held
+
+
+class Rerouter:
+    """The running service: `Approvals.reroute` every REROUTE_SECONDS (leaders change anywhere: the console,
+    the CLI, another node), and at once when poked."""
+
+    name = "approvals"
+
+    def __init__(self, approvals: Approvals, every: float = REROUTE_SECONDS) -> None:
+        self.approvals = approvals
+        self.every = every
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.rounds = 0  # rounds done (tests wait for the next)
+        self.sent_on = 0  # requests mailed to a new leader so far
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="approvals-rerouter")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.sent_on += await self.approvals.reroute()
+            except Exception:  # noqa: BLE001 - the database away for a moment: the next round tries again
+                log.exception("rerouting held mail failed")
+            self.rounds += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.every)
+            self._wake.clear()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -75,4 +75,10 @@ async def start(ctx) -> list:
     ctx.extras["delivery"] = parts
     ctx.extras["submit"] = parts.submitter.submit
     await parts.worker.start()
-    return [parts.worker]
+    if parts.submitter.labels is None:
+        return [parts.worker]
+    from .approval import Approvals, Rerouter  # approval imports submit; built only where mail is held
+    rerouter = Rerouter(Approvals(parts.submitter))
+    ctx.extras["rerouter"] = rerouter
+    await rerouter.start()
+    return [parts.worker, rerouter]

@@ -536,9 +536,14 @@ class Submitter:
                                       label=label.zh, recipients=recipients, approver=leader or "office")
         log.info("held queue_id=%s held_id=%d label=%s rcpts=%d approver=%s", queue_id, held_id, label.en,
                  len(recipients), leader or "office")
+        await self.ask_approval(held_id, label, sender, recipients, data, leader)
+
+    async def ask_approval(self, held_id: int, label: Label, sender: str, recipients: list[str], data: bytes,
+                           leader: str | None) -> None:
+        """Mail the approval request to the leader, else to each member of the office but the sender."""
         if leader is not None:
             asked: tuple[str, ...] = (leader,)
-        else:  # each member of the office but the sender (a group may refuse the null sender)
+        else:  # a group may refuse the null sender: its members one by one
             office = await self.directory.resolve(self.approvers) if self.approvers else None
             asked = tuple(a.address for a in office.local if a.address != sender) if office else ()
         if asked:

@@ -91,15 +91,25 @@ class HeldMail:
             rows = (await conn.execute(q.order_by(t.held_messages.c.id).limit(min(limit, MAX_LISTED)))).all()
         return [await self.get(r.id) for r in rows]
 
-    async def routes(self) -> list[tuple[int, str, int | None]]:
-        """(id, sender, the department the sender's account is in now) of the oldest MAX_ROUTED pending holds."""
+    async def routes(self) -> list[tuple[int, str, int | None, str | None]]:
+        """(id, sender, the department the sender's account is in now, the leader asked) of the oldest
+        MAX_ROUTED pending holds."""
         hm, acc = t.held_messages.c, t.accounts.c
         sender = func.coalesce(hm.submitter, hm.mail_from)
-        q = (select(hm.id, sender.label("sender"), acc.department_id)
+        q = (select(hm.id, sender.label("sender"), acc.department_id, hm.approver)
              .select_from(t.held_messages.outerjoin(t.accounts, acc.address == func.lower(sender)))
              .where(hm.state == PENDING).order_by(hm.id).limit(MAX_ROUTED))
         async with self.db.read() as conn:
-            return [(r.id, r.sender, r.department_id) for r in (await conn.execute(q)).all()]
+            return [(r.id, r.sender, r.department_id, r.approver) for r in (await conn.execute(q)).all()]
+
+    async def reroute(self, held_id: int, asked: str | None, now: str | None) -> bool:
+        """Record that `now` (None: the office) is asked instead of `asked`, if the hold still waits and still
+        names `asked`: of several nodes making the same change, one finds it changed (and mails the request)."""
+        hm = t.held_messages.c
+        async with self.db.write() as conn:
+            return (await conn.execute(update(t.held_messages).where(
+                hm.id == held_id, hm.state == PENDING, hm.approver.is_not_distinct_from(asked))
+                .values(approver=now))).rowcount == 1
 
     async def count_pending(self, *, approver: str | None = None, not_from: str | None = None) -> int:
         async with self.db.read() as conn:

@@ -12,9 +12,12 @@ import smtplib
 
 import pytest
 
+from delivery.approval import Approvals
 from delivery.queue import Queue
 from mailboxes.held import HeldMail
 from mailboxes.leaders import DepartmentLeaders
+from tests.protocol.imap.harness import wait_for
+
 from .harness import PASSWORD, Browser, csrf_of
 from .people import Api, make_org
 from .test_approvals import web  # noqa: F401 (the fixture: labels enforced, office@city.test approves)
@@ -226,3 +229,34 @@ async def test_what_waits_goes_to_the_new_leader_when_the_leader_changes(web, or
             await b.close()
     assert _held(web) == {}
     assert held.approver == "fa@city.test"  # who was asked at the time is kept
+
+
+def _round(web) -> None:
+    """One more round of the running rerouter (poked, then waited for)."""
+    rerouter = web.ctx.extras["rerouter"]
+    done = rerouter.rounds
+    web.loop.call_soon_threadsafe(rerouter.poke)
+    wait_for(lambda: rerouter.rounds > done, timeout=30, what="a rerouting round")
+
+
+async def test_a_new_leader_is_mailed_what_waits_for_them_once(web, org):
+    """When a leader changes (here through the store, as the CLI or another node would), the rerouter sends the
+    new leader the request the first one had; once, whichever nodes look; cleared: the parent's leader."""
+    _send(web, "f1@city.test", "before the change")
+    [held] = _held(web).values()
+    assert web.run(_requests(web, "fa@city.test")) == [held.id]
+    lead = DepartmentLeaders(web.mb.router.central)
+    web.run(lead.set("fin", "ha@city.test"))
+    _round(web)
+    assert web.run(_requests(web, "ha@city.test")) == [held.id]
+    assert web.run(HeldMail(web.mb.router.central).get(held.id)).approver == "ha@city.test"
+    other_node = Approvals(web.ctx.extras["delivery"].submitter)  # a second node's look: nothing left to send
+    assert web.run(other_node.reroute()) == 0
+    _round(web)
+    assert web.run(_requests(web, "ha@city.test")) == [held.id]  # once
+    assert web.run(_requests(web, "fa@city.test")) == [held.id]  # nothing more to the one replaced
+    web.run(lead.set("fin", None))  # fin without a leader: city's boss
+    _round(web)
+    assert web.run(_requests(web, "boss@city.test")) == [held.id]
+    moves = [e for e in web.run(web.mb.directory.audit_entries(100)) if e["action"] == "held.rerouted"]
+    assert len(moves) == 2

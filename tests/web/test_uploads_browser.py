@@ -3,6 +3,7 @@ big refused in words, one removed, the mail sent to a colleague who gets the att
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import imaplib
@@ -97,5 +98,34 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
         sent = {a.get_filename(): a.get_payload(decode=True) for a in msg.iter_attachments()}
         assert sent == {NAME: content, "附表1.csv": "附表,0\n".encode(), "附表2.csv": "附表,1\n".encode()}  # not the removed one
         assert spool.entries(web.accounts["alice"].id) == []
+    finally:
+        web.stop()
+
+
+async def test_files_chosen_before_the_upload_script_runs_are_uploaded(tmp_path, chromium):  # noqa: F811
+    """On a slow link the file can be chosen before uploads.js has run: it is uploaded when the script comes.
+    (Its `change` event came before the listener, and the file was lost until the form was sent.)"""
+    web = WebServer(tmp_path).start()
+    late = tmp_path / "早选.txt"
+    late.write_text("先选的文件", encoding="utf-8")
+    try:
+        ctx = await chromium.new_context(locale="zh-CN")
+        page = await ctx.new_page()
+        await sign_in(page, web)
+        release = asyncio.Event()
+        held: list[str] = []
+
+        async def hold(route) -> None:
+            held.append(route.request.url)
+            await release.wait()
+            await route.continue_()
+        await page.route("**/uploads.js*", hold)
+        await page.click("#compose")
+        await page.get_by_label("添加附件").set_input_files([str(late)])
+        assert held, "uploads.js was not held back"
+        release.set()
+        await expect(page.get_by_label("“早选.txt”的上传进度")).to_have_attribute("value", "100", timeout=30_000)
+        assert [e.filename for e in web.web.app[UPLOADS].entries(web.accounts["alice"].id)] == ["早选.txt"]
+        await ctx.close()
     finally:
         web.stop()

@@ -126,11 +126,13 @@
     while (active < PARALLEL && waiting.length) { waiting.shift()(); }
   }
 
-  input.addEventListener("change", function () {
+  function chosen() {
     var files = Array.prototype.slice.call(input.files || []);
     input.value = "";  // the files go by upload, not again with the form
     files.forEach(upload);
-  });
+  }
+  input.addEventListener("change", chosen);
+  if (input.files && input.files.length) { chosen(); }  // chosen before this script ran (a slow link)
   var shown = list.querySelectorAll("li[data-id]");  // uploads kept when the page came back with an error
   for (var i = 0; i < shown.length; i++) {
     removable(shown[i], shown[i].querySelector(".upload-name").textContent, null);

@@ -202,8 +202,8 @@ class Approvals:
 
 
 class Rerouter:
-    """The running service: `Approvals.reroute` every REROUTE_SECONDS (leaders change anywhere: the console,
-    the CLI, another node), and at once when poked."""
+    """The running service: `Approvals.reroute` every REROUTE_SECONDS (leaders change anywhere: the CLI,
+    another node), and at once when poked (a leader set through this process: the console)."""
 
     name = "approvals"
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from mailboxes.leaders import on_leader_change
 from mailboxes.service import Mailboxes
 
 from .accept import Acceptor
@@ -79,6 +80,7 @@ async def start(ctx) -> list:
         return [parts.worker]
     from .approval import Approvals, Rerouter  # approval imports submit; built only where mail is held
     rerouter = Rerouter(Approvals(parts.submitter))
+    on_leader_change(ctx.mailboxes.router.central, rerouter.poke)  # the console's change: at once
     ctx.extras["rerouter"] = rerouter
     await rerouter.start()
     return [parts.worker, rerouter]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -48,6 +49,14 @@ def chain(tree: dict[int, Node], department_id: int | None) -> list[Node]:
     return out
 
 
+LISTENERS = "leaders.listeners"  # Database.memo key: callbacks told after a leader was set in this process
+
+
+def on_leader_change(db: Database, callback: Callable[[], None]) -> None:
+    """Call `callback` after each leader set or cleared through this process (other processes: not told)."""
+    db.memo.setdefault(LISTENERS, []).append(callback)  # type: ignore[union-attr]
+
+
 class DepartmentLeaders:
     """Set a department's leader and read the tree of leaders, over the central database."""
 
@@ -72,6 +81,8 @@ class DepartmentLeaders:
             if not done:
                 raise NotFound(f"no department {code}")
             row = (await conn.execute(departments_with_leaders().where(t.departments.c.code == code))).first()
+        for callback in self.db.memo.get(LISTENERS, ()):  # type: ignore[union-attr]
+            callback()
         return department(row)
 
     async def tree(self) -> dict[int, Node]:

@@ -240,14 +240,17 @@ def _round(web) -> None:
 
 
 async def test_a_new_leader_is_mailed_what_waits_for_them_once(web, org):
-    """When a leader changes (here through the store, as the CLI or another node would), the rerouter sends the
-    new leader the request the first one had; once, whichever nodes look; cleared: the parent's leader."""
+    """When a leader changes, the rerouter sends the new leader the request the first one had: at once when
+    the change is made through the server's process (the console), else at its next round (the CLI, another
+    node); once, whichever nodes look; cleared: the parent's leader."""
     _send(web, "f1@city.test", "before the change")
     [held] = _held(web).values()
     assert web.run(_requests(web, "fa@city.test")) == [held.id]
     lead = DepartmentLeaders(web.mb.router.central)
-    web.run(lead.set("fin", "ha@city.test"))
-    _round(web)
+    rerouter = web.ctx.extras["rerouter"]
+    sent = rerouter.sent_on
+    web.run(lead.set("fin", "ha@city.test"))  # through the server's own store, as the console: it is told
+    wait_for(lambda: rerouter.sent_on > sent, timeout=30, what="the rerouter to send the request on")
     assert web.run(_requests(web, "ha@city.test")) == [held.id]
     assert web.run(HeldMail(web.mb.router.central).get(held.id)).approver == "ha@city.test"
     other_node = Approvals(web.ctx.extras["delivery"].submitter)  # a second node's look: nothing left to send

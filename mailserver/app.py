@@ -210,5 +210,10 @@ async def serve(config: Config, worker: WorkerSpec | None = None) -> int:
         await ctx.mailboxes.close()
         if isinstance(ctx.bus, FanoutBus):
             ctx.bus.close()
+    # Stopped: a later SIGTERM (systemd signals the whole group as the supervisor forwards its own) must not
+    # kill the process while Python tears down, which the supervisor would report as a failed stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
     log.info("postroom stopped")
     return 0

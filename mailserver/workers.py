@@ -272,8 +272,10 @@ class Supervisor:
                 return 0
 
     def stop(self) -> None:
-        if not self.stopping.is_set():
-            log.info("stopping: SIGTERM to %d workers", len(self.procs))
+        if self.stopping.is_set():
+            return  # each worker is told once (a worker spawned after this is told by spawn()): a second
+            # SIGTERM could reach one that has drained and is exiting, and kill it ("stopped with errors")
+        log.info("stopping: SIGTERM to %d workers", len(self.procs))
         self.stopping.set()
         for proc in self.procs.values():
             if proc.returncode is None:

@@ -6,6 +6,7 @@ The Server helper and the log format are test_workers.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from collections import Counter
 import aiosmtplib
 import pytest
 
+from .smtp.support import wait_for
 from .test_workers import CONNECTIONS_FOR_BOTH, TXN_LINE, Server, inbox_subjects, message
 
 pytestmark = pytest.mark.slow
@@ -91,3 +93,23 @@ async def test_two_workers_both_serve_the_webmail(tmp_path):
         code = await srv.stop()
         await mb.close()
     assert code == 0, srv.log.read_text(errors="replace")[-3000:]
+
+
+async def test_sigterm_to_the_whole_group_and_a_late_one_still_stop_with_exit_0(tmp_path):
+    """systemd signals every process of the unit, and the supervisor forwards its own SIGTERM: each worker
+    gets two. One more reaching a worker after it has drained (while Python tears down) must not kill it,
+    or the supervisor reports a failed stop (CI saw "workers stopped with errors: 2 (signal SIGTERM)")."""
+    srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
+    mb = await srv.init([])
+    await mb.close()
+    await srv.start()
+    workers = [int(pid) for pid in re.findall(r"worker \d started \(pid (\d+)\)", srv.log_since(0))]
+    assert len(workers) == 2
+    os.killpg(srv.proc.pid, signal.SIGTERM)  # start_new_session: the supervisor leads the group
+    for pid in workers:  # and again, to each, as its drain ends
+        await wait_for(lambda pid=pid: f"pid {pid}] postroom stopped" in srv.log_since(0), timeout=60,
+                       what="the worker to drain")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    assert await asyncio.wait_for(srv.proc.wait(), 90) == 0, srv.log_since(0)[-3000:]
+    assert "all 2 workers stopped" in srv.log_since(0)

@@ -62,6 +62,11 @@ def normalise_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+# FULL: the WAL is fsynced at every commit, so a 250/OK survives power loss. (The test suite sets OFF in
+# its own process, as it runs its PostgreSQL without fsync: what tests kill is a process, never the machine.)
+SQLITE_SYNCHRONOUS = "FULL"
+
+
 def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool, foreign_keys: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn, _record):  # noqa: ANN001
@@ -70,8 +75,7 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool, foreign_keys: bool 
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA journal_mode = WAL")
-        # FULL: the WAL is fsynced at every commit, so a 250/OK survives power loss.
-        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute(f"PRAGMA synchronous = {SQLITE_SYNCHRONOUS}")
         cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         cur.close()
 

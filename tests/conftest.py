@@ -9,7 +9,13 @@ import uuid
 import pytest
 from argon2 import PasswordHasher
 
+from mailboxes import db as _db
 from tests.support import pgserver, templates
+
+# The suite's own process commits without fsync (SQLite synchronous=OFF), as its PostgreSQL runs without
+# fsync: a killed process loses nothing either way (the writes are in the OS's cache when a commit
+# returns), only a power cut would. `postroom serve` subprocesses and the benchmarks keep FULL.
+_db.SQLITE_SYNCHRONOUS = "OFF"
 
 # Real Argon2, cheap parameters: tests create many accounts.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

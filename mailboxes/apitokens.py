@@ -98,11 +98,17 @@ class _Live:
             return None
         return hit[0]
 
-    def put(self, h: bytes, tok: ApiToken, read_at: float | None = None) -> None:
+    def put(self, h: bytes, tok: ApiToken, read_at: float) -> None:
         self.found.pop(h, None)
-        self.found[h] = (tok, monotonic() if read_at is None else read_at)
+        self.found[h] = (tok, read_at)
         while len(self.found) > MAX_CACHED:
             del self.found[next(iter(self.found))]
+
+    def refresh(self, h: bytes, tok: ApiToken) -> None:
+        """A remembered token with newer fields (its last use), still as old as when it was read."""
+        hit = self.found.get(h)
+        if hit is not None:
+            self.found[h] = (tok, hit[1])
 
 
 def forget_live_tokens(db: Database) -> None:
@@ -165,8 +171,7 @@ class ApiTokens:
         async with self.db.write() as conn:
             await conn.execute(update(t.api_tokens).where(t.api_tokens.c.id == tok.id).values(last_used_at=now))
         tok = replace(tok, last_used_at=now)
-        if self.db.memo.get(_MEMO) is live and live.get(h) is not None:
-            live.put(h, tok, live.found[h][1])
+        live.refresh(h, tok)  # a revocation meanwhile replaced `live`: refreshing the old one changes nothing
         return tok
 
     async def list(self, *, owner_id: int | None = None) -> list[ApiToken]:

@@ -26,7 +26,7 @@ from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, read_raw
 from .changes import ChangeBus, FolderChanged
 from .db import Database
-from .deliverywrite import Batch, Delivery, FolderCache, StaleCache, quota_error, write_batch
+from .deliverywrite import Batch, Delivery, FolderCache, StaleCache, lone_cached, one_pg, quota_error, write_batch
 from .directory import Directory
 from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota, UnderHold
 from .holds import Holds, LegalHold, held_uids
@@ -693,15 +693,26 @@ class Store:
         now = self.clock()
         plan = Batch(partition, batch, wanted, [to_utc(d.internal_date or now) for d in batch], self.node, atomic)
         files = self.files(partition)
-        try:
-            out, events = await db.write_sync(
-                lambda conn, blocking: write_batch(conn, blocking, plan, files, self._folder_cache, True))
-        except StaleCache:
-            out, events = await db.write_sync(
-                lambda conn, blocking: write_batch(conn, blocking, plan, files, self._folder_cache, False))
+        lone = lone_cached(plan, self._folder_cache) if db.dialect == "postgresql" and files is None else None
+        done = None
+        if lone is not None:  # a lone session's message: one round trip (deliverywrite.one_pg)
+            done = await db.autocommit_sync(lambda conn: one_pg(conn, plan, *lone))
+        if done is not None:
+            out, events = done
+        else:
+            out, events = await self._write_batch(db, plan, files)
         for ev in events:  # commit first, then broadcast
             self.bus.publish(ev.folder, ev)
         return out
+
+    async def _write_batch(self, db: Database, plan: Batch, files: BlobDirectory | None
+                           ) -> tuple[list[list[AppendResult | Exception]], list[FolderChanged]]:
+        try:
+            return await db.write_sync(
+                lambda conn, blocking: write_batch(conn, blocking, plan, files, self._folder_cache, True))
+        except StaleCache:
+            return await db.write_sync(
+                lambda conn, blocking: write_batch(conn, blocking, plan, files, self._folder_cache, False))
 
     async def _add_usage(self, conn, account_id: int, dbytes: int, dmessages: int) -> None:
         await conn.execute(update(t.mailbox_usage).where(t.mailbox_usage.c.account_id == account_id).values(

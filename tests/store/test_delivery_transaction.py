@@ -7,6 +7,8 @@ import threading
 from datetime import datetime, timezone
 
 import aiosqlite
+import asyncpg
+import asyncpg.transaction
 import pytest
 from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
@@ -19,9 +21,9 @@ from mailboxes.store import Delivery
 from tests.store.test_store import make_message
 
 # SQLite: BEGIN IMMEDIATE, blob look-up, blob insert, word index, substring index, folder
-# UPDATE ... RETURNING, usage UPDATE ... RETURNING, message insert. PostgreSQL: a new blob and its
-# two index rows in one statement, then the folder, usage, message rows and pg_notify in another.
-STATEMENTS_PER_MESSAGE = {"sqlite": 8, "postgresql": 2}
+# UPDATE ... RETURNING, usage UPDATE ... RETURNING, message insert. PostgreSQL: one statement that
+# commits itself (the folder, the usage, a new blob and its two index rows, the message row, pg_notify).
+STATEMENTS_PER_MESSAGE = {"sqlite": 8, "postgresql": 1}
 
 
 class Statements:
@@ -60,6 +62,57 @@ async def test_a_lone_delivery_costs_a_fixed_few_statements(mb, statements):
     assert inbox.uidnext == 14
     q = await mb.store.quota(acct)
     assert q.used_messages == 13
+
+
+async def test_on_postgresql_a_lone_delivery_is_one_round_trip_with_no_begin_or_commit(mb, monkeypatch):
+    if mb.store.router.central.dialect != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    acct = await mb.add_account("a@city.test", password="pw")
+    await mb.store.deliver(Delivery(prepare(make_message("warm")), ((acct, "INBOX"),)))
+    began = 0
+    real = asyncpg.transaction.Transaction.start
+
+    async def counted(self):  # noqa: ANN001
+        nonlocal began
+        began += 1
+        return await real(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+    for i in range(5):
+        res = await mb.store.deliver(Delivery(prepare(make_message(f"m{i}")), ((acct, "INBOX"),)))
+        assert res.results[0].uid == 2 + i
+    assert began == 0
+    assert (await mb.store.quota(acct)).used_messages == 6
+
+
+async def test_a_body_stored_already_is_delivered_again_into_a_cached_folder(mb):
+    """The one-statement path declines a body whose hash is stored (nothing is left of it) and the
+    ordinary path references the stored one."""
+    acct = await mb.add_account("a@city.test", password="pw")
+    p = prepare(make_message("same"))
+    first = await mb.store.deliver(Delivery(p, ((acct, "INBOX"),)))
+    again = await mb.store.deliver(Delivery(p, ((acct, "INBOX"),)))
+    assert (first.results[0].uid, again.results[0].uid) == (1, 2)
+    metas = await mb.store.messages(first.results[0].folder)
+    assert [m.uid for m in metas] == [1, 2] and metas[0].blob_id == metas[1].blob_id
+    inbox = await mb.store.folder(acct, "INBOX")
+    assert inbox.uidnext == 3
+    q = await mb.store.quota(acct)
+    assert (q.used_messages, q.used_bytes) == (2, 2 * p.size)
+
+
+async def test_over_the_byte_quota_with_the_folder_cached_refuses_and_counts_nothing(mb):
+    first, small = prepare(make_message("m0", "x" * 600)), prepare(make_message("s"))
+    acct = await mb.add_account("q@city.test", password="pw", quota_bytes=first.size + small.size)
+    await mb.store.append(acct, "INBOX", first)
+    res = await mb.store.deliver(Delivery(prepare(make_message("second", "y" * 600)), ((acct, "INBOX"),)))
+    assert isinstance(res.results[0], errors.OverQuota) and not res.results[0].permanent
+    res = await mb.store.deliver(Delivery(small, ((acct, "INBOX"),)))  # exactly what is left
+    assert res.results[0].uid == 2
+    inbox = await mb.store.folder(acct, "INBOX")
+    assert inbox.uidnext == 3
+    q = await mb.store.quota(acct)
+    assert (q.used_messages, q.used_bytes) == (2, first.size + small.size)
 
 
 async def test_on_sqlite_a_delivery_is_one_hand_off_to_the_writer_thread(mb, statements, monkeypatch):

@@ -37,15 +37,20 @@ async def next_uidvalidity(conn, count: int = 1, *, clock: Callable[[], int] = _
     Time-based while the clock is ahead of the counter (values stay meaningful across a
     restored backup), otherwise the previous value plus one.
     """
+    return await conn.run_sync(next_uidvalidity_sync, count, clock=clock)
+
+
+def next_uidvalidity_sync(conn, count: int = 1, *, clock: Callable[[], int] = _now) -> int:
+    """`next_uidvalidity` on a synchronous connection (a Database.write_sync function)."""
     now = max(1, clock())
     c = t.mail_counters.c
-    top = (await conn.execute(update(t.mail_counters).where(c.name == UIDVALIDITY).values(
+    top = conn.execute(update(t.mail_counters).where(c.name == UIDVALIDITY).values(
         value=case((c.value + count > now + count - 1, c.value + count), else_=now + count - 1))
-        .returning(c.value))).scalar()
+        .returning(c.value)).scalar()
     if top is None:  # a database created without the migrations' seed row
-        seen = (await conn.execute(select(func.max(t.folders.c.uidvalidity)))).scalar() or 0
+        seen = conn.execute(select(func.max(t.folders.c.uidvalidity))).scalar() or 0
         top = max(now + count - 1, int(seen) + count)
-        await conn.execute(insert(t.mail_counters).values(name=UIDVALIDITY, value=top))
+        conn.execute(insert(t.mail_counters).values(name=UIDVALIDITY, value=top))
     if top > MAX_UIDVALIDITY:
         raise OverflowError("UIDVALIDITY would exceed 32 bits")
     return int(top) - count + 1

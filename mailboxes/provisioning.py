@@ -59,40 +59,47 @@ async def add_directory_rows(directory, specs: Sequence[NewAccount]) -> list[Acc
         return await directory.hash_password(password) if password is not None else None
 
     hashes = await asyncio.gather(*(hashed(s.password) for s in specs))  # as many at once as it has slots
-    clock = directory.clock
-    async with directory.db.write() as conn:
-        domains = {d.rsplit("@", 1)[1] for d in addresses}
-        domain_ids = dict((await conn.execute(select(t.domains.c.name, t.domains.c.id)
-                                              .where(t.domains.c.name.in_(domains)))).all())
-        for domain in sorted(domains - set(domain_ids)):
-            raise NotFound(f"domain {domain} is not a local domain; add it with `postroom domain add`")
-        codes = {s.department.lower(): s.department for s in specs if s.department}
-        dept_ids = dict((await conn.execute(select(t.departments.c.code, t.departments.c.id)
-                                            .where(t.departments.c.code.in_(codes)))).all()) if codes else {}
-        for code in sorted(set(codes) - set(dept_ids)):
-            raise NotFound(f"no department {codes[code]}")
-        for chunk in _chunks(addresses):
-            for table, what in ((t.accounts, "an account"), (t.aliases, "an alias"), (t.groups, "a group")):
-                taken = (await conn.execute(select(table.c.address).where(table.c.address.in_(chunk)))).first()
-                if taken is not None:
-                    raise AlreadyExists(f"{taken.address} is already {what}")
-        rows = [dict(address=a, domain_id=domain_ids[a.rsplit("@", 1)[1]], display_name=s.display_name,
-                     department_id=dept_ids[s.department.lower()] if s.department else None, password_hash=h,
-                     role=Role(s.role).value, quota_bytes=s.quota_bytes, quota_messages=s.quota_messages,
-                     enabled=True, created_at=clock())
-                for a, s, h in zip(addresses, specs, hashes, strict=True)]
-        for chunk in _chunks(rows):
-            await conn.execute(insert(t.accounts), list(chunk))
-        made: dict[str, Account] = {}
-        for chunk in _chunks(addresses):
-            for r in await conn.execute(directory._account_select().where(t.accounts.c.address.in_(chunk))):
-                made[r.address] = directory._account(r)
+    made = await directory.db.write_sync(lambda conn, _blocking: _directory_rows(directory, conn, addresses, specs,
+                                                                                 hashes))
     return [made[a] for a in addresses]
 
 
-async def provision(conn, accounts: Sequence[Account], clock: Callable[[], datetime]) -> None:
+def _directory_rows(directory, conn, addresses: list[str], specs: Sequence[NewAccount],
+                    hashes: Sequence[str | None]) -> dict[str, Account]:
+    """The rows of add_directory_rows, in its one write transaction (one hand-off on SQLite): address -> account."""
+    domains = {d.rsplit("@", 1)[1] for d in addresses}
+    domain_ids = dict(conn.execute(select(t.domains.c.name, t.domains.c.id).where(t.domains.c.name.in_(domains))).all())
+    for domain in sorted(domains - set(domain_ids)):
+        raise NotFound(f"domain {domain} is not a local domain; add it with `postroom domain add`")
+    codes = {s.department.lower(): s.department for s in specs if s.department}
+    dept_ids = dict(conn.execute(select(t.departments.c.code, t.departments.c.id)
+                                 .where(t.departments.c.code.in_(codes))).all()) if codes else {}
+    for code in sorted(set(codes) - set(dept_ids)):
+        raise NotFound(f"no department {codes[code]}")
+    for chunk in _chunks(addresses):
+        for table, what in ((t.accounts, "an account"), (t.aliases, "an alias"), (t.groups, "a group")):
+            taken = conn.execute(select(table.c.address).where(table.c.address.in_(chunk))).first()
+            if taken is not None:
+                raise AlreadyExists(f"{taken.address} is already {what}")
+    now = directory.clock()
+    rows = [dict(address=a, domain_id=domain_ids[a.rsplit("@", 1)[1]], display_name=s.display_name,
+                 department_id=dept_ids[s.department.lower()] if s.department else None, password_hash=h,
+                 role=Role(s.role).value, quota_bytes=s.quota_bytes, quota_messages=s.quota_messages,
+                 enabled=True, created_at=now)
+            for a, s, h in zip(addresses, specs, hashes, strict=True)]
+    for chunk in _chunks(rows):
+        conn.execute(insert(t.accounts), list(chunk))
+    made: dict[str, Account] = {}
+    for chunk in _chunks(addresses):
+        for r in conn.execute(directory._account_select().where(t.accounts.c.address.in_(chunk))):
+            made[r.address] = directory._account(r)
+    return made
+
+
+def provision(conn, accounts: Sequence[Account], clock: Callable[[], datetime]) -> None:
     """INBOX and the special-use folders (RFC 6154), subscribed, and a usage row, for each of `accounts`
-    whose home partition `conn` writes to; what an account already has is kept (idempotent)."""
+    whose home partition `conn` writes to; what an account already has is kept (idempotent). A
+    Database.write_sync function (one hand-off to the SQLite writer thread)."""
     wanted = [(INBOX, None), *SPECIAL_USE_FOLDERS]
     ids = [a.id for a in accounts]
     have_folders: set[tuple[int, str]] = set()
@@ -100,11 +107,11 @@ async def provision(conn, accounts: Sequence[Account], clock: Callable[[], datet
     have_usage: set[int] = set()
     for chunk in _chunks(ids):
         f, s, u = t.folders.c, t.subscriptions.c, t.mailbox_usage.c
-        have_folders.update((await conn.execute(select(f.account_id, f.name).where(f.account_id.in_(chunk)))).all())
-        subscribed.update((await conn.execute(select(s.account_id, s.name).where(s.account_id.in_(chunk)))).all())
-        have_usage.update((await conn.execute(select(u.account_id).where(u.account_id.in_(chunk)))).scalars())
+        have_folders.update(conn.execute(select(f.account_id, f.name).where(f.account_id.in_(chunk))).all())
+        subscribed.update(conn.execute(select(s.account_id, s.name).where(s.account_id.in_(chunk))).all())
+        have_usage.update(conn.execute(select(u.account_id).where(u.account_id.in_(chunk))).scalars())
     new = [(i, name, use) for i in ids for name, use in wanted if (i, name) not in have_folders]
-    uidv = await identity.next_uidvalidity(conn, len(new)) if new else 0
+    uidv = identity.next_uidvalidity_sync(conn, len(new)) if new else 0
     now = clock()
     folders = [dict(account_id=i, name=name, uidvalidity=uidv + n, uidnext=1, highestmodseq=1, special_use=use,
                     created_at=now) for n, (i, name, use) in enumerate(new)]
@@ -114,4 +121,4 @@ async def provision(conn, accounts: Sequence[Account], clock: Callable[[], datet
     usage = [dict(account_id=i, bytes=0, messages=0) for i in ids if i not in have_usage]
     for table, rows in ((t.folders, folders), (t.subscriptions, subscriptions), (t.mailbox_usage, usage)):
         for chunk in _chunks(rows):
-            await conn.execute(insert(table), list(chunk))
+            conn.execute(insert(table), list(chunk))

@@ -170,8 +170,7 @@ class Store:
             homes.setdefault(self.home(account), []).append(account)
         for partition, theirs in homes.items():
             db = await self._db(partition)
-            async with db.write() as conn:
-                await provisioning.provision(conn, theirs, self.clock)
+            await db.write_sync(lambda conn, _blocking, theirs=theirs: provisioning.provision(conn, theirs, self.clock))
 
     async def folders(self, account: Account) -> list[Folder]:
         out: list[Folder] = []

@@ -121,15 +121,23 @@ class Router:
 
 async def create_mail_schema(db: Database) -> None:
     """Create or upgrade a partition's mail tables (Alembic)."""
-    async with db.migrating() as conn:
-        await conn.run_sync(migrations.upgrade, "mail")
+    await _migrate(db, ("mail",))
 
 
 async def create_central_schema(db: Database) -> None:
     """Create or upgrade the central database: the directory and the mail tables (Alembic)."""
+    await _migrate(db, ("directory", "mail"))
+
+
+async def _migrate(db: Database, schemas: tuple[str, ...]) -> None:
+    """Bring these schemas to their newest revisions. A database already there (every open after the
+    first) is seen with one read; the migration's own engine and connection (10 ms an open) are for
+    the others."""
+    if await db.read_sync(lambda conn: all(migrations.at_head(conn, schema) for schema in schemas)):
+        return
     async with db.migrating() as conn:
-        await conn.run_sync(migrations.upgrade, "directory")
-        await conn.run_sync(migrations.upgrade, "mail")
+        for schema in schemas:
+            await conn.run_sync(migrations.upgrade, schema)
 
 
 async def _ensure_pg_database(central: Database, url: str) -> None:

@@ -58,6 +58,11 @@ def _script(schema: str) -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config(schema))
 
 
+def at_head(connection: Connection, schema: str) -> bool:
+    """Whether `schema` in this database is at its newest revision(s): nothing for `upgrade` to do."""
+    return _at_head(connection, schema, set(inspect(connection).get_table_names()))
+
+
 def _at_head(connection: Connection, schema: str, have: set[str]) -> bool:
     """Whether the database's version table names exactly the newest revision(s) of `schema`."""
     name = SCHEMAS[schema]

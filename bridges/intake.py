@@ -34,7 +34,7 @@ from email.utils import format_datetime, make_msgid
 from delivery.dkim import DkimResult
 from delivery.submit import Outcome, Submission
 from mailboxes.acl import set_rights
-from mailboxes.documents import Documents, Partner, Registration
+from mailboxes.documents import INCOMING, RECEIPTS, Documents, Partner, Registration
 from mailboxes.errors import NotFound
 from mailboxes.model import Account
 from mailboxes.leases import Leases
@@ -46,8 +46,6 @@ from .manifest import MEDIA_TYPE, RECEIPT_MEDIA_TYPE, ManifestError, Receipt, pa
 
 log = logging.getLogger("postroom.intake")
 
-INCOMING = "收文"  # registered documents; shared with the registrars
-RECEIPTS = "回执"  # receipts from partners, after the tracker has them
 BATCH = 20  # messages taken from the INBOX per round (then the loop yields to others)
 SWEEP_SECONDS = 60.0  # a look at the INBOX even without a change event (events of other nodes, missed ones)
 LEASE = "documents-intake"  # one intake per site: worker processes and nodes share the documents account

@@ -29,11 +29,27 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
+from .addresses import normalise_address
 from .db import Database
 from .directory import utcnow
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .mailsettings import OOO_ZONE as LOCAL_ZONE  # China Standard Time: the bureau's calendar year
 from .websessions import _aware
+
+# The documents account's register folders (bridges/intake.py files into them): records, not mail.
+INCOMING = "收文"  # registered documents; shared with the registrars
+RECEIPTS = "回执"  # receipts from partners, after the tracker has them
+
+
+def register_folders(address: str) -> frozenset[tuple[str, str]]:
+    """(documents account, folder) of the register folders: what retention never deletes or moves.
+
+    A registered document is served from its copy in 收文 (its files, the 签收 page), and the
+    register is kept whole (its registrars may not delete there either): a "delete after N days"
+    policy for other folders must not reach it. `address`: [documents] address ("" for none).
+    """
+    return frozenset((normalise_address(address), name) for name in (INCOMING, RECEIPTS)) if address else frozenset()
+
 
 TRACK_EVENTS = ("delivered", "registered", "signed")
 URGENT_ORDER = ("特急", "加急")  # GB/T 9704-2012 紧急程度, most urgent first  # from receipts; sent/failed come from the queue

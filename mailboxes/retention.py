@@ -10,6 +10,7 @@ by the store itself: a held message is counted as kept and stays.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -148,8 +149,12 @@ async def release(central: Database, account_id: int, node: str, now: datetime) 
 
 async def run(store, *, dry_run: bool = False, now: datetime | None = None, node: str | None = None,
               min_interval: timedelta = timedelta(0), accounts: list[Account] | None = None,
-              batch: int = BATCH) -> Report:
-    """One retention pass over every account (or `accounts`); `dry_run` only counts what it would do."""
+              batch: int = BATCH, records: Collection[tuple[str, str]] = ()) -> Report:
+    """One retention pass over every account (or `accounts`); `dry_run` only counts what it would do.
+
+    `records`: (account address, folder name) pairs that are records, not mail: no policy deletes
+    or moves what they hold (the documents account's 收文 and 回执, documents.register_folders).
+    """
     now = now or datetime.now(timezone.utc)
     node = node or store.node
     central = store.router.central
@@ -166,6 +171,8 @@ async def run(store, *, dry_run: bool = False, now: datetime | None = None, node
             for f in await store.folders(acct):
                 if f.ref.partition != store.home(acct):
                     continue  # year archives are the destination, not subject to retention
+                if (acct.address, f.name) in records:
+                    continue
                 pol = pick(policies, folder_kind(f), acct.department_code)
                 if pol is None:
                     continue

@@ -10,6 +10,7 @@ import argparse
 from datetime import datetime, timezone
 
 from mailboxes import holdops, retention
+from mailboxes.documents import register_folders
 from mailboxes.errors import NotFound
 
 from .admin import Admin
@@ -62,7 +63,8 @@ async def run_retention(admin: Admin, args: argparse.Namespace) -> int:
         for p in await retention.list_policies(central):
             print(f"{p.folder_kind}\t{p.department_code or '*'}\t{p.days} days\t{p.action}")
     else:
-        rep = await retention.run(admin.mb.store, dry_run=args.dry_run)
+        rep = await retention.run(admin.mb.store, dry_run=args.dry_run,
+                                  records=register_folders(admin.config.get("documents", "address")))
         verb = "would" if args.dry_run else "did"
         for i in rep.items:
             print(f"{i.account}\t{i.folder}\t{i.action}\t{i.due} due\t"

@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from mailboxes import retention
+from mailboxes.documents import register_folders
 
 log = logging.getLogger("postroom.retention")
 
@@ -15,8 +16,10 @@ log = logging.getLogger("postroom.retention")
 class RetentionJob:
     name = "retention"
 
-    def __init__(self, store, interval: float, first_delay: float) -> None:
+    def __init__(self, store, interval: float, first_delay: float,
+                 records: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.store = store
+        self.records = records  # folders retention leaves alone (mailboxes.documents.register_folders)
         self.interval = interval
         self.first_delay = first_delay
         self._stop = asyncio.Event()
@@ -32,7 +35,8 @@ class RetentionJob:
         while not await self._wait(delay):
             try:
                 # An account another node did within half an interval is not redone (retention.claim).
-                rep = await retention.run(self.store, min_interval=timedelta(seconds=self.interval / 2))
+                rep = await retention.run(self.store, min_interval=timedelta(seconds=self.interval / 2),
+                                          records=self.records)
                 if rep.items:
                     log.info("retention: %d accounts, %d deleted, %d archived, %d kept by legal holds",
                              rep.accounts, rep.deleted, rep.archived, rep.kept)
@@ -55,5 +59,5 @@ class RetentionJob:
 async def start(ctx) -> list:
     """The composition root's starter."""
     cfg = ctx.config
-    return [RetentionJob(ctx.mailboxes.store, cfg.get("retention", "interval"), cfg.get("retention", "first_delay"))
-            .start()]
+    return [RetentionJob(ctx.mailboxes.store, cfg.get("retention", "interval"), cfg.get("retention", "first_delay"),
+                         register_folders(cfg.get("documents", "address"))).start()]

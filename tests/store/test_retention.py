@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
 from mailboxes import retention
+from mailboxes.documents import INCOMING, RECEIPTS, register_folders
 from mailboxes.ingest import prepare
 from mailboxes.partitions import StorageConfig
 from mailboxes.service import open_mailboxes
+from mailserver import config as config_mod
+from mailserver import retention_job
 from mailserver.retention_job import RetentionJob
 from tests.conftest import FAST_HASHER
 
@@ -119,5 +123,35 @@ async def test_the_server_job_runs_retention_on_its_schedule(mb):
                 break
             await asyncio.sleep(0.01)
         assert await _count(mb, acct, "Junk") == 0
+    finally:
+        await job.close()
+
+
+async def test_the_document_register_folders_are_records_no_policy_deletes(mb):
+    """收文 and 回执 of the documents account are what a registered document is served from: a policy
+    for "other" folders empties everyone's other folders, the documents account's own included, not them."""
+    docs = await mb.add_account("documents@city.test", password="pw")
+    staff = await mb.add_account("wang@city.test", password="pw")
+    for acct, name in ((docs, INCOMING), (docs, RECEIPTS), (docs, "Scratch"), (staff, "Projects")):
+        await mb.store.create_folder(acct, name)
+        await mb.store.append(acct, name, prepare(make_message(f"{name} old")), internal_date=NOW - timedelta(days=90))
+    await retention.set_policy(mb.router.central, "other", 30, "delete")
+    records = register_folders("Documents@City.test")
+    dry = await retention.run(mb.store, dry_run=True, records=records)
+    assert sorted((i.account, i.folder) for i in dry.items) == [("documents@city.test", "Scratch"),
+                                                               ("wang@city.test", "Projects")]
+    rep = await retention.run(mb.store, records=records)
+    assert rep.deleted == 2
+    assert [await _count(mb, docs, name) for name in (INCOMING, RECEIPTS, "Scratch")] == [1, 1, 0]
+    assert await _count(mb, staff, "Projects") == 0
+    assert register_folders("") == frozenset()
+
+
+async def test_the_scheduled_job_spares_the_register_folders_of_the_configured_documents_account(mb):
+    cfg = config_mod.build({"server": {"data_dir": "/nonexistent"}, "retention": {"interval": 0},
+                            "documents": {"org": "futian", "address": "Documents@city.test"}})
+    [job] = await retention_job.start(SimpleNamespace(config=cfg, mailboxes=mb))
+    try:
+        assert job.records == {("documents@city.test", INCOMING), ("documents@city.test", RECEIPTS)}
     finally:
         await job.close()

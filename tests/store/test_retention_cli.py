@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from mailboxes.documents import INCOMING
 from mailboxes.partitions import StorageConfig
 from mailboxes.service import open_mailboxes
 
@@ -43,3 +44,26 @@ def test_hold_blocks_retention_and_removal_until_released(cfg, tmp_path, storage
             await mb.close()
     done = asyncio.run(actions())
     assert {"hold.place", "hold.release", "retention.set", "retention.run", "user.remove"} <= set(done)
+
+
+def test_retention_run_leaves_the_document_register_alone(cfg, tmp_path, storage_url):
+    """`postroom retention run` with [documents] address set: its 收文 keeps a registered document's copy."""
+    cfg.write_text(cfg.read_text() + '[documents]\norg = "futian"\naddress = "documents@city.test"\n')
+    ready_with_user(cfg, "documents@city.test")
+    src = tmp_path / "in.mbox"
+    src.write_bytes(MBOX)
+    for folder in (INCOMING, "Scratch"):
+        run(cfg, "import", "--user", "documents@city.test", "--folder", folder, "mbox", str(src))  # November 2026
+    run(cfg, "retention", "set", "other", "7")
+    out = run(cfg, "retention", "run").stdout
+    assert "documents@city.test\tScratch\tdelete\t3 due\t3 did go" in out and INCOMING not in out
+    assert "1 accounts, 3 deleted" in out
+
+    async def counts() -> list[int]:
+        mb = await open_mailboxes(StorageConfig(url=storage_url))
+        try:
+            acct = await mb.directory.account("documents@city.test")
+            return [len(await mb.store.messages((await mb.store.folder(acct, f)).ref)) for f in (INCOMING, "Scratch")]
+        finally:
+            await mb.close()
+    assert asyncio.run(counts()) == [3, 0]

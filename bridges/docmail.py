@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from mailboxes.charsets import decode_transfer
-from mailboxes.mime import ParsedMessage
+from mailboxes.mime import BodyPart, ParsedMessage
 
 from .manifest import (MEDIA_TYPE, RECEIPT_MEDIA_TYPE, Attachment, Document, ManifestError, Receipt, check_files,
                        readable)
@@ -100,32 +100,49 @@ def read_document(raw: bytes) -> Received:
     return Received(doc, files, str(msg.get("Message-ID", "")).strip())
 
 
-def document_file(raw: bytes, parsed: ParsedMessage, index: int) -> tuple[Document, Attachment, bytes]:
-    """The manifest and its ``index``-th file (IndexError past the end) from a stored document message.
-
-    Read through the store's part tree (byte offsets kept at delivery), so only the manifest
-    and that one file are decoded, not every file of a message of up to 100 MB; the file is
-    checked against the manifest's size and SHA-256 as read_document checks them all.
-    """
+def manifest_part(parsed: ParsedMessage) -> BodyPart:
+    """The one manifest part of a stored document message (ManifestError if it has none or several)."""
     parts = parsed.body.parts if parsed.body.is_multipart else (parsed.body,)
     if len(parts) > MAX_PARTS:
         raise ManifestError("message", f"more than {MAX_PARTS} MIME parts")
     manifests = [p for p in parts if p.content_type == MEDIA_TYPE]
     if len(manifests) != 1:
         raise ManifestError("manifest", f"expected exactly one {MEDIA_TYPE} part, found {len(manifests)}")
-    m = manifests[0]
-    doc = Document.from_json(decode_transfer(raw[m.body_start:m.body_end], m.encoding))
+    return manifests[0]
+
+
+def file_part(parsed: ParsedMessage, doc: Document, index: int) -> tuple[Attachment, BodyPart]:
+    """The manifest's ``index``-th file (IndexError past the end) and the one part that carries it."""
     if not 0 <= index < len(doc.attachments):
         raise IndexError(index)
     a = doc.attachments[index]
+    parts = parsed.body.parts if parsed.body.is_multipart else (parsed.body,)
     found = [p for p in parts if not p.is_multipart and p.content_type != MEDIA_TYPE and p.filename == a.name]
     if len(found) != 1:
         raise ManifestError(f"files.{a.name}", f"expected once in the message, found {len(found)} times")
-    f = found[0]
-    data = decode_transfer(raw[f.body_start:f.body_end], f.encoding)
+    return a, found[0]
+
+
+def file_data(a: Attachment, part: BodyPart, body: bytes) -> bytes:
+    """The file from its part's body (raw[body_start:body_end]), checked against the manifest's size and SHA-256."""
+    data = decode_transfer(body, part.encoding)
     if len(data) != a.size or hashlib.sha256(data).hexdigest() != a.sha256:
         raise ManifestError(f"files.{a.name}", "its SHA-256 differs from the manifest's")
-    return doc, a, data
+    return data
+
+
+def document_file(raw: bytes, parsed: ParsedMessage, index: int) -> tuple[Document, Attachment, bytes]:
+    """The manifest and its ``index``-th file (IndexError past the end) from a stored document message.
+
+    Read through the store's part tree (byte offsets kept at delivery), so only the manifest
+    and that one file are decoded, not every file of a message of up to 100 MB; the file is
+    checked against the manifest's size and SHA-256 as read_document checks them all. (The
+    webmail reads just those two parts from the store: manifest_part, file_part, file_data.)
+    """
+    m = manifest_part(parsed)
+    doc = Document.from_json(decode_transfer(raw[m.body_start:m.body_end], m.encoding))
+    a, f = file_part(parsed, doc, index)
+    return doc, a, file_data(a, f, raw[f.body_start:f.body_end])
 
 
 def receipt_message(receipt: Receipt, *, sender: str, to: str, now: datetime, hostname: str,
@@ -157,4 +174,5 @@ def read_receipt(raw: bytes) -> Receipt:
     return Receipt.from_json(_one_manifest(parts, RECEIPT_MEDIA_TYPE))
 
 
-__all__ = ["Attachment", "Received", "document_file", "document_message", "read_document", "receipt_message", "read_receipt"]
+__all__ = ["Attachment", "Received", "document_file", "document_message", "file_data", "file_part", "manifest_part",
+           "read_document", "receipt_message", "read_receipt"]

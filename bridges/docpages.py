@@ -12,8 +12,9 @@ that is not there or not theirs.
 
 Files of an incoming document are read from the copy the intake filed in the documents
 account's 收文 folder (found by its Message-ID through the substring index) and checked
-against the manifest's SHA-256 (docmail.document_file, which decodes only the manifest and the
-file asked for), so a registrar downloads exactly what the issuing organisation signed.
+against the manifest's SHA-256 (docmail.manifest_part, file_part, file_data: only the manifest's
+and that file's bytes are read from the store and decoded, not the whole message), so a registrar
+downloads exactly what the issuing organisation signed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from mailboxes.charsets import decode_transfer
 from mailboxes.documents import Registration, Tracking
 from mailboxes.errors import InvalidInput, NotFound, PermissionDenied, StoreError
 from mailboxes.mime import ParsedMessage
@@ -32,7 +34,7 @@ from mailboxes.service import Mailboxes
 
 from .api import Problem
 from .docapi import DocumentsApi
-from .docmail import document_file
+from .docmail import file_data, file_part, manifest_part
 from .intake import INCOMING
 from .manifest import Document, ManifestError
 
@@ -103,8 +105,9 @@ class DocumentPages:
     async def incoming_file(self, account: Account, reg_id: int, index: int) -> tuple[str, str, bytes]:
         """(file name, media type, content) of the document's `index`-th file, as the manifest lists them.
 
-        Read from the copy in 收文 through the stored part tree (docmail.document_file): only the
-        manifest and that file are decoded, and the file is checked against the manifest's SHA-256.
+        Read from the copy in 收文 through the stored part tree: only the manifest's and that file's
+        bytes are read from the store (Store.raw_range) and decoded, not the message's other files,
+        and the file is checked against the manifest's SHA-256.
         """
         reg = (await self.incoming(account, reg_id)).registration
         intake = self.api.intake
@@ -121,15 +124,20 @@ class DocumentPages:
             parsed = ParsedMessage.from_json((await store.parsed(folder.ref.partition, [meta.blob_id]))[meta.blob_id])
             if (parsed.envelope.message_id or "").strip() != reg.message_id.strip():
                 continue
-            raw = await store.raw(folder.ref.partition, meta.blob_id)
+            part, blob = folder.ref.partition, meta.blob_id
             try:
-                doc, a, data = await offload_if_large(len(raw), document_file, raw, parsed, index)
+                m = manifest_part(parsed)
+                doc = Document.from_json(decode_transfer(await store.raw_range(part, blob, m.body_start, m.body_end),
+                                                         m.encoding))
+                if str(doc.document_number) != reg.number:
+                    continue
+                a, f = file_part(parsed, doc, index)
+                body = await store.raw_range(part, blob, f.body_start, f.body_end)
+                return a.name, a.media_type, await offload_if_large(len(body), file_data, a, f, body)
             except IndexError:
                 raise NotFound("no such file") from None
             except ManifestError:
                 continue  # not the document's copy (or not intact): the next candidate
-            if str(doc.document_number) == reg.number:
-                return a.name, a.media_type, data
         raise NotFound("the document's message is not in 收文")
 
     async def sign(self, account: Account, reg_id: int) -> tuple[Registration, bool]:

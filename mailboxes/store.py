@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import cleanup, identity, pgbus, provisioning
 from . import schema as t
-from .blobs import BlobDirectory, PreparedMessage, read_raw
+from .blobs import BlobDirectory, PreparedMessage, read_raw, read_raw_range
 from .changes import ChangeBus, FolderChanged
 from .db import Database
 from .deliverywrite import Batch, Delivery, FolderCache, StaleCache, lone_cached, one_pg, quota_error, write_batch
@@ -526,6 +526,12 @@ class Store:
         db = await self._db(partition)
         async with db.read() as conn:
             return await read_raw(conn, blob_id, self.files(partition))
+
+    async def raw_range(self, partition: str, blob_id: int, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a stored message: one part (offsets from its stored parse), the rest unread."""
+        db = await self._db(partition)
+        async with db.read() as conn:
+            return await read_raw_range(conn, blob_id, start, end, self.files(partition))
 
     async def raw_many(self, partition: str, blob_ids: Iterable[int]) -> dict[int, bytes]:
         ids = list(dict.fromkeys(blob_ids))

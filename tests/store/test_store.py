@@ -8,10 +8,15 @@ from email.message import EmailMessage
 import pytest
 
 from mailboxes import errors
+from mailboxes.charsets import decode_transfer
 from mailboxes.ingest import prepare
+from mailboxes.mime import ParsedMessage
 from mailboxes.model import Flag
+from mailboxes.partitions import StorageConfig
 from mailboxes.provisioning import NewAccount
+from mailboxes.service import open_mailboxes
 from mailboxes.store import Delivery
+from tests.conftest import FAST_HASHER
 
 
 def make_message(subject: str = "Hello", body: str = "Quarterly report attached.", sender: str = "a@city.test",
@@ -242,3 +247,36 @@ async def test_status_counts(mb):
     assert (st.messages, st.unseen, st.deleted) == (4, 2, 1)
     assert st.size == sum(m.size for m in await mb.store.messages(inbox.ref))
     assert st.folder.uidnext == 5
+
+
+@pytest.mark.parametrize("in_files", [False, True], ids=["in-database", "blob-directory"])
+async def test_raw_range_reads_one_part_at_its_stored_offsets(storage_url, tmp_path, in_files):
+    """Store.raw_range: exactly the bytes of a part (offsets of the stored parse), as a slice of the whole would be."""
+    blob_dir = str(tmp_path / "blobs") if in_files else None
+    mb = await open_mailboxes(StorageConfig(url=storage_url, blob_dir=blob_dir), hasher=FAST_HASHER)
+    try:
+        await mb.directory.add_domain("city.test")
+        acct = await mb.add_account("a@city.test", password="pw")
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "a@city.test", "b@city.test", "两个附件"
+        m.set_content("正文。\n")
+        big, small = bytes(range(256)) * 4096, b"%PDF-1.7 small"
+        m.add_attachment(big, maintype="application", subtype="octet-stream", filename="big.bin")
+        m.add_attachment(small, maintype="application", subtype="pdf", filename="small.pdf")
+        raw = bytes(m)
+        r = await mb.store.append(acct, "INBOX", prepare(raw))
+        [meta] = await mb.store.messages(r.folder)
+        parsed = ParsedMessage.from_json((await mb.store.parsed(r.folder.partition, [meta.blob_id]))[meta.blob_id])
+        parts = {p.filename: p for p in parsed.body.parts}
+        for name, want in (("big.bin", big), ("small.pdf", small)):
+            p = parts[name]
+            body = await mb.store.raw_range(r.folder.partition, meta.blob_id, p.body_start, p.body_end)
+            assert body == raw[p.body_start:p.body_end]
+            assert decode_transfer(body, p.encoding) == want
+        assert await mb.store.raw_range(r.folder.partition, meta.blob_id, 5, 5) == b""
+        with pytest.raises(errors.NotFound):
+            await mb.store.raw_range(r.folder.partition, meta.blob_id + 1000, 0, 10)
+        with pytest.raises(ValueError):
+            await mb.store.raw_range(r.folder.partition, meta.blob_id, 10, 5)
+    finally:
+        await mb.close()

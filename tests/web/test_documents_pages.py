@@ -108,6 +108,53 @@ async def test_a_download_is_the_file_the_manifest_names_never_a_forged_copy(web
     assert r.status == 404 and PDF not in page
 
 
+async def test_a_download_reads_the_manifest_and_that_file_from_the_store_not_the_whole_message(web, browsers):
+    setup_documents(web)
+    big = b"%PDF-1.7\n" + bytes(range(256)) * 8192  # 2 MiB: the second file of the document
+    number = "深发〔2026〕9号"
+    doc = Document.from_json({"issuing_organ": ["福田区税务局"], "document_number": number, "title": "两个附件",
+                              "main_recipients": ["city"], "date": "2026-12-02", "urgency": "", "signers": ["赵六"],
+                              "printed_by": "福田区税务局办公室", "printed_on": "2026-12-02",
+                              "attachments": [describe_file(FILE_NAME, PDF).__dict__,
+                                              describe_file("附件二.pdf", big).__dict__]})
+    mid = "<two-files@futian.test>"
+    raw = document_message(doc, {FILE_NAME: PDF, "附件二.pdf": big}, sender="documents@futian.test",
+                           to="documents@city.test", now=datetime(2026, 12, 2, tzinfo=timezone.utc),
+                           hostname="mail.futian.test", message_id=mid)
+    web.accounts.setdefault("documents", web.run(web.mb.directory.account("documents@city.test")))
+    web.deliver("documents", raw, folder="收文")
+
+    async def register() -> int:
+        reg, _ = await Documents(web.mb.router.central).register(
+            partner_org="futian", issuing_organ="福田区税务局", number=number, title="两个附件", urgency="",
+            manifest=doc.to_json().decode(), message_id=mid)
+        return reg.id
+    reg_id = web.run(register())
+    store, read = web.mb.store, []
+    whole, ranged = store.raw, store.raw_range
+
+    async def whole_spy(*args):
+        read.append(("whole", args))
+        return await whole(*args)
+
+    async def ranged_spy(partition, blob_id, start, end):
+        read.append(("range", end - start))
+        return await ranged(partition, blob_id, start, end)
+    store.raw, store.raw_range = whole_spy, ranged_spy
+    try:
+        reg = await browsers(REGISTRAR)
+        r, data = await reg.download(f"/documents/incoming/{reg_id}/files/0")
+        assert r.status == 200 and data == PDF
+        assert [kind for kind, _ in read] == ["range", "range"]  # the manifest, then the file: never the whole
+        assert sum(n for _, n in read) < len(big) // 10
+        read.clear()
+        r, data = await reg.download(f"/documents/incoming/{reg_id}/files/1")
+        assert r.status == 200 and data == big
+        assert [kind for kind, _ in read] == ["range", "range"] and sum(n for _, n in read) < len(raw)
+    finally:
+        del store.raw, store.raw_range
+
+
 def _rows(page: str, attr: str) -> list[str]:
     return re.findall(rf'<tr {attr}="([^"]+)"', page)
 

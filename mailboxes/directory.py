@@ -141,11 +141,13 @@ class Directory:
 
     async def add_domain(self, name: str) -> Domain:
         name = normalise_domain(name)
-        async with self.db.write() as conn:
-            if (await conn.execute(select(t.domains.c.id).where(t.domains.c.name == name))).first():
+        now = self.clock()
+
+        def add(conn, _blocking) -> Domain:  # one write transaction, one hand-off on SQLite
+            if conn.execute(select(t.domains.c.id).where(t.domains.c.name == name)).first():
                 raise AlreadyExists(f"domain {name} already exists")
-            res = await conn.execute(insert(t.domains).values(name=name, created_at=self.clock()))
-            return Domain(res.inserted_primary_key[0], name)
+            return Domain(conn.execute(insert(t.domains).values(name=name, created_at=now)).inserted_primary_key[0], name)
+        return await self.db.write_sync(add)
 
     async def list_domains(self) -> list[Domain]:
         async with self.db.read() as conn:

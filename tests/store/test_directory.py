@@ -138,3 +138,13 @@ async def test_blob_directory_mode_stores_files_once(tmp_path, storage_url):
         assert await mb.store.raw(res.results[1].folder.partition, meta.blob_id) == raw
     finally:
         await mb.close()
+
+
+async def test_a_domain_is_added_once_in_its_normal_form(mb):
+    """mb has city.test already: the same domain in another spelling is refused and nothing is added."""
+    with pytest.raises(errors.AlreadyExists, match="domain city.test already exists"):
+        await mb.directory.add_domain("City.Test")
+    added = await mb.directory.add_domain("District.City.Test")
+    assert added.name == "district.city.test"
+    assert [d.name for d in await mb.directory.list_domains()] == ["city.test", "district.city.test"]
+    assert added.id == [d.id for d in await mb.directory.list_domains()][1]

@@ -247,7 +247,7 @@ class Supervisor:
         self.procs[slot] = proc
         log.info("worker %d started (pid %d)", slot, proc.pid)
         if self.stopping.is_set():  # the stop came while it was being started
-            proc.send_signal(signal.SIGTERM)
+            signal_worker(proc, signal.SIGTERM)
         return proc
 
     async def keep(self, slot: int) -> int:
@@ -279,8 +279,7 @@ class Supervisor:
         self.stopping.set()
         for proc in self.procs.values():
             if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+                signal_worker(proc, signal.SIGTERM)
 
     async def run(self) -> int:
         slots = [asyncio.create_task(self.keep(i), name=f"worker-{i}") for i in range(1, self.count + 1)]
@@ -301,7 +300,7 @@ class Supervisor:
         for proc in self.procs.values():
             if proc.returncode is None:
                 log.error("worker pid %d did not stop within %.0f s; killing it", proc.pid, STOP_SECONDS)
-                proc.kill()
+                signal_worker(proc, signal.SIGKILL)
         if late:
             await asyncio.wait(late)
         if failure is not None:
@@ -313,6 +312,19 @@ class Supervisor:
                                   + ", ".join(f"{i} ({describe(c)})" for i, c in sorted(bad.items())))
         log.info("all %d workers stopped", self.count)
         return 0
+
+
+def signal_worker(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Send `sig` to a worker with os.kill, never Process.send_signal / kill.
+
+    Those call Popen.poll() first, whose waitpid reaps a worker that has just exited before
+    asyncio's child watcher does; the watcher then finds no child and reports exit code 255
+    ("Unknown child process"): a clean stop reported as "workers stopped with errors: 1 (exit
+    code 255)" (CI, after a SIGTERM to the whole process group). Only the watcher reaps, so the
+    pid cannot be reused meanwhile: signalling an exited, unreaped worker does nothing.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
 
 
 def describe(code: int | None) -> str:

@@ -87,14 +87,19 @@ class BlobDirectory:
     async def write(self, sha: bytes, raw: bytes) -> None:
         await asyncio.to_thread(self.write_file, sha, raw)
 
-    def _read(self, sha: bytes) -> bytes:
+    def _open(self, sha: bytes):  # noqa: ANN202 - a binary file
+        """The blob's file, here or where older versions wrote it (FileNotFoundError if neither)."""
         try:
-            return self.path(sha).read_bytes()
+            return open(self.path(sha), "rb")  # noqa: SIM115 - the caller closes it
         except FileNotFoundError:
             old = self._legacy_path(sha)
             if old is None:
                 raise
-            return old.read_bytes()
+            return open(old, "rb")  # noqa: SIM115
+
+    def _read(self, sha: bytes) -> bytes:
+        with self._open(sha) as f:
+            return f.read()
 
     async def read(self, sha: bytes) -> bytes:
         try:
@@ -103,14 +108,7 @@ class BlobDirectory:
             raise NotFound(f"blob {sha.hex()} is missing from the blob directory") from None
 
     def _read_range(self, sha: bytes, start: int, end: int) -> bytes:
-        try:
-            f = open(self.path(sha), "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            old = self._legacy_path(sha)
-            if old is None:
-                raise
-            f = open(old, "rb")  # noqa: SIM115
-        with f:
+        with self._open(sha) as f:
             f.seek(start)
             return f.read(end - start)
 
@@ -200,25 +198,32 @@ _INSERT_OR_IGNORE = {  # built once: building and keying it per batch cost more 
 }
 
 
-# A new body and both its index rows in one statement (PostgreSQL): three round trips become one.
-# The index rows are those of search.insert_sql and substring.insert_sql (same columns, same preparation).
-_PUT_ONE_PG = text(
-    "WITH b AS (INSERT INTO blobs (sha256, size, data, parsed, sent_at)"
-    " VALUES (:sha256, :size, :data, :parsed, :sent_at) ON CONFLICT (sha256) DO NOTHING RETURNING id),"
+# The index rows of a new body `b` as CTEs (PostgreSQL), from one_blob_params: those of search.insert_sql and
+# substring.insert_sql (same columns, same preparation). Shared by _PUT_ONE_PG and deliverywrite._ONE_PG.
+INDEX_CTES_PG = (
     " w AS (INSERT INTO blob_search (blob_id, subject, addrs, body) SELECT b.id, to_tsvector('simple', :ws),"
     " to_tsvector('simple', :wa), to_tsvector('simple', :wb) FROM b ON CONFLICT (blob_id) DO NOTHING),"
     f" x AS (INSERT INTO {substring.TABLE} (blob_id, head, body) SELECT b.id, CAST(:xh AS text), CAST(:xb AS text)"
-    " FROM b ON CONFLICT (blob_id) DO NOTHING)"
-    " SELECT id FROM b")
+    " FROM b ON CONFLICT (blob_id) DO NOTHING)")
+
+# A new body and both its index rows in one statement (PostgreSQL): three round trips become one.
+_PUT_ONE_PG = text(
+    "WITH b AS (INSERT INTO blobs (sha256, size, data, parsed, sent_at)"
+    " VALUES (:sha256, :size, :data, :parsed, :sent_at) ON CONFLICT (sha256) DO NOTHING RETURNING id),"
+    + INDEX_CTES_PG + " SELECT id FROM b")
+
+
+def one_blob_params(p: PreparedMessage) -> dict:
+    """The parameters of one new body and its index rows (_PUT_ONE_PG, deliverywrite._ONE_PG)."""
+    [words] = search.row_params([(0, p.subject, p.addrs, p.body_text)])
+    [texts] = substring.row_params([(0, p.head_text, p.body_text)])
+    return {"sha256": p.sha256, "size": p.size, "data": p.raw, "parsed": p.parsed_json, "sent_at": p.sent_at,
+            "ws": words["s"], "wa": words["a"], "wb": words["b"], "xh": texts["h"], "xb": texts["b"]}
 
 
 def _put_one_pg(conn: Connection, p: PreparedMessage) -> int | None:
     """Insert one new body with its word and substring index rows; None if the hash is stored already."""
-    [words] = search.row_params([(0, p.subject, p.addrs, p.body_text)])
-    [texts] = substring.row_params([(0, p.head_text, p.body_text)])
-    return conn.execute(_PUT_ONE_PG, {
-        "sha256": p.sha256, "size": p.size, "data": p.raw, "parsed": p.parsed_json, "sent_at": p.sent_at,
-        "ws": words["s"], "wa": words["a"], "wb": words["b"], "xh": texts["h"], "xb": texts["b"]}).scalar()
+    return conn.execute(_PUT_ONE_PG, one_blob_params(p)).scalar()
 
 
 def put_many_sync(conn: Connection, items: list[PreparedMessage], blob_dir: BlobDirectory | None,

@@ -42,9 +42,9 @@ from sqlalchemy import and_, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import pgbus, search, substring
+from . import pgbus
 from . import schema as t
-from .blobs import BlobDirectory, PreparedMessage, put_many_sync
+from .blobs import INDEX_CTES_PG, BlobDirectory, PreparedMessage, one_blob_params, put_many_sync
 from .changes import FolderChanged
 from .db import Blocking
 from .errors import NotFound, OverQuota
@@ -353,11 +353,7 @@ _ONE_PG = text(
     " RETURNING mailbox_usage.account_id),"
     " b AS (INSERT INTO blobs (sha256, size, data, parsed, sent_at)"
     " SELECT :sha256, CAST(:size AS bigint), :data, :parsed, CAST(:sent_at AS timestamptz) FROM u"
-    " ON CONFLICT (sha256) DO NOTHING RETURNING id),"
-    " w AS (INSERT INTO blob_search (blob_id, subject, addrs, body) SELECT b.id, to_tsvector('simple', :ws),"
-    " to_tsvector('simple', :wa), to_tsvector('simple', :wb) FROM b ON CONFLICT (blob_id) DO NOTHING),"
-    f" x AS (INSERT INTO {substring.TABLE} (blob_id, head, body) SELECT b.id, CAST(:xh AS text), CAST(:xb AS text)"
-    " FROM b ON CONFLICT (blob_id) DO NOTHING),"
+    " ON CONFLICT (sha256) DO NOTHING RETURNING id)," + INDEX_CTES_PG + ","
     " m AS (INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, blob_id, track_id)"
     " SELECT :fid, f.uidnext - 1, f.highestmodseq, CAST(:flags AS integer), CAST(:keywords AS text),"
     " CAST(:date AS timestamptz), CAST(:size AS bigint), b.id, CAST(:track AS bigint) FROM f, b RETURNING uid)"
@@ -389,16 +385,12 @@ def one_pg(conn: Connection, b: Batch, key: tuple[int, str], folder: tuple[int, 
     acct, _ = d.targets[0]
     p = d.message
     fid, uidv = folder
-    [words] = search.row_params([(0, p.subject, p.addrs, p.body_text)])
-    [texts] = substring.row_params([(0, p.head_text, p.body_text)])
     try:
         got = conn.execute(_ONE_PG, {
-            "fid": fid, "uidv": uidv, "acct": key[0], "size": p.size, "qb": acct.quota_bytes,
-            "qm": acct.quota_messages, "sha256": p.sha256, "data": p.raw, "parsed": p.parsed_json,
-            "sent_at": p.sent_at, "ws": words["s"], "wa": words["a"], "wb": words["b"], "xh": texts["h"],
-            "xb": texts["b"], "flags": int(d.flags), "keywords": " ".join(d.keywords), "date": b.internal_dates[0],
-            "track": d.tracks[0] if d.tracks else None, "declined": DECLINED, "channel": pgbus.CHANNEL,
-            "head": f"{b.node}:{b.partition}:{fid}:", "tail": ":append"}).one()
+            **one_blob_params(p), "fid": fid, "uidv": uidv, "acct": key[0], "qb": acct.quota_bytes,
+            "qm": acct.quota_messages, "flags": int(d.flags), "keywords": " ".join(d.keywords),
+            "date": b.internal_dates[0], "track": d.tracks[0] if d.tracks else None, "declined": DECLINED,
+            "channel": pgbus.CHANNEL, "head": f"{b.node}:{b.partition}:{fid}:", "tail": ":append"}).one()
     except DBAPIError as exc:
         if DECLINED in str(exc.orig):
             return None

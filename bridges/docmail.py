@@ -24,8 +24,8 @@ from email.utils import format_datetime, make_msgid
 from mailboxes.charsets import decode_transfer
 from mailboxes.mime import BodyPart, ParsedMessage
 
-from .manifest import (MEDIA_TYPE, RECEIPT_MEDIA_TYPE, Attachment, Document, ManifestError, Receipt, check_files,
-                       readable)
+from .manifest import (MAX_MANIFEST_BYTES, MEDIA_TYPE, RECEIPT_MEDIA_TYPE, Attachment, Document, ManifestError, Receipt,
+                       check_files, readable)
 
 MAX_PARTS = 200  # MIME parts looked at in a received document message
 RECEIPT_TEXT = {"delivered": "已送达", "registered": "已登记", "signed": "已签收"}
@@ -100,6 +100,9 @@ def read_document(raw: bytes) -> Received:
     return Received(doc, files, str(msg.get("Message-ID", "")).strip())
 
 
+MAX_MANIFEST_ENCODED = 2 * MAX_MANIFEST_BYTES  # a manifest part's body as stored (base64 or quoted-printable)
+
+
 def manifest_part(parsed: ParsedMessage) -> BodyPart:
     """The one manifest part of a stored document message (ManifestError if it has none or several)."""
     parts = parsed.body.parts if parsed.body.is_multipart else (parsed.body,)
@@ -108,7 +111,10 @@ def manifest_part(parsed: ParsedMessage) -> BodyPart:
     manifests = [p for p in parts if p.content_type == MEDIA_TYPE]
     if len(manifests) != 1:
         raise ManifestError("manifest", f"expected exactly one {MEDIA_TYPE} part, found {len(manifests)}")
-    return manifests[0]
+    m = manifests[0]
+    if m.body_end - m.body_start > MAX_MANIFEST_ENCODED:  # refused before it is read or decoded (on the loop)
+        raise ManifestError("manifest", f"larger than {MAX_MANIFEST_BYTES} bytes")
+    return m
 
 
 def file_part(parsed: ParsedMessage, doc: Document, index: int) -> tuple[Attachment, BodyPart]:

@@ -10,8 +10,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bridges.docmail import document_message, read_document, read_receipt, receipt_message
-from bridges.manifest import MEDIA_TYPE, Document, ManifestError, Receipt, describe_file
+from bridges.docmail import document_message, manifest_part, read_document, read_receipt, receipt_message
+from bridges.manifest import MAX_MANIFEST_BYTES, MEDIA_TYPE, Document, ManifestError, Receipt, describe_file
+from mailboxes.ingest import prepare
+from mailboxes.mime import ParsedMessage
 
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=CST)
@@ -102,3 +104,17 @@ def test_receipts_read_back_and_thread_under_the_document():
     assert "已签收" in msg["Subject"] and "签收人 李四" in msg.get_body(("plain",)).get_content()
     with pytest.raises(ManifestError):
         read_receipt(build())  # a document is not a receipt
+
+
+def test_a_stored_manifest_part_too_large_to_be_one_is_refused_before_it_is_read():
+    """docpages reads the manifest part from the store and decodes it on the event loop: a copy in 收文 whose
+    manifest part is megabytes (a forged one with the document's Message-ID) is refused by its stored size."""
+    raw = build()
+    parsed = ParsedMessage.from_json(prepare(raw).parsed_json)
+    assert manifest_part(parsed).content_type == MEDIA_TYPE  # the real one passes
+    big = base64.encodebytes(b"{" + b" " * (MAX_MANIFEST_BYTES * 2) + b"}").replace(b"\n", b"\r\n")
+    forged = (b"From: a@futian.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+              b"--b\r\nContent-Type: " + MEDIA_TYPE.encode() + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+              + big + b"--b--\r\n")
+    with pytest.raises(ManifestError, match="larger than"):
+        manifest_part(ParsedMessage.from_json(prepare(forged).parsed_json))

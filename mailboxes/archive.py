@@ -113,6 +113,7 @@ async def archive_folder(store: Store, acct: Account, folder_id: int, folder_nam
                                                                        partition=target_name))
             located = True
         await _copy_batch(store, target, target_name, home, acct, f"{root}/{year}/{folder_name}", rows)
+        store.indexer(target_name).written(len(rows))  # their bodies wait in blob_index_pending
         batches += 1
         if stop_after is not None and batches >= stop_after:
             return moved, batches

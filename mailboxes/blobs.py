@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
-from . import search, substring
+from . import indexer
 from .db import Blocking, run_off_loop
 from .errors import NotFound
 
@@ -198,31 +198,21 @@ _INSERT_OR_IGNORE = {  # built once: building and keying it per batch cost more 
 }
 
 
-# The index rows of a new body `b` as CTEs (PostgreSQL), from one_blob_params: those of search.insert_sql and
-# substring.insert_sql (same columns, same preparation). Shared by _PUT_ONE_PG and deliverywrite._ONE_PG.
-INDEX_CTES_PG = (
-    " w AS (INSERT INTO blob_search (blob_id, subject, addrs, body) SELECT b.id, to_tsvector('simple', :ws),"
-    " to_tsvector('simple', :wa), to_tsvector('simple', :wb) FROM b ON CONFLICT (blob_id) DO NOTHING),"
-    f" x AS (INSERT INTO {substring.TABLE} (blob_id, head, body) SELECT b.id, CAST(:xh AS text), CAST(:xb AS text)"
-    " FROM b ON CONFLICT (blob_id) DO NOTHING)")
-
-# A new body and both its index rows in one statement (PostgreSQL): three round trips become one.
+# A new body and its pending-index row in one statement (PostgreSQL): two round trips become one.
 _PUT_ONE_PG = text(
     "WITH b AS (INSERT INTO blobs (sha256, size, data, parsed, sent_at)"
     " VALUES (:sha256, :size, :data, :parsed, :sent_at) ON CONFLICT (sha256) DO NOTHING RETURNING id),"
-    + INDEX_CTES_PG + " SELECT id FROM b")
+    + indexer.PENDING_CTE_PG + " SELECT id FROM b")
 
 
 def one_blob_params(p: PreparedMessage) -> dict:
-    """The parameters of one new body and its index rows (_PUT_ONE_PG, deliverywrite._ONE_PG)."""
-    [words] = search.row_params([(0, p.subject, p.addrs, p.body_text)])
-    [texts] = substring.row_params([(0, p.head_text, p.body_text)])
+    """The parameters of one new body and its pending-index row (_PUT_ONE_PG, deliverywrite._ONE_PG)."""
     return {"sha256": p.sha256, "size": p.size, "data": p.raw, "parsed": p.parsed_json, "sent_at": p.sent_at,
-            "ws": words["s"], "wa": words["a"], "wb": words["b"], "xh": texts["h"], "xb": texts["b"]}
+            **indexer.pending_params(None, p.subject, p.addrs, p.head_text, p.body_text)}
 
 
 def _put_one_pg(conn: Connection, p: PreparedMessage) -> int | None:
-    """Insert one new body with its word and substring index rows; None if the hash is stored already."""
+    """Insert one new body with its pending-index row; None if the hash is stored already."""
     return conn.execute(_PUT_ONE_PG, one_blob_params(p)).scalar()
 
 
@@ -271,8 +261,9 @@ def put_many_sync(conn: Connection, items: list[PreparedMessage], blob_dir: Blob
             lock_files_sync(conn, list(new))  # against a concurrent removal of the same file
             for p in new.values():
                 blocking(blob_dir.write_file, p.sha256, p.raw)
-        search.index_blobs(conn, [(ids[s], p.subject, p.addrs, p.body_text) for s, p in new.items()])
-        substring.index_blobs(conn, [(ids[s], p.head_text, p.body_text) for s, p in new.items()])
+        # The search indexes take them later, out of the delivery's path (indexer.py).
+        indexer.add_pending(conn, [indexer.pending_params(ids[s], p.subject, p.addrs, p.head_text, p.body_text)
+                                   for s, p in new.items()])
     return [ids[p.sha256] for p in items]
 
 

@@ -7,7 +7,7 @@ transaction is one hand-off to the writer thread (see db.py).
 Implementation notes (invariants):
 - A batch costs a fixed number of statements however many messages, accounts and
   folders it touches. Today, for a message to one INBOX: BEGIN, the blob (look-up,
-  insert-or-ignore, word index, substring index), one UPDATE of the folder row
+  insert-or-ignore, its pending-index row: indexer.py), one UPDATE of the folder row
   that allocates the UIDs and MODSEQ and returns them, one of the usage row that
   returns it (the quota check), the message rows; on PostgreSQL one pg_notify.
   On PostgreSQL each round trip costs more than the statement (asyncpg and SQLAlchemy on
@@ -15,7 +15,7 @@ Implementation notes (invariants):
   is one statement that commits itself (_ONE_PG, run outside a transaction: no BEGIN, no
   COMMIT), one round trip where there were four (smtp-source at 1 session: 253 -> 286 msg/s,
   2.08 -> 1.82 ms of CPU a message); what it declines (a stored body, a stale folder, a quota
-  too near) takes the transaction below: a new body and its index rows in one statement
+  too near) takes the transaction below: a new body and its pending-index row in one statement
   (blobs._put_one_pg), the cached path in another (_CACHED_PG).
 - The folder of (account, name) is remembered as its id and UIDVALIDITY
   (FolderCache): a folder is never renamed without a new UIDVALIDITY, and ids are
@@ -44,10 +44,11 @@ from sqlalchemy.exc import DBAPIError
 
 from . import pgbus
 from . import schema as t
-from .blobs import INDEX_CTES_PG, BlobDirectory, PreparedMessage, one_blob_params, put_many_sync
+from .blobs import BlobDirectory, PreparedMessage, one_blob_params, put_many_sync
 from .changes import FolderChanged
 from .db import Blocking
 from .errors import NotFound, OverQuota
+from .indexer import PENDING_CTE_PG
 from .model import Account, AppendResult, FolderRef
 
 FOLDER_CACHE_SIZE = 50_000  # (account, folder name) entries remembered per store; emptied when full
@@ -339,7 +340,7 @@ def _from_rows(conn: Connection, b: Batch, cache: FolderCache, keys: list[tuple[
 # the whole statement back: the folder must still be the cached one (id and UIDVALIDITY), the quota
 # must allow the message, the body must be new (a stored hash is referenced on the ordinary path, with
 # its row held against cleanup). The folder row moves first, then the usage row (as every writer
-# orders its locks); the body and its index rows need the usage row, the message row needs both.
+# orders its locks); the body and its pending-index row need the usage row, the message row needs both.
 # PostgreSQL answers a statement only after its commit (asyncpg returns at ReadyForQuery), so the
 # 250 still follows a durable commit. DECLINED reaches the client as the text of a failed cast.
 DECLINED = "postroom:one-statement-declined"
@@ -353,7 +354,7 @@ _ONE_PG = text(
     " RETURNING mailbox_usage.account_id),"
     " b AS (INSERT INTO blobs (sha256, size, data, parsed, sent_at)"
     " SELECT :sha256, CAST(:size AS bigint), :data, :parsed, CAST(:sent_at AS timestamptz) FROM u"
-    " ON CONFLICT (sha256) DO NOTHING RETURNING id)," + INDEX_CTES_PG + ","
+    " ON CONFLICT (sha256) DO NOTHING RETURNING id)," + PENDING_CTE_PG + ","
     " m AS (INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, blob_id, track_id)"
     " SELECT :fid, f.uidnext - 1, f.highestmodseq, CAST(:flags AS integer), CAST(:keywords AS text),"
     " CAST(:date AS timestamptz), CAST(:size AS bigint), b.id, CAST(:track AS bigint) FROM f, b RETURNING uid)"

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
 
 from . import schema as t
-from . import search, substring
+from . import indexer, search, substring
 from .ingest import prepare
 
 REINDEX_BATCH = 200  # blobs parsed and rewritten per statement batch
@@ -39,6 +39,12 @@ def rewrite(conn: Connection, items: list[tuple[int, bytes]]) -> None:
                  search.row_params([(bid, p.subject, p.addrs, p.body_text) for bid, p in prepared]))
     conn.execute(text(substring.insert_sql(dialect)),
                  substring.row_params([(bid, p.head_text, p.body_text) for bid, p in prepared]))
+
+
+def _rewrite_at_head(conn: Connection, items: list[tuple[int, bytes]]) -> None:
+    """`rewrite` on a database at its newest revision: a body still pending is indexed here, not again later."""
+    indexer.drop_pending(conn, [bid for bid, _ in items])
+    rewrite(conn, items)
 
 
 def reindex_stored(conn: Connection, progress: Callable[[int], None] | None = None) -> int:
@@ -70,7 +76,7 @@ async def reindex_partition(store, partition: str, progress: Callable[[int], Non
         items = [(r.id, bytes(r.data) if r.data is not None else await files.read(bytes(r.sha256)))
                  for r in rows]
         async with db.write() as conn:
-            await conn.run_sync(rewrite, items)
+            await conn.run_sync(_rewrite_at_head, items)
         done += len(rows)
         last = rows[-1].id
         if progress is not None:

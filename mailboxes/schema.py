@@ -687,6 +687,18 @@ blobs = Table(
     **NEVER_REUSED,
 )
 
+# A new body's text waiting for the search indexes (indexer.py): the delivery writes this row, not the
+# index rows, and the indexer moves it into blob_fts/blob_search and blob_text when the store is idle.
+blob_index_pending = Table(
+    "blob_index_pending",
+    mail_metadata,
+    Column("blob_id", ID, ForeignKey("blobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("addrs", Text, nullable=False),
+    Column("head", Text, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
 folders = Table(
     "folders",
     mail_metadata,

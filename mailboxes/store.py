@@ -13,6 +13,7 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .directory import Directory
 from .errors import AlreadyExists, InvalidInput, NotFound, OverQuota, UnderHold
 from .holds import Holds, LegalHold, held_uids
 from .groupcommit import GroupCommitter
+from .indexer import Indexer
 from .listing import FolderChanges, Listing, StateListing, read_changes, read_facts, read_listing, read_state
 from .messagewrite import META_COLS, HoldsActive, meta as _meta, remove_sync, store_flags_sync
 from .messagewrite import uid_condition, uid_conditions
@@ -109,6 +111,7 @@ class Store:
         self.readstatus = ReadStatus(router.central)
         self.holds = Holds(router.central)
         self._relays: dict[str, pgbus.Relay] = {}
+        self._indexers: dict[str, Indexer] = {}
         for name, db in router.opened().items():
             self._watch(name, db)
         router.on_open.append(self._watch)
@@ -116,12 +119,18 @@ class Store:
     async def close(self) -> None:
         for c in self._committers.values():
             await c.close()
+        for ix in self._indexers.values():
+            await ix.close()  # what is pending stays so, and is indexed after the next start
         for relay in self._relays.values():
             await relay.close()
         await self.router.close()
 
     def _watch(self, name: str, db: Database) -> None:
-        """On PostgreSQL, relay other nodes' change events for this database onto our bus."""
+        """Index what an earlier run left pending; on PostgreSQL, relay other nodes' change events."""
+        if name not in self._indexers:
+            self._indexers[name] = ix = Indexer(db, name)
+            with contextlib.suppress(RuntimeError):  # no running loop (a synchronous caller): the first write starts it
+                ix.start(leftovers=True)
         if db.dialect == "postgresql" and name not in self._relays:
             relay = pgbus.Relay(db.url, self.bus, self.node, name)
             relay.start()
@@ -489,6 +498,7 @@ class Store:
                           newest_first: bool = True) -> tuple[int, list[MessageMeta]] | None:
         """The webmail's search: (count, one page) of the messages the word index matches (searchpage.py)."""
         from .searchpage import search_page
+        await self.catch_up_index(ref.partition)
         return await search_page(await self._db(ref.partition), ref, query, offset=offset, limit=limit,
                                  newest_first=newest_first)
 
@@ -578,6 +588,15 @@ class Store:
         """Messages changed and UIDs expunged after `modseq` (RFC 7162 CONDSTORE/QRESYNC)."""
         return (await self.folder_changes(ref, modseq)).changes
 
+    def indexer(self, partition: str) -> Indexer:
+        """The search indexing of an open partition (indexer.py)."""
+        return self._indexers[partition]
+
+    async def catch_up_index(self, partition: str) -> int:
+        """Index every body still pending in this partition (before a search reads the indexes)."""
+        await self._db(partition)  # opened: its indexer exists
+        return await self._indexers[partition].catch_up()
+
     async def search_text(self, ref: FolderRef, column: str | None, query: str) -> set[int] | None:
         """UIDs in a folder whose indexed `column` (subject, addrs, body; None: any) matches.
 
@@ -588,6 +607,7 @@ class Store:
         q = blob_match_sql(db.dialect, column, query)
         if q is None:
             return None
+        await self.catch_up_index(ref.partition)
         sql, params = q
         async with db.read() as conn:
             rows = await conn.execute(text(
@@ -603,6 +623,7 @@ class Store:
         """
         from .substring import folder_queries
         db = await self._db(ref.partition)
+        await self.catch_up_index(ref.partition)
         found: set[int] = set()
         async with db.read() as conn:
             for sql, params in folder_queries(db.dialect, where, needle):
@@ -708,6 +729,7 @@ class Store:
             out, events = await self._write_batch(db, plan, files)
         for ev in events:  # commit first, then broadcast
             self.bus.publish(ev.folder, ev)
+        self._indexers[partition].written(len(batch))  # their bodies wait in blob_index_pending
         return out
 
     async def _write_batch(self, db: Database, plan: Batch, files: BlobDirectory | None

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 
 from mailboxes import cleanup
 from mailboxes import schema as t
+from mailboxes.indexer import Indexer
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag
 from mailboxes.partitions import StorageConfig
@@ -44,7 +45,8 @@ async def rows_containing(db, token: str) -> int:
 
 
 async def search_rows(db, token: str | None = None) -> int:
-    """Rows in the full-text index (those that contain `token`, when given)."""
+    """Rows in the full-text index (those that contain `token`, when given), once nothing is pending."""
+    await Indexer(db, "test").catch_up()
     async with db.read() as conn:
         if db.dialect == "sqlite":
             if token is None:
@@ -58,7 +60,8 @@ async def search_rows(db, token: str | None = None) -> int:
 
 
 async def substring_rows(db, token: str | None = None) -> int:
-    """Rows in the substring index, blob_text (those whose body holds `token`, when given)."""
+    """Rows in the substring index, blob_text (those whose body holds `token`, when given), once nothing is pending."""
+    await Indexer(db, "test").catch_up()
     async with db.read() as conn:
         if token is None:
             return (await conn.execute(text("SELECT count(*) FROM blob_text"))).scalar()

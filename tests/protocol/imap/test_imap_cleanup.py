@@ -43,6 +43,7 @@ def stored(srv, token: str) -> tuple[int, int]:
     """(blob rows holding `token`'s message, search-index rows containing `token`), read from the database."""
     async def go():
         db = srv.mb.router.central
+        await srv.mb.store.catch_up_index("main")  # what waits for the indexes goes in first (indexer.py)
         async with db.read() as conn:
             rows = (await conn.execute(select(t.blobs.c.parsed, t.blobs.c.data))).all()
             blobs = sum(token in r.parsed or token.encode() in bytes(r.data or b"") for r in rows)

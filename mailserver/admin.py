@@ -207,6 +207,9 @@ class Admin:
             finally:
                 await self.audited("import", acct.address, folder=f.name, kind=kind, imported=imported,
                                    skipped=skipped)
+        # Searchable when this returns (`postroom import` then exits): the bodies still waiting for
+        # the search indexes (mailboxes/indexer.py) go in now, not at the server's next start.
+        await store.catch_up_index(store.home(acct))
         return imported, skipped
 
     async def export_mbox(self, address: str, folder: str, out_path: str) -> int:

@@ -53,6 +53,8 @@ async def test_reindex_command_rebuilds_the_indexes_of_blobs_in_a_blob_directory
     """Migration mai0004 reindexes blobs kept in the database; `postroom reindex` reaches those kept as files."""
     from sqlalchemy import text
 
+    from mailboxes.db import open_database
+
     from mailboxes.partitions import StorageConfig
     from mailboxes.service import open_mailboxes
     from tests.conftest import FAST_HASHER
@@ -64,9 +66,15 @@ async def test_reindex_command_rebuilds_the_indexes_of_blobs_in_a_blob_directory
     src = tmp_path / "in.mbox"
     src.write_bytes(MBOX)
     run(c, "import", "--user", "wang@city.test", "mbox", str(src))
+    db = open_database(storage_url)  # not through a Store: no indexer of its own at open
+    try:
+        async with db.read() as conn:  # the import indexed what it stored before it returned
+            assert (await conn.execute(text("SELECT count(*) FROM blob_index_pending"))).scalar() == 0
+            assert (await conn.execute(text("SELECT count(*) FROM blob_text"))).scalar() == 3
+    finally:
+        await db.dispose()
     mb = await open_mailboxes(StorageConfig(url=storage_url, blob_dir=str(tmp_path / "blobs")), hasher=FAST_HASHER)
     try:
-        await mb.store.catch_up_index("main")  # what the import left pending goes into the indexes
         async with mb.router.central.write() as conn:  # as if stored before the substring index existed
             await conn.execute(text("DELETE FROM blob_text"))
         acct = await mb.directory.account("wang@city.test")

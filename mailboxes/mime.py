@@ -543,10 +543,20 @@ def _charset_hint(raw: bytes, end: int = HINT_SCAN_OCTETS) -> str | None:
 
     Reads raw[:end] (at most HINT_SCAN_OCTETS), as if the message ended there.
     """
-    for m in _CHARSET_PARAM.finditer(raw, 0, min(end, HINT_SCAN_OCTETS)):
+    # What _CHARSET_PARAM.finditer(raw, 0, end) finds, tried only where "charset" starts: a
+    # case-insensitive regex scans a 4 KiB message in 17 us, lower() and find() in about 1.
+    end = min(end, HINT_SCAN_OCTETS, len(raw))
+    low = raw[:end].lower()
+    pos = low.find(b"charset")
+    while pos >= 0:
+        m = _CHARSET_PARAM.match(raw, pos, end)
+        if m is None:
+            pos = low.find(b"charset", pos + 1)
+            continue
         codec = codec_for(m.group(1).decode("ascii"))
         if codec not in (None, "utf-8"):
             return codec
+        pos = low.find(b"charset", m.end())
     return None
 
 

@@ -90,3 +90,25 @@ def test_mime_shaped_bytes(raw):
 @given(mutated())
 def test_mutated_messages(raw):
     check(raw)
+
+
+_HINT_PIECES = st.sampled_from([b"charset=", b'CharSet = "', b"gbk", b"utf-8", b"big5", b"charsetcharset=", b"x",
+                                b" ", b"\r\n", b"=", b'"', b"shift_jis", b"CHARSET", b"iso-2022-jp", b"\xff"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_HINT_PIECES, max_size=14).map(b"".join), st.integers(min_value=0, max_value=200))
+def test_charset_hint_finds_what_the_case_insensitive_scan_finds(raw, end):
+    """_charset_hint tries the pattern only where "charset" starts: the same answer as finditer over raw[:end]."""
+    from mailboxes.charsets import codec_for
+    from mailboxes.mime import _CHARSET_PARAM, _charset_hint
+
+    def reference(limit: int) -> str | None:
+        for m in _CHARSET_PARAM.finditer(raw, 0, limit):
+            codec = codec_for(m.group(1).decode("ascii"))
+            if codec not in (None, "utf-8"):
+                return codec
+        return None
+
+    assert _charset_hint(raw, end) == reference(end)
+    assert _charset_hint(raw) == reference(len(raw))

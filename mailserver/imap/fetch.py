@@ -5,6 +5,11 @@ Implementation notes
   ranges of the raw blob taken from the stored part tree (parse once, never re-parse).
 - Messages are fetched in batches bounded by count and octets, each batch written and
   drained before the next is loaded, so a FETCH of 10,000 bodies never holds them all.
+- A message of RANGED_OCTETS or more is read only by the byte ranges its items need
+  (`needed_ranges`: parts, BINARY of parts, BODY[]<partial>, the header), not whole: a
+  client that shows a 50 MB message's text part, or downloads it in <partial> chunks as
+  Thunderbird does, no longer makes the server read 50 MB for each request. `Ranges`
+  stands in for the message's bytes and is sliced exactly as they would be.
 - Setting \\Seen for BODY[...] (not .PEEK), RFC822 and RFC822.TEXT is the caller's job;
   it passes the indexes whose flags changed, which then carry FLAGS (RFC 3501 §6.4.5).
 """
@@ -18,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailboxes.errors import NotFound
 from mailboxes.mime import BodyPart, find_part, header_fields, section_range
 from mailboxes.transfer import decode_qp
 
@@ -37,6 +43,7 @@ FLUSH_OCTETS = 1 << 20  # response octets built before they are written and drai
 # let other sessions run: hundreds of HEADER.FIELDS on 10,000 messages held the loop 222 ms.
 YIELD_MESSAGES = 64
 MAX_FETCH_ITEMS = 100  # distinct data items in one FETCH (each may be a whole message)
+RANGED_OCTETS = 256 << 10  # a message this large or larger is read by the ranges its items need
 
 
 class Output(Protocol):
@@ -151,6 +158,95 @@ def binary_bytes(raw: bytes, tree: BodyPart | None, part: tuple[int, ...]) -> by
     except (binascii.Error, ValueError):
         raise UnknownCte("the part's base64 is damaged") from None
     raise UnknownCte(f"unknown Content-Transfer-Encoding {enc}")
+
+
+class Ranges:
+    """Some byte ranges of one stored message, sliced as the message's bytes would be (only where read)."""
+
+    __slots__ = ("size", "parts")
+
+    def __init__(self, size: int, parts: dict[tuple[int, int], bytes]) -> None:
+        self.size = size
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, s: slice) -> bytes:
+        start, stop, _ = s.indices(self.size)
+        if start >= stop:
+            return b""
+        for (a, b), data in self.parts.items():
+            if a <= start and stop <= b:
+                return data[start - a:stop - a]
+        raise LookupError(f"bytes {start}-{stop} of the message were not read")  # needed_ranges missed an item
+
+
+def _node_range(tree: BodyPart, part: tuple[int, ...]) -> list[tuple[int, int]]:
+    node = find_part(tree, part)
+    return [] if node is None else [(node.body_start, node.body_end)]
+
+
+def needed_ranges(plan: FetchPlan, r: Rendered | None, tree: BodyPart | None, size: int
+                  ) -> list[tuple[int, int]] | None:
+    """The byte ranges of a message that the plan's items slice, or None when one of them needs it whole.
+
+    Mirrors what section_bytes, binary_bytes and message_pieces slice: the header up to
+    r.header_end, a part's span (section_range), a part's body (BINARY, BINARY.SIZE), and
+    BODY[]<start.length>; RFC822, RFC822.TEXT, TEXT, BODY[] and BINARY[] take the whole.
+    """
+    out: list[tuple[int, int]] = []
+    for item in plan.items:
+        if isinstance(item, c.FetchAtt):
+            if item.name in ("RFC822", "RFC822.TEXT"):
+                return None
+            if item.name == "RFC822.HEADER":
+                if r is None:
+                    return None
+                out.append((0, r.header_end))
+        elif isinstance(item, c.FetchBody):
+            sec = item.section
+            if not sec.part:
+                if item.binary or sec.text == "TEXT" or (sec.text is None and item.partial is None):
+                    return None
+                if sec.text is None:  # BODY[]<start.length>
+                    start, length = item.partial  # type: ignore[misc]
+                    out.append((min(start, size), min(size, start + length)))
+                elif r is None:
+                    return None
+                else:  # HEADER, HEADER.FIELDS (.NOT) of the message
+                    out.append((0, r.header_end))
+            elif tree is None:
+                return None
+            elif item.binary:
+                out += _node_range(tree, sec.part)
+            else:
+                spec = "HEADER" if sec.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT") else (sec.text or "")
+                span = section_range(tree, sec.part, spec)
+                if span is not None:
+                    out.append(span)
+        else:  # FetchBinarySize
+            if not item.part or tree is None:
+                return None
+            out += _node_range(tree, item.part)
+    return out
+
+
+async def read_ranges(store, partition: str, blob_id: int, size: int, spans: list[tuple[int, int]]) -> Ranges | bytes:
+    """The spans of one message (overlapping ones read once); b"" if its body went meanwhile (RFC 2180 §4.1.3)."""
+    merged: list[list[int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    parts: dict[tuple[int, int], bytes] = {}
+    try:
+        for a, b in merged:
+            parts[(a, b)] = await store.raw_range(partition, blob_id, a, b) if b > a else b""
+    except NotFound:
+        return b""
+    return Ranges(size, parts)
 
 
 def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
@@ -269,7 +365,18 @@ async def _fetch_batch(view: SelectedMailbox, batch: Sequence[int], plan: FetchP
     blob_ids = [view.fact(i).blob_id for i in batch] if plan.facts else []
     rendered = await cache.rendered(partition, blob_ids, plan.render) if plan.render is not None else {}
     trees = await cache.trees(partition, blob_ids) if plan.tree else {}
-    raws = await store.raw_many(partition, blob_ids) if plan.raw else {}
+    raws: dict[int, bytes | Ranges] = {}
+    if plan.raw:
+        whole: list[int] = []
+        for i in batch:
+            f = view.fact(i)
+            spans = (needed_ranges(plan, rendered.get(f.blob_id), trees.get(f.blob_id), f.size)
+                     if f.size >= RANGED_OCTETS else None)
+            if spans is None:
+                whole.append(f.blob_id)
+            elif f.blob_id not in raws:
+                raws[f.blob_id] = await read_ranges(store, partition, f.blob_id, f.size, spans)
+        raws.update(await store.raw_many(partition, whole) if whole else {})
     if plan.header:  # read a message once for its header, then keep the header
         need = [bid for bid in blob_ids if (r := rendered.get(bid)) is not None and r.header is None]
         if need:

@@ -1,0 +1,131 @@
+"""FETCH of parts of a large message reads only the byte ranges it needs (fetch.RANGED_OCTETS), through imaplib.
+
+The same FETCH commands are answered with the message read whole and read by ranges; the
+responses must be byte for byte the same, and with ranges the large message is never read whole
+unless an item needs it all (RFC822, BODY[], TEXT).
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import random
+
+import pytest
+
+from mailserver.imap import fetch
+
+from .harness import PASSWORD
+
+
+def big_message() -> bytes:
+    """A text part, a 700 KB base64 attachment, a message/rfc822 part, a quoted-printable part: about 1 MB."""
+    rng = random.Random(20261205)
+    attachment = base64.encodebytes(rng.randbytes(700_000))
+    return (b"From: carol@city.test\r\nTo: alice@city.test\r\nSubject: the big one\r\n"
+            b"Message-ID: <big@city.test>\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\npreamble\r\n'
+            b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe text part: see the attachment.\r\n"
+            b'--b1\r\nContent-Type: application/octet-stream; name="data.bin"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + attachment +
+            b"--b1\r\nContent-Type: message/rfc822\r\n\r\n"
+            b"From: dave@city.test\r\nSubject: forwarded\r\nDate: Mon, 02 Nov 2026 10:00:00 +0800\r\n\r\n"
+            b"The forwarded body.\r\n"
+            b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"caf=C3=A9 " + b"x" * 300_000 + b"\r\n--b1--\r\n")
+
+
+COMMANDS = [
+    "(BODY.PEEK[1])", "(BODY.PEEK[2]<100.500>)", "(BODY.PEEK[2.MIME])", "(BODY.PEEK[3.HEADER])",
+    "(BODY.PEEK[3.TEXT])", "(BODY.PEEK[3.HEADER.FIELDS (SUBJECT)])", "(BODY.PEEK[3.HEADER.FIELDS.NOT (SUBJECT)])",
+    "(BINARY.PEEK[2])", "(BINARY.SIZE[2])", "(BINARY.PEEK[4]<0.20>)", "(BODY.PEEK[]<0.65536>)",
+    "(BODY.PEEK[]<65536.65536>)", "(BODY.PEEK[]<99999999.10>)", "(BODY.PEEK[HEADER])",
+    "(BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])", "(RFC822.HEADER)", "(BODY.PEEK[9])", "(BINARY.PEEK[9])",
+    "(BODY.PEEK[1] BODY.PEEK[]<10.100> RFC822.HEADER BINARY.SIZE[2] BODY.PEEK[4]<0.50>)",
+    "(BODY.PEEK[1] BODY.PEEK[TEXT]<0.100>)", "(BODY.PEEK[1] RFC822.SIZE)",
+]
+WHOLE = ["(RFC822)", "(BODY.PEEK[])", "(BODY.PEEK[TEXT])", "(BINARY.PEEK[])"]
+
+
+@pytest.fixture
+def box(server):
+    server.deliver("alice", big_message())
+    c = imaplib.IMAP4("127.0.0.1", server.port, timeout=60)
+    c.login("alice@city.test", PASSWORD)
+    c.select("INBOX", readonly=True)
+    yield server, c
+    c.logout()
+
+
+def answers(c: imaplib.IMAP4, commands: list[str]) -> list:
+    out = []
+    for cmd in commands:
+        typ, data = c.fetch("1", cmd)
+        assert typ == "OK", (cmd, data)
+        out.append(data)
+    return out
+
+
+def test_parts_of_a_large_message_are_read_by_ranges_and_answered_as_when_read_whole(box, monkeypatch):
+    server, c = box
+    store = server.mb.store
+    read_whole: list[int] = []
+    real = store.raw_many
+
+    async def counted(partition, blob_ids):  # noqa: ANN001
+        ids = list(blob_ids)
+        read_whole.extend(ids)
+        return await real(partition, ids)
+
+    monkeypatch.setattr(store, "raw_many", counted)
+    monkeypatch.setattr(fetch, "RANGED_OCTETS", 1 << 40)  # never: the message is read whole
+    expected = answers(c, COMMANDS + WHOLE)
+    assert len(read_whole) == len(COMMANDS) - 2 + len(WHOLE)  # the header-only ones come from the cache
+    read_whole.clear()
+    monkeypatch.setattr(fetch, "RANGED_OCTETS", 256 << 10)
+    assert answers(c, COMMANDS + WHOLE) == expected
+    # Read whole only for the items that need it all: TEXT<partial> of the message, and WHOLE.
+    assert len(read_whole) == 1 + len(WHOLE)
+    # The contents are what the parts hold (not just the same on both paths).
+    [(_, text)] = [d for d in expected[0] if isinstance(d, tuple)]
+    assert text == b"The text part: see the attachment."  # the CRLF before a boundary is the boundary's
+    [(_, sub)] = [d for d in expected[5] if isinstance(d, tuple)]
+    assert sub == b"Subject: forwarded\r\n\r\n"
+    assert b"BINARY.SIZE[2] 700000" in expected[8][0]
+    [(_, chunk)] = [d for d in expected[10] if isinstance(d, tuple)]
+    assert len(chunk) == 65536 and chunk.startswith(b"From: carol@city.test\r\n")
+
+
+def test_a_small_message_is_read_whole_in_one_go(server, monkeypatch):
+    """Below RANGED_OCTETS one query reads a batch of messages whole: cheaper than a query per range."""
+    for i in range(3):
+        server.deliver("alice", b"Subject: small %d\r\nContent-Type: text/plain\r\n\r\nbody %d\r\n" % (i, i))
+    store = server.mb.store
+    calls: list[list[int]] = []
+    real = store.raw_many
+
+    async def counted(partition, blob_ids):  # noqa: ANN001
+        calls.append(list(blob_ids))
+        return await real(partition, calls[-1])
+
+    monkeypatch.setattr(store, "raw_many", counted)
+    c = imaplib.IMAP4("127.0.0.1", server.port, timeout=60)
+    try:
+        c.login("alice@city.test", PASSWORD)
+        c.select("INBOX", readonly=True)
+        typ, data = c.fetch("1:3", "(BODY.PEEK[1])")
+        assert typ == "OK" and [d[1] for d in data if isinstance(d, tuple)] == [b"body 0\r\n", b"body 1\r\n",
+                                                                                 b"body 2\r\n"]
+    finally:
+        c.logout()
+    assert [len(ids) for ids in calls] == [3]
+
+
+def test_ranges_are_sliced_like_the_bytes_they_stand_for():
+    raw = bytes(range(256)) * 4
+    r = fetch.Ranges(len(raw), {(10, 100): raw[10:100], (500, 1024): raw[500:1024]})
+    for a, b in [(10, 100), (20, 30), (500, 2000), (600, None), (1000, 1024), (2000, 3000), (50, 50)]:
+        assert r[a:b] == raw[a:b]
+    with pytest.raises(LookupError):
+        r[5:20]  # noqa: B018 - never read
+    assert len(r) == len(raw)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import cleanup, identity, pgbus, provisioning
 from . import schema as t
-from .blobs import BlobDirectory, PreparedMessage, read_raw, read_raw_range
+from .blobs import BlobDirectory, PreparedMessage, read_raw, read_raw_range, read_raw_range_sqlite
 from .changes import ChangeBus, FolderChanged
 from .db import Database
 from .deliverywrite import Batch, Delivery, FolderCache, StaleCache, lone_cached, one_pg, quota_error, write_batch
@@ -540,6 +540,8 @@ class Store:
     async def raw_range(self, partition: str, blob_id: int, start: int, end: int) -> bytes:
         """Bytes [start, end) of a stored message: one part (offsets from its stored parse), the rest unread."""
         db = await self._db(partition)
+        if db.dialect == "sqlite":
+            return await read_raw_range_sqlite(db, blob_id, start, end, self.files(partition))
         async with db.read() as conn:
             return await read_raw_range(conn, blob_id, start, end, self.files(partition))
 

@@ -274,6 +274,9 @@ async def test_raw_range_reads_one_part_at_its_stored_offsets(storage_url, tmp_p
             assert body == raw[p.body_start:p.body_end]
             assert decode_transfer(body, p.encoding) == want
         assert await mb.store.raw_range(r.folder.partition, meta.blob_id, 5, 5) == b""
+        n = len(raw)  # past the end, as a slice: cut short, or empty
+        assert await mb.store.raw_range(r.folder.partition, meta.blob_id, n - 3, n + 100) == raw[n - 3:]
+        assert await mb.store.raw_range(r.folder.partition, meta.blob_id, n + 5, n + 10) == b""
         with pytest.raises(errors.NotFound):
             await mb.store.raw_range(r.folder.partition, meta.blob_id + 1000, 0, 10)
         with pytest.raises(ValueError):

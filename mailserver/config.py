@@ -39,9 +39,9 @@ KEYS: tuple[Key, ...] = (
         "every `audit_anchor_every` seconds by `postroom serve` and by `postroom audit anchor`."),
     Key("server", "audit_anchor_every", 300, "Seconds between audit anchors written by the server; 0: none."),
     Key("server", "workers", 0,
-        "Worker processes `postroom serve` runs (`--workers N` overrides). 0: automatic, 1 when the store is "
-        "SQLite (one writer at a time: a second process only takes turns on its lock, and delivered less) and "
-        "one per CPU core on PostgreSQL. Each accepts on every listener (SO_REUSEPORT) and they share the store; "
+        "Worker processes `postroom serve` runs (`--workers N` overrides). 0: automatic, one per CPU core, "
+        "at most 2 when the store is SQLite (one writer at a time: the workers take turns on its lock; two "
+        "delivered more than one, four on two cores less than two). Each accepts on every listener (SO_REUSEPORT) and they share the store; "
         "1 serves in one process. The connection limits and the queue's `workers` apply per process."),
     Key("server", "worker_restart_ms", 1000,
         "Milliseconds `postroom serve --workers` waits before restarting a worker that exited; doubled after "

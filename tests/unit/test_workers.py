@@ -36,15 +36,21 @@ def test_a_worker_that_ran_a_while_is_restarted_soon_and_failed_starts_back_off_
     assert [p.after_exit(0.5) for _ in range(MAX_START_FAILURES)] == [0.01, 0.02, 0.04, None]
 
 
-def test_worker_count_defaults_to_one_on_sqlite_and_the_cores_on_postgresql_and_the_flag_wins():
+def test_worker_count_defaults_to_the_cores_at_most_two_on_sqlite_and_the_flag_wins(monkeypatch):
     cfg = config_mod.build({})  # the embedded SQLite store
+    cores = len(os.sched_getaffinity(0))
+    assert workers.worker_count(None, cfg) == min(cores, 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
+    assert workers.worker_count(None, cfg) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     assert workers.worker_count(None, cfg) == 1
+    monkeypatch.undo()
     pg = config_mod.build({"storage": {"url": "postgresql://mail@db.example/postroom"}})
     assert workers.worker_count(None, pg) == len(os.sched_getaffinity(0))
     # A PostgreSQL directory with SQLite partitions still has one SQLite writer lock.
     mixed = config_mod.build({"storage": {"url": "postgresql://mail@db.example/postroom", "mode": "department",
                                           "partition_url": "sqlite:////var/lib/postroom/{name}.db"}})
-    assert workers.worker_count(None, mixed) == 1
+    assert workers.worker_count(None, mixed) == min(cores, 2)
     assert workers.worker_count(3, cfg) == 3
     assert workers.worker_count(2, pg) == 2
     assert workers.worker_count(None, config_mod.build({"server": {"workers": 4}})) == 4

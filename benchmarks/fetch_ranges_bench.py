@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """FETCH of parts of a large message: read by ranges (mailserver/imap/fetch.py) against read whole.
 
-Usage: .venv/bin/python benchmarks/fetch_ranges_bench.py [--mb 20] [--runs 20] [--blob-dir]
+Usage: .venv/bin/python benchmarks/fetch_ranges_bench.py [--mb 20] [--runs 20] [--pg]
 
 One message of --mb MB (a short text part, then one large base64 attachment) is delivered to
-a server (the tests' in-process harness: the real store and IMAP server on loopback, SQLite);
+a server (the tests' in-process harness: the real store and IMAP server on loopback; SQLite, or
+with --pg a PostgreSQL started as the tests start it, with production settings);
 an imaplib client then times, per command, the mean time from sending it to its tagged reply:
 the text part (BODY.PEEK[1], what a client shows), the first 64 KiB (BODY.PEEK[]<0.65536>,
 Thunderbird's chunked download) and BINARY.SIZE[2] — once with the message read by ranges
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mailserver.imap import fetch  # noqa: E402
 from tests.protocol.imap.harness import PASSWORD, ImapServer  # noqa: E402
+from tests.support import pgserver, templates  # noqa: E402
 
 COMMANDS = ["(BODY.PEEK[1])", "(BODY.PEEK[]<0.65536>)", "(BINARY.SIZE[2])"]
 
@@ -53,9 +55,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=20)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--pg", action="store_true", help="the store on PostgreSQL")
     args = ap.parse_args()
+    pg = pgserver.start(durable=True) if args.pg else None
+    if args.pg and pg is None:
+        sys.exit("PostgreSQL is not installed")
     with tempfile.TemporaryDirectory() as tmp:
-        srv = ImapServer(Path(tmp)).start()
+        srv = ImapServer(Path(tmp), storage_url=templates.pg_url(pg) if pg else None).start()
         try:
             raw = big_message(args.mb)
             srv.deliver("alice", raw)
@@ -78,6 +84,8 @@ def main() -> None:
             c.logout()
         finally:
             srv.stop()
+            if pg is not None:
+                pg.stop()
 
 
 if __name__ == "__main__":

@@ -372,7 +372,7 @@ async def _fetch_batch(view: SelectedMailbox, batch: Sequence[int], plan: FetchP
             f = view.fact(i)
             spans = (needed_ranges(plan, rendered.get(f.blob_id), trees.get(f.blob_id), f.size)
                      if f.size >= RANGED_OCTETS else None)
-            if spans is None:
+            if spans is None or sum(b - a for a, b in spans) > f.size * 3 // 4:  # most of it: one read is cheaper
                 whole.append(f.blob_id)
             elif f.blob_id not in raws:
                 raws[f.blob_id] = await read_ranges(store, partition, f.blob_id, f.size, spans)

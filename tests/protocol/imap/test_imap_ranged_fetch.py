@@ -19,9 +19,9 @@ from .harness import PASSWORD
 
 
 def big_message() -> bytes:
-    """A text part, a 700 KB base64 attachment, a message/rfc822 part, a quoted-printable part: about 1 MB."""
+    """A text part, a 675 KB base64 attachment (500,000 octets), a message/rfc822 part, a 300 KB quoted-printable part."""
     rng = random.Random(20261205)
-    attachment = base64.encodebytes(rng.randbytes(700_000))
+    attachment = base64.encodebytes(rng.randbytes(500_000))
     return (b"From: carol@city.test\r\nTo: alice@city.test\r\nSubject: the big one\r\n"
             b"Message-ID: <big@city.test>\r\nMIME-Version: 1.0\r\n"
             b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\npreamble\r\n'
@@ -66,6 +66,25 @@ def answers(c: imaplib.IMAP4, commands: list[str]) -> list:
     return out
 
 
+def test_most_of_a_message_is_read_in_one_go(box, monkeypatch):
+    """Ranges covering more than three quarters of the message: one whole read is cheaper than a range."""
+    server, c = box
+    store = server.mb.store
+    read_whole: list[int] = []
+    real = store.raw_many
+
+    async def counted(partition, blob_ids):  # noqa: ANN001
+        ids = list(blob_ids)
+        read_whole.extend(ids)
+        return await real(partition, ids)
+
+    monkeypatch.setattr(store, "raw_many", counted)
+    answers(c, ["(BODY.PEEK[2] BODY.PEEK[4])"])  # 675 + 300 KB of a 1 MB message
+    assert len(read_whole) == 1
+    answers(c, ["(BODY.PEEK[4])"])
+    assert len(read_whole) == 1
+
+
 def test_parts_of_a_large_message_are_read_by_ranges_and_answered_as_when_read_whole(box, monkeypatch):
     server, c = box
     store = server.mb.store
@@ -84,14 +103,15 @@ def test_parts_of_a_large_message_are_read_by_ranges_and_answered_as_when_read_w
     read_whole.clear()
     monkeypatch.setattr(fetch, "RANGED_OCTETS", 256 << 10)
     assert answers(c, COMMANDS + WHOLE) == expected
-    # Read whole only for the items that need it all: TEXT<partial> of the message, and WHOLE.
-    assert len(read_whole) == 1 + len(WHOLE)
+    # Read whole only for the items that need it all (TEXT<partial> of the message, and WHOLE) and for the
+    # command whose parts 2 and 4 make up most of the message.
+    assert len(read_whole) == 2 + len(WHOLE)
     # The contents are what the parts hold (not just the same on both paths).
     [(_, text)] = [d for d in expected[0] if isinstance(d, tuple)]
     assert text == b"The text part: see the attachment."  # the CRLF before a boundary is the boundary's
     [(_, sub)] = [d for d in expected[5] if isinstance(d, tuple)]
     assert sub == b"Subject: forwarded\r\n\r\n"
-    assert b"BINARY.SIZE[2] 700000" in expected[8][0]
+    assert b"BINARY.SIZE[2] 500000" in expected[8][0]
     [(_, chunk)] = [d for d in expected[10] if isinstance(d, tuple)]
     assert len(chunk) == 65536 and chunk.startswith(b"From: carol@city.test\r\n")
 

@@ -85,6 +85,18 @@ def content(raw: bytes, parsed: ParsedMessage) -> Content:
     return Content(html, text)
 
 
+def content_spans(parsed: ParsedMessage) -> list[tuple[int, int]]:
+    """The byte ranges `content` may read: every text part's body, cut where `_decoded` cuts it."""
+    return [(p.body_start, min(p.body_end, p.body_start + MAX_RENDER_OCTETS))
+            for _, p in iter_parts(parsed.body) if p.type == "text" and not p.is_multipart]
+
+
+def part_spans(parsed: ParsedMessage, path: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The byte range `part_bytes` reads (none when there is no such single part)."""
+    part = find_part(parsed.body, path)
+    return [] if part is None or part.is_multipart else [(part.body_start, part.body_end)]
+
+
 def html_text(markup: str) -> str:
     """The text of an HTML body, for quoting it in a reply."""
     return html_to_text(markup)

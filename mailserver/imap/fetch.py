@@ -23,8 +23,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailboxes.errors import NotFound
 from mailboxes.mime import BodyPart, find_part, header_fields, section_range
+from mailboxes.ranges import RANGED_OCTETS as _RANGED_OCTETS
+from mailboxes.ranges import Ranges, mostly, read_ranges  # noqa: F401 - Ranges: tests use fetch.Ranges
 from mailboxes.transfer import decode_qp
 
 from . import commands as c
@@ -43,7 +44,7 @@ FLUSH_OCTETS = 1 << 20  # response octets built before they are written and drai
 # let other sessions run: hundreds of HEADER.FIELDS on 10,000 messages held the loop 222 ms.
 YIELD_MESSAGES = 64
 MAX_FETCH_ITEMS = 100  # distinct data items in one FETCH (each may be a whole message)
-RANGED_OCTETS = 256 << 10  # a message this large or larger is read by the ranges its items need
+RANGED_OCTETS = _RANGED_OCTETS  # a message this large or larger is read by the ranges its items need
 
 
 class Output(Protocol):
@@ -160,28 +161,6 @@ def binary_bytes(raw: bytes, tree: BodyPart | None, part: tuple[int, ...]) -> by
     raise UnknownCte(f"unknown Content-Transfer-Encoding {enc}")
 
 
-class Ranges:
-    """Some byte ranges of one stored message, sliced as the message's bytes would be (only where read)."""
-
-    __slots__ = ("size", "parts")
-
-    def __init__(self, size: int, parts: dict[tuple[int, int], bytes]) -> None:
-        self.size = size
-        self.parts = parts
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, s: slice) -> bytes:
-        start, stop, _ = s.indices(self.size)
-        if start >= stop:
-            return b""
-        for (a, b), data in self.parts.items():
-            if a <= start and stop <= b:
-                return data[start - a:stop - a]
-        raise LookupError(f"bytes {start}-{stop} of the message were not read")  # needed_ranges missed an item
-
-
 def _node_range(tree: BodyPart, part: tuple[int, ...]) -> list[tuple[int, int]]:
     node = find_part(tree, part)
     return [] if node is None else [(node.body_start, node.body_end)]
@@ -230,23 +209,6 @@ def needed_ranges(plan: FetchPlan, r: Rendered | None, tree: BodyPart | None, si
                 return None
             out += _node_range(tree, item.part)
     return out
-
-
-async def read_ranges(store, partition: str, blob_id: int, size: int, spans: list[tuple[int, int]]) -> Ranges | bytes:
-    """The spans of one message (overlapping ones read once); b"" if its body went meanwhile (RFC 2180 §4.1.3)."""
-    merged: list[list[int]] = []
-    for a, b in sorted(spans):
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    parts: dict[tuple[int, int], bytes] = {}
-    try:
-        for a, b in merged:
-            parts[(a, b)] = await store.raw_range(partition, blob_id, a, b) if b > a else b""
-    except NotFound:
-        return b""
-    return Ranges(size, parts)
 
 
 def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
@@ -372,7 +334,7 @@ async def _fetch_batch(view: SelectedMailbox, batch: Sequence[int], plan: FetchP
             f = view.fact(i)
             spans = (needed_ranges(plan, rendered.get(f.blob_id), trees.get(f.blob_id), f.size)
                      if f.size >= RANGED_OCTETS else None)
-            if spans is None or sum(b - a for a, b in spans) > f.size * 3 // 4:  # most of it: one read is cheaper
+            if spans is None or mostly(spans, f.size):
                 whole.append(f.blob_id)
             elif f.blob_id not in raws:
                 raws[f.blob_id] = await read_ranges(store, partition, f.blob_id, f.size, spans)

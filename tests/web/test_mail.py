@@ -225,3 +225,48 @@ async def test_malformed_folder_names_are_a_client_error_not_a_crash(web, client
     assert r.status in (400, 404)
     r, _ = await client.get("/mail?folder=INBOX")
     assert r.status == 200 and "one" in _
+
+
+async def test_a_large_message_is_shown_and_its_small_attachment_downloaded_without_reading_it_whole(web, client):
+    """Only the text parts (and the one part downloaded) are read of a message of RANGED_OCTETS or more."""
+    import random
+    from email.message import EmailMessage
+
+    rng = random.Random(7)
+    big, small = rng.randbytes(600_000), rng.randbytes(100_000)
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "carol@city.test", "alice@city.test", "年报和附件"
+    m.set_content("请查收年报。\n")
+    m.add_alternative("<p>请查收<b>年报</b>。</p>", subtype="html")
+    m.add_attachment(big, maintype="application", subtype="pdf", filename="big.pdf")
+    m.add_attachment(small, maintype="application", subtype="octet-stream", filename="small.bin")
+    web.deliver("alice", bytes(m))
+    store, read = web.mb.store, []
+    whole, ranged = store.raw, store.raw_range
+
+    async def whole_spy(*args):
+        read.append(("whole", 0))
+        return await whole(*args)
+
+    async def ranged_spy(partition, blob_id, start, end):
+        read.append(("range", end - start))
+        return await ranged(partition, blob_id, start, end)
+    store.raw, store.raw_range = whole_spy, ranged_spy
+    try:
+        _, page = await client.sign_in()
+        _, page = await client.get("/message?folder=INBOX&uid=1&view=text")
+        assert "请查收年报。" in page and "big.pdf" in page
+        assert read and {kind for kind, _ in read} == {"range"} and sum(n for _, n in read) < 2000
+        read.clear()
+        _, frame = await client.get("/message/body?folder=INBOX&uid=1&images=0")
+        assert "<b>年报</b>" in frame and {kind for kind, _ in read} == {"range"}
+        hrefs = [h.replace("&amp;", "&") for h in re.findall(r'href="(/message/part\?[^"]+)"', page)]
+        read.clear()
+        r, data = await client.download(hrefs[1])  # small.bin
+        assert r.status == 200 and data == small
+        assert [kind for kind, _ in read] == ["range"] and read[0][1] < len(small) * 2
+        read.clear()
+        r, data = await client.download(hrefs[0])  # big.pdf: most of the message, read in one go
+        assert r.status == 200 and data == big and [kind for kind, _ in read] == ["whole"]
+    finally:
+        del store.raw, store.raw_range

@@ -10,6 +10,7 @@ read audited, and so does compose (a reply to or forward of a shared message). T
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from mailboxes.errors import NotFound, UnderHold
 from mailboxes.mime import ParsedMessage
 from mailboxes.offload import offload_if_large
+from mailboxes.ranges import RANGED_OCTETS, Ranges, mostly, read_ranges
 from mailboxes.model import Account, Flag, Folder, MessageMeta
 
 from .. import i18n, render
@@ -45,7 +47,7 @@ DOWNLOAD_CSP = "default-src 'none'; sandbox"
 class Opened:
     folder: Folder
     meta: MessageMeta
-    raw: bytes
+    raw: bytes | Ranges  # Ranges: read by the ranges open_message was asked for
     parsed: ParsedMessage
     owner: str | None = None  # another account's address when the folder is shared with this one
     rights: str = ""  # the account's rights there (RFC 4314) when it is shared; "" in its own folders
@@ -58,9 +60,15 @@ SHARED_READS = web.AppKey("shared_reads", ReadAudit)
 
 
 async def open_message(request: web.Request, account: Account, folder_name: str | None = None,
-                uid_text: str | None = None, *, shared: bool = False, part: str = "") -> Opened:
+                uid_text: str | None = None, *, shared: bool = False, part: str = "",
+                spans: Callable[[ParsedMessage], list[tuple[int, int]]] | None = None) -> Opened:
     """The message the request names; `shared`: also in folders shared with the account (read-only),
-    that read then audited (`part`: the attachment downloaded)."""
+    that read then audited (`part`: the attachment downloaded).
+
+    ``spans``: the byte ranges the page reads of it (render.content_spans, part_spans); a large
+    message is then read by those ranges only (mailboxes/ranges.py), and `Opened.raw` is sliced
+    as its bytes would be. Without it the message is read whole.
+    """
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request[LOCALE])
     name = folder_name if folder_name is not None else request.query.get("folder", "")
@@ -79,8 +87,12 @@ async def open_message(request: web.Request, account: Account, folder_name: str 
     if meta is None:
         raise web.HTTPNotFound(text=_("not_found"))
     store = wm.mailboxes.store
-    raw = await store.raw(folder.ref.partition, meta.blob_id)
     parsed = ParsedMessage.from_json((await store.parsed(folder.ref.partition, [meta.blob_id]))[meta.blob_id])
+    wanted = spans(parsed) if spans is not None and meta.size >= RANGED_OCTETS else None
+    if wanted is not None and not mostly(wanted, meta.size):
+        raw: bytes | Ranges = await read_ranges(store, folder.ref.partition, meta.blob_id, meta.size, wanted)
+    else:
+        raw = await store.raw(folder.ref.partition, meta.blob_id)
     if owner is not None:
         await request.app[SHARED_READS].read(wm.mailboxes.directory, str(request[SESSION].id), account, owner,
                                              folder, meta.uid, part)
@@ -100,7 +112,7 @@ async def read(request: web.Request) -> web.Response:
     account = require_account(request)
     wm = request.app[WEBMAIL]
     _ = i18n.translator(request[LOCALE])
-    m = await open_message(request, account, shared=True)
+    m = await open_message(request, account, shared=True, spans=render.content_spans)
     # Opening marks it read, through the store (IMAP sessions see it); in a shared folder only with the right s.
     if not m.meta.flags & Flag.SEEN and m.may("s"):
         await wm.mailboxes.store.store_flags(m.folder.ref, [m.meta.uid], "add", int(Flag.SEEN))
@@ -134,7 +146,7 @@ def _query(values: dict) -> str:
 async def body_frame(request: web.Request) -> web.Response:
     """The sanitised HTML of a message, for the sandboxed frame only; its CSP blocks remote loads unless allowed."""
     account = require_account(request)
-    m = await open_message(request, account, shared=True)
+    m = await open_message(request, account, shared=True, spans=render.content_spans)
     body = await offload_if_large(len(m.raw), render.content, m.raw, m.parsed)  # decode and nh3 off the loop
     img = IMAGES_ALLOWED if request.query.get("images") == "1" else IMAGES_BLOCKED
     response = web.Response(text=render.frame_document(body.html or ""), content_type="text/html", charset="utf-8")
@@ -147,7 +159,8 @@ async def download_part(request: web.Request) -> web.Response:
     account = require_account(request)
     _ = i18n.translator(request[LOCALE])
     path = render.parse_path(request.query.get("part", ""))
-    m = await open_message(request, account, shared=True, part=".".join(map(str, path)) if path else "")
+    m = await open_message(request, account, shared=True, part=".".join(map(str, path)) if path else "",
+                           spans=lambda parsed: render.part_spans(parsed, path) if path else [])
     got = await offload_if_large(len(m.raw), render.part_bytes, m.raw, m.parsed, path) if path else None
     if got is None:
         raise web.HTTPNotFound(text=_("not_found"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,26 @@ def csrf_of(page: str) -> str:
     m = _CSRF.search(page)
     assert m, "no CSRF field on the page"
     return m.group(1)
+
+
+@contextlib.contextmanager
+def counted_reads(store) -> Iterator[list[tuple[str, int]]]:  # noqa: ANN001 - a mailboxes Store
+    """Within the block, every read of a stored message: ("whole", 0) or ("range", its length)."""
+    read: list[tuple[str, int]] = []
+    whole, ranged = store.raw, store.raw_range
+
+    async def whole_spy(*args):  # noqa: ANN002, ANN202
+        read.append(("whole", 0))
+        return await whole(*args)
+
+    async def ranged_spy(partition, blob_id, start, end):  # noqa: ANN001, ANN202
+        read.append(("range", end - start))
+        return await ranged(partition, blob_id, start, end)
+    store.raw, store.raw_range = whole_spy, ranged_spy
+    try:
+        yield read
+    finally:
+        del store.raw, store.raw_range
 
 
 class WebServer(ImapServer):

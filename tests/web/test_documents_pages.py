@@ -19,7 +19,7 @@ from tests.support.webhook_receiver import Receiver
 from webmail.views.documents import PAGE_SIZE
 
 from .documents import DISPATCHER, OTHER, PDF, REGISTRAR, setup_documents
-from .harness import Browser, csrf_of
+from .harness import Browser, counted_reads, csrf_of
 from .test_documents_api import _queued_receipts, web  # noqa: F401 - the documents server fixture
 
 FILE_NAME = "关于报送材料的函（附件一）.pdf"
@@ -130,18 +130,7 @@ async def test_a_download_reads_the_manifest_and_that_file_from_the_store_not_th
             manifest=doc.to_json().decode(), message_id=mid)
         return reg.id
     reg_id = web.run(register())
-    store, read = web.mb.store, []
-    whole, ranged = store.raw, store.raw_range
-
-    async def whole_spy(*args):
-        read.append(("whole", args))
-        return await whole(*args)
-
-    async def ranged_spy(partition, blob_id, start, end):
-        read.append(("range", end - start))
-        return await ranged(partition, blob_id, start, end)
-    store.raw, store.raw_range = whole_spy, ranged_spy
-    try:
+    with counted_reads(web.mb.store) as read:
         reg = await browsers(REGISTRAR)
         r, data = await reg.download(f"/documents/incoming/{reg_id}/files/0")
         assert r.status == 200 and data == PDF
@@ -151,8 +140,6 @@ async def test_a_download_reads_the_manifest_and_that_file_from_the_store_not_th
         r, data = await reg.download(f"/documents/incoming/{reg_id}/files/1")
         assert r.status == 200 and data == big
         assert [kind for kind, _ in read] == ["range", "range"] and sum(n for _, n in read) < len(raw)
-    finally:
-        del store.raw, store.raw_range
 
 
 def _rows(page: str, attr: str) -> list[str]:

@@ -13,7 +13,7 @@ import aiohttp
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag
 
-from .harness import PASSWORD, Browser, csrf_of
+from .harness import PASSWORD, Browser, counted_reads, csrf_of
 from .mails import ATTACHMENT, ATTACHMENT_DATA, gbk_mail, html_mail, plain_mail
 
 
@@ -241,18 +241,7 @@ async def test_a_large_message_is_shown_and_its_small_attachment_downloaded_with
     m.add_attachment(big, maintype="application", subtype="pdf", filename="big.pdf")
     m.add_attachment(small, maintype="application", subtype="octet-stream", filename="small.bin")
     web.deliver("alice", bytes(m))
-    store, read = web.mb.store, []
-    whole, ranged = store.raw, store.raw_range
-
-    async def whole_spy(*args):
-        read.append(("whole", 0))
-        return await whole(*args)
-
-    async def ranged_spy(partition, blob_id, start, end):
-        read.append(("range", end - start))
-        return await ranged(partition, blob_id, start, end)
-    store.raw, store.raw_range = whole_spy, ranged_spy
-    try:
+    with counted_reads(web.mb.store) as read:
         _, page = await client.sign_in()
         _, page = await client.get("/message?folder=INBOX&uid=1&view=text")
         assert "请查收年报。" in page and "big.pdf" in page
@@ -268,5 +257,3 @@ async def test_a_large_message_is_shown_and_its_small_attachment_downloaded_with
         read.clear()
         r, data = await client.download(hrefs[0])  # big.pdf: most of the message, read in one go
         assert r.status == 200 and data == big and [kind for kind, _ in read] == ["whole"]
-    finally:
-        del store.raw, store.raw_range

@@ -283,7 +283,8 @@ class Server:
             cmd, cwd, env = [str(ROOT / ".venv" / "bin" / "postroom")], None, None
         else:
             cmd, cwd, env = [sys.executable, "-m", "mailserver.cli"], tree, {**os.environ, "PYTHONPATH": str(tree)}
-        self.proc = subprocess.Popen([*cmd, "--config", str(cfg), "serve"], cwd=cwd, env=env,
+        # One process: its RSS and CPU are the server's (SQLite's automatic count is two workers now).
+        self.proc = subprocess.Popen([*cmd, "--config", str(cfg), "serve", "--workers", "1"], cwd=cwd, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while True:

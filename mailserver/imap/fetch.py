@@ -138,6 +138,28 @@ def section_bytes(raw: bytes | None, r: Rendered | None, tree: BodyPart | None, 
     return None if span is None else raw[span[0]:span[1]]
 
 
+def section_slice(raw: bytes | None, r: Rendered | None, tree: BodyPart | None, sec: c.Section,
+                  partial: tuple[int, int] | None) -> bytes | None:
+    """BODY[section]<partial> (RFC 3501 §6.4.5): a part's <start.length> is sliced from the message itself,
+    so that a message read by ranges needs only those octets of the part (needed_ranges)."""
+    if partial is not None and sec.part and sec.text not in ("HEADER.FIELDS", "HEADER.FIELDS.NOT") \
+            and tree is not None:
+        span = section_range(tree, sec.part, sec.text or "")
+        if span is None:
+            return None
+        start, end = _partial_span(span, partial)
+        return raw[start:end]  # type: ignore[index]
+    data = section_bytes(raw, r, tree, sec)
+    return None if data is None else _partial(data, partial)
+
+
+def _partial_span(span: tuple[int, int], partial: tuple[int, int]) -> tuple[int, int]:
+    """The octets <start.length> of the range ``span`` cover: past its end, an empty range at its end."""
+    a, b = span
+    start, length = partial
+    return min(a + start, b), min(b, a + start + length)
+
+
 def binary_bytes(raw: bytes, tree: BodyPart | None, part: tuple[int, ...]) -> bytes | None:
     """BINARY[part]: the part's body with its Content-Transfer-Encoding removed (RFC 3516 §4.2)."""
     if not part:
@@ -170,9 +192,9 @@ def needed_ranges(plan: FetchPlan, r: Rendered | None, tree: BodyPart | None, si
                   ) -> list[tuple[int, int]] | None:
     """The byte ranges of a message that the plan's items slice, or None when one of them needs it whole.
 
-    Mirrors what section_bytes, binary_bytes and message_pieces slice: the header up to
-    r.header_end, a part's span (section_range), a part's body (BINARY, BINARY.SIZE), and
-    BODY[]<start.length>; RFC822, RFC822.TEXT, TEXT, BODY[] and BINARY[] take the whole.
+    Mirrors what section_slice, binary_bytes and message_pieces slice: the header up to
+    r.header_end, a part's span (section_range) or the <start.length> of it, a part's body
+    (BINARY, BINARY.SIZE), and BODY[]<start.length>; RFC822, RFC822.TEXT, TEXT, BODY[] and BINARY[] take the whole.
     """
     out: list[tuple[int, int]] = []
     for item in plan.items:
@@ -200,10 +222,10 @@ def needed_ranges(plan: FetchPlan, r: Rendered | None, tree: BodyPart | None, si
             elif item.binary:
                 out += _node_range(tree, sec.part)
             else:
-                spec = "HEADER" if sec.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT") else (sec.text or "")
-                span = section_range(tree, sec.part, spec)
-                if span is not None:
-                    out.append(span)
+                fields = sec.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT")
+                span = section_range(tree, sec.part, "HEADER" if fields else (sec.text or ""))
+                if span is not None:  # a <partial> of a part is sliced from the message (section_slice)
+                    out.append(span if fields or item.partial is None else _partial_span(span, item.partial))
         else:  # FetchBinarySize
             if not item.part or tree is None:
                 return None
@@ -282,8 +304,7 @@ def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: 
                     else:
                         yield from literal_parts(data)
             else:
-                data = section_bytes(raw, r, tree, item.section)
-                yield from _literal_value(None if data is None else _partial(data, item.partial))
+                yield from _literal_value(section_slice(raw, r, tree, item.section, item.partial))
         else:  # FetchBinarySize, RFC 3516 §4.2
             data = binary_bytes(raw, tree, item.part)  # type: ignore[arg-type]
             yield sep + response_name + (b" NIL" if data is None else b" %d" % len(data))  # type: ignore[operator]

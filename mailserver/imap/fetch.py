@@ -149,6 +149,9 @@ def section_slice(raw: bytes | None, r: Rendered | None, tree: BodyPart | None, 
             return None
         start, end = _partial_span(span, partial)
         return raw[start:end]  # type: ignore[index]
+    if partial is not None and not sec.part and sec.text == "TEXT" and r is not None and raw is not None:
+        start, end = _partial_span((r.header_end, len(raw)), partial)  # BODY[TEXT]<partial>: a preview
+        return raw[start:end]
     data = section_bytes(raw, r, tree, sec)
     return None if data is None else _partial(data, partial)
 
@@ -208,11 +211,14 @@ def needed_ranges(plan: FetchPlan, r: Rendered | None, tree: BodyPart | None, si
         elif isinstance(item, c.FetchBody):
             sec = item.section
             if not sec.part:
-                if item.binary or sec.text == "TEXT" or (sec.text is None and item.partial is None):
+                if item.binary or (sec.text in (None, "TEXT") and item.partial is None):
                     return None
                 if sec.text is None:  # BODY[]<start.length>
-                    start, length = item.partial  # type: ignore[misc]
-                    out.append((min(start, size), min(size, start + length)))
+                    out.append(_partial_span((0, size), item.partial))  # type: ignore[arg-type]
+                elif sec.text == "TEXT":  # BODY[TEXT]<start.length>
+                    if r is None:
+                        return None
+                    out.append(_partial_span((r.header_end, size), item.partial))  # type: ignore[arg-type]
                 elif r is None:
                     return None
                 else:  # HEADER, HEADER.FIELDS (.NOT) of the message

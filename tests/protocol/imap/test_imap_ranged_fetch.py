@@ -45,6 +45,7 @@ COMMANDS = [
     "(BODY.PEEK[1] BODY.PEEK[TEXT]<0.100>)", "(BODY.PEEK[1] RFC822.SIZE)",
     "(BODY.PEEK[4]<299990.100>)", "(BODY.PEEK[3.TEXT]<5.10>)", "(BODY.PEEK[2.MIME]<0.10>)",
     "(BODY.PEEK[4]<400000.10>)", "(BODY.PEEK[9]<0.10>)", "(BODY.PEEK[3.HEADER.FIELDS (SUBJECT)]<2.5>)",
+    "(BODY.PEEK[TEXT]<0.2048>)", "(BODY.PEEK[TEXT]<99999999.5>)",
 ]
 WHOLE = ["(RFC822)", "(BODY.PEEK[])", "(BODY.PEEK[TEXT])", "(BINARY.PEEK[])"]
 
@@ -105,9 +106,9 @@ def test_parts_of_a_large_message_are_read_by_ranges_and_answered_as_when_read_w
     read_whole.clear()
     monkeypatch.setattr(fetch, "RANGED_OCTETS", 256 << 10)
     assert answers(c, COMMANDS + WHOLE) == expected
-    # Read whole only for the items that need it all: TEXT<partial> of the message, and WHOLE (a part's
-    # <partial> is read as those octets of it, so the command with BODY.PEEK[4]<0.50> needs 50 of part 4).
-    assert len(read_whole) == 1 + len(WHOLE)
+    # Read whole only for the items that need it all, WHOLE (a <partial> is read as those octets: the
+    # command with BODY.PEEK[4]<0.50> needs 50 of part 4, BODY.PEEK[TEXT]<0.100> 100 of the text).
+    assert len(read_whole) == len(WHOLE)
     # The contents are what the parts hold (not just the same on both paths).
     [(_, text)] = [d for d in expected[0] if isinstance(d, tuple)]
     assert text == b"The text part: see the attachment."  # the CRLF before a boundary is the boundary's

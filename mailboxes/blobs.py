@@ -268,8 +268,8 @@ def put_many_sync(conn: Connection, items: list[PreparedMessage], blob_dir: Blob
     return [ids[p.sha256] for p in items]
 
 
-def _sqlite_range(conn: Connection, blob_id: int, start: int, end: int) -> bytes | None:
-    """Bytes [start, end) of a body kept in SQLite, read by incremental blob I/O; None if kept as a file.
+def _sqlite_range(conn: Connection, blob_id: int, start: int, end: int) -> bytes | tuple[bytes]:
+    """Bytes [start, end) of a body kept in SQLite, read by incremental blob I/O; (sha256,) if kept as a file.
 
     substr() would load the whole value (every overflow page) to return a slice of it: a 64 KiB
     chunk of a 20 MB message read 20 MB. sqlite3_blob_read reads only the pages it needs.
@@ -285,9 +285,13 @@ def _sqlite_range(conn: Connection, blob_id: int, start: int, end: int) -> bytes
     except sqlite3.OperationalError as exc:
         if "no such rowid" in str(exc):
             raise NotFound(f"no blob {blob_id}") from None
-        if "null" in str(exc):  # the bytes are in the blob directory
-            return None
-        raise
+        if "null" not in str(exc):
+            raise
+    # The bytes are in the blob directory: its file is named by the hash (same read transaction).
+    sha = conn.execute(select(t.blobs.c.sha256).where(t.blobs.c.id == blob_id)).scalar()
+    if sha is None:
+        raise NotFound(f"no blob {blob_id}")
+    return (bytes(sha),)
 
 
 async def read_raw_range_sqlite(db: Database, blob_id: int, start: int, end: int,
@@ -296,14 +300,11 @@ async def read_raw_range_sqlite(db: Database, blob_id: int, start: int, end: int
     if not 0 <= start <= end:
         raise ValueError(f"bad byte range {start}-{end}")
     got = await db.read_sync(lambda conn: _sqlite_range(conn, blob_id, start, end))
-    if got is not None:
+    if isinstance(got, bytes):
         return got
-    sha = await db.read_sync(lambda conn: conn.execute(select(t.blobs.c.sha256).where(t.blobs.c.id == blob_id)).scalar())
-    if sha is None:
-        raise NotFound(f"no blob {blob_id}")
     if blob_dir is None:
         raise NotFound(f"blob {blob_id} is kept in a blob directory, but none is configured")
-    return await blob_dir.read_range(bytes(sha), start, end)
+    return await blob_dir.read_range(got[0], start, end)
 
 
 async def read_raw_range(conn: AsyncConnection, blob_id: int, start: int, end: int,

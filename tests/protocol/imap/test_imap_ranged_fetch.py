@@ -69,10 +69,8 @@ def answers(c: imaplib.IMAP4, commands: list[str]) -> list:
     return out
 
 
-def test_most_of_a_message_is_read_in_one_go(box, monkeypatch):
-    """Ranges covering more than three quarters of the message: one whole read is cheaper than a range."""
-    server, c = box
-    store = server.mb.store
+def whole_reads(store, monkeypatch) -> list[int]:  # noqa: ANN001
+    """The blob ids the store reads whole (Store.raw_many) from now on, one entry per message read."""
     read_whole: list[int] = []
     real = store.raw_many
 
@@ -82,6 +80,13 @@ def test_most_of_a_message_is_read_in_one_go(box, monkeypatch):
         return await real(partition, ids)
 
     monkeypatch.setattr(store, "raw_many", counted)
+    return read_whole
+
+
+def test_most_of_a_message_is_read_in_one_go(box, monkeypatch):
+    """Ranges covering more than three quarters of the message: one whole read is cheaper than a range."""
+    server, c = box
+    read_whole = whole_reads(server.mb.store, monkeypatch)
     answers(c, ["(BODY.PEEK[2] BODY.PEEK[4])"])  # 675 + 300 KB of a 1 MB message
     assert len(read_whole) == 1
     answers(c, ["(BODY.PEEK[4])"])
@@ -90,16 +95,7 @@ def test_most_of_a_message_is_read_in_one_go(box, monkeypatch):
 
 def test_parts_of_a_large_message_are_read_by_ranges_and_answered_as_when_read_whole(box, monkeypatch):
     server, c = box
-    store = server.mb.store
-    read_whole: list[int] = []
-    real = store.raw_many
-
-    async def counted(partition, blob_ids):  # noqa: ANN001
-        ids = list(blob_ids)
-        read_whole.extend(ids)
-        return await real(partition, ids)
-
-    monkeypatch.setattr(store, "raw_many", counted)
+    read_whole = whole_reads(server.mb.store, monkeypatch)
     monkeypatch.setattr(fetch, "RANGED_OCTETS", 1 << 40)  # never: the message is read whole
     expected = answers(c, COMMANDS + WHOLE)
     assert len(read_whole) == len(COMMANDS) - 2 + len(WHOLE)  # the header-only ones come from the cache

@@ -15,8 +15,8 @@ Invariants:
   at that moment (their row locks on PostgreSQL; the one writer on SQLite).
 - A batch takes its rows and writes their index rows in one transaction: a row is indexed
   once, however many indexers run. A row the database refuses to index (PostgreSQL's tsvector
-  holds at most 1 MB) is left out of that index and logged, not retried: its message stays
-  stored and listed (and found through the other index), and one bad body cannot stop every search of the partition. (Indexed at
+  holds at most 1 MB) is left out of the indexes and logged, not retried: its message stays
+  stored and listed, and one bad body cannot stop every search of the partition. (Indexed at
   delivery, as before, such a body refused its message.) On PostgreSQL the background indexer skips rows another
   holds (FOR UPDATE SKIP LOCKED) and locks the bodies (FOR KEY SHARE) before their pending
   rows, in the order cleanup.collect takes them (the body FOR UPDATE, then the cascade), so
@@ -109,31 +109,19 @@ def index_pending_sync(conn: Connection, limit: int, *, wait: bool) -> int:
             with conn.begin_nested():  # a SAVEPOINT: a failing row must not take the batch down with it
                 _index(conn, rows)
         except DBAPIError:
-            for r in rows:  # one row and one index at a time; what fails alone is left out of that index
-                for name, index in _INDEXES:
-                    try:
-                        with conn.begin_nested():
-                            index(conn, [r])
-                    except DBAPIError as exc:
-                        log.warning("body %d left out of the %s index: %s", r.blob_id, name,
-                                    str(exc.orig).splitlines()[0][:200])
+            for r in rows:  # one at a time; a row that fails alone is left out of the indexes
+                try:
+                    with conn.begin_nested():
+                        _index(conn, [r])
+                except DBAPIError as exc:
+                    log.warning("body %d left out of the search indexes: %s", r.blob_id,
+                                str(exc.orig).splitlines()[0][:200])
     return len(rows)
 
 
-def _words(conn: Connection, rows: list) -> None:
-    search.index_blobs(conn, [(r.blob_id, r.subject, r.addrs, r.body) for r in rows])
-
-
-def _substrings(conn: Connection, rows: list) -> None:
-    substring.index_blobs(conn, [(r.blob_id, r.head, r.body) for r in rows])
-
-
-_INDEXES = (("word", _words), ("substring", _substrings))
-
-
 def _index(conn: Connection, rows: list) -> None:
-    for _name, index in _INDEXES:
-        index(conn, rows)
+    search.index_blobs(conn, [(r.blob_id, r.subject, r.addrs, r.body) for r in rows])
+    substring.index_blobs(conn, [(r.blob_id, r.head, r.body) for r in rows])
 
 
 def drop_pending(conn: Connection, blob_ids: list[int]) -> None:

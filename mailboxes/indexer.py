@@ -14,10 +14,7 @@ Invariants:
   search never misses a delivered message. It waits for rows another process is indexing
   at that moment (their row locks on PostgreSQL; the one writer on SQLite).
 - A batch takes its rows and writes their index rows in one transaction: a row is indexed
-  once, however many indexers run. A row the database refuses to index (PostgreSQL's tsvector
-  holds at most 1 MB) is left out of the indexes and logged, not retried: its message stays
-  stored and listed, and one bad body cannot stop every search of the partition. (Indexed at
-  delivery, as before, such a body refused its message.) On PostgreSQL the background indexer skips rows another
+  once, however many indexers run. On PostgreSQL the background indexer skips rows another
   holds (FOR UPDATE SKIP LOCKED) and locks the bodies (FOR KEY SHARE) before their pending
   rows, in the order cleanup.collect takes them (the body FOR UPDATE, then the cascade), so
   the two never deadlock. A body removed meanwhile takes its pending row with it (ON DELETE
@@ -37,7 +34,6 @@ import re
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from . import search, substring
 from .db import Database
@@ -105,23 +101,9 @@ def index_pending_sync(conn: Connection, limit: int, *, wait: bool) -> int:
         ids = list(conn.execute(stmts[0], {"n": limit}).scalars())
         rows = conn.execute(stmts[1], {"ids": ids}).all() if ids else []
     if rows:
-        try:
-            with conn.begin_nested():  # a SAVEPOINT: a failing row must not take the batch down with it
-                _index(conn, rows)
-        except DBAPIError:
-            for r in rows:  # one at a time; a row that fails alone is left out of the indexes
-                try:
-                    with conn.begin_nested():
-                        _index(conn, [r])
-                except DBAPIError as exc:
-                    log.warning("body %d left out of the search indexes: %s", r.blob_id,
-                                str(exc.orig).splitlines()[0][:200])
+        search.index_blobs(conn, [(r.blob_id, r.subject, r.addrs, r.body) for r in rows])
+        substring.index_blobs(conn, [(r.blob_id, r.head, r.body) for r in rows])
     return len(rows)
-
-
-def _index(conn: Connection, rows: list) -> None:
-    search.index_blobs(conn, [(r.blob_id, r.subject, r.addrs, r.body) for r in rows])
-    substring.index_blobs(conn, [(r.blob_id, r.head, r.body) for r in rows])
 
 
 def drop_pending(conn: Connection, blob_ids: list[int]) -> None:

@@ -157,27 +157,3 @@ async def test_text_neither_database_can_store_is_kept_pending_and_found(mb, mon
 def test_pending_texts_are_made_storable_and_ascii_is_left_alone():
     got = indexer.pending_params(7, "sub\udcff", "a@b", "h\x00", "plain ascii")
     assert got == {"blob_id": 7, "ps": "sub\ufffd", "pa": "a@b", "ph": "h\ufffd", "pb": "plain ascii"}
-
-
-async def test_a_body_the_database_refuses_to_index_does_not_stop_the_others_or_any_search(mb, monkeypatch, caplog):
-    """PostgreSQL's tsvector holds at most 1 MB (a body of a few hundred thousand different words exceeds it);
-    on SQLite a second word-index row for a body is refused. Either way the row is left out and logged."""
-    no_pause(monkeypatch)
-    acct = await mb.add_account("a@city.test", password=None)
-    db = mb.router.central
-    r1 = await mb.store.append(acct, "INBOX", prepare(make_message("first", "alpha words")))
-    if db.dialect == "sqlite":  # index the first, then make it pending again: its second row is refused
-        await mb.store.catch_up_index("main")
-        [meta] = await mb.store.messages(r1.folder)
-        await db.write_sync(lambda conn, _b: indexer.add_pending(conn, [indexer.pending_params(
-            meta.blob_id, "first", "", "", "alpha words")]))
-    else:
-        words = " ".join(f"w{i:06d}x" for i in range(140_000))  # about 1.4 MB of distinct lexemes
-        await mb.store.append(acct, "INBOX", prepare(make_message("huge", words)))
-    await mb.store.append(acct, "INBOX", prepare(make_message("second", "bravo words")))
-    ref = (await mb.store.folder(acct, "INBOX")).ref
-    with caplog.at_level("WARNING", logger="mailboxes.indexer"):
-        assert await mb.store.search_text(ref, "body", "bravo") == {3 if db.dialect != "sqlite" else 2}
-    assert "left out of the search indexes" in caplog.text
-    assert (await counts(db))[0] == 0
-    assert await mb.store.search_text(ref, "body", "alpha") == {1}

@@ -14,7 +14,17 @@ Invariants:
   search never misses a delivered message. It waits for rows another process is indexing
   at that moment (their row locks on PostgreSQL; the one writer on SQLite).
 - A batch takes its rows and writes their index rows in one transaction: a row is indexed
-  once, however many indexers run. On PostgreSQL the background indexer skips rows another
+  once, however many indexers run. A batch holds at most BATCH_CHARS of text (each row's texts
+  are cut, when written, at what the indexes read of them), so its memory does not grow with
+  what senders send.
+- A body the database refuses to index (PostgreSQL's tsvector holds at most 1 MB: a text of a
+  few hundred thousand different words) must not stop every search of its partition: when a
+  batch is refused, its rows are indexed one per transaction, and a row refused alone is left
+  out of the index that refuses it, with a warning. Its message stays stored and listed.
+  Only a refusal of the data counts (integrity, data, program-limit errors): a locked or lost
+  database fails the batch, and its rows stay pending. (No SAVEPOINTs: on the SQLite writer,
+  batches in SAVEPOINTs coincided with 30 s stalls of other writers; see the session notes.)
+- On PostgreSQL the background indexer skips rows another
   holds (FOR UPDATE SKIP LOCKED) and locks the bodies (FOR KEY SHARE) before their pending
   rows, in the order cleanup.collect takes them (the body FOR UPDATE, then the cascade), so
   the two never deadlock. A body removed meanwhile takes its pending row with it (ON DELETE
@@ -32,8 +42,9 @@ import contextlib
 import logging
 import re
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from . import search, substring
 from .db import Database
@@ -44,6 +55,14 @@ BATCH = 200  # rows a batch indexes when the store is idle, and when a search ca
 SMALL_BATCH = 32  # rows a batch indexes between deliveries once BACKLOG is reached
 IDLE = 0.05  # seconds without a delivery (in this process) before the background indexer runs
 BACKLOG = 2_000  # bodies written since the last batch beyond which it runs whether idle or not
+BATCH_CHARS = 4_000_000  # text a batch takes at most (it always takes one row): a few tens of MB in memory
+
+# What the indexes read of each text (search._terms, substring.prepare): a pending row keeps no more.
+WORD_CHARS = search.MAX_INDEXED_CHARS  # subject, addresses and body in the word index
+HEAD_CHARS = substring.HEAD_CHARS * 2  # the header is in the substring index only, folded from twice its limit
+assert substring.BODY_CHARS * 2 <= WORD_CHARS  # the body's cut serves both indexes
+WORDS, SUBSTRINGS = "word", "substring"
+BOTH = (WORDS, SUBSTRINGS)
 
 TABLE = "blob_index_pending"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # neither SQLite's UTF-8 nor PostgreSQL's text holds these
@@ -58,16 +77,22 @@ def _storable(s: str) -> str:
 
 
 def pending_params(blob_id: int | None, subject: str, addrs: str, head: str, body: str) -> dict:
-    """One pending row's parameters: the texts as the indexes take them (raw; prepared when indexed)."""
-    return {"blob_id": blob_id, "ps": _storable(subject), "pa": _storable(addrs), "ph": _storable(head),
-            "pb": _storable(body)}
+    """One pending row's parameters: the texts as far as the indexes read them (raw; prepared when indexed).
+
+    Cut at what search.py and substring.py take of each (the same characters, so the same
+    index rows), made storable (one character for one, so the cut is the same before or after).
+    """
+    ps, pa = _storable(subject[:WORD_CHARS]), _storable(addrs[:WORD_CHARS])
+    ph, pb = _storable(head[:HEAD_CHARS]), _storable(body[:WORD_CHARS])
+    return {"blob_id": blob_id, "pn": len(ps) + len(pa) + len(ph) + len(pb), "ps": ps, "pa": pa, "ph": ph, "pb": pb}
 
 
-INSERT_SQL = f"INSERT INTO {TABLE} (blob_id, subject, addrs, head, body) VALUES (:blob_id, :ps, :pa, :ph, :pb)"
+_COLUMNS = "blob_id, chars, subject, addrs, head, body"
+INSERT_SQL = f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (:blob_id, :pn, :ps, :pa, :ph, :pb)"
 _INSERT = text(INSERT_SQL)
 
 # A pending row for a new body `b` as a CTE (PostgreSQL), with pending_params' names.
-PENDING_CTE_PG = f" p AS (INSERT INTO {TABLE} (blob_id, subject, addrs, head, body) SELECT b.id, :ps, :pa, :ph, :pb FROM b)"
+PENDING_CTE_PG = f" p AS (INSERT INTO {TABLE} ({_COLUMNS}) SELECT b.id, :pn, :ps, :pa, :ph, :pb FROM b)"
 
 
 def add_pending(conn: Connection, rows: list[dict]) -> None:
@@ -76,34 +101,79 @@ def add_pending(conn: Connection, rows: list[dict]) -> None:
         conn.execute(_INSERT, rows)
 
 
+# The first rows from :lo to :hi in blob_id order, at most :n of them and, beyond the first, at most
+# :budget characters of text. `chars` comes first in the row, so this reads no text (SQLite: no overflow page).
+_FIRST = (f"SELECT blob_id FROM (SELECT blob_id, sum(chars) OVER (ORDER BY blob_id ROWS UNBOUNDED PRECEDING)"
+          f" - chars AS before FROM (SELECT blob_id, chars FROM {TABLE} WHERE blob_id BETWEEN :lo AND :hi"
+          f" ORDER BY blob_id LIMIT :n) AS firstn) AS running WHERE before < :budget")
+_RETURNING = " RETURNING blob_id, chars, subject, addrs, head, body"
+
+
 def _take_sql(dialect: str, wait: bool) -> list:
     if dialect == "sqlite":  # the one writer: nothing else takes rows meanwhile
-        return [text(f"DELETE FROM {TABLE} WHERE blob_id IN"
-                     f" (SELECT blob_id FROM {TABLE} ORDER BY blob_id LIMIT :n)"
-                     " RETURNING blob_id, subject, addrs, head, body")]
+        return [text(f"DELETE FROM {TABLE} WHERE blob_id IN ({_FIRST})" + _RETURNING)]
     skip = "" if wait else " SKIP LOCKED"
-    return [text(f"SELECT id FROM blobs WHERE id IN (SELECT blob_id FROM {TABLE} ORDER BY blob_id LIMIT :n)"
-                 f" ORDER BY id FOR KEY SHARE{skip}"),
-            text(f"DELETE FROM {TABLE} WHERE blob_id IN :ids RETURNING blob_id, subject, addrs, head, body")
+    return [text(f"SELECT id FROM blobs WHERE id IN ({_FIRST}) ORDER BY id FOR KEY SHARE{skip}"),
+            text(f"DELETE FROM {TABLE} WHERE blob_id IN :ids" + _RETURNING)
             .bindparams(bindparam("ids", expanding=True))]
 
 
-def index_pending_sync(conn: Connection, limit: int, *, wait: bool) -> int:
-    """Index up to ``limit`` pending bodies in this transaction; returns how many.
+_LAST_ID = 2**63 - 1
+
+
+def index_pending_sync(conn: Connection, limit: int, *, wait: bool, only: int | None = None,
+                       indexes: tuple[str, ...] = BOTH) -> tuple[int, bool]:
+    """Index up to ``limit`` pending bodies (at most BATCH_CHARS of text) in this transaction.
+
+    Returns how many, and whether the batch was full (``limit`` rows or BATCH_CHARS): if it
+    was not, no row was left that this call could take.
 
     ``wait``: also the rows another transaction is indexing right now (PostgreSQL waits for
     it, and then finds them gone): a search's catch-up. Without it they are skipped.
+    ``only``: just this body's row; ``indexes``: write into these of the two (the row is taken
+    all the same: a body refused by one index is left out of it).
     """
     stmts = _take_sql(conn.dialect.name, wait)
+    lo, hi = (0, _LAST_ID) if only is None else (only, only)
+    params = {"n": limit, "lo": lo, "hi": hi, "budget": BATCH_CHARS}
     if len(stmts) == 1:
-        rows = conn.execute(stmts[0], {"n": limit}).all()
+        rows = conn.execute(stmts[0], params).all()
     else:
-        ids = list(conn.execute(stmts[0], {"n": limit}).scalars())
+        ids = list(conn.execute(stmts[0], params).scalars())
         rows = conn.execute(stmts[1], {"ids": ids}).all() if ids else []
-    if rows:
+    _index_rows(conn, rows, indexes)
+    return len(rows), len(rows) == limit or sum(r.chars for r in rows) >= BATCH_CHARS
+
+
+def _index_rows(conn: Connection, rows: list, indexes: tuple[str, ...] = BOTH) -> None:
+    if rows and WORDS in indexes:
         search.index_blobs(conn, [(r.blob_id, r.subject, r.addrs, r.body) for r in rows])
+    if rows and SUBSTRINGS in indexes:
         substring.index_blobs(conn, [(r.blob_id, r.head, r.body) for r in rows])
-    return len(rows)
+
+
+def drain_sync(conn: Connection) -> None:
+    """Index everything pending in this transaction (a migration about to change or drop the table)."""
+    while conn.execute(text(f"SELECT 1 FROM {TABLE} LIMIT 1")).first() is not None:
+        cols = {c["name"] for c in inspect(conn).get_columns(TABLE)}
+        if "chars" not in cols:  # the table as mai0012 made it
+            _index_rows(conn, conn.execute(text(f"DELETE FROM {TABLE} WHERE blob_id IN (SELECT blob_id FROM {TABLE}"
+                                                f" ORDER BY blob_id LIMIT 50) RETURNING blob_id, subject, addrs,"
+                                                " head, body")).all())
+        else:
+            index_pending_sync(conn, BATCH, wait=True)
+
+
+def refused(exc: DBAPIError) -> bool:
+    """Whether the database refused the data itself (a retry cannot help), not: it is locked, gone or full.
+
+    Integrity and data errors; on PostgreSQL also SQLSTATE classes 22 (data exception) and 54
+    (program limit exceeded: the tsvector's 1 MB, which asyncpg's adapter reports as a plain error).
+    """
+    if isinstance(exc, (IntegrityError, DataError)):
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    return state[:2] in ("22", "23", "54")
 
 
 def drop_pending(conn: Connection, blob_ids: list[int]) -> None:
@@ -111,6 +181,9 @@ def drop_pending(conn: Connection, blob_ids: list[int]) -> None:
     if blob_ids:
         conn.execute(text(f"DELETE FROM {TABLE} WHERE blob_id IN :ids").bindparams(bindparam("ids", expanding=True)),
                      {"ids": blob_ids})
+
+
+_FIRST_IDS = text(f"SELECT blob_id FROM {TABLE} ORDER BY blob_id LIMIT :n")
 
 
 def _any_pending(conn: Connection) -> bool:
@@ -159,14 +232,40 @@ class Indexer:
                 if self._closing:
                     return
                 size = BATCH if quiet >= IDLE else SMALL_BATCH
-                n = await self.db.write_sync(lambda conn, _blocking: index_pending_sync(conn, size, wait=False))
+                n, full = await self._batch(size, wait=False)
                 self.indexed += n
-                # Fewer than asked: none is left that we may take (on PostgreSQL, another node holds the rest).
-                self._written = max(1, self._written - n) if n == size else 0
+                # Not full: none is left that we may take (on PostgreSQL, another node holds the rest).
+                self._written = max(1, self._written - n) if full else 0
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the rows stay pending; a search or the next write retries
             log.exception("indexing of partition %s failed; the bodies stay pending", self.name)
+
+    async def _batch(self, size: int, *, wait: bool) -> tuple[int, bool]:
+        """One batch of up to ``size`` rows (index_pending_sync); if the database refuses it, its rows one by one."""
+        try:
+            return await self.db.write_sync(lambda conn, _blocking: index_pending_sync(conn, size, wait=wait))
+        except DBAPIError as exc:
+            if not refused(exc):
+                raise
+        ids = await self.db.read_sync(lambda conn: list(conn.execute(_FIRST_IDS, {"n": size}).scalars()))
+        done = 0
+        for blob_id in ids:
+            for indexes in (BOTH, (SUBSTRINGS,), (WORDS,), ()):
+                try:
+                    n, _ = await self.db.write_sync(lambda conn, _blocking, b=blob_id, i=indexes: index_pending_sync(
+                        conn, 1, wait=wait, only=b, indexes=i))
+                except DBAPIError as exc:
+                    if not refused(exc):
+                        raise
+                    error = str(exc.orig).splitlines()[0][:200] if str(exc.orig) else type(exc.orig).__name__
+                    continue
+                if n and indexes != BOTH:
+                    left = " and the ".join(f"{x} index" for x in BOTH if x not in indexes)
+                    log.warning("body %d of partition %s left out of the %s: %s", blob_id, self.name, left, error)
+                done += n
+                break
+        return done, len(ids) == size
 
     async def catch_up(self) -> int:
         """Index everything pending (a search is about to read the indexes); returns how many."""
@@ -175,12 +274,12 @@ class Indexer:
         done = 0
         async with self._catching_up:  # concurrent searches share one catch-up
             while True:
-                n = await self.db.write_sync(lambda conn, _blocking: index_pending_sync(conn, BATCH, wait=True))
+                n, full = await self._batch(BATCH, wait=True)
                 done += n
                 self.indexed += n
-                # SQLite's one writer saw every row: fewer than asked means none is left. On PostgreSQL
+                # SQLite's one writer saw every row: a batch not full means none is left. On PostgreSQL
                 # rows another node was indexing are waited for and found gone: go on until none came.
-                if n == 0 or (n < BATCH and self.db.dialect == "sqlite"):
+                if n == 0 or (not full and self.db.dialect == "sqlite"):
                     self._written = 0  # the background indexer has nothing of ours left
                     return done
 

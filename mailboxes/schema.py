@@ -693,6 +693,8 @@ blob_index_pending = Table(
     "blob_index_pending",
     mail_metadata,
     Column("blob_id", ID, ForeignKey("blobs.id", ondelete="CASCADE"), primary_key=True),
+    # Characters of the four texts (a batch is sized by them); first, so a batch is chosen without reading text.
+    Column("chars", Integer, nullable=False),
     Column("subject", Text, nullable=False),
     Column("addrs", Text, nullable=False),
     Column("head", Text, nullable=False),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
+import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from mailboxes import indexer
+from mailboxes import indexer, search, substring
 from mailboxes import schema as t
 from mailboxes.indexer import Indexer
 from mailboxes.ingest import prepare
@@ -134,7 +137,7 @@ async def test_two_indexers_on_one_database_index_each_body_once(mb, monkeypatch
         await mb.store.deliver(Delivery(prepare(make_message(f"n{i}", f"word{i}")), ((acct, "INBOX"),)))
     a, b = Indexer(db, "a"), Indexer(db, "b")
     done = await asyncio.gather(a.catch_up(), b.catch_up(),
-                                db.write_sync(lambda conn, _b: indexer.index_pending_sync(conn, 5, wait=False)))
+                                db.write_sync(lambda conn, _b: indexer.index_pending_sync(conn, 5, wait=False)[0]))
     assert sum(done) == 60
     assert await counts(db) == (0, before[1] + 60, before[2] + 60)
     ref = (await mb.store.folder(acct, "INBOX")).ref
@@ -156,4 +159,98 @@ async def test_text_neither_database_can_store_is_kept_pending_and_found(mb, mon
 
 def test_pending_texts_are_made_storable_and_ascii_is_left_alone():
     got = indexer.pending_params(7, "sub\udcff", "a@b", "h\x00", "plain ascii")
-    assert got == {"blob_id": 7, "ps": "sub\ufffd", "pa": "a@b", "ph": "h\ufffd", "pb": "plain ascii"}
+    assert got == {"blob_id": 7, "pn": 20, "ps": "sub\ufffd", "pa": "a@b", "ph": "h\ufffd", "pb": "plain ascii"}
+
+
+def test_pending_texts_keep_only_what_the_indexes_read():
+    """A pending row holds no more of a text than search.py and substring.py take of it, and counts it."""
+    huge = "w" * (search.MAX_INDEXED_CHARS + 5000)
+    got = indexer.pending_params(1, huge, "a@b", "h" * 100_000, huge)
+    assert len(got["ps"]) == len(got["pb"]) == search.MAX_INDEXED_CHARS
+    assert len(got["ph"]) == 2 * substring.HEAD_CHARS
+    assert got["pn"] == 2 * search.MAX_INDEXED_CHARS + 3 + 2 * substring.HEAD_CHARS
+    # The cut rows index exactly as the whole texts did.
+    assert search.index_text(got["pb"]) == search.index_text(huge)
+    assert substring.prepare(got["ph"], substring.HEAD_CHARS) == substring.prepare("h" * 100_000, substring.HEAD_CHARS)
+    assert substring.prepare(got["pb"], substring.BODY_CHARS) == substring.prepare(huge, substring.BODY_CHARS)
+
+
+async def test_a_batch_holds_at_most_batch_chars_of_text_and_the_catch_up_takes_them_all(mb, monkeypatch):
+    no_pause(monkeypatch)
+    monkeypatch.setattr(indexer, "BATCH_CHARS", 10_000)
+    acct = await mb.add_account("a@city.test", password=None)
+    db = mb.router.central
+    await mb.store.catch_up_index("main")
+    for i in range(12):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"big {i}", f"needle{i} " + "lorem ipsum " * 250)))
+    taken = await db.write_sync(lambda conn, _b: indexer.index_pending_sync(conn, 200, wait=False))
+    assert taken[1] is True and 3 <= taken[0] <= 4  # about 3,000 characters a row: past 10,000 at the fourth
+    big = indexer.pending_params(None, "s", "", "", "x" * 50_000)["pn"]
+    assert big > indexer.BATCH_CHARS  # a row larger than the budget is still taken, alone
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    assert await mb.store.search_text(ref, "body", "needle11") == {12}
+    assert (await counts(db))[0] == 0
+
+
+async def test_a_body_the_database_refuses_to_index_is_left_out_of_that_index_only(mb, monkeypatch, caplog):
+    """PostgreSQL's tsvector holds at most 1 MB of lexemes (a long Chinese text of varied characters exceeds it);
+    on SQLite a second index row for one body is refused. The batch is not lost, nor is any search stopped."""
+    no_pause(monkeypatch)
+    acct = await mb.add_account("a@city.test", password=None)
+    db = mb.router.central
+    r1 = await mb.store.append(acct, "INBOX", prepare(make_message("first", "alpha words")))
+    if db.dialect == "sqlite":  # index the first, then make it pending again: its second rows are refused
+        await mb.store.catch_up_index("main")
+        [meta] = await mb.store.messages(r1.folder)
+        await db.write_sync(lambda conn, _b: indexer.add_pending(conn, [indexer.pending_params(
+            meta.blob_id, "first", "", "", "alpha words")]))
+    else:  # 300,000 random Chinese characters: some 600,000 different bigrams, 3.6 MB of lexemes
+        rnd = random.Random(7)
+        huge = "".join(chr(rnd.randrange(0x4E00, 0x9FA5)) for _ in range(300_000))
+        await mb.store.append(acct, "INBOX", prepare(make_message("huge", huge)))
+    await mb.store.append(acct, "INBOX", prepare(make_message("second", "bravo words")))
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    with caplog.at_level("WARNING", logger="mailboxes.indexer"):
+        assert await mb.store.search_text(ref, "body", "bravo") == {3 if db.dialect != "sqlite" else 2}
+    assert "left out of the word index" in caplog.text
+    assert (await counts(db))[0] == 0
+    assert await mb.store.search_text(ref, "body", "alpha") == {1}
+    if db.dialect != "sqlite":  # the substring index took the huge body all the same (its first 64 KiB)
+        assert "substring" not in caplog.text
+        assert await mb.store.search_substring(ref, "body", huge[1000:1006]) == {2}
+    else:
+        assert "word index and the substring index" in caplog.text
+
+
+async def test_a_database_that_fails_otherwise_leaves_the_batch_pending(mb, monkeypatch):
+    """A locked or lost database is not a refusal of the data: nothing is left out, the rows wait."""
+    no_pause(monkeypatch)
+    acct = await mb.add_account("a@city.test", password=None)
+    db = mb.router.central
+    await mb.store.append(acct, "INBOX", prepare(make_message("first", "alpha words")))
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    real = search.index_blobs
+
+    def locked(conn, rows):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(search, "index_blobs", locked)
+    with pytest.raises(OperationalError):
+        await mb.store.search_text(ref, "body", "alpha")
+    assert (await counts(db))[0] == 1
+    monkeypatch.setattr(search, "index_blobs", real)
+    assert await mb.store.search_text(ref, "body", "alpha") == {1}
+
+
+def test_only_a_refusal_of_the_data_counts_as_refused():
+    class Orig(Exception):
+        def __init__(self, sqlstate):
+            super().__init__("x")
+            self.sqlstate = sqlstate
+
+    assert indexer.refused(DBAPIError("s", {}, Orig("54000")))  # program limit exceeded: tsvector too long
+    assert indexer.refused(DBAPIError("s", {}, Orig("22021")))  # character not in repertoire
+    assert indexer.refused(IntegrityError("s", {}, Exception("UNIQUE constraint failed")))
+    assert not indexer.refused(DBAPIError("s", {}, Orig("40001")))  # serialization failure: retry
+    assert not indexer.refused(DBAPIError("s", {}, Orig("57P01")))  # admin shutdown
+    assert not indexer.refused(OperationalError("s", {}, Exception("database is locked")))

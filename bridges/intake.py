@@ -247,8 +247,9 @@ class Intake:
                             await asyncio.sleep(0)
                 except Exception:  # a store hiccup: logged, tried again at the next event or sweep
                     log.exception("intake round failed")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(listener.get(), SWEEP_SECONDS if self.leases is None else RENEW_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SWEEP_SECONDS if self.leases is None else RENEW_SECONDS):
+                        await listener.get()
         finally:
             listener.close()
 
@@ -265,8 +266,7 @@ class Intake:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
         if self.leases is not None and self.holding:
             with contextlib.suppress(Exception):  # the store may be closing too: the lease then just expires
                 await self.leases.release(LEASE, self.holder)

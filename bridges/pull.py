@@ -27,6 +27,7 @@ Implementation notes (docs/pull.md tells administrators the same)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -269,10 +270,9 @@ class PullService:
             except Exception:  # noqa: BLE001 - the database may be away for a moment; the next round tries again
                 log.exception("pull round failed")
             self.rounds += 1
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval if interval > 0 else None)
-            except asyncio.TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval if interval > 0 else None):
+                    await self._wake.wait()
 
     async def close(self) -> None:
         if self._task is not None:

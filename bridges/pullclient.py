@@ -157,7 +157,8 @@ class Upstream:
             return
         if self._lost is not None and not self._lost.done() and client.protocol.transport is not None:
             try:
-                await asyncio.wait_for(client.protocol.logout(), min(self.timeout, 5.0))
+                async with asyncio.timeout(min(self.timeout, 5.0)):
+                    await client.protocol.logout()
             except Exception:  # noqa: BLE001 - going away anyway
                 pass
         transport = client.protocol.transport

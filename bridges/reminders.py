@@ -12,7 +12,6 @@ Implementation notes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.policy
 import logging
 from collections.abc import Awaitable, Callable
@@ -90,8 +89,7 @@ class Reminders:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 def _state_zh(r: Tracking) -> str:

@@ -228,12 +228,12 @@ class Rerouter:
             except Exception:  # noqa: BLE001 - the database away for a moment: the next round tries again
                 log.exception("rerouting held mail failed")
             self.rounds += 1
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.every)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.every):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)

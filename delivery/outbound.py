@@ -63,9 +63,10 @@ async def tcp_dialer(host: str, port: int, timeout: float) -> socket.socket:
         sock = socket.socket(family, type_, proto)
         sock.setblocking(False)
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, addr)
             return sock
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             sock.close()
             last = exc
     raise last

@@ -9,6 +9,7 @@ found within it). Time comes from the injected clock, so tests move it by hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -28,10 +29,9 @@ async def nap(wake: asyncio.Event, cap: float, next_due: Callable[[], Awaitable[
             delay = min(delay, max(0.0, (due - clock()).total_seconds()))
     if delay <= 0:
         return
-    try:
-        await asyncio.wait_for(wake.wait(), delay)
-    except asyncio.TimeoutError:
-        pass
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await wake.wait()
 
 
 class PolledLoop(ABC):

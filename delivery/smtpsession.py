@@ -133,15 +133,17 @@ class _Replies(asyncio.Protocol):
                 raise SessionLost(self.lost, self.answered)
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
                 raise SessionLost("timed out waiting for a reply", self.answered) from None
         return self.replies.popleft()
 
     async def drained(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._can_write.wait(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await self._can_write.wait()
+        except TimeoutError:
             raise SessionLost("timed out sending", self.answered) from None
 
 
@@ -281,8 +283,9 @@ class Session:
         try:
             if self.alive:
                 self._transport.write(b"QUIT\r\n")
-                await asyncio.wait_for(self._r.next(self.timeout), min(self.timeout, 2.0))
-        except (SessionLost, asyncio.TimeoutError, OSError):
+                async with asyncio.timeout(min(self.timeout, 2.0)):
+                    await self._r.next(self.timeout)
+        except (SessionLost, TimeoutError, OSError):
             pass
         finally:
             self.close()

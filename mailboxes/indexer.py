@@ -227,7 +227,8 @@ class Indexer:
                 if quiet < IDLE and self._written < BACKLOG:
                     self._backlog.clear()  # (close() sets it too)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._backlog.wait(), IDLE - quiet)
+                        async with asyncio.timeout(IDLE - quiet):
+                            await self._backlog.wait()
                     continue
                 if self._closing:
                     return

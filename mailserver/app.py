@@ -160,7 +160,8 @@ async def stop_all(services: list[Service]) -> None:
     # Stop the front first (no new sessions), then what they submit to.
     for svc in reversed(services):
         try:
-            await asyncio.wait_for(svc.close(), DRAIN_SECONDS)
+            async with asyncio.timeout(DRAIN_SECONDS):
+                await svc.close()
         except Exception as exc:  # noqa: BLE001 - keep stopping the rest
             log.warning("stopping %s: %s", getattr(svc, "name", svc), exc)
 

@@ -46,8 +46,7 @@ class AuditAnchor:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.anchor_now()  # the last entries of this run are anchored too
 

@@ -256,8 +256,9 @@ class Authenticator:
             queue = self._waiters.setdefault(seen.busy, deque())
             queue.append(woken)
             try:
-                await asyncio.wait_for(asyncio.shield(woken), ADMIT_POLL_S)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(ADMIT_POLL_S):
+                    await asyncio.shield(woken)
+            except TimeoutError:
                 pass
             except asyncio.CancelledError:
                 if woken.done() and not woken.cancelled():

@@ -113,10 +113,11 @@ class ProxyListener:
         client = peer
         try:
             if peer[0] in self._trusted:
-                client = await asyncio.wait_for(read_header(sock, peer), PROXY_HEADER_SECONDS)
+                async with asyncio.timeout(PROXY_HEADER_SECONDS):
+                    client = await read_header(sock, peer)
             await self._handoff(sock, client)
-        except (ProxyHeaderError, asyncio.TimeoutError) as exc:
-            why = "no PROXY header in time" if isinstance(exc, asyncio.TimeoutError) else str(exc)
+        except (ProxyHeaderError, TimeoutError) as exc:
+            why = "no PROXY header in time" if isinstance(exc, TimeoutError) else str(exc)
             log.warning("%s: dropped a connection from trusted balancer %s: %s", self.name, peer[0], why)
             sock.close()
         except (ConnectionError, OSError) as exc:

@@ -46,8 +46,9 @@ class RetentionJob:
 
     async def _wait(self, seconds: float) -> bool:
         """True when asked to stop, else after `seconds`."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
         return self._stop.is_set()
 
     async def close(self) -> None:

@@ -272,8 +272,9 @@ class Supervisor:
                                       f"starting, {policy.failures} times in a row; giving up (see its log)")
             log.error("worker %d (pid %d) exited unexpectedly (%s); restarting in %.3g s",
                       slot, proc.pid, describe(code), delay)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
             if self.stopping.is_set():
                 return 0
 

@@ -65,3 +65,47 @@ def empty_storage_url(request, tmp_path):
     name = "e_" + uuid.uuid4().hex[:12]
     _create_pg_database(srv, name)
     return srv.url(name)
+
+
+# --- What a hung test was waiting for -------------------------------------------------------------
+# pytest-timeout prints every thread's stack, but a test stuck on the event loop shows only the
+# loop waiting in epoll. Shortly before it fires, print every asyncio task's stack too (into the
+# test's captured output, shown with its failure): which await never returned.
+DUMP_BEFORE_TIMEOUT = 15.0
+
+
+def _dump_tasks(_signum, _frame) -> None:  # runs in the main thread, between two bytecodes of the loop
+    import io
+    import traceback
+
+    loop = asyncio._get_running_loop()
+    out = io.StringIO()
+    if loop is None:
+        print("(no running event loop)", file=out)
+    else:
+        for task in asyncio.all_tasks(loop):
+            print(f"~~~ task {task.get_name()}: {task.get_coro()!r}", file=out)
+            for frame in task.get_stack(limit=30):
+                print("".join(traceback.format_stack(frame, limit=1)).rstrip(), file=out)
+    print("+++ asyncio tasks +++\n" + out.getvalue(), flush=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    import signal
+    import threading
+
+    limit = item.config.getini("timeout")
+    marker = item.get_closest_marker("timeout")
+    seconds = float(marker.args[0]) if marker and marker.args else float(limit or 0)
+    timer = None
+    if seconds > DUMP_BEFORE_TIMEOUT and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR2, _dump_tasks)
+        timer = threading.Timer(seconds - DUMP_BEFORE_TIMEOUT, os.kill, (os.getpid(), signal.SIGUSR2))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()

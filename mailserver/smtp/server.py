@@ -57,8 +57,9 @@ class SmtpService:
             session.shut_if_idle()
         if doors.sessions:
             try:
-                await asyncio.wait_for(doors.idle.wait(), DRAIN_SECONDS)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    await doors.idle.wait()
+            except TimeoutError:
                 log.warning("smtp drain: closing %d sessions still busy", len(doors.sessions))
                 for session in list(doors.sessions):
                     if session.transport is not None:

@@ -55,3 +55,18 @@ def test_every_module_says_what_it_is_for():
             if not ast.get_docstring(_tree(path)):
                 missing.append(str(path.relative_to(ROOT)))
     assert missing == []
+
+
+def test_no_module_waits_with_asyncio_wait_for():
+    """Python 3.11's asyncio.wait_for swallows a cancellation that arrives as the awaited thing completes
+    (it returns the result instead): a service loop whose close() cancels it then runs on, and close() waits
+    forever (the documents intake did, hanging test teardowns; tests/multisite/test_shutdown.py).
+    `async with asyncio.timeout(...)` keeps the cancellation."""
+    bad = []
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            for node in ast.walk(_tree(path)):
+                if isinstance(node, ast.Attribute) and node.attr == "wait_for" and \
+                        isinstance(node.value, ast.Name) and node.value.id == "asyncio":
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert bad == []

@@ -60,8 +60,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         end = loop.time() + STREAM_SECONDS
         while (left := end - loop.time()) > 0:
             try:
-                ev = await asyncio.wait_for(queue.get(), min(HEARTBEAT_SECONDS, left))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(min(HEARTBEAT_SECONDS, left)):
+                    ev = await queue.get()
+            except TimeoutError:
                 await response.write(b": heartbeat\n\n")
                 continue
             changed = {names.get(ev.folder, "")}

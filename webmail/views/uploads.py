@@ -9,7 +9,6 @@ as a form (it could be large), so there is no form field to take it from.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -90,5 +89,4 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(loop())
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await asyncio.gather(task, return_exceptions=True)

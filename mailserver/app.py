@@ -17,6 +17,7 @@ import signal
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from mailboxes.changes import ChangeBus
@@ -26,6 +27,7 @@ from mailboxes.service import Mailboxes, open_mailboxes
 from . import tls
 from .auth import Authenticator, password_hasher
 from .config import Config
+from .proxylisten import ProxyListener, Trusted, Turns
 from .workers import WorkerSpec, die_with, tag_logs
 
 log = logging.getLogger("postroom")
@@ -142,7 +144,18 @@ async def build_context(config: Config, worker: WorkerSpec | None = None) -> Con
     ctx = Context(config, mb, bus, auth, ctx_tls)
     if worker is not None:
         ctx.extras["sockets"] = worker.sockets()  # bound by the supervisor; nothing else is bound here
+        ctx.extras["turns"] = partial(turns, worker)  # the workers' turns on those sockets (proxylisten.Turns)
+        # How a package that may not import mailserver (the webmail) takes its turns on a shared socket.
+        ctx.extras["take_turns"] = lambda name, sock, handoff, load: ProxyListener.bind(
+            name, "", 0, Trusted(()), handoff, sock=sock, turns=turns(worker, name, load))
     return ctx
+
+
+def turns(worker: WorkerSpec, listener: str, load: Callable[[], int]) -> Turns | None:
+    """This worker's turns on a shared listener, its load being ``load()`` connections; None when it is alone."""
+    if worker.count < 2:
+        return None
+    return Turns(os.path.join(worker.bus_dir, f"turns-{listener.replace(' ', '-')}"), worker.slot, worker.count, load)
 
 
 async def start_all(ctx: Context) -> list[Service]:

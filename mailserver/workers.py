@@ -1,15 +1,17 @@
 """`postroom serve --workers N`: a supervisor that binds the listeners once and keeps N worker processes serving them.
 
 Implementation notes
-- The supervisor binds, the workers accept. For each listener it first
-  checks the address is free (a bind without SO_REUSEPORT, so another server
-  already there, even another Postroom that uses SO_REUSEPORT itself, is an
-  error and not a silent share of the port), then binds N sockets with
-  SO_REUSEPORT, one per worker, and hands socket i to worker i. The kernel
-  spreads new connections over the N sockets. Because the supervisor keeps
-  its copy, a worker that dies does not take its socket with it: connections
-  waiting in its backlog are served by its replacement instead of being
-  reset, and a port in use is reported once, before anything starts.
+- The supervisor binds, the workers accept. Each listener is one socket, bound
+  once (an address another server holds, even one sharing by SO_REUSEPORT, is
+  an error, not a silent share of the port) and inherited by every worker.
+  The workers take turns on it, one connection per turn of their event loop
+  (mailserver/proxylisten.py's ProxyListener): a new connection goes to a worker that
+  is free to take it. (With one SO_REUSEPORT socket each, the kernel hashed
+  connections to workers: 20 sessions split 8/12 in two of five tries, so the
+  busier worker held the rest back, and a stopped or stuck worker left the
+  connections hashed to it waiting.) Because the supervisor keeps its copy,
+  a worker that dies does not take the socket with it, and a port in use is
+  reported once, before anything starts.
 - The store is prepared once, in the supervisor, before any worker starts:
   migrations of the central database and of every known partition run here,
   not racing in N processes (workers open the store with `migrate=False`).
@@ -162,10 +164,14 @@ def die_with(supervisor: int) -> None:
 # --- the supervisor ----------------------------------------------------------------------------
 
 
-def bind_listeners(config: Config, count: int) -> dict[str, list[socket.socket]]:
-    """`count` SO_REUSEPORT sockets per configured listener, listening; a clear error if one cannot be had."""
+def bind_listeners(config: Config) -> dict[str, socket.socket]:
+    """One listening socket per configured listener, shared by every worker; a clear error if one cannot be had.
+
+    Bound without SO_REUSEPORT, so an address another server holds (even one that shares by
+    SO_REUSEPORT itself) is an error, not a silent share of the port.
+    """
     tls_ready = config.tls_cert.exists() and config.tls_key.exists()
-    out: dict[str, list[socket.socket]] = {}
+    out: dict[str, socket.socket] = {}
     try:
         for name in LISTENERS:
             where = config.listen(name)
@@ -174,22 +180,13 @@ def bind_listeners(config: Config, count: int) -> dict[str, list[socket.socket]]
             host, port = where
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             try:
-                if port:
-                    with socket.socket(family, socket.SOCK_STREAM) as probe:  # is anyone there at all?
-                        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        probe.bind((host, port))
-                socks = out.setdefault(name, [])
-                for _ in range(count):
-                    s = socket.socket(family, socket.SOCK_STREAM)
-                    socks.append(s)
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                    s.bind((host, port))
-                    port = s.getsockname()[1]  # port 0: the siblings take the port the first one got
-                    s.listen(BACKLOG)
-                    s.set_inheritable(True)
+                s = out[name] = socket.socket(family, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host, port))
+                s.listen(BACKLOG)
+                s.set_inheritable(True)
             except OSError as exc:
-                raise SupervisorError(f"cannot listen on {host}:{where[1]} ([listen] {name}): "
+                raise SupervisorError(f"cannot listen on {host}:{port} ([listen] {name}): "
                                       f"{exc.strerror or exc}") from None
     except BaseException:
         close_all(out)
@@ -197,10 +194,9 @@ def bind_listeners(config: Config, count: int) -> dict[str, list[socket.socket]]
     return out
 
 
-def close_all(listeners: dict[str, list[socket.socket]]) -> None:
-    for socks in listeners.values():
-        for s in socks:
-            s.close()
+def close_all(listeners: dict[str, socket.socket]) -> None:
+    for s in listeners.values():
+        s.close()
 
 
 async def prepare_store(config: Config) -> None:
@@ -232,7 +228,7 @@ class RestartPolicy:
 
 
 class Supervisor:
-    def __init__(self, config: Config, listeners: dict[str, list[socket.socket]], count: int, bus_dir: str) -> None:
+    def __init__(self, config: Config, listeners: dict[str, socket.socket], count: int, bus_dir: str) -> None:
         self.config = config
         self.listeners = listeners
         self.count = count
@@ -245,7 +241,7 @@ class Supervisor:
         return [sys.executable, "-m", "mailserver.cli", *cfg, "serve"]
 
     async def spawn(self, slot: int) -> asyncio.subprocess.Process:
-        fds = {name: socks[slot - 1].fileno() for name, socks in self.listeners.items()}
+        fds = {name: sock.fileno() for name, sock in self.listeners.items()}
         spec = WorkerSpec(slot, self.count, fds, self.bus_dir, os.getpid())
         proc = await asyncio.create_subprocess_exec(
             *self.command(), stdin=asyncio.subprocess.DEVNULL, pass_fds=tuple(fds.values()),
@@ -358,7 +354,7 @@ async def supervise(config: Config, count: int) -> int:
     logging.getLogger().setLevel(config.get("server", "log_level").upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     tag_logs("supervisor")
-    listeners = bind_listeners(config, count)
+    listeners = bind_listeners(config)
     bus_dir = bus_directory(config)
     try:
         await prepare_store(config)

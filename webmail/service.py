@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -26,9 +27,21 @@ class WebmailService:
         self.runner = runner
         self.app = app
         self.addresses: dict[str, tuple[str, int]] = {}
+        self.listeners: list = []  # a worker's turns on the shared sockets (mailserver.proxylisten.ProxyListener)
 
     async def close(self) -> None:
+        for listener in self.listeners:  # stop accepting first; the runner then ends the connections
+            listener.close()
+        for listener in self.listeners:
+            await listener.wait_closed()
         await self.runner.cleanup()
+
+
+def _handoff(runner: web.AppRunner, tls):
+    """Serve a connection a worker accepted from the shared socket as aiohttp's own sites do."""
+    async def handoff(sock, _client: tuple[str, int]) -> None:
+        await asyncio.get_running_loop().connect_accepted_socket(runner.server, sock, ssl=tls)
+    return handoff
 
 
 def _operations(ctx) -> Operations:
@@ -73,10 +86,15 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
             if key == "https" and tls is None:
                 log.warning("[listen] https: no TLS certificate, so the webmail is not served over TLS")
                 continue
-            site = (web.SockSite(runner, sockets[key], ssl_context=tls) if sockets is not None
-                    else web.TCPSite(runner, where[0], where[1], ssl_context=tls))
-            await site.start()
-            svc.addresses[key] = tuple(runner.addresses[-1][:2])  # the bound port when 0 was asked for
+            if sockets is not None:  # a worker takes turns on the shared socket (mailserver/proxylisten.py)
+                listener = await ctx.extras["take_turns"](f"webmail {key}", sockets[key], _handoff(runner, tls),
+                                                          lambda: len(runner.server.connections))
+                svc.listeners.append(listener)
+                svc.addresses[key] = tuple(listener.sockets[0].getsockname()[:2])
+            else:
+                site = web.TCPSite(runner, where[0], where[1], ssl_context=tls)
+                await site.start()
+                svc.addresses[key] = tuple(runner.addresses[-1][:2])  # the bound port when 0 was asked for
             log.info("webmail listening on %s %s:%d", key, *svc.addresses[key])
     except BaseException:
         await runner.cleanup()

@@ -38,7 +38,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..proxylisten import ProxyListener, Trusted
+from ..proxylisten import ProxyListener, Trusted, Turns
 from ..watchdog import activity
 from .cache import FolderSnapshots, RenderCache
 from .grammar import NEED_DATA, Command, CommandParser, Event
@@ -358,8 +358,8 @@ class ImapService:
         self._tasks: set[asyncio.Task] = set()
 
     async def listen(self, name: str, host: str, port: int, *, implicit_tls: bool,
-                     sock: socket.socket | None = None) -> None:
-        """Accept on host:port, or on `sock` when a supervisor bound it (mailserver.workers)."""
+                     sock: socket.socket | None = None, turns: Turns | None = None) -> None:
+        """Accept on host:port, or on `sock` when a supervisor bound it (mailserver.workers), taking ``turns``."""
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                          client: tuple[str, int] | None = None) -> None:
             conn = Connection(self.services, reader, writer, listener=name, tls=implicit_tls,
@@ -399,7 +399,7 @@ class ImapService:
                     self._tasks.discard(task)
 
         server: asyncio.Server | ProxyListener
-        if self.proxy_trusted:
+        if self.proxy_trusted or sock is not None:  # a worker takes turns on the shared socket (proxylisten.py)
             async def handoff(sock, client: tuple[str, int]) -> None:
                 loop = asyncio.get_running_loop()
 
@@ -409,15 +409,19 @@ class ImapService:
                         reader, lambda r, w: accept(r, w, client), loop=loop)
                 await loop.connect_accepted_socket(protocol, sock)
             server = await ProxyListener.bind(f"imap {name}", host, port, self.proxy_trusted, handoff,
-                                              backlog=BACKLOG, sock=sock)
+                                              backlog=BACKLOG, sock=sock, turns=turns)
         else:
-            where = {"sock": sock} if sock is not None else {"host": host, "port": port}
-            server = await asyncio.start_server(accept, **where, backlog=BACKLOG, limit=READ_CHUNK)
+            server = await asyncio.start_server(accept, host=host, port=port, backlog=BACKLOG, limit=READ_CHUNK)
         self.servers.append(server)
         sock = server.sockets[0].getsockname()
         self.addresses[name] = (sock[0], sock[1])
         log.info("imap listening: %s on %s:%d%s%s", name, sock[0], sock[1], " (TLS)" if implicit_tls else "",
                  " (PROXY protocol)" if self.proxy_trusted else "")
+
+    def turns(self, ctx, name: str) -> Turns | None:
+        """A worker's turns on the shared socket of listener `name`, balanced by this service's connections."""
+        make = ctx.extras.get("turns")
+        return make(f"imap {name}", lambda: len(self.connections)) if make and ctx.extras.get("sockets") else None
 
     def _log_refusal(self, ip: str | None, why: str) -> None:
         """One line per REFUSAL_LOG_SECONDS at most, with how many were refused (a flood must not flood the log)."""
@@ -472,13 +476,15 @@ async def start(ctx) -> list[ImapService]:
     try:
         plain = ctx.config.listen("imap")
         if plain is not None and (sockets is None or "imap" in sockets):
-            await service.listen("imap", *plain, implicit_tls=False, sock=(sockets or {}).get("imap"))
+            await service.listen("imap", *plain, implicit_tls=False, sock=(sockets or {}).get("imap"),
+                                 turns=service.turns(ctx, "imap"))
         implicit = ctx.config.listen("imaps")
         if implicit is not None and (sockets is None or "imaps" in sockets):
             if ctx.tls_context is None:
                 log.warning("imaps: no TLS certificate, listener not started")
             else:
-                await service.listen("imaps", *implicit, implicit_tls=True, sock=(sockets or {}).get("imaps"))
+                await service.listen("imaps", *implicit, implicit_tls=True, sock=(sockets or {}).get("imaps"),
+                                     turns=service.turns(ctx, "imaps"))
     except BaseException:
         await service.close()
         raise

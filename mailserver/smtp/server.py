@@ -71,7 +71,7 @@ class SmtpService:
 
 async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None],
                          tls_context: ssl.SSLContext | None, proxy_trusted: Trusted | None = None,
-                         sockets: dict[str, socket.socket] | None = None) -> SmtpService:
+                         sockets: dict[str, socket.socket] | None = None, turns=None) -> SmtpService:
     """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning.
 
     ``proxy_trusted``: balancers whose connections start with a PROXY header (mailserver/proxylisten.py).
@@ -93,17 +93,16 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
             if sockets is not None and name not in sockets:
                 continue
             host, port = hostport
-            if proxy_trusted:
+            if proxy_trusted or sockets is not None:  # a worker takes turns on the shared socket (proxylisten.py)
                 svc.servers[name] = await ProxyListener.bind(
-                    f"smtp {name}", host, port, proxy_trusted, _handoff(doors, kind, tls_context),
-                    sock=(sockets or {}).get(name))
-                log.info("smtp %s listening on %s:%d (PROXY protocol from %s)", name, *svc.addresses[name],
-                         ", ".join(map(str, proxy_trusted.networks)))
+                    f"smtp {name}", host, port, proxy_trusted or Trusted(()), _handoff(doors, kind, tls_context),
+                    sock=(sockets or {}).get(name),
+                    turns=turns(f"smtp {name}", lambda: len(doors.sessions)) if turns and sockets else None)
+                via = f" (PROXY protocol from {', '.join(map(str, proxy_trusted.networks))})" if proxy_trusted else ""
+                log.info("smtp %s listening on %s:%d%s", name, *svc.addresses[name], via)
                 continue
-            where = {"sock": sockets[name]} if sockets is not None else {"host": host, "port": port,
-                                                                         "reuse_address": True}
             svc.servers[name] = await loop.create_server(
-                lambda kind=kind: PostroomSMTP(doors, kind), **where,
+                lambda kind=kind: PostroomSMTP(doors, kind), host=host, port=port, reuse_address=True,
                 ssl=tls_context if kind.implicit_tls else None,
                 ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if kind.implicit_tls else None)
             log.info("smtp %s listening on %s:%d", name, *svc.addresses[name])
@@ -133,6 +132,7 @@ async def start(ctx) -> list:
                   max_per_address=cfg.get("limits", "smtp_connections_per_address"),
                   data_timeout=float(cfg.get("limits", "smtp_data_timeout")))
     svc = await open_listeners(doors, {n: cfg.listen(n) for n in KINDS}, ctx.tls_context,
-                               Trusted(cfg.get("listen", "proxy_trusted")), ctx.extras.get("sockets"))
+                               Trusted(cfg.get("listen", "proxy_trusted")), ctx.extras.get("sockets"),
+                               ctx.extras.get("turns"))
     ctx.extras["smtp"] = svc
     return [svc]

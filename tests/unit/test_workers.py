@@ -73,18 +73,17 @@ def _config(tmp_path, **listen) -> config_mod.Config:
     return config_mod.build({"server": {"data_dir": str(tmp_path)}, "listen": {**base, **listen}})
 
 
-def test_listeners_are_bound_once_per_worker_on_one_port(tmp_path):
+def test_each_listener_is_one_socket_every_worker_inherits(tmp_path):
     cfg = _config(tmp_path, smtp="127.0.0.1:0", imap="127.0.0.1:0", imaps="127.0.0.1:0")
-    bound = workers.bind_listeners(cfg, 3)
+    bound = workers.bind_listeners(cfg)
     try:
         assert set(bound) == {"smtp", "imap"}  # no certificate: the TLS-only listener is not bound
-        for socks in bound.values():
-            assert len(socks) == 3
-            assert len({s.getsockname() for s in socks}) == 1
-            assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in socks)
-        port = bound["smtp"][0].getsockname()[1]
+        for s in bound.values():
+            assert s.get_inheritable()
+            assert not s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)  # nobody else may share the port
+        port = bound["smtp"].getsockname()[1]
         with socket.create_connection(("127.0.0.1", port)):
-            pass  # the kernel queues it for a worker
+            pass  # the kernel queues it for whichever worker takes it
     finally:
         workers.close_all(bound)
 
@@ -96,7 +95,7 @@ def test_an_address_in_use_is_one_readable_error_even_against_reuseport(tmp_path
         other.listen()
         port = other.getsockname()[1]
         with pytest.raises(SupervisorError, match=rf"cannot listen on 127.0.0.1:{port} \(\[listen\] submission\)"):
-            workers.bind_listeners(_config(tmp_path, smtp="127.0.0.1:0", submission=f"127.0.0.1:{port}"), 2)
+            workers.bind_listeners(_config(tmp_path, smtp="127.0.0.1:0", submission=f"127.0.0.1:{port}"))
 
 
 async def test_fanout_carries_a_sibling_event_once_and_never_echoes(tmp_path):
@@ -168,3 +167,32 @@ async def test_the_supervisor_signals_workers_without_a_waitpid_of_its_own(tmp_p
     sup.stop()
     assert await asyncio.wait_for(proc.wait(), 30) == -signal.SIGTERM
     assert polled == []
+
+
+def test_turns_defer_to_the_sibling_with_fewer_connections_until_it_stops_taking_them(tmp_path, monkeypatch):
+    from mailserver import proxylisten
+    from mailserver.proxylisten import Turns
+
+    load = {1: 0, 2: 0}
+    path = str(tmp_path / "turns-smtp")
+    one, two = (Turns(path, slot, 2, lambda slot=slot: load[slot]) for slot in (1, 2))
+    try:
+        assert not one.ahead() and not two.ahead()  # level: both take their turns
+        load[1] = 3
+        assert one.ahead()  # 3 against the 0 worker 2 published
+        assert not two.ahead()
+        assert not one.ahead(starting=-3)  # taken but not yet its service's: counted in
+        assert two.ahead(starting=4)
+        assert not two.ahead()  # published 0 again
+        for _ in range(proxylisten.SLOW_AFTER - 1):  # worker 2 leaves what it was left waiting
+            one.deferred(taken_by_sibling=False)
+        assert one.ahead()
+        one.deferred(taken_by_sibling=True)  # it took one: the count starts again
+        for _ in range(proxylisten.SLOW_AFTER):
+            one.deferred(taken_by_sibling=False)
+        assert not one.ahead()  # busy or stuck: worker 1 takes its turns for TRUST_SECONDS
+        monkeypatch.setattr(proxylisten.time, "monotonic", lambda: 10**9)
+        assert one.ahead()
+    finally:
+        one.close()
+        two.close()

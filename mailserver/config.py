@@ -41,7 +41,8 @@ KEYS: tuple[Key, ...] = (
     Key("server", "workers", 0,
         "Worker processes `postroom serve` runs (`--workers N` overrides). 0: automatic, one per CPU core, "
         "at most 2 when the store is SQLite (one writer at a time: the workers take turns on its lock; two "
-        "delivered more than one, four on two cores less than two). Each accepts on every listener (SO_REUSEPORT) and they share the store; "
+        "delivered more than one, four on two cores less than two). They take turns on every listener's one "
+        "socket (a new connection goes to the worker holding fewer) and share the store; "
         "1 serves in one process. The connection limits and the queue's `workers` apply per process."),
     Key("server", "worker_restart_ms", 1000,
         "Milliseconds `postroom serve --workers` waits before restarting a worker that exited; doubled after "

@@ -11,6 +11,7 @@ client's HELO, which each test client makes unique.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import os
 import re
@@ -104,7 +105,13 @@ class Server:
     async def stop(self) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.proc.wait(), 90)
+        try:
+            async with asyncio.timeout(90):
+                return await self.proc.wait()
+        except TimeoutError:  # leave no server behind the failed test (the supervisor leads its group)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
 
 
 async def inbox_subjects(mb, address: str) -> Counter:

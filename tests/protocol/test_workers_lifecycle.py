@@ -121,11 +121,10 @@ async def test_a_stopped_worker_strands_no_new_connection(tmp_path):
         await asyncio.gather(*(send(i) for i in range(12)))
         await wait_for(lambda: len(TXN_LINE.findall(srv.log.read_text())) == 12, what="12 transactions logged")
         assert Counter(m[0] for m in TXN_LINE.findall(srv.log.read_text())) == {"2": 12}
-    finally:
         os.kill(int(stopped), signal.SIGCONT)
-    try:
         assert sum((await inbox_subjects(mb, reader)).values()) == 12
     finally:
+        os.kill(int(stopped), signal.SIGCONT)  # (again, if an assertion came first: else stop() waits on it)
         code = await srv.stop()
         await mb.close()
     assert code == 0, srv.log.read_text(errors="replace")[-3000:]

@@ -76,6 +76,8 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
         await expect(too_big).to_have_text("“录像.mp4”太大，无法添加：每个文件最大 5 MB。")
         for name in ("临时.txt", "附表1.csv", "附表2.csv"):
             await expect(page.get_by_label(f"“{name}”的上传进度")).to_have_attribute("value", "100")
+            # 100 % comes with the last bytes sent; "已上传" with the server's 201, after the spool has the file
+            await expect(page.locator("#uploads li", has_text=name)).to_contain_text("已上传")
         seen = await page.evaluate("() => window.__progress")
         assert seen and seen[-1] == 100 and all(0 <= v <= 100 for v in seen)
         assert len(spool.entries(web.accounts["alice"].id)) == 4  # the big one never left the browser

@@ -154,9 +154,9 @@ def _index_rows(conn: Connection, rows: list, indexes: tuple[str, ...] = BOTH) -
 
 def drain_sync(conn: Connection) -> None:
     """Index everything pending in this transaction (a migration about to change or drop the table)."""
+    counted = "chars" in {c["name"] for c in inspect(conn).get_columns(TABLE)}  # else: as mai0012 made it
     while conn.execute(text(f"SELECT 1 FROM {TABLE} LIMIT 1")).first() is not None:
-        cols = {c["name"] for c in inspect(conn).get_columns(TABLE)}
-        if "chars" not in cols:  # the table as mai0012 made it
+        if not counted:
             _index_rows(conn, conn.execute(text(f"DELETE FROM {TABLE} WHERE blob_id IN (SELECT blob_id FROM {TABLE}"
                                                 f" ORDER BY blob_id LIMIT 50) RETURNING blob_id, subject, addrs,"
                                                 " head, body")).all())

@@ -144,10 +144,10 @@ async def build_context(config: Config, worker: WorkerSpec | None = None) -> Con
     ctx = Context(config, mb, bus, auth, ctx_tls)
     if worker is not None:
         ctx.extras["sockets"] = worker.sockets()  # bound by the supervisor; nothing else is bound here
-        ctx.extras["turns"] = partial(turns, worker)  # the workers' turns on those sockets (proxylisten.Turns)
+        ctx.extras["turns"] = make = partial(turns, worker)  # the workers' turns on those sockets
         # How a package that may not import mailserver (the webmail) takes its turns on a shared socket.
         ctx.extras["take_turns"] = lambda name, sock, handoff, load: ProxyListener.bind(
-            name, "", 0, Trusted(()), handoff, sock=sock, turns=turns(worker, name, load))
+            name, "", 0, Trusted(()), handoff, sock=sock, turns=make(name, load))
     return ctx
 
 

@@ -420,8 +420,8 @@ class ImapService:
 
     def turns(self, ctx, name: str) -> Turns | None:
         """A worker's turns on the shared socket of listener `name`, balanced by this service's connections."""
-        make = ctx.extras.get("turns")
-        return make(f"imap {name}", lambda: len(self.connections)) if make and ctx.extras.get("sockets") else None
+        make = ctx.extras.get("turns")  # set with the sockets, in a worker
+        return make(f"imap {name}", lambda: len(self.connections)) if make else None
 
     def _log_refusal(self, ip: str | None, why: str) -> None:
         """One line per REFUSAL_LOG_SECONDS at most, with how many were refused (a flood must not flood the log)."""

@@ -75,7 +75,8 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
     """Bind each configured listener; a TLS-only listener without a certificate is skipped with a warning.
 
     ``proxy_trusted``: balancers whose connections start with a PROXY header (mailserver/proxylisten.py).
-    `sockets`: listeners already bound by a supervisor (mailserver.workers); then only those are served.
+    `sockets`: listeners already bound by a supervisor (mailserver.workers); then only those are served,
+    and `turns(listener, load)` makes the worker's proxylisten.Turns on each.
     """
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command line at INFO
     svc = SmtpService(doors)
@@ -97,7 +98,7 @@ async def open_listeners(doors: Doors, listen: dict[str, tuple[str, int] | None]
                 svc.servers[name] = await ProxyListener.bind(
                     f"smtp {name}", host, port, proxy_trusted or Trusted(()), _handoff(doors, kind, tls_context),
                     sock=(sockets or {}).get(name),
-                    turns=turns(f"smtp {name}", lambda: len(doors.sessions)) if turns and sockets else None)
+                    turns=turns(f"smtp {name}", lambda: len(doors.sessions)) if turns else None)
                 via = f" (PROXY protocol from {', '.join(map(str, proxy_trusted.networks))})" if proxy_trusted else ""
                 log.info("smtp %s listening on %s:%d%s", name, *svc.addresses[name], via)
                 continue

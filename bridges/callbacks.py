@@ -47,14 +47,24 @@ _WITH_ENDPOINT = (select(t.event_sources.c.name)
                   .where(t.event_sources.c.id == bindparam("source")))
 
 
-def recorder(clock: Callable[[], datetime]) -> SettleHook:
-    """The settle hook: records `delivered` or `failed` for the event's source in the settle's transaction."""
-    def record(conn: Connection, ev: Event, state: str, error: str | None) -> None:
+class Recorder:
+    """The settle hook: records `delivered` or `failed` for the event's source in the settle's transaction.
+
+    `written` counts the callbacks written so far (committed once the settle returns): the
+    sender is poked only when it grew, not after every settled event of sources without an
+    endpoint (each poke was a claim, a write transaction, for nothing).
+    """
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.written = 0
+
+    def __call__(self, conn: Connection, ev: Event, state: str, error: str | None) -> None:
         name = conn.execute(_WITH_ENDPOINT, {"source": ev.source_id}).scalar()
         if name is None:
             return  # no webhook endpoint: nothing to call back, and no body built for nothing
         try:
-            enqueue_sync(conn, name, KINDS[state], payload(ev, state, error), clock=clock)
+            enqueue_sync(conn, name, KINDS[state], payload(ev, state, error), clock=self.clock)
+            self.written += 1
         except InvalidInput as exc:  # checked before anything is written: the outcome still commits
             log.error("no %s callback for event %d (source %s): %s", KINDS[state], ev.id, name, exc)
-    return record

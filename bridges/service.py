@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from delivery.submit import utcnow
-from mailboxes.events import EventStore, Sources
+from mailboxes.events import WAKE_TOPIC, EventStore, Sources
 
 from . import callbacks
 from .api import EventsApi
@@ -34,7 +34,9 @@ def build(ctx) -> EventParts:
     clock = ctx.extras.get("clock", utcnow)
     central = ctx.mailboxes.router.central
     delivery = ctx.extras["delivery"]
-    store = EventStore(central, clock=clock, lease=timedelta(seconds=cfg.get("queue", "lease")))
+    bus = ctx.mailboxes.store.bus
+    store = EventStore(central, clock=clock, lease=timedelta(seconds=cfg.get("queue", "lease")),
+                       node=ctx.mailboxes.store.node)
     sources = Sources(central, clock=clock)
     names: dict[int, str] = {}
 
@@ -46,12 +48,21 @@ def build(ctx) -> EventParts:
     templates = Templates(cfg.data_dir.joinpath(*OVERRIDE_DIR))
     worker = EventWorker(store, delivery.submitter, sources=source_name, templates=templates,
                          hostname=cfg.hostname, clock=clock)
-    store.listeners.append(worker.poke)
-    store.settle_hooks.append(callbacks.recorder(clock))  # delivered/failed, committed with the outcome
+    # New rows wake the events workers of every process: here, the SQLite siblings (FanoutBus),
+    # other PostgreSQL nodes (the insert's NOTIFY): a batch posted to one is delivered by all.
+    bus.on_wake(WAKE_TOPIC, worker.poke)
+    store.listeners.append(lambda: bus.wake(WAKE_TOPIC))
+    recorder = callbacks.Recorder(clock)
+    store.settle_hooks.append(recorder)  # delivered/failed, committed with the outcome
     sender = ctx.extras.get("webhooks")  # started before us (mailserver/app.py)
     if sender is not None:
+        poked = 0
+
         async def poke_sender(_ev, _state) -> None:
-            sender.poke()
+            nonlocal poked
+            if recorder.written != poked:  # only when a callback was written (committed by now)
+                poked = recorder.written
+                sender.poke()
         worker.on_settled.append(poke_sender)
     return EventParts(store, sources, worker, EventsApi(store, delivery.submitter.directory))
 

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import format_datetime
 from functools import partial
 
 from mailboxes.directory import Resolution
@@ -63,7 +62,7 @@ from .personal import PersonalDelivery
 from .policy import PolicyError, Route, check_forward_path, check_header_from, check_sender, header_reply, parse_path
 from .priority import ROUTINE, of_submission
 from .queue import NewEntry, Queue, new_queue_id
-from .received import received_header, too_many_hops
+from .received import date_time, received_header, too_many_hops
 
 log = logging.getLogger("postroom.submit")
 
@@ -434,7 +433,7 @@ class Submitter:
         head = header_block(sub.data)
         # RFC 6409 §8.2, §8.3: the MSA may add a missing Date and Message-ID.
         if not _HAS_DATE.search(head):
-            out += f"Date: {format_datetime(now)}\r\n".encode("ascii")
+            out += f"Date: {date_time(now)}\r\n".encode("ascii")
         if not _HAS_MESSAGE_ID.search(head):
             out += f"Message-ID: <{qid.lower()}.{int(now.timestamp())}@{self.hostname}>\r\n".encode("ascii")
         return out

@@ -1,9 +1,16 @@
-"""The in-process change bus: commit first, then broadcast folder changes to IMAP IDLE and the webmail."""
+"""The in-process change bus: commit first, then broadcast folder changes to IMAP IDLE and the webmail.
+
+It also carries wake-ups: `wake(topic)` after committing work a background worker takes (new
+workflow events) wakes that worker here and, through FanoutBus (SQLite workers) or a NOTIFY in
+the committing transaction (pgbus, PostgreSQL nodes), in every other process, so a batch posted
+to one worker is delivered by all of them, not by that one alone while the others sleep.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .model import FolderRef
@@ -12,6 +19,7 @@ MAX_PENDING_EVENTS = 1000  # per listener; a slow listener loses events, then re
 # Events after which a listener must look the folder and its rights up again (deleted or
 # renamed; its ACL changed). Counted per listener, so none is lost when the queue is full.
 IDENTITY_KINDS = frozenset({"folder", "acl"})
+WAKE = "*wake"  # where a change carries its partition, a wake-up carries this (no partition is named so)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class ChangeBus:
 
     def __init__(self) -> None:
         self._listeners: dict[object, set[Listener]] = defaultdict(set)
+        self._wakers: dict[str, list[Callable[[], None]]] = defaultdict(list)
 
     def listen(self, key: object) -> Listener:
         lst = Listener(self, key)
@@ -63,3 +72,15 @@ class ChangeBus:
 
     def listeners(self, key: object) -> int:
         return len(self._listeners.get(key, ()))
+
+    def on_wake(self, topic: str, wake: Callable[[], None]) -> None:
+        """Call `wake` (cheap, never blocking: a worker's poke) when work on `topic` was committed."""
+        self._wakers[topic].append(wake)
+
+    def wake(self, topic: str) -> None:
+        """Work on `topic` was committed: wake its workers in this process (FanoutBus: in the siblings too)."""
+        self.wake_here(topic)
+
+    def wake_here(self, topic: str) -> None:
+        for wake in list(self._wakers.get(topic, ())):
+            wake()

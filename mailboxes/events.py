@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from . import pgbus
 from . import schema as t
 from .apitokens import ApiToken, ApiTokens, forget_live_tokens
 from .db import Database
@@ -51,6 +52,7 @@ MODES = ("immediate", "hourly", "daily")
 MAX_SOURCE_NAME = 64  # the column's width
 EVENT_LEASE = timedelta(seconds=30)  # a claim not settled for this long was orphaned (its node died)
 MAX_ERROR_TEXT = 1000
+WAKE_TOPIC = "events"  # the change bus's wake-up for the events workers (new rows, a resend)
 BUSY_POSTS = 4  # posts waiting for their answer at once from which the intake is busy (the worker waits)
 BUSY_LINGER = 0.02  # seconds the intake stays busy after the last time it was
 monotonic = time.monotonic  # the intake's clock (tests move it)
@@ -118,6 +120,14 @@ def _event(r) -> Event:
     return Event(r.id, r.source_id, r.ext_id, r.type, r.item, r.urgency, r.locale, json.loads(r.payload),
                  r.fingerprint, tuple((i, a) for i, a in json.loads(r.recipients)), tuple(json.loads(r.unknown)), r.state,
                  r.attempts, r.queue_id, _aware(r.created_at), _maybe(r.sent_at), r.last_error)
+
+
+class _Made(dict):
+    """(source id, ext id) -> queue id of the rows an insert made; `id_of` their ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.id_of: dict[tuple[int, str], int] = {}
 
 
 def _source(r) -> Source:
@@ -208,8 +218,9 @@ class EventStore:
     """The events table behind a small API; `clock` is passed in (tests move time)."""
 
     def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow,
-                 lease: timedelta = EVENT_LEASE) -> None:
+                 lease: timedelta = EVENT_LEASE, node: str | None = None) -> None:
         self.db = db
+        self.node = node  # on PostgreSQL, new rows wake the workers of the other nodes (pgbus; None: nobody)
         self.clock = clock
         self.lease = lease
         self._committer: GroupCommitter[NewEvent, tuple[Event, bool]] = GroupCommitter(self._insert_batch)
@@ -247,30 +258,48 @@ class EventStore:
         return self.posting >= BUSY_POSTS or monotonic() < self._busy_until
 
     async def _insert_batch(self, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
-        # One write_sync: on SQLite the whole transaction is one hand-off to the writer's thread
-        # (through the async connection every statement, the commit and the fetch were one each).
-        return await self.db.write_sync(lambda conn, _blocking: self._insert_sync(conn, batch))
-
-    def _insert_sync(self, conn: Connection, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
-        """One INSERT .. ON CONFLICT DO NOTHING for the batch (executemany), then one SELECT of its rows.
-
-        A row was made by this batch's event when it carries that event's queue id (each NewEvent
-        has a new one): of two posts of one id, here or on another node, only the stored one matches.
-        """
+        # The rows' values are made here, before the write: on SQLite the write holds the lock every
+        # worker process writes under (db.WriteLock), so it should hold it for the statements only.
         now = self._now()
-        c = t.events.c
         rows_in = [dict(source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency,
                         locale=e.locale, payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
                         recipients=json.dumps([list(p) for p in e.recipients]),
                         unknown=json.dumps(list(e.unknown), ensure_ascii=False), state=PENDING, attempts=0,
                         next_attempt_at=now, queue_id=e.queue_id, created_at=now) for e in batch]
-        conn.execute(_INSERTS[self.db.dialect](t.events).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id]),
-                     rows_in)
-        keys = {(e.source_id, e.ext_id) for e in batch}
-        rows = conn.execute(select(t.events).where(
-            or_(*(and_(c.source_id == s, c.ext_id == x) for s, x in keys)))).all()
-        found = {(r.source_id, r.ext_id): _event(r) for r in rows}
-        return [(found[(e.source_id, e.ext_id)], found[(e.source_id, e.ext_id)].queue_id == e.queue_id) for e in batch]
+        # One write_sync: on SQLite the whole transaction is one hand-off to the writer's thread.
+        made, found = await self.db.write_sync(lambda conn, _blocking: self._insert_sync(conn, batch, rows_in))
+        out = []
+        for e in batch:
+            key = (e.source_id, e.ext_id)
+            if key in made and made[key] == e.queue_id:  # this event's row: no need to read it back
+                out.append((Event(made.id_of[key], e.source_id, e.ext_id, e.type, e.item, e.urgency, e.locale, e.payload,
+                                  e.fingerprint, e.recipients, e.unknown, PENDING, 0, e.queue_id, now, None, None), True))
+            else:
+                out.append((found[key], False))
+        return out
+
+    def _insert_sync(self, conn: Connection, batch: list[NewEvent], rows_in: list[dict]) -> tuple["_Made", dict]:
+        """One INSERT .. ON CONFLICT DO NOTHING .. RETURNING for the batch; a SELECT only of the rows it did not make.
+
+        A row was made by this batch's event when it carries that event's queue id (each NewEvent
+        has a new one): of two posts of one id, here or on another node, only the stored one matches.
+        """
+        c = t.events.c
+        made = _Made()
+        q = (_INSERTS[self.db.dialect](t.events).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id])
+             .returning(c.id, c.source_id, c.ext_id, c.queue_id))
+        for r in conn.execute(q, rows_in):
+            made[(r.source_id, r.ext_id)] = r.queue_id
+            made.id_of[(r.source_id, r.ext_id)] = r.id
+        keys = {(e.source_id, e.ext_id) for e in batch if made.get((e.source_id, e.ext_id)) != e.queue_id}
+        found = {}
+        if keys:  # retried posts (the same id again): answer with the stored row
+            rows = conn.execute(select(t.events).where(
+                or_(*(and_(c.source_id == s, c.ext_id == x) for s, x in keys)))).all()
+            found = {(r.source_id, r.ext_id): _event(r) for r in rows}
+        if self.node and made:
+            pgbus.wake_sync(conn, self.node, WAKE_TOPIC)  # delivered at commit, to the other nodes
+        return made, found
 
     # --- the worker ----------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ Implementation notes
   queue is full loses the datagram. Its IDLE sessions then hear of that folder
   with its next change, and every command resyncs from MODSEQ anyway (the
   same rule as MAX_PENDING_EVENTS in one process).
+- Wake-ups (`wake(topic)`, see changes.py) travel the same way, at most one datagram per topic
+  and sibling a loop turn: a burst of 1,000 posts sends a few, not 1,000.
 - On PostgreSQL LISTEN/NOTIFY (pgbus) carries events between processes and
   nodes; this is for SQLite, where there is no server to carry them.
 """
@@ -27,7 +29,7 @@ import socket
 from collections.abc import Iterable
 
 from . import pgbus
-from .changes import ChangeBus, FolderChanged
+from .changes import WAKE, ChangeBus, FolderChanged
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class FanoutBus(ChangeBus):
         self._sock.setblocking(False)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = self.dropped = self.received = 0
+        self._waking: set[str] = set()  # topics whose wake-up is sent at the end of this loop turn
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -64,13 +67,29 @@ class FanoutBus(ChangeBus):
     def publish(self, key: object, event: FolderChanged) -> None:
         super().publish(key, event)
         if key == event.folder:  # folder events travel (as with pgbus); nothing else is published
-            data = encode(self.me, event)
-            for peer in self._peers:
-                try:
-                    self._sock.sendto(data, peer)
-                    self.sent += 1
-                except OSError:  # gone, restarting or full: see the notes above
-                    self.dropped += 1
+            self._send(encode(self.me, event))
+
+    def wake(self, topic: str) -> None:
+        self.wake_here(topic)
+        if topic in self._waking:
+            return
+        self._waking.add(topic)
+        if self._loop is None:
+            self._send_wake(topic)
+        else:
+            self._loop.call_soon(self._send_wake, topic)
+
+    def _send_wake(self, topic: str) -> None:
+        self._waking.discard(topic)
+        self._send(f"{self.me}:{WAKE}:{topic}".encode())
+
+    def _send(self, data: bytes) -> None:
+        for peer in self._peers:
+            try:
+                self._sock.sendto(data, peer)
+                self.sent += 1
+            except OSError:  # gone, restarting or full: see the notes above
+                self.dropped += 1
 
     def _readable(self) -> None:
         for _ in range(MAX_READS_PER_WAKE):
@@ -87,7 +106,10 @@ class FanoutBus(ChangeBus):
                 continue
             self.received += 1
             event = parsed[1]
-            super().publish(event.folder, event)  # local listeners only: never sent on
+            if isinstance(event, str):
+                self.wake_here(event)  # local workers only: never sent on
+            else:
+                super().publish(event.folder, event)  # local listeners only: never sent on
 
     def close(self) -> None:
         if self._loop is not None:

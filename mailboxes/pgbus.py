@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .changes import ChangeBus, FolderChanged
+from .changes import WAKE, ChangeBus, FolderChanged
 from .model import FolderRef
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,18 @@ def notify_sync(conn: Connection, node: str, events: list[FolderChanged]) -> Non
                      {"c": CHANNEL, "ps": payloads})
 
 
-def parse(payload: str) -> tuple[str, FolderChanged] | None:
+def wake_sync(conn: Connection, node: str, topic: str) -> None:
+    """Inside a writing transaction: wake `topic`'s workers on the other nodes at commit (PostgreSQL only)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": f"{node}:{WAKE}:{topic}"})
+
+
+def parse(payload: str) -> tuple[str, FolderChanged | str] | None:
+    """(node, the folder change) or (node, a wake-up's topic); None when malformed."""
     try:
+        if payload.count(":") == 2:
+            node, wake, topic = payload.split(":")
+            return (node, topic) if wake == WAKE and node and topic else None
         node, partition, fid, modseq, kind = payload.split(":", 4)
         ref = FolderRef(partition, int(fid))
         return node, FolderChanged(ref, int(modseq), kind)
@@ -85,7 +95,11 @@ class Relay:
             log.warning("ignoring malformed change notification %r", payload[:200])
             return
         node, event = parsed
-        if node != self._node:
+        if node == self._node:
+            return
+        if isinstance(event, str):
+            self._bus.wake_here(event)
+        else:
             self._bus.publish(event.folder, event)
 
     async def _run(self) -> None:

@@ -21,9 +21,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import aiosmtplib
 import pytest
 
+from mailboxes.events import SENT, EventStore, Sources
 from mailboxes.service import open_mailboxes
 from mailserver import config as config_mod
 from tests.conftest import FAST_HASHER
@@ -40,6 +42,10 @@ MAX_DELIVERIES = 40
 CONNECTIONS_FOR_BOTH = 24  # a socket nobody accepted on would hang one of them (1 in 2**24 to miss it)  # sent one connection each until both workers have taken some
 TXN_LINE = re.compile(r"\[worker (\d+) pid (\d+)\] smtp queue_id=\S+ listener=smtp client=\S+ helo=(\S+) .*"
                       r"result=(\S+)")
+
+
+EVENT_LINE = re.compile(r"\[worker (\d+) pid \d+\] event id=\d+ .* result=(\S+)")
+BATCH = 1000  # one request: one connection, so one worker accepts all of it
 
 
 def free_port() -> int:
@@ -233,5 +239,43 @@ async def test_idle_on_one_worker_hears_delivery_through_the_other(tmp_path, sto
         await asyncio.gather(*readers, return_exceptions=True)
         for c in idlers:
             c.close()
+        await mb.close()
+    assert code == 0, srv.log.read_text(errors="replace")[-3000:]
+
+
+async def test_a_batch_posted_to_one_worker_is_delivered_by_both(tmp_path, storage_url):
+    """A batch arrives on one worker's connection; its commit wakes the sibling's events worker too
+    (a fan-out datagram on SQLite, the insert's NOTIFY on PostgreSQL), so both deliver it. Before,
+    the sibling slept until its 30 s poll and one GIL-bound process delivered the whole batch."""
+    people = [f"u{i}@city.test" for i in range(20)]
+    srv = Server(tmp_path, storage_url, http=True)
+    mb = await srv.init(people)
+    _, secret, _ = await Sources(mb.router.central).add("oa")
+    events = EventStore(mb.router.central)
+    await srv.start()
+    try:
+        evs = [{"id": f"b-{i}", "type": "reminder", "title": f"b-{i}", "body": "b", "locale": "en",
+                "recipients": [people[i % len(people)]]} for i in range(BATCH)]
+        async with aiohttp.ClientSession() as s, \
+                s.post(f"http://127.0.0.1:{srv.ports['http']}/api/v1/events/batch", json={"events": evs},
+                       headers={"Authorization": f"Bearer {secret}"}) as r:
+            assert r.status == 202, await r.text()
+        async def all_sent() -> bool:
+            return (await events.counts()).get(SENT) == BATCH
+        # well within the idle poll (30 s) that woke the sibling before
+        await wait_for(all_sent, timeout=25, what="the batch to be delivered")
+        await wait_for(lambda: len(EVENT_LINE.findall(srv.log.read_text(errors="replace"))) >= BATCH, timeout=10,
+                       what="the events' log lines")
+        lines = EVENT_LINE.findall(srv.log.read_text(errors="replace"))
+        by_worker = Counter(w for w, result in lines)
+        assert set(by_worker) == {"1", "2"}, by_worker
+        assert len(lines) == BATCH and {result for _, result in lines} == {SENT}  # each event once
+        got = Counter()
+        for p in people:
+            got.update(await inbox_subjects(mb, p))
+        assert got == Counter(e["title"] for e in evs)
+    finally:
+        code = await srv.stop()
+        await events.close()
         await mb.close()
     assert code == 0, srv.log.read_text(errors="replace")[-3000:]

@@ -100,6 +100,20 @@ def test_an_override_added_while_running_is_taken_up_after_the_recheck(tmp_path)
     assert "Reminder:" in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()  # removed: shipped again
 
 
+def test_an_overridden_base_template_is_taken_up_by_the_templates_that_extend_it(tmp_path):
+    """The shipped templates `{% extends %}` base.*; compiled templates are kept (no stat a render),
+    so a changed base must still reach them once the directory is looked at again."""
+    now = [0.0]
+    t = notify.Templates(tmp_path, clock=lambda: now[0])
+    assert "BASE" not in _build(_event(type="reminder"), t).get_body(("plain",)).get_content()
+    (tmp_path / "base.en.txt").write_text("BASE {% block intro %}{% endblock %} {{ title }}\n", encoding="utf-8")
+    now[0] += notify.Templates.RECHECK
+    assert _build(_event(type="reminder"), t).get_body(("plain",)).get_content().startswith("BASE ")
+    (tmp_path / "base.en.txt").write_text("BASE2 {{ title }}\n", encoding="utf-8")
+    now[0] += notify.Templates.RECHECK
+    assert _build(_event(type="reminder"), t).get_body(("plain",)).get_content().splitlines() == ["BASE2 Budget meeting"]
+
+
 def test_the_message_written_directly_reads_back_whole():
     """notify writes the MIME itself (not the email package): what any reader parses is what was rendered."""
     title = "请审批：" + "采购申请 purchase request " * 6  # long, mixed: encoded-words, folded

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from mailboxes import pgbus
 from mailboxes.changes import FolderChanged
 from mailboxes.fanout import FanoutBus
 from mailboxes.model import FolderRef
@@ -138,6 +139,41 @@ async def test_fanout_ignores_garbage(tmp_path):
         assert bus.received == 1
     finally:
         bus.close()
+
+
+async def test_a_wake_reaches_the_siblings_once_a_loop_turn_and_never_comes_back(tmp_path):
+    buses = [FanoutBus(str(tmp_path), s, ["1", "2"]) for s in ("1", "2")]
+    for b in buses:
+        b.start()
+    woken = {"1": 0, "2": 0}
+    arrived = asyncio.Event()
+    buses[0].on_wake("events", lambda: woken.__setitem__("1", woken["1"] + 1))
+    buses[1].on_wake("events", lambda: (woken.__setitem__("2", woken["2"] + 1), arrived.set()))
+    buses[1].on_wake("other", lambda: woken.__setitem__("other", 1))
+    try:
+        for _ in range(1000):  # a burst of posts in one loop turn
+            buses[0].wake("events")
+        assert woken["1"] == 1000  # the local workers at once, each time
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        await asyncio.sleep(0)
+        assert buses[0].sent == 1 and woken["2"] == 1 and "other" not in woken  # one datagram for the burst
+        arrived.clear()
+        buses[0].wake("events")  # a later turn: sent again
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        assert buses[0].sent == 2 and buses[1].received == 2 and buses[1].sent == 0  # nothing sent on
+        assert woken["1"] == 1001
+    finally:
+        for b in buses:
+            b.close()
+
+
+def test_wake_payloads_parse_and_malformed_ones_do_not():
+    assert pgbus.parse("abc:*wake:events") == ("abc", "events")
+    assert pgbus.parse("abc:main:7:9:append") == ("abc", FolderChanged(FolderRef("main", 7), 9, "append"))
+    for bad in ("abc:wake:events", ":*wake:events", "abc:*wake:", "abc:*wake", "abc:main:x:9:append"):
+        assert pgbus.parse(bad) is None, bad
 
 
 def test_the_change_sockets_live_in_the_data_directory_unless_its_path_is_too_long(tmp_path):

@@ -83,6 +83,7 @@ class EventWorker(PolledLoop):
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
+        self._warming: asyncio.Future | None = None
         self.settled = asyncio.Event()  # set after every round that settled something (tests watch it)
 
     def poke(self) -> None:
@@ -90,12 +91,16 @@ class EventWorker(PolledLoop):
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="events-worker")
+        # Compiled beside the loop, not by the first deliveries on it (Templates.warm).
+        self._warming = asyncio.get_running_loop().run_in_executor(None, self.templates.warm)
 
     async def close(self) -> None:
         self._stopping = True
         self.poke()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)
         await self.store.close()
 
     async def _let_intake_go_first(self) -> None:

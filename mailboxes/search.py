@@ -153,7 +153,13 @@ def _insert_text(dialect: str) -> TextClause:
 def index_blobs(conn: Connection, rows: list[tuple[int, str, str, str]]) -> None:
     """Index (blob_id, subject, addrs, body) rows; text is raw and prepared here."""
     if rows:
-        conn.execute(_insert_text(conn.dialect.name), row_params(rows))
+        insert_params(conn, row_params(rows))
+
+
+def insert_params(conn: Connection, params: list[dict]) -> None:
+    """Write index rows made earlier by `row_params` (perhaps in another transaction)."""
+    if params:
+        conn.execute(_insert_text(conn.dialect.name), params)
 
 
 def blob_match_sql(dialect: str, column: str | None, query: str) -> tuple[str, dict] | None:

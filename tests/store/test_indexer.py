@@ -229,16 +229,16 @@ async def test_a_database_that_fails_otherwise_leaves_the_batch_pending(mb, monk
     db = mb.router.central
     await mb.store.append(acct, "INBOX", prepare(make_message("first", "alpha words")))
     ref = (await mb.store.folder(acct, "INBOX")).ref
-    real = search.index_blobs
+    real = search.insert_params
 
-    def locked(conn, rows):
+    def locked(conn, params):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(search, "index_blobs", locked)
+    monkeypatch.setattr(search, "insert_params", locked)
     with pytest.raises(OperationalError):
         await mb.store.search_text(ref, "body", "alpha")
     assert (await counts(db))[0] == 1
-    monkeypatch.setattr(search, "index_blobs", real)
+    monkeypatch.setattr(search, "insert_params", real)
     assert await mb.store.search_text(ref, "body", "alpha") == {1}
 
 
@@ -254,3 +254,29 @@ def test_only_a_refusal_of_the_data_counts_as_refused():
     assert not indexer.refused(DBAPIError("s", {}, Orig("40001")))  # serialization failure: retry
     assert not indexer.refused(DBAPIError("s", {}, Orig("57P01")))  # admin shutdown
     assert not indexer.refused(OperationalError("s", {}, Exception("database is locked")))
+
+
+async def test_a_batch_made_outside_the_write_indexes_only_the_rows_still_pending(mb, monkeypatch):
+    """SQLite: rows are read and tokenised in a read transaction, then taken and written in a write.
+    Another process's indexer may have taken some in between (or a body gone with its row): those
+    are not written again, so every body is in each index once."""
+    no_pause(monkeypatch)
+    acct = await mb.add_account("a@city.test", password=None)
+    db = mb.router.central
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL takes its rows under row locks in one transaction")
+    before = await counts(db)
+    for i in range(3):
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"m{i}", f"zqxbody{i} words")))
+    stale = await db.read_sync(lambda conn: indexer.prepare_sync(conn, indexer.BATCH))
+    assert len(stale.ids) == 3 and not stale.full
+    # "another process" indexes the first body meanwhile
+    await db.write_sync(lambda conn, _b: indexer.index_pending_sync(conn, 1, wait=True, only=stale.ids[0]))
+    assert await counts(db) == (2, before[1] + 1, before[2] + 1)
+    assert await db.write_sync(lambda conn, _b: indexer.write_prepared_sync(conn, stale)) == 2
+    assert await counts(db) == (0, before[1] + 3, before[2] + 3)
+    assert await db.write_sync(lambda conn, _b: indexer.write_prepared_sync(conn, stale)) == 0  # all taken
+    assert await counts(db) == (0, before[1] + 3, before[2] + 3)
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    assert await mb.store.search_text(ref, "body", "zqxbody1") == {2}
+    assert await mb.store.search_substring(ref, "body", "xbody2") == {3}

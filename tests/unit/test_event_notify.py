@@ -114,6 +114,17 @@ def test_an_overridden_base_template_is_taken_up_by_the_templates_that_extend_it
     assert _build(_event(type="reminder"), t).get_body(("plain",)).get_content().splitlines() == ["BASE2 Budget meeting"]
 
 
+def test_templates_are_compiled_at_start_and_a_broken_override_is_reported_there(tmp_path, caplog):
+    shipped = notify.Templates().warm()
+    assert shipped == len(list(notify.SHIPPED.iterdir())) >= 20
+    (tmp_path / "reminder.en.txt").write_text("{% if %}broken\n", encoding="utf-8")
+    t = notify.Templates(tmp_path)
+    with caplog.at_level("WARNING", logger="postroom.events"):
+        assert t.warm() == shipped - 1  # the override hides the shipped reminder.en.txt
+    assert "reminder.en.txt does not compile" in caplog.text
+    assert "waits for your approval" in _build(_event(type="approval_request"), t).get_body(("plain",)).get_content()  # the rest renders
+
+
 def test_the_message_written_directly_reads_back_whole():
     """notify writes the MIME itself (not the email package): what any reader parses is what was rendered."""
     title = "请审批：" + "采购申请 purchase request " * 6  # long, mixed: encoded-words, folded

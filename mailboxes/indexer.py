@@ -291,7 +291,8 @@ class Indexer:
             if self.db.dialect == "sqlite":
                 batch = await self.db.read_sync(lambda conn: prepare_sync(conn, size))
                 n = await self.db.write_sync(lambda conn, _blocking: write_prepared_sync(conn, batch))
-                return n, batch.full
+                # Rows another indexer took meanwhile: more may wait behind them (a catch-up must look again).
+                return n, batch.full or n < len(batch.ids)
             return await self.db.write_sync(lambda conn, _blocking: index_pending_sync(conn, size, wait=wait))
         except DBAPIError as exc:
             if not refused(exc):
@@ -313,7 +314,7 @@ class Indexer:
                     log.warning("body %d of partition %s left out of the %s: %s", blob_id, self.name, left, error)
                 done += n
                 break
-        return done, len(ids) == size
+        return done, len(ids) == size or done < len(ids)
 
     async def catch_up(self) -> int:
         """Index everything pending (a search is about to read the indexes); returns how many."""
@@ -327,7 +328,8 @@ class Indexer:
                 self.indexed += n
                 # SQLite's one writer saw every row: a batch not full means none is left. On PostgreSQL
                 # rows another node was indexing are waited for and found gone: go on until none came.
-                if n == 0 or (not full and self.db.dialect == "sqlite"):
+                # On SQLite a batch is full also when another indexer took some of its rows: look again.
+                if not full and (n == 0 or self.db.dialect == "sqlite"):
                     self._written = 0  # the background indexer has nothing of ours left
                     return done
 

@@ -156,6 +156,7 @@ async def test_store_seen_on_10000_untracked_messages_adds_no_statement(mb):
         await mb.store.copy(a, inbox.ref, uids[:10_000 - len(uids)], inbox.ref)
     part = await mb.store._db(mb.store.home(a))
     await mb.store.catch_up_index(mb.store.home(a))  # the background indexer has nothing left to do meanwhile
+    await mb.store.indexer(mb.store.home(a)).settled()  # nor a batch of its own still being written
     with statements(mb.router.central, part) as plain:
         changed, _ = await mb.store.store_flags(inbox.ref, uids, "add", int(Flag.SEEN))
     assert len(changed) == 10_000
@@ -172,6 +173,7 @@ async def test_store_seen_on_10000_untracked_messages_adds_no_statement(mb):
     await mb.store.copy(a, inbox.ref, [tracked], inbox.ref)
     uids = [m.uid for m in await mb.store.messages(inbox.ref)]
     await mb.store.catch_up_index(mb.store.home(a))
+    await mb.store.indexer(mb.store.home(a)).settled()
     with statements(mb.router.central, part) as seen:
         changed, _ = await mb.store.store_flags(inbox.ref, uids, "add", int(Flag.SEEN))
     assert len(changed) == 10_002

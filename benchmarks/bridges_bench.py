@@ -1,6 +1,6 @@
 """Workflow events: events per second accepted (single posts and batches) and p50/p99 latency from POST to the recipient's INBOX.
 
-Usage: .venv/bin/python benchmarks/bridges_bench.py [--single 1000] [--clients 20] [--batches 3]
+Usage: .venv/bin/python benchmarks/bridges_bench.py [--single 1000] [--clients 20] [--warm-bursts 1] [--batches 3]
                                                   [--paced 200 --rate 50] [--workers 1 2] [--pg]
 
 The server is `postroom serve --workers N` in processes of its own (fresh data per worker count,
@@ -164,28 +164,37 @@ async def one_server(args, url: str, work: Path, workers: int) -> None:
         await mb.close()
 
 
+async def single_burst(args, s, mb, url: str, headers: dict, pid: int, tag: str, label: str) -> None:
+    posted: dict[str, float] = {}
+    todo = iter(range(args.single))
+
+    async def client():
+        for i in todo:
+            ev = event(tag, i)
+            posted[ev["id"]] = time.time()
+            async with s.post(url + "/events", json=ev, headers=headers) as r:
+                assert r.status == 202, await r.text()
+                await r.read()
+    t0, c0 = time.perf_counter(), cpu_seconds(pid)
+    await asyncio.gather(*(client() for _ in range(args.clients)))
+    single_s, cpu = time.perf_counter() - t0, cpu_seconds(pid) - c0
+    print(f"single posts ({label}): {args.single} events by {args.clients} clients in {single_s:.2f} s = "
+          f"{args.single / max(single_s, 1e-9):.0f} events/s accepted; server CPU {cpu * 1000 / max(1, args.single):.2f} "
+          f"ms an event (the worker delivering meanwhile)", flush=True)
+    lat = latencies(posted, await all_sent(mb, list(posted)))
+    print(f"  POST->INBOX p50 {pct(lat, .5):.0f} ms p99 {pct(lat, .99):.0f} ms "
+          f"(all {args.single} at once: the worker's backlog counts)", flush=True)
+
+
 async def phases(args, mb, url: str, headers: dict, pid: int) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.clients)) as s:
-        # 1. single posts from `clients` concurrent clients
-        posted: dict[str, float] = {}
-        todo = iter(range(args.single))
-
-        async def client():
-            for i in todo:
-                ev = event("s", i)
-                posted[ev["id"]] = time.time()
-                async with s.post(url + "/events", json=ev, headers=headers) as r:
-                    assert r.status == 202, await r.text()
-                    await r.read()
-        t0, c0 = time.perf_counter(), cpu_seconds(pid)
-        await asyncio.gather(*(client() for _ in range(args.clients)))
-        single_s, cpu = time.perf_counter() - t0, cpu_seconds(pid) - c0
-        print(f"single posts: {args.single} events by {args.clients} clients in {single_s:.2f} s = "
-              f"{args.single / max(single_s, 1e-9):.0f} events/s accepted; server CPU {cpu * 1000 / max(1, args.single):.2f} "
-              f"ms an event (the worker delivering meanwhile)", flush=True)
-        lat = latencies(posted, await all_sent(mb, list(posted)))
-        print(f"  POST->INBOX p50 {pct(lat, .5):.0f} ms p99 {pct(lat, .99):.0f} ms "
-              f"(all {args.single} at once: the worker's backlog counts)", flush=True)
+        # 1. single posts from `clients` concurrent clients: the first burst after the start, then
+        # --warm-bursts more on the now warm server (what a server that has been running sees)
+        for k in range(1 + args.warm_bursts):
+            await single_burst(args, s, mb, url, headers, pid, f"s{k}" if k else "s",
+                               "first burst" if k == 0 else f"warm burst {k}")
+            if k < args.warm_bursts:
+                await asyncio.sleep(2)  # a pause between bursts (the intake counts as quiet again)
         # 2. batches of 1,000
         posted = {}
         t0, c0 = time.perf_counter(), cpu_seconds(pid)
@@ -231,6 +240,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--single", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--warm-bursts", type=int, default=1, help="single-post bursts after the first one")
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--paced", type=int, default=200)
     ap.add_argument("--rate", type=float, default=50.0)

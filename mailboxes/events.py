@@ -122,14 +122,6 @@ def _event(r) -> Event:
                  r.attempts, r.queue_id, _aware(r.created_at), _maybe(r.sent_at), r.last_error)
 
 
-class _Made(dict):
-    """(source id, ext id) -> queue id of the rows an insert made; `id_of` their ids."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.id_of: dict[tuple[int, str], int] = {}
-
-
 def _source(r) -> Source:
     return Source(r.id, r.name, _aware(r.created_at), _maybe(r.revoked_at))
 
@@ -271,27 +263,26 @@ class EventStore:
         out = []
         for e in batch:
             key = (e.source_id, e.ext_id)
-            if key in made and made[key] == e.queue_id:  # this event's row: no need to read it back
-                out.append((Event(made.id_of[key], e.source_id, e.ext_id, e.type, e.item, e.urgency, e.locale, e.payload,
+            row_id, queue_id = made.get(key, (None, None))
+            if queue_id == e.queue_id:  # this event's row: no need to read it back
+                out.append((Event(row_id, e.source_id, e.ext_id, e.type, e.item, e.urgency, e.locale, e.payload,
                                   e.fingerprint, e.recipients, e.unknown, PENDING, 0, e.queue_id, now, None, None), True))
             else:
                 out.append((found[key], False))
         return out
 
-    def _insert_sync(self, conn: Connection, batch: list[NewEvent], rows_in: list[dict]) -> tuple["_Made", dict]:
+    def _insert_sync(self, conn: Connection, batch: list[NewEvent], rows_in: list[dict]) -> tuple[dict, dict]:
         """One INSERT .. ON CONFLICT DO NOTHING .. RETURNING for the batch; a SELECT only of the rows it did not make.
 
         A row was made by this batch's event when it carries that event's queue id (each NewEvent
         has a new one): of two posts of one id, here or on another node, only the stored one matches.
         """
         c = t.events.c
-        made = _Made()
         q = (_INSERTS[self.db.dialect](t.events).on_conflict_do_nothing(index_elements=[c.source_id, c.ext_id])
              .returning(c.id, c.source_id, c.ext_id, c.queue_id))
-        for r in conn.execute(q, rows_in):
-            made[(r.source_id, r.ext_id)] = r.queue_id
-            made.id_of[(r.source_id, r.ext_id)] = r.id
-        keys = {(e.source_id, e.ext_id) for e in batch if made.get((e.source_id, e.ext_id)) != e.queue_id}
+        # (source id, ext id) -> (row id, queue id) of the rows this insert made
+        made = {(r.source_id, r.ext_id): (r.id, r.queue_id) for r in conn.execute(q, rows_in)}
+        keys = {(e.source_id, e.ext_id) for e in batch if made.get((e.source_id, e.ext_id), (0, None))[1] != e.queue_id}
         found = {}
         if keys:  # retried posts (the same id again): answer with the stored row
             rows = conn.execute(select(t.events).where(

@@ -63,6 +63,8 @@ async def test_serve_logs_no_start_up_stall_from_an_import(tmp_path):
     assert ("postroom serving: watchdog, audit-anchor, queue, webhooks, events, reminders, retention, smtp, imap, webmail"
             in log), log
     stalls = [(int(ms), where) for ms, where in STALL_LINE.findall(log)]
-    # The watchdog names the frame that held the loop; "<module>" is an import on the loop.
-    assert [s for s in stalls if s[1].endswith("<module>")] == [], stalls
+    # The watchdog names the frame that held the loop; "<module>" of a .py file is an import on the loop.
+    # (A Jinja template's compiled code also runs as "<module>", e.g. "templates/x.html:0 <module>",
+    # while the webmail compiles its templates at start: that is no import.)
+    assert [s for s in stalls if s[1].endswith("<module>") and ".py:" in s[1]] == [], stalls
     assert [s for s in stalls if s[0] >= GENEROUS_MS] == [], stalls

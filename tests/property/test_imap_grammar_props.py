@@ -6,6 +6,7 @@ import os
 import random
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -214,6 +215,7 @@ junk_lines = st.lists(
 # ------------------------------------------------------------------ properties
 
 
+@pytest.mark.slow
 @FAST
 @given(st.lists(commands, max_size=4), junk_lines, st.booleans(), st.data())
 def test_any_chunking_gives_the_same_events(cmds, junk, plus, data):
@@ -233,6 +235,7 @@ def test_random_bytes_only_yield_our_events(blob, cuts, small):
     assert isinstance(events[-1], ConnectionClosed)
 
 
+@pytest.mark.slow
 @FAST
 @given(commands, st.randoms(use_true_random=False), st.integers(1, 6), st.booleans())
 def test_mutated_commands_only_yield_our_events(cmd, rnd: random.Random, n_mutations, interactive):
@@ -270,6 +273,7 @@ def test_mutated_commands_only_yield_our_events(cmd, rnd: random.Random, n_mutat
                 return
 
 
+@pytest.mark.slow
 @FAST
 @given(commands, st.booleans())
 def test_parse_of_written_command_round_trips(cmd, plus):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,7 @@ _HINT_PIECES = st.sampled_from([b"charset=", b'CharSet = "', b"gbk", b"utf-8", b
                                 b" ", b"\r\n", b"=", b'"', b"shift_jis", b"CHARSET", b"iso-2022-jp", b"\xff"])
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(st.lists(_HINT_PIECES, max_size=14).map(b"".join), st.integers(min_value=0, max_value=200))
 def test_charset_hint_finds_what_the_case_insensitive_scan_finds(raw, end):

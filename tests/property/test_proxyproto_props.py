@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +56,7 @@ def test_any_chunking_gives_the_same_header_and_rest(header, after, cuts):
     assert run(data, [c for c in cuts if c <= len(data)]) == whole
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.one_of(st.binary(max_size=200), headers().flatmap(
     lambda h: st.tuples(st.just(h), st.integers(0, len(h)), st.binary(max_size=8)).map(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ hanzi = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4FF
 mixed = st.text(alphabet=st.sampled_from(list("税收工作通知报送abc XYZ,.。、123")), max_size=60)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(hanzi, st.data())
 def test_every_chinese_substring_is_found_even_one_character(text, data):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,6 +68,7 @@ def expected(wire: bytes, limit: int = 1 << 20) -> tuple[bytes | None, bool, byt
     return (None if big else message), big, wire[end + 3:]
 
 
+@pytest.mark.slow
 @FAST
 @given(wires, st.lists(st.integers(0, 300), max_size=10), st.sampled_from([1 << 20, 40]), st.booleans())
 def test_any_cuts_give_what_the_whole_buffer_gives(wire, raw_cuts, limit, on_disk):
@@ -84,6 +86,7 @@ def test_every_single_cut_and_byte_at_a_time(wire):
     assert outcome(wire, list(range(1, len(wire)))) == want
 
 
+@pytest.mark.slow
 @FAST
 @given(lines, st.binary(max_size=20), st.data())
 def test_stuffed_lines_come_back_unstuffed_with_cuts_in_the_dots_and_the_terminator(body, after, data):

@@ -1,5 +1,6 @@
 """Properties of the SMTP door rules: only PolicyError escapes parse_path; no open relay."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ any_text = st.text(max_size=300)
 paths = st.one_of(fragment_paths, any_text, fragment_paths.map(lambda s: f"<{s}>"))
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(path=paths, smtputf8=st.booleans(), reverse=st.booleans())
 def test_parse_path_raises_only_policy_error(path, smtputf8, reverse):
@@ -41,6 +43,7 @@ def test_parse_path_raises_only_policy_error(path, smtputf8, reverse):
     assert again == addr
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(path=paths, smtputf8=st.booleans())
 def test_unauthenticated_never_relays(path, smtputf8):
@@ -62,6 +65,7 @@ def test_check_recipient_unauthenticated_never_remote(path, smtputf8, domains):
     assert check_recipient(addr, authenticated=False, local_domains=domains) is not Route.REMOTE_ALLOWED
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(message=st.binary(max_size=400) | st.lists(st.sampled_from(FRAGMENTS + ["From: ", "Sender: ", "\r\n", "=?utf-8?b?5byg?="]), max_size=20).map(lambda x: "".join(x).encode("utf-8", "surrogatepass")))
 def test_check_header_from_never_crashes(message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,7 @@ def folders(draw):
     return out
 
 
+@pytest.mark.slow
 @given(folders())
 @settings(max_examples=300, deadline=None)
 def test_every_message_is_threaded_exactly_once(records):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,6 +39,7 @@ def _found(db: sqlite3.Connection, where: str, needle: str) -> bool:
     return uids == {7}
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(texts, texts, st.data())
 def test_every_substring_of_header_or_body_is_found(head, body, data):
@@ -51,6 +53,7 @@ def test_every_substring_of_header_or_body_is_found(head, body, data):
     assert _found(_db(head, body), where, needle.upper() if data.draw(st.booleans()) else needle)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(texts, texts, needles, st.sampled_from(["text", "body"]))
 def test_found_exactly_when_a_substring(head, body, needle, where):

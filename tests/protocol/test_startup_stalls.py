@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from .smtp.support import wait_for
 from .test_workers import ROOT, Server, free_port
 
@@ -38,6 +40,7 @@ def _with_webmail(srv: Server) -> None:
     srv.cfg.write_text(text, encoding="utf-8")
 
 
+@pytest.mark.slow
 async def test_starting_the_services_imports_no_module_on_the_watched_loop(tmp_path):
     srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
     _with_webmail(srv)
@@ -50,6 +53,7 @@ async def test_starting_the_services_imports_no_module_on_the_watched_loop(tmp_p
     assert [m for m in imported if not m.startswith("encodings.")] == []
 
 
+@pytest.mark.slow
 async def test_serve_logs_no_start_up_stall_from_an_import(tmp_path):
     srv = Server(tmp_path, f"sqlite:///{tmp_path}/data/postroom.db")
     _with_webmail(srv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import text
 
 from mailboxes import auditlog
@@ -45,6 +46,7 @@ def _verify(cfg_path) -> tuple[int, str]:
     return p.returncode, p.stdout + p.stderr
 
 
+@pytest.mark.slow
 def test_verify_names_each_edited_deleted_reordered_and_truncated_entry(cfg, storage_url):
     ready_with_user(cfg)
     _entries(cfg, 10)

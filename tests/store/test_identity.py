@@ -64,6 +64,7 @@ async def test_uidvalidity_grows_on_every_recreation_within_one_second(mb):
     assert renamed.uidvalidity > seen[-1] and renamed.uidvalidity != other.uidvalidity
 
 
+@pytest.mark.slow
 async def test_uidvalidity_is_unique_across_concurrent_creators_and_processes(two_stores):
     """Two stores on one database (two processes or nodes) and concurrent CREATEs: every value distinct, increasing."""
     m1, m2, a = two_stores
@@ -140,6 +141,7 @@ def _sqlite_tables_sql(path) -> dict[str, str]:
         return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
 
 
+@pytest.mark.slow
 async def test_migration_keeps_data_and_makes_sqlite_ids_never_reused(tmp_path):
     path = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{path}")

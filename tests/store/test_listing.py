@@ -85,6 +85,7 @@ async def test_state_listing_has_the_columns_select_needs(mb):
     assert (none.uids, none.modseqs, none.flags, none.keywords, none.in_use) == ([], [], b"", {}, frozenset())
 
 
+@pytest.mark.slow
 async def test_facts_of_scattered_uids_match_the_listing(mb, monkeypatch):
     """Store.facts reads dense runs as ranges and far-apart UIDs one by one; expunged UIDs are left out."""
     acct = await mb.add_account("f@city.test", password="pw")

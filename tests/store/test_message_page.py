@@ -58,6 +58,7 @@ async def test_a_ref_to_another_accounts_folder_is_refused(mb):
         await mb.store.message_page(forged, offset=0, limit=10)
 
 
+@pytest.mark.slow
 async def test_a_page_of_a_scattered_uid_set_of_thousands(mb):
     """Two of every three messages of 3,000 (1,000 UID ranges): more than SQL takes as one condition."""
     acct = await mb.add_account("a@city.test", password="pw")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+import pytest
+
 from mailboxes.migrations import SCHEMAS
 from mailboxes.partitions import StorageConfig
 from mailboxes.schema import directory_metadata, mail_metadata
@@ -81,6 +83,7 @@ async def _build(url: str, chain: bool):
         await db.dispose()
 
 
+@pytest.mark.slow
 async def test_a_new_database_built_in_one_step_equals_one_built_by_every_revision(empty_storage_url, request, tmp_path):
     """A new database skips the revision chain (create + stamp); the chain must give the same schema."""
     import uuid

@@ -52,6 +52,7 @@ async def test_department_with_own_database_keeps_its_mail_there(dept_mb):
     assert await mb.store.search_text(inbox.ref, "subject", "会议") == {1}
 
 
+@pytest.mark.slow
 async def test_year_archive_moves_a_closed_year_and_survives_interruption(dept_mb):
     mb = dept_mb
     acct = await mb.add_account("cai@city.test", password="pw", department="finance")

@@ -146,6 +146,7 @@ async def test_a_read_racing_the_recall_is_reported(mb):
     assert st.copies[0].first_read_at is not None and st.copies[0].recalled_at is not None
 
 
+@pytest.mark.slow
 async def test_store_seen_on_10000_untracked_messages_adds_no_statement(mb):
     """The read status costs a bulk STORE nothing: the track ids come back with the flags."""
     sender = await mb.add_account("zhang@city.test", password="pw")

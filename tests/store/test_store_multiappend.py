@@ -34,6 +34,7 @@ async def test_append_many_gives_consecutive_uids_flags_and_dates(mb):
     assert (await mb.store.quota(acct)).used_messages == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", ["messages", "bytes"])
 async def test_append_many_is_all_or_nothing(mb, limit):
     kw = {"quota_messages": 2} if limit == "messages" else {"quota_bytes": 4000}

@@ -126,6 +126,7 @@ async def test_mai0003_moves_subscriptions_to_names_keeps_ids_and_goes_back(tmp_
         "SELECT name FROM sqlite_master WHERE type = 'table'")]
 
 
+@pytest.mark.slow
 async def test_mai0003_up_and_down_with_data_on_each_backend(empty_storage_url):
     """The same data movement on SQLite and PostgreSQL: flags to names and back, recent_uid 0 for existing folders."""
     db = open_database(empty_storage_url)

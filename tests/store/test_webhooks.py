@@ -121,6 +121,7 @@ async def test_refused_then_retried_with_backoff_and_acknowledged_once(mb, recei
     assert (cb.state, cb.attempts, cb.settled_at) == (DELIVERED, 4, clock.now - timedelta(days=30))
 
 
+@pytest.mark.slow
 async def test_a_hanging_receiver_times_out_and_a_closed_port_is_retried(mb, receiver):
     db = mb.router.central
     clock = Clock()

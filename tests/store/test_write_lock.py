@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from sqlalchemy import text
 
 from mailboxes.db import open_database
@@ -65,6 +66,7 @@ async def _table(url: str) -> None:
         await db.dispose()
 
 
+@pytest.mark.slow
 async def test_writers_of_two_processes_both_progress_and_lose_nothing(tmp_path):
     url = f"sqlite:///{tmp_path}/two.db"
     await _table(url)
@@ -86,6 +88,7 @@ async def test_writers_of_two_processes_both_progress_and_lose_nothing(tmp_path)
     assert sum(who == "child" for _, who in rows) == sum(who == "parent" for _, who in rows) == 2 * ROUNDS
 
 
+@pytest.mark.slow
 async def test_a_writer_waits_for_another_process_and_goes_on_when_it_is_killed(tmp_path):
     async with _held(f"sqlite:///{tmp_path}/held.db") as (holder, db):
         async def write() -> None:
@@ -102,6 +105,7 @@ async def test_a_writer_waits_for_another_process_and_goes_on_when_it_is_killed(
             assert (await conn.execute(text("SELECT who FROM counter"))).scalars().all() == ["after"]
 
 
+@pytest.mark.slow
 async def test_a_cancelled_waiter_gives_the_lock_back(tmp_path):
     async with _held(f"sqlite:///{tmp_path}/cancel.db") as (holder, db):
         first = asyncio.ensure_future(db.write_lock.acquire())

@@ -63,6 +63,7 @@ async def _outcome(task: asyncio.Task) -> str:
         return "throttled"
 
 
+@pytest.mark.slow
 async def test_parallel_guesses_beyond_the_limit_wait_and_are_refused(attempts):
     d = HeldDirectory()
     auth = Authenticator.create(d, max_failures=5, attempts=attempts)

@@ -161,6 +161,7 @@ _text = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"
 _org = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(organ=st.lists(_text, min_size=1, max_size=3), code=st.from_regex(r"[\u4e00-\u9fa5]{2,6}", fullmatch=True),
        day=st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)), seq=st.integers(1, 99999),

@@ -51,6 +51,7 @@ async def test_an_admin_token_lists_and_gets_accounts_until_revoked(web):
     assert (status, ctype, body["status"]) == (401, "application/problem+json", 401)
 
 
+@pytest.mark.slow
 async def test_no_token_a_bad_token_or_a_session_cookie_alone_is_refused(web, client):
     for headers in ({}, _bearer("pr_" + "A" * 43), {"Authorization": "Basic YWxpY2U6eA=="}):
         status, ctype, _ = await _get(web, "/api/v1/accounts", **headers)

@@ -212,6 +212,7 @@ async def test_a_department_code_expands_to_its_members_and_sub_departments(web)
     assert inbox(web, "alice") == []
 
 
+@pytest.mark.slow
 async def test_batches_up_to_the_limit(web):
     secret = source_token(web)
     web.run(web.add_account("bulk"))
@@ -322,6 +323,7 @@ async def test_preferences_through_the_api_for_oneself_or_by_an_administrator(we
     assert [str(m["Subject"]) for m in delivered(web, 2)] == ["【紧急】请审批：采购申请 2"]
 
 
+@pytest.mark.slow
 async def test_the_preference_page_list_unsubscribe_points_at(web, client):
     from .harness import csrf_of
 
@@ -374,6 +376,7 @@ async def crowd_in(web, secret: str, ids) -> None:
     assert [status for status, _, _ in await asyncio.gather(*posts)] == [202] * len(posts)
 
 
+@pytest.mark.slow
 async def test_a_burst_of_posts_is_answered_first_then_delivered(web, monkeypatch):
     """While posts crowd in (BUSY_POSTS waiting at once), the worker waits — their 202s do not queue behind
     deliveries — until they stop or for INTAKE_DEFER at most; then all is delivered. Time is moved by hand."""

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
 
 import aiohttp
+import pytest
 
 from mailboxes.ingest import prepare
 from mailboxes.model import Flag
@@ -56,6 +57,7 @@ async def test_folders_show_unread_counts_in_chinese_by_default_and_english_when
         await other.close()
 
 
+@pytest.mark.slow
 async def test_the_list_pages_and_sorts_by_date_with_unread_and_flag_marks(web, client):
     acct = web.accounts["alice"]
     t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -104,6 +106,7 @@ async def test_reading_a_gbk_message_marks_it_seen_for_imap_and_downloads_the_ch
         imap.logout()
 
 
+@pytest.mark.slow
 async def test_html_is_sanitised_and_framed_under_its_own_policy(web, client):
     web.deliver("alice", html_mail('<p onclick="x()">Hi</p><script>alert(1)</script>'
                                    '<img src="https://tracker.example/p.gif"><a href="javascript:alert(2)">j</a>'))
@@ -123,6 +126,7 @@ async def test_html_is_sanitised_and_framed_under_its_own_policy(web, client):
     assert "plain version" in page and "<iframe" not in page
 
 
+@pytest.mark.slow
 async def test_actions_go_through_the_store_and_imap_sees_them(web, client):
     for i in range(3):
         web.deliver("alice", plain_mail(f"m{i}"))

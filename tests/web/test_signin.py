@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imaplib
 
+import pytest
 from sqlalchemy import select
 
 from mailboxes import schema as t
@@ -18,6 +19,7 @@ async def _sessions(web) -> list:
     return await web.loop_run(rows())
 
 
+@pytest.mark.slow
 async def test_sign_in_sets_a_hardened_cookie_and_stores_the_session(web, client):
     r, page = await client.sign_in()
     assert r.status == 200 and str(r.url).endswith("/mail") and "alice@city.test" in page
@@ -50,6 +52,7 @@ async def test_over_tls_the_cookie_is_secure_and_host_prefixed(tmp_path):
         srv.stop()
 
 
+@pytest.mark.slow
 async def test_wrong_password_is_refused_and_makes_no_session(web, client):
     r, page = await client.sign_in(password="wrong")
     assert r.status == 401 and 'role="alert"' in page

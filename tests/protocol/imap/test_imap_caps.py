@@ -71,6 +71,7 @@ def test_connections_before_login_are_capped_and_login_frees_the_slot(capped):
     second.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("capped", [{"imap_login_timeout": 1}], indirect=True)
 def test_a_chatty_client_that_never_logs_in_is_cut_off(capped):
     """A trickle of commands (answered at once) does not keep a connection that never logs in."""
@@ -91,6 +92,7 @@ def test_a_chatty_client_that_never_logs_in_is_cut_off(capped):
         assert b"log in" in lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("capped", [{"imap_preauth_idle_timeout": 1}], indirect=True)
 def test_a_silent_client_is_dropped_before_login(capped):
     sock, _ = _greeting(capped.port)

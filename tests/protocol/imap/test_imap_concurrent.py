@@ -42,6 +42,7 @@ def any_store_server(tmp_path, storage_url):
     srv.stop()
 
 
+@pytest.mark.slow
 def test_concurrent_appends_get_unique_increasing_uids_and_all_arrive(any_store_server):
     server = any_store_server
     setup = Raw(server.port, login="alice@city.test")

@@ -7,6 +7,7 @@ import email.header
 import imaplib
 import urllib.parse
 
+import pytest
 from imapclient import IMAPClient
 
 from tests.unit.mime.corpus_expected import CASES, load
@@ -25,6 +26,7 @@ def _append_all(server) -> None:
     c.logout()
 
 
+@pytest.mark.slow
 def test_corpus_envelope_bodystructure_and_sections_on_the_wire(server):
     _append_all(server)
     c = Raw(server.port, login="alice@city.test")
@@ -49,6 +51,7 @@ def _decode(value: bytes) -> str:
     return str(email.header.make_header(email.header.decode_header(value.decode("ascii"))))
 
 
+@pytest.mark.slow
 def test_chinese_corpus_as_a_client_decodes_it(server):
     # what Thunderbird-like clients do with the wire values: RFC 2047 for names and subjects,
     # RFC 2231 for the merged filename* parameter

@@ -155,6 +155,7 @@ def _deleteacl(srv) -> None:
     c.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("revoke", ["deleteacl", "setacl-r"])
 def test_revoking_a_share_stops_an_open_session_reading_old_and_new_mail(srv, revoke):
     owner, reader = _share(srv, "lrs")

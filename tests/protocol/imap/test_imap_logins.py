@@ -151,6 +151,7 @@ def test_cached_credentials_end_at_once_on_every_change(tmp_path, node):
         srv.stop()
 
 
+@pytest.mark.slow
 def test_a_storm_of_right_passwords_from_one_address_all_get_in(tmp_path):
     """Slots in flight must not turn a NAT full of staff into throttled failures."""
     hasher = counting()

@@ -567,6 +567,7 @@ def test_imap_sessions_follow_the_model_on_postgresql(pg, tmp_path):
         srv.stop()
 
 
+@pytest.mark.slow
 def test_imap_sessions_follow_the_model_briefly(module_server):
     """A few short runs for make test-quick."""
     run_model(module_server, 5, 15)

@@ -11,6 +11,7 @@ from .harness import Raw
 BAD_NAMES = [b'"&"', b'"Tax & Audit"', b'"&Jjo"', b'"&AGE-"', b'"a/&/b"']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_invalid_name_gets_no_or_nothing_never_bad(server, name):
     c = Raw(server.port, login="alice@city.test")

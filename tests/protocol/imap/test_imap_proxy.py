@@ -76,6 +76,7 @@ def test_implicit_tls_behind_the_balancer(proxied_server):
     c.logout()
 
 
+@pytest.mark.slow
 def test_the_login_throttle_counts_the_client_not_the_balancer(proxied_server):
     def login(ip: str, password: str) -> str:
         c = Proxied(proxied_server.port, f"PROXY TCP4 {ip} 192.0.2.1 1000 143\r\n".encode())
@@ -97,6 +98,7 @@ def test_the_login_throttle_counts_the_client_not_the_balancer(proxied_server):
     c.logout()
 
 
+@pytest.mark.slow
 def test_a_trusted_source_without_a_header_is_dropped(proxied_server, caplog, monkeypatch):
     monkeypatch.setattr(proxylisten, "PROXY_HEADER_SECONDS", 0.5)
     for sent in (b"a1 CAPABILITY\r\n", b""):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,6 +99,7 @@ def test_pipelined_commands_run_in_order(server):
     st.sampled_from([b"FETCH", b"UID", b"STORE", b"SEARCH", b"(", b")", b"{3}", b"{2+}", b"\"", b"\\", b"*",
                      b"1:*", b"BODY[", b"]<", b"INBOX", b"\x00", b" ", b"\r\n", b"NIL", b"~{1}"]),
 ), max_size=12))
+@pytest.mark.slow
 def test_fuzzed_commands_never_take_the_session_down(server, parts):
     c = Raw(server.port, login="alice@city.test")
     c.cmd(b"s SELECT INBOX")

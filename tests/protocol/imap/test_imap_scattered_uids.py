@@ -62,6 +62,7 @@ def uid_search(c: imaplib.IMAP4, *criteria: str) -> list[int]:
     return sorted(int(x) for x in data[0].split())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", [spans, every_other])
 def test_uid_store_fetch_and_search_on_a_scattered_set(imap, pattern):
     text, uids = pattern()
@@ -90,6 +91,7 @@ def test_conditional_store_on_a_scattered_set(imap, pattern):
     assert uid_search(imap, "SEEN") == uids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", [spans, every_other])
 def test_uid_copy_move_and_expunge_of_a_scattered_set(imap, request, pattern):
     text, uids = pattern()

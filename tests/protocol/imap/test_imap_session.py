@@ -132,6 +132,7 @@ def test_id_namespace_enable(imap):
     assert typ == "OK" and imap.untagged_responses.pop("ENABLED") == [b"QRESYNC UTF8=ACCEPT"]
 
 
+@pytest.mark.slow
 def test_idle_timeout_logs_the_client_out(tmp_path):
     srv = ImapServer(tmp_path, limits={"imap_idle_timeout": 1}).start()
     try:

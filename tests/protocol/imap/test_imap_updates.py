@@ -172,6 +172,7 @@ def test_deleting_a_selected_mailbox_ends_the_other_session(server):
     b.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sessions", [5])
 def test_many_sessions_agree(server, sessions):
     """Several sessions change one folder at once; afterwards every view matches the store."""

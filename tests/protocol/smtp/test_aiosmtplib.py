@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 
+import pytest
 import aiosmtplib
 
 from .support import PASSWORD, message
@@ -13,6 +14,7 @@ SESSIONS = 20
 PER_SESSION = 5
 
 
+@pytest.mark.slow
 async def test_concurrent_sessions_each_message_once_and_commits_are_shared(city):
     for i in range(SESSIONS):
         await city.add_user(f"u{i}@city.test")
@@ -37,6 +39,7 @@ async def test_concurrent_sessions_each_message_once_and_commits_are_shared(city
     assert committer.batches < committer.items  # sessions shared transactions (group commit)
 
 
+@pytest.mark.slow
 async def test_submission_with_starttls_and_login_queues_remote_recipients_together(city):
     port = city.port("submission")
 

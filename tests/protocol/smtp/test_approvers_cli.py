@@ -42,6 +42,7 @@ async def admin(sites, tmp_path, storage_url):
         await a.close()
 
 
+@pytest.mark.slow
 async def test_an_administrator_approves_and_rejects_from_the_command_line(sites, admin, capsys):
     city, outside = sites
     await city.mb.directory.add_department("tax", "税政处")
@@ -85,6 +86,7 @@ async def test_an_administrator_approves_and_rejects_from_the_command_line(sites
     assert ("cli:test", "department.leader", "tax") in entries
 
 
+@pytest.mark.slow
 async def test_the_label_header_is_covered_by_the_dkim_signature_as_it_leaves(sites):
     """A partner gets 内部 mail at once, held 敏感 mail once approved; dkimpy verifies both, and fails
     both once the label is changed on the way (the header is in h=)."""

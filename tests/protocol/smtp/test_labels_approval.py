@@ -64,6 +64,7 @@ async def sites(tmp_path, storage_url):
         await outside.stop()
 
 
+@pytest.mark.slow
 async def test_held_mail_leaves_by_no_path_until_approved(sites):
     city, outside = sites
     sub = city.parts.submitter
@@ -163,6 +164,7 @@ async def test_inbound_label_header_is_not_trusted(sites):
     assert b"X-Postroom-Classification" not in copy
 
 
+@pytest.mark.slow
 async def test_a_department_default_label_applies_when_none_is_given(sites):
     city, _ = sites
     await city.mb.directory.add_department("press", "新闻处")
@@ -176,6 +178,7 @@ async def test_a_department_default_label_applies_when_none_is_given(sites):
                                                                                     "press sensitive"]
 
 
+@pytest.mark.slow
 async def test_forwarded_or_quoted_labelled_mail_keeps_its_label(sites):
     """Forward (as an attachment, as the webmail does), an inline forward or a reply quoting labelled mail:
     the new message carries the most restricted label of what it passes on, whatever it asks for itself."""

@@ -52,6 +52,7 @@ async def test_connections_in_total_are_capped(capped):
         await c.close()
 
 
+@pytest.mark.slow
 async def test_data_must_end_within_the_deadline_even_when_bytes_keep_coming(capped):
     c = await RawClient.connect(capped.port("smtp"))
     await c.cmd("EHLO slow.example")
@@ -103,6 +104,7 @@ async def test_data_over_the_limit_is_refused_and_the_session_goes_on(capped):
     assert await capped.inbox("li.na@city.test") == []
 
 
+@pytest.mark.slow
 async def test_an_implicit_tls_handshake_that_never_comes_is_closed(tmp_path, monkeypatch):
     from mailserver.smtp import server as smtp_server
     monkeypatch.setattr(smtp_server, "TLS_HANDSHAKE_SECONDS", 1.0)

@@ -6,6 +6,8 @@ import asyncio
 import base64
 import logging
 
+import pytest
+
 from mailboxes.service import open_mailboxes
 from tests.conftest import FAST_HASHER
 from tests.support.hashers import counting
@@ -32,6 +34,7 @@ def _config(tmp_path, storage_url, **limits):
                        limits=limits or {})
 
 
+@pytest.mark.slow
 async def test_thirty_parallel_wrong_passwords_check_at_most_the_limit(tmp_path, storage_url):
     hasher = counting(gate=2)  # the first two verifications wait for each other: all admitted at once
     inst = await start_instance(_config(tmp_path, storage_url, auth_failures=5), hasher=hasher, hash_slots=2)
@@ -94,6 +97,7 @@ async def test_cached_logins_end_when_another_node_changes_the_password(tmp_path
         await inst.stop()
 
 
+@pytest.mark.slow
 async def test_guesses_spread_over_two_nodes_meet_one_limit(tmp_path, storage_url):
     """Two nodes (or worker processes) on one directory: the failed-login throttle counts their guesses together."""
     node_a = await start_instance(_config(tmp_path / "a", storage_url, auth_failures=5))

@@ -104,6 +104,7 @@ async def _until_closed(r: asyncio.StreamReader) -> bytes:
         return b""
 
 
+@pytest.mark.slow
 async def test_a_trusted_source_without_a_valid_header_is_dropped_with_a_log_line(
         tmp_path, storage_url, caplog, monkeypatch):
     monkeypatch.setattr(proxylisten, "PROXY_HEADER_SECONDS", 0.5)

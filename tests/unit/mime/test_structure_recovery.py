@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mailboxes.mime import BodyPart, find_part, iter_parts, parse_message, section_range
 from mailserver.imap.render import bodystructure_bytes
 from tests.unit.mime.samples import reused_boundary_message
@@ -95,6 +97,7 @@ def _nested_within(part: BodyPart, lo: int, hi: int) -> None:
     assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:]))   # siblings in order, never overlapping
 
 
+@pytest.mark.slow
 def test_reused_boundaries_keep_parts_nested_and_in_order():
     from hypothesis import given, settings
     from hypothesis import strategies as st

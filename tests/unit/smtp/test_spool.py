@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +31,7 @@ lines = st.lists(st.sampled_from([b"", b".", b"..", b"a", b".a", b"\r", b"x\r", 
                  max_size=12)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(lines, st.lists(st.integers(1, 200), max_size=8), st.sampled_from([b"", b"QUIT\r\n"]))
 def test_any_chunking_gives_the_same_message(body_lines, raw_cuts, after):

@@ -148,3 +148,56 @@ def test_ranges_are_sliced_like_the_bytes_they_stand_for():
     with pytest.raises(LookupError):
         r[5:20]  # noqa: B018 - never read
     assert len(r) == len(raw)
+
+
+BINARY_COMMANDS = ["(BINARY.PEEK[2])", "(BINARY.SIZE[2])", "(BINARY.PEEK[4])", "(BINARY.SIZE[4])",
+                   "(BINARY.PEEK[2]<1000.2000>)", "(BINARY.PEEK[4]<0.20>)", "(BINARY.SIZE[2] BINARY.PEEK[4] BINARY.SIZE[1])"]
+
+
+def test_large_encoded_parts_are_decoded_in_steps_and_answered_as_when_decoded_at_once(box, monkeypatch):
+    """BINARY and BINARY.SIZE of a large base64 or quoted-printable part decode it in steps (fetch.LARGE_BINARY),
+    the event loop given back between them (one call on a 20 MB part held it 75 ms); the answers do not change."""
+    server, c = box
+    monkeypatch.setattr(fetch, "LARGE_BINARY", 1 << 40)  # never: one call per part, as before
+    expected = answers(c, BINARY_COMMANDS)
+    steps: list[int] = []
+    real = fetch.decode_in_steps
+
+    def counted(data, encoding, step):  # noqa: ANN001
+        for piece in real(data, encoding, step):
+            steps.append(len(piece))
+            yield piece
+
+    monkeypatch.setattr(fetch, "decode_in_steps", counted)
+    monkeypatch.setattr(fetch, "LARGE_BINARY", 100_000)
+    monkeypatch.setattr(fetch, "BINARY_STEP", 16_384)
+    assert answers(c, BINARY_COMMANDS) == expected
+    assert len(steps) > 100  # parts 2 (675 KB) and 4 (300 KB) in 16 KB steps, at every command naming them
+    [(_, attachment)] = [d for d in expected[0] if isinstance(d, tuple)]
+    assert attachment == random.Random(20261205).randbytes(500_000)
+    assert b"BINARY.SIZE[2] 500000" in expected[1][0]
+    [(_, text)] = [d for d in expected[2] if isinstance(d, tuple)]
+    assert text == "café ".encode() + b"x" * 300_000
+
+
+def test_a_damaged_large_base64_part_is_unknown_cte_in_steps_too(server, monkeypatch):
+    """RFC 3516 §4.3: BINARY of a part that cannot be decoded is NO [UNKNOWN-CTE], on either path."""
+    damaged = base64.encodebytes(bytes(range(256)) * 2001) + b"QUJ\r\n"  # whole quanta, then three characters
+    server.deliver("alice", b"From: carol@city.test\r\nTo: alice@city.test\r\nSubject: damaged\r\nMIME-Version: 1.0\r\n"
+                   b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+                   b"--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                   + damaged + b"--b1--\r\n")
+    c = imaplib.IMAP4("127.0.0.1", server.port, timeout=60)
+    c.login("alice@city.test", PASSWORD)
+    c.select("INBOX", readonly=True)
+    try:
+        for large in (1 << 40, 10_000):
+            monkeypatch.setattr(fetch, "LARGE_BINARY", large)
+            monkeypatch.setattr(fetch, "BINARY_STEP", 4_096)
+            for cmd in ("(BINARY.PEEK[2])", "(BINARY.SIZE[2])"):
+                typ, data = c.fetch("1", cmd)
+                assert typ == "NO" and b"[UNKNOWN-CTE]" in data[0], (large, cmd, data)
+            typ, data = c.fetch("1", "(BINARY.PEEK[1])")  # the session goes on
+            assert typ == "OK" and data[0][1] == b"hi"
+    finally:
+        c.logout()

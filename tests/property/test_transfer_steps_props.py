@@ -1,0 +1,64 @@
+"""decode_in_steps: a part decoded in steps (the event loop given back between them) is what one call gives.
+
+mailboxes.transfer.decode_in_steps cuts base64 only after a line end where the alphabet
+characters so far make whole 4-character quanta and no "=" came, and quoted-printable after any
+line end. Whatever the bytes (damaged base64, "=" in the middle, junk, bare LF, no line ends) and
+however small the step, the joined pieces equal binascii.a2b_base64 / decode_qp of the whole, or
+both raise binascii.Error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailboxes.transfer import decode_in_steps, decode_qp
+
+B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+QP_FRAGMENTS = [b"=", b"=3D", b"=C3=A9", b"=\r\n", b"=\n", b" \r\n", b"\t\n", b"\r\n", b"\n", b"abc", b"==", b"=G1", b" "]
+B64_FRAGMENTS = [bytes([c]) for c in B64[:8]] + [b"=", b"==", b"\r\n", b"\n", b" ", b"\x00", b"\xff", b"QUJD", b"QUI="]
+
+
+def whole(data: bytes, encoding: str) -> bytes | type:
+    try:
+        return decode_qp(data) if encoding == "quoted-printable" else binascii.a2b_base64(data)
+    except binascii.Error:
+        return binascii.Error
+
+
+def stepped(data: bytes, encoding: str, step: int) -> bytes | type:
+    try:
+        return b"".join(decode_in_steps(data, encoding, step))
+    except binascii.Error:
+        return binascii.Error
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.lists(st.sampled_from(B64_FRAGMENTS), max_size=120).map(b"".join), step=st.integers(1, 40))
+def test_base64_of_any_shape_decodes_the_same_in_steps(data, step):
+    assert stepped(data, "base64", step) == whole(data, "base64")
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=600), width=st.integers(1, 90), eol=st.sampled_from([b"\r\n", b"\n"]),
+       step=st.integers(1, 200))
+def test_wrapped_base64_of_any_line_width_decodes_the_same_in_steps(raw, width, eol, step):
+    enc = base64.b64encode(raw)
+    data = eol.join(enc[i:i + width] for i in range(0, len(enc), width)) + eol
+    assert stepped(data, "base64", step) == raw
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.lists(st.sampled_from(QP_FRAGMENTS), max_size=120).map(b"".join), step=st.integers(1, 40))
+def test_quoted_printable_of_any_shape_decodes_the_same_in_steps(data, step):
+    assert stepped(data, "quoted-printable", step) == whole(data, "quoted-printable")
+
+
+def test_a_large_base64_part_is_decoded_in_several_steps():
+    raw = bytes(range(256)) * 8192  # 2 MiB
+    data = base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    pieces = list(decode_in_steps(data, "base64", 1 << 18))
+    assert len(pieces) >= 8 and b"".join(pieces) == raw

@@ -10,7 +10,7 @@ from aiohttp import web
 from delivery.approval import Approvals
 
 from .adminqueue import Operations
-from .app import make_app
+from .app import compile_templates, make_app
 from .context import Login
 from .selfservice import SelfService
 from .uploads import spool_root
@@ -68,6 +68,7 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
     plain, secure = cfg.listen("http"), cfg.listen("https")
     if plain is None and secure is None:
         return []
+    await asyncio.to_thread(compile_templates)  # beside the loop; make_app then loads them compiled
     app = make_app(ctx.mailboxes, login=login, submit=ctx.extras.get("submit"), bus=ctx.bus,
                    hostname=cfg.hostname, selfservice=selfservice, upload_dir=spool_root(cfg.data_dir),
                    api_routes=tuple(ctx.extras.get("api_routes", ())),

@@ -169,7 +169,7 @@ def _partial_span(span: tuple[int, int], partial: tuple[int, int]) -> tuple[int,
 
 
 def binary_bytes(raw: bytes, tree: BodyPart | None, part: tuple[int, ...],
-                 decoded: Decoded | None = None) -> bytes | None:
+                 decoded: Decoded | None = None) -> bytes | bytearray | None:
     """BINARY[part]: the part's body with its Content-Transfer-Encoding removed (RFC 3516 §4.2).
 
     ``decoded``: the message's large parts decoded beforehand in steps (decode_large_parts).
@@ -200,7 +200,7 @@ def binary_bytes(raw: bytes, tree: BodyPart | None, part: tuple[int, ...],
     raise UnknownCte(f"unknown Content-Transfer-Encoding {enc}")
 
 
-Decoded = dict[tuple[int, ...], "bytes | UnknownCte"]  # part -> its decoded body (or why it cannot be)
+Decoded = dict[tuple[int, ...], "bytes | bytearray | UnknownCte"]  # part -> its decoded body (or why not)
 
 
 def _large_encoded(tree: BodyPart | None, part: tuple[int, ...]) -> BodyPart | None:
@@ -224,15 +224,15 @@ async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, parts: 
         node = _large_encoded(tree, part)
         if node is None:
             continue
-        pieces = []
+        body = bytearray()  # grown in place: the pieces and their join were twice the part in memory
         try:
             for piece in decode_in_steps(raw[node.body_start:node.body_end], node.encoding.lower(), BINARY_STEP):
-                pieces.append(piece)
+                body += piece
                 await asyncio.sleep(0)
         except (binascii.Error, ValueError):
             out[part] = UnknownCte("the part's base64 is damaged")
             continue
-        out[part] = b"".join(pieces)
+        out[part] = body
     return out
 
 

@@ -79,20 +79,26 @@ async def test_the_background_indexer_empties_the_pending_rows_once_the_store_is
     assert ix.indexed >= 5
 
 
+async def deliver_a_burst(mb, monkeypatch, *, burst_idle: float):  # noqa: ANN001
+    """30 deliveries, a burst from the 5th on (BURST = 5); outside a burst any gap would do (IDLE = 0)."""
+    monkeypatch.setattr(indexer, "IDLE", 0.0)
+    monkeypatch.setattr(indexer, "BURST", 5)
+    monkeypatch.setattr(indexer, "BURST_IDLE", burst_idle)
+    acct = await mb.add_account("a@city.test", password=None)
+    for i in range(30):
+        await mb.store.deliver(Delivery(prepare(make_message(f"b{i}", f"burst {i}")), ((acct, "INBOX"),)))
+    return acct
+
+
 async def test_a_burst_of_deliveries_is_indexed_after_it_not_between_its_waves(mb, monkeypatch):
     """Once BURST bodies come within a second, the indexer waits for BURST_IDLE of quiet, not IDLE.
 
     Its batches in the gaps of a burst took the CPU and the writer from the burst's deliveries
     (a burst of 1,000 notifications reached the mailboxes 15-23 % later at p99, bridges_bench).
     """
-    monkeypatch.setattr(indexer, "IDLE", 0.0)  # outside a burst: any gap between two deliveries will do
-    monkeypatch.setattr(indexer, "BURST", 5)
-    monkeypatch.setattr(indexer, "BURST_IDLE", 3600.0)
-    acct = await mb.add_account("a@city.test", password=None)
+    acct = await deliver_a_burst(mb, monkeypatch, burst_idle=3600.0)
     db = mb.router.central
     ix = mb.store.indexer("main")
-    for i in range(30):
-        await mb.store.deliver(Delivery(prepare(make_message(f"b{i}", f"burst {i}")), ((acct, "INBOX"),)))
     assert (await counts(db))[0] >= 25  # at most the first BURST were indexed: then the burst was seen
     assert ix.indexed <= 5
     ref = (await mb.store.folder(acct, "INBOX")).ref
@@ -100,15 +106,9 @@ async def test_a_burst_of_deliveries_is_indexed_after_it_not_between_its_waves(m
 
 
 async def test_after_a_burst_the_indexer_runs_once_it_is_quiet(mb, monkeypatch):
-    monkeypatch.setattr(indexer, "IDLE", 0.0)
-    monkeypatch.setattr(indexer, "BURST", 5)
-    monkeypatch.setattr(indexer, "BURST_IDLE", 0.05)
-    acct = await mb.add_account("a@city.test", password=None)
-    db = mb.router.central
-    for i in range(30):
-        await mb.store.deliver(Delivery(prepare(make_message(f"b{i}", f"burst {i}")), ((acct, "INBOX"),)))
+    await deliver_a_burst(mb, monkeypatch, burst_idle=0.05)
     await mb.store.indexer("main").settled()
-    assert (await counts(db))[0] == 0
+    assert (await counts(mb.router.central))[0] == 0
 
 
 async def test_under_a_load_that_never_pauses_the_backlog_is_still_indexed(mb, monkeypatch):

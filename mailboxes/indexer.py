@@ -33,9 +33,11 @@ Invariants:
   in a burst (BURST bodies written within a second) for BURST_IDLE seconds: the gaps between a
   burst's waves of deliveries were longer than IDLE, and the indexer's batches in them took the
   CPU and the writer from the rest of the burst (bridges_bench, 2026-12-06: a burst of 1,000
-  workflow notifications reached the mailboxes with p99 0.97 s, 0.76 s when the indexer waited
+  workflow notifications reached the mailboxes with p99 0.90 s, 0.74 s when the indexer waited
   for 0.3 s of quiet). A steady flow below BURST a second is indexed as it comes, so a search
-  seldom has much to catch up. Under a load that never pauses, once BACKLOG bodies wait it
+  seldom has much to catch up. Idle, it takes IDLE_BATCH bodies a transaction (200 bodies of 4 KB
+  held the store's writer ~110 ms, a delivery waiting behind them; 50, ~30 ms; a search's catch-up
+  still takes BATCH). Under a load that never pauses, once BACKLOG bodies wait it
   indexes SMALL_BATCH at a time between the deliveries, so the wait stays bounded and each
   delivery is held back by one small batch at most.
 """
@@ -57,7 +59,8 @@ from .db import Database
 
 log = logging.getLogger(__name__)
 
-BATCH = 200  # rows a batch indexes when the store is idle, and when a search catches up
+BATCH = 200  # rows a batch indexes when a search catches up (the search waits for them all)
+IDLE_BATCH = 50  # rows a background batch indexes when the store is idle: the writer is held ~30 ms, not ~110
 SMALL_BATCH = 32  # rows a batch indexes between deliveries once BACKLOG is reached
 IDLE = 0.05  # seconds without a delivery (in this process) before the background indexer runs
 BURST = 50  # bodies written within a second that make a burst: the indexer then waits for BURST_IDLE
@@ -291,7 +294,7 @@ class Indexer:
                     return
                 if quiet >= idle:
                     self._burst = False  # the burst is over
-                size = BATCH if quiet >= idle else SMALL_BATCH
+                size = IDLE_BATCH if quiet >= idle else SMALL_BATCH
                 n, full = await self._batch(size, wait=False)
                 self.indexed += n
                 # Not full: none is left that we may take (on PostgreSQL, another node holds the rest).

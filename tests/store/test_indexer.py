@@ -124,18 +124,23 @@ async def test_under_a_load_that_never_pauses_the_backlog_is_still_indexed(mb, m
     assert words >= 3 and pending + words == 20  # small batches ran between the deliveries, without a pause
 
 
-async def test_bodies_left_pending_by_a_stopped_process_are_indexed_at_the_next_open(tmp_path, storage_url, monkeypatch):
+async def left_pending(storage_url: str, monkeypatch, subjects: list[str]) -> None:  # noqa: ANN001
+    """A process delivers these messages and stops before indexing them; the next open may index again."""
     no_pause(monkeypatch)
     mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
     try:
         await mb.directory.add_domain("city.test")
         acct = await mb.add_account("a@city.test", password=None)
-        for i in range(3):
-            await mb.store.append(acct, "INBOX", prepare(make_message(f"left {i}")))
-        assert (await counts(mb.router.central))[0] == 3
+        for subject in subjects:
+            await mb.store.deliver(Delivery(prepare(make_message(subject, f"words {subject}")), ((acct, "INBOX"),)))
+        assert (await counts(mb.router.central))[0] == len(subjects)
     finally:
         await mb.close()  # what is pending stays so
     monkeypatch.setattr(indexer, "IDLE", 0.05)
+
+
+async def test_bodies_left_pending_by_a_stopped_process_are_indexed_at_the_next_open(tmp_path, storage_url, monkeypatch):
+    await left_pending(storage_url, monkeypatch, [f"left {i}" for i in range(3)])
     mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
     try:
         await mb.store.indexer("main").settled()
@@ -143,6 +148,28 @@ async def test_bodies_left_pending_by_a_stopped_process_are_indexed_at_the_next_
         acct = await mb.directory.account("a@city.test")
         ref = (await mb.store.folder(acct, "INBOX")).ref
         assert await mb.store.search_text(ref, "subject", "left") == {1, 2, 3}
+    finally:
+        await mb.close()
+
+
+async def test_the_background_indexer_holds_the_writer_for_small_batches(tmp_path, storage_url, monkeypatch):
+    """Idle, it indexes IDLE_BATCH bodies a transaction (200 bodies of 4 KB held the store's writer
+    ~110 ms, every delivery waiting behind them; 50, ~30 ms); a search's catch-up still takes BATCH."""
+    await left_pending(storage_url, monkeypatch, [f"w{i}" for i in range(120)])
+    monkeypatch.setattr(indexer, "IDLE_BATCH", 25)
+    real, batches = Indexer._batch, []
+
+    async def counted(self, size, *, wait):  # noqa: ANN001
+        n, full = await real(self, size, wait=wait)
+        batches.append((size, n))
+        return n, full
+
+    monkeypatch.setattr(Indexer, "_batch", counted)
+    mb = await open_mailboxes(StorageConfig(url=storage_url), hasher=FAST_HASHER)
+    try:
+        await mb.store.indexer("main").settled()
+        assert (await counts(mb.router.central))[0] == 0
+        assert sum(n for _, n in batches) == 120 and {size for size, _ in batches} == {25}, batches
     finally:
         await mb.close()
 

@@ -19,17 +19,23 @@ from mailboxes.webhookendpoints import WebhookEndpoints, new_secret
 from mailserver import config as config_mod
 from tests.conftest import FAST_HASHER
 from tests.protocol.smtp.support import wait_for
-from tests.protocol.smtp.test_crash import postroom, write_config
+from tests.protocol.smtp.test_crash import postroom, serve_on_fresh_ports, write_config
 from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
 LEASE = 4  # seconds: the killed node's claim lapses this long after it was taken
 
 
-async def test_sigkill_while_sending_a_callback_delivers_it_after_restart(tmp_path, storage_url):
-    cfg, _ports = write_config(tmp_path, storage_url)
+def configure(tmp_path, storage_url):  # noqa: ANN001
+    """The server's config on fresh ports, with a short webhook lease."""
+    cfg, ports = write_config(tmp_path, storage_url)
     with cfg.open("a", encoding="utf-8") as f:
         f.write(f"[webhooks]\ntimeout = 2\nlease = {LEASE}\nretry_base = 1\n")
+    return cfg, ports
+
+
+async def test_sigkill_while_sending_a_callback_delivers_it_after_restart(tmp_path, storage_url):
+    cfg, _ports = configure(tmp_path, storage_url)
     assert await (await postroom(cfg, "init")).wait() == 0
     mb = await open_mailboxes(config_mod.load(cfg).storage(), hasher=FAST_HASHER)
     receiver = await Receiver(new_secret()).start()
@@ -39,7 +45,9 @@ async def test_sigkill_while_sending_a_callback_delivers_it_after_restart(tmp_pa
     did = await enqueue(central, "oa", "registered", {"document": "深地税发〔2012〕12号", "district": "福田"})
     outbox = Outbox(central, node="test")
     log = tmp_path / "serve.log"
-    server = await postroom(cfg, "serve", "--workers", "1", log=log)
+    # Each start on fresh ports: the killed server's ports were once taken again (by another test's
+    # client as its ephemeral port) before the restart bound them, and the restart failed.
+    server, _ = await serve_on_fresh_ports(lambda: configure(tmp_path, storage_url), log, "--workers", "1")
     try:
         await asyncio.wait_for(receiver.arrived.wait(), 60)  # the server holds the claim and waits for an answer
         assert (await outbox.callback(did)).state == SENDING
@@ -49,7 +57,7 @@ async def test_sigkill_while_sending_a_callback_delivers_it_after_restart(tmp_pa
         receiver.release.set()
         assert (await outbox.callback(did)).state == SENDING  # nobody recorded an answer
 
-        server = await postroom(cfg, "serve", "--workers", "1", log=log)
+        server, _ = await serve_on_fresh_ports(lambda: configure(tmp_path, storage_url), log, "--workers", "1")
         await wait_for(lambda: receiver.acked, timeout=LEASE + 60, what="the callback after the restart")
         await wait_for(lambda: _delivered(outbox, did), timeout=30, what="the callback settled")
         cb = await outbox.callback(did)

@@ -23,6 +23,7 @@ from .sorting import facts_of
 
 RENDER_CACHE_BYTES = 64 << 20  # rendered entries, all sessions together
 PART_TREE_CACHE = 2048  # parsed part trees kept for BODY[part] / BINARY
+BINARY_SIZES = 4096  # decoded sizes of large encoded parts kept for BINARY.SIZE (fetch.decode_large_parts)
 LOAD_CHUNK = 1000  # stored parses read and decoded per step on a cache miss (10,000 at once held the loop)
 _ENTRY_OVERHEAD = 200
 MAX_FIELD_LISTS = 4  # distinct HEADER.FIELDS lists remembered per message (clients use one or two)
@@ -116,6 +117,7 @@ class RenderCache:
         self._entries: OrderedDict[tuple[str, int], Rendered] = OrderedDict()
         self._bytes = 0
         self._trees: OrderedDict[tuple[str, int], BodyPart] = OrderedDict()
+        self._binary_sizes: OrderedDict[tuple[str, int, tuple[int, ...]], int] = OrderedDict()
         self.hits = self.misses = 0
 
     async def rendered(self, partition: str, blob_ids: Iterable[int],
@@ -165,6 +167,20 @@ class RenderCache:
                 if (partition, bid) not in self._entries:
                     self._put(partition, bid, Rendered(p))
         return out
+
+    def binary_size(self, partition: str, bid: int, part: tuple[int, ...]) -> int | None:
+        """The decoded size of a large part found earlier (a blob's bytes never change), or None."""
+        key = (partition, bid, part)
+        size = self._binary_sizes.get(key)
+        if size is not None:
+            self._binary_sizes.move_to_end(key)
+        return size
+
+    def keep_binary_size(self, partition: str, bid: int, part: tuple[int, ...], size: int) -> None:
+        self._binary_sizes[(partition, bid, part)] = size
+        self._binary_sizes.move_to_end((partition, bid, part))
+        while len(self._binary_sizes) > BINARY_SIZES:
+            self._binary_sizes.popitem(last=False)
 
     def keep_header(self, partition: str, bid: int, raw: bytes) -> None:
         """Remember a message's top-level header (HEADER / HEADER.FIELDS fetches then need no blob read)."""

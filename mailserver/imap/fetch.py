@@ -72,6 +72,7 @@ class FetchPlan:
     sets_seen: bool
     names: tuple[bytes | None, ...]  # each item's response name, worked out once (not once per message)
     binary_parts: tuple[tuple[int, ...], ...] = ()  # parts BINARY[] or BINARY.SIZE[] decode
+    sized_parts: frozenset[tuple[int, ...]] = frozenset()  # of those, the ones only BINARY.SIZE[] asks for
 
     @classmethod
     def of(cls, cmd: c.Fetch) -> FetchPlan:
@@ -96,10 +97,11 @@ class FetchPlan:
                  or bool(names & {"RFC822.SIZE", "INTERNALDATE"}))
         names_ = tuple(i.response_name() if isinstance(i, (c.FetchBody, c.FetchBinarySize)) else None
                        for i in items)
-        binary_parts = tuple(dict.fromkeys([b.section.part for b in bodies if b.binary and b.section.part]
-                                           + [s.part for s in sizes if s.part]))
+        whole = [b.section.part for b in bodies if b.binary and b.section.part]
+        binary_parts = tuple(dict.fromkeys(whole + [s.part for s in sizes if s.part]))
         return cls(items, cmd.uid and not has_uid, cmd.changed_since is not None and not has_modseq,
-                   render, raw, header, tree, facts, seen, names_, binary_parts)
+                   render, raw, header, tree, facts, seen, names_, binary_parts,
+                   frozenset(binary_parts) - frozenset(whole))
 
 
 def _item_key(item: c.FetchItem) -> object:
@@ -200,7 +202,8 @@ def binary_bytes(raw: bytes, tree: BodyPart | None, part: tuple[int, ...],
     raise UnknownCte(f"unknown Content-Transfer-Encoding {enc}")
 
 
-Decoded = dict[tuple[int, ...], "bytes | bytearray | UnknownCte"]  # part -> its decoded body (or why not)
+# part -> its decoded body, or only its decoded size (a part only BINARY.SIZE asks for), or why neither
+Decoded = dict[tuple[int, ...], "bytes | bytearray | int | UnknownCte"]
 
 
 def _large_encoded(tree: BodyPart | None, part: tuple[int, ...]) -> BodyPart | None:
@@ -213,27 +216,51 @@ def _large_encoded(tree: BodyPart | None, part: tuple[int, ...]) -> BodyPart | N
     return node if (node.encoding or "").lower() in ("base64", "quoted-printable") else None
 
 
-async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, parts: Sequence[tuple[int, ...]]) -> Decoded:
-    """The message's large encoded ``parts`` decoded in steps, the event loop given back after each.
+async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, plan: FetchPlan,
+                             sizes: SizeMemo) -> Decoded:
+    """The message's large encoded parts of ``plan`` decoded in steps, the event loop given back after each.
 
     One binascii.a2b_base64 of a 20 MB attachment held the loop 75 ms, for every session, at
     each BINARY or BINARY.SIZE of it; decode_in_steps cuts that into ~1 MB steps (a few ms).
+    A part only BINARY.SIZE asks for is counted, not kept, and its size remembered (``sizes``):
+    asked again, it is not decoded again.
     """
     out: Decoded = {}
-    for part in parts:
+    for part in plan.binary_parts:
         node = _large_encoded(tree, part)
         if node is None:
             continue
-        body = bytearray()  # grown in place: the pieces and their join were twice the part in memory
+        size_only = part in plan.sized_parts
+        known = sizes.get(part) if size_only else None
+        if known is not None:
+            out[part] = known
+            continue
+        body, count = bytearray(), 0  # grown in place: the pieces and their join were twice the part
         try:
             for piece in decode_in_steps(raw[node.body_start:node.body_end], node.encoding.lower(), BINARY_STEP):
-                body += piece
+                count += len(piece)
+                if not size_only:
+                    body += piece
                 await asyncio.sleep(0)
         except (binascii.Error, ValueError):
             out[part] = UnknownCte("the part's base64 is damaged")
             continue
-        out[part] = body
+        sizes.keep(part, count)
+        out[part] = count if size_only else body
     return out
+
+
+class SizeMemo:
+    """One message's view of the cache's remembered decoded sizes (RenderCache.binary_size)."""
+
+    def __init__(self, cache: RenderCache, partition: str, bid: int) -> None:
+        self.cache, self.partition, self.bid = cache, partition, bid
+
+    def get(self, part: tuple[int, ...]) -> int | None:
+        return self.cache.binary_size(self.partition, self.bid, part)
+
+    def keep(self, part: tuple[int, ...], size: int) -> None:
+        self.cache.keep_binary_size(self.partition, self.bid, part, size)
 
 
 def _node_range(tree: BodyPart, part: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -363,8 +390,10 @@ def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: 
             else:
                 yield from _literal_value(section_slice(raw, r, tree, item.section, item.partial))
         else:  # FetchBinarySize, RFC 3516 §4.2
-            data = binary_bytes(raw, tree, item.part, decoded)  # type: ignore[arg-type]
-            yield sep + response_name + (b" NIL" if data is None else b" %d" % len(data))  # type: ignore[operator]
+            known = decoded.get(item.part) if decoded else None
+            data = None if isinstance(known, int) else binary_bytes(raw, tree, item.part, decoded)  # type: ignore[arg-type]
+            size = known if isinstance(known, int) else None if data is None else len(data)
+            yield sep + response_name + (b" NIL" if size is None else b" %d" % size)  # type: ignore[operator]
         sep = b" "
     if add_flags:
         yield sep + b"FLAGS " + view.flags_of(i)
@@ -428,7 +457,7 @@ async def _fetch_batch(view: SelectedMailbox, batch: Sequence[int], plan: FetchP
         if k % YIELD_MESSAGES == 0:
             await asyncio.sleep(0)
         bid = view.fact(i).blob_id if plan.facts else 0
-        decoded = await decode_large_parts(raws.get(bid, b""), trees.get(bid), plan.binary_parts) \
+        decoded = await decode_large_parts(raws.get(bid, b""), trees.get(bid), plan, SizeMemo(cache, partition, bid)) \
             if plan.binary_parts else None
         for piece in message_pieces(i + 1, i, view, plan, rendered.get(bid),
                                     raws.get(bid, b"") if plan.raw else None, trees.get(bid), i in flags_changed,

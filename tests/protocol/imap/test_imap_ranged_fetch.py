@@ -172,7 +172,7 @@ def test_large_encoded_parts_are_decoded_in_steps_and_answered_as_when_decoded_a
     monkeypatch.setattr(fetch, "LARGE_BINARY", 100_000)
     monkeypatch.setattr(fetch, "BINARY_STEP", 16_384)
     assert answers(c, BINARY_COMMANDS) == expected
-    assert len(steps) > 100  # parts 2 (675 KB) and 4 (300 KB) in 16 KB steps, at every command naming them
+    assert len(steps) > 50  # parts 2 (675 KB) and 4 (300 KB) in 16 KB steps (a size asked again is remembered)
     [(_, attachment)] = [d for d in expected[0] if isinstance(d, tuple)]
     assert attachment == random.Random(20261205).randbytes(500_000)
     assert b"BINARY.SIZE[2] 500000" in expected[1][0]
@@ -201,3 +201,30 @@ def test_a_damaged_large_base64_part_is_unknown_cte_in_steps_too(server, monkeyp
             assert typ == "OK" and data[0][1] == b"hi"
     finally:
         c.logout()
+
+
+def test_binary_size_of_a_large_part_is_decoded_once_then_remembered(box, monkeypatch):
+    """BINARY.SIZE counts the decoded octets without keeping them, and the size is remembered (a blob's bytes
+    never change): asked again, by this session or another, the part is not decoded again."""
+    server, c = box
+    calls: list[int] = []
+    real = fetch.decode_in_steps
+
+    def counted(data, encoding, step):  # noqa: ANN001
+        calls.append(len(data))
+        return real(data, encoding, step)
+
+    monkeypatch.setattr(fetch, "decode_in_steps", counted)
+    monkeypatch.setattr(fetch, "LARGE_BINARY", 100_000)
+    for _ in range(3):
+        [line] = [d for d in answers(c, ["(BINARY.SIZE[2] BINARY.SIZE[4])"])[0] if isinstance(d, bytes)]
+        assert b"BINARY.SIZE[2] 500000" in line and b"BINARY.SIZE[4] %d" % len("café ".encode() + b"x" * 300_000) in line
+    assert len(calls) == 2  # each part once
+    other = imaplib.IMAP4("127.0.0.1", server.port, timeout=60)
+    other.login("alice@city.test", PASSWORD)
+    other.select("INBOX", readonly=True)
+    assert b"BINARY.SIZE[2] 500000" in answers(other, ["(BINARY.SIZE[2])"])[0][0]
+    other.logout()
+    assert len(calls) == 2
+    [(_, attachment)] = [d for d in answers(c, ["(BINARY.PEEK[2])"])[0] if isinstance(d, tuple)]
+    assert len(attachment) == 500_000 and len(calls) == 3  # BINARY itself decodes (the bytes are not kept)

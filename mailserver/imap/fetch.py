@@ -217,12 +217,12 @@ def _large_encoded(tree: BodyPart | None, part: tuple[int, ...]) -> BodyPart | N
 
 
 async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, plan: FetchPlan,
-                             sizes: SizeMemo) -> Decoded:
+                             cache: RenderCache, partition: str, bid: int) -> Decoded:
     """The message's large encoded parts of ``plan`` decoded in steps, the event loop given back after each.
 
     One binascii.a2b_base64 of a 20 MB attachment held the loop 75 ms, for every session, at
     each BINARY or BINARY.SIZE of it; decode_in_steps cuts that into ~1 MB steps (a few ms).
-    A part only BINARY.SIZE asks for is counted, not kept, and its size remembered (``sizes``):
+    A part only BINARY.SIZE asks for is counted, not kept, and its size remembered in ``cache``:
     asked again, it is not decoded again.
     """
     out: Decoded = {}
@@ -231,7 +231,7 @@ async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, plan: F
         if node is None:
             continue
         size_only = part in plan.sized_parts
-        known = sizes.get(part) if size_only else None
+        known = cache.binary_size(partition, bid, part) if size_only else None
         if known is not None:
             out[part] = known
             continue
@@ -245,22 +245,9 @@ async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, plan: F
         except (binascii.Error, ValueError):
             out[part] = UnknownCte("the part's base64 is damaged")
             continue
-        sizes.keep(part, count)
+        cache.keep_binary_size(partition, bid, part, count)
         out[part] = count if size_only else body
     return out
-
-
-class SizeMemo:
-    """One message's view of the cache's remembered decoded sizes (RenderCache.binary_size)."""
-
-    def __init__(self, cache: RenderCache, partition: str, bid: int) -> None:
-        self.cache, self.partition, self.bid = cache, partition, bid
-
-    def get(self, part: tuple[int, ...]) -> int | None:
-        return self.cache.binary_size(self.partition, self.bid, part)
-
-    def keep(self, part: tuple[int, ...], size: int) -> None:
-        self.cache.keep_binary_size(self.partition, self.bid, part, size)
 
 
 def _node_range(tree: BodyPart, part: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -390,9 +377,10 @@ def message_pieces(seq: int, i: int, view: SelectedMailbox, plan: FetchPlan, r: 
             else:
                 yield from _literal_value(section_slice(raw, r, tree, item.section, item.partial))
         else:  # FetchBinarySize, RFC 3516 §4.2
-            known = decoded.get(item.part) if decoded else None
-            data = None if isinstance(known, int) else binary_bytes(raw, tree, item.part, decoded)  # type: ignore[arg-type]
-            size = known if isinstance(known, int) else None if data is None else len(data)
+            size = decoded.get(item.part) if decoded else None  # an int: counted beforehand
+            if not isinstance(size, int):
+                data = binary_bytes(raw, tree, item.part, decoded)  # type: ignore[arg-type]
+                size = None if data is None else len(data)
             yield sep + response_name + (b" NIL" if size is None else b" %d" % size)  # type: ignore[operator]
         sep = b" "
     if add_flags:
@@ -457,7 +445,7 @@ async def _fetch_batch(view: SelectedMailbox, batch: Sequence[int], plan: FetchP
         if k % YIELD_MESSAGES == 0:
             await asyncio.sleep(0)
         bid = view.fact(i).blob_id if plan.facts else 0
-        decoded = await decode_large_parts(raws.get(bid, b""), trees.get(bid), plan, SizeMemo(cache, partition, bid)) \
+        decoded = await decode_large_parts(raws.get(bid, b""), trees.get(bid), plan, cache, partition, bid) \
             if plan.binary_parts else None
         for piece in message_pieces(i + 1, i, view, plan, rendered.get(bid),
                                     raws.get(bid, b"") if plan.raw else None, trees.get(bid), i in flags_changed,

@@ -63,7 +63,8 @@ BATCH = 200  # rows a batch indexes when a search catches up (the search waits f
 IDLE_BATCH = 50  # rows a background batch indexes when the store is idle: the writer is held ~30 ms, not ~110
 SMALL_BATCH = 32  # rows a batch indexes between deliveries once BACKLOG is reached
 IDLE = 0.05  # seconds without a delivery (in this process) before the background indexer runs
-BURST = 50  # bodies written within a second that make a burst: the indexer then waits for BURST_IDLE
+BURST = 50  # bodies written within BURST_WINDOW that make a burst: the indexer then waits for BURST_IDLE
+BURST_WINDOW = 1.0  # seconds
 BURST_IDLE = 0.3  # seconds without a delivery before the background indexer runs, in a burst
 BACKLOG = 2_000  # bodies written since the last batch beyond which it runs whether idle or not
 BATCH_CHARS = 4_000_000  # text a batch takes at most (it always takes one row): a few tens of MB in memory
@@ -264,7 +265,7 @@ class Indexer:
         self._written += n
         self._last_write = now = asyncio.get_running_loop().time()
         start, count = self._window
-        self._window = (start, count + n) if now - start < 1.0 else (now, n)
+        self._window = (start, count + n) if now - start < BURST_WINDOW else (now, n)
         if self._window[1] >= BURST:
             self._burst = True
         if self._written >= BACKLOG:

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.util import await_only
 
-from . import identity
+from . import folderstate, identity
 from . import schema as t
 from .db import Database
 from .model import Changes, Folder, FolderRef, FixedFacts, MessageMeta
@@ -82,6 +82,11 @@ class StateListing:
     flags: bytes
     keywords: dict[int, frozenset[str]]
     in_use: frozenset[str]  # every keyword the messages carry (SELECT's FLAGS response)
+    behind: int = 0  # rows read beyond the folder's saved state (mailboxes.folderstate): all of them if none
+
+    @property
+    def columns(self) -> folderstate.Columns:
+        return folderstate.Columns(self.uids, self.modseqs, self.flags, self.keywords, self.in_use)
 
 
 @dataclass(frozen=True)
@@ -154,14 +159,18 @@ def _folder_row(conn: Connection, ref: FolderRef):
     return row
 
 
-def _rows(conn: Connection, folder_id: int, since: int | None) -> list:
-    dialect = conn.dialect.name
-    sql = (_ALL if since is None else _SINCE)[dialect]  # the store runs on these two (db.open_database)
-    args = (folder_id,) if since is None else (folder_id, since)
+def _fetcher(conn: Connection):
+    """``fetch(sql by dialect, args)``: a plain statement through the driver, inside ``conn``'s transaction."""
     driver = conn.connection.driver_connection
-    if dialect == "sqlite":  # in the sqlite3 connection's own thread (Database.read_sync)
-        return driver.execute(sql, args).fetchall()
-    return await_only(driver.fetch(sql, *args))  # asyncpg, inside the transaction the folder read began
+    if conn.dialect.name == "sqlite":  # in the sqlite3 connection's own thread (Database.read_sync)
+        return lambda sql, args: driver.execute(sql["sqlite"], args).fetchall()
+    return lambda sql, args: await_only(driver.fetch(sql["postgresql"], *args))
+
+
+def _rows(conn: Connection, folder_id: int, since: int | None) -> list:
+    if since is None:
+        return _fetcher(conn)(_ALL, (folder_id,))
+    return _fetcher(conn)(_SINCE, (folder_id, since))  # asyncpg: inside the transaction the folder read began
 
 
 def _listing(conn: Connection, ref: FolderRef, to_folder) -> Listing:
@@ -174,12 +183,14 @@ def _listing(conn: Connection, ref: FolderRef, to_folder) -> Listing:
 
 def _state(conn: Connection, ref: FolderRef, to_folder) -> StateListing:
     row = _folder_row(conn, ref)
-    driver = conn.connection.driver_connection
-    if conn.dialect.name == "sqlite":
-        rows = driver.execute(_STATE["sqlite"], (ref.id,)).fetchall()
-    else:
-        rows = await_only(driver.fetch(_STATE["postgresql"], ref.id))
-    return StateListing(to_folder(row), int(row.recent_uid), *state_columns(rows))
+    fetch = _fetcher(conn)
+    saved = folderstate.load(conn, ref.id, int(row.uidvalidity), int(row.highestmodseq), fetch)
+    if saved is not None:
+        c = saved.cols
+        return StateListing(to_folder(row), int(row.recent_uid), c.uids, c.modseqs, c.flags, c.kws, c.keywords,
+                            behind=saved.behind)
+    rows = fetch(_STATE, (ref.id,))
+    return StateListing(to_folder(row), int(row.recent_uid), *state_columns(rows), behind=len(rows))
 
 
 def _facts(conn: Connection, folder_id: int, uids: list[int]) -> dict:

@@ -768,6 +768,22 @@ expunged = Table(
     Index("ix_expunged_modseq", "folder_id", "modseq"),
 )
 
+# A folder's SELECT state saved at a MODSEQ (mailboxes.folderstate): a cold SELECT reads this row and
+# what changed since instead of every message's. A cache: consistent at `modseq`, used only under the
+# folder's `uidvalidity` at the time, rewritten when it falls behind.
+folder_states = Table(
+    "folder_states",
+    mail_metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("uids", LargeBinary, nullable=False),  # little-endian int64s, ascending
+    Column("modseqs", LargeBinary, nullable=False),  # little-endian int64s, in the UIDs' order
+    Column("flags", LargeBinary, nullable=False),  # one byte a message: the system flag bits
+    Column("keywords", Text, nullable=False),  # JSON {uid: "kw kw"} for the messages that carry any
+)
+
 folder_acl = Table(
     "folder_acl",
     mail_metadata,

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from sqlalchemy import and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import cleanup, identity, pgbus, provisioning
+from . import cleanup, folderstate, identity, pgbus, provisioning
 from . import schema as t
 from .blobs import BlobDirectory, PreparedMessage, read_raw, read_raw_range, read_raw_range_sqlite
 from .changes import ChangeBus, FolderChanged
@@ -112,11 +112,13 @@ class Store:
         self.holds = Holds(router.central)
         self._relays: dict[str, pgbus.Relay] = {}
         self._indexers: dict[str, Indexer] = {}
+        self.states = folderstate.Saver(self._save_state)
         for name, db in router.opened().items():
             self._watch(name, db)
         router.on_open.append(self._watch)
 
     async def close(self) -> None:
+        await self.states.close()
         for c in self._committers.values():
             await c.close()
         for ix in self._indexers.values():
@@ -258,6 +260,7 @@ class Store:
         gone = (await conn.execute(delete(t.messages).where(t.messages.c.folder_id == ref.id)
                                    .returning(t.messages.c.size, t.messages.c.blob_id))).all()
         await conn.execute(delete(t.expunged).where(t.expunged.c.folder_id == ref.id))
+        await conn.execute(delete(t.folder_states).where(t.folder_states.c.folder_id == ref.id))
         await conn.execute(delete(t.folder_acl).where(t.folder_acl.c.folder_id == ref.id))
         await conn.execute(delete(t.folders).where(t.folders.c.id == ref.id))
         released = await cleanup.collect(conn, [g.blob_id for g in gone])
@@ -454,8 +457,28 @@ class Store:
         return await read_listing(await self._db(ref.partition), ref, lambda r: _folder(ref.partition, r))
 
     async def listing_state(self, ref: FolderRef) -> StateListing:
-        """The folder row, its \\Recent mark and every message's UID, MODSEQ and flags as columns (SELECT)."""
-        return await read_state(await self._db(ref.partition), ref, lambda r: _folder(ref.partition, r))
+        """The folder row, its \\Recent mark and every message's UID, MODSEQ and flags as columns (SELECT).
+
+        Read from the folder's saved state and what changed since when there is one
+        (mailboxes.folderstate); saved again in the background when reading it took many rows.
+        """
+        got = await read_state(await self._db(ref.partition), ref, lambda r: _folder(ref.partition, r))
+        self.state_read(ref, got.folder.uidvalidity, got.folder.highestmodseq, got.columns, got.behind)
+        return got
+
+    def state_read(self, ref: FolderRef, uidvalidity: int, modseq: int, cols: folderstate.Columns,
+                   behind: int) -> None:
+        """A folder's state was read at ``modseq`` with ``behind`` rows beyond its saved state: save it if worth it.
+
+        The IMAP server's in-memory snapshots tell this too when they fold many changes in.
+        """
+        if folderstate.wants_saving(len(cols.uids), behind):
+            self.states.want(ref, uidvalidity, modseq, cols)
+
+    async def _save_state(self, ref: FolderRef, uidvalidity: int, modseq: int, cols: folderstate.Columns) -> bool:
+        db = await self._db(ref.partition)
+        return await db.write_sync(lambda conn, _blocking: folderstate.save_sync(conn, ref.id, uidvalidity, modseq,
+                                                                                  cols))
 
     async def facts(self, ref: FolderRef, uids: list[int]) -> dict[int, FixedFacts]:
         """Internal date, size and blob of the messages ``uids`` (ascending) names; an expunged one is left out."""

@@ -7,12 +7,12 @@ every session of the server.
 
 from __future__ import annotations
 
-import bisect
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from mailboxes import folderstate
 from mailboxes.mime import BodyPart, ParsedHead, ParsedMessage, head_from_json, header_fields
 from mailboxes.model import Changes, FixedFacts, Folder, FolderRef
 from mailboxes.store import Store
@@ -261,6 +261,8 @@ class FolderSnapshots:
                                       modseq=max(entry.modseq, fc.changes.highestmodseq))
                 if fc.changes.changed or fc.changes.vanished:
                     snap = _patched(snap, fc.changes)
+                    self.store.state_read(ref, snap.folder.uidvalidity, snap.modseq, _columns(snap),
+                                          len(fc.changes.changed) + len(fc.changes.vanished))
                 self._put(ref, snap)
                 return snap
         got = await self.store.listing_state(ref)
@@ -282,45 +284,20 @@ class FolderSnapshots:
             self._count -= len(dropped.uids)
 
 
+def _columns(snap: Snapshot) -> folderstate.Columns:
+    return folderstate.Columns(snap.uids, snap.modseqs, snap.flags, snap.kws, snap.keywords)
+
+
 def _patched(snap: Snapshot, changes: Changes) -> Snapshot:
     """``snap`` with ``changes`` folded in; new columns, the shared ones stay as they were."""
-    uids, modseqs, flags, kws = list(snap.uids), list(snap.modseqs), bytearray(snap.flags), dict(snap.kws)
-    n = len(uids)
-    added = []
     facts = snap.facts
     for uid in changes.vanished:
         facts.pop(uid, None)
     for m in changes.changed:
         if m.uid not in facts:
             facts[m.uid] = FixedFacts(m.internal_date, m.size, m.blob_id)
-        i = bisect.bisect_left(uids, m.uid)
-        if i < n and uids[i] == m.uid:
-            modseqs[i], flags[i] = m.modseq, m.flags & 0xFF
-            if m.keywords:
-                kws[m.uid] = m.keywords
-            else:
-                kws.pop(m.uid, None)
-        else:
-            added.append(m)
-    if changes.vanished or any(m.uid <= (uids[-1] if uids else 0) for m in added):
-        gone = set(changes.vanished)
-        rows = [(u, ms, f) for u, ms, f in zip(uids, modseqs, flags) if u not in gone]
-        rows += [(m.uid, m.modseq, m.flags & 0xFF) for m in added]
-        rows.sort()
-        for u in gone:
-            kws.pop(u, None)
-        uids, modseqs, fl = (list(col) for col in zip(*rows)) if rows else ([], [], [])
-        flags = bytearray(fl)
-    else:  # the usual case: new mail after the last known UID
-        added.sort(key=lambda m: m.uid)
-        uids += [m.uid for m in added]
-        modseqs += [m.modseq for m in added]
-        flags += bytes(m.flags & 0xFF for m in added)
-    for m in added:
-        if m.keywords:
-            kws[m.uid] = m.keywords
-    keywords = frozenset().union(*kws.values()) if kws else frozenset()
-    return snap._replace(uids=uids, modseqs=modseqs, flags=bytes(flags), kws=kws, keywords=keywords)
+    c = folderstate.fold(_columns(snap), changes.changed, changes.vanished)
+    return snap._replace(uids=c.uids, modseqs=c.modseqs, flags=c.flags, kws=c.kws, keywords=c.keywords)
 
 
 async def load_facts(store: Store, ref: FolderRef, view: SelectedMailbox, indexes: Iterable[int]) -> None:

@@ -81,7 +81,9 @@ class ImapServer:
     async def _start(self) -> None:
         self.mb = await open_mailboxes(StorageConfig(url=self.storage_url), hasher=self.hasher,
                                        hash_slots=self.hash_slots)
-        await self.mb.directory.add_domain("city.test")
+        reopened = any(d.name == "city.test" for d in await self.mb.directory.list_domains())
+        if not reopened:  # a second server on the same store (a restart) finds what the first made
+            await self.mb.directory.add_domain("city.test")
         for name in self.early_accounts:
             await self.add_account(name)
         auth = Authenticator.create(self.mb.directory, max_failures=self.config.get("limits", "auth_failures"),
@@ -99,7 +101,10 @@ class ImapServer:
             self.services = [Watchdog().start(), self.service]  # as the composition root does
         self.watchdog = next(s for s in self.services if isinstance(s, Watchdog))
         for name in ("alice", "bob"):
-            await self.add_account(name)
+            if reopened:
+                self.accounts[name] = await self.mb.directory.account(f"{name}@city.test")
+            else:
+                await self.add_account(name)
 
     def stop(self) -> None:
         async def _stop() -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy import delete
+
+from mailboxes import folderstate
+from mailboxes import schema as t
 from mailboxes.model import Flag
 
-from .harness import Raw, message
+from tests.support.folderstates import record_loads
+
+from .harness import ImapServer, Raw, message
 
 
 def _select(c: Raw, tag: bytes, verb: bytes = b"SELECT") -> list[bytes]:
@@ -77,3 +83,58 @@ def test_a_recreated_folder_is_not_served_from_the_old_list(server):
     fetched, _ = a.cmd(b"f FETCH 1:* (UID)")
     assert fetched == [b"* 1 FETCH (UID 1)\r\n"]
     a.close()
+
+
+def test_a_restarted_server_selects_from_the_saved_state_as_from_a_whole_read(tmp_path, monkeypatch):
+    """The first SELECT after a start reads the folder's saved state and what changed since (mailboxes.folderstate)."""
+    monkeypatch.setattr(folderstate, "SAVE_MIN", 4)  # 1,000 in service
+    loads = record_loads(monkeypatch)
+    first = ImapServer(tmp_path).start()
+    try:
+        for i in range(12):
+            first.deliver("alice", message(f"m{i}"), flags=int(Flag.SEEN) if i < 3 else 0)
+        a = Raw(first.port, login="alice@city.test")
+        _select(a, b"s1")  # read whole, then saved in the background
+        first.run(first.service.services.store.states.idle())
+        a.cmd(b"x STORE 1:* +FLAGS.SILENT (\\Flagged)")  # every message changed: the next SELECT saves again
+        a.cmd(b"c CLOSE")
+        _select(a, b"s2")
+        first.run(first.service.services.store.states.idle())
+        a.cmd(b"y STORE 4 +FLAGS.SILENT (\\Deleted)")
+        a.cmd(b"k STORE 6 +FLAGS.SILENT ($Urgent)")
+        a.cmd(b"z STORE 5 -FLAGS.SILENT (\\Flagged)")
+        a.cmd(b"e EXPUNGE")
+        a.close()
+        first.deliver("alice", message("late"), flags=int(Flag.SEEN))
+    finally:
+        first.stop()
+    assert loads == [None]
+    second = ImapServer(tmp_path).start()  # nothing in memory: the state saved by the first server
+    try:
+        b = Raw(second.port, login="alice@city.test")
+        saved = _select(b, b"s3", b"EXAMINE")
+        saved_fetch, _ = b.cmd(b"f FETCH 1:* (UID FLAGS)")
+        assert loads == [None, 4]  # the saved state (after the STORE of all) and 4 rows since: UIDs 4, 5, 6, 13
+        second.run(_forget_saved(second))
+        b.cmd(b"u UNSELECT")
+        whole = _select(b, b"s4", b"EXAMINE")
+        whole_fetch, _ = b.cmd(b"f FETCH 1:* (UID FLAGS)")
+        assert loads == [None, 4, None]
+        assert saved == whole and saved_fetch == whole_fetch
+        assert b"* 12 EXISTS\r\n" in saved
+        assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Urgent)\r\n" in saved
+        assert whole_fetch[3] == b"* 4 FETCH (UID 5 FLAGS ())\r\n"
+        assert whole_fetch[4] == b"* 5 FETCH (UID 6 FLAGS (\\Flagged $Urgent))\r\n"
+        assert whole_fetch[-1] == b"* 12 FETCH (UID 13 FLAGS (\\Seen \\Recent))\r\n"  # new since a left
+        b.close()
+    finally:
+        second.stop()
+
+
+async def _forget_saved(server) -> None:
+    """Empty the in-memory snapshots and the saved states: the next SELECT reads every message."""
+    server.service.services.snapshots._entries.clear()
+    store = server.service.services.store
+    db = await store._db(store.home(server.accounts["alice"]))
+    async with db.write() as conn:
+        assert (await conn.execute(delete(t.folder_states))).rowcount == 1

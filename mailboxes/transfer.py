@@ -8,6 +8,7 @@ structure is handled here and only the "=XX" escapes are left to binascii, line 
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Iterator
 
 __all__ = ["decode_in_steps", "decode_qp", "encode_base64_lines"]
@@ -17,7 +18,11 @@ BASE64_LINE_OCTETS = 57   # 57 octets encode to 76 characters, the RFC 2045 §6.
 DECODE_STEP = 1 << 20     # encoded octets decoded by one step of decode_in_steps (a few ms)
 _NOT_BASE64 = bytes(range(256)).translate(
     None, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-_ALIGN_LINES = 64  # lines a base64 step may grow by to end on a whole quantum before the rest goes at once
+_ALIGN_LINES = 64  # lines a base64 step may grow by to end on a whole quantum (else _base64_rest)
+_NOT_BASE64_OR_PAD = bytes(range(256)).translate(
+    None, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+_PAD_RUN = re.compile(rb"={4,}")
+_MORE = {k: re.compile(rb"(?:=*[A-Za-z0-9+/]){%d}" % k) for k in (1, 2, 3)}  # k more alphabet characters
 
 
 def decode_qp(data: bytes) -> bytes:
@@ -67,8 +72,9 @@ def decode_in_steps(data: bytes, encoding: str, step: int = DECODE_STEP) -> Iter
     20 MB part held it 75 ms. Steps end after a line end. Quoted-printable decodes line by line
     (soft breaks and escapes never cross a line end), so any line end will do. Base64 carries
     state within a 4-character quantum: a step ends where the alphabet characters so far make
-    whole quanta and no "=" came, and a piece that cannot end so within _ALIGN_LINES more lines
-    is decoded with the rest in one call.
+    whole quanta and no "=" came; when no line end within _ALIGN_LINES more lines will do (a "="
+    before the end, lines that never make whole quanta, no line ends: crafted or damaged input)
+    the rest goes through _base64_rest, which steps just as well.
     """
     qp = encoding == "quoted-printable"
     decode = decode_qp if qp else binascii.a2b_base64
@@ -78,10 +84,50 @@ def decode_in_steps(data: bytes, encoding: str, step: int = DECODE_STEP) -> Iter
         if cut >= 0 and not qp:
             cut = _whole_quanta(data, pos, cut)
         if cut < 0:
+            if not qp:
+                yield from _base64_rest(data, pos, step)
+                return
             break
         yield decode(data[pos:cut + 1])
         pos = cut + 1
     yield decode(data[pos:])
+
+
+def _base64_rest(data: bytes, pos: int, step: int) -> Iterator[bytes]:
+    """``binascii.a2b_base64(data[pos:])`` in steps of about ``step`` characters, whatever their shape.
+
+    Two passes, each in steps (an empty piece where nothing is decoded yet). First the bytes the
+    decoder skips without a change of state (all but the alphabet and "=") are dropped, and runs
+    of four or more "=" cut to three: a run of three or more ends the data or is ignored as any
+    longer run is. Then a step ends right after an alphabet character that completes a quantum:
+    the decoder is in its first state there (no partial quantum, no "=" counted), whichever
+    Python's rules for a "=" before the end apply (they changed in 3.13). A step whose output is
+    shorter than its characters make ended at a complete padding, after which a2b_base64 reads
+    nothing (3.11, 3.12): neither do we. The property tests compare with one call on the running
+    interpreter.
+    """
+    a2b = binascii.a2b_base64
+    clean = bytearray()
+    for i in range(pos, len(data), step):
+        kept = data[i:i + step].translate(None, _NOT_BASE64_OR_PAD)
+        clean += _PAD_RUN.sub(b"===", kept) if b"====" in kept else kept
+        yield b""
+    pos, end = 0, len(clean)
+    while end - pos > step:
+        cut = pos + step
+        chars = step - clean.count(b"=", pos, cut)  # the rest are alphabet characters now
+        need = -chars % 4
+        if need:
+            more = _MORE[need].match(clean, cut)
+            if more is None:  # no quantum completes after cut: only "=" runs (3 per step at most) follow
+                break
+            cut, chars = more.end(), chars + need
+        out = a2b(clean[pos:cut])
+        yield out
+        if len(out) < chars // 4 * 3:
+            return
+        pos = cut
+    yield a2b(clean[pos:])
 
 
 def _whole_quanta(data: bytes, pos: int, cut: int) -> int:

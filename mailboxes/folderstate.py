@@ -39,7 +39,9 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from . import schema as t
@@ -51,6 +53,7 @@ SAVE_MIN = 1000  # folders smaller than this are read whole; larger ones are sav
 STALE_FRACTION = 10  # a saved state is rewritten once more than count / this rows were read beyond it
 FULL_READ_FRACTION = 3  # more changed rows than count / this since the saved state: the folder is read whole
 _NONE: frozenset[str] = frozenset()
+_INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 _LITTLE = sys.byteorder == "little"
 
 
@@ -189,11 +192,15 @@ def save_sync(conn: Connection, folder_id: int, uidvalidity: int, modseq: int, c
     if old is not None and old.uidvalidity == uidvalidity and old.modseq > modseq:
         return False
     uids, modseqs, flags, keywords = encode(cols)
-    conn.execute(delete(t.folder_states).where(st.folder_id == folder_id))
-    conn.execute(insert(t.folder_states).values(folder_id=folder_id, uidvalidity=uidvalidity, modseq=modseq,
-                                                count=len(cols.uids), uids=uids, modseqs=modseqs, flags=flags,
-                                                keywords=keywords))
-    return True
+    row = {"uidvalidity": uidvalidity, "modseq": modseq, "count": len(cols.uids), "uids": uids, "modseqs": modseqs,
+           "flags": flags, "keywords": keywords}
+    # An upsert, so that two nodes saving one folder at once on PostgreSQL do not collide on the key;
+    # the newer state (or the one under the folder's present UIDVALIDITY) stays.
+    ins = _INSERTS[conn.dialect.name](t.folder_states).values(folder_id=folder_id, **row)
+    ex = ins.excluded
+    done = conn.execute(ins.on_conflict_do_update(index_elements=[st.folder_id], set_=row,
+                                                  where=or_(st.uidvalidity != ex.uidvalidity, st.modseq <= ex.modseq)))
+    return done.rowcount > 0
 
 
 class Saver:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from mailboxes import folderstate
 from mailboxes import schema as t
@@ -181,3 +182,26 @@ async def test_a_damaged_saved_state_is_ignored_and_replaced(mb, small, loads, c
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     await mb.store.states.idle()
     assert (await saved_row(mb, inbox.ref)).modseq == got.folder.highestmodseq
+
+
+async def test_two_processes_saving_one_folder_at_once_both_succeed(two_stores, small):
+    """On PostgreSQL two nodes may save the same folder in the same moment: no key collision, the newer stays."""
+    m1, m2, acct = two_stores
+    await fill(m1, acct, 8)
+    inbox = await m1.store.folder(acct, "INBOX")
+    a = await m1.store.listing_state(inbox.ref)
+    await m1.store.states.idle()
+    await fill(m1, acct, 2)
+    b = await m2.store.listing_state(inbox.ref)
+    await m2.store.states.idle()
+    db = await m1.store._db(inbox.ref.partition)
+    for _ in range(30):
+        async with db.write() as conn:
+            await conn.execute(delete(t.folder_states))
+        got = await asyncio.gather(
+            m1.store._save_state(inbox.ref, b.folder.uidvalidity, b.folder.highestmodseq, b.columns),
+            m2.store._save_state(inbox.ref, b.folder.uidvalidity, b.folder.highestmodseq, b.columns),
+            m1.store._save_state(inbox.ref, a.folder.uidvalidity, a.folder.highestmodseq, a.columns))
+        assert got[:2] == [True, True]
+        row = await saved_row(m1, inbox.ref)
+        assert row.modseq == b.folder.highestmodseq and row.count == 10

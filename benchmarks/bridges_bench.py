@@ -40,6 +40,15 @@ for 0.3 s of quiet (mailboxes/indexer.py BURST, BURST_IDLE). p99 POST->INBOX: fi
 1,115-1,398/s, warm ~2,000/s). Both targets held in 7 of 8 bursts (one first burst p99 1,022 ms).
 A flow kept up for seconds is another matter: open loop at 1,000/s for 3,000 events the server
 accepted 659/s, p99 2.4 s (deliveries keep up at ~650/s with 2 workers); at 600/s, p99 0.80 s.
+
+2026-12-06, later (SQLite, 2 workers): single-post bursts 1,271-1,530/s accepted, p99 791-876 ms (7 of
+7 bursts under a second); warm 2,116/s, p99 730 ms; a batch of 1,000 13,753/s, p99 881 ms. Open loop
+at 1,000/s for 4,000-8,000 events: 681-771/s accepted, p99 1.9-3.9 s. During it the machine was
+78-82 % busy (vmstat): each worker ~65 % of a core, this load generator ~33 %. Of the workers' busy
+samples (py-spy): delivering 28 % (the notification's parse for the store 12 %, its build 6 %), the
+SQLite threads 34 % (write transactions 19 %, the search indexer 10 %), the HTTP posts 9 %. Tried, no
+gain (A/B in one session): wal_autocheckpoint 20,000 pages (730 vs 681/s, p99 worse), a GIL switch
+interval of 0.5 ms so the thread holding the write lock gets the GIL sooner (734/771 vs 716/754/s).
 """
 
 from __future__ import annotations

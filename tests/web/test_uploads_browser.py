@@ -61,6 +61,7 @@ async def test_attachments_upload_with_progress_and_arrive_byte_exact(tmp_path, 
         page.on("pageerror", lambda e: errors.append(str(e)))
         await sign_in(page, web)
         await page.click("#compose")
+        await page.locator("#uploads").wait_for(state="attached")  # the click navigates: the compose page first
         await page.evaluate(WATCH)
         await page.get_by_label("收件人").fill("bob@city.test")
         await page.get_by_label("主题").fill("财务报表")

@@ -13,6 +13,7 @@ Implementation notes (invariants):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -477,8 +478,9 @@ class Store:
 
     async def _save_state(self, ref: FolderRef, uidvalidity: int, modseq: int, cols: folderstate.Columns) -> bool:
         db = await self._db(ref.partition)
+        enc = await asyncio.to_thread(folderstate.encode, cols)  # off the loop, and before the writer is taken
         return await db.write_sync(lambda conn, _blocking: folderstate.save_sync(conn, ref.id, uidvalidity, modseq,
-                                                                                  cols))
+                                                                                  enc))
 
     async def facts(self, ref: FolderRef, uids: list[int]) -> dict[int, FixedFacts]:
         """Internal date, size and blob of the messages ``uids`` (ascending) names; an expunged one is left out."""

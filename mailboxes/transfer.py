@@ -40,9 +40,11 @@ def decode_qp(data: bytes) -> bytes:
     out: list[bytes] = []
     append = out.append
     a2b_qp = binascii.a2b_qp
-    for line in data.split(b"\n"):
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
         ending = b"\n"
-        if line.endswith(b"\r"):
+        if line.endswith(b"\r") and i < last:  # a CR with no LF after it at the very end is data, not a line end
             line, ending = line[:-1], b"\r\n"
         line = line.rstrip(_WSP)
         if line.endswith(b"="):

@@ -52,6 +52,14 @@ def test_illegal_sequences_are_kept_as_they_are():
     assert decode_qp(b"a==\r\n41") == b"a=41"   # the first "=" is not an escape, the second a soft break
 
 
+def test_a_carriage_return_with_no_line_feed_after_it_at_the_end_is_kept():
+    # Not a line end (there is no LF): data, as the plain-text shortcut always kept it. The line-by-line
+    # path dropped it when the part had an escape or trailing white space elsewhere.
+    assert decode_qp(b"a\r") == b"a\r"
+    assert decode_qp(b"=41\r") == b"A\r"
+    assert decode_qp(b"x  \r\ny\r") == b"x\r\ny\r"
+
+
 def test_decode_transfer_uses_the_rfc_rules():
     assert decode_transfer(b"hello  \r\nfoo\t \t= \r\n=62", "quoted-printable") == b"hello\r\nfoo\t \tb"
 

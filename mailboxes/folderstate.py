@@ -136,7 +136,7 @@ def load(conn: Connection, folder_id: int, uidvalidity: int, highestmodseq: int,
         return None
     try:
         cols = decode(row.count, bytes(row.uids), bytes(row.modseqs), bytes(row.flags), row.keywords)
-    except (ValueError, TypeError) as e:  # a damaged row: read the folder whole (and save it again)
+    except (ValueError, TypeError, AttributeError) as e:  # damaged: read the folder whole (and save it again)
         log.warning("saved state of folder %d unreadable (%s): reading it whole", folder_id, e)
         return None
     if row.modseq == highestmodseq:
@@ -163,6 +163,8 @@ def decode(count: int, uids: bytes, modseqs: bytes, flags: bytes, keywords: str)
     if not (len(u) == len(m) == len(flags) == count):
         raise ValueError(f"column lengths {len(u)}/{len(m)}/{len(flags)} for {count} messages")
     texts = json.loads(keywords)
+    if not isinstance(texts, dict):
+        raise ValueError("keywords are not a JSON object")
     parsed = {text: frozenset(text.split()) for text in set(texts.values())}
     kws = {int(uid): parsed[text] for uid, text in texts.items()}
     return Columns(u.tolist(), m.tolist(), flags, kws, frozenset().union(*parsed.values()) if parsed else _NONE)
@@ -246,10 +248,8 @@ class Saver:
             await asyncio.shield(self._task)
 
     async def close(self) -> None:
-        self._pending.clear()  # a cache: what was not saved is read whole next time
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        """Drop what waits (a cache: it is read whole next time); let a save under way finish, as the
+        database closes next (a save in the writer's thread is not stopped by cancelling its waiter)."""
+        self._pending.clear()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

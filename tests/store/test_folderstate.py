@@ -172,16 +172,20 @@ async def test_a_damaged_saved_state_is_ignored_and_replaced(mb, small, loads, c
     await mb.store.listing_state(inbox.ref)
     await mb.store.states.idle()
     db = await mb.store._db(inbox.ref.partition)
-    async with db.write() as conn:
-        await conn.execute(update(t.folder_states).where(t.folder_states.c.folder_id == inbox.ref.id)
-                           .values(uids=b"\x01\x02\x03"))
-    with caplog.at_level(logging.WARNING, logger="postroom.store"):
-        got = await mb.store.listing_state(inbox.ref)
-    assert loads == [None, None]
-    assert columns(got) == whole((await mb.store.listing(inbox.ref)).metas)
-    assert any("unreadable" in r.getMessage() for r in caplog.records)
-    await mb.store.states.idle()
-    assert (await saved_row(mb, inbox.ref)).modseq == got.folder.highestmodseq
+    for damage in ({"uids": b"\x01\x02\x03"}, {"keywords": "[1, 2]"}, {"keywords": '{"1": 7}'},
+                   {"keywords": "not json"}):
+        async with db.write() as conn:
+            await conn.execute(update(t.folder_states).where(t.folder_states.c.folder_id == inbox.ref.id)
+                               .values(**damage))
+        caplog.clear()
+        loads.clear()
+        with caplog.at_level(logging.WARNING, logger="postroom.store"):
+            got = await mb.store.listing_state(inbox.ref)
+        assert loads == [None], damage
+        assert columns(got) == whole((await mb.store.listing(inbox.ref)).metas)
+        assert any("unreadable" in r.getMessage() for r in caplog.records)
+        await mb.store.states.idle()
+        assert (await saved_row(mb, inbox.ref)).modseq == got.folder.highestmodseq  # saved again
 
 
 async def test_two_processes_saving_one_folder_at_once_both_succeed(two_stores, small):

@@ -296,10 +296,13 @@ class Indexer:
                 if quiet >= idle:
                     self._burst = False  # the burst is over
                 size = IDLE_BATCH if quiet >= idle else SMALL_BATCH
+                before = self._written
                 n, full = await self._batch(size, wait=False)
                 self.indexed += n
-                # Not full: none is left that we may take (on PostgreSQL, another node holds the rest).
-                self._written = max(1, self._written - n) if full else 0
+                # Not full: none is left that we may take (on PostgreSQL, another node holds the rest) of
+                # what was written before the batch; bodies written during it (written() counted them)
+                # may have committed after it looked, so they are waited for again, not forgotten.
+                self._written = (max(1, before - n) if full else 0) + (self._written - before)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the rows stay pending; a search or the next write retries

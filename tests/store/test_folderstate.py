@@ -53,15 +53,24 @@ async def fill(mb, acct, n: int, folder: str = "INBOX") -> None:
                               keywords=(KEYWORDS[k % 3],) if k % 4 == 0 else ())
 
 
+async def read_once(mb, n: int, folder: str = "INBOX"):
+    """An account whose ``folder`` holds n messages, read by SELECT's read once and saved if it wants to be:
+    (account, folder, what that read gave)."""
+    acct = await mb.add_account("a@city.test", password="pw")
+    if folder != "INBOX":
+        await mb.store.create_folder(acct, folder)
+    await fill(mb, acct, n, folder)
+    f = await mb.store.folder(acct, folder)
+    got = await mb.store.listing_state(f.ref)
+    await mb.store.states.idle()
+    return acct, f, got
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_a_saved_state_with_the_changes_since_reads_as_the_whole_folder(mb, small, loads, seed):
     rng = random.Random(seed)
-    acct = await mb.add_account("a@city.test", password="pw")
-    await fill(mb, acct, 30)
-    inbox = await mb.store.folder(acct, "INBOX")
-    first = await mb.store.listing_state(inbox.ref)
+    acct, inbox, first = await read_once(mb, 30)
     assert loads == [None] and first.behind == 30  # nothing saved yet: read whole, then saved
-    await mb.store.states.idle()
     row = await saved_row(mb, inbox.ref)
     assert row is not None and row.count == 30 and row.modseq == first.folder.highestmodseq
     for step in range(40):
@@ -99,12 +108,7 @@ async def test_a_state_saved_by_one_process_serves_another(two_stores, small, lo
 
 
 async def test_a_renamed_folder_is_not_read_from_the_state_saved_before(mb, small, loads):
-    acct = await mb.add_account("a@city.test", password="pw")
-    await mb.store.create_folder(acct, "Old")
-    await fill(mb, acct, 8, "Old")
-    old = await mb.store.folder(acct, "Old")
-    await mb.store.listing_state(old.ref)
-    await mb.store.states.idle()
+    acct, old, _ = await read_once(mb, 8, "Old")
     await mb.store.rename_folder(acct, "Old", "New")
     new = await mb.store.folder(acct, "New")
     assert new.uidvalidity != old.uidvalidity
@@ -116,11 +120,7 @@ async def test_a_renamed_folder_is_not_read_from_the_state_saved_before(mb, smal
 
 
 async def test_an_older_state_never_replaces_a_newer_one(mb, small):
-    acct = await mb.add_account("a@city.test", password="pw")
-    await fill(mb, acct, 6)
-    inbox = await mb.store.folder(acct, "INBOX")
-    before = await mb.store.listing_state(inbox.ref)
-    await mb.store.states.idle()
+    acct, inbox, before = await read_once(mb, 6)
     await fill(mb, acct, 6)
     after = await mb.store.listing_state(inbox.ref)  # 6 rows beyond the saved 6: saved again
     await mb.store.states.idle()
@@ -133,32 +133,19 @@ async def test_an_older_state_never_replaces_a_newer_one(mb, small):
 
 
 async def test_a_deleted_folder_takes_its_saved_state_with_it(mb, small):
-    acct = await mb.add_account("a@city.test", password="pw")
-    await mb.store.create_folder(acct, "Gone")
-    await fill(mb, acct, 6, "Gone")
-    f = await mb.store.folder(acct, "Gone")
-    await mb.store.listing_state(f.ref)
-    await mb.store.states.idle()
+    acct, f, _ = await read_once(mb, 6, "Gone")
     assert await saved_row(mb, f.ref) is not None
     await mb.store.delete_folder(acct, "Gone")
     assert await saved_row(mb, f.ref) is None
 
 
 async def test_small_folders_are_read_whole_and_not_saved(mb):
-    acct = await mb.add_account("a@city.test", password="pw")
-    await fill(mb, acct, 5)
-    inbox = await mb.store.folder(acct, "INBOX")
-    await mb.store.listing_state(inbox.ref)
-    await mb.store.states.idle()
+    _, inbox, _ = await read_once(mb, 5)
     assert await saved_row(mb, inbox.ref) is None and mb.store.states.saved == 0
 
 
 async def test_a_folder_mostly_changed_since_its_state_is_read_whole(mb, small, loads):
-    acct = await mb.add_account("a@city.test", password="pw")
-    await fill(mb, acct, 12)
-    inbox = await mb.store.folder(acct, "INBOX")
-    await mb.store.listing_state(inbox.ref)
-    await mb.store.states.idle()
+    _, inbox, _ = await read_once(mb, 12)
     await mb.store.store_flags(inbox.ref, range(1, 6), "add", int(Flag.FLAGGED))  # 5 of 12: over a third
     got = await mb.store.listing_state(inbox.ref)
     assert loads == [None, None]
@@ -166,11 +153,7 @@ async def test_a_folder_mostly_changed_since_its_state_is_read_whole(mb, small, 
 
 
 async def test_a_damaged_saved_state_is_ignored_and_replaced(mb, small, loads, caplog):
-    acct = await mb.add_account("a@city.test", password="pw")
-    await fill(mb, acct, 8)
-    inbox = await mb.store.folder(acct, "INBOX")
-    await mb.store.listing_state(inbox.ref)
-    await mb.store.states.idle()
+    _, inbox, _ = await read_once(mb, 8)
     db = await mb.store._db(inbox.ref.partition)
     for damage in ({"uids": b"\x01\x02\x03"}, {"keywords": "[1, 2]"}, {"keywords": '{"1": 7}'},
                    {"keywords": "not json"}):

@@ -49,13 +49,30 @@ samples (py-spy): delivering 28 % (the notification's parse for the store 12 %, 
 SQLite threads 34 % (write transactions 19 %, the search indexer 10 %), the HTTP posts 9 %. Tried, no
 gain (A/B in one session): wal_autocheckpoint 20,000 pages (730 vs 681/s, p99 worse), a GIL switch
 interval of 0.5 ms so the thread holding the write lock gets the GIL sooner (734/771 vs 716/754/s).
+
+2026-12-07 (SQLite, 2 workers): the paced flow's client was itself the limit. With 20 connections a
+post answered in ~23 ms caps the offered rate near 860/s (Little's law), so "681-771/s accepted" was
+partly the client's figure: the paced flow now posts over --connections 100, and --light posts over
+raw keep-alive connections (0.09 ms of this process's CPU a post against aiohttp's 0.20) so the load
+generator takes less from the server's two cores. What the server changed: the intake's group commit
+took its batch before waiting for the shared writer (db.WriteLock), ~4 events a transaction, and the
+intake held the writer longer than the deliveries did; the batch is now taken inside the transaction
+(groupcommit.LateGroupCommitter): 650 -> ~470 intake transactions a worker for 6,000 events, accepted
+906 -> 991/s at 1,000/s offered (same run, 100 connections). And a round waits for the intake only
+until its oldest accepted event has waited INTAKE_DEFER (before: a fresh INTAKE_DEFER each round).
+Open loop at 1,000/s, 6,000-10,000 events, light client: 991-997/s accepted, p99 1.08-1.8 s. --timeline
+shows where it goes: p99 300-400 ms for the first ~4 s, then it grows ~250 ms a second once the search
+indexer's backlog (indexer.BACKLOG, 2,000 bodies) makes it index between deliveries: the shared writer
+is then ~80 % held (intake ~27 %, deliveries ~33 %, settles ~13 %, indexing ~22 %, claims ~5 %).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -231,27 +248,106 @@ async def phases(args, mb, url: str, headers: dict, pid: int) -> None:
         cpu = cpu_seconds(pid) - c0
         print(f"  POST->INBOX p50 {pct(lat, .5):.0f} ms p99 {pct(lat, .99):.0f} ms; server CPU "
               f"{cpu * 1000 / max(1, n):.2f} ms an event accepted and delivered", flush=True)
-        # 3. paced single posts: the latency a steady flow sees. Open loop: each post starts at its time,
-        # whether or not the ones before have been answered (a client that waited would slow the flow).
-        posted = {}
+    # 3. paced single posts: the latency a steady flow sees. Open loop: each post starts at its time,
+    # whether or not the ones before have been answered (a client that waited would slow the flow).
+    if args.paced:
+        await paced(args, mb, url, headers, pid)
 
-        async def post_one(ev: dict) -> None:
-            posted[ev["id"]] = time.time()
-            async with s.post(url + "/events", json=ev, headers=headers) as r:
-                assert r.status == 202
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+
+
+class _Answer(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection that sends a prepared request and reads its answer's status.
+
+    The paced flow's load generator shares the server's two cores: aiohttp's client cost ~0.9 ms of
+    CPU a post (a third of the machine at 700 posts/s), so the server's figures measured what was left
+    over. This writes pre-encoded requests and reads only the status line and Content-Length.
+    """
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.waiter: asyncio.Future | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        found = _CONTENT_LENGTH.search(self.buf, 0, end)
+        size = int(found.group(1)) if found else 0
+        if len(self.buf) < end + 4 + size:
+            return
+        status = int(self.buf[9:12])
+        self.buf = self.buf[end + 4 + size:]
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(status)
+
+    def connection_lost(self, exc) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the server closed the connection"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def paced(args, mb, url: str, headers: dict, pid: int) -> None:
+    """Open loop at --rate: post i is due at t0 + i/rate and waits for a free connection from then on
+    (its latency counts that wait); --light uses _Answer connections instead of aiohttp's client."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    path = "/" + url.split("//", 1)[1].split("/", 1)[1] + "/events"
+    posted: dict[str, float] = {}
+    due: asyncio.Queue = asyncio.Queue()
+    bodies = [json.dumps(event("p", i), ensure_ascii=False).encode() for i in range(args.paced)]
+    auth = headers["Authorization"]
+    requests = [(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
+    statuses: list[int] = []
+
+    async def light_connection() -> None:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_connection(_Answer, host, int(port))
+        try:
+            while (i := await due.get()) is not None:
+                proto.waiter = loop.create_future()
+                transport.write(requests[i])
+                statuses.append(await proto.waiter)
+        finally:
+            transport.close()
+
+    async def aiohttp_connection(s) -> None:
+        while (i := await due.get()) is not None:
+            async with s.post(url + "/events", data=bodies[i],
+                              headers={**headers, "Content-Type": "application/json"}) as r:
+                statuses.append(r.status)
                 await r.read()
 
-        t0 = time.perf_counter()
-        tasks = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.connections)) as s:
+        conns = [asyncio.create_task(light_connection() if args.light else aiohttp_connection(s))
+                 for _ in range(args.connections)]
+        t0, c0, g0 = time.perf_counter(), cpu_seconds(pid), time.process_time()
         for i in range(args.paced):
             await asyncio.sleep(max(0.0, t0 + i / args.rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(post_one(event("p", i))))
-        await asyncio.gather(*tasks)
-        paced_s = time.perf_counter() - t0
-        lat = latencies(posted, await all_sent(mb, list(posted)))
-        print(f"paced: {args.paced} events at {args.rate:g}/s (all accepted in {paced_s:.2f} s: "
-              f"{args.paced / paced_s:.0f}/s): POST->INBOX p50 {pct(lat, .5):.0f} ms p99 {pct(lat, .99):.0f} ms",
-              flush=True)
+            posted[f"p-{i}"] = time.time()
+            due.put_nowait(i)
+        for _ in conns:
+            due.put_nowait(None)
+        await asyncio.gather(*conns)
+        paced_s, cpu, gen = time.perf_counter() - t0, cpu_seconds(pid) - c0, time.process_time() - g0
+    bad = [x for x in statuses if x != 202]
+    if bad or len(statuses) != args.paced:
+        raise SystemExit(f"paced: {len(statuses)} answers, not 202: {bad[:5]}")
+    sent = await all_sent(mb, list(posted))
+    lat = latencies(posted, sent)
+    if args.timeline:  # by the second the posts were due: a latency that grows is a flow the server does not keep up with
+        by: dict[int, list[float]] = {}
+        for i in range(args.paced):
+            by.setdefault(int(i / args.rate), []).append(sent[f"p-{i}"] - posted[f"p-{i}"])
+        print("  by second: " + " ".join(f"{k}s:{pct(v, .5):.0f}/{pct(v, .99):.0f}" for k, v in sorted(by.items())))
+    print(f"paced ({'light client' if args.light else 'aiohttp client'}): {args.paced} events at {args.rate:g}/s "
+          f"(all accepted in {paced_s:.2f} s: {args.paced / paced_s:.0f}/s): POST->INBOX p50 {pct(lat, .5):.0f} ms "
+          f"p99 {pct(lat, .99):.0f} ms; server CPU {cpu * 1000 / args.paced:.2f} ms an event (accepting and, "
+          f"meanwhile, delivering), load generator {gen * 1000 / args.paced:.2f} ms a post", flush=True)
 
 
 if __name__ == "__main__":
@@ -263,5 +359,11 @@ if __name__ == "__main__":
     ap.add_argument("--paced", type=int, default=200)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--workers", type=int, nargs="+", default=[1], help="server processes (postroom serve --workers)")
+    ap.add_argument("--connections", type=int, default=100,
+                    help="paced flow: connections posting (at 1,000/s a post answered in 25 ms keeps 25 busy: "
+                         "with too few the client, not the server, sets the pace)")
+    ap.add_argument("--light", action="store_true",
+                    help="paced flow: post over raw keep-alive connections (the load generator's CPU is a tenth of aiohttp's)")
+    ap.add_argument("--timeline", action="store_true", help="paced flow: p50/p99 of the posts due in each second")
     ap.add_argument("--pg", action="store_true", help="on a PostgreSQL started for the run (as the tests start it)")
     asyncio.run(main(ap.parse_args()))

@@ -43,7 +43,7 @@ CLAIM_BATCH = 256  # events per round
 CONCURRENCY = 64  # events submitted at once (their writes share group commits)
 PREFETCH_PEOPLE = 20_000  # recipients of one round whose digest choices are read together (memory bound)
 IDLE_POLL_SECONDS = 30.0
-INTAKE_DEFER = 1.0  # seconds a round waits for the posts at most
+INTAKE_DEFER = 1.0  # seconds an accepted event waits for the posts behind it at most (then a round goes on)
 INTAKE_LOOK = 0.01  # seconds between two looks at the intake while waiting
 monotonic = time.monotonic  # the wait's clock (tests move it)
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
@@ -110,10 +110,16 @@ class EventWorker(PolledLoop):
         202 waited behind the worker's deliveries, so a burst was accepted at the pace it was
         delivered. Now a burst is accepted first (and durably) and delivered right after; once a
         round finds a full batch waiting (`_behind`), rounds follow each other without waiting, so
-        a steady flow above what can be delivered cannot starve delivery.
+        a steady flow above what can be delivered cannot starve delivery. The wait ends INTAKE_DEFER
+        after the oldest event accepted here and not yet claimed (EventStore.unclaimed_since), not
+        after the round began: in a flow that never stops, a round that began late gave events that
+        had waited already a fresh INTAKE_DEFER more.
         """
         deadline = monotonic() + INTAKE_DEFER
-        while self.store.intake_busy() and monotonic() < deadline and not self._stopping:
+        while self.store.intake_busy() and not self._stopping:
+            first = self.store.unclaimed_since
+            if monotonic() >= (deadline if first is None else min(deadline, first + INTAKE_DEFER)):
+                break
             await asyncio.sleep(INTAKE_LOOK)
 
     async def _next_due(self) -> datetime | None:

@@ -43,7 +43,7 @@ from . import schema as t
 from .apitokens import ApiToken, ApiTokens, forget_live_tokens
 from .db import Database
 from .errors import AlreadyExists, InvalidInput, NotFound
-from .groupcommit import GroupCommitter
+from .groupcommit import GroupCommitter, LateGroupCommitter
 from .websessions import _aware, utcnow
 
 PENDING, DELIVERING, SENT, FAILED = "pending", "delivering", "sent", "failed"
@@ -132,6 +132,16 @@ SettleHook = Callable[[Connection, Event, str, "str | None"], None]
 _INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
+def _row(e: NewEvent, now: datetime) -> dict:
+    """The events row of a new event, made on the event loop before its write: on SQLite the write
+    holds the lock every worker process writes under (db.WriteLock), so it holds it for the statements only."""
+    return dict(source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency, locale=e.locale,
+                payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
+                recipients=json.dumps([list(p) for p in e.recipients]),
+                unknown=json.dumps(list(e.unknown), ensure_ascii=False),
+                state=PENDING, attempts=0, next_attempt_at=now, queue_id=e.queue_id, created_at=now)
+
+
 @functools.cache
 def _settle_statement(state: str, claimed: bool):
     """The UPDATE that settles one event, with bound parameters (compiled once per variant, not per event)."""
@@ -215,11 +225,15 @@ class EventStore:
         self.node = node  # on PostgreSQL, new rows wake the workers of the other nodes (pgbus; None: nobody)
         self.clock = clock
         self.lease = lease
-        self._committer: GroupCommitter[NewEvent, tuple[Event, bool]] = GroupCommitter(self._insert_batch)
+        # The batch is taken once the writer is ours (LateGroupCommitter): posts that arrive while
+        # the writer is busy join the next transaction instead of queueing behind it one by one.
+        self._committer: LateGroupCommitter[tuple[NewEvent, dict], tuple[Event, bool]] = LateGroupCommitter(
+            db, self._insert_taken, self._answers)
         self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
         self.listeners: list[Callable[[], None]] = []  # told after new rows are committed (the worker's poke)
         self.posting = 0  # accept() calls under way in this process (posts waiting for their 202)
         self._busy_until = 0.0  # monotonic time until which the intake counts as busy
+        self.unclaimed_since: float | None = None  # when the oldest event accepted here since the last claim was
         self.settle_hooks: list[SettleHook] = []  # run in a final settle's transaction (the webhook outbox)
 
     def _now(self) -> datetime:
@@ -237,10 +251,13 @@ class EventStore:
         if self.posting >= BUSY_POSTS:
             self._busy_until = monotonic() + BUSY_LINGER
         try:
-            out = await asyncio.gather(*(self._committer.submit(e) for e in events))
+            now = self._now()
+            out = await asyncio.gather(*(self._committer.submit((e, _row(e, now))) for e in events))
         finally:
             self.posting -= 1
         if any(created for _, created in out):
+            if self.unclaimed_since is None:
+                self.unclaimed_since = monotonic()
             for notify in self.listeners:  # commit first, then broadcast
                 notify()
         return list(out)
@@ -249,24 +266,21 @@ class EventStore:
         """Whether BUSY_POSTS posts or more wait for their answer at once in this process (or did, BUSY_LINGER ago)."""
         return self.posting >= BUSY_POSTS or monotonic() < self._busy_until
 
-    async def _insert_batch(self, batch: list[NewEvent]) -> list[tuple[Event, bool]]:
-        # The rows' values are made here, before the write: on SQLite the write holds the lock every
-        # worker process writes under (db.WriteLock), so it should hold it for the statements only.
-        now = self._now()
-        rows_in = [dict(source_id=e.source_id, ext_id=e.ext_id, type=e.type, item=e.item, urgency=e.urgency,
-                        locale=e.locale, payload=json.dumps(e.payload, ensure_ascii=False), fingerprint=e.fingerprint,
-                        recipients=json.dumps([list(p) for p in e.recipients]),
-                        unknown=json.dumps(list(e.unknown), ensure_ascii=False), state=PENDING, attempts=0,
-                        next_attempt_at=now, queue_id=e.queue_id, created_at=now) for e in batch]
-        # One write_sync: on SQLite the whole transaction is one hand-off to the writer's thread.
-        made, found = await self.db.write_sync(lambda conn, _blocking: self._insert_sync(conn, batch, rows_in))
+    def _insert_taken(self, conn: Connection, taken: list[tuple[NewEvent, dict]]) -> tuple[dict, dict]:
+        return self._insert_sync(conn, [e for e, _ in taken], [row for _, row in taken])
+
+    @staticmethod
+    def _answers(taken: list[tuple[NewEvent, dict]], result: tuple[dict, dict]) -> list[tuple[Event, bool]]:
+        """Per event: the row this insert made (not read back), or the row stored before (a retried post)."""
+        made, found = result
         out = []
-        for e in batch:
+        for e, row in taken:
             key = (e.source_id, e.ext_id)
             row_id, queue_id = made.get(key, (None, None))
-            if queue_id == e.queue_id:  # this event's row: no need to read it back
+            if queue_id == e.queue_id:  # this event's row
                 out.append((Event(row_id, e.source_id, e.ext_id, e.type, e.item, e.urgency, e.locale, e.payload,
-                                  e.fingerprint, e.recipients, e.unknown, PENDING, 0, e.queue_id, now, None, None), True))
+                                  e.fingerprint, e.recipients, e.unknown, PENDING, 0, e.queue_id, row["created_at"],
+                                  None, None), True))
             else:
                 out.append((found[key], False))
         return out
@@ -303,6 +317,7 @@ class EventStore:
         """Take the lease on up to `limit` due events (oldest first); `attempts` counts claims so far."""
         now = self._now()
         c = t.events.c
+        self.unclaimed_since = None  # what was accepted before this is due to this claim
 
         def claim_sync(conn: Connection, _blocking) -> list:
             q = select(c.id).where(self._due(now)).order_by(c.next_attempt_at, c.id).limit(limit)

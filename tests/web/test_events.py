@@ -404,3 +404,26 @@ async def test_a_burst_of_posts_is_answered_first_then_delivered(web, monkeypatc
     now[0] += events_worker.INTAKE_DEFER
     assert len(delivered(web, 2 * events_store.BUSY_POSTS)) == 2 * events_store.BUSY_POSTS
     assert store.intake_busy()  # still: the worker stopped waiting by the deadline
+
+
+@pytest.mark.slow
+async def test_a_round_waits_for_the_intake_no_longer_than_its_oldest_event_may_wait(web, monkeypatch):
+    """The wait for a crowd of posts ends INTAKE_DEFER after the oldest event accepted here was, not
+    INTAKE_DEFER after the round began: in a flow that never stops, a round that began late added a
+    fresh second to events that had waited already. Time is moved by hand."""
+    now = [100.0]
+    monkeypatch.setattr(events_store, "monotonic", lambda: now[0])
+    monkeypatch.setattr(events_worker, "monotonic", lambda: now[0])
+    monkeypatch.setattr(events_store, "BUSY_LINGER", 3600.0)  # the posts never stop
+    secret = source_token(web)
+    worker = web.ctx.extras["events"].worker
+    await crowd_in(web, secret, range(events_store.BUSY_POSTS))  # accepted at 100.0
+    assert worker.store.intake_busy() and worker.store.unclaimed_since == 100.0
+    now[0] += 0.9 * events_worker.INTAKE_DEFER
+    late_round = asyncio.ensure_future(worker._let_intake_go_first())  # a round that begins now
+    for _ in range(5):
+        await asyncio.sleep(events_worker.INTAKE_LOOK)
+    assert not late_round.done()  # it waits for the crowd...
+    now[0] = 100.0 + events_worker.INTAKE_DEFER
+    await until(late_round.done, "the wait to end at the oldest event's deadline")  # ...until then, not 0.9 later
+    assert len(delivered(web, events_store.BUSY_POSTS)) == events_store.BUSY_POSTS

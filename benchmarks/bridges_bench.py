@@ -64,6 +64,10 @@ Open loop at 1,000/s, 6,000-10,000 events, light client: 991-997/s accepted, p99
 shows where it goes: p99 300-400 ms for the first ~4 s, then it grows ~250 ms a second once the search
 indexer's backlog (indexer.BACKLOG, 2,000 bodies) makes it index between deliveries: the shared writer
 is then ~80 % held (intake ~27 %, deliveries ~33 %, settles ~13 %, indexing ~22 %, claims ~5 %).
+For 20 s: at 1,000/s, 995/s accepted, p99 3.3 s; at 900/s, 897/s accepted, p99 3.5 s, still growing
+~150 ms a second: delivering with the indexer running keeps up with ~800-850 events/s on these two
+cores (the machine ~80 % busy, each worker's event loop ~50-60 % of a core, its writer thread ~20 %).
+Tried, no clear gain: indexer.SMALL_BATCH 128 instead of 32 (2 runs each, within the noise).
 """
 
 from __future__ import annotations

@@ -80,7 +80,10 @@ async def test_a_dropped_listen_connection_reconnects_and_listeners_look_again(n
     assert (ev.kind, ev.folder) == ("folder", inbox.ref) and relay.connects == 2
     assert r.uid in [m.uid for m in await node_b.store.messages(inbox.ref)]
     await node_a.store.store_flags(inbox.ref, [r.uid], "add", int(Flag.SEEN))
-    assert (await asyncio.wait_for(on_b.get(), 5)).kind == "flags"  # and hears the next change as usual
+    kinds: list[str] = []  # and hears the next change as usual; the append too when B listened again before it
+    while "flags" not in kinds:  # was sent (a drop noticed, a quick reconnect: CI saw it once)
+        kinds.append((await asyncio.wait_for(on_b.get(), 5)).kind)
+    assert kinds in (["flags"], ["append", "flags"])
 
 
 async def test_uids_and_modseqs_stay_unique_when_two_nodes_write_one_folder(nodes):

@@ -126,8 +126,10 @@ def _source(r) -> Source:
     return Source(r.id, r.name, _aware(r.created_at), _maybe(r.revoked_at))
 
 
-# Runs inside the settle's write transaction (Database.write_sync: a plain Connection, in the database's thread).
-SettleHook = Callable[[Connection, Event, str, "str | None"], None]
+# Runs inside the settle's write transaction (Database.write_sync: a plain Connection, in the database's thread),
+# once per transaction, with (claimed event, sent or failed, error) of each final outcome it changed.
+Settled = tuple[Event, str, "str | None"]
+SettleHook = Callable[[Connection, list[Settled]], None]
 
 _INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
@@ -144,17 +146,26 @@ def _row(e: NewEvent, now: datetime) -> dict:
 
 @functools.cache
 def _settle_statement(state: str, claimed: bool):
-    """The UPDATE that settles one event, with bound parameters (compiled once per variant, not per event)."""
+    """The UPDATE that settles a group of events alike (state, error, time, attempts), with bound parameters
+    (compiled once per variant): the ids in :b_ids; it returns the ids of the rows it changed."""
     c = t.events.c
     values = {"state": state, "claimed_until": None, "last_error": bindparam("b_error")}
     if state == SENT:
         values["sent_at"] = bindparam("b_at")
     if state == PENDING:
         values["next_attempt_at"] = bindparam("b_at")
-    q = update(t.events).where(c.id == bindparam("b_id"), c.state == DELIVERING)
+    q = update(t.events).where(c.id.in_(bindparam("b_ids", expanding=True)), c.state == DELIVERING)
     if claimed:
         q = q.where(c.attempts == bindparam("b_attempts"))
-    return q.values(**values)
+    return q.values(**values).returning(c.id)
+
+
+def _settle_key(now: datetime, state: str, error: str | None, retry_at: datetime | None,
+                claimed: Event | None) -> tuple:
+    """(state, error text, sent or retry time, attempts the row must show): settles alike share one UPDATE."""
+    return (state, error[:MAX_ERROR_TEXT] if error else None,
+            None if state == FAILED else now if state == SENT else retry_at or now,
+            None if claimed is None else claimed.attempts + 1)  # `claim` counted itself in the row
 
 
 class Sources:
@@ -350,19 +361,44 @@ class EventStore:
 
     def _settle_sync(self, conn: Connection,
                      batch: list[tuple[int, str, str | None, datetime | None, Event | None]]) -> list[bool]:
+        """One UPDATE per group of settles alike (a round's deliveries: one group), not one per event.
+
+        An UPDATE a row cost ~0.1 ms of the shared writer's time (a statement, a thread hand-off):
+        the settles held it ~13 % of a sustained flow. A row's change is read from RETURNING.
+        An id settled twice in one batch (not done by the worker) is settled once, then tried again
+        on its own, as two transactions in turn would: the second finds it settled already.
+        """
         now = self._now()
-        done: list[bool] = []
-        for event_id, state, error, retry_at, claimed in batch:
-            params = {"b_id": event_id, "b_error": error[:MAX_ERROR_TEXT] if error else None}
-            if state != FAILED:
-                params["b_at"] = now if state == SENT else retry_at or now
-            if claimed is not None:
-                params["b_attempts"] = claimed.attempts + 1  # `claim` counted itself in the row
-            changed = conn.execute(_settle_statement(state, claimed is not None), params).rowcount == 1
-            if changed and claimed is not None and state in (SENT, FAILED):
-                for hook in self.settle_hooks:
-                    hook(conn, claimed, state, error)
-            done.append(changed)
+        groups: dict[tuple, list[int]] = {}
+        again: list[int] = []
+        seen: set[int] = set()
+        for i, (event_id, state, error, retry_at, claimed) in enumerate(batch):
+            if event_id in seen:
+                again.append(i)
+                continue
+            seen.add(event_id)
+            groups.setdefault(_settle_key(now, state, error, retry_at, claimed), []).append(i)
+        done = [False] * len(batch)
+
+        def run(key: tuple, members: list[int]) -> None:
+            state, error, at, attempts = key
+            params: dict = {"b_ids": [batch[i][0] for i in members], "b_error": error}
+            if at is not None:
+                params["b_at"] = at
+            if attempts is not None:
+                params["b_attempts"] = attempts
+            changed = set(conn.execute(_settle_statement(state, attempts is not None), params).scalars())
+            for i in members:
+                done[i] = batch[i][0] in changed
+        for key, members in groups.items():
+            run(key, members)
+        for i in again:
+            run(_settle_key(now, *batch[i][1:]), [i])
+        final = [(claimed, state, error) for changed, (_id, state, error, _at, claimed) in zip(done, batch)
+                 if changed and claimed is not None and state in (SENT, FAILED)]
+        if final:
+            for hook in self.settle_hooks:
+                hook(conn, final)
         return done
 
     async def next_due(self) -> datetime | None:

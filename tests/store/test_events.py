@@ -6,6 +6,8 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from mailboxes.errors import AlreadyExists, InvalidInput
 from mailboxes.events import DELIVERING, PENDING, SENT, EventStore, NewEvent, Sources
@@ -80,6 +82,47 @@ async def test_claims_lease_settle_and_resend(two_stores):
         assert (resent.state, resent.queue_id, resent.attempts, resent.sent_at) == (PENDING, "NEW", 0, None)
         assert [e.id for e in await s1.list(state=PENDING)] == [sent.id]
     finally:
+        await s1.close()
+        await s2.close()
+
+
+async def test_settles_that_share_a_transaction_share_one_update_and_each_learns_whether_it_changed_its_row(two_stores):
+    m1, m2, a = two_stores
+    clock = Clock()
+    src, _, _ = await Sources(m1.router.central).add("oa")
+    s1 = EventStore(m1.router.central, clock=clock, lease=timedelta(seconds=30))
+    s2 = EventStore(m2.router.central, clock=clock, lease=timedelta(seconds=30))
+    updates: list[str] = []
+    engine = Engine  # every engine: SQLite's writes run on engines bound to the writer's thread
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("UPDATE EVENTS"):
+            updates.append(statement)
+    hooked: list[tuple[int, str]] = []
+    s1.settle_hooks.append(lambda _conn, final: hooked.extend((ev.id, state) for ev, state, _error in final))
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await s1.accept([new(src.id, f"e{i}", a.id) for i in range(6)])
+        got = await s1.claim(10)
+        clock.now += timedelta(seconds=31)  # node 1's lease on the last one lapses: node 2 takes it
+        [lapsed] = await s2.claim(1)
+        assert lapsed.id == got[0].id and lapsed.attempts == 1
+        updates.clear()
+        results = await asyncio.gather(
+            *(s1.settle(ev.id, SENT, claimed=ev) for ev in got[1:4]),  # alike: one UPDATE
+            s1.settle(got[1].id, SENT, claimed=got[1]),  # the same one again: settled already
+            s1.settle(got[0].id, SENT, claimed=got[0]),  # node 1's lapsed claim: node 2's now
+            s1.settle(got[4].id, PENDING, error="451 later", retry_at=clock.now + timedelta(minutes=5), claimed=got[4]),
+            s1.settle(got[5].id, "failed", error="550 no", claimed=got[5]))
+        assert results == [True, True, True, False, False, True, True]
+        assert len(updates) == 4  # the three sent alike and node 1's, whose row does not match; pending; failed; again
+        assert sorted(hooked) == sorted([(ev.id, SENT) for ev in got[1:4]] + [(got[5].id, "failed")])
+        rows = {ev.id: await s1.get(ev.id) for ev in got}
+        assert [rows[ev.id].state for ev in got] == [DELIVERING, SENT, SENT, SENT, PENDING, "failed"]
+        assert rows[got[4].id].last_error == "451 later" and rows[got[5].id].last_error == "550 no"
+        assert await s2.settle(lapsed.id, SENT, claimed=lapsed) is True
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
         await s1.close()
         await s2.close()
 

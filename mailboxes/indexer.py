@@ -39,7 +39,10 @@ Invariants:
   held the store's writer ~110 ms, a delivery waiting behind them; 50, ~30 ms; a search's catch-up
   still takes BATCH). Under a load that never pauses, once BACKLOG bodies wait it
   indexes SMALL_BATCH at a time between the deliveries, so the wait stays bounded and each
-  delivery is held back by one small batch at most.
+  delivery is held back by one such batch at most. SMALL_BATCH was 32: FTS5 writes its segments at
+  commit, and a batch of 32 paid that (and a transaction) per 32 bodies; with 256 the indexer held
+  the shared writer ~40 % less in a flow of 1,000 notifications a second (bridges_bench, 2 A/B
+  runs), a delivery waiting behind one batch some tens of ms more (~0.1-0.5 ms a body).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 200  # rows a batch indexes when a search catches up (the search waits for them all)
 IDLE_BATCH = 50  # rows a background batch indexes when the store is idle: the writer is held ~30 ms, not ~110
-SMALL_BATCH = 32  # rows a batch indexes between deliveries once BACKLOG is reached
+SMALL_BATCH = 256  # rows a batch indexes between deliveries once BACKLOG is reached (a few tens of ms)
 IDLE = 0.05  # seconds without a delivery (in this process) before the background indexer runs
 BURST = 50  # bodies written within BURST_WINDOW that make a burst: the indexer then waits for BURST_IDLE
 BURST_WINDOW = 1.0  # seconds

@@ -92,7 +92,8 @@ async def head(conn: AsyncConnection) -> tuple[int, str]:
 
 
 def _head_sync(conn: Connection) -> tuple[int, str]:
-    row = conn.execute(select(t.audit_log.c.seq, t.audit_log.c.hash).order_by(t.audit_log.c.seq.desc()).limit(1)).first()
+    c = t.audit_log.c
+    row = conn.execute(select(c.seq, c.hash).order_by(c.seq.desc()).limit(1)).first()
     return (row.seq, row.hash) if row else (0, GENESIS)
 
 

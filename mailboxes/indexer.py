@@ -42,7 +42,8 @@ Invariants:
   delivery is held back by one such batch at most. SMALL_BATCH was 32: FTS5 writes its segments at
   commit, and a batch of 32 paid that (and a transaction) per 32 bodies; with 256 the indexer held
   the shared writer ~40 % less in a flow of 1,000 notifications a second (bridges_bench, 2 A/B
-  runs), a delivery waiting behind one batch some tens of ms more (~0.1-0.5 ms a body).
+  runs), a delivery waiting behind one batch some tens of ms more (~0.1-0.5 ms a body). Such a
+  batch also stops at SMALL_BATCH_CHARS of text, so larger bodies make fewer of them a batch.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 BATCH = 200  # rows a batch indexes when a search catches up (the search waits for them all)
 IDLE_BATCH = 50  # rows a background batch indexes when the store is idle: the writer is held ~30 ms, not ~110
 SMALL_BATCH = 256  # rows a batch indexes between deliveries once BACKLOG is reached (a few tens of ms)
+SMALL_BATCH_CHARS = 256_000  # and text: 256 notifications (~1,000 characters each), ~50 letters of 4 KB
 IDLE = 0.05  # seconds without a delivery (in this process) before the background indexer runs
 BURST = 50  # bodies written within BURST_WINDOW that make a burst: the indexer then waits for BURST_IDLE
 BURST_WINDOW = 1.0  # seconds
@@ -137,10 +139,11 @@ _LAST_ID = 2**63 - 1
 
 
 def index_pending_sync(conn: Connection, limit: int, *, wait: bool, only: int | None = None,
-                       indexes: tuple[str, ...] = BOTH) -> tuple[int, bool]:
-    """Index up to ``limit`` pending bodies (at most BATCH_CHARS of text) in this transaction.
+                       indexes: tuple[str, ...] = BOTH, budget: int | None = None) -> tuple[int, bool]:
+    """Index up to ``limit`` pending bodies (at most ``budget`` characters of text; BATCH_CHARS unless
+    told) in this transaction.
 
-    Returns how many, and whether the batch was full (``limit`` rows or BATCH_CHARS): if it
+    Returns how many, and whether the batch was full (``limit`` rows or ``budget``): if it
     was not, no row was left that this call could take.
 
     ``wait``: also the rows another transaction is indexing right now (PostgreSQL waits for
@@ -150,14 +153,15 @@ def index_pending_sync(conn: Connection, limit: int, *, wait: bool, only: int | 
     """
     stmts = _take_sql(conn.dialect.name, wait)
     lo, hi = (0, _LAST_ID) if only is None else (only, only)
-    params = {"n": limit, "lo": lo, "hi": hi, "budget": BATCH_CHARS}
+    budget = BATCH_CHARS if budget is None else budget
+    params = {"n": limit, "lo": lo, "hi": hi, "budget": budget}
     if len(stmts) == 1:
         rows = conn.execute(stmts[0], params).all()
     else:
         ids = list(conn.execute(stmts[0], params).scalars())
         rows = conn.execute(stmts[1], {"ids": ids}).all() if ids else []
     _index_rows(conn, rows, indexes)
-    return len(rows), len(rows) == limit or sum(r.chars for r in rows) >= BATCH_CHARS
+    return len(rows), len(rows) == limit or sum(r.chars for r in rows) >= budget
 
 
 # SQLite: the rows are read and their index rows made outside the write (a read transaction, no
@@ -179,11 +183,12 @@ class Prepared:
     full: bool  # limit rows or BATCH_CHARS: more may be left
 
 
-def prepare_sync(conn: Connection, limit: int) -> Prepared:
-    rows = conn.execute(_PEEK, {"n": limit, "lo": 0, "hi": _LAST_ID, "budget": BATCH_CHARS}).all()
+def prepare_sync(conn: Connection, limit: int, budget: int | None = None) -> Prepared:
+    budget = BATCH_CHARS if budget is None else budget
+    rows = conn.execute(_PEEK, {"n": limit, "lo": 0, "hi": _LAST_ID, "budget": budget}).all()
     return Prepared([r.blob_id for r in rows], search.row_params([(r.blob_id, r.subject, r.addrs, r.body) for r in rows]),
                     substring.row_params([(r.blob_id, r.head, r.body) for r in rows]),
-                    len(rows) == limit or sum(r.chars for r in rows) >= BATCH_CHARS)
+                    len(rows) == limit or sum(r.chars for r in rows) >= budget)
 
 
 def write_prepared_sync(conn: Connection, batch: Prepared) -> int:
@@ -298,9 +303,9 @@ class Indexer:
                     return
                 if quiet >= idle:
                     self._burst = False  # the burst is over
-                size = IDLE_BATCH if quiet >= idle else SMALL_BATCH
+                size, budget = (IDLE_BATCH, None) if quiet >= idle else (SMALL_BATCH, SMALL_BATCH_CHARS)
                 before = self._written
-                n, full = await self._batch(size, wait=False)
+                n, full = await self._batch(size, wait=False, budget=budget)
                 self.indexed += n
                 # Not full: none is left that we may take (on PostgreSQL, another node holds the rest) of
                 # what was written before the batch; bodies written during it (written() counted them)
@@ -311,15 +316,16 @@ class Indexer:
         except Exception:  # noqa: BLE001 - the rows stay pending; a search or the next write retries
             log.exception("indexing of partition %s failed; the bodies stay pending", self.name)
 
-    async def _batch(self, size: int, *, wait: bool) -> tuple[int, bool]:
+    async def _batch(self, size: int, *, wait: bool, budget: int | None = None) -> tuple[int, bool]:
         """One batch of up to ``size`` rows (index_pending_sync); if the database refuses it, its rows one by one."""
         try:
             if self.db.dialect == "sqlite":
-                batch = await self.db.read_sync(lambda conn: prepare_sync(conn, size))
+                batch = await self.db.read_sync(lambda conn: prepare_sync(conn, size, budget))
                 n = await self.db.write_sync(lambda conn, _blocking: write_prepared_sync(conn, batch))
                 # Rows another indexer took meanwhile: more may wait behind them (a catch-up must look again).
                 return n, batch.full or n < len(batch.ids)
-            return await self.db.write_sync(lambda conn, _blocking: index_pending_sync(conn, size, wait=wait))
+            return await self.db.write_sync(lambda conn, _blocking: index_pending_sync(conn, size, wait=wait,
+                                                                                       budget=budget))
         except DBAPIError as exc:
             if not refused(exc):
                 raise

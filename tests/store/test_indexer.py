@@ -122,8 +122,8 @@ async def test_a_body_written_while_a_batch_runs_is_indexed_after_it(mb, monkeyp
     ix = mb.store.indexer("main")
     real, late = ix._batch, []
 
-    async def batch_then_a_delivery(size: int, *, wait: bool):  # noqa: ANN202
-        got = await real(size, wait=wait)
+    async def batch_then_a_delivery(size: int, *, wait: bool, **budget):  # noqa: ANN202
+        got = await real(size, wait=wait, **budget)
         if not late:  # after the first batch read what was pending, one more message arrives
             late.append(await mb.store.deliver(Delivery(prepare(make_message("late", "late words")),
                                                         ((acct, "INBOX"),))))
@@ -147,6 +147,30 @@ async def test_under_a_load_that_never_pauses_the_backlog_is_still_indexed(mb, m
     await mb.store.indexer("main").close()  # stopped after its batch: the counts hold still
     pending, words, _ = await counts(db)
     assert words >= 3 and pending + words == 20  # small batches ran between the deliveries, without a pause
+
+
+async def test_a_batch_between_deliveries_stops_at_its_text_budget(mb, monkeypatch):
+    """SMALL_BATCH rows, but no more text than SMALL_BATCH_CHARS: larger bodies make fewer rows a batch, so a
+    delivery waits behind a bounded batch whatever the mail is."""
+    no_pause(monkeypatch)
+    monkeypatch.setattr(indexer, "BACKLOG", 4)
+    monkeypatch.setattr(indexer, "SMALL_BATCH", 100)
+    monkeypatch.setattr(indexer, "SMALL_BATCH_CHARS", 2_500)
+    acct = await mb.add_account("a@city.test", password=None)
+    ix = mb.store.indexer("main")
+    taken: list[int] = []
+    real = ix._batch
+
+    async def counted(size, *, wait, **budget):
+        n, full = await real(size, wait=wait, **budget)
+        taken.append(n)
+        return n, full
+    monkeypatch.setattr(ix, "_batch", counted)
+    for i in range(20):  # ~1,400 characters a row: two rows reach the budget
+        await mb.store.deliver(Delivery(prepare(make_message(f"m{i}", f"body {i} " + "x" * 1_000)), ((acct, "INBOX"),)))
+    await ix.close()
+    pending, words, _ = await counts(mb.router.central)
+    assert taken and max(taken) == 2 and pending + words == 20 and words == sum(taken)
 
 
 async def left_pending(storage_url: str, monkeypatch, subjects: list[str]) -> None:  # noqa: ANN001
@@ -184,8 +208,8 @@ async def test_the_background_indexer_holds_the_writer_for_small_batches(tmp_pat
     monkeypatch.setattr(indexer, "IDLE_BATCH", 25)
     real, batches = Indexer._batch, []
 
-    async def counted(self, size, *, wait):  # noqa: ANN001
-        n, full = await real(self, size, wait=wait)
+    async def counted(self, size, *, wait, **budget):  # noqa: ANN001
+        n, full = await real(self, size, wait=wait, **budget)
         batches.append((size, n))
         return n, full
 

@@ -23,6 +23,12 @@ _NOT_BASE64_OR_PAD = bytes(range(256)).translate(
     None, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 _PAD_RUN = re.compile(rb"={4,}")
 _MORE = {k: re.compile(rb"(?:=*[A-Za-z0-9+/]){%d}" % k) for k in (1, 2, 3)}  # k more alphabet characters
+# Where a quoted-printable line may be cut (decode_in_steps): after two octets, the first no "=", the second
+# neither "=" nor white space nor a line end. binascii.a2b_qp's tokens ("=XX", "==", "=" and one octet, one
+# octet) are at most three long and none ends there except completed, so a token starts right after; and
+# the piece before ends in no soft break, no trailing white space, no CR that decode_qp reads differently.
+_QP_CUT = re.compile(rb"[^=][^=\s]")
+_QP_CUT_LOOK = 4096  # octets searched for such a place (the regex runs ~30 ns an octet: not over 20 MB of "=a=a")
 
 
 def decode_qp(data: bytes) -> bytes:
@@ -72,7 +78,10 @@ def decode_in_steps(data: bytes, encoding: str, step: int = DECODE_STEP) -> Iter
     The pieces joined are what one ``binascii.a2b_base64(data)`` or ``decode_qp(data)`` gives,
     raising as it would: a caller gives the event loop back between pieces, where one call on a
     20 MB part held it 75 ms. Steps end after a line end. Quoted-printable decodes line by line
-    (soft breaks and escapes never cross a line end), so any line end will do. Base64 carries
+    (soft breaks and escapes never cross a line end), so any line end will do; a line longer than
+    a step (no line end after it) is cut inside where _QP_CUT allows (after an "=" CR, or in a
+    line made only of "=" and one other octet in turn, or of "=" and white space, there is no
+    such place: the rest is decoded in one call). Base64 carries
     state within a 4-character quantum: a step ends where the alphabet characters so far make
     whole quanta and no "=" came; when no line end within _ALIGN_LINES more lines will do (a "="
     before the end, lines that never make whole quanta, no line ends: crafted or damaged input)
@@ -81,15 +90,22 @@ def decode_in_steps(data: bytes, encoding: str, step: int = DECODE_STEP) -> Iter
     qp = encoding == "quoted-printable"
     decode = decode_qp if qp else binascii.a2b_base64
     pos, end = 0, len(data)
+    last_line = end  # no line end from here on (a failed look: not scanned again at every step)
     while end - pos > step:
-        cut = data.find(b"\n", pos + step)
+        cut = data.find(b"\n", pos + step) if pos + step < last_line else -1
         if cut >= 0 and not qp:
             cut = _whole_quanta(data, pos, cut)
         if cut < 0:
             if not qp:
                 yield from _base64_rest(data, pos, step)
                 return
-            break
+            # A long last line: cut inside it. Not after an "=" and a CR: a2b_qp skips from there to
+            # the line's end (one token as long as the line), so the rest goes in one call.
+            last_line = min(last_line, pos + step)
+            inside = _QP_CUT.search(data, pos + step - 1, pos + step + _QP_CUT_LOOK)
+            if inside is None or data.find(b"=\r", pos, inside.end()) >= 0:
+                break
+            cut = inside.end() - 1
         yield decode(data[pos:cut + 1])
         pos = cut + 1
     yield decode(data[pos:])

@@ -3,7 +3,7 @@
 mailboxes.transfer.decode_in_steps cuts base64 after a line end where the alphabet
 characters so far make whole 4-character quanta and no "=" came (else, _base64_rest, right after an
 alphabet character that completes a quantum, once the skipped bytes are dropped), and quoted-printable
-after any line end. Whatever the bytes (damaged base64, "=" in the middle, junk, bare LF, no line ends) and
+after any line end, or inside a line longer than a step where no a2b_qp token is split. Whatever the bytes (damaged base64, "=" in the middle, junk, bare LF, no line ends) and
 however small the step, the joined pieces equal binascii.a2b_base64 / decode_qp of the whole, or
 both raise binascii.Error.
 """
@@ -65,6 +65,28 @@ def test_base64_without_line_ends_decodes_the_same_in_steps(data, step):
     """No line end to cut after: every step goes through _base64_rest (drop junk, cut after whole quanta)."""
     data = data.replace(b"\n", b"")
     assert stepped(data, "base64", step) == whole(data, "base64")
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.lists(st.sampled_from(QP_FRAGMENTS + [b"\r", b"\t", b"=a", b"a"]), max_size=150).map(b"".join),
+       step=st.integers(1, 40), lines=st.booleans())
+def test_quoted_printable_lines_longer_than_a_step_decode_the_same_in_steps(data, step, lines):
+    """No line end after the step (or none at all): the line is cut inside, where no token, soft break,
+    trailing white space or CR can be split."""
+    if not lines:
+        data = data.replace(b"\n", b"")
+    assert stepped(data, "quoted-printable", step) == whole(data, "quoted-printable")
+
+
+def test_a_large_quoted_printable_part_on_one_line_is_decoded_in_steps():
+    """20 MB of quoted-printable without a line end held the event loop ~50-70 ms in one call."""
+    text = ("价格=3D 3,200 元 ".encode("utf-8") + b"=E4=BB=B7 ==41 =\t= x") * 40_000 + b"   "
+    pieces = list(decode_in_steps(text, "quoted-printable", 1 << 16))
+    assert b"".join(pieces) == decode_qp(text) and len(pieces) >= 10
+    assert max(len(p) for p in pieces) <= (1 << 16) + 64
+    # No place to cut within _QP_CUT_LOOK (crafted), or "=" CR (the rest of the line is one token): one call.
+    for crafted in (b"=a" * 50_000, b"= " * 50_000, b"x" * 70_000 + b"=\r" + b"=41" * 30_000):
+        assert stepped(crafted, "quoted-printable", 1 << 12) == whole(crafted, "quoted-printable")
 
 
 def test_a_large_crafted_base64_part_is_still_decoded_in_steps():

@@ -301,6 +301,30 @@ async def test_a_batch_holds_at_most_batch_chars_of_text_and_the_catch_up_takes_
     assert (await counts(db))[0] == 0
 
 
+async def test_a_search_catches_up_in_batches_that_hold_the_sqlite_writer_briefly(mb, monkeypatch):
+    """On SQLite every writer waits behind a catch-up's batch: it stops at CATCH_UP_CHARS of text, and the
+    search still finds all. On PostgreSQL (no one writer) a batch takes BATCH rows."""
+    no_pause(monkeypatch)
+    monkeypatch.setattr(indexer, "CATCH_UP_CHARS", 7_000)
+    acct = await mb.add_account("a@city.test", password=None)
+    ix = mb.store.indexer("main")
+    await ix.close()  # only the search's catch-up indexes
+    for i in range(12):  # ~3,000 characters a row
+        await mb.store.append(acct, "INBOX", prepare(make_message(f"big {i}", f"needle{i} " + "lorem ipsum " * 250)))
+    taken: list[int] = []
+    real = ix._batch
+
+    async def counted(size, *, wait, **budget):  # noqa: ANN001, ANN202
+        n, full = await real(size, wait=wait, **budget)
+        taken.append(n)
+        return n, full
+    monkeypatch.setattr(ix, "_batch", counted)
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    assert await mb.store.search_text(ref, "body", "needle11") == {12}
+    assert sum(taken) == 12 and (await counts(mb.router.central))[0] == 0
+    assert max(taken) == (3 if mb.router.central.dialect == "sqlite" else 12)
+
+
 async def test_a_body_the_database_refuses_to_index_is_left_out_of_that_index_only(mb, monkeypatch, caplog):
     """PostgreSQL's tsvector holds at most 1 MB of lexemes (a long Chinese text of varied characters exceeds it);
     on SQLite a second index row for one body is refused. The batch is not lost, nor is any search stopped."""

@@ -188,7 +188,9 @@ async def run(args, srv) -> None:
         try:
             url = await pg_database(srv, f"bridges_bench_{workers}") if srv is not None \
                 else f"sqlite:///{work}/data/postroom.db"
-            print(f"\nstorage: {'PostgreSQL' if srv is not None else 'SQLite'}, postroom serve --workers {workers}",
+            print(f"\nstorage: {'PostgreSQL' if srv is not None else 'SQLite'}"
+                  f"{' (the recipients in a department database of their own)' if args.own_database else ''},"
+                  f" postroom serve --workers {workers}",
                   flush=True)
             await one_server(args, url, work, workers)
         finally:
@@ -201,15 +203,18 @@ async def one_server(args, url: str, work: Path, workers: int) -> None:
     cfg = work / "postroom.toml"
     cfg.write_text(f'[server]\nhostname = "mail.city.test"\ndata_dir = "{work / "data"}"\nlog_level = "warning"\n'
                    '[listen]\nsmtp = ""\nsubmission = ""\nsubmissions = ""\nimap = ""\nimaps = ""\n'
-                   f'http = "127.0.0.1:{port}"\n[storage]\nurl = "{url}"\n[queue]\nmx_lookup = false\n'
-                   '[dkim]\ndns_lookup = false\n')
+                   f'http = "127.0.0.1:{port}"\n[storage]\nurl = "{url}"\n'
+                   + ('mode = "department"\ndepartments = ["ops"]\n' if args.own_database else '')
+                   + '[queue]\nmx_lookup = false\n[dkim]\ndns_lookup = false\n')
     subprocess.run([sys.executable, "-m", "mailserver.cli", "--config", str(cfg), "init"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     mb = await open_mailboxes(config_mod.load(cfg).storage(),
                               hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     await mb.directory.add_domain("city.test")
+    if args.own_database:
+        await mb.directory.add_department("ops", "Operations")
     for i in range(PEOPLE):
-        await mb.add_account(f"u{i}@city.test", password=None)
+        await mb.add_account(f"u{i}@city.test", password=None, department="ops" if args.own_database else None)
     _, secret, _ = await Sources(mb.router.central).add("oa")
     try:
         async with serving(cfg, port, work, workers) as pid:
@@ -384,5 +389,8 @@ if __name__ == "__main__":
     ap.add_argument("--light", action="store_true",
                     help="paced flow: post over raw keep-alive connections (the load generator's CPU is a tenth of aiohttp's)")
     ap.add_argument("--timeline", action="store_true", help="paced flow: p50/p99 of the posts due in each second")
+    ap.add_argument("--own-database", action="store_true",
+                    help="the recipients' department has a database of its own (storage mode department): their "
+                         "deliveries and indexing take its writer, the events another")
     ap.add_argument("--pg", action="store_true", help="on a PostgreSQL started for the run (as the tests start it)")
     asyncio.run(main(ap.parse_args()))

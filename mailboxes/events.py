@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -56,6 +56,7 @@ WAKE_TOPIC = "events"  # the change bus's wake-up for the events workers (new ro
 BUSY_POSTS = 4  # posts waiting for their answer at once from which the intake is busy (the worker waits)
 BUSY_LINGER = 0.02  # seconds the intake stays busy after the last time it was
 monotonic = time.monotonic  # the intake's clock (tests move it)
+DIGEST_LOCK_BASE = 0x4449_4745 << 32  # + account id: PostgreSQL advisory lock of one person's digest claim ("DIGE")
 MODES_CHUNK = 1000  # account ids in one preferences query (bound parameters per statement)
 
 
@@ -521,8 +522,11 @@ class EventStore:
         The claim is a lease in `due_at` (no other column): the claimed items are due again only
         at now + lease, so no other node takes them while this one sends the digest; if it dies,
         they are taken again after the lease (and the digest's Message-ID is searched for first).
-        On PostgreSQL the items are selected `FOR UPDATE SKIP LOCKED`: two nodes claiming at once
-        take different people. SQLite's write transaction is exclusive.
+        On PostgreSQL a node takes a person only with that person's advisory lock (held to its
+        commit; a person another node holds is left for it), then reads the items still due: rows
+        are locked one by one as a query reads them, so `FOR UPDATE SKIP LOCKED` alone let two
+        nodes claiming at once each take a part of one person's items and send two digests
+        (tests/store/test_digest_nodes.py, seen under load). SQLite's write transaction is exclusive.
         """
         now = self._now()
         d, e = t.event_digest_items.c, t.events.c
@@ -535,12 +539,15 @@ class EventStore:
         async with self.db.write() as conn:
             people = (await conn.execute(due_people)).scalars().all()
             for pid in people:
+                if self.db.dialect == "postgresql" and not (await conn.execute(
+                        text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DIGEST_LOCK_BASE + pid})).scalar():
+                    continue  # another node is claiming this person's items right now
                 q = (select(d.id.label("item_id"), t.events)
                      .select_from(t.event_digest_items.join(t.events, e.id == d.event_id))
                      .where(d.account_id == pid, d.sent_at.is_(None), d.due_at <= now)
                      .order_by(e.type, e.id).limit(per_person))
                 if self.db.dialect == "postgresql":
-                    q = q.with_for_update(skip_locked=True, of=t.event_digest_items)
+                    q = q.with_for_update(of=t.event_digest_items)
                 rows = (await conn.execute(q)).all()
                 if rows:
                     await conn.execute(update(t.event_digest_items).where(d.id.in_([r.item_id for r in rows]))

@@ -89,6 +89,19 @@ cut the server's CPU only 1.45 -> 1.39 ms an event. --own-database (the 50 recip
 with a database of its own, so deliveries and indexing take another writer than the events): p99
 1.17 / 1.33 / 1.52 s against 2.7 / 3.9 s in the same runs, 1.57-1.60 ms of CPU an event: two writers
 help, then the two cores are the limit (the load generator included, ~85 % busy).
+
+2026-12-06, session 19 (SQLite, 2 workers): a worker's write_sync functions waiting at once now share
+one transaction, each in a SAVEPOINT (mailboxes/db.py): the writer held 10.6-10.7 s -> 8.9-9.2 s for
+12,000 events at 1,000/s, 1,440-1,750 transactions -> 1,100-1,240. 12,000 events at 1,000/s, runs
+alternating with the code before: p99 1.0-1.7 s against 1.8-4.3 s, p50 0.4-1.0 s against 0.9-3.5 s;
+the server's CPU 1.51-1.56 ms an event (1.45-1.51 before). For 20 s the p99 is 2.8-3.1 s: the first
+~4 s hold p99 350-500 ms, then the search indexer's backlog (indexer.BACKLOG) makes it index between
+deliveries and the latency grows ~150-200 ms a second (delivering and indexing keep up with ~850/s).
+Schedstat of the writer threads at 1,000/s: ~1.2 s of 8 s waiting for a core (runqueue) against
+1.6 s running; renicing them (-10) or the event loops (+5) made no difference beyond the noise
+(3 runs each). CONCURRENCY 128 instead of 64: no gain (3 runs each; 1 % fewer posts accepted).
+Bursts: first 1,153-1,642/s accepted, p99 541-770 ms; warm 2,695-2,829/s, p99 584-602 ms; a batch
+of 1,000 13,274-14,033/s, p99 567-631 ms.
 """
 
 from __future__ import annotations

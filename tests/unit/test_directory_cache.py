@@ -62,3 +62,44 @@ async def test_a_failed_or_cancelled_load_leaves_the_others_to_ask_themselves():
     directory.gate.set()
     assert await waiter == ("resolution", "carol@city.test") and loader.cancelled()
     assert directory.asked.count("carol@city.test") == 2 and not cache._loading
+
+
+async def test_an_answer_in_use_is_loaded_again_before_it_expires_and_never_served_after(monkeypatch):
+    import delivery.submit as submit
+
+    now = [1000.0]
+    monkeypatch.setattr(submit.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(submit, "REFRESH_AHEAD", (0.6, 0.6))
+    cache, directory = _cache()
+    ttl = cache._answers.ttl
+    directory.gate.set()
+    assert await cache.resolve("dan@city.test") == ("resolution", "dan@city.test")
+    assert directory.asked == ["dan@city.test"]
+    now[0] += ttl * 0.5  # young: from the cache, nothing asked
+    assert await cache.resolve("dan@city.test") == ("resolution", "dan@city.test")
+    assert directory.asked == ["dan@city.test"] and not cache._loading
+    # Due for its refresh: the caller is answered from the cache at once, one load runs behind it.
+    directory.gate.clear()
+    now[0] += ttl * 0.2
+    callers = [await cache.resolve("dan@city.test") for _ in range(20)]
+    assert callers == [("resolution", "dan@city.test")] * 20
+    await asyncio.sleep(0)  # the refresh's task starts
+    assert len(cache._refreshing) == 1 and directory.asked == ["dan@city.test"] * 2  # one load for the twenty
+    # The answer expires while that load waits: a caller now waits for it, not for a load of its own.
+    now[0] += ttl * 0.4
+    waiter = asyncio.create_task(cache.resolve("dan@city.test"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    directory.gate.set()
+    assert await waiter == ("resolution", "dan@city.test")
+    assert directory.asked == ["dan@city.test"] * 2 and not cache._loading and not cache._refreshing
+    # A refresh that fails leaves the answer in use until it expires; then a caller meets the error itself.
+    directory.fail.add("dan@city.test")
+    now[0] += ttl * 0.7
+    assert await cache.resolve("dan@city.test") == ("resolution", "dan@city.test")
+    await asyncio.gather(*cache._refreshing)
+    assert directory.asked == ["dan@city.test"] * 3 and not cache._loading
+    now[0] += ttl * 0.31  # past its time: not served any more
+    with pytest.raises(RuntimeError):
+        await cache.resolve("dan@city.test")
+    assert directory.asked == ["dan@city.test"] * 4

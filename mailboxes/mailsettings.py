@@ -23,6 +23,7 @@ Implementation notes
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -127,6 +128,8 @@ class MailSettings:
         self._active: frozenset[int] | None = None
         self._loaded = 0.0
         self._known: dict[int, DeliverySettings] = {}  # of active accounts; emptied with the active set
+        self._reloading: asyncio.Task | None = None  # the load of the active set under way, shared
+        self._changes = 0  # counted by forget(): a load begun before a change is not kept
 
     # --- the delivery side -------------------------------------------------------------
 
@@ -134,16 +137,37 @@ class MailSettings:
         """A setting changed here: the next delivery reloads the set of active accounts."""
         self._active = None
         self._known = {}
+        self._changes += 1
 
     async def active(self) -> frozenset[int]:
-        """Ids of accounts with an out-of-office switched on or a rule (cached, see the notes)."""
-        if self._active is None or time.monotonic() - self._loaded > ACTIVE_CACHE_SECONDS:
-            s, r = t.mail_settings.c, t.mail_rules.c
-            q = union(select(s.account_id).where(s.ooo_enabled.is_(True)), select(r.account_id))
-            async with self.db.read() as conn:
-                ids = (await conn.execute(q)).scalars().all()
-            self._active, self._loaded, self._known = frozenset(ids), time.monotonic(), {}
-        return self._active
+        """Ids of accounts with an out-of-office switched on or a rule (cached, see the notes).
+
+        The deliveries that find the set expired share one load (under a flow, the tens in flight
+        at that moment each ran the query).
+        """
+        if self._active is not None and time.monotonic() - self._loaded <= ACTIVE_CACHE_SECONDS:
+            return self._active
+        task = self._reloading
+        if task is None or task.get_name() != f"active set {self._changes}":  # none, or begun before a change
+            task = self._reloading = asyncio.get_running_loop().create_task(
+                self._load_active(self._changes), name=f"active set {self._changes}")
+            task.add_done_callback(self._loaded_active)
+        return await asyncio.shield(task)  # a caller that goes away leaves the load to the others
+
+    async def _load_active(self, changes: int) -> frozenset[int]:
+        s, r = t.mail_settings.c, t.mail_rules.c
+        q = union(select(s.account_id).where(s.ooo_enabled.is_(True)), select(r.account_id))
+        async with self.db.read() as conn:
+            ids = frozenset((await conn.execute(q)).scalars().all())
+        if changes == self._changes:  # nothing changed here meanwhile
+            self._active, self._loaded, self._known = ids, time.monotonic(), {}
+        return ids
+
+    def _loaded_active(self, task: asyncio.Task) -> None:
+        if self._reloading is task:
+            self._reloading = None
+        if not task.cancelled():
+            task.exception()  # retrieved: its callers got it (if all went away, no "never retrieved" warning)
 
     async def for_delivery(self, accounts: list[Account]) -> dict[int, DeliverySettings]:
         """Settings, rules and own addresses of these accounts (cached with the active set; else one read)."""

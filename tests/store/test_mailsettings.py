@@ -75,3 +75,42 @@ async def test_the_active_set_follows_changes_and_delivery_reads_settings_and_al
                 OutOfOffice(True, None, None, "Away\r\nBcc: all@city.test", "x", 7)):
         with pytest.raises(InvalidInput):
             await s.set_out_of_office(li.id, bad)
+
+
+async def test_deliveries_finding_the_active_set_expired_share_one_load(mb, monkeypatch):
+    from sqlalchemy import event
+
+    import mailboxes.mailsettings as mailsettings
+
+    li = await mb.add_account("li@city.test", password="pw")
+    s = mb.settings
+    await s.add_rule(li.id, "from", "x", "seen")
+    assert await s.active() == {li.id}
+    loads = []
+    engine = s.db.reader.sync_engine
+
+    def counted(_conn, _cursor, statement, *_args):
+        if "mail_rules" in statement and "UNION" in statement.upper():
+            loads.append(statement)
+    event.listen(engine, "before_cursor_execute", counted)
+    try:
+        monkeypatch.setattr(mailsettings, "ACTIVE_CACHE_SECONDS", -1.0)  # expired for every caller below
+        got = await asyncio.gather(*(s.active() for _ in range(30)))
+        assert got == [frozenset({li.id})] * 30 and len(loads) == 1
+        # A change made here while a load is under way: that load's set is not kept, the next asks again.
+        first = asyncio.ensure_future(s.active())
+        await asyncio.sleep(0)
+        wang = await mb.add_account("wang@city.test", password="pw")
+        await s.add_rule(wang.id, "from", "y", "seen")  # forget()s the set
+        await first
+        monkeypatch.setattr(mailsettings, "ACTIVE_CACHE_SECONDS", 5.0)
+        assert await s.active() == {li.id, wang.id}
+        # A caller that goes away does not take the load from the others.
+        monkeypatch.setattr(mailsettings, "ACTIVE_CACHE_SECONDS", -1.0)
+        before = len(loads)
+        leaving, staying = asyncio.ensure_future(s.active()), asyncio.ensure_future(s.active())
+        await asyncio.sleep(0)
+        leaving.cancel()
+        assert await staying == {li.id, wang.id} and len(loads) == before + 1
+    finally:
+        event.remove(engine, "before_cursor_execute", counted)

@@ -102,6 +102,14 @@ Schedstat of the writer threads at 1,000/s: ~1.2 s of 8 s waiting for a core (ru
 (3 runs each). CONCURRENCY 128 instead of 64: no gain (3 runs each; 1 % fewer posts accepted).
 Bursts: first 1,153-1,642/s accepted, p99 541-770 ms; warm 2,695-2,829/s, p99 584-602 ms; a batch
 of 1,000 13,274-14,033/s, p99 567-631 ms.
+Then --timeline at 900/s showed the latency rising 300-500 ms every 5 s: the delivery path's
+directory answers, all loaded in the flow's first second, expired together (delivery/submit.py
+CACHE_SECONDS) and the deliveries of that moment waited for ~100 queries a process (631 loads waited
+for, 45.5 s in all, over 15 s; now 202, all in the first second: answers in use are loaded again in
+the background before they expire), and every delivery in flight ran the out-of-office set's query
+itself at its expiry (now one shared load). 20 s at 900/s: p99 815-1,033 ms, flat (before: 863-1,229
+with the bumps); at 800/s 915 ms. 20 s at 1,000/s, 3 runs: p99 1.21 / 1.47 / 3.13 s (the third noisy
+from its first second: p50 862 ms there), p50 0.7-1.2 s (at the session's start: p99 4.4 s).
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class DirectoryCache:
         self.departments = DepartmentLabels(mb.router.central)
         self.leaders = DepartmentLeaders(mb.router.central)
 
-    async def _cached(self, key: object, load: Callable):
+    async def _cached(self, key: object, load: Callable, cache: _TTLCache | None = None):
         """The cached answer, else `load()`'s; concurrent misses of one key share one load (a burst of
         deliveries to one person after the answer expired asks the directory once, not once each).
 
@@ -178,10 +178,13 @@ class DirectoryCache:
         its first second, expired together every CACHE_SECONDS and the deliveries of that moment
         waited for ~100 directory queries a process (bridges_bench, 900 events/s: the latency rose
         by 300-500 ms every 5 s). An answer is never older than CACHE_SECONDS, as before.
+        With `cache` (the quota usage, which deliveries keep true themselves) misses share a load, and
+        nothing is loaded ahead: a load would race the deliveries' own additions.
         """
-        found, value, refresh = self._answers.lookup(key)
+        answers = self._answers if cache is None else cache
+        found, value, refresh = answers.lookup(key)
         if found:
-            if refresh and key not in self._loading:
+            if refresh and cache is None and key not in self._loading:
                 self._refresh(key, load)
             return value
         running = self._loading.get(key)
@@ -189,7 +192,7 @@ class DirectoryCache:
             await asyncio.wait([running])  # not shielded by us: our own cancellation still ends this wait
             if not running.cancelled():
                 return running.result()
-            return await self._cached(key, load)  # that load failed: try our own (and see its error)
+            return await self._cached(key, load, cache)  # that load failed: try our own (and see its error)
         running = self._loading[key] = asyncio.get_running_loop().create_future()
         try:
             value = await load()
@@ -198,7 +201,7 @@ class DirectoryCache:
             raise
         finally:
             del self._loading[key]
-        self._answers.put(key, value)
+        answers.put(key, value)
         running.set_result(value)
         return value
 
@@ -271,19 +274,18 @@ class DirectoryCache:
         return await self._cached(("senders", account.id), load)
 
     async def usage(self, account: Account) -> tuple[int, int]:
-        found, value = self._usage.get(account.id)
-        if not found:
+        """(bytes, messages) the account holds; concurrent misses (RCPTs to one person) share one query."""
+        async def load():
             q = await self.mb.store.quota(account)
-            value = (q.used_bytes, q.used_messages)
-            self._usage.put(account.id, value)
-        return value  # type: ignore[return-value]
+            return q.used_bytes, q.used_messages
+        return await self._cached(("usage", account.id), load, self._usage)
 
     def add_usage(self, account_ids, size: int) -> None:
         """We just wrote `size` bytes to these accounts: keep their cached usage true without a query."""
         for i in account_ids:
-            found, value = self._usage.get(i)
+            found, value = self._usage.get(("usage", i))
             if found:
-                self._usage.update(i, (value[0] + size, value[1] + 1))
+                self._usage.update(("usage", i), (value[0] + size, value[1] + 1))
 
 
 def quota_reply(account: Account, used: tuple[int, int], size: int) -> Reply | None:

@@ -103,3 +103,31 @@ async def test_an_answer_in_use_is_loaded_again_before_it_expires_and_never_serv
     with pytest.raises(RuntimeError):
         await cache.resolve("dan@city.test")
     assert directory.asked == ["dan@city.test"] * 4
+
+
+async def test_concurrent_usage_misses_share_one_query_and_deliveries_keep_it_true(monkeypatch):
+    import delivery.submit as submit
+
+    now = [1000.0]
+    monkeypatch.setattr(submit.time, "monotonic", lambda: now[0])
+    gate, asked = asyncio.Event(), []
+
+    async def quota(account):
+        asked.append(account.id)
+        await gate.wait()
+        return SimpleNamespace(used_bytes=1000 * len(asked), used_messages=len(asked))
+    cache = DirectoryCache(SimpleNamespace(directory=Directory(), store=SimpleNamespace(quota=quota),
+                                           router=SimpleNamespace(central=None)))
+    li = SimpleNamespace(id=7)
+    burst = [asyncio.create_task(cache.usage(li)) for _ in range(20)]  # RCPTs to one person at once
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*burst) == [(1000, 1)] * 20 and asked == [7]
+    cache.add_usage([7], 500)  # a delivery wrote 500 octets: no query
+    assert await cache.usage(li) == (1500, 2) and asked == [7]
+    now[0] += submit.USAGE_SECONDS * 0.95  # usage is not loaded ahead (a load would race such additions)
+    await cache.usage(li)
+    await asyncio.sleep(0)
+    assert asked == [7] and not cache._refreshing
+    now[0] += submit.USAGE_SECONDS * 0.1  # expired: asked again
+    assert await cache.usage(li) == (2000, 2) and asked == [7, 7]

@@ -193,11 +193,18 @@ class DirectoryCache:
             if not running.cancelled():
                 return running.result()
             return await self._cached(key, load, cache)  # that load failed: try our own (and see its error)
-        running = self._loading[key] = asyncio.get_running_loop().create_future()
+        return await self._load(key, load, answers, self._announce(key))
+
+    def _announce(self, key: object) -> asyncio.Future:
+        """Say that `key` is being loaded: whoever misses it meanwhile waits for this load."""
+        self._loading[key] = running = asyncio.get_running_loop().create_future()
+        return running
+
+    async def _load(self, key: object, load: Callable, answers: _TTLCache, running: asyncio.Future):
         try:
             value = await load()
         except BaseException:
-            running.cancel()
+            running.cancel()  # its waiters load for themselves
             raise
         finally:
             del self._loading[key]
@@ -206,24 +213,15 @@ class DirectoryCache:
         return value
 
     def _refresh(self, key: object, load: Callable) -> None:
-        loop = asyncio.get_running_loop()
-        running = self._loading[key] = loop.create_future()  # a caller whose answer expires meanwhile waits for it
+        running = self._announce(key)  # at once: the callers of this moment start no second refresh
 
         async def again() -> None:
             try:
-                value = await load()
-            except BaseException as exc:  # the answer stays until it expires; a load then meets the error itself
-                running.cancel()
-                if not isinstance(exc, Exception):
-                    raise
+                await self._load(key, load, self._answers, running)
+            except Exception as exc:  # noqa: BLE001 - the answer stays until it expires; a load then meets the error
                 log.debug("directory answer %r not refreshed: %s", key, exc)
-            else:
-                self._answers.put(key, value)
-                running.set_result(value)
-            finally:
-                del self._loading[key]
 
-        task = loop.create_task(again(), name="directory cache refresh")
+        task = asyncio.get_running_loop().create_task(again(), name="directory cache refresh")
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
 

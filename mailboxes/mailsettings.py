@@ -128,7 +128,7 @@ class MailSettings:
         self._active: frozenset[int] | None = None
         self._loaded = 0.0
         self._known: dict[int, DeliverySettings] = {}  # of active accounts; emptied with the active set
-        self._reloading: asyncio.Task | None = None  # the load of the active set under way, shared
+        self._reloading: asyncio.Task | None = None  # the load of the active set under way, shared (not across a change)
         self._changes = 0  # counted by forget(): a load begun before a change is not kept
 
     # --- the delivery side -------------------------------------------------------------
@@ -138,6 +138,7 @@ class MailSettings:
         self._active = None
         self._known = {}
         self._changes += 1
+        self._reloading = None  # a load under way began before this change: the next caller starts another
 
     async def active(self) -> frozenset[int]:
         """Ids of accounts with an out-of-office switched on or a rule (cached, see the notes).
@@ -148,9 +149,9 @@ class MailSettings:
         if self._active is not None and time.monotonic() - self._loaded <= ACTIVE_CACHE_SECONDS:
             return self._active
         task = self._reloading
-        if task is None or task.get_name() != f"active set {self._changes}":  # none, or begun before a change
-            task = self._reloading = asyncio.get_running_loop().create_task(
-                self._load_active(self._changes), name=f"active set {self._changes}")
+        if task is None:
+            task = self._reloading = asyncio.get_running_loop().create_task(self._load_active(self._changes),
+                                                                            name="active set")
             task.add_done_callback(self._loaded_active)
         return await asyncio.shield(task)  # a caller that goes away leaves the load to the others
 

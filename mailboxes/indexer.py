@@ -10,8 +10,8 @@ fts indexes after delivery rather than during it.
 Invariants:
 - A pending row is committed with its body, so nothing waits on memory: a crash leaves the
   rows, and the next indexer (any process, any node) takes them.
-- Every search indexes what is pending before it reads an index (`Indexer.catch_up`), so a
-  search never misses a delivered message. It waits for rows another process is indexing
+- Every search indexes what is pending in its folder before it reads an index
+  (`Indexer.catch_up`), so a search never misses a delivered message. It waits for rows another process is indexing
   at that moment (their row locks on PostgreSQL; the one writer on SQLite).
 - A batch takes its rows and writes their index rows in one transaction: a row is indexed
   once, however many indexers run. A batch holds at most BATCH_CHARS of text (each row's texts
@@ -37,9 +37,15 @@ Invariants:
   for 0.3 s of quiet). A steady flow below BURST a second is indexed as it comes, so a search
   seldom has much to catch up. Idle, it takes IDLE_BATCH bodies a transaction (200 bodies of 4 KB
   held the store's writer ~110 ms, a delivery waiting behind them; 50, ~30 ms; a search's catch-up
-  takes BATCH, on SQLite no more than CATCH_UP_CHARS of text). Under a load that never pauses, once BACKLOG bodies wait it
-  indexes SMALL_BATCH at a time between the deliveries, so the wait stays bounded and each
-  delivery is held back by one such batch at most. SMALL_BATCH was 32: FTS5 writes its segments at
+  takes BATCH, on SQLite no more than CATCH_UP_CHARS of text). Under a load that never pauses it
+  waits up to MAX_LAG: once a body of ours has waited that long it indexes SMALL_BATCH at a time
+  between the deliveries, so the wait stays bounded and each delivery is held back by one such
+  batch at most. (It began once 2,000 bodies waited, ~2-4 s into a flow of 1,000 notifications a
+  second: from then on indexing took the CPU and the writer from the deliveries, which fell
+  behind, p99 1.2-2.1 s after 20 s; waiting a minute, 0.56-0.89 s, bridges_bench 2026-12-06. The
+  flow's ~18,000 bodies were indexed ~6 s after it.) A search meanwhile indexes only what its
+  own folder waits for (`catch_up(folder)`: 400 bodies of one recipient, 189 ms), not the
+  backlog of the whole flow. SMALL_BATCH was 32: FTS5 writes its segments at
   commit, and a batch of 32 paid that (and a transaction) per 32 bodies; with 256 the indexer held
   the shared writer ~40 % less in a flow of 1,000 notifications a second (bridges_bench, 2 A/B
   runs), a delivery waiting behind one batch some tens of ms more (~0.1-0.5 ms a body). Such a
@@ -66,13 +72,13 @@ log = logging.getLogger(__name__)
 BATCH = 200  # rows a batch indexes when a search catches up (the search waits for them all)
 CATCH_UP_CHARS = 400_000  # and text, on SQLite: ~80 letters of 4 KB hold the one writer ~45 ms, not 200 ~110 ms
 IDLE_BATCH = 50  # rows a background batch indexes when the store is idle: the writer is held ~30 ms, not ~110
-SMALL_BATCH = 256  # rows a batch indexes between deliveries once BACKLOG is reached (a few tens of ms)
+SMALL_BATCH = 256  # rows a batch indexes between deliveries once MAX_LAG is reached (a few tens of ms)
 SMALL_BATCH_CHARS = 256_000  # and text: 256 notifications (~1,000 characters each), ~50 letters of 4 KB
 IDLE = 0.05  # seconds without a delivery (in this process) before the background indexer runs
 BURST = 50  # bodies written within BURST_WINDOW that make a burst: the indexer then waits for BURST_IDLE
 BURST_WINDOW = 1.0  # seconds
 BURST_IDLE = 0.3  # seconds without a delivery before the background indexer runs, in a burst
-BACKLOG = 2_000  # bodies written since the last batch beyond which it runs whether idle or not
+MAX_LAG = 60.0  # seconds a body of ours may wait for the indexes; then batches run between deliveries
 BATCH_CHARS = 4_000_000  # text a batch takes at most (it always takes one row): a few tens of MB in memory
 
 # What the indexes read of each text (search._terms, substring.prepare): a pending row keeps no more.
@@ -121,17 +127,23 @@ def add_pending(conn: Connection, rows: list[dict]) -> None:
 
 # The first rows from :lo to :hi in blob_id order, at most :n of them and, beyond the first, at most
 # :budget characters of text. `chars` comes first in the row, so this reads no text (SQLite: no overflow page).
-_FIRST = (f"SELECT blob_id FROM (SELECT blob_id, sum(chars) OVER (ORDER BY blob_id ROWS UNBOUNDED PRECEDING)"
-          f" - chars AS before FROM (SELECT blob_id, chars FROM {TABLE} WHERE blob_id BETWEEN :lo AND :hi"
-          f" ORDER BY blob_id LIMIT :n) AS firstn) AS running WHERE before < :budget")
+# `folder`: only the bodies of messages in folder :fid (a search's catch-up; an index probe a pending row).
+def _first(folder: bool) -> str:
+    where = "blob_id BETWEEN :lo AND :hi" + (_IN_FOLDER if folder else "")
+    return (f"SELECT blob_id FROM (SELECT blob_id, sum(chars) OVER (ORDER BY blob_id ROWS UNBOUNDED PRECEDING)"
+            f" - chars AS before FROM (SELECT blob_id, chars FROM {TABLE} WHERE {where}"
+            f" ORDER BY blob_id LIMIT :n) AS firstn) AS running WHERE before < :budget")
+
+
+_IN_FOLDER = f" AND EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = {TABLE}.blob_id AND m.folder_id = :fid)"
 _RETURNING = " RETURNING blob_id, chars, subject, addrs, head, body"
 
 
-def _take_sql(dialect: str, wait: bool) -> list:
+def _take_sql(dialect: str, wait: bool, folder: bool) -> list:
     if dialect == "sqlite":  # the one writer: nothing else takes rows meanwhile
-        return [text(f"DELETE FROM {TABLE} WHERE blob_id IN ({_FIRST})" + _RETURNING)]
+        return [text(f"DELETE FROM {TABLE} WHERE blob_id IN ({_first(folder)})" + _RETURNING)]
     skip = "" if wait else " SKIP LOCKED"
-    return [text(f"SELECT id FROM blobs WHERE id IN ({_FIRST}) ORDER BY id FOR KEY SHARE{skip}"),
+    return [text(f"SELECT id FROM blobs WHERE id IN ({_first(folder)}) ORDER BY id FOR KEY SHARE{skip}"),
             text(f"DELETE FROM {TABLE} WHERE blob_id IN :ids" + _RETURNING)
             .bindparams(bindparam("ids", expanding=True))]
 
@@ -140,7 +152,8 @@ _LAST_ID = 2**63 - 1
 
 
 def index_pending_sync(conn: Connection, limit: int, *, wait: bool, only: int | None = None,
-                       indexes: tuple[str, ...] = BOTH, budget: int | None = None) -> tuple[int, bool]:
+                       indexes: tuple[str, ...] = BOTH, budget: int | None = None,
+                       folder: int | None = None) -> tuple[int, bool]:
     """Index up to ``limit`` pending bodies (at most ``budget`` characters of text; BATCH_CHARS unless
     told) in this transaction.
 
@@ -150,12 +163,13 @@ def index_pending_sync(conn: Connection, limit: int, *, wait: bool, only: int | 
     ``wait``: also the rows another transaction is indexing right now (PostgreSQL waits for
     it, and then finds them gone): a search's catch-up. Without it they are skipped.
     ``only``: just this body's row; ``indexes``: write into these of the two (the row is taken
-    all the same: a body refused by one index is left out of it).
+    all the same: a body refused by one index is left out of it). ``folder``: only bodies of
+    messages in this folder (a search's catch-up).
     """
-    stmts = _take_sql(conn.dialect.name, wait)
+    stmts = _take_sql(conn.dialect.name, wait, folder is not None)
     lo, hi = (0, _LAST_ID) if only is None else (only, only)
     budget = BATCH_CHARS if budget is None else budget
-    params = {"n": limit, "lo": lo, "hi": hi, "budget": budget}
+    params = {"n": limit, "lo": lo, "hi": hi, "budget": budget, "fid": folder}
     if len(stmts) == 1:
         rows = conn.execute(stmts[0], params).all()
     else:
@@ -168,8 +182,8 @@ def index_pending_sync(conn: Connection, limit: int, *, wait: bool, only: int | 
 # SQLite: the rows are read and their index rows made outside the write (a read transaction, no
 # lock), then taken and written in one write transaction. The write lock every worker process
 # writes under (db.WriteLock) was held ~30 ms by a batch of a hundred bodies tokenised inside it.
-_PEEK = text(f"SELECT blob_id, chars, subject, addrs, head, body FROM {TABLE} WHERE blob_id IN ({_FIRST})"
-             " ORDER BY blob_id")
+_PEEK = {folder: text(f"SELECT blob_id, chars, subject, addrs, head, body FROM {TABLE} WHERE blob_id IN"
+                     f" ({_first(folder)}) ORDER BY blob_id") for folder in (False, True)}
 _TAKE = text(f"DELETE FROM {TABLE} WHERE blob_id IN :ids RETURNING blob_id").bindparams(
     bindparam("ids", expanding=True))
 
@@ -184,9 +198,10 @@ class Prepared:
     full: bool  # limit rows or BATCH_CHARS: more may be left
 
 
-def prepare_sync(conn: Connection, limit: int, budget: int | None = None) -> Prepared:
+def prepare_sync(conn: Connection, limit: int, budget: int | None = None, folder: int | None = None) -> Prepared:
     budget = BATCH_CHARS if budget is None else budget
-    rows = conn.execute(_PEEK, {"n": limit, "lo": 0, "hi": _LAST_ID, "budget": budget}).all()
+    rows = conn.execute(_PEEK[folder is not None],
+                        {"n": limit, "lo": 0, "hi": _LAST_ID, "budget": budget, "fid": folder}).all()
     return Prepared([r.blob_id for r in rows], search.row_params([(r.blob_id, r.subject, r.addrs, r.body) for r in rows]),
                     substring.row_params([(r.blob_id, r.head, r.body) for r in rows]),
                     len(rows) == limit or sum(r.chars for r in rows) >= budget)
@@ -246,11 +261,14 @@ def drop_pending(conn: Connection, blob_ids: list[int]) -> None:
                      {"ids": blob_ids})
 
 
-_FIRST_IDS = text(f"SELECT blob_id FROM {TABLE} ORDER BY blob_id LIMIT :n")
+_FIRST_IDS = {folder: text(f"SELECT blob_id FROM {TABLE} WHERE blob_id >= 0{_IN_FOLDER if folder else ''}"
+                          " ORDER BY blob_id LIMIT :n") for folder in (False, True)}
+_ANY = {folder: text(f"SELECT 1 FROM {TABLE} WHERE blob_id >= 0{_IN_FOLDER if folder else ''} LIMIT 1")
+        for folder in (False, True)}
 
 
-def _any_pending(conn: Connection) -> bool:
-    return conn.execute(text(f"SELECT 1 FROM {TABLE} LIMIT 1")).first() is not None
+def _any_pending(conn: Connection, folder: int | None = None) -> bool:
+    return conn.execute(_ANY[folder is not None], {"fid": folder}).first() is not None
 
 
 class Indexer:
@@ -264,7 +282,8 @@ class Indexer:
         self._window = (0.0, 0)  # (start, bodies written since): the write rate, for BURST
         self._burst = False  # a burst of writes is going on: index after BURST_IDLE of quiet, not IDLE
         self._task: asyncio.Task | None = None
-        self._backlog = asyncio.Event()  # set when BACKLOG is reached: no more waiting for a pause
+        self._oldest: float | None = None  # when the oldest body of ours not known to be indexed was written
+        self._wake = asyncio.Event()  # close(): no more waiting for a pause
         self._catching_up = asyncio.Lock()
         self._closing = False
         self.indexed = 0  # bodies this process has indexed (benchmarks, tests)
@@ -273,12 +292,12 @@ class Indexer:
         """Messages were written (each maybe a new body): index them once the store is idle."""
         self._written += n
         self._last_write = now = asyncio.get_running_loop().time()
+        if self._oldest is None:
+            self._oldest = now
         start, count = self._window
         self._window = (start, count + n) if now - start < BURST_WINDOW else (now, n)
         if self._window[1] >= BURST:
             self._burst = True
-        if self._written >= BACKLOG:
-            self._backlog.set()
         self.start()
 
     def start(self, *, leftovers: bool = False) -> None:
@@ -291,46 +310,55 @@ class Indexer:
         try:
             if leftovers and await self.db.read_sync(_any_pending):
                 self._written = max(self._written, 1)
+                self._oldest = self._oldest or loop.time()
             while self._written > 0 and not self._closing:  # 0: nothing of ours waits (a catch-up took it, ...)
-                quiet = loop.time() - self._last_write
+                now = loop.time()
+                quiet = now - self._last_write
                 idle = BURST_IDLE if self._burst else IDLE
-                if quiet < idle and self._written < BACKLOG:
-                    self._backlog.clear()  # (close() sets it too)
+                due = (self._oldest if self._oldest is not None else now) + MAX_LAG  # then, pause or not
+                if quiet < idle and now < due:
+                    self._wake.clear()  # (set by close())
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(idle - quiet):
-                            await self._backlog.wait()
+                        async with asyncio.timeout(min(idle - quiet, due - now)):
+                            await self._wake.wait()
                     continue
                 if self._closing:
                     return
                 if quiet >= idle:
                     self._burst = False  # the burst is over
                 size, budget = (IDLE_BATCH, None) if quiet >= idle else (SMALL_BATCH, SMALL_BATCH_CHARS)
-                before = self._written
+                before, started = self._written, now
                 n, full = await self._batch(size, wait=False, budget=budget)
                 self.indexed += n
                 # Not full: none is left that we may take (on PostgreSQL, another node holds the rest) of
                 # what was written before the batch; bodies written during it (written() counted them)
                 # may have committed after it looked, so they are waited for again, not forgotten.
                 self._written = (max(1, before - n) if full else 0) + (self._written - before)
+                if not self._written:
+                    self._oldest = None
+                elif not full:  # what waits now was written after this batch began
+                    self._oldest = max(self._oldest or started, started)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the rows stay pending; a search or the next write retries
             log.exception("indexing of partition %s failed; the bodies stay pending", self.name)
 
-    async def _batch(self, size: int, *, wait: bool, budget: int | None = None) -> tuple[int, bool]:
+    async def _batch(self, size: int, *, wait: bool, budget: int | None = None,
+                     folder: int | None = None) -> tuple[int, bool]:
         """One batch of up to ``size`` rows (index_pending_sync); if the database refuses it, its rows one by one."""
         try:
             if self.db.dialect == "sqlite":
-                batch = await self.db.read_sync(lambda conn: prepare_sync(conn, size, budget))
+                batch = await self.db.read_sync(lambda conn: prepare_sync(conn, size, budget, folder))
                 n = await self.db.write_sync(lambda conn, _blocking: write_prepared_sync(conn, batch))
                 # Rows another indexer took meanwhile: more may wait behind them (a catch-up must look again).
                 return n, batch.full or n < len(batch.ids)
             return await self.db.write_sync(lambda conn, _blocking: index_pending_sync(conn, size, wait=wait,
-                                                                                       budget=budget))
+                                                                                       budget=budget, folder=folder))
         except DBAPIError as exc:
             if not refused(exc):
                 raise
-        ids = await self.db.read_sync(lambda conn: list(conn.execute(_FIRST_IDS, {"n": size}).scalars()))
+        ids = await self.db.read_sync(lambda conn: list(conn.execute(_FIRST_IDS[folder is not None],
+                                                                     {"n": size, "fid": folder}).scalars()))
         done = 0
         for blob_id in ids:
             for indexes in (BOTH, (SUBSTRINGS,), (WORDS,), ()):
@@ -349,15 +377,19 @@ class Indexer:
                 break
         return done, len(ids) == size or done < len(ids)
 
-    async def catch_up(self) -> int:
-        """Index everything pending (a search is about to read the indexes); returns how many."""
-        if not await self.db.read_sync(_any_pending):
+    async def catch_up(self, folder: int | None = None) -> int:
+        """Index what is pending (a search is about to read the indexes); returns how many.
+
+        ``folder``: only the bodies of that folder's messages (a search reads no others), so a
+        search costs what its folder waits for, not the backlog of a whole flow (MAX_LAG).
+        """
+        if not await self.db.read_sync(lambda conn: _any_pending(conn, folder)):
             return 0
         done = 0
         async with self._catching_up:  # concurrent searches share one catch-up
             while True:
                 # On SQLite every writer waits behind each batch: a bounded one lets deliveries in between.
-                n, full = await self._batch(BATCH, wait=True,
+                n, full = await self._batch(BATCH, wait=True, folder=folder,
                                             budget=CATCH_UP_CHARS if self.db.dialect == "sqlite" else None)
                 done += n
                 self.indexed += n
@@ -365,7 +397,8 @@ class Indexer:
                 # rows another node was indexing are waited for and found gone: go on until none came.
                 # On SQLite a batch is full also when another indexer took some of its rows: look again.
                 if not full and (n == 0 or self.db.dialect == "sqlite"):
-                    self._written = 0  # the background indexer has nothing of ours left
+                    if folder is None:
+                        self._written, self._oldest = 0, None  # the background indexer has nothing of ours left
                     return done
 
     async def settled(self) -> None:
@@ -376,6 +409,6 @@ class Indexer:
     async def close(self) -> None:
         """Stop the background indexer after its batch (not within one: the database closes next)."""
         self._closing = True
-        self._backlog.set()
+        self._wake.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

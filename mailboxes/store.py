@@ -523,7 +523,7 @@ class Store:
                           newest_first: bool = True) -> tuple[int, list[MessageMeta]] | None:
         """The webmail's search: (count, one page) of the messages the word index matches (searchpage.py)."""
         from .searchpage import search_page
-        await self.catch_up_index(ref.partition)
+        await self.catch_up_index(ref.partition, ref.id)
         return await search_page(await self._db(ref.partition), ref, query, offset=offset, limit=limit,
                                  newest_first=newest_first)
 
@@ -619,10 +619,11 @@ class Store:
         """The search indexing of an open partition (indexer.py)."""
         return self._indexers[partition]
 
-    async def catch_up_index(self, partition: str) -> int:
-        """Index every body still pending in this partition (before a search reads the indexes)."""
+    async def catch_up_index(self, partition: str, folder: int | None = None) -> int:
+        """Index the bodies still pending in this partition, or of this folder's messages only (before a
+        search of the folder reads the indexes)."""
         await self._db(partition)  # opened: its indexer exists
-        return await self._indexers[partition].catch_up()
+        return await self._indexers[partition].catch_up(folder)
 
     async def search_text(self, ref: FolderRef, column: str | None, query: str) -> set[int] | None:
         """UIDs in a folder whose indexed `column` (subject, addrs, body; None: any) matches.
@@ -634,7 +635,7 @@ class Store:
         q = blob_match_sql(db.dialect, column, query)
         if q is None:
             return None
-        await self.catch_up_index(ref.partition)
+        await self.catch_up_index(ref.partition, ref.id)
         sql, params = q
         async with db.read() as conn:
             rows = await conn.execute(text(
@@ -650,7 +651,7 @@ class Store:
         """
         from .substring import folder_queries
         db = await self._db(ref.partition)
-        await self.catch_up_index(ref.partition)
+        await self.catch_up_index(ref.partition, ref.id)
         found: set[int] = set()
         async with db.read() as conn:
             for sql, params in folder_queries(db.dialect, where, needle):

@@ -135,7 +135,10 @@ def _first(folder: bool) -> str:
             f" ORDER BY blob_id LIMIT :n) AS firstn) AS running WHERE before < :budget")
 
 
-_IN_FOLDER = f" AND EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = {TABLE}.blob_id AND m.folder_id = :fid)"
+# The probe by messages.blob_id: "+" keeps folder_id off the indexes (without statistics SQLite took one by
+# folder_id, ix_messages_modseq, and read the folder's every message for each pending row: 0.65 s a batch
+# of a 400-message INBOX behind 19,000 pending bodies, not 12 ms).
+_IN_FOLDER = f" AND EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = {TABLE}.blob_id AND +m.folder_id = :fid)"
 _RETURNING = " RETURNING blob_id, chars, subject, addrs, head, body"
 
 

@@ -37,6 +37,7 @@ from . import folderstate, identity
 from . import schema as t
 from .db import Database
 from .model import Changes, Folder, FolderRef, FixedFacts, MessageMeta
+from .offload import offload
 
 _COLUMNS = "uid, modseq, flags, keywords, internal_date, size, blob_id"  # MessageMeta's field order
 _ALL = {"sqlite": f"SELECT {_COLUMNS} FROM messages WHERE folder_id = ? ORDER BY uid",
@@ -54,6 +55,10 @@ _FACTS_COLUMNS = "uid, internal_date, size, blob_id"
 _FACTS = {"sqlite": f"SELECT {_FACTS_COLUMNS} FROM messages WHERE folder_id = ? AND uid BETWEEN ? AND ?",
           "postgresql": f"SELECT {_FACTS_COLUMNS} FROM messages WHERE folder_id = $1 AND uid BETWEEN $2 AND $3"}
 FACTS_SPAN = 4  # a batch's UID range is read whole when it holds at most this many UIDs per one wanted
+# PostgreSQL: a read runs on the event loop (run_sync); turning more rows than this into lists and tuples
+# (~2-3 ms; 100,000 rows are ~40 ms of state columns, ~60 ms of MessageMeta) runs in a worker thread instead,
+# as does decoding a saved state of ten times as many messages. Below it the hand-over costs more (~1 ms).
+OFF_LOOP_ROWS = 5_000
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,14 @@ def _fetcher(conn: Connection):
     return lambda sql, args: await_only(driver.fetch(sql["postgresql"], *args))
 
 
+def _runner(conn: Connection) -> folderstate.Run:
+    """``run(n, fn, *args)``: fn(*args) for n rows. On SQLite here (the reader's own thread already);
+    on PostgreSQL, whose read runs on the event loop, in a worker thread once n passes OFF_LOOP_ROWS."""
+    if conn.dialect.name == "sqlite":
+        return lambda n, fn, *args: fn(*args)
+    return lambda n, fn, *args: fn(*args) if n < OFF_LOOP_ROWS else await_only(offload(fn, *args))
+
+
 def _rows(conn: Connection, folder_id: int, since: int | None) -> list:
     if since is None:
         return _fetcher(conn)(_ALL, (folder_id,))
@@ -177,20 +190,21 @@ def _listing(conn: Connection, ref: FolderRef, to_folder) -> Listing:
     row = _folder_row(conn, ref)
     uids: list[int] = []
     keywords: set[str] = set()
-    metas = metas_from_rows(_rows(conn, ref.id, None), uids, keywords)
+    rows = _rows(conn, ref.id, None)
+    metas = _runner(conn)(len(rows), metas_from_rows, rows, uids, keywords)
     return Listing(to_folder(row), int(row.recent_uid), metas, uids, frozenset(keywords))
 
 
 def _state(conn: Connection, ref: FolderRef, to_folder) -> StateListing:
     row = _folder_row(conn, ref)
-    fetch = _fetcher(conn)
-    saved = folderstate.load(conn, ref.id, int(row.uidvalidity), int(row.highestmodseq), fetch)
+    fetch, run = _fetcher(conn), _runner(conn)
+    saved = folderstate.load(conn, ref.id, int(row.uidvalidity), int(row.highestmodseq), fetch, run)
     if saved is not None:
         c = saved.cols
         return StateListing(to_folder(row), int(row.recent_uid), c.uids, c.modseqs, c.flags, c.kws, c.keywords,
                             behind=saved.behind)
     rows = fetch(_STATE, (ref.id,))
-    return StateListing(to_folder(row), int(row.recent_uid), *state_columns(rows), behind=len(rows))
+    return StateListing(to_folder(row), int(row.recent_uid), *run(len(rows), state_columns, rows), behind=len(rows))
 
 
 def _facts(conn: Connection, folder_id: int, uids: list[int]) -> dict:
@@ -198,13 +212,14 @@ def _facts(conn: Connection, folder_id: int, uids: list[int]) -> dict:
     dialect = conn.dialect.name
     driver = conn.connection.driver_connection
     sql = _FACTS[dialect]
+    run = _runner(conn)
     out = {}
     for lo, hi in _spans(uids):
         if dialect == "sqlite":
             rows = driver.execute(sql, (folder_id, lo, hi)).fetchall()
         else:
             rows = await_only(driver.fetch(sql, folder_id, lo, hi))
-        out.update(_facts_of(rows))
+        out.update(run(len(rows), _facts_of, rows))
     return out
 
 
@@ -242,7 +257,8 @@ def _changes(conn: Connection, ref: FolderRef, modseq: int, to_folder) -> Folder
     hm = int(row.highestmodseq)
     if hm <= modseq:
         return FolderChanges(to_folder(row), int(row.recent_uid), Changes(hm))
-    changed = metas_from_rows(_rows(conn, ref.id, modseq))
+    rows = _rows(conn, ref.id, modseq)
+    changed = _runner(conn)(len(rows), metas_from_rows, rows)
     gone = conn.execute(select(t.expunged.c.uid).where(
         t.expunged.c.folder_id == ref.id, t.expunged.c.modseq > modseq).order_by(t.expunged.c.uid)).scalars().all()
     return FolderChanges(to_folder(row), int(row.recent_uid), Changes(hm, changed, list(gone)))

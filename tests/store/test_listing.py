@@ -109,3 +109,42 @@ def test_spans_split_only_where_a_gap_costs_more_than_it_saves():
     assert _spans([1, 2, 3, 5, 6]) == [(1, 6)]
     assert _spans([1, 1000, 2000]) == [(1, 1), (1000, 1000), (2000, 2000)]
     assert _spans(list(range(1, 101, 2))) == [(1, 99)]  # every other UID: one range, twice the rows
+
+
+async def test_large_reads_are_converted_off_the_event_loop(mb, monkeypatch):
+    """On PostgreSQL the SELECT read runs on the event loop (run_sync): turning a large folder's rows or saved
+    state into columns and tuples there held every session of the process (~70 ms for 100,000 messages). Beyond
+    OFF_LOOP_ROWS it runs in a worker thread; on SQLite it was in the reader's thread already."""
+    import threading
+
+    from mailboxes import folderstate, listing
+    monkeypatch.setattr(listing, "OFF_LOOP_ROWS", 0)  # every conversion, a saved state's decoding too
+    loop_thread = threading.get_ident()
+    threads: dict[str, set[int]] = {}
+
+    def watched(name, fn):
+        def run(*args):
+            threads.setdefault(name, set()).add(threading.get_ident())
+            return fn(*args)
+        return run
+    for name in ("metas_from_rows", "state_columns", "_facts_of"):
+        monkeypatch.setattr(listing, name, watched(name, getattr(listing, name)))
+    for name in ("decode", "fold"):
+        monkeypatch.setattr(folderstate, name, watched(name, getattr(folderstate, name)))
+    acct, inbox, when = await _folder_with_three(mb)
+    assert [m.uid for m in await mb.store.messages(inbox.ref)] == [1, 2, 3]
+    state = await mb.store.listing_state(inbox.ref)
+    assert state.uids == [1, 2, 3] and state.keywords == {2: frozenset({"$Label1", "Work"})}
+    assert {u: f.internal_date for u, f in (await mb.store.facts(inbox.ref, [1, 2, 3])).items()} == dict.fromkeys([1, 2, 3], when)
+    base = state.folder.highestmodseq
+    await mb.store.append(acct, "INBOX", prepare(make_message("m3")))
+    await mb.store.append(acct, "INBOX", prepare(make_message("m4")))
+    assert [m.uid for m in (await mb.store.folder_changes(inbox.ref, base)).changes.changed] == [4, 5]
+    # a saved state, then read with what changed since: decoded and folded off the loop too
+    cols = (await mb.store.listing_state(inbox.ref)).columns
+    assert await mb.store._save_state(inbox.ref, inbox.uidvalidity, (await mb.store.folder(acct, "INBOX")).highestmodseq,
+                                      cols)
+    await mb.store.append(acct, "INBOX", prepare(make_message("m5")))
+    assert (await mb.store.listing_state(inbox.ref)).uids == [1, 2, 3, 4, 5, 6]
+    assert set(threads) == {"metas_from_rows", "state_columns", "_facts_of", "decode", "fold"}, threads
+    assert all(loop_thread not in ids for ids in threads.values()), threads

@@ -49,6 +49,7 @@ monotonic = time.monotonic  # the wait's clock (tests move it)
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=6))  # after the last, the event is failed
 DIGEST_PEOPLE = 100  # digests sent per round
+DIGEST_RECHECK = 30.0  # seconds a round trusts the earliest digest time read before a sleep (other nodes hold items too)
 DIGEST_MAX_ITEMS = 500  # events in one digest at most (the rest go in the next one)
 DAILY_AT_UTC_HOUR = 0  # daily digests are due at 00:00 UTC (08:00 in China)
 
@@ -84,6 +85,11 @@ class EventWorker(PolledLoop):
         self._stopping = False
         self._task: asyncio.Task | None = None
         self._warming: asyncio.Future | None = None
+        # The earliest digest due, as read before the last sleep, and when (monotonic): a round looks for due
+        # digests only once that time has come or the reading is DIGEST_RECHECK old. Looking every round cost a
+        # read transaction per event at low rates (each event makes two rounds).
+        self._digest_at: datetime | None = None
+        self._digest_read: float | None = None
         self.settled = asyncio.Event()  # set after every round that settled something (tests watch it)
 
     def poke(self) -> None:
@@ -123,8 +129,16 @@ class EventWorker(PolledLoop):
             await asyncio.sleep(INTAKE_LOOK)
 
     async def _next_due(self) -> datetime | None:
-        dues = [d for d in (await self.store.next_due(), await self.store.next_digest()) if d is not None]
+        read = monotonic()
+        self._digest_at = await self.store.next_digest()
+        self._digest_read = read
+        dues = [d for d in (await self.store.next_due(), self._digest_at) if d is not None]
         return min(dues) if dues else None
+
+    def _digests_may_be_due(self) -> bool:
+        if self._digest_read is None or monotonic() - self._digest_read >= DIGEST_RECHECK:
+            return True
+        return self._digest_at is not None and self._digest_at <= self.clock()
 
     def _max_sleep(self) -> float:
         return IDLE_POLL_SECONDS
@@ -138,7 +152,11 @@ class EventWorker(PolledLoop):
         self._behind = len(claimed) == CLAIM_BATCH
         modes = await self._round_modes(claimed)
         await asyncio.gather(*(self._one(ev, modes.get(ev.id)) for ev in claimed), return_exceptions=True)
-        digests = await self._digests()
+        digests = 0
+        if self._digests_may_be_due():
+            digests = await self._digests()
+            if digests:
+                self._digest_read = None  # more may be due: look again next round
         if claimed or digests:
             self.settled.set()
         return len(claimed) + digests

@@ -533,9 +533,9 @@ class EventStore:
         out: dict[int, list[DigestItem]] = {}
         due_people = (select(d.account_id).where(d.sent_at.is_(None), d.due_at <= now)
                       .group_by(d.account_id).limit(limit_people))
-        async with self.db.read() as conn:  # most rounds find none: no write transaction for them
-            if not (await conn.execute(due_people)).first():
-                return out
+        # Most calls find none: no write transaction for them (one read, in the reader's thread on SQLite).
+        if await self.db.read_sync(lambda conn: conn.execute(due_people).first()) is None:
+            return out
         async with self.db.write() as conn:
             people = (await conn.execute(due_people)).scalars().all()
             for pid in people:
@@ -557,9 +557,8 @@ class EventStore:
 
     async def next_digest(self) -> datetime | None:
         d = t.event_digest_items.c
-        async with self.db.read() as conn:
-            when = (await conn.execute(select(func.min(d.due_at)).where(d.sent_at.is_(None)))).scalar()
-        return _maybe(when)
+        q = select(func.min(d.due_at)).where(d.sent_at.is_(None))
+        return _maybe(await self.db.read_sync(lambda conn: conn.execute(q).scalar()))
 
     async def digest_sent(self, item_ids: Iterable[int]) -> None:
         ids = list(item_ids)

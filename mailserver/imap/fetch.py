@@ -26,6 +26,7 @@ from typing import Protocol
 from mailboxes.mime import BodyPart, find_part, header_fields, section_range
 from mailboxes.ranges import RANGED_OCTETS as _RANGED_OCTETS
 from mailboxes.ranges import Ranges, mostly, read_ranges  # noqa: F401 - Ranges: tests use fetch.Ranges
+from mailboxes.offload import offload
 from mailboxes.transfer import DECODE_STEP, decode_in_steps, decode_qp
 
 from . import commands as c
@@ -218,10 +219,12 @@ def _large_encoded(tree: BodyPart | None, part: tuple[int, ...]) -> BodyPart | N
 
 async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, plan: FetchPlan,
                              cache: RenderCache, partition: str, bid: int) -> Decoded:
-    """The message's large encoded parts of ``plan`` decoded in steps, the event loop given back after each.
+    """The message's large encoded parts of ``plan`` decoded in steps, each in a worker thread (offload).
 
     One binascii.a2b_base64 of a 20 MB attachment held the loop 75 ms, for every session, at
-    each BINARY or BINARY.SIZE of it; decode_in_steps cuts that into ~1 MB steps (a few ms).
+    each BINARY or BINARY.SIZE of it; decode_in_steps cuts that into ~1 MB steps (a few ms). The
+    steps run off the loop, so a crafted quoted-printable line with no place to cut (the rest
+    decoded in one call, ~55-65 ms for 20 MB) holds no session either.
     A part only BINARY.SIZE asks for is counted, not kept, and its size remembered in ``cache``:
     asked again, it is not decoded again.
     """
@@ -237,11 +240,11 @@ async def decode_large_parts(raw: bytes | Ranges, tree: BodyPart | None, plan: F
             continue
         body, count = bytearray(), 0  # grown in place: the pieces and their join were twice the part
         try:
-            for piece in decode_in_steps(raw[node.body_start:node.body_end], node.encoding.lower(), BINARY_STEP):
+            pieces = decode_in_steps(raw[node.body_start:node.body_end], node.encoding.lower(), BINARY_STEP)
+            while (piece := await offload(next, pieces, None)) is not None:
                 count += len(piece)
                 if not size_only:
                     body += piece
-                await asyncio.sleep(0)
         except (binascii.Error, ValueError):
             out[part] = UnknownCte("the part's base64 is damaged")
             continue

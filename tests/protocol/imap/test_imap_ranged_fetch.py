@@ -180,6 +180,41 @@ def test_large_encoded_parts_are_decoded_in_steps_and_answered_as_when_decoded_a
     assert text == "café ".encode() + b"x" * 300_000
 
 
+def test_a_quoted_printable_line_with_no_place_to_cut_is_decoded_off_the_event_loop(server, monkeypatch):
+    """A crafted quoted-printable line made only of "=" and one other octet in turn has no place where a step may
+    cut it: the rest is decoded in one call (~55-65 ms for 20 MB). Every step, that one too, runs in a worker
+    thread, not on the event loop every session shares; the answer is the one-call decoding."""
+    import threading
+    line = b"=a" * 150_000
+    server.deliver("alice", b"From: carol@city.test\r\nTo: alice@city.test\r\nSubject: crafted\r\nMIME-Version: 1.0\r\n"
+                   b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+                   b"--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                   + line + b"\r\n--b1--\r\n")
+    steps: list[tuple[str, int]] = []
+    real = fetch.decode_in_steps
+
+    def counted(data, encoding, step):  # noqa: ANN001
+        for piece in real(data, encoding, step):
+            steps.append((threading.current_thread().name, len(piece)))
+            yield piece
+
+    monkeypatch.setattr(fetch, "decode_in_steps", counted)
+    monkeypatch.setattr(fetch, "LARGE_BINARY", 100_000)
+    monkeypatch.setattr(fetch, "BINARY_STEP", 16_384)
+    c = imaplib.IMAP4("127.0.0.1", server.port, timeout=60)
+    c.login("alice@city.test", PASSWORD)
+    c.select("INBOX", readonly=True)
+    try:
+        typ, data = c.fetch("1", "(BINARY.PEEK[2])")
+        assert typ == "OK" and data[0][1] == fetch.decode_qp(line)  # (the CRLF before the boundary is not the part's)
+        typ, data = c.fetch("1", "(BINARY.PEEK[1])")  # the session goes on
+        assert typ == "OK" and data[0][1] == b"hi"
+    finally:
+        c.logout()
+    assert steps and max(n for _, n in steps) > 200_000  # the line was not cut
+    assert all(name.startswith("asyncio_") for name, _ in steps), steps  # the loop's worker threads
+
+
 def test_a_damaged_large_base64_part_is_unknown_cte_in_steps_too(server, monkeypatch):
     """RFC 3516 §4.3: BINARY of a part that cannot be decoded is NO [UNKNOWN-CTE], on either path."""
     damaged = base64.encodebytes(bytes(range(256)) * 2001) + b"QUJ\r\n"  # whole quanta, then three characters

@@ -11,8 +11,8 @@ Invariants:
 - A pending row is committed with its body, so nothing waits on memory: a crash leaves the
   rows, and the next indexer (any process, any node) takes them.
 - Every search indexes what is pending in its folder before it reads an index
-  (`Indexer.catch_up`), so a search never misses a delivered message. It waits for rows another process is indexing
-  at that moment (their row locks on PostgreSQL; the one writer on SQLite).
+  (`Indexer.catch_up`), so a search never misses a delivered message. It waits for rows another
+  process is indexing at that moment (their row locks on PostgreSQL; the one writer on SQLite).
 - A batch takes its rows and writes their index rows in one transaction: a row is indexed
   once, however many indexers run. A batch holds at most BATCH_CHARS of text (each row's texts
   are cut, when written, at what the indexes read of them), so its memory does not grow with

@@ -132,6 +132,13 @@ class ApiTokens:
     async def create(self, owner_id: int | None, *, kind: str = "admin", department_id: int | None = None,
                      label: str = "", source_id: int | None = None) -> tuple[str, ApiToken]:
         """A new token: (the secret, shown once; the token). An admin token has an owner, a source token a source."""
+        async with self.db.write() as conn:
+            return await self.create_in(conn, owner_id, kind=kind, department_id=department_id, label=label,
+                                        source_id=source_id)
+
+    async def create_in(self, conn, owner_id: int | None, *, kind: str = "admin", department_id: int | None = None,
+                        label: str = "", source_id: int | None = None) -> tuple[str, ApiToken]:
+        """`create` within the caller's write transaction `conn` (a source's checks and its token commit together)."""
         if kind not in KINDS:
             raise InvalidInput(f"token kind must be one of {', '.join(KINDS)}")
         if (kind == "source") != (source_id is not None) or (kind == "admin") != (owner_id is not None):
@@ -141,11 +148,10 @@ class ApiTokens:
         raw = secrets.token_bytes(TOKEN_BYTES)
         secret = TOKEN_PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
         now = self.clock()
-        async with self.db.write() as conn:
-            res = await conn.execute(insert(t.api_tokens).values(
-                token_hash=hashlib.sha256(raw).digest(), kind=kind, owner_id=owner_id,
-                department_id=department_id, label=label, created_at=now, source_id=source_id))
-            tid = res.inserted_primary_key[0]
+        res = await conn.execute(insert(t.api_tokens).values(
+            token_hash=hashlib.sha256(raw).digest(), kind=kind, owner_id=owner_id,
+            department_id=department_id, label=label, created_at=now, source_id=source_id))
+        tid = res.inserted_primary_key[0]
         return secret, ApiToken(tid, kind, owner_id, department_id, label, now, None, None, source_id)
 
     async def find(self, secret: str) -> ApiToken | None:
@@ -174,11 +180,13 @@ class ApiTokens:
         live.refresh(h, tok)  # a revocation meanwhile replaced `live`: refreshing the old one changes nothing
         return tok
 
-    async def list(self, *, owner_id: int | None = None) -> list[ApiToken]:
+    async def list(self, *, owner_id: int | None = None, source_id: int | None = None) -> list[ApiToken]:
         c = t.api_tokens.c
         q = select(*_COLS).order_by(c.id)
         if owner_id is not None:
             q = q.where(c.owner_id == owner_id)
+        if source_id is not None:
+            q = q.where(c.source_id == source_id)
         async with self.db.read() as conn:
             return [_token(r) for r in (await conn.execute(q)).all()]
 

@@ -185,13 +185,43 @@ class Sources:
             raise InvalidInput(f"invalid source name {name!r} (ASCII letters, digits, '-' and '.', "
                                f"at most {MAX_SOURCE_NAME})")
         now = self.clock()
-        async with self.db.write() as conn:
+        async with self.db.write() as conn:  # the source and its token commit together
             if (await conn.execute(select(t.event_sources.c.id).where(t.event_sources.c.name == name))).first():
                 raise AlreadyExists(f"source {name} already exists")
             res = await conn.execute(t.event_sources.insert().values(name=name, created_at=now))
             src = Source(res.inserted_primary_key[0], name, now, None)
-        secret, tok = await self.tokens.create(None, kind="source", source_id=src.id, label=name)
+            secret, tok = await self.tokens.create_in(conn, None, kind="source", source_id=src.id, label=name)
         return src, secret, tok
+
+    async def new_token(self, name: str) -> tuple[Source, str, ApiToken]:
+        """One more token for an active source (rotation: the old ones work until revoked); the secret shown once.
+
+        InvalidInput for a revoked source: its tokens stay refused, so none is made (checked in the
+        transaction that makes it, so a revocation racing it leaves no live token behind).
+        """
+        c = t.event_sources.c
+        async with self.db.write() as conn:
+            # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): a revocation committing meanwhile is seen here.
+            r = (await conn.execute(select(t.event_sources).where(c.name == name.strip().lower())
+                                    .with_for_update())).first()
+            if r is None:
+                raise NotFound(f"no source {name}")
+            src = _source(r)
+            if src.revoked_at is not None:
+                raise InvalidInput(f"source {src.name} is revoked: add a source under a new name")
+            secret, tok = await self.tokens.create_in(conn, None, kind="source", source_id=src.id, label=src.name)
+        return src, secret, tok
+
+    async def tokens_of(self, source_id: int) -> list[ApiToken]:
+        """The source's tokens, oldest first (revoked ones too)."""
+        return await self.tokens.list(source_id=source_id)
+
+    async def revoke_token(self, name: str, token_id: int) -> ApiToken:
+        """Revoke one token of the source (idempotent); NotFound when the source has no such token."""
+        src = await self.get(name)
+        if not any(tok.id == token_id for tok in await self.tokens_of(src.id)):
+            raise NotFound(f"source {src.name} has no token {token_id}")
+        return await self.tokens.revoke(token_id)
 
     async def list(self) -> list[Source]:
         async with self.db.read() as conn:

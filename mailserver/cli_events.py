@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from delivery.queue import new_queue_id
+from mailboxes import sourceops
 from mailboxes.events import STATES, EventStore, Sources
 
 from .admin import Admin
@@ -25,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("source", help="workflow systems that notify people by mail (POST /api/v1/events)")
     ss = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     ss.add_parser("add", help="add a source; prints its bearer token once").add_argument("name")
+    ss.add_parser("token", help="another token for an active source, printed once (to rotate: then "
+                  "`postroom token revoke` the old one)").add_argument("name")
     ss.add_parser("list")
     ss.add_parser("revoke", help="refuse the source's posts from now on (its tokens are revoked)").add_argument("name")
 
@@ -39,19 +42,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 async def _source(admin: Admin, args: argparse.Namespace) -> int:
-    sources = Sources(admin.mb.router.central)
-    if args.action == "add":
-        src, secret, tok = await sources.add(args.name)
-        await admin.audited("source.add", src.name, token_id=tok.id)
+    mb, actor = admin.mb, admin.actor
+    if args.action in ("add", "token"):
+        make = sourceops.add_source if args.action == "add" else sourceops.new_token
+        src, secret, tok = await make(mb, actor, args.name, via="cli")
         print(f"source {src.name} token {tok.id}: {secret}")
         print("(shown once: only its SHA-256 is stored)")
     elif args.action == "list":
-        for src in await sources.list():
+        for src in await Sources(mb.router.central).list():
             state = f"revoked {src.revoked_at:%Y-%m-%d %H:%M}" if src.revoked_at else "active"
             print(f"{src.name}\tcreated {src.created_at:%Y-%m-%d %H:%M}\t{state}")
     else:
-        src = await sources.revoke(args.name)
-        await admin.audited("source.revoke", src.name)
+        src = await sourceops.revoke_source(mb, actor, args.name, via="cli")
         print(f"revoked source {src.name}")
     return 0
 

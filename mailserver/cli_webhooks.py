@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mailboxes.webhookendpoints import WebhookEndpoints
+from mailboxes import sourceops
 
 from .admin import Admin
 
@@ -30,26 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 async def run(admin: Admin, args: argparse.Namespace) -> int:
-    endpoints = WebhookEndpoints(admin.mb.router.central)
     if args.action == "set":
         given = sys.stdin.readline().strip() if args.secret_stdin else None
-        ep, generated = await endpoints.set(
-            args.source, args.url, secret=given, new_secret_too=args.new_secret,
-            allow_plain_http=admin.config.get("webhooks", "allow_plain_http"))
-        await admin.audited("webhook.set", ep.source, url=ep.url, secret="new" if generated or given else "kept")
+        ep, generated = await sourceops.set_webhook(
+            admin.mb, admin.actor, args.source, args.url, secret=given, new_secret=args.new_secret,
+            allow_plain_http=admin.config.get("webhooks", "allow_plain_http"), via="cli")
         print(f"webhook for {ep.source}: {ep.url}")
         if generated:
             print(f"secret: {ep.secret}")
             print("(shown once: give it to the receiving system, which verifies every callback with it)")
     elif args.action == "list":
-        counts = await endpoints.counts()
-        for ep in await endpoints.list():
-            n = counts.get(ep.source, {})
-            waiting = n.get("pending", 0) + n.get("sending", 0)
-            print(f"{ep.source}\t{ep.url}\twaiting {waiting}\tdelivered {n.get('delivered', 0)}\t"
-                  f"dead {n.get('dead', 0)}\tchanged {ep.updated_at:%Y-%m-%d %H:%M}")
+        for v in (await sourceops.overview(admin.mb))[1]:
+            print(f"{v.endpoint.source}\t{v.endpoint.url}\twaiting {v.waiting}\tdelivered {v.delivered}\t"
+                  f"dead {v.dead}\tchanged {v.endpoint.updated_at:%Y-%m-%d %H:%M}")
     else:
-        await endpoints.remove(args.source)
-        await admin.audited("webhook.remove", args.source)
+        await sourceops.remove_webhook(admin.mb, admin.actor, args.source, via="cli")
         print(f"removed the webhook of {args.source}")
     return 0

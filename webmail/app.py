@@ -51,6 +51,7 @@ from .views import readstatus as readstatus_views
 from .views import documents as documents_views
 from .views import admin_audit as admin_audit_views
 from .views import admin_holds as admin_holds_views
+from .views import admin_sources as admin_sources_views
 
 HERE = Path(__file__).resolve().parent
 
@@ -129,6 +130,8 @@ ROUTES: tuple[tuple[str, str, Callable], ...] = (
     # admin console: the audit log, legal holds and retention (issue 13 points 3 and 4)
     *admin_audit_views.ROUTES,
     *admin_holds_views.ROUTES,
+    # admin console: workflow sources, their tokens and webhooks (issue 11 point 1)
+    *admin_sources_views.ROUTES,
 )
 
 
@@ -172,13 +175,14 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
              upload_dir: Path | None = None, api_routes: tuple[api.ExtraRoute, ...] = (),
              operations: Operations | None = None, forwarded_trusted: tuple[str, ...] = (),
              approvals: Any = None, documents: Any = None,
-             audit_anchor: Path | None = None) -> web.Application:
+             audit_anchor: Path | None = None, webhooks_plain_http: bool = False) -> web.Application:
     """The webmail application; `login(address, password, ip)` is the server's one Authenticator, adapted.
 
     `upload_dir`: the compose upload spool (under the data directory); None: a temporary one, removed at stop.
     `forwarded_trusted`: networks of reverse proxies whose Forwarded header is believed (webmail/forwarded.py).
     `documents`: the official-documents pages' calls (bridges.docpages.DocumentPages), or None: no such pages.
     `audit_anchor`: the audit anchor file the console's chain verification reads (None: no anchors).
+    `webhooks_plain_http`: [webhooks] allow_plain_http, the console's URL policy for webhook endpoints.
     """
     templates = _environment()
     templates.globals["documents"] = documents  # the navigation asks it who may see the documents pages
@@ -206,6 +210,7 @@ def make_app(mailboxes: Mailboxes, *, login: Login, submit: Callable[..., Awaita
     app[OPERATIONS] = operations or Operations(mailboxes, clock=clock)  # queue, DKIM, dashboard (admin)
     app[message_views.SHARED_READS] = message_views.ReadAudit()  # webmail reads of shared folders, audited
     app[admin_audit_views.VERIFIER] = admin_audit_views.Verifier(mailboxes.router.central, audit_anchor, clock)
+    app[admin_sources_views.PLAIN_HTTP] = webhooks_plain_http
     app[live_views.STREAMS] = Counter()
     app[live_views.TASKS] = set()
     app.on_shutdown.append(live_views.end_streams)

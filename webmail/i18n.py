@@ -890,3 +890,63 @@ _AUDIT_HOLD_MESSAGES = {
 }
 for _locale, _table in _AUDIT_HOLD_MESSAGES.items():
     MESSAGES[_locale].update(_table)
+
+# Admin console: workflow sources, their tokens and webhooks (issue 11, webmail/views/admin_sources.py)
+_SOURCE_MESSAGES = {
+    "zh": {
+        "src_title": "工作流来源", "src_intro": "来源是向本服务器推送事件（POST /api/v1/events）、由本服务器转为通知邮件的业务系统，如办公自动化（OA）系统。每个来源凭自己的令牌（Bearer）推送。",
+        "src_list": "来源及其令牌", "src_none": "还没有来源。", "src_name": "名称", "src_state": "状态",
+        "src_tokens": "有效令牌", "src_webhook": "回调地址", "src_created": "创建于 {at}", "src_active": "有效",
+        "src_revoked_at": "已于 {at} 吊销", "src_made": "创建于 {at}", "src_last_used": "最近使用 {at}",
+        "src_never_used": "从未使用", "src_revoke_token": "吊销此令牌", "src_no_live_token": "没有有效令牌",
+        "src_n_revoked": "另有 {n} 个已吊销的令牌", "src_no_webhook": "未设置",
+        "src_new_token": "生成新令牌", "src_revoke": "吊销来源",
+        "src_confirm": "确认吊销 {name}：其所有令牌立即失效，且此名称不能再用",
+        "src_new_name": "新来源的名称", "src_name_hint": "字母、数字、“.”和“-”，最多 {n} 个字符，如 oa 或 docs.city。",
+        "src_add": "添加来源",
+        "src_token_made": "来源 {name} 的令牌 #{id}", "src_token_use": "请将其配置到该系统：每次请求带上请求头 Authorization: Bearer 加上此令牌。",
+        "src_webhook_secret_made": "{name} 的回调签名密钥",
+        "src_webhook_secret_use": "请将其交给接收回调的系统，用来校验每个回调的签名（见 docs/webhooks.md）。",
+        "src_shown_once": "此密钥只显示这一次：请现在复制。服务器不再显示它。",
+        "src_webhooks": "回调（Webhook）", "src_webhooks_intro": "事件发出或失败后，服务器向来源系统的地址发送带 HMAC 签名的 JSON 回调，直到对方确认。",
+        "src_no_webhooks": "没有设置回调地址。", "src_callbacks": "回调",
+        "src_counts": "待发 {waiting} · 已送达 {delivered} · 已放弃 {dead}", "src_changed": "修改于 {at}",
+        "src_not_a_source": "（不是工作流来源，例如公文的回调）", "src_webhook_remove": "删除回调",
+        "src_webhook_set_title": "设置回调地址", "src_url_hint": "须为 https；仅本机（环回）地址可用 http。不能包含用户名或密码。",
+        "src_new_secret": "同时更换签名密钥（新密钥只显示一次）", "src_webhook_save": "保存回调",
+        "src_bad_name": "来源名称只能包含字母、数字、“.”和“-”，最多 {n} 个字符", "src_exists": "已有名为 {name} 的来源",
+        "src_revoked_no_token": "来源 {name} 已吊销，不能再生成令牌；请以新名称添加来源",
+        "src_confirm_needed": "请勾选确认后再吊销 {name}", "src_bad_webhook": "回调未保存（{detail}）",
+        "src_done_revoked": "已吊销来源 {name} 及其所有令牌。", "src_done_token_revoked": "已吊销 {name} 的令牌 #{id}。",
+        "src_done_webhook_set": "已保存 {name} 的回调地址（签名密钥不变）。", "src_done_webhook_removed": "已删除 {name} 的回调地址。",
+    },
+    "en": {
+        "src_title": "Workflow sources", "src_intro": "A source is a system, such as the office automation (OA) system, that posts events to this server (POST /api/v1/events) for it to turn into notification mail. Each source posts with its own bearer token.",
+        "src_list": "Sources and their tokens", "src_none": "No sources yet.", "src_name": "Name", "src_state": "State",
+        "src_tokens": "Live tokens", "src_webhook": "Callback URL", "src_created": "added {at}", "src_active": "active",
+        "src_revoked_at": "revoked {at}", "src_made": "made {at}", "src_last_used": "last used {at}",
+        "src_never_used": "never used", "src_revoke_token": "Revoke this token", "src_no_live_token": "no live token",
+        "src_n_revoked": "and {n} revoked", "src_no_webhook": "none",
+        "src_new_token": "New token", "src_revoke": "Revoke source",
+        "src_confirm": "Yes, revoke {name}: all its tokens stop working and the name cannot be used again",
+        "src_new_name": "Name of a new source", "src_name_hint": "Letters, digits, '.' and '-', at most {n} characters, e.g. oa or docs.city.",
+        "src_add": "Add source",
+        "src_token_made": "Token #{id} of source {name}", "src_token_use": "Configure it in that system: every request carries the header Authorization: Bearer followed by this token.",
+        "src_webhook_secret_made": "Callback signing secret of {name}",
+        "src_webhook_secret_use": "Give it to the system that receives the callbacks: it verifies every callback's signature with it (docs/webhooks.md).",
+        "src_shown_once": "This secret is shown only now: copy it. The server never shows it again.",
+        "src_webhooks": "Callbacks (webhooks)", "src_webhooks_intro": "Once an event is sent or has failed, the server posts an HMAC-signed JSON callback to the source system's URL, retrying until it is acknowledged.",
+        "src_no_webhooks": "No callback URLs set.", "src_callbacks": "Callbacks",
+        "src_counts": "waiting {waiting} · delivered {delivered} · dead {dead}", "src_changed": "changed {at}",
+        "src_not_a_source": "(not a workflow source: e.g. the documents' callbacks)", "src_webhook_remove": "Remove callback",
+        "src_webhook_set_title": "Set a callback URL", "src_url_hint": "https; plain http only to loopback. No user name or password in it.",
+        "src_new_secret": "Also replace the signing secret (the new one is shown once)", "src_webhook_save": "Save callback",
+        "src_bad_name": "a source name holds only letters, digits, '.' and '-', at most {n} characters", "src_exists": "there is a source {name} already",
+        "src_revoked_no_token": "source {name} is revoked and gets no new token; add a source under a new name",
+        "src_confirm_needed": "tick the confirmation to revoke {name}", "src_bad_webhook": "the callback was not saved ({detail})",
+        "src_done_revoked": "Source {name} and all its tokens revoked.", "src_done_token_revoked": "Token #{id} of {name} revoked.",
+        "src_done_webhook_set": "Callback URL of {name} saved (its signing secret unchanged).", "src_done_webhook_removed": "Callback URL of {name} removed.",
+    },
+}
+for _locale, _table in _SOURCE_MESSAGES.items():
+    MESSAGES[_locale].update(_table)

@@ -74,7 +74,7 @@ async def start(ctx, *, login: Login, selfservice: SelfService | None = None) ->
                    api_routes=tuple(ctx.extras.get("api_routes", ())),
                    operations=_operations(ctx), approvals=_approvals(ctx), documents=ctx.extras.get("documents"),
                    forwarded_trusted=tuple(cfg.get("listen", "http_forwarded_trusted")),
-                   audit_anchor=cfg.audit_anchor_path,
+                   audit_anchor=cfg.audit_anchor_path, webhooks_plain_http=cfg.get("webhooks", "allow_plain_http"),
                    **({"clock": ctx.extras["clock"]} if "clock" in ctx.extras else {}))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
     await runner.setup()

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from mailboxes.apitokens import ApiTokens
 from mailboxes.errors import AlreadyExists, InvalidInput
 from mailboxes.events import DELIVERING, PENDING, SENT, EventStore, NewEvent, Sources
 
@@ -50,6 +51,27 @@ async def test_one_row_per_source_and_id_across_two_nodes(two_stores):
     finally:
         await s1.close()
         await s2.close()
+
+
+async def test_a_new_token_racing_the_revocation_of_its_source_never_outlives_it(two_stores):
+    """Two nodes: one makes tokens while the other revokes the source; once revoked, no token of it is live."""
+    m1, m2, _ = two_stores
+    for round_ in range(5):
+        name = f"race{round_}"
+        src, _, _ = await Sources(m1.router.central).add(name)
+
+        async def make() -> str | None:
+            try:
+                return (await Sources(m1.router.central).new_token(name))[1]
+            except InvalidInput:  # the revocation came first
+                return None
+        made = await asyncio.gather(*(make() for _ in range(4)), Sources(m2.router.central).revoke(name),
+                                    *(make() for _ in range(4)))
+        secrets = [s for s in made[:4] + made[5:] if s is not None]
+        assert [await ApiTokens(m2.router.central).find(s) for s in secrets] == [None] * len(secrets), round_
+        assert all(tok.revoked_at is not None for tok in await Sources(m1.router.central).tokens_of(src.id))
+    with pytest.raises(InvalidInput):
+        await Sources(m1.router.central).new_token("race0")
 
 
 async def test_claims_lease_settle_and_resend(two_stores):

@@ -67,10 +67,22 @@ def test_sources_and_events_from_the_command_line(cfg, storage_url):  # noqa: F8
     assert bad.returncode == 1 and "only a sent or failed event is resent" in bad.stderr
     assert run(cfg, "events", "show", "999", ok=False).stderr == "postroom: error: no event 999\n"
 
+    rotated = re.fullmatch(r"source oa token (\d+): (pr_[A-Za-z0-9_-]{43})\n.*\n",
+                           run(cfg, "source", "token", "oa").stdout)  # another token, to rotate
+    assert rotated and rotated.group(1) != m.group(1)
+
     assert run(cfg, "source", "revoke", "oa").stdout == "revoked source oa\n"
     assert "\trevoked " in run(cfg, "source", "list").stdout
 
-    async def token_gone(mb, store):
-        return await ApiTokens(mb.router.central).find(m.group(2))
-    assert _store(storage_url, token_gone) is None
+    async def tokens_gone(mb, store):
+        return [await ApiTokens(mb.router.central).find(t.group(2)) for t in (m, rotated)]
+    assert _store(storage_url, tokens_gone) == [None, None]
+    bad = run(cfg, "source", "token", "oa", ok=False)  # a revoked source gets no new token
+    assert bad.returncode == 1 and "source oa is revoked" in bad.stderr
+
+    async def audited(mb, store):
+        return [(e["action"], e["target"], json.loads(e["detail"]).get("via"))
+                for e in reversed(await mb.directory.audit_entries(100)) if e["action"].startswith("source.")]
+    assert _store(storage_url, audited) == [("source.add", "oa", "cli"), ("source.token", "oa", "cli"),
+                                            ("source.revoke", "oa", "cli")]
     assert run(cfg, "source", "revoke", "nope", ok=False).stderr == "postroom: error: no source nope\n"

@@ -21,7 +21,9 @@ from urllib.parse import unquote
 
 import pytest
 
+from mailboxes.events import Sources
 from mailboxes.held import HeldMail
+from mailboxes.webhookendpoints import WebhookEndpoints
 from mailserver.config import Config
 from webmail.app import ROUTES
 
@@ -58,7 +60,8 @@ WALKED_ELSEWHERE = {"/documents/incoming", "/documents/incoming/{id}", "/documen
 
 # What some walked pages must show, so that their controls are really on the page when checked.
 SHOWS = {"/mail": "td.subject", "/message": "a[href^='/message/part']", "/admin/queue": "[id^=q-]",
-         "/approvals": "[data-held-id]", "/admin/audit": "table", "/admin/accounts/{address}": "form", "/admin/groups/{address}": "form"}
+         "/approvals": "[data-held-id]", "/admin/audit": "table", "/admin/accounts/{address}": "form", "/admin/groups/{address}": "form",
+         "/admin/sources": "#src-list [id^=tok-] button"}
 
 NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth + 1"
 # The elements that stick out past the right edge (the culprits of a sideways scroll), at most five.
@@ -212,6 +215,8 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
         send_over_smtp(web, html_mail("<p>季度通讯</p>", subject="Newsletter"))
         _submit(web, _message("<a11y@city.test>", "bob@city.test", "预算审批"), ["bob@city.test"])
         deferred_message(web)
+        web.run(Sources(web.mb.router.central).add("oa"))  # a source with a token and a webhook to manage
+        web.run(WebhookEndpoints(web.mb.router.central).set("oa", "https://oa.city.test/hooks/postroom"))
         held = web.run(HeldMail(web.mb.router.central).pending(10))
         assert held, "the mail to an outside address was not held"
 
@@ -239,6 +244,7 @@ async def test_every_page_is_labelled_and_usable_by_keyboard(tmp_path, chromium)
             "/admin/dashboard": "/admin/dashboard",
             "/admin/audit": "/admin/audit",
             "/admin/holds": "/admin/holds",
+            "/admin/sources": "/admin/sources",
             "/approvals": "/approvals",
             "/approvals/{id}": f"/approvals/{held[0].id}",
             "/login/code": "/login/code",

@@ -15,7 +15,7 @@ from .queueing import set_role
 from .test_mail import _flags, _imap
 
 
-def _audit(web, prefix: str) -> list[dict]:
+def _audit(web, prefix: str | tuple[str, ...]) -> list[dict]:
     async def go() -> list[dict]:
         await web.mb.directory.audit_buffer.flush()
         return list(reversed(await web.mb.directory.audit_entries(100)))

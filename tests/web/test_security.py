@@ -53,6 +53,10 @@ OBJECT_ROUTES = {
         "tests.web.test_approvers:test_only_an_administrator_names_a_leader_in_the_console_and_the_api",
     # Holds are the installation's (no account owns one); who may lift one is the role check.
     ("POST", "/admin/holds/{id}/lift"): "tests.web.test_admin_holds:test_users_and_department_admins_are_forbidden",
+    # Workflow sources and webhooks are the installation's, named in the form; who may change one is the role check.
+    **{("POST", p): "tests.web.test_admin_sources:test_users_and_department_admins_are_forbidden"
+       for p in ("/admin/sources/token", "/admin/sources/revoke", "/admin/sources/revoke-token", "/admin/webhooks",
+                 "/admin/webhooks/remove")},
     **{(m, p): "tests.web.test_approvals:test_only_approvers_decide_and_each_decision_is_taken_once"
        for m, p in (("GET", "/approvals"), ("GET", "/approvals/{id}"),
                     ("POST", "/approvals/{id}/{decision:approve|reject}"))},
@@ -77,6 +81,7 @@ NO_OBJECT_ID = {
     # the audit log, legal holds and retention: role admin only (tests.web.test_admin_audit, test_admin_holds)
     "/admin/audit", "/admin/audit/export", "/admin/audit/verify", "/admin/holds", "/admin/retention",
     "/admin/retention/remove",
+    "/admin/sources",  # the list and the form that adds a source: role admin only (tests.web.test_admin_sources)
     *security.AUTODISCOVER_PATHS, *EXEMPT_BY_DESIGN,
 }
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mailboxes.charsets import decode_header_value
 from mailboxes.headers import field_value, scan_header, without_fields
+from mailboxes.mime import parse_message
 
 HEADER = "X-Postroom-Classification"  # the label's name (zh), signed by DKIM (delivery/dkim.py SIGNED_HEADERS)
 ORGANISATION, PARTNERS, ANYONE = "organisation", "partners", "anyone"
@@ -65,6 +66,7 @@ class Labels:
             raise ValueError(f"default label {default!r} is not in the list")
         self._tags = tuple((lb, tag_forms(lb.tag)) for lb in self.labels if lb.tag)
         self._markers = {lb: markers(lb) for lb in self.labels}
+        self._text_markers = {lb: text_markers(lb) for lb in self.labels}
 
     def find(self, name: str) -> Label | None:
         n = name.strip().lower()
@@ -102,12 +104,23 @@ class Labels:
         Labelled mail leaves with our header (stamped) and, in a plain-text body, the banner; a forward
         as an attachment (message/rfc822, never base64: RFC 2046 §5.2.1) keeps the header, an inline
         forward or a reply quoting it keeps the banner (as written, "> "-quoted, or quoted-printable).
-        Plain substring searches over the body: linear, no regex on client input. A base64 text body
-        hides a quoted banner (the sender's own header or tag still counts).
+        First plain substring searches over the raw body (linear, no regex on client input). When they
+        find nothing and the body is not one plain UTF-8 text written as is, the body's text as the
+        search index reads it (mailboxes.mime: each text part's transfer encoding and charset decoded,
+        HTML made text, at most MAX_TEXT_CHARS): clients that send a reply base64-encoded, in GBK or as
+        HTML (Foxmail, Outlook) hide the quoted banner from the first search. The sender's own header
+        or tag still counts (`asked`).
         """
-        body = data[len(_head(data)):]
+        head = _head(data)
+        body = data[len(head):]
         for label in reversed(self.labels[1:]):  # the most restricted first; the least can raise nothing
             if any(marker in body for marker in self._markers[label]):
+                return label
+        if _written_as_read(head):
+            return None  # the raw search saw the text as a client shows it
+        text = parse_message(data).text + "\n"  # the last line ends too
+        for label in reversed(self.labels[1:]):
+            if any(marker in text for marker in self._text_markers[label]):
                 return label
         return None
 
@@ -124,6 +137,13 @@ def markers(label: Label) -> tuple[bytes, ...]:
     line = banner(label).encode("utf-8")
     return (f"\n{HEADER}: {label.zh}\r".encode("utf-8"), line, quopri.encodestring(line).strip(),
             f"[{label.en.upper()}]\r".encode("ascii", "replace"))
+
+
+def text_markers(label: Label) -> tuple[str, ...]:
+    """What labelled mail leaves in the decoded text of a message that quotes it: the banner, or its ASCII
+    form ending a line."""
+    ascii_banner = f"[{label.en.upper()}]"
+    return (banner(label), ascii_banner + "\n", ascii_banner + "\r")
 
 
 def tag_forms(tag: str) -> tuple[str, ...]:
@@ -162,6 +182,20 @@ def stamped(data: bytes, label: Label) -> bytes:
 
 _CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:[ \t]*([^;\r\n]*)")
 _CTE = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:[ \t]*([^;\r\n ]*)")
+
+
+_CHARSET = re.compile(rb'(?i)charset[ \t]*=[ \t]*"?([A-Za-z0-9_.:-]{1,40})')
+
+
+def _written_as_read(head: bytes) -> bool:
+    """One text/plain body, not transfer-encoded, in UTF-8 or ASCII (nothing else in the header says
+    otherwise): its raw octets are its text. Anything unclear answers False (then the text is decoded)."""
+    ct, cte = _CONTENT_TYPE.search(head), _CTE.search(head)
+    if ct is not None and ct.group(1).strip().lower() != b"text/plain":
+        return False
+    if cte is not None and cte.group(1).strip().lower() not in (b"7bit", b"8bit"):
+        return False
+    return all(m.group(1).lower() in (b"utf-8", b"utf8", b"us-ascii") for m in _CHARSET.finditer(head))
 
 
 def banner(label: Label) -> str:

@@ -104,3 +104,42 @@ def test_carried_labels_are_the_most_restricted_marker_in_the_body_only():
     assert labels.of(head + "【敏感 SENSITIVE】\r\n".encode()) == sensitive  # raised above the 公开 asked for
     assert labels.of(head + "【公开 PUBLIC】\r\n".encode(), sensitive) == public  # the header asked; never lowered
     assert labels.of(b"Subject: s\r\n\r\n" + "【公开 PUBLIC】\r\n".encode(), sensitive) == sensitive
+
+
+def _encoded(body: str, *, charset: str = "utf-8", cte: str = "base64", subtype: str = "plain") -> bytes:
+    import base64
+    import quopri
+    raw = body.encode(charset)
+    data = base64.encodebytes(raw) if cte == "base64" else quopri.encodestring(raw)
+    return (f"From: a@city.test\r\nSubject: Re: s\r\nMIME-Version: 1.0\r\nContent-Type: text/{subtype}; "
+            f"charset={charset}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n").encode() + data.replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize("data", [
+    _encoded("No.\r\n\r\n> 【敏感 SENSITIVE】\r\n> Hello.\r\n"),  # Foxmail, Outlook: UTF-8 in base64
+    _encoded("不行。\r\n\r\n> 【敏感 SENSITIVE】\r\n", charset="gbk"),  # GBK in base64
+    _encoded("不行。\r\n\r\n> 【敏感 SENSITIVE】\r\n", charset="gb18030", cte="quoted-printable"),
+    _encoded("<p>No.</p><blockquote>&#12304;敏感 SENSITIVE&#12305;<br>Hello.</blockquote>", subtype="html"),
+    _encoded("No.\r\n\r\n> [SENSITIVE]", charset="us-ascii"),  # the ASCII banner on the last line
+    (b"From: a@city.test\r\nSubject: Re: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n"
+     b"\r\n--b\r\n" + _encoded("No.\r\n> 【敏感 SENSITIVE】\r\n").split(b"MIME-Version: 1.0\r\n", 1)[1]
+     + b"\r\n--b--\r\n"),  # inside a multipart, base64
+], ids=["base64-utf8", "base64-gbk", "qp-gb18030", "html-entities", "ascii-banner-last-line", "multipart"])
+def test_a_quoted_banner_is_found_whatever_the_clients_encoding(data):
+    sensitive = LABELS.labels[2]
+    assert LABELS.carried(data) == sensitive
+    assert LABELS.of(data) == sensitive  # raised above the default 内部
+
+
+def test_encoded_bodies_without_a_banner_carry_nothing_and_plain_text_is_not_decoded(monkeypatch):
+    from delivery import labels as labels_mod
+    assert LABELS.carried(_encoded("不行。\r\n\r\n> 敏感的事另说\r\n", charset="gbk")) is None
+    assert LABELS.carried(_encoded("<p>SENSITIVE [SENSITIVE] later</p>", subtype="html")) is None
+
+    def no_parse(_data):
+        raise AssertionError("a plain UTF-8 body is searched as written, not parsed")
+    monkeypatch.setattr(labels_mod, "parse_message", no_parse)
+    assert LABELS.carried(msg("Content-Type: text/plain; charset=utf-8\r\n", "普通的回复\r\n")) is None
+    assert LABELS.carried(msg("", "plain words\r\n")) is None
+    with pytest.raises(AssertionError):  # anything else is decoded
+        LABELS.carried(msg("Content-Type: text/plain; charset=gbk\r\n", "plain\r\n"))

@@ -8,6 +8,7 @@ submit(); waiting is polling for a condition with a deadline.
 
 from __future__ import annotations
 
+import base64
 import email
 import re
 from email.policy import default
@@ -208,6 +209,10 @@ async def test_forwarded_or_quoted_labelled_mail_keeps_its_label(sites):
                  message("Re: quoted-printable", sender=spokes, to=BOB,
                          extra=utf8 + "Content-Transfer-Encoding: quoted-printable\r\n",
                          body="No.\r\n\r\n> =E3=80=90=E6=95=8F=E6=84=9F SENSITIVE=E3=80=91\r\n"),
+                 message("Re: base64", sender=spokes, to=BOB,  # as Foxmail and Outlook send a Chinese reply
+                         extra="Content-Type: text/plain; charset=gbk\r\nContent-Transfer-Encoding: base64\r\n",
+                         body=base64.encodebytes("不行。\r\n\r\n> 【敏感 SENSITIVE】\r\n> Hello.\r\n".encode("gbk"))
+                         .decode().replace("\n", "\r\n")),
                  message("press release", sender=spokes, to=BOB, extra=utf8, body="新闻稿 public.\r\n")):
         errors, _ = await client.sendmail(spokes, [BOB], data)
         assert errors == {}
@@ -215,7 +220,7 @@ async def test_forwarded_or_quoted_labelled_mail_keeps_its_label(sites):
     city.parts.worker.poke()
     await wait_for(lambda: _has(outside, "press release"), what="the press office's own public mail")
     held = {h.subject: h for h in await city.parts.submitter.held.pending()}
-    assert sorted(held) == ["Fwd: attached", "Fwd: inline", "Re: quoted", "Re: quoted-printable"]
+    assert sorted(held) == ["Fwd: attached", "Fwd: inline", "Re: base64", "Re: quoted", "Re: quoted-printable"]
     assert await subjects(outside, BOB) == ["press release"]
     leader = await city.mb.directory.account(LEADER)
     await Approvals(city.parts.submitter).approve(held["Fwd: attached"].id, leader)

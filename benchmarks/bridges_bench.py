@@ -129,6 +129,14 @@ Bursts: first 1,315-1,404/s accepted, p99 530-881 ms; warm 1,629-2,436/s, p99 64
 same two cores): 20 s at 1,000/s p99 1.6 s (p50 1.2 s), 1.37 ms of the workers' CPU an event.
 At 50 events/s the workers spend ~21 ms of CPU an event (each of its ~6 transactions pays its own
 BEGIN, lock, commit and thread hand-overs: ~340 futex calls an event in strace), 1.5 ms at 1,000/s.
+
+2026-12-06, session 21 (SQLite, 2 workers, --paced 800 --rate 50 --light, alternating runs): every
+post woke the sibling's worker too, which claimed nothing and read twice before sleeping again. A
+sleeping worker now takes a trickle alone (EventWorker.wants_help; a round in progress, a crowded
+intake or a batch over CONCURRENCY still wakes all): server CPU 13.4-16.6 ms an event (median 15.5,
+5 runs) against 17.0-22.5 (median 19.2, 6 runs), p50 10-12 ms against 11-17. Bursts and batches
+unchanged (6 alternating runs: first burst 1,003-1,269 against 1,051-1,194/s, warm 1,673-1,736 against
+1,767-2,465/s, p99 under 0.9 s in both). On PostgreSQL the insert's NOTIFY still wakes every node.
 """
 
 from __future__ import annotations

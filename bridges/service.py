@@ -48,10 +48,10 @@ def build(ctx) -> EventParts:
     templates = Templates(cfg.data_dir.joinpath(*OVERRIDE_DIR))
     worker = EventWorker(store, delivery.submitter, sources=source_name, templates=templates,
                          hostname=cfg.hostname, clock=clock)
-    # New rows wake the events workers of every process: here, the SQLite siblings (FanoutBus),
-    # other PostgreSQL nodes (the insert's NOTIFY): a batch posted to one is delivered by all.
+    # New rows wake the events workers of every process when this one wants help (EventWorker.wants_help):
+    # here, the SQLite siblings (FanoutBus); other PostgreSQL nodes hear the insert's NOTIFY anyway.
     bus.on_wake(WAKE_TOPIC, worker.poke)
-    store.listeners.append(lambda: bus.wake(WAKE_TOPIC))
+    store.listeners.append(lambda new: (bus.wake if worker.wants_help(new) else bus.wake_here)(WAKE_TOPIC))
     recorder = callbacks.Recorder(clock)
     store.settle_hooks.append(recorder)  # delivered/failed, committed with the outcome
     sender = ctx.extras.get("webhooks")  # started before us (mailserver/app.py)

@@ -272,7 +272,7 @@ class EventStore:
         self._committer: LateGroupCommitter[tuple[NewEvent, dict], tuple[Event, bool]] = LateGroupCommitter(
             db, self._insert_taken, self._answers)
         self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
-        self.listeners: list[Callable[[], None]] = []  # told after new rows are committed (the worker's poke)
+        self.listeners: list[Callable[[int], None]] = []  # told how many new rows were committed (the worker's poke)
         self.posting = 0  # accept() calls under way in this process (posts waiting for their 202)
         self._busy_until = 0.0  # monotonic time until which the intake counts as busy
         self.unclaimed_since: float | None = None  # when the oldest event accepted here since the last claim was
@@ -297,11 +297,12 @@ class EventStore:
             out = await asyncio.gather(*(self._committer.submit((e, _row(e, now))) for e in events))
         finally:
             self.posting -= 1
-        if any(created for _, created in out):
+        new = sum(created for _, created in out)
+        if new:
             if self.unclaimed_since is None:
                 self.unclaimed_since = monotonic()
             for notify in self.listeners:  # commit first, then broadcast
-                notify()
+                notify(new)
         return list(out)
 
     def intake_busy(self) -> bool:
@@ -480,7 +481,7 @@ class EventStore:
             ev = await self.get(event_id)
             raise InvalidInput(f"event {event_id} is {ev.state}: only a sent or failed event is resent")
         for notify in self.listeners:
-            notify()
+            notify(1)
         return await self.get(event_id)
 
     async def counts(self) -> dict[str, int]:

@@ -178,3 +178,57 @@ async def test_rounds_look_for_due_digests_only_once_one_may_be_due(tmp_path, st
     finally:
         await parts.worker.close()
         await inst.stop()
+
+
+async def test_a_sleeping_worker_takes_a_trickle_alone_and_shares_a_batch(tmp_path, storage_url):
+    """Two processes' buses (FanoutBus, as `serve --workers 2` gives them): an event posted while this process's
+    worker sleeps wakes only it; a batch larger than a round's deliveries, or an event its worker cannot take
+    now, wakes the sibling too."""
+    import asyncio
+
+    from bridges.worker import CONCURRENCY
+    from mailboxes.events import WAKE_TOPIC
+    from mailboxes.fanout import FanoutBus
+    from tests.protocol.smtp.support import wait_for
+
+    inst = await start_instance(make_config(tmp_path / "site", storage_url))
+    buses = [FanoutBus(str(tmp_path), me, ["1", "2"]) for me in ("1", "2")]
+    for b in buses:
+        b.start()
+    sibling_woken = asyncio.Event()
+    buses[1].on_wake(WAKE_TOPIC, sibling_woken.set)
+    own_bus, inst.mb.store.bus = inst.mb.store.bus, buses[0]
+    try:
+        await inst.add_user("alice@city.test")
+        parts = bridges_service.build(inst.ctx)
+        src, _, _ = await parts.sources.add("oa")
+        await parts.worker.start()
+        await wait_for(lambda: parts.worker.idle, what="the worker asleep")
+        await _post(parts, src, id="t1", title="t1", recipients=["alice@city.test"])
+
+        async def delivered() -> bool:
+            return len(await inst.inbox("alice@city.test")) == 1
+        await wait_for(delivered, what="the trickle's event delivered by this worker")
+        # The delivery's folder event travels to the sibling after any wake-up sent before it (one sender's
+        # datagrams keep their order): once it is there, a wake-up would have been too.
+        await wait_for(lambda: buses[1].received >= 1, what="the folder event at the sibling")
+        assert not sibling_woken.is_set()
+
+        await wait_for(lambda: parts.worker.idle, what="the worker asleep again")
+        many = [await parts.api._prepare(validate.event({"id": f"b{i}", "type": "reminder", "title": f"b{i}",
+                                                         "recipients": ["alice@city.test"], "body": "b"}),
+                                         src.id, Expander(parts.api.directory)) for i in range(CONCURRENCY + 1)]
+        await parts.store.accept(many)
+        async with asyncio.timeout(10):
+            await sibling_woken.wait()  # a batch is shared
+
+        await parts.worker.close()  # a worker that cannot take it now (here: stopped) asks for help
+        sibling_woken.clear()
+        await _post(parts, src, id="t2", title="t2", recipients=["alice@city.test"])
+        async with asyncio.timeout(10):
+            await sibling_woken.wait()
+    finally:
+        inst.mb.store.bus = own_bus
+        for b in buses:
+            b.close()
+        await inst.stop()

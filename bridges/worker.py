@@ -131,9 +131,9 @@ class EventWorker(PolledLoop):
 
     async def _next_due(self) -> datetime | None:
         read = monotonic()
-        self._digest_at = await self.store.next_digest()
+        event_at, self._digest_at = await self.store.next_times()
         self._digest_read = read
-        dues = [d for d in (await self.store.next_due(), self._digest_at) if d is not None]
+        dues = [d for d in (event_at, self._digest_at) if d is not None]
         return min(dues) if dues else None
 
     def _digests_may_be_due(self) -> bool:

@@ -434,13 +434,20 @@ class EventStore:
         return done
 
     async def next_due(self) -> datetime | None:
-        c = t.events.c
+        return (await self.next_times())[0]
+
+    async def next_times(self) -> tuple[datetime | None, datetime | None]:
+        """(when an event is next due: a retry or a lapsing lease; when a digest is next due), in one read:
+        a worker reads both before every sleep, and each read is a hand-off to a reader's thread."""
+        c, d = t.events.c, t.event_digest_items.c
 
         def due_sync(conn: Connection) -> tuple:
             return (conn.execute(select(func.min(c.next_attempt_at)).where(c.state == PENDING)).scalar(),
-                    conn.execute(select(func.min(c.claimed_until)).where(c.state == DELIVERING)).scalar())
-        due = [_aware(d) for d in await self.db.read_sync(due_sync) if d is not None]
-        return min(due) if due else None
+                    conn.execute(select(func.min(c.claimed_until)).where(c.state == DELIVERING)).scalar(),
+                    conn.execute(select(func.min(d.due_at)).where(d.sent_at.is_(None))).scalar())
+        retry, lease, digest = await self.db.read_sync(due_sync)
+        due = [_aware(x) for x in (retry, lease) if x is not None]
+        return (min(due) if due else None), _maybe(digest)
 
     # --- administrators ------------------------------------------------------------------
 

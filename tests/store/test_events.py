@@ -167,6 +167,7 @@ async def test_preferences_and_digest_items(mb):
         await store.add_digest_items(ev.id, {a.id: due})
         await store.add_digest_items(ev.id, {a.id: due})  # idempotent: a retried delivery holds it once
         assert await store.next_digest() == due
+        assert await store.next_times() == (clock.now, due)  # the pending event (due since its post), the digest
         assert await store.due_digests(10, 10) == {}  # not yet
         clock.now = due
         [(who, [item])] = (await store.due_digests(10, 10)).items()

@@ -162,6 +162,29 @@ def insert_params(conn: Connection, params: list[dict]) -> None:
         conn.execute(_insert_text(conn.dialect.name), params)
 
 
+def folder_blob(dialect: str, qualifier: str = "") -> str:
+    """messages.blob_id as a folder's search compares it with the bodies an index matched.
+
+    On SQLite "+blob_id": the unary plus keeps ix_messages_blob_id out of the plan, so the folder's
+    rows are walked (its index on folder_id) and each body looked up in the matched set. Without
+    it, statistics that make folders look large and bodies unique (an ANALYZE on a big shared
+    database) turned the plan around: every body of the partition that matched probed messages,
+    so a common word cost a probe per matching message of the whole database, not per message of
+    the folder. PostgreSQL plans with its own statistics, kept by autovacuum.
+    """
+    col = f"{qualifier}blob_id"
+    return f"+{col}" if dialect == "sqlite" else col
+
+
+def folder_uids_sql(dialect: str, column: str | None, query: str) -> tuple[str, dict] | None:
+    """SQL selecting the UIDs of folder :fid whose indexed `column` (None: any) matches `query`, or None."""
+    q = blob_match_sql(dialect, column, query)
+    if q is None:
+        return None
+    sql, params = q
+    return f"SELECT uid FROM messages WHERE folder_id = :fid AND {folder_blob(dialect)} IN ({sql})", params
+
+
 def blob_match_sql(dialect: str, column: str | None, query: str) -> tuple[str, dict] | None:
     """SQL selecting blob ids whose `column` (None: any of them) matches `query`, with its params.
 

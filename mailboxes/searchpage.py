@@ -12,14 +12,14 @@ Implementation notes
 
 from __future__ import annotations
 
-from sqlalchemy import column, func, select, text
+from sqlalchemy import column, func, literal_column, select, text
 
 from . import identity
 from . import schema as t
 from .db import Database
 from .messagewrite import META_COLS, meta
 from .model import FolderRef, MessageMeta
-from .search import blob_match_sql
+from .search import blob_match_sql, folder_blob
 
 
 async def search_page(db: Database, ref: FolderRef, query: str, *, offset: int, limit: int,
@@ -31,7 +31,7 @@ async def search_page(db: Database, ref: FolderRef, query: str, *, offset: int, 
     sql, params = q
     c = t.messages.c
     matched = text(sql).bindparams(**params).columns(column("id"))
-    where = (c.folder_id == ref.id) & c.blob_id.in_(matched)
+    where = (c.folder_id == ref.id) & literal_column(folder_blob(db.dialect, "messages.")).in_(matched)
     order = (c.internal_date.desc(), c.uid.desc()) if newest_first else (c.internal_date, c.uid)
     async with db.read() as conn:
         identity.check(ref, (await conn.execute(select(t.folders).where(t.folders.c.id == ref.id))).first())

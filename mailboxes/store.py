@@ -630,17 +630,15 @@ class Store:
 
         None when the query has no indexable terms (the caller decides, e.g. match all).
         """
-        from .search import blob_match_sql
+        from .search import folder_uids_sql
         db = await self._db(ref.partition)
-        q = blob_match_sql(db.dialect, column, query)
+        q = folder_uids_sql(db.dialect, column, query)
         if q is None:
             return None
         await self.catch_up_index(ref.partition, ref.id)
         sql, params = q
         async with db.read() as conn:
-            rows = await conn.execute(text(
-                f"SELECT uid FROM messages WHERE folder_id = :fid AND blob_id IN ({sql})"),
-                {"fid": ref.id, **params})
+            rows = await conn.execute(text(sql), {"fid": ref.id, **params})
             return {r[0] for r in rows}
 
     async def search_substring(self, ref: FolderRef, where: str, needle: str) -> set[int]:

@@ -123,14 +123,17 @@ def folder_match_sql(dialect: str, cols: tuple[str, ...], needle: str) -> tuple[
     messages only.
     """
     key = "rowid" if dialect == "sqlite" else "blob_id"
-    base = f"SELECT m.uid FROM messages m JOIN {TABLE} x ON x.{key} = m.blob_id WHERE m.folder_id = :fid AND "
+    # SQLite's CROSS JOIN keeps the folder's rows the outer loop whatever the statistics say (search.folder_blob).
+    join = "CROSS JOIN" if dialect == "sqlite" else "JOIN"
+    base = f"SELECT m.uid FROM messages m {join} {TABLE} x ON x.{key} = m.blob_id WHERE m.folder_id = :fid AND "
     # GLOB's own specials: SQLite 3.40's FTS5 misses "[*]" before a multibyte character; scan instead.
     if len(needle) < TRIGRAM or (dialect == "sqlite" and any(ch in needle for ch in "*?[")):
         fn = "instr({c}, :n) > 0" if dialect == "sqlite" else "strpos({c}, :n) > 0"
         return base + "(" + " OR ".join(fn.format(c=f"x.{c}") for c in cols) + ")", {"n": needle}
     if dialect == "sqlite":  # FTS5 answers "col GLOB" from the trigrams, one column per statement
         inner = " UNION ".join(f"SELECT rowid FROM {TABLE} WHERE {c} GLOB :g" for c in cols)
-        return f"SELECT uid FROM messages WHERE folder_id = :fid AND blob_id IN ({inner})", {"g": _glob(needle)}
+        return (f"SELECT uid FROM messages WHERE folder_id = :fid AND {search.folder_blob(dialect)} IN ({inner})",
+                {"g": _glob(needle)})
     return base + "(" + " OR ".join(f"x.{c} LIKE :p" for c in cols) + ")", {"p": _like(needle)}
 
 
@@ -146,10 +149,9 @@ def folder_queries(dialect: str, where: str, needle: str) -> list[tuple[str, dic
     cols = _columns(where)
     out = []
     if search.is_one_token(folded):
-        words = search.blob_match_sql(dialect, None if where == "text" else "body", needle)
+        words = search.folder_uids_sql(dialect, None if where == "text" else "body", needle)
         if words is not None:
-            sql, params = words
-            out.append((f"SELECT uid FROM messages WHERE folder_id = :fid AND blob_id IN ({sql})", params))
+            out.append(words)
             if len(folded) < TRIGRAM and search.is_cjk(folded):
                 # One or two Chinese characters: the word index holds every one and every pair of
                 # the body and of subject and addresses; only the other header fields need a look.

@@ -469,18 +469,24 @@ async def test_a_search_catching_up_goes_on_when_another_indexer_took_its_batch(
     assert raced == [20] and (await counts(db))[0] == 0
 
 
-async def test_a_folders_catch_up_probes_messages_by_body_whatever_sqlite_believes(mb, monkeypatch):
-    """Without statistics SQLite sometimes probed `messages` by folder_id (ix_messages_modseq) for each pending
-    row, reading the whole folder each time: 0.65 s a batch for a 400-message INBOX behind 19,000 pending
-    bodies (bridges_bench), and as long again for the search's look for what is left. Statistics that make
-    folder_id look selective must not bring that plan back: the probe is by messages.blob_id."""
+async def _three_on_sqlite(mb, monkeypatch, subject: str, body: str):
+    """(the database, an account with three messages in its INBOX) for a test of SQLite's query plans."""
     db = mb.router.central
     if db.dialect != "sqlite":
         pytest.skip("the plan of SQLite's query planner")
     no_pause(monkeypatch)
     acct = await mb.add_account("a@city.test", password=None)
     for i in range(3):
-        await mb.store.deliver(Delivery(prepare(make_message(f"m{i}", "plan")), ((acct, "INBOX"),)))
+        await mb.store.deliver(Delivery(prepare(make_message(subject.format(i=i), body)), ((acct, "INBOX"),)))
+    return db, acct
+
+
+async def test_a_folders_catch_up_probes_messages_by_body_whatever_sqlite_believes(mb, monkeypatch):
+    """Without statistics SQLite sometimes probed `messages` by folder_id (ix_messages_modseq) for each pending
+    row, reading the whole folder each time: 0.65 s a batch for a 400-message INBOX behind 19,000 pending
+    bodies (bridges_bench), and as long again for the search's look for what is left. Statistics that make
+    folder_id look selective must not bring that plan back: the probe is by messages.blob_id."""
+    db, acct = await _three_on_sqlite(mb, monkeypatch, "m{i}", "plan")
 
     def misleading_statistics(conn, _blocking) -> None:
         conn.exec_driver_sql("ANALYZE")
@@ -502,3 +508,48 @@ async def test_a_folders_catch_up_probes_messages_by_body_whatever_sqlite_believ
         else:
             assert probes == ["SEARCH m USING INDEX ix_messages_blob_id (blob_id=?)"], (stmt, plan)
     assert await mb.store.search_text(ref, "body", "plan") == {1, 2, 3}
+
+
+async def test_a_folders_search_walks_the_folder_whatever_sqlite_believes(mb, monkeypatch):
+    """Statistics that make a folder look large and bodies unique turned every folder search around: each body
+    of the partition that the index matched probed `messages` by blob_id, so a common word cost a probe per
+    matching message of the whole database. Every search statement walks the folder's rows instead."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    db, acct = await _three_on_sqlite(mb, monkeypatch, "m{i} 税务稽查", "plan ahead *star*")
+    ref = (await mb.store.folder(acct, "INBOX")).ref
+    await mb.store.catch_up_index(ref.partition)
+
+    def misleading_statistics(conn, _blocking) -> None:
+        """A million messages in folders of 100,000, each body in one message (every index on folder_id first)."""
+        conn.exec_driver_sql("ANALYZE")
+        for idx, stat in conn.exec_driver_sql("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'messages'").all():
+            columns = len(stat.split()) - 1
+            new = "1000000 1" if idx == "ix_messages_blob_id" else " ".join(["1000000", "100000"] + ["1"] * (columns - 1))
+            conn.exec_driver_sql("UPDATE sqlite_stat1 SET stat = ? WHERE tbl = 'messages' AND idx = ?", (new, idx))
+        conn.exec_driver_sql("ANALYZE sqlite_schema")  # load them
+    await db.write_sync(misleading_statistics)
+
+    statements: list[tuple[str, object]] = []
+
+    def seen(_conn, _cursor, statement, parameters, *_args) -> None:
+        if "FROM messages" in statement and ("blob_fts" in statement or "blob_text" in statement):
+            statements.append((statement, parameters))
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        assert await mb.store.search_text(ref, None, "plan") == {1, 2, 3}
+        for where, needle in (("body", "plan"), ("text", "plan ahead"), ("body", "pl"), ("body", "*sta"),
+                              ("text", "稽查"), ("body", "an a")):
+            assert await mb.store.search_substring(ref, where, needle) == {1, 2, 3}, needle
+        count, page = await mb.store.search_page(ref, "plan", offset=0, limit=10)
+        assert count == 3 and len(page) == 3
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert len(statements) >= 9
+    for statement, parameters in statements:
+        plan = await db.read_sync(lambda conn, s=statement, p=parameters: [
+            r[3] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {s}", p)])
+        first = next(p for p in plan if p.startswith(("SEARCH", "SCAN")))
+        assert first.startswith(("SEARCH messages USING", "SEARCH m USING")) and "(folder_id=?" in first, (statement, plan)
+        assert not any("ix_messages_blob_id" in p for p in plan), (statement, plan)

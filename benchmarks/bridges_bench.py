@@ -139,6 +139,8 @@ unchanged (6 alternating runs: first burst 1,003-1,269 against 1,051-1,194/s, wa
 1,767-2,465/s, p99 under 0.9 s in both). On PostgreSQL the insert's NOTIFY still wakes every node.
 Then the sleep's two reads (next event due, next digest due) became one (EventStore.next_times):
 12.3-18.1 ms an event (median 13.3, 5 runs) against 12.9-15.3 (median 14.5) in alternating runs.
+PostgreSQL (--pg, same flow): the insert's NOTIFY now also waits for wants_help (EventStore.wake_others):
+17.2-21.9 ms an event (median 20.1, 4 runs) against 21.3-21.7 (median 21.5); bursts unchanged (1 run each).
 """
 
 from __future__ import annotations

@@ -49,9 +49,10 @@ def build(ctx) -> EventParts:
     worker = EventWorker(store, delivery.submitter, sources=source_name, templates=templates,
                          hostname=cfg.hostname, clock=clock)
     # New rows wake the events workers of every process when this one wants help (EventWorker.wants_help):
-    # here, the SQLite siblings (FanoutBus); other PostgreSQL nodes hear the insert's NOTIFY anyway.
+    # the SQLite siblings (FanoutBus), the other PostgreSQL nodes (the insert's NOTIFY, store.wake_others).
     bus.on_wake(WAKE_TOPIC, worker.poke)
     store.listeners.append(lambda new: (bus.wake if worker.wants_help(new) else bus.wake_here)(WAKE_TOPIC))
+    store.wake_others = worker.wants_help
     recorder = callbacks.Recorder(clock)
     store.settle_hooks.append(recorder)  # delivered/failed, committed with the outcome
     sender = ctx.extras.get("webhooks")  # started before us (mailserver/app.py)

@@ -273,6 +273,9 @@ class EventStore:
             db, self._insert_taken, self._answers)
         self._settler: GroupCommitter[tuple, None] = GroupCommitter(self._settle_batch)
         self.listeners: list[Callable[[int], None]] = []  # told how many new rows were committed (the worker's poke)
+        # Whether n new rows should wake the other nodes' workers (PostgreSQL NOTIFY at commit); bridges.service
+        # gives the worker's wants_help: a trickle is left to this node's sleeping worker. Called in the writer's thread.
+        self.wake_others: Callable[[int], bool] = lambda _n: True
         self.posting = 0  # accept() calls under way in this process (posts waiting for their 202)
         self._busy_until = 0.0  # monotonic time until which the intake counts as busy
         self.unclaimed_since: float | None = None  # when the oldest event accepted here since the last claim was
@@ -345,7 +348,7 @@ class EventStore:
             rows = conn.execute(select(t.events).where(
                 or_(*(and_(c.source_id == s, c.ext_id == x) for s, x in keys)))).all()
             found = {(r.source_id, r.ext_id): _event(r) for r in rows}
-        if self.node and made:
+        if self.node and made and self.wake_others(len(made)):
             pgbus.wake_sync(conn, self.node, WAKE_TOPIC)  # delivered at commit, to the other nodes
         return made, found
 

@@ -150,7 +150,9 @@ async def test_two_workers_share_the_load_and_a_group_sigkill_loses_nothing(tmp_
         by_worker: dict[int, set[str]] = {}
         for slot, helo, _ in srv.transactions():
             by_worker.setdefault(slot, set()).add(helo)
-        assert set(by_worker) == {1, 2}, by_worker
+        # (Failed once in CI under load, session 21, its log lost: the assertion now carries what the workers said.)
+        assert set(by_worker) == {1, 2}, (by_worker, [line for line in srv.log_since(0).splitlines()
+                                                      if "serving" in line or "stalled" in line or "ERROR" in line])
         assert not by_worker[1] & by_worker[2], "one connection is served by one worker"
         os.killpg(srv.proc.pid, signal.SIGKILL)  # the supervisor and both workers at once
         assert await srv.proc.wait() == -signal.SIGKILL

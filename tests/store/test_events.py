@@ -9,9 +9,11 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from mailboxes import pgbus
 from mailboxes.apitokens import ApiTokens
 from mailboxes.errors import AlreadyExists, InvalidInput
-from mailboxes.events import DELIVERING, PENDING, SENT, EventStore, NewEvent, Sources
+from mailboxes.events import DELIVERING, PENDING, SENT, WAKE_TOPIC, EventStore, NewEvent, Sources
+from tests.protocol.smtp.support import wait_for
 
 
 class Clock:
@@ -174,5 +176,31 @@ async def test_preferences_and_digest_items(mb):
         assert who == a.id and item.event.id == ev.id
         await store.digest_sent([item.id])
         assert await store.due_digests(10, 10) == {} and await store.next_digest() is None
+    finally:
+        await store.close()
+
+
+async def test_new_events_wake_the_other_nodes_only_when_asked(two_stores):
+    """PostgreSQL: the insert's NOTIFY wakes the other nodes' events workers, unless this node's worker takes
+    the events itself (EventStore.wake_others: a trickle posted while it sleeps)."""
+    m1, m2, a = two_stores
+    if m1.router.central.dialect != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's")
+    woken: list[str] = []
+    m2.store.bus.on_wake(WAKE_TOPIC, lambda: woken.append("events"))
+    m2.store.bus.on_wake("marker", lambda: woken.append("marker"))
+    src, _, _ = await Sources(m1.router.central).add("oa")
+    store = EventStore(m1.router.central, node=m1.store.node)
+    asked: list[int] = []
+    try:
+        store.wake_others = lambda n: asked.append(n) or True
+        await store.accept([new(src.id, "loud", a.id, queue_id="Q1"), new(src.id, "loud2", a.id, queue_id="Q2")])
+        await wait_for(lambda: woken == ["events"], what="the accept's NOTIFY at the other node")
+        store.wake_others = lambda n: asked.append(n) or False
+        await store.accept([new(src.id, "quiet", a.id, queue_id="Q3")])
+        await m1.router.central.write_sync(lambda conn, _blocking: pgbus.wake_sync(conn, m1.store.node, "marker"))
+        # One node's notifications arrive in commit order: had the quiet accept sent one, it came before this.
+        await wait_for(lambda: "marker" in woken, what="the marker at the other node")
+        assert woken == ["events", "marker"] and asked == [2, 1]
     finally:
         await store.close()

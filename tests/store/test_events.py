@@ -186,9 +186,19 @@ async def test_new_events_wake_the_other_nodes_only_when_asked(two_stores):
     m1, m2, a = two_stores
     if m1.router.central.dialect != "postgresql":
         pytest.skip("NOTIFY is PostgreSQL's")
-    woken: list[str] = []
+    woken: list[str] = []  # in the order node 2 heard them ("ready" ones apart: several may be on their way)
+    ready: list[int] = []
     m2.store.bus.on_wake(WAKE_TOPIC, lambda: woken.append("events"))
     m2.store.bus.on_wake("marker", lambda: woken.append("marker"))
+    m2.store.bus.on_wake("ready", lambda: ready.append(1))
+
+    async def sent(topic: str) -> None:
+        await m1.router.central.write_sync(lambda conn, _blocking: pgbus.wake_sync(conn, m1.store.node, topic))
+
+    async def listening() -> bool:  # node 2 LISTENs from a connection of its own, opened in the background
+        await sent("ready")
+        return bool(ready)
+    await wait_for(listening, what="node 2 listening")
     src, _, _ = await Sources(m1.router.central).add("oa")
     store = EventStore(m1.router.central, node=m1.store.node)
     asked: list[int] = []
@@ -198,7 +208,7 @@ async def test_new_events_wake_the_other_nodes_only_when_asked(two_stores):
         await wait_for(lambda: woken == ["events"], what="the accept's NOTIFY at the other node")
         store.wake_others = lambda n: asked.append(n) or False
         await store.accept([new(src.id, "quiet", a.id, queue_id="Q3")])
-        await m1.router.central.write_sync(lambda conn, _blocking: pgbus.wake_sync(conn, m1.store.node, "marker"))
+        await sent("marker")
         # One node's notifications arrive in commit order: had the quiet accept sent one, it came before this.
         await wait_for(lambda: "marker" in woken, what="the marker at the other node")
         assert woken == ["events", "marker"] and asked == [2, 1]
